@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the test suite).
+# Both create .venv and install hf_swa with what it needs on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU build where one lies on disk; override for another build, e.g. TORCH=torch (CUDA from PyPI).
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-fast demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not distributed"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_update.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

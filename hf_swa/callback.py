@@ -1,0 +1,216 @@
+"""`SWACallback`: Stochastic Weight Averaging for any `transformers.Trainer`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from . import __version__
+from .averaging import WeightAverager
+from .checkpoint import CONFIG_FILE, load_swa_state, save_swa_state, write_json_atomic
+from .config import SWAConfig
+from .schedule import install_lr_tail
+
+logger = logging.getLogger(__name__)
+
+# transformers schedules whose LR reaches (or nearly reaches) 0 at the end of training.
+DECAYING_SCHEDULES = {"linear", "cosine", "cosine_with_restarts", "polynomial", "cosine_with_min_lr", "warmup_stable_decay"}
+
+LOAD_BEST_MESSAGE = (
+    "load_best_model_at_end=True would replace the averaged weights with a live checkpoint at the end. "
+    "Set load_best_model_at_end=False when using SWA (evaluation reports eval_swa_* for the average)."
+)
+
+# Settings that change which snapshots make the average: a resumed run must keep them.
+_AVERAGING_SETTINGS = ("start_step", "swa_freq", "strategy")
+
+
+class SWACallback(TrainerCallback):
+    """Average the weights over the late optimizer steps of any `Trainer` run.
+
+    From the start step on, the weights after every `swa_freq`-th optimizer step are
+    folded into fp32 running averages (gradient accumulation counts optimizer steps
+    only). With `swa_lr` set, the LR anneals to `swa_lr` from the start step. Each
+    `checkpoint-N/` gets the SWA state, and resuming continues the same average. At
+    the end of the last step the model takes the averaged weights, so the final
+    checkpoint, `trainer.model` and `trainer.save_model()` are the averaged model;
+    the live weights stay available through `live_weights()`.
+
+    Args:
+        config: an `SWAConfig`; or pass its fields as keyword arguments.
+
+    Example:
+        >>> import torch
+        >>> from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+        >>> from hf_swa import SWACallback, SWAConfig
+        >>> model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
+        ...     num_attention_heads=2, intermediate_size=8))
+        >>> data = [{"input_ids": torch.tensor([1, 2, 3]), "labels": torch.tensor(1)}] * 8
+        >>> args = TrainingArguments("/tmp/hf_swa_doctest", max_steps=4, per_device_train_batch_size=2,
+        ...     report_to="none", save_strategy="no", use_cpu=True)
+        >>> callback = SWACallback(SWAConfig(swa_start=0.5, swa_freq=1))
+        >>> trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[callback])
+        >>> _ = trainer.train()  # doctest: +ELLIPSIS
+        {'train_runtime': ...}
+        >>> callback.averager.n_averaged  # steps 2, 3 and 4
+        3
+    """
+
+    def __init__(self, config: Optional[SWAConfig] = None, **kwargs):
+        if config is not None and kwargs:
+            raise TypeError("Pass either an SWAConfig or its fields as keyword arguments, not both.")
+        self.config = config if config is not None else SWAConfig(**kwargs)
+        self.averager: Optional[WeightAverager] = None
+        self.start_step: Optional[int] = None
+        self.max_steps: Optional[int] = None
+        # Set by SWATrainer.train to the checkpoint it resumes from; a plain Trainer leaves it None
+        # and the callback looks at args.resume_from_checkpoint, then output_dir/checkpoint-<step>.
+        self.resume_from_checkpoint: Optional[str] = None
+
+    # ---------------------------------------------------------------- events
+    def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
+        if args.load_best_model_at_end:
+            raise ValueError(LOAD_BEST_MESSAGE)
+        self.max_steps = state.max_steps
+        self.start_step = self.config.start_step(state.max_steps)
+        self.averager = WeightAverager(
+            model, device=self.config.swa_device, strategy=self.config.strategy, ema_decay=self.config.ema_decay
+        )
+        if state.global_step > 0:
+            self._resume(args, state)
+        schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+        if self.config.swa_lr is None:
+            if schedule in DECAYING_SCHEDULES:
+                logger.warning(
+                    "SWA without swa_lr keeps the %r schedule, which decays the LR towards 0: the late weights "
+                    "barely move, so averaging them is nearly a no-op. Set swa_lr (e.g. half the peak LR) to hold "
+                    "the LR up while averaging.",
+                    schedule,
+                )
+        else:
+            install_lr_tail(lr_scheduler, self.config, self.start_step)
+        logger.info(
+            "SWA: averaging from optimizer step %d of %d, every %d step(s)", self.start_step, state.max_steps,
+            self.config.swa_freq,
+        )
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if step >= self.start_step and (step - self.start_step) % self.config.swa_freq == 0:
+            self.averager.update(model)
+        if step >= state.max_steps and self.averager.n_averaged > 0:
+            # The last checkpoint is written after this event and before on_train_end: make it the average.
+            self.averager.swap_in(model)
+
+    def on_save(self, args, state, control, **kwargs):
+        if not args.should_save:
+            return
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if not os.path.isdir(folder):
+            logger.warning("SWA: checkpoint folder %s not found; SWA state not saved with it.", folder)
+            return
+        save_swa_state(folder, self.averager.state_dict(), self._metadata())
+        if self.averager.holds_averages:
+            self.write_config(folder)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.averager is None:
+            return
+        if self.averager.n_averaged == 0:
+            logger.warning(
+                "SWA: training ended at step %d before the first snapshot (step %d); the model keeps its live weights.",
+                state.global_step, self.start_step,
+            )
+            return
+        if not self.averager.holds_averages:  # stopped early, or resumed from the final checkpoint
+            self.averager.swap_in(model)
+        if args.should_save:
+            self.write_config(args.output_dir)
+        logger.info(
+            "SWA: the model now holds the average of %d snapshot(s) (%d skipped as non-finite).",
+            self.averager.n_averaged, self.averager.n_skipped,
+        )
+
+    # ---------------------------------------------------------------- helpers
+    def live_weights(self, model):
+        """Context manager: the model holds its live (not averaged) weights within the block."""
+        return self.averager.live_weights(model)
+
+    def averaged_weights(self, model):
+        """Context manager: the model holds the averaged weights within the block."""
+        return self.averager.averaged_weights(model)
+
+    @property
+    def has_average(self) -> bool:
+        return self.averager is not None and self.averager.n_averaged > 0
+
+    def summary(self) -> dict:
+        """The SWA settings and counters, as recorded in `swa_config.json`."""
+        record = self.config.to_dict()
+        record.update(
+            start_step=self.start_step,
+            max_steps=self.max_steps,
+            n_averaged=self.averager.n_averaged if self.averager else 0,
+            n_skipped=self.averager.n_skipped if self.averager else 0,
+            hf_swa_version=__version__,
+        )
+        return record
+
+    def write_config(self, folder: str) -> None:
+        """Write `swa_config.json` (settings and `n_averaged`) into `folder`."""
+        os.makedirs(folder, exist_ok=True)
+        write_json_atomic(os.path.join(folder, CONFIG_FILE), self.summary())
+
+    def _metadata(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "start_step": self.start_step,
+            "swa_freq": self.config.swa_freq,
+            "strategy": self.averager.strategy.to_dict(),
+            "holds_averages": self.averager.holds_averages,
+            "hf_swa_version": __version__,
+        }
+
+    def _checkpoint_folder(self, args, state) -> str:
+        if self.resume_from_checkpoint:
+            return self.resume_from_checkpoint
+        if isinstance(args.resume_from_checkpoint, str) and os.path.isdir(args.resume_from_checkpoint):
+            return args.resume_from_checkpoint
+        return os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+
+    def _resume(self, args, state) -> None:
+        folder = self._checkpoint_folder(args, state)
+        saved = load_swa_state(folder)
+        step = state.global_step
+        if saved is None:
+            if step < self.start_step:
+                logger.info("SWA: resuming at step %d, before averaging starts (step %d).", step, self.start_step)
+                return
+            raise ValueError(
+                f"Resuming at step {step} from {folder}, which has no SWA state, but averaging starts at step "
+                f"{self.start_step}: the snapshots before step {step} are lost. Resume from a checkpoint written "
+                f"with SWA, or set swa_start to an optimizer step > {step} to start a new average from here."
+            )
+        current = {"start_step": self.start_step, "swa_freq": self.config.swa_freq,
+                   "strategy": self.averager.strategy.to_dict()}
+        changed = [f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
+                   for key in _AVERAGING_SETTINGS if saved.get(key) != current[key]]
+        if changed:
+            raise ValueError(
+                f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}). "
+                "Resume with the same swa_start, swa_freq, strategy and max_steps, or start a new run."
+            )
+        if saved["averages"] is None:
+            if saved["names"] != self.averager.names:
+                raise ValueError(f"The SWA state in {folder} was saved for another model (its parameters differ).")
+        else:
+            self.averager.load_state_dict(saved)
+        if saved.get("holds_averages") and step < state.max_steps:
+            logger.warning(
+                "SWA: %s holds the averaged weights of a finished run; training continues from those weights.", folder
+            )
+        logger.info("SWA: resumed %d snapshot(s) from %s.", self.averager.n_averaged, folder)

@@ -1,0 +1,99 @@
+"""The SWA learning-rate tail: anneal to `swa_lr` from the start step, then hold.
+
+It is composed with the schedule the Trainer built (every `transformers.get_scheduler`
+schedule is a `LambdaLR`), so `lr_scheduler.get_last_lr()` and the logged
+`learning_rate` are the LR actually used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import SWAConfig
+
+
+def anneal_factor(progress: float, strategy: str) -> float:
+    """Share of the start LR left at `progress` in [0, 1] of the anneal (1 at the start, 0 at the end).
+
+    >>> anneal_factor(0.0, "cos"), anneal_factor(0.5, "linear"), round(anneal_factor(0.5, "cos"), 6)
+    (1.0, 0.5, 0.5)
+    """
+    progress = min(1.0, max(0.0, progress))
+    if strategy == "cos":
+        return (1.0 + math.cos(math.pi * progress)) / 2.0
+    if strategy == "linear":
+        return 1.0 - progress
+    raise ValueError(f"swa_anneal_strategy={strategy!r}: must be 'cos' or 'linear'")
+
+
+def tail_lr(step: int, start_step: int, start_lr: float, swa_lr: float, anneal_steps: int, strategy: str) -> float:
+    """LR for optimizer step `step` (counted from 1) at or after `start_step`.
+
+    Step `start_step` uses `start_lr` (the base schedule's LR for that step) and the LR
+    reaches `swa_lr` at `start_step + anneal_steps`, then holds; with `anneal_steps=0`
+    it is `swa_lr` from `start_step` on.
+
+    >>> tail_lr(10, start_step=10, start_lr=1.0, swa_lr=0.5, anneal_steps=4, strategy="linear")
+    1.0
+    >>> tail_lr(12, start_step=10, start_lr=1.0, swa_lr=0.5, anneal_steps=4, strategy="linear")
+    0.75
+    >>> tail_lr(99, start_step=10, start_lr=1.0, swa_lr=0.5, anneal_steps=4, strategy="linear")
+    0.5
+    """
+    if anneal_steps == 0:
+        return swa_lr
+    progress = (step - start_step) / anneal_steps
+    return swa_lr + (start_lr - swa_lr) * anneal_factor(progress, strategy)
+
+
+def base_scheduler(scheduler):
+    """The torch scheduler inside an Accelerate wrapper (or the scheduler itself)."""
+    return getattr(scheduler, "scheduler", scheduler)
+
+
+def install_lr_tail(scheduler, config: SWAConfig, start_step: int) -> None:
+    """Compose the SWA LR tail with `scheduler` (a `LambdaLR`, as `transformers.get_scheduler` builds).
+
+    Each param group's factor follows its base schedule before `start_step`; from
+    there it anneals from the base factor at `start_step` to `swa_lr / base_lr` and
+    holds. The current LR is refreshed at once, so a tail that begins at step 1
+    applies to step 1. Idempotent.
+    """
+    if config.swa_lr is None:
+        return
+    inner = base_scheduler(scheduler)
+    if not isinstance(inner, torch.optim.lr_scheduler.LambdaLR):
+        raise TypeError(
+            f"swa_lr needs a LambdaLR-based schedule (every transformers `lr_scheduler_type` except "
+            f"'reduce_lr_on_plateau'), got {type(inner).__name__}. Use one of those schedules or leave swa_lr unset."
+        )
+    if any(getattr(lam, "is_swa_tail", False) for lam in inner.lr_lambdas):
+        return  # already composed (a flag on the scheduler would travel through its state_dict)
+    lambdas = []
+    for base_lambda, base_lr in zip(inner.lr_lambdas, inner.base_lrs):
+        if base_lr <= 0:
+            raise ValueError(f"swa_lr needs a positive base learning rate, got {base_lr}")
+        lambdas.append(_tail_lambda(base_lambda, config.swa_lr / base_lr, config, start_step))
+    inner.lr_lambdas = lambdas
+    # Refresh the LR for the next step (the scheduler computed it with the base lambdas).
+    new_lrs = [base_lr * lam(inner.last_epoch) for lam, base_lr in zip(inner.lr_lambdas, inner.base_lrs)]
+    for group, lr in zip(inner.optimizer.param_groups, new_lrs):
+        group["lr"] = lr
+    inner._last_lr = new_lrs
+
+
+def _tail_lambda(base_lambda, target_factor: float, config: SWAConfig, start_step: int):
+    # A plain function (not a callable object), so LambdaLR.state_dict leaves it out of checkpoints.
+    def factor(scheduler_steps: int) -> float:
+        step = scheduler_steps + 1  # the optimizer step that will use this LR
+        if step < start_step:
+            return base_lambda(scheduler_steps)
+        start_factor = base_lambda(start_step - 1)
+        return tail_lr(
+            step, start_step, start_factor, target_factor, config.swa_anneal_steps, config.swa_anneal_strategy
+        )
+
+    factor.is_swa_tail = True
+    return factor

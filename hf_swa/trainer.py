@@ -1,0 +1,162 @@
+"""`SWATrainer` and `SWATrainingArguments`: the Trainer with SWA built in."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .averaging import averaged_parameters
+from .callback import LOAD_BEST_MESSAGE, SWACallback
+from .config import SWAConfig, parse_swa_start
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SWATrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the SWA settings (each also a `--flag` through `HfArgumentParser`).
+
+    Example:
+        >>> from transformers import HfArgumentParser
+        >>> from hf_swa import SWATrainingArguments
+        >>> (args,) = HfArgumentParser(SWATrainingArguments).parse_args_into_dataclasses(
+        ...     ["--output_dir", "/tmp/out", "--swa_start", "0.5", "--swa_freq", "10", "--swa_lr", "2e-5"])
+        >>> args.swa_start, args.swa_freq, args.to_swa_config().swa_lr
+        (0.5, 10, 2e-05)
+    """
+
+    swa: bool = field(default=True, metadata={"help": "Average weights with SWA (False: a plain Trainer run, a baseline)."})
+    swa_start: str = field(
+        default="0.75",
+        metadata={
+            "help": "When averaging starts: a fraction of the total optimizer steps in (0, 1] such as 0.75, "
+            "or an optimizer step >= 1 such as 100."
+        },
+    )
+    swa_freq: int = field(default=1, metadata={"help": "Fold in a snapshot every this many optimizer steps."})
+    swa_lr: Optional[float] = field(
+        default=None,
+        metadata={"help": "Anneal the LR to this value from swa_start and hold it. Unset: keep the base schedule."},
+    )
+    swa_anneal_steps: int = field(
+        default=0, metadata={"help": "Optimizer steps over which the LR anneals to swa_lr (0: jump)."}
+    )
+    swa_anneal_strategy: Literal["cos", "linear"] = field(default="cos", metadata={"help": "Shape of the anneal."})
+    swa_device: Optional[str] = field(
+        default=None, metadata={"help": "Where the fp32 averages live: unset = beside the weights, 'cpu' = host memory."}
+    )
+    swa_strategy: Literal["uniform", "ema"] = field(
+        default="uniform", metadata={"help": "uniform: the SWA mean of the snapshots; ema: exponential moving average."}
+    )
+    swa_ema_decay: float = field(default=0.999, metadata={"help": "Decay of the 'ema' strategy."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.swa_start = parse_swa_start(self.swa_start)
+        if self.swa:
+            config = self.to_swa_config()  # validate now, before any model is built or trained
+            schedule = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
+            if self.load_best_model_at_end:
+                raise ValueError(LOAD_BEST_MESSAGE)
+            if config.swa_lr is not None and schedule == "reduce_lr_on_plateau":
+                raise ValueError(
+                    "swa_lr needs a LambdaLR-based schedule, and lr_scheduler_type='reduce_lr_on_plateau' is not one: "
+                    "choose another lr_scheduler_type (e.g. 'linear' or 'constant') or leave swa_lr unset."
+                )
+
+    def to_swa_config(self) -> SWAConfig:
+        """The `SWAConfig` these arguments describe."""
+        return SWAConfig(
+            swa_start=self.swa_start,
+            swa_freq=self.swa_freq,
+            swa_lr=self.swa_lr,
+            swa_anneal_steps=self.swa_anneal_steps,
+            swa_anneal_strategy=self.swa_anneal_strategy,
+            swa_device=self.swa_device,
+            strategy=self.swa_strategy,
+            ema_decay=self.swa_ema_decay,
+        )
+
+
+class SWATrainer(Trainer):
+    """A `Trainer` that averages the late weights (SWA) and evaluates the average.
+
+    Takes every `Trainer` argument. The SWA settings come from `SWATrainingArguments`
+    (or `swa_config=SWAConfig(...)` with plain `TrainingArguments`); with
+    `args.swa=False` it is a plain Trainer, for a baseline that differs only in SWA.
+    `evaluate()` reports the live weights as `eval_*` and, once a snapshot exists, the
+    averaged weights as `eval_swa_*`. After `train()` the model holds the average and
+    `save_model()` writes it as a plain Transformers checkpoint plus `swa_config.json`.
+
+    Example:
+        >>> import torch
+        >>> from transformers import BertConfig, BertForSequenceClassification
+        >>> from hf_swa import SWATrainer, SWATrainingArguments
+        >>> model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
+        ...     num_attention_heads=2, intermediate_size=8))
+        >>> data = [{"input_ids": torch.tensor([1, 2, 3]), "labels": torch.tensor(1)}] * 8
+        >>> args = SWATrainingArguments("/tmp/hf_swa_doctest", max_steps=4, per_device_train_batch_size=2,
+        ...     report_to="none", save_strategy="no", use_cpu=True, swa_start=0.5, swa_lr=1e-4)
+        >>> trainer = SWATrainer(model=model, args=args, train_dataset=data, eval_dataset=data[:2])
+        >>> _ = trainer.train()  # doctest: +ELLIPSIS
+        {'train_runtime': ...}
+        >>> metrics = trainer.evaluate()
+        >>> "eval_loss" in metrics and "eval_swa_loss" in metrics
+        True
+        >>> trainer.save_model("/tmp/hf_swa_doctest/final")  # averaged model + swa_config.json
+    """
+
+    def __init__(self, *args, swa_config: Optional[SWAConfig] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.swa_callback: Optional[SWACallback] = None
+        if not getattr(self.args, "swa", True):
+            return
+        if swa_config is None:
+            if isinstance(self.args, SWATrainingArguments):
+                swa_config = self.args.to_swa_config()
+            else:
+                swa_config = SWAConfig()
+                logger.warning("SWATrainer got plain TrainingArguments and no swa_config: using %s", swa_config)
+        if self.args.load_best_model_at_end:
+            raise ValueError(LOAD_BEST_MESSAGE)
+        if self.model is not None and not averaged_parameters(self.model):
+            raise ValueError(
+                "The model has no trainable floating-point parameters, so SWA has nothing to average. "
+                "Unfreeze some parameters or set swa=False."
+            )
+        self.swa_callback = SWACallback(swa_config)
+        self.add_callback(self.swa_callback)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if self.swa_callback is not None:
+            folder = resume_from_checkpoint
+            if isinstance(folder, bool):
+                folder = get_last_checkpoint(self.args.output_dir) if folder else None
+            self.swa_callback.resume_from_checkpoint = folder
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """Evaluate the live weights (`eval_*`) and, once a snapshot exists, the average (`eval_swa_*`)."""
+        callback = self.swa_callback
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        several = isinstance(dataset, dict) and not isinstance(eval_dataset, str)
+        if callback is None or not callback.has_average or several:
+            # Several datasets: Trainer.evaluate calls back into this method once per dataset.
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        with callback.live_weights(self.model):
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        with callback.averaged_weights(self.model):
+            metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_swa"))
+        return metrics
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False):
+        """Save the model; when it holds the average, also write `swa_config.json` beside it."""
+        super().save_model(output_dir, _internal_call)
+        callback = self.swa_callback
+        if callback is not None and callback.averager is not None and callback.averager.holds_averages:
+            if self.args.should_save:
+                callback.write_config(output_dir if output_dir is not None else self.args.output_dir)

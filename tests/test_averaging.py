@@ -1,0 +1,198 @@
+"""The averaging engine on its own: numbers against independently computed means."""
+
+import pytest
+import torch
+from torch import nn
+
+from hf_swa import WeightAverager
+from hf_swa.averaging import averaged_parameters
+from tiny_models import max_relative_error, tiny_bert, tiny_gpt2_lm, trainable_float_weights
+
+
+def perturb(model, seed):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=generator).to(p.dtype) * 0.1)
+
+
+def run_snapshots(model, averager, n):
+    snapshots = []
+    for seed in range(n):
+        perturb(model, seed)
+        assert averager.update(model)
+        snapshots.append(trainable_float_weights(model))
+    mean = {k: torch.stack([s[k] for s in snapshots]).mean(0) for k in snapshots[0]}
+    return snapshots, mean
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_uniform_average_equals_mean_of_snapshots(device):
+    model = tiny_bert()
+    averager = WeightAverager(model, device=device)
+    _, mean = run_snapshots(model, averager, 7)
+    assert averager.n_averaged == 7
+    assert all(a.dtype == torch.float32 for a in averager.averages().values())
+    assert max_relative_error(averager.averages(), mean) <= 1e-6
+
+
+def test_tied_weights_are_averaged_once_and_stay_tied():
+    model = tiny_gpt2_lm()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    names = [n for n, _ in averaged_parameters(model)]
+    assert "transformer.wte.weight" in names and "lm_head.weight" not in names
+    averager = WeightAverager(model)
+    _, mean = run_snapshots(model, averager, 3)
+    averager.copy_to(model)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert max_relative_error(trainable_float_weights(model), mean) <= 1e-6
+
+
+def test_frozen_parameters_and_buffers_are_not_averaged():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    model(torch.randn(8, 4))  # moves BatchNorm's running stats and its integer counter
+    averager = WeightAverager(model)
+    assert averager.names == ["0.bias", "1.weight", "1.bias", "2.weight", "2.bias"]
+    frozen = model[0].weight.detach().clone()
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    run_snapshots(model, averager, 3)
+    with torch.no_grad():
+        model[0].weight.copy_(frozen)
+    averager.copy_to(model)
+    assert torch.equal(model[0].weight, frozen)
+    for name, value in model.named_buffers():
+        assert torch.equal(value, buffers[name]), name
+    assert model[1].num_batches_tracked.dtype == torch.long
+
+
+def test_bf16_weights_average_in_fp32():
+    model = tiny_bert().to(torch.bfloat16)
+    averager = WeightAverager(model)
+    assert averager._staged and not averager._direct  # the bf16 path goes through fp32 staging
+    _, mean = run_snapshots(model, averager, 5)
+    assert all(a.dtype == torch.float32 for a in averager.averages().values())
+    # The fp32 mean keeps precision a bf16 tensor cannot hold.
+    assert max_relative_error(averager.averages(), mean) <= 1e-6
+    averager.copy_to(model)
+    assert next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_ema_strategy_matches_recurrence():
+    model = nn.Linear(3, 2)
+    averager = WeightAverager(model, strategy="ema", ema_decay=0.9)
+    expected = None
+    for seed in range(5):
+        perturb(model, seed)
+        averager.update(model)
+        current = trainable_float_weights(model)
+        expected = current if expected is None else {k: 0.9 * expected[k] + 0.1 * current[k] for k in current}
+    assert max_relative_error(averager.averages(), expected) <= 1e-6
+
+
+def test_swap_restores_live_weights_bit_exactly_even_on_error():
+    model = tiny_bert()
+    averager = WeightAverager(model)
+    run_snapshots(model, averager, 3)
+    live = {k: v.clone() for k, v in model.state_dict().items()}
+    with averager.averaged_weights(model):
+        assert max_relative_error(trainable_float_weights(model), {
+            k: v.double() for k, v in averager.averages().items()}) == 0.0
+    assert all(torch.equal(v, live[k]) for k, v in model.state_dict().items())
+    with pytest.raises(RuntimeError, match="boom"):
+        with averager.averaged_weights(model):
+            raise RuntimeError("boom")
+    assert all(torch.equal(v, live[k]) for k, v in model.state_dict().items())
+    assert not averager.holds_averages
+
+
+def test_live_weights_context_inside_swapped_state():
+    model = nn.Linear(3, 2)
+    averager = WeightAverager(model)
+    run_snapshots(model, averager, 2)
+    live = model.weight.detach().clone()
+    averager.swap_in(model)
+    averaged = model.weight.detach().clone()
+    assert not torch.equal(live, averaged)
+    with averager.live_weights(model):
+        assert torch.equal(model.weight, live)
+    assert torch.equal(model.weight, averaged)
+    averager.swap_out(model)
+    assert torch.equal(model.weight, live)
+
+
+def test_state_dict_roundtrip_and_mismatch():
+    model = tiny_bert()
+    averager = WeightAverager(model)
+    run_snapshots(model, averager, 2)
+    restored = WeightAverager(tiny_bert(seed=5))
+    restored.load_state_dict(averager.state_dict())
+    assert restored.n_averaged == 2
+    assert all(torch.equal(restored.averages()[k], v) for k, v in averager.averages().items())
+    with pytest.raises(ValueError, match="Parameters differ"):
+        WeightAverager(tiny_gpt2_lm()).load_state_dict(averager.state_dict())
+    with pytest.raises(ValueError, match="shape"):
+        WeightAverager(tiny_bert(num_labels=3)).load_state_dict(averager.state_dict())
+    with pytest.raises(ValueError, match="strategy"):
+        WeightAverager(tiny_bert(), strategy="ema").load_state_dict(averager.state_dict())
+
+
+def test_update_refuses_another_model():
+    averager = WeightAverager(tiny_bert())
+    with pytest.raises(ValueError, match="Parameters differ"):
+        averager.update(tiny_gpt2_lm())
+
+
+def test_non_finite_snapshot_is_skipped_and_counted(caplog):
+    model = nn.Linear(3, 2)
+    averager = WeightAverager(model)
+    _, mean = run_snapshots(model, averager, 3)
+    good = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    assert averager.update(model) is False
+    with torch.no_grad():
+        model.weight.copy_(good)
+        model.bias[0] = float("inf")
+    assert averager.update(model) is False
+    assert averager.n_skipped == 2 and averager.n_averaged == 3
+    assert "skipped a snapshot" in caplog.text
+    assert max_relative_error(averager.averages(), mean) <= 1e-6
+
+
+def test_large_finite_weights_are_not_mistaken_for_non_finite():
+    model = nn.Linear(4, 4)
+    with torch.no_grad():
+        model.weight.fill_(1e30)  # its norm overflows fp32, the values do not
+    averager = WeightAverager(model)
+    assert averager.update(model) is True
+
+
+def test_no_trainable_parameters_is_an_error():
+    model = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable floating-point parameters"):
+        WeightAverager(model)
+
+
+def test_copy_before_any_snapshot_is_an_error():
+    model = nn.Linear(2, 2)
+    with pytest.raises(RuntimeError, match="No snapshot"):
+        WeightAverager(model).copy_to(model)
+
+
+def allocated_bytes_during_update(averager, model):
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        averager.update(model)
+    return sum(max(e.cpu_memory_usage, 0) for e in prof.events())
+
+
+def test_update_allocates_nothing_model_sized():
+    model = nn.Sequential(*[nn.Linear(256, 256) for _ in range(4)])  # 1 MiB of fp32 weights a layer
+    model_bytes = sum(p.numel() * 4 for p in model.parameters())
+    averager = WeightAverager(model)
+    averager.update(model)
+    # The finiteness check allocates one scalar norm a tensor, nothing proportional to the weights.
+    assert allocated_bytes_during_update(averager, model) < 0.001 * model_bytes
+    unchecked = WeightAverager(model, skip_non_finite=False)
+    unchecked.update(model)
+    assert allocated_bytes_during_update(unchecked, model) == 0

@@ -1,0 +1,81 @@
+"""The SWA LR tail: the LR each optimizer step used matches the documented formula."""
+
+import math
+
+import pytest
+from transformers import Trainer, TrainingArguments
+
+from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
+from tiny_models import LearningRateRecorder, classification_data, tiny_bert
+
+LR, N = 1e-2, 12
+COMMON = dict(
+    per_device_train_batch_size=4, learning_rate=LR, report_to="none", use_cpu=True, disable_tqdm=True,
+    logging_strategy="steps", logging_steps=1, save_strategy="no", max_steps=N, lr_scheduler_type="linear",
+)
+
+
+def base_linear(step):
+    """HF's linear schedule without warmup: optimizer step t (from 1) uses LR * (N - (t - 1)) / N."""
+    return LR * (N - (step - 1)) / N
+
+
+def expected_tail(step, start, swa_lr, anneal_steps, strategy):
+    if step < start:
+        return base_linear(step)
+    if anneal_steps == 0:
+        return swa_lr
+    progress = min(1.0, (step - start) / anneal_steps)
+    share = (1 + math.cos(math.pi * progress)) / 2 if strategy == "cos" else 1 - progress
+    return swa_lr + (base_linear(start) - swa_lr) * share
+
+
+@pytest.mark.parametrize("strategy,anneal_steps", [("cos", 4), ("linear", 4), ("cos", 0), ("linear", 20)])
+def test_lr_used_by_each_step_matches_formula(tmp_path, strategy, anneal_steps):
+    recorder = LearningRateRecorder()
+    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=0.5, swa_lr=2e-3,
+                                swa_anneal_steps=anneal_steps, swa_anneal_strategy=strategy, **COMMON)
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(48),
+                         callbacks=[recorder])
+    trainer.train()
+    assert sorted(recorder.lrs) == list(range(1, N + 1))
+    for step, lrs in recorder.lrs.items():
+        expected = expected_tail(step, 6, 2e-3, anneal_steps, strategy)
+        assert lrs == pytest.approx([expected] * len(lrs), rel=1e-9, abs=1e-15), step
+    # The logged learning_rate is the LR the step used.
+    logged = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}
+    for step, lr in logged.items():
+        assert lr == pytest.approx(recorder.lrs[step][0], rel=1e-9)
+    assert len(logged) == N
+
+
+def test_tail_from_step_one_applies_to_the_first_step(tmp_path):
+    recorder = LearningRateRecorder()
+    callback = SWACallback(SWAConfig(swa_start=1, swa_lr=3e-3))
+    args = TrainingArguments(output_dir=str(tmp_path), **COMMON)
+    Trainer(model=tiny_bert(), args=args, train_dataset=classification_data(48),
+            callbacks=[recorder, callback]).train()
+    assert all(lrs[0] == pytest.approx(3e-3, rel=1e-12) for lrs in recorder.lrs.values())
+
+
+def test_without_swa_lr_the_schedule_is_untouched_and_a_warning_explains(tmp_path, caplog):
+    recorder = LearningRateRecorder()
+    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=0.5, **COMMON)
+    SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(48), callbacks=[recorder]).train()
+    for step, lrs in recorder.lrs.items():
+        assert lrs[0] == pytest.approx(base_linear(step), rel=1e-12)
+    assert "nearly a no-op" in caplog.text
+
+
+def test_swa_lr_with_a_non_lambda_schedule_is_a_clear_error(tmp_path):
+    plateau = {**COMMON, "lr_scheduler_type": "reduce_lr_on_plateau", "eval_strategy": "steps", "eval_steps": 4}
+    with pytest.raises(ValueError, match="reduce_lr_on_plateau"):
+        SWATrainingArguments(output_dir=str(tmp_path), swa_start=0.5, swa_lr=1e-3, **plateau)
+    # The same through the callback on a plain Trainer: refused before the first step.
+    data = classification_data(48)
+    trainer = Trainer(model=tiny_bert(), args=TrainingArguments(output_dir=str(tmp_path), **plateau),
+                      train_dataset=data, eval_dataset=data[:8],
+                      callbacks=[SWACallback(SWAConfig(swa_start=0.5, swa_lr=1e-3))])
+    with pytest.raises(TypeError, match="LambdaLR"):
+        trainer.train()
+    assert trainer.state.global_step == 0

@@ -1,0 +1,141 @@
+"""Interrupted-and-resumed runs end with the same averaged weights as uninterrupted ones."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
+from tiny_models import classification_data, tiny_bert
+
+MAX_STEPS = 12
+SWA = dict(swa_start=5, swa_freq=2, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear")
+COMMON = dict(
+    per_device_train_batch_size=4, learning_rate=1e-2, report_to="none", use_cpu=True, disable_tqdm=True,
+    logging_strategy="no", save_strategy="steps", save_steps=3, seed=0, data_seed=0, max_steps=MAX_STEPS,
+)
+DATA = classification_data(40)  # 10 batches an epoch: resuming also crosses an epoch boundary
+
+
+class StopAt(TrainerCallback):
+    """Simulates an interruption: training stops right after the checkpoint of `step` is written."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def swa_trainer(output_dir, callbacks=()):
+    args = SWATrainingArguments(output_dir=str(output_dir), **SWA, **COMMON)
+    return SWATrainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=list(callbacks))
+
+
+def final_state(trainer):
+    callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, SWACallback))
+    return callback.averager.n_averaged, {k: v.clone() for k, v in callback.averager.averages().items()}, {
+        k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    trainer = swa_trainer(tmp_path_factory.mktemp("full"))
+    trainer.train()
+    return final_state(trainer)
+
+
+def assert_same(resumed, reference):
+    n, averages, weights = resumed
+    ref_n, ref_averages, ref_weights = reference
+    assert n == ref_n == 4  # snapshots at steps 5, 7, 9, 11
+    for name, value in ref_averages.items():
+        assert torch.equal(averages[name], value), name
+    for name, value in ref_weights.items():
+        assert torch.equal(weights[name], value), name
+
+
+@pytest.mark.parametrize("interrupt_at", [3, 9])
+def test_resumed_swa_trainer_equals_uninterrupted(tmp_path, uninterrupted, interrupt_at):
+    interrupted = swa_trainer(tmp_path, callbacks=[StopAt(interrupt_at)])
+    interrupted.train()
+    assert interrupted.state.global_step == interrupt_at
+    saved = json.loads((tmp_path / f"checkpoint-{interrupt_at}" / "swa_state.json").read_text())
+    assert saved["n_averaged"] == (0 if interrupt_at == 3 else 3)
+
+    resumed = swa_trainer(tmp_path)
+    resumed.train(resume_from_checkpoint=True)
+    assert_same(final_state(resumed), uninterrupted)
+
+
+def test_resumed_plain_trainer_with_callback_equals_uninterrupted(tmp_path, uninterrupted):
+    def trainer(callbacks):
+        args = TrainingArguments(output_dir=str(tmp_path), **COMMON)
+        return Trainer(model=tiny_bert(), args=args, train_dataset=DATA,
+                       callbacks=callbacks + [SWACallback(SWAConfig(**SWA))])
+
+    trainer([StopAt(6)]).train()
+    resumed = trainer([])
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-6"))
+    assert_same(final_state(resumed), uninterrupted)
+
+
+@pytest.fixture
+def checkpoint_9(tmp_path):
+    swa_trainer(tmp_path / "run", callbacks=[StopAt(9)]).train()
+    return tmp_path / "run" / "checkpoint-9"
+
+
+def resume_error(checkpoint, **swa_overrides):
+    args = SWATrainingArguments(output_dir=str(checkpoint.parent), **{**SWA, **swa_overrides}, **COMMON)
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=DATA)
+    with pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert trainer.state.global_step == 9  # nothing trained
+    return str(error.value)
+
+
+def test_checkpoint_without_swa_state_past_start_is_refused(checkpoint_9):
+    (checkpoint_9 / "swa_state.json").unlink()
+    message = resume_error(checkpoint_9)
+    assert "no SWA state" in message and "swa_start" in message
+
+
+def test_checkpoint_without_swa_state_before_start_starts_averaging_there(tmp_path, uninterrupted):
+    swa_trainer(tmp_path, callbacks=[StopAt(3)]).train()
+    (tmp_path / "checkpoint-3" / "swa_state.json").unlink()  # e.g. written by a run without SWA
+    resumed = swa_trainer(tmp_path)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    assert_same(final_state(resumed), uninterrupted)
+
+
+def test_checkpoint_with_state_of_another_model_is_refused(checkpoint_9):
+    state_file = checkpoint_9 / "swa_state.json"
+    state = json.loads(state_file.read_text())
+    state["names"][0] = "other.weight"
+    state_file.write_text(json.dumps(state))
+    assert "inconsistent" in resume_error(checkpoint_9)
+
+
+def test_changed_averaging_settings_are_refused(checkpoint_9):
+    message = resume_error(checkpoint_9, swa_freq=3)
+    assert "swa_freq" in message and "checkpoint 2" in message
+
+
+@pytest.mark.parametrize("damage", ["state", "averages"])
+def test_corrupt_state_files_are_refused_and_kept(checkpoint_9, damage):
+    name = "swa_state.json" if damage == "state" else "swa_averages.safetensors"
+    path = checkpoint_9 / name
+    path.write_bytes(path.read_bytes()[:40])
+    message = resume_error(checkpoint_9)
+    assert name in message and "corrupt" in message
+    assert path.exists()  # nothing already saved is deleted
+
+
+def test_state_is_written_atomically(checkpoint_9):
+    leftovers = [p.name for p in checkpoint_9.iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers == []
+    shutil.rmtree(checkpoint_9)

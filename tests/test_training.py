@@ -1,0 +1,196 @@
+"""SWATrainer / SWACallback inside real Trainer runs: the average is the mean of the right snapshots."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    Trainer,
+    TrainingArguments,
+)
+
+from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
+from tiny_models import (
+    SnapshotRecorder,
+    classification_data,
+    expected_snapshot_steps,
+    lm_data,
+    max_relative_error,
+    tiny_bert,
+    tiny_gpt2_classifier,
+    tiny_gpt2_lm,
+    trainable_float_weights,
+)
+
+COMMON = dict(
+    per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-2, report_to="none",
+    use_cpu=True, disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0, data_seed=0,
+)
+
+
+def swa_args(tmp_path, **kwargs):
+    return SWATrainingArguments(output_dir=str(tmp_path / "out"), **{**COMMON, **kwargs})
+
+
+def averages_and_model(trainer):
+    averages = trainer.swa_callback.averager.averages()
+    return averages, trainer_model_weights(trainer)
+
+
+def trainer_model_weights(trainer):
+    return trainable_float_weights(trainer.model)
+
+
+@pytest.mark.parametrize(
+    "make_model,accumulation,device",
+    [
+        (tiny_bert, 1, None),
+        (tiny_bert, 2, None),
+        (tiny_bert, 1, "cpu"),
+        (tiny_gpt2_classifier, 1, None),
+        (tiny_gpt2_classifier, 3, "cpu"),
+    ],
+)
+def test_average_equals_mean_of_recorded_snapshots(tmp_path, make_model, accumulation, device):
+    max_steps, swa_start, swa_freq = 12, 0.5, 2
+    steps = expected_snapshot_steps(swa_start, swa_freq, max_steps)
+    assert steps == [6, 8, 10, 12]
+    recorder = SnapshotRecorder(steps)
+    args = swa_args(tmp_path, max_steps=max_steps, gradient_accumulation_steps=accumulation,
+                    swa_start=swa_start, swa_freq=swa_freq, swa_lr=5e-3, swa_device=device)
+    trainer = SWATrainer(model=make_model(), args=args, train_dataset=classification_data(64),
+                         callbacks=[recorder])
+    trainer.train()
+    assert sorted(recorder.snapshots) == steps
+    averager = trainer.swa_callback.averager
+    assert averager.n_averaged == len(steps)
+    mean = recorder.mean()
+    assert max_relative_error(averager.averages(), mean) <= 1e-6
+    # The model ends with the averaged weights, and they differ from the last live weights.
+    assert max_relative_error(trainer_model_weights(trainer), mean) <= 1e-6
+    assert max_relative_error(recorder.snapshots[12], mean) > 1e-3
+
+
+def test_callback_on_plain_trainer_for_causal_lm(tmp_path):
+    max_steps, swa_start, swa_freq = 10, 4, 3
+    steps = expected_snapshot_steps(swa_start, swa_freq, max_steps)
+    assert steps == [4, 7, 10]
+    recorder = SnapshotRecorder(steps)
+    callback = SWACallback(SWAConfig(swa_start=swa_start, swa_freq=swa_freq, swa_lr=5e-3))
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=max_steps, **COMMON)
+    model = tiny_gpt2_lm()
+    trainer = Trainer(model=model, args=args, train_dataset=lm_data(40), callbacks=[recorder, callback])
+    trainer.train()
+    mean = recorder.mean()
+    assert callback.averager.n_averaged == 3
+    assert max_relative_error(callback.averager.averages(), mean) <= 1e-6
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert max_relative_error(trainable_float_weights(model), mean) <= 1e-6
+    saved = json.loads((tmp_path / "out" / "swa_config.json").read_text())
+    assert saved["n_averaged"] == 3 and saved["start_step"] == 4 and saved["swa_freq"] == 3
+
+    trainer.save_model(str(tmp_path / "final"))
+    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "final"))
+    assert reloaded.lm_head.weight.data_ptr() == reloaded.transformer.wte.weight.data_ptr()
+    assert max_relative_error(trainable_float_weights(reloaded), mean) <= 1e-6
+
+
+def test_saved_model_and_final_checkpoint_hold_the_average(tmp_path):
+    max_steps = 8
+    steps = expected_snapshot_steps(0.5, 1, max_steps)
+    recorder = SnapshotRecorder(steps)
+    args = swa_args(tmp_path, max_steps=max_steps, swa_start=0.5, swa_lr=5e-3, save_strategy="steps", save_steps=4)
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(32),
+                         callbacks=[recorder])
+    trainer.train()
+    mean = recorder.mean()
+    out = tmp_path / "out"
+
+    # The final checkpoint is written after the last step and before on_train_end: it holds the average.
+    final_ckpt = load_file(str(out / "checkpoint-8" / "model.safetensors"))
+    assert max_relative_error({k: final_ckpt[k] for k in mean}, mean) <= 1e-6
+    assert json.loads((out / "checkpoint-8" / "swa_config.json").read_text())["n_averaged"] == len(steps)
+    # The mid-training checkpoint holds the live weights of step 4 (before averaging began).
+    mid_ckpt = load_file(str(out / "checkpoint-4" / "model.safetensors"))
+    assert max_relative_error({k: mid_ckpt[k] for k in mean}, recorder.snapshots[4]) <= 1e-7
+    assert not (out / "checkpoint-4" / "swa_config.json").exists()
+
+    trainer.save_model(str(tmp_path / "final"))
+    files = set(os.listdir(tmp_path / "final"))
+    assert {"model.safetensors", "config.json", "swa_config.json"} <= files
+    reloaded = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "final"))
+    assert max_relative_error(trainable_float_weights(reloaded), mean) <= 1e-6
+    recorded = json.loads((tmp_path / "final" / "swa_config.json").read_text())
+    assert recorded["n_averaged"] == 5 and recorded["start_step"] == 4 and recorded["swa_lr"] == 5e-3
+
+
+def test_evaluate_reports_live_and_averaged_and_restores_live(tmp_path):
+    data = classification_data(32)
+    args = swa_args(tmp_path, max_steps=8, swa_start=0.5, swa_lr=5e-3)
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:16])
+    before = trainer.evaluate()
+    assert "eval_loss" in before and not any(k.startswith("eval_swa") for k in before)
+
+    trainer.train()
+    callback = trainer.swa_callback
+    with callback.live_weights(trainer.model):
+        live_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        live_loss = Trainer.evaluate(trainer)["eval_loss"]
+    averaged_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    averaged_loss = Trainer.evaluate(trainer)["eval_loss"]
+    metrics = trainer.evaluate()
+    assert metrics["eval_loss"] == pytest.approx(live_loss, rel=1e-6)
+    assert metrics["eval_swa_loss"] == pytest.approx(averaged_loss, rel=1e-6)
+    assert metrics["eval_loss"] != pytest.approx(metrics["eval_swa_loss"], rel=1e-6)
+    # After training the model holds the average; evaluation leaves it (and the kept live weights) untouched.
+    assert all(torch.equal(v, averaged_state[k]) for k, v in trainer.model.state_dict().items())
+    with callback.live_weights(trainer.model):
+        assert all(torch.equal(v, live_state[k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_evaluate_during_training_restores_live_weights_even_on_error(tmp_path):
+    data = classification_data(32)
+    calls = {"n": 0}
+
+    def flaky_metrics(prediction):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the averaged-weights pass of the first evaluation
+            raise RuntimeError("metric failed")
+        return {"n": calls["n"]}
+
+    args = swa_args(tmp_path, max_steps=6, swa_start=2, swa_lr=5e-3)
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:8],
+                         compute_metrics=flaky_metrics)
+    trainer.train()
+    trainer.swa_callback.averager.swap_out(trainer.model)  # back to the live weights, as during training
+    live = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="metric failed"):
+        trainer.evaluate()
+    assert not trainer.swa_callback.averager.holds_averages
+    assert all(torch.equal(v, live[k]) for k, v in trainer.model.state_dict().items())
+    metrics = trainer.evaluate()
+    assert {"eval_n", "eval_swa_n"} <= set(metrics)
+    assert all(torch.equal(v, live[k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_periodic_evaluation_logs_both_metric_sets(tmp_path):
+    data = classification_data(32)
+    args = swa_args(tmp_path, max_steps=8, swa_start=0.5, swa_lr=5e-3, eval_strategy="steps", eval_steps=2)
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:8])
+    trainer.train()
+    evals = {e["step"]: e for e in trainer.state.log_history if "eval_loss" in e or "eval_swa_loss" in e}
+    swa_steps = sorted(s for s, e in evals.items() if "eval_swa_loss" in e)
+    assert swa_steps == [4, 6, 8]
+    assert "eval_swa_loss" not in evals[2]
+
+
+def test_baseline_mode_is_a_plain_trainer(tmp_path):
+    args = swa_args(tmp_path, max_steps=4, swa=False, swa_start="0.5")
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(16))
+    assert trainer.swa_callback is None
+    trainer.train()
+    assert "eval_swa_loss" not in trainer.evaluate(eval_dataset=classification_data(8))

@@ -1,0 +1,110 @@
+"""Tiny models and data built from config, and a callback that records snapshots independently."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
+    TrainerCallback,
+)
+
+VOCAB = 64
+SEQ_LEN = 8
+
+
+def tiny_bert(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=32, num_labels=num_labels,
+    )
+    return BertForSequenceClassification(config)
+
+
+def _gpt2_config(**kwargs) -> GPT2Config:
+    return GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=2, n_head=2, pad_token_id=0, **kwargs)
+
+
+def tiny_gpt2_classifier(num_labels: int = 2, seed: int = 0) -> GPT2ForSequenceClassification:
+    torch.manual_seed(seed)
+    return GPT2ForSequenceClassification(_gpt2_config(num_labels=num_labels))
+
+
+def tiny_gpt2_lm(seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(_gpt2_config())
+
+
+def classification_data(n: int = 32, num_labels: int = 2, seed: int = 1) -> list:
+    """Token sequences whose label is a simple function of the tokens (learnable), no padding."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, VOCAB, (n, SEQ_LEN), generator=generator)
+    labels = ids[:, 0] % num_labels
+    return [{"input_ids": ids[i], "attention_mask": torch.ones(SEQ_LEN, dtype=torch.long), "labels": labels[i]}
+            for i in range(n)]
+
+
+def lm_data(n: int = 32, seed: int = 1) -> list:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, VOCAB, (n, SEQ_LEN), generator=generator)
+    return [{"input_ids": ids[i], "attention_mask": torch.ones(SEQ_LEN, dtype=torch.long), "labels": ids[i]}
+            for i in range(n)]
+
+
+def expected_snapshot_steps(swa_start, swa_freq: int, max_steps: int) -> list:
+    """The snapshot steps as the documented rule defines them, computed here independently of hf_swa."""
+    start = max(1, math.ceil(swa_start * max_steps)) if isinstance(swa_start, float) else swa_start
+    return [g for g in range(1, max_steps + 1) if g >= start and (g - start) % swa_freq == 0]
+
+
+def trainable_float_weights(model) -> dict:
+    """name -> float64 copy of each trainable floating-point parameter, tied weights once."""
+    seen, weights = set(), {}
+    for name, p in model.named_parameters():
+        if p.requires_grad and p.is_floating_point() and id(p) not in seen:
+            seen.add(id(p))
+            weights[name] = p.detach().to(torch.float64).clone()
+    return weights
+
+
+class SnapshotRecorder(TrainerCallback):
+    """Records the live weights after the given optimizer steps. Add it before the SWA callback."""
+
+    def __init__(self, steps):
+        self.steps = set(steps)
+        self.snapshots = {}
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self.steps:
+            self.snapshots[state.global_step] = trainable_float_weights(model)
+
+    def mean(self) -> dict:
+        assert self.snapshots, "no snapshot recorded"
+        names = next(iter(self.snapshots.values())).keys()
+        return {n: torch.stack([s[n] for s in self.snapshots.values()]).mean(0) for n in names}
+
+
+def max_relative_error(actual: dict, expected: dict) -> float:
+    """max |a - e| / max |e| over all tensors; `actual` keys may lack wrapper prefixes."""
+    assert set(actual) == set(expected), (sorted(actual), sorted(expected))
+    worst = 0.0
+    for name, value in expected.items():
+        scale = value.abs().max().item() or 1.0
+        worst = max(worst, (actual[name].to(torch.float64) - value).abs().max().item() / scale)
+    return worst
+
+
+class LearningRateRecorder(TrainerCallback):
+    """The LR each optimizer step actually used (read just before optimizer.step())."""
+
+    def __init__(self):
+        self.lrs = {}
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs[state.global_step + 1] = [group["lr"] for group in optimizer.param_groups]

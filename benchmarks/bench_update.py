@@ -1,0 +1,131 @@
+"""Cost of one SWA update on a BERT-base-sized model, and of SWA in a short training run.
+
+Measured in one run, medians over repeats; prints ratios, never asserts a time.
+
+    python benchmarks/bench_update.py            # BERT-base size (~110M fp32 parameters)
+    python benchmarks/bench_update.py --small    # a quick smoke run
+
+Compares, on the same model and device:
+- `WeightAverager.update` (default: with the NaN/inf check; and without it),
+- `torch.optim.swa_utils.AveragedModel.update_parameters`,
+- a plain multi-tensor copy of the same bytes (the floor: read 4 + write 4 bytes a
+  parameter; an average must also read the mean, 12 bytes, so 1.5x is the ideal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+from transformers import BertConfig, BertModel
+
+from hf_swa import WeightAverager
+
+
+def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def mib(n_bytes: int) -> float:
+    return n_bytes / 2**20
+
+
+def tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def bench_update(config: BertConfig, repeats: int, device: str) -> None:
+    torch.manual_seed(0)
+    model = BertModel(config).to(device)
+    params = [p.detach() for p in model.parameters()]
+    n_params = sum(p.numel() for p in params)
+    print(f"model: BertModel, {n_params / 1e6:.1f}M fp32 parameters ({mib(tensor_bytes(params)):.0f} MiB), {device}, "
+          f"{torch.get_num_threads()} threads, median of {repeats}")
+
+    averager = WeightAverager(model)
+    averager.update(model)  # the first snapshot is a copy; time the running-mean updates after it
+    unchecked = WeightAverager(model, skip_non_finite=False)
+    unchecked.update(model)
+    averaged_model = AveragedModel(model)
+    averaged_model.update_parameters(model)
+    copies = [torch.empty_like(p) for p in params]
+
+    results = {
+        "plain copy of the weights": median_seconds(lambda: torch._foreach_copy_(copies, params), repeats),
+        "WeightAverager.update": median_seconds(lambda: averager.update(model), repeats),
+        "WeightAverager.update (no NaN check)": median_seconds(lambda: unchecked.update(model), repeats),
+        "AveragedModel.update_parameters": median_seconds(lambda: averaged_model.update_parameters(model), repeats),
+    }
+    extra = {
+        "plain copy of the weights": tensor_bytes(copies),
+        "WeightAverager.update": tensor_bytes(averager._averages) + tensor_bytes(averager._staging),
+        "WeightAverager.update (no NaN check)": tensor_bytes(unchecked._averages),
+        "AveragedModel.update_parameters": tensor_bytes(averaged_model.parameters())
+        + tensor_bytes(averaged_model.buffers()),
+    }
+    copy_time = results["plain copy of the weights"]
+    swa_time = results["AveragedModel.update_parameters"]
+    print(f"{'method':40s} {'median ms':>10s} {'x copy':>8s} {'x AveragedModel':>16s} {'adds MiB':>9s}")
+    for name, seconds in results.items():
+        print(f"{name:40s} {seconds * 1e3:10.1f} {seconds / copy_time:8.2f} {seconds / swa_time:16.2f} "
+              f"{mib(extra[name]):9.0f}")
+
+
+def bench_training(repeats: int) -> None:
+    """Wall time of a short tiny-BERT training with SWA (snapshot every step) vs without."""
+    from transformers import BertForSequenceClassification
+
+    from hf_swa import SWATrainer, SWATrainingArguments
+
+    config = BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=256, max_position_embeddings=64)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 1000, (256, 32), generator=generator)
+    data = [{"input_ids": ids[i], "labels": ids[i, 0] % 2} for i in range(len(ids))]
+
+    def train(swa: bool) -> float:
+        with tempfile.TemporaryDirectory() as out:
+            args = SWATrainingArguments(
+                output_dir=out, max_steps=60, per_device_train_batch_size=8, report_to="none", use_cpu=True,
+                disable_tqdm=True, logging_strategy="no", save_strategy="no", swa=swa, swa_start=1, swa_freq=1,
+                swa_lr=1e-4,
+            )
+            torch.manual_seed(0)
+            trainer = SWATrainer(model=BertForSequenceClassification(config), args=args, train_dataset=data)
+            start = time.perf_counter()
+            trainer.train()
+            return time.perf_counter() - start
+
+    without = statistics.median(train(False) for _ in range(repeats))
+    with_swa = statistics.median(train(True) for _ in range(repeats))
+    print(f"tiny-BERT training, 60 steps: without SWA {without:.2f} s, with SWA (freq 1) {with_swa:.2f} s, "
+          f"ratio {with_swa / without:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="a 4-layer, 256-wide model: a quick smoke run")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    config = BertConfig() if not args.small else BertConfig(hidden_size=256, num_hidden_layers=4,
+                                                            num_attention_heads=4, intermediate_size=1024)
+    bench_update(config, args.repeats, args.device)
+    bench_training(max(1, args.repeats // 2))
+
+
+if __name__ == "__main__":
+    main()

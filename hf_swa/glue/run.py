@@ -1,0 +1,325 @@
+"""Fine-tune and evaluate on a GLUE task (or any sentence(-pair) classification set) with SWA.
+
+The arguments mirror transformers' ``examples/pytorch/text-classification/run_glue.py``.
+``run_glue`` is what ``scripts/run_glue.py`` calls; it is importable so tests and
+other code can run it in-process.
+
+Example (local files, a model saved in ``./tiny-bert``)::
+
+    from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
+    results = run_glue(
+        ModelArguments(model_name_or_path="./tiny-bert"),
+        DataTrainingArguments(task_name="mrpc", train_file="train.tsv", validation_file="dev.tsv"),
+        GlueTrainingArguments(output_dir="out", do_train=True, do_eval=True, num_train_epochs=3),
+    )
+    results["eval_f1"], results["eval_swa_f1"]  # live weights vs the average
+
+Files written to ``output_dir``: the averaged model (plain Transformers
+checkpoint + ``swa_config.json``), ``train_results.json``, ``eval_results.json``,
+``all_results.json`` (MNLI mismatched metrics end in ``_mm``), and with
+``do_predict`` one GLUE submission file per test split (``CoLA.tsv``,
+``MNLI-m.tsv``, ``MNLI-mm.tsv``, ...; ``predictions.tsv`` for a custom data set).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from transformers import AutoConfig, DataCollatorWithPadding, default_data_collator, set_seed
+
+from hf_swa.glue.data import (
+    check_columns,
+    evaluation_splits,
+    example_ids,
+    load_raw_datasets,
+    prediction_splits,
+    resolve_text_columns,
+    tokenize_datasets,
+)
+from hf_swa.glue.labels import LabelInfo, infer_labels
+from hf_swa.glue.metrics import make_compute_metrics
+from hf_swa.glue.modeling import prepare_model_and_tokenizer
+from hf_swa.glue.tasks import get_task
+from hf_swa.trainer import SWATrainer, SWATrainingArguments
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "run_glue", "write_submission"]
+
+
+@dataclass
+class ModelArguments:
+    """Which model/config/tokenizer to fine-tune from."""
+
+    model_name_or_path: str = field(metadata={"help": "Model id on the Hub or path to a local model folder."})
+    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer if not the model's own."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the model."})
+    token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub repo."})
+    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (Rust) tokenizer."})
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Re-initialise a classification head whose size differs from the data's."}
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    """What data to train/evaluate/predict on, and how to tokenize it."""
+
+    task_name: Optional[str] = field(
+        default=None, metadata={"help": "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli."}
+    )
+    train_file: Optional[str] = field(default=None, metadata={"help": "Training data (.csv, .tsv, .json/.jsonl)."})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Evaluation data (MNLI: matched)."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Prediction data (MNLI: matched)."})
+    validation_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched dev set."})
+    test_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched test set."})
+    text_columns: Optional[list[str]] = field(
+        default=None, metadata={"help": "One or two text column names (default: the task's, or sentence1/sentence2)."}
+    )
+    label_column: Optional[str] = field(default=None, metadata={"help": "Label column name (default: label)."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "Pad every input to max_seq_length (default: pad each batch)."}
+    )
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N train examples."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N eval examples."})
+    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
+    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
+
+    def __post_init__(self):
+        if self.task_name:
+            self.task_name = get_task(self.task_name).name  # unknown names fail here, listing the valid ones
+        if not self.task_name and not (self.train_file or self.validation_file or self.test_file):
+            raise ValueError(
+                "Pass --task_name (a GLUE task) or data files (--train_file / --validation_file / --test_file)."
+            )
+        for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}.")
+
+
+@dataclass
+class GlueTrainingArguments(SWATrainingArguments):
+    """``SWATrainingArguments`` with the GLUE script's defaults: an SWA LR tail from half-way.
+
+    Unless ``swa_lr`` is given, the LR is held at ``swa_lr_ratio * learning_rate``
+    from ``swa_start`` (measured to help; averaging under a schedule that decays
+    to 0 gained nothing). ``--swa_lr_ratio 0`` keeps the base schedule. The ratio
+    is applied when the SWA config is built, so ``dataclasses.replace(args,
+    learning_rate=...)`` moves the tail with the new peak.
+
+    Example:
+        >>> args = GlueTrainingArguments(output_dir="/tmp/out", learning_rate=2e-5, report_to="none")
+        >>> args.swa_start, args.swa_lr, args.to_swa_config().swa_lr
+        (0.5, None, 1e-05)
+    """
+
+    swa_start: str = field(
+        default="0.5",
+        metadata={"help": "When averaging starts: a fraction of the optimizer steps in (0, 1] or a step >= 1."},
+    )
+    swa_lr_ratio: float = field(
+        default=0.5,
+        metadata={"help": "If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start (0: off)."},
+    )
+
+    def __post_init__(self):
+        if not 0 <= self.swa_lr_ratio <= 1:
+            raise ValueError(f"--swa_lr_ratio must be in [0, 1] (0 keeps the base schedule), got {self.swa_lr_ratio}.")
+        super().__post_init__()
+
+    def to_swa_config(self):
+        """The SWA settings, with ``swa_lr = swa_lr_ratio * learning_rate`` when ``swa_lr`` is unset."""
+        config = super().to_swa_config()
+        if self.swa_lr is None and self.swa_lr_ratio > 0:
+            config = dataclasses.replace(config, swa_lr=self.swa_lr_ratio * self.learning_rate)
+        return config
+
+
+def _mismatched_suffix(split: str) -> str:
+    return "_mm" if split.endswith("mismatched") else ""
+
+
+def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArguments) -> LabelInfo:
+    """Predict-only on a custom data set: the classes are the fine-tuned model's own."""
+    if task_name:
+        task = get_task(task_name)
+        return LabelInfo(list(task.label_names), is_regression=task.is_regression)
+    config = AutoConfig.from_pretrained(
+        model_args.model_name_or_path, cache_dir=model_args.cache_dir, revision=model_args.model_revision,
+        token=model_args.token, trust_remote_code=model_args.trust_remote_code,
+    )
+    if config.problem_type == "regression":
+        return LabelInfo([], is_regression=True)
+    return LabelInfo([config.id2label[i] for i in sorted(config.id2label)])
+
+
+def write_submission(path: str, ids, predictions, label_names: Optional[list[str]] = None) -> None:
+    r"""Write a GLUE-style submission TSV: ``index<TAB>prediction`` per example.
+
+    ``label_names`` turns class ids into the names to write; ``None`` writes
+    regression scores with three decimals.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "RTE.tsv")
+        >>> write_submission(path, [0, 1], np.array([1, 0]), ["entailment", "not_entailment"])
+        >>> open(path).read().splitlines()
+        ['index\tprediction', '0\tnot_entailment', '1\tentailment']
+    """
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["index", "prediction"])
+        for index, prediction in zip(ids, predictions):
+            value = f"{float(prediction):.3f}" if label_names is None else label_names[int(prediction)]
+            writer.writerow([index, value])
+
+
+def run_glue(
+    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SWATrainingArguments
+) -> dict:
+    """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return all metrics.
+
+    Evaluation reports the live weights as ``eval_*`` and the SWA average as
+    ``eval_swa_*`` (once a snapshot exists); MNLI's mismatched set adds the same
+    keys ending in ``_mm``. See the module docstring for the files written.
+    """
+    # Sequence classification losses are a mean over the batch and ignore `num_items_in_batch`. With
+    # average_tokens_across_devices=True the Trainer multiplies the loss of any model it believes uses that
+    # count by the world size under DDP (a correction meant for token-summed LM losses), inflating the loss
+    # and the gradients world_size-fold. SWATrainer already detects the common mean-loss heads; this also
+    # covers models whose forward it cannot inspect. Token averaging has no meaning for one label per example.
+    training_args.average_tokens_across_devices = False
+    set_seed(training_args.seed)
+    task_name = data_args.task_name
+    label_column = data_args.label_column or "label"
+
+    raw = load_raw_datasets(
+        task_name,
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        test_file=data_args.test_file,
+        validation_mismatched_file=data_args.validation_mismatched_file,
+        test_mismatched_file=data_args.test_mismatched_file,
+        label_column=label_column,
+        cache_dir=model_args.cache_dir,
+        token=model_args.token,
+    )
+    eval_splits = evaluation_splits(raw, task_name)
+    predict_splits = prediction_splits(raw, task_name)
+    needed = {"do_train": "train" in raw, "do_eval": bool(eval_splits), "do_predict": bool(predict_splits)}
+    for flag, present in needed.items():
+        if getattr(training_args, flag) and not present:
+            what = {"do_train": "--train_file", "do_eval": "--validation_file", "do_predict": "--test_file"}[flag]
+            raise ValueError(f"--{flag} needs data to work on: pass {what} (splits found: {list(raw)}).")
+    # Keep only the splits this run uses, cut to the requested sizes.
+    keep = {"train": training_args.do_train, **{s: training_args.do_eval for s in eval_splits}}
+    keep.update({s: training_args.do_predict for s, _ in predict_splits})
+    limits = {"train": data_args.max_train_samples, **{s: data_args.max_eval_samples for s in eval_splits}}
+    limits.update({s: data_args.max_predict_samples for s, _ in predict_splits})
+    for split in list(raw):
+        if not keep.get(split, False):
+            del raw[split]
+        elif limits.get(split) is not None:
+            raw[split] = raw[split].select(range(min(limits[split], len(raw[split]))))
+
+    text_columns = resolve_text_columns(raw, task_name, data_args.text_columns) if len(raw) else ()
+    labelled = [s for s in raw if s == "train" or s in eval_splits]
+    check_columns(raw, text_columns, label_column, labelled)
+    if labelled:
+        label_info = infer_labels(raw, task_name, label_column, labelled)
+    else:
+        label_info = _labels_without_labelled_data(task_name, model_args)
+
+    model, tokenizer, label2id = prepare_model_and_tokenizer(
+        model_args.model_name_or_path,
+        label_info,
+        task_name=task_name,
+        training=training_args.do_train,
+        tokenizer_name=model_args.tokenizer_name,
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+        use_fast_tokenizer=model_args.use_fast_tokenizer,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+    )
+    ids = {split: example_ids(raw[split]) for split, _ in predict_splits if split in raw}
+    with training_args.main_process_first(desc="dataset tokenization"):
+        data = tokenize_datasets(
+            raw,
+            tokenizer,
+            text_columns,
+            max_seq_length=data_args.max_seq_length,
+            pad_to_max_length=data_args.pad_to_max_length,
+            label_column=label_column,
+            label_fn=label_info.label_fn(label2id) if labelled else None,
+            labelled_splits=labelled,
+            num_proc=data_args.preprocessing_num_workers,
+            load_from_cache_file=not data_args.overwrite_cache,
+        )
+    if data_args.pad_to_max_length:
+        collator = default_data_collator
+    else:
+        multiple = 8 if (training_args.fp16 or training_args.bf16) else None
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
+
+    trainer = SWATrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data["train"] if training_args.do_train else None,
+        eval_dataset=data[eval_splits[0]] if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=make_compute_metrics(
+            task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression
+        ),
+    )
+
+    results: dict = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()  # the averaged weights (when SWA ran) + swa_config.json
+        metrics = dict(train_result.metrics, train_samples=len(data["train"]))
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        results.update(metrics)
+
+    if training_args.do_eval:
+        eval_metrics = {}
+        for split in eval_splits:
+            metrics = dict(trainer.evaluate(eval_dataset=data[split]), eval_samples=len(data[split]))
+            suffix = _mismatched_suffix(split)
+            eval_metrics.update({key + suffix: value for key, value in metrics.items()})
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        results.update(eval_metrics)
+
+    if training_args.do_predict:
+        task = get_task(task_name) if task_name else None
+        names = None
+        if not label_info.is_regression:
+            id2label = model.config.id2label
+            names = [id2label[i] for i in range(len(id2label))]
+            if task is not None:  # the leaderboard's spelling (0/1 for CoLA, SST-2, MRPC, QQP, WNLI)
+                names = [task.submission_labels[task.label_names.index(name)] for name in names]
+        for split, stem in predict_splits:
+            output = trainer.predict(data[split], metric_key_prefix="predict")
+            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+            predictions = np.squeeze(logits, axis=-1) if label_info.is_regression else np.argmax(logits, axis=-1)
+            if trainer.is_world_process_zero():
+                path = os.path.join(training_args.output_dir, f"{stem}.tsv")
+                write_submission(path, ids[split], predictions, names)
+                logger.info("Wrote %d predictions to %s", len(predictions), path)
+    return results

@@ -1,0 +1,189 @@
+"""Registry of the nine GLUE tasks: columns, labels, splits, metrics.
+
+Everything here is static data about the benchmark; nothing is downloaded.
+Column and label names follow the ``nyu-mll/glue`` dataset on the Hugging Face
+Hub, and label ids follow its ``ClassLabel`` order, so a model trained on local
+files and one trained on the Hub copy agree on what label 0 means.
+
+Example:
+    >>> from hf_swa.glue.tasks import get_task
+    >>> task = get_task("mnli")
+    >>> task.sentence_keys
+    ('premise', 'hypothesis')
+    >>> task.label_names
+    ('entailment', 'neutral', 'contradiction')
+    >>> task.validation_splits
+    ('validation_matched', 'validation_mismatched')
+    >>> get_task("stsb").is_regression, get_task("stsb").num_labels
+    (True, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["GlueTask", "GLUE_TASKS", "TASK_NAMES", "get_task", "glue_average"]
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """Static description of one GLUE task.
+
+    Attributes:
+        name: the config name on the Hub (``"cola"``, ``"sst2"``, ...).
+        sentence_keys: one or two text column names.
+        label_names: class names in id order; empty for the regression task (STS-B).
+        metrics: the official metrics, in the order the GLUE paper lists them.
+        main_metric: the single number used for a GLUE average (the convention of
+            the BERT paper: F1 for MRPC/QQP, Spearman for STS-B, Matthews
+            correlation for CoLA, accuracy elsewhere).
+        validation_splits / test_splits: split names on the Hub.
+        submission_names: GLUE leaderboard file stem for each test split
+            (``CoLA`` -> ``CoLA.tsv``).
+        submission_labels: how the leaderboard spells each class in the
+            submission files, in id order: ``0``/``1`` for the binary tasks whose
+            raw GLUE files use 0/1, class names for the NLI tasks.
+    """
+
+    name: str
+    sentence_keys: tuple[str, ...]
+    label_names: tuple[str, ...]
+    metrics: tuple[str, ...]
+    main_metric: str
+    validation_splits: tuple[str, ...] = ("validation",)
+    test_splits: tuple[str, ...] = ("test",)
+    submission_names: tuple[str, ...] = ()
+    submission_labels: tuple[str, ...] = ()
+
+    @property
+    def is_regression(self) -> bool:
+        """True for STS-B (a similarity score, not a class)."""
+        return not self.label_names
+
+    @property
+    def num_labels(self) -> int:
+        """Output size of the classification head (1 for regression)."""
+        return 1 if self.is_regression else len(self.label_names)
+
+    @property
+    def is_pair(self) -> bool:
+        """True when examples are sentence pairs."""
+        return len(self.sentence_keys) == 2
+
+
+_BINARY01 = ("0", "1")
+
+GLUE_TASKS: dict[str, GlueTask] = {
+    task.name: task
+    for task in (
+        GlueTask(
+            "cola", ("sentence",), ("unacceptable", "acceptable"),
+            ("matthews_correlation",), "matthews_correlation",
+            submission_names=("CoLA",), submission_labels=_BINARY01,
+        ),
+        GlueTask(
+            "sst2", ("sentence",), ("negative", "positive"),
+            ("accuracy",), "accuracy",
+            submission_names=("SST-2",), submission_labels=_BINARY01,
+        ),
+        GlueTask(
+            "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"),
+            ("accuracy", "f1"), "f1",
+            submission_names=("MRPC",), submission_labels=_BINARY01,
+        ),
+        GlueTask(
+            "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"),
+            ("accuracy", "f1"), "f1",
+            submission_names=("QQP",), submission_labels=_BINARY01,
+        ),
+        GlueTask(
+            "stsb", ("sentence1", "sentence2"), (),
+            ("pearson", "spearmanr"), "spearmanr",
+            submission_names=("STS-B",),
+        ),
+        GlueTask(
+            "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
+            ("accuracy",), "accuracy",
+            validation_splits=("validation_matched", "validation_mismatched"),
+            test_splits=("test_matched", "test_mismatched"),
+            submission_names=("MNLI-m", "MNLI-mm"),
+            submission_labels=("entailment", "neutral", "contradiction"),
+        ),
+        GlueTask(
+            "qnli", ("question", "sentence"), ("entailment", "not_entailment"),
+            ("accuracy",), "accuracy",
+            submission_names=("QNLI",), submission_labels=("entailment", "not_entailment"),
+        ),
+        GlueTask(
+            "rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"),
+            ("accuracy",), "accuracy",
+            submission_names=("RTE",), submission_labels=("entailment", "not_entailment"),
+        ),
+        GlueTask(
+            "wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"),
+            ("accuracy",), "accuracy",
+            submission_names=("WNLI",), submission_labels=_BINARY01,
+        ),
+    )
+}
+
+TASK_NAMES: tuple[str, ...] = tuple(GLUE_TASKS)
+
+# Spellings people type for the same task ("SST-2", "sts-b", "mnli-m").
+_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli_matched": "mnli"}
+
+
+def get_task(name: str) -> GlueTask:
+    """Return the :class:`GlueTask` called ``name`` (case-insensitive).
+
+    Raises:
+        ValueError: for an unknown name; the message lists the valid ones.
+
+    Example:
+        >>> get_task("SST-2").name
+        'sst2'
+        >>> get_task("qqp").metrics
+        ('accuracy', 'f1')
+    """
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in GLUE_TASKS:
+        raise ValueError(
+            f"Unknown GLUE task {name!r}. Valid task names: {', '.join(TASK_NAMES)}. "
+            "For another data set, leave task_name unset and pass train/validation files "
+            "with text_columns and label_column."
+        )
+    return GLUE_TASKS[key]
+
+
+def glue_average(results: Mapping[str, Mapping[str, float]], prefix: str = "") -> float:
+    """Average of each task's main metric (the usual one-number GLUE summary).
+
+    ``results`` maps task name to that task's metrics dict; ``prefix`` is
+    prepended to the metric name when looking it up (``"eval_"`` for Trainer
+    output, ``"eval_swa_"`` for the averaged weights). For MNLI the matched and
+    mismatched accuracies (keys ``<prefix>accuracy`` and ``<prefix>accuracy_mm``)
+    are averaged into one task score when both are present.
+
+    Example:
+        >>> glue_average({"cola": {"eval_matthews_correlation": 0.5},
+        ...               "mrpc": {"eval_f1": 0.9, "eval_accuracy": 0.85}}, prefix="eval_")
+        0.7
+    """
+    if not results:
+        raise ValueError("glue_average needs at least one task's results.")
+    scores = []
+    for name, metrics in results.items():
+        task = get_task(name)
+        key = prefix + task.main_metric
+        if key not in metrics:
+            raise KeyError(
+                f"{task.name}: metric {key!r} not found; available keys: {sorted(metrics)}"
+            )
+        values = [metrics[key]]
+        if key + "_mm" in metrics:
+            values.append(metrics[key + "_mm"])
+        scores.append(sum(values) / len(values))
+    return round(sum(scores) / len(scores), 10)
+

@@ -1,0 +1,435 @@
+"""Compare baseline and SWA fine-tuning runs over seeds and tasks: a Markdown table and a plot.
+
+The report only reads result files, so it does not care how the runs were launched.
+Layout under ``runs_root``::
+
+    <task>/<baseline|swa>/seed<k>/all_results.json     # final metrics (Trainer.save_metrics)
+    <task>/<baseline|swa>/seed<k>/trainer_state.json   # optional: log_history, for the plot
+
+In an SWA run ``eval_swa_<m>`` is the averaged weights' score and ``eval_<m>`` the live
+(last-step) weights' score of the same run; a baseline run only has ``eval_<m>``.
+
+Example:
+    >>> import json, pathlib, tempfile
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for variant, seed, metrics in [
+    ...     ("baseline", 1, {"eval_accuracy": 0.90}), ("baseline", 2, {"eval_accuracy": 0.92}),
+    ...     ("swa", 1, {"eval_accuracy": 0.91, "eval_swa_accuracy": 0.93}),
+    ...     ("swa", 2, {"eval_accuracy": 0.91, "eval_swa_accuracy": 0.93})]:
+    ...     run = root / "sst2" / variant / f"seed{seed}"
+    ...     run.mkdir(parents=True)
+    ...     _ = (run / "all_results.json").write_text(json.dumps(metrics))
+    >>> summary = summarize(collect_runs(root))
+    >>> round(summary.tasks[0].main.delta, 4)
+    0.02
+    >>> summary.tasks[0].verdict()
+    'SWA helped by +2.00 points (accuracy, 2 seeds baseline / 2 SWA), more than the seed-to-seed spread (std 1.41).'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+__all__ = ["VARIANTS", "RunResult", "Stat", "MetricComparison", "TaskSummary", "ReportSummary",
+           "collect_runs", "summarize", "render_markdown", "plot_curves", "write_report"]
+
+VARIANTS = ("baseline", "swa")
+RESULTS_FILE = "all_results.json"
+STATE_FILE = "trainer_state.json"
+REPORT_NAME = "glue_report"
+_SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
+# Trainer metric keys that are bookkeeping, losses or run_glue's combined_score (a mean of the others).
+_NOT_SCORES = ("loss", "runtime", "samples_per_second", "steps_per_second", "samples", "epoch", "combined_score")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One fine-tuning run: ``metrics`` from ``all_results.json`` ({} if the run did not finish)."""
+
+    task: str
+    variant: str
+    seed: int
+    metrics: Mapping[str, float]
+    log_history: tuple = ()
+    path: Optional[Path] = None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.metrics)
+
+    def score(self, metric: str, averaged: bool = False, fold_mm: bool = False) -> Optional[float]:
+        """``eval_swa_<metric>`` (averaged weights) or ``eval_<metric>`` (live weights).
+
+        With ``fold_mm`` an MNLI-style ``<metric>_mm`` (mismatched) score is averaged in, as
+        the GLUE average does.
+        """
+        prefix = "eval_swa_" if averaged else "eval_"
+        value = self.metrics.get(prefix + metric)
+        if value is None:
+            return None
+        mismatched = self.metrics.get(prefix + metric + "_mm") if fold_mm else None
+        return float(value) if mismatched is None else (float(value) + float(mismatched)) / 2
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Values over seeds; ``std`` is the sample standard deviation (n − 1), NaN for one value."""
+
+    values: tuple
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if self.n >= 2 else math.nan
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric of one task: baseline runs, SWA runs (averaged weights) and the same SWA runs' live weights."""
+
+    task: str
+    metric: str
+    baseline: Stat
+    swa: Stat
+    swa_live: Stat
+
+    @property
+    def delta(self) -> float:
+        """mean(SWA, averaged weights) − mean(baseline); NaN when one side has no runs."""
+        return self.swa.mean - self.baseline.mean
+
+
+@dataclass
+class TaskSummary:
+    """A task's comparisons, main metric first; ``glue_score`` is the main metric as the GLUE
+    average counts it (MNLI: matched and mismatched averaged; otherwise the main metric)."""
+
+    task: str
+    main_metric: str
+    metrics: list
+    glue_score: MetricComparison
+
+    @property
+    def main(self) -> MetricComparison:
+        return self.metrics[0]
+
+    def verdict(self, scale: float = 100.0) -> str:
+        """One plain sentence: did SWA beat the baseline on the main metric, and is it beyond noise?"""
+        m = self.main
+        if not (m.baseline.n and m.swa.n):
+            return f"No comparison: {m.baseline.n} baseline and {m.swa.n} SWA runs report {m.metric}."
+        delta = round(m.delta * scale, 2) + 0.0
+        runs = f"{m.metric}, {m.baseline.n} seeds baseline / {m.swa.n} SWA"
+        if delta > 0:
+            text = f"SWA helped by {delta:+.2f} points ({runs})"
+        elif delta < 0:
+            text = f"SWA did not help ({delta:+.2f} points, {runs})"
+        else:
+            return f"SWA made no difference ({delta:+.2f} points, {runs})."
+        spread = max(m.baseline.std, m.swa.std) * scale
+        if math.isnan(spread):
+            return text + "; one seed on a side, so no estimate of seed-to-seed noise."
+        if abs(delta) <= spread:
+            return text + f", within the seed-to-seed spread (std {spread:.2f}): not conclusive."
+        return text + f", more than the seed-to-seed spread (std {spread:.2f})."
+
+
+@dataclass
+class ReportSummary:
+    tasks: list  # TaskSummary, sorted by task name
+    notes: list = field(default_factory=list)
+
+    def glue_average(self) -> dict:
+        """Mean over tasks of each task's main-metric mean, for the tasks every side has."""
+        included = [t for t in self.tasks if t.glue_score.baseline.n and t.glue_score.swa.n]
+        out = {"tasks": [t.task for t in included]}
+        for side in ("baseline", "swa", "swa_live"):
+            means = [getattr(t.glue_score, side).mean for t in included]
+            out[side] = statistics.fmean(means) if means and not any(map(math.isnan, means)) else math.nan
+        out["delta"] = out["swa"] - out["baseline"]
+        return out
+
+
+# -- collecting --------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+
+def collect_runs(runs_root: Union[str, Path]) -> list:
+    """Read every ``<task>/<baseline|swa>/seed<k>/`` run under ``runs_root`` into :class:`RunResult`.
+
+    A seed folder without ``all_results.json`` gives an incomplete run (empty metrics), so the
+    report can say it is missing instead of silently averaging fewer seeds.
+    """
+    root = Path(runs_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs root {root} does not exist.")
+    runs = []
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for variant in VARIANTS:
+            for seed_dir in sorted((task_dir / variant).glob("seed*")):
+                match = _SEED_DIR.match(seed_dir.name)
+                if not (match and seed_dir.is_dir()):
+                    continue
+                results, state = seed_dir / RESULTS_FILE, seed_dir / STATE_FILE
+                metrics = _read_json(results) if results.is_file() else {}
+                history = tuple(_read_json(state).get("log_history", ())) if state.is_file() else ()
+                runs.append(RunResult(task_dir.name, variant, int(match[1]), metrics, history, seed_dir))
+    if not runs:
+        raise FileNotFoundError(
+            f"no runs under {root}: expected <task>/<baseline|swa>/seed<k>/{RESULTS_FILE}, "
+            f"e.g. {root / 'sst2' / 'swa' / 'seed1' / RESULTS_FILE}"
+        )
+    return sorted(runs, key=lambda r: (r.task, r.variant, r.seed))
+
+
+# -- summarising --------------------------------------------------------------------------------
+
+
+def _main_metric(task: str, available: Sequence[str]) -> str:
+    try:
+        from hf_swa.glue.tasks import get_task
+
+        return get_task(task).main_metric
+    except (ImportError, ValueError):
+        return "accuracy" if "accuracy" in available else sorted(available)[0]
+
+
+def _metric_names(runs: Sequence[RunResult]) -> list:
+    names = set()
+    for run in runs:
+        for key in run.metrics:
+            name = key[len("eval_swa_"):] if key.startswith("eval_swa_") else key[len("eval_"):]
+            if key.startswith("eval_") and not name.removesuffix("_mm").endswith(_NOT_SCORES):
+                names.add(name)
+    return sorted(names)
+
+
+def summarize(runs: Sequence[RunResult], main_metrics: Optional[Mapping[str, str]] = None) -> ReportSummary:
+    """Group runs by task and compare baseline with SWA on every metric they report."""
+    notes = []
+    by_task: dict = {}
+    for run in runs:
+        if not run.complete:
+            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {RESULTS_FILE} (did the run finish?); left out.")
+            continue
+        by_task.setdefault(run.task, []).append(run)
+    tasks = []
+    for task, task_runs in sorted(by_task.items()):
+        names = _metric_names(task_runs)
+        if not names:
+            notes.append(f"{task}: no eval_* scores in any run; left out.")
+            continue
+        main = (main_metrics or {}).get(task) or _main_metric(task, names)
+        if main not in names:
+            notes.append(f"{task}: main metric {main!r} not reported (found {', '.join(names)}); using {names[0]!r}.")
+            main = names[0]
+        baseline = [r for r in task_runs if r.variant == "baseline"]
+        swa = [r for r in task_runs if r.variant == "swa"]
+        if {r.seed for r in baseline} != {r.seed for r in swa}:
+            notes.append(
+                f"{task}: seeds differ between baseline {sorted(r.seed for r in baseline)} "
+                f"and SWA {sorted(r.seed for r in swa)}; means use the runs each side has."
+            )
+        for r in swa:
+            if r.score(main, averaged=True) is None:
+                notes.append(f"{task}/swa/seed{r.seed}: no eval_swa_{main} (no snapshot taken?); left out of SWA.")
+        comparisons = [_compare(task, name, baseline, swa) for name in [main] + [n for n in names if n != main]]
+        tasks.append(TaskSummary(task, main, comparisons, _compare(task, main, baseline, swa, fold_mm=True)))
+    return ReportSummary(tasks, notes)
+
+
+def _compare(task: str, metric: str, baseline: Sequence[RunResult], swa: Sequence[RunResult], fold_mm: bool = False):
+    def stat(runs, averaged):
+        scores = (r.score(metric, averaged, fold_mm) for r in runs)
+        return Stat(tuple(v for v in scores if v is not None))
+
+    return MetricComparison(task, metric, stat(baseline, False), stat(swa, True), stat(swa, False))
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _mean_std(stat: Stat, scale: float) -> str:
+    if not stat.n:
+        return "–"
+    if stat.n == 1:
+        return f"{stat.mean * scale:.2f}"
+    return f"{stat.mean * scale:.2f} ± {stat.std * scale:.2f}"
+
+
+def _signed(value: float, scale: float) -> str:
+    return "–" if math.isnan(value) else f"{round(value * scale, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
+
+
+def _plain(value: float, scale: float) -> str:
+    return "–" if math.isnan(value) else f"{value * scale:.2f}"
+
+
+def render_markdown(summary: ReportSummary, scale: float = 100.0, plot_name: Optional[str] = None) -> str:
+    """The report as Markdown: one row per task and metric, a GLUE-average row, a verdict per task."""
+    lines = [
+        "# SWA vs baseline",
+        "",
+        f"Scores ×{scale:g}, mean ± sample std over seeds. **SWA** is the averaged weights (`eval_swa_*`); "
+        "*SWA live* is the same SWA runs evaluated with their last-step weights (`eval_*`). "
+        "Δ = mean(SWA) − mean(baseline); a negative Δ means SWA did worse. The GLUE average is the mean over "
+        "tasks of each task's main metric (MNLI: matched and mismatched averaged).",
+        "",
+        "| Task | Metric | Baseline | SWA | Δ SWA − baseline | SWA live | Seeds (baseline / SWA) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for task in summary.tasks:
+        for m in task.metrics:
+            label = f"**{m.metric}** (main)" if m.metric == task.main_metric else m.metric
+            lines.append(
+                f"| {task.task} | {label} | {_mean_std(m.baseline, scale)} | {_mean_std(m.swa, scale)} | "
+                f"{_signed(m.delta, scale)} | {_mean_std(m.swa_live, scale)} | {m.baseline.n} / {m.swa.n} |"
+            )
+    avg = summary.glue_average()
+    if avg["tasks"]:
+        lines.append(
+            f"| **GLUE average** | main metrics of {len(avg['tasks'])} task(s) | {_plain(avg['baseline'], scale)} | "
+            f"{_plain(avg['swa'], scale)} | {_signed(avg['delta'], scale)} | {_plain(avg['swa_live'], scale)} | |"
+        )
+    lines += ["", "## Verdict", ""]
+    lines += [f"- **{task.task}**: {task.verdict(scale)}" for task in summary.tasks]
+    if avg["tasks"]:
+        delta = round(avg["delta"] * scale, 2) + 0.0
+        word = "helped" if delta > 0 else "did not help" if delta < 0 else "made no difference"
+        lines.append(f"- **GLUE average** ({', '.join(avg['tasks'])}): SWA {word} ({delta:+.2f} points).")
+    if plot_name:
+        lines += ["", "## Evaluation during training", "", f"![eval metric over steps]({plot_name})"]
+    if summary.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in summary.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _curve(runs: Sequence[RunResult], key: str) -> tuple:
+    """Steps and per-step mean/min/max of ``key`` over the runs' eval logs."""
+    by_step: dict = {}
+    for run in runs:
+        for entry in run.log_history:
+            if key in entry and "step" in entry:
+                by_step.setdefault(entry["step"], []).append(float(entry[key]))
+    steps = sorted(by_step)
+    return steps, [statistics.fmean(by_step[s]) for s in steps], [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
+
+
+def plot_curves(runs: Sequence[RunResult], summary: ReportSummary, path: Union[str, Path], scale: float = 100.0) -> Path:
+    """PNG of each task's main metric over training steps: baseline, SWA live and SWA averaged."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = max(1, len(summary.tasks))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(5 * cols, 3.6 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    series = (("baseline", "eval_{}", "baseline", "tab:gray", "--"),
+              ("swa", "eval_{}", "SWA run, live weights", "tab:blue", "-"),
+              ("swa", "eval_swa_{}", "SWA run, averaged weights", "tab:orange", "-"))
+    for ax, task in zip(axes, summary.tasks):
+        drawn = False
+        for variant, key, label, color, style in series:
+            task_runs = [r for r in runs if r.task == task.task and r.variant == variant]
+            steps, mean, low, high = _curve(task_runs, key.format(task.main_metric))
+            if not steps:
+                continue
+            ax.plot(steps, [v * scale for v in mean], style, color=color, marker=".", label=label)
+            if len(task_runs) > 1:
+                ax.fill_between(steps, [v * scale for v in low], [v * scale for v in high], color=color, alpha=0.15)
+            drawn = True
+        ax.set_title(f"{task.task}: {task.main_metric}")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(f"{task.main_metric} ×{scale:g}")
+        if drawn:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, f"no eval logs in {STATE_FILE}", ha="center", va="center", transform=ax.transAxes)
+    for ax in axes[len(summary.tasks):]:
+        ax.set_visible(False)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def write_report(
+    runs_root: Union[str, Path],
+    output_dir: Union[str, Path],
+    *,
+    main_metrics: Optional[Mapping[str, str]] = None,
+    scale: float = 100.0,
+) -> Path:
+    """Collect the runs under ``runs_root`` and write ``glue_report.md``, ``.png`` and ``.json``.
+
+    Returns the path of the Markdown file; the PNG is linked from it and the JSON holds the
+    same numbers (unscaled) for other tools.
+
+    Example:
+        >>> import json, pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for variant, metrics in [("baseline", {"eval_accuracy": 0.70}),
+        ...                          ("swa", {"eval_accuracy": 0.69, "eval_swa_accuracy": 0.68})]:
+        ...     (root / "rte" / variant / "seed1").mkdir(parents=True)
+        ...     _ = (root / "rte" / variant / "seed1" / "all_results.json").write_text(json.dumps(metrics))
+        >>> path = write_report(root, root / "report")
+        >>> sorted(p.name for p in path.parent.iterdir())
+        ['glue_report.json', 'glue_report.md', 'glue_report.png']
+        >>> print([line for line in path.read_text().splitlines() if line.startswith("| rte")][0])
+        | rte | **accuracy** (main) | 70.00 | 68.00 | -2.00 | 69.00 | 1 / 1 |
+    """
+    runs = collect_runs(runs_root)
+    summary = summarize(runs, main_metrics)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_curves(runs, summary, out / f"{REPORT_NAME}.png", scale)
+    md = out / f"{REPORT_NAME}.md"
+    md.write_text(render_markdown(summary, scale, plot_name=png.name), encoding="utf-8")
+    (out / f"{REPORT_NAME}.json").write_text(json.dumps(_to_json(summary), indent=2, allow_nan=False), encoding="utf-8")
+    return md
+
+
+def _to_json(summary: ReportSummary) -> dict:
+    def num(x: float):
+        return None if math.isnan(x) else x
+
+    def stat(s: Stat) -> dict:
+        return {"values": list(s.values), "mean": num(s.mean), "std": num(s.std), "n": s.n}
+
+    avg = summary.glue_average()
+    return {
+        "tasks": {
+            t.task: {
+                "main_metric": t.main_metric,
+                "verdict": t.verdict(),
+                "metrics": {
+                    m.metric: {"baseline": stat(m.baseline), "swa": stat(m.swa), "swa_live": stat(m.swa_live),
+                               "delta": num(m.delta)}
+                    for m in t.metrics
+                },
+            }
+            for t in summary.tasks
+        },
+        "glue_average": {k: (num(v) if isinstance(v, float) else v) for k, v in avg.items()},
+        "notes": summary.notes,
+    }

@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""Fine-tune on a GLUE task (or your own sentence(-pair) classification files) with SWA.
+
+    python scripts/run_glue.py --model_name_or_path bert-base-cased --task_name mrpc \
+        --do_train --do_eval --output_dir out/mrpc
+    accelerate launch scripts/run_glue.py --model_name_or_path ./my-model --task_name rte \
+        --train_file train.tsv --validation_file dev.tsv --do_train --do_eval --output_dir out/rte
+    python scripts/run_glue.py config.json       # all arguments from one JSON file
+
+Every TrainingArguments flag works, plus the SWA flags (--swa, --swa_start, --swa_freq,
+--swa_lr, --swa_lr_ratio, ...). See hf_swa/glue/run.py.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+try:
+    import hf_swa  # noqa: F401
+except ImportError:  # a source checkout that was not pip-installed: use the repository's copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue  # noqa: E402
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, GlueTrainingArguments))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(json_file=argv[0])
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+    )
+    return run_glue(model_args, data_args, training_args)
+
+
+if __name__ == "__main__":
+    main()

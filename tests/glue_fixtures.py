@@ -1,0 +1,101 @@
+"""Tiny saved models/tokenizers and small data files for the GLUE tests (all offline)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+from tokenizers import ByteLevelBPETokenizer
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertModel,
+    BertTokenizerFast,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2Model,
+    GPT2TokenizerFast,
+)
+
+POSITIVE = ["good", "great", "fine", "nice"]
+NEGATIVE = ["bad", "awful", "poor", "sad"]
+FILLER = ["the", "a", "film", "movie", "was", "is", "very", "plot", "actor", "story", "and", "it"]
+WORDS = POSITIVE + NEGATIVE + FILLER
+
+
+def save_tiny_bert(folder: Path, num_labels: int = 2, seed: int = 0, head: bool = False) -> Path:
+    """A 2-layer BERT and a WordPiece tokenizer over WORDS, saved to `folder`.
+
+    Like a Hub base model (``bert-base-uncased``) it has no classification head unless `head`.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    # transformers 5 ignores `vocab_file=` here (it builds a 5-token vocab): pass the vocab itself.
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)})
+    assert len(tokenizer) == len(tokens)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=num_labels,
+    )
+    (BertForSequenceClassification if head else BertModel)(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_gpt2(folder: Path, num_labels: int = 2, seed: int = 0, head: bool = False) -> Path:
+    """A 2-layer GPT-2 (no classification head unless `head`) and a byte-level BPE tokenizer
+    with no pad token, saved to `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 4, vocab_size=300, min_frequency=1,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
+                                  bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    assert tokenizer.pad_token is None
+    eos = tokenizer.eos_token_id
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2, num_labels=num_labels,
+        bos_token_id=eos, eos_token_id=eos,
+    )
+    (GPT2ForSequenceClassification if head else GPT2Model)(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def sentiment_rows(n: int, seed: int, labels=("0", "1")) -> list[dict]:
+    """Single sentences whose label is given by a sentiment word (learnable in a few steps)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        word = rng.choice(NEGATIVE if label == 0 else POSITIVE)
+        words = rng.sample(FILLER, 4) + [word]
+        rng.shuffle(words)
+        rows.append({"idx": i, "sentence": " ".join(words), "label": labels[label]})
+    return rows
+
+
+def pair_rows(n: int, seed: int, label_names=("entailment", "neutral", "contradiction"), keys=("premise", "hypothesis")):
+    """Sentence pairs with string labels cycling through `label_names`."""
+    rng = random.Random(seed)
+    return [
+        {"idx": i, keys[0]: " ".join(rng.sample(WORDS, 5)), keys[1]: " ".join(rng.sample(WORDS, 3)),
+         "label": label_names[i % len(label_names)]}
+        for i in range(n)
+    ]
+
+
+def write_rows(path: Path, rows: list[dict], columns=None) -> Path:
+    """Write rows as .tsv/.csv (no quoting added) or .jsonl, by the file's suffix."""
+    columns = columns or list(rows[0])
+    if path.suffix in (".jsonl", ".json"):
+        path.write_text("".join(json.dumps({c: r[c] for c in columns}) + "\n" for r in rows))
+    else:
+        sep = "\t" if path.suffix == ".tsv" else ","
+        lines = [sep.join(columns)] + [sep.join(str(r[c]) for c in columns) for r in rows]
+        path.write_text("\n".join(lines) + "\n")
+    return path

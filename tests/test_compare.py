@@ -1,0 +1,91 @@
+"""Baseline vs SWA over seeds through scripts/glue_report.py, and the embedded demo's pieces."""
+
+import importlib.util
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+from glue_fixtures import save_tiny_bert, sentiment_rows, write_rows
+from hf_swa.embedded import LABELS, read_tweet_sentiment, write_tweet_sentiment_splits
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
+    model = save_tiny_bert(tmp_path / "bert")
+    train = write_rows(tmp_path / "train.tsv", sentiment_rows(64, seed=0))
+    dev = write_rows(tmp_path / "dev.tsv", sentiment_rows(32, seed=1))
+    runs = tmp_path / "runs"
+    argv = ["--model_name_or_path", str(model), "--task_name", "sst2", "--train_file", str(train),
+            "--validation_file", str(dev), "--seeds", "1", "2", "--runs_root", str(runs),
+            "--max_steps", "8", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3",
+            "--report_to", "none", "--save_strategy", "no", "--eval_strategy", "steps", "--eval_steps", "4",
+            "--disable_tqdm", "True", "--use_cpu", "True"]
+    assert load_script("glue_report").main(argv) == 0
+    for mode in ("baseline", "swa"):
+        for seed in (1, 2):
+            assert (runs / "sst2" / mode / f"seed{seed}" / "all_results.json").is_file()
+    results = {(mode, seed): json.loads((runs / "sst2" / mode / f"seed{seed}" / "all_results.json").read_text())
+               for mode in ("baseline", "swa") for seed in (1, 2)}
+    assert "eval_swa_accuracy" not in results[("baseline", 1)]
+    swa_config = json.loads((runs / "sst2" / "swa" / "seed1" / "swa_config.json").read_text())
+    assert swa_config["start_step"] == 4 and swa_config["swa_lr"] == pytest.approx(2.5e-3)
+
+    # The table holds the means of the runs' own numbers, and the delta between them.
+    baseline = statistics.mean(results[("baseline", s)]["eval_accuracy"] for s in (1, 2)) * 100
+    swa = statistics.mean(results[("swa", s)]["eval_swa_accuracy"] for s in (1, 2)) * 100
+    row = next(line for line in (runs / "glue_report.md").read_text().splitlines() if line.startswith("| sst2"))
+    numbers = [float(x) for x in re.findall(r"[-+]?\d+\.\d+", row)]
+    assert numbers[0] == pytest.approx(baseline, abs=0.006)
+    assert swa == pytest.approx(next(n for n in numbers[1:] if abs(n - swa) < 0.006), abs=0.006)
+    assert f"{swa - baseline:+.2f}".replace("+-", "-") in row or f"{swa - baseline:.2f}" in row
+    assert (runs / "glue_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Finished runs are not run again.
+    before = (runs / "sst2" / "swa" / "seed1" / "all_results.json").stat().st_mtime_ns
+    assert load_script("glue_report").main(argv) == 0
+    assert (runs / "sst2" / "swa" / "seed1" / "all_results.json").stat().st_mtime_ns == before
+    capsys.readouterr()
+
+
+def test_glue_report_refuses_a_bad_override_before_training(tmp_path):
+    model = save_tiny_bert(tmp_path / "bert")
+    with pytest.raises(ValueError, match="TASK=METRIC"):
+        load_script("glue_report").main(["--model_name_or_path", str(model), "--task_name", "sst2",
+                                         "--main_metric", "accuracy", "--runs_root", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
+
+
+def test_embedded_corpus_is_the_real_three_class_tweet_set():
+    rows = read_tweet_sentiment()
+    texts = [text for text, _ in rows]
+    assert len(texts) == len(set(texts)) > 30000  # 38,158 rows, repeated tweets kept once
+    counts = {label: sum(1 for _, l in rows if l == label) for label in LABELS}
+    assert min(counts.values()) > 5000
+    assert all("\t" not in text and "\n" not in text for text in texts)
+
+
+def test_embedded_splits_are_disjoint_and_reproducible(tmp_path):
+    train, dev = write_tweet_sentiment_splits(str(tmp_path / "a"), n_train=300, n_validation=100, seed=3)
+    again, _ = write_tweet_sentiment_splits(str(tmp_path / "b"), n_train=300, n_validation=100, seed=3)
+    assert Path(train).read_text() == Path(again).read_text()
+    train_rows = Path(train).read_text().splitlines()[1:]
+    dev_rows = Path(dev).read_text().splitlines()[1:]
+    assert len(train_rows) == 300 and len(dev_rows) == 100
+    assert not {r.rsplit("\t", 1)[0] for r in train_rows} & {r.rsplit("\t", 1)[0] for r in dev_rows}
+    assert {row.rsplit("\t", 1)[1] for row in train_rows} == set(LABELS)
+    with pytest.raises(ValueError, match="exceeds"):
+        write_tweet_sentiment_splits(str(tmp_path / "c"), n_train=10**6)

@@ -1,0 +1,231 @@
+"""End-to-end `run_glue` on tiny BERT/GPT-2 models built from config and tiny local files."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from glue_fixtures import pair_rows, save_tiny_bert, save_tiny_gpt2, sentiment_rows, write_rows
+from transformers import AutoModelForSequenceClassification
+
+from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = dict(
+    per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", save_strategy="no",
+    use_cpu=True, disable_tqdm=True, seed=1,
+)
+
+
+def read_tsv(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def unlabelled(rows):
+    return [{k: v for k, v in r.items() if k != "label"} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("models") / "bert")
+
+
+def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
+    train = write_rows(tmp_path / "train.tsv", sentiment_rows(64, seed=0))
+    dev = write_rows(tmp_path / "dev.tsv", sentiment_rows(32, seed=1))
+    test_rows = unlabelled(sentiment_rows(10, seed=2))
+    for i, row in enumerate(test_rows):
+        row["idx"] = 100 + i
+    test = write_rows(tmp_path / "test.tsv", test_rows)
+    out = tmp_path / "out"
+    results = run_glue(
+        ModelArguments(model_name_or_path=str(bert)),
+        DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev), test_file=str(test)),
+        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True,
+                              num_train_epochs=6, learning_rate=5e-3, **TRAIN),
+    )
+    # Live and averaged metrics, both learnt the keyword task.
+    for key in ("eval_accuracy", "eval_swa_accuracy", "eval_loss", "eval_swa_loss", "train_runtime", "train_loss"):
+        assert key in results, sorted(results)
+    assert results["eval_accuracy"] >= 0.8 and results["eval_swa_accuracy"] >= 0.8, results
+    assert results["eval_samples"] == 32 and results["train_samples"] == 64
+    saved = json.loads((out / "all_results.json").read_text())
+    assert saved["eval_swa_accuracy"] == results["eval_swa_accuracy"] and "train_runtime" in saved
+    assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == results["eval_accuracy"]
+    assert (out / "swa_config.json").is_file()
+    # Submission file: GLUE format, the test file's ids, SST-2 spelled 0/1.
+    rows = read_tsv(out / "SST-2.tsv")
+    assert rows[0] == ["index", "prediction"] and len(rows) == 11
+    assert [r[0] for r in rows[1:]] == [str(100 + i) for i in range(10)]
+    assert {r[1] for r in rows[1:]} <= {"0", "1"}
+    # The saved model is the average: evaluating it plainly reproduces eval_swa_*.
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    again = run_glue(
+        ModelArguments(model_name_or_path=str(out)),
+        DataTrainingArguments(task_name="sst2", validation_file=str(dev)),
+        GlueTrainingArguments(output_dir=str(tmp_path / "again"), do_eval=True, swa=False, **TRAIN),
+    )
+    assert again["eval_loss"] == pytest.approx(results["eval_swa_loss"], rel=1e-5)
+    assert again["eval_accuracy"] == results["eval_swa_accuracy"]
+    assert not any(key.startswith("eval_swa") for key in again)
+
+
+def test_mnli_matched_and_mismatched(tmp_path, bert):
+    files = {
+        name: str(write_rows(tmp_path / f"{name}.jsonl", rows))
+        for name, rows in {
+            "train": pair_rows(48, seed=0), "dev_m": pair_rows(12, seed=1), "dev_mm": pair_rows(9, seed=2),
+            "test_m": unlabelled(pair_rows(5, seed=3)), "test_mm": unlabelled(pair_rows(4, seed=4)),
+        }.items()
+    }
+    out = tmp_path / "out"
+    results = run_glue(
+        ModelArguments(model_name_or_path=str(bert)),
+        DataTrainingArguments(task_name="mnli", train_file=files["train"], validation_file=files["dev_m"],
+                              validation_mismatched_file=files["dev_mm"], test_file=files["test_m"],
+                              test_mismatched_file=files["test_mm"]),
+        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=6,
+                              learning_rate=1e-3, swa_start="0.5", **TRAIN),
+    )
+    for key in ("eval_accuracy", "eval_swa_accuracy", "eval_accuracy_mm", "eval_swa_accuracy_mm"):
+        assert 0.0 <= results[key] <= 1.0, key
+    assert results["eval_samples"] == 12 and results["eval_samples_mm"] == 9
+    for name, n in (("MNLI-m.tsv", 5), ("MNLI-mm.tsv", 4)):
+        rows = read_tsv(out / name)
+        assert rows[0] == ["index", "prediction"] and [r[0] for r in rows[1:]] == [str(i) for i in range(n)]
+        assert {r[1] for r in rows[1:]} <= {"entailment", "neutral", "contradiction"}
+
+
+def test_gpt2_custom_columns_string_labels(tmp_path):
+    gpt2 = save_tiny_gpt2(tmp_path / "gpt2")
+    def rows(n, seed):
+        return [{"review": r["sentence"], "stars": {"0": "low", "1": "high"}[r["label"]]} for r in sentiment_rows(n, seed)]
+    out = tmp_path / "out"
+    results = run_glue(
+        ModelArguments(model_name_or_path=str(gpt2)),
+        DataTrainingArguments(
+            train_file=str(write_rows(tmp_path / "train.csv", rows(32, 0))),
+            validation_file=str(write_rows(tmp_path / "dev.csv", rows(16, 1))),
+            test_file=str(write_rows(tmp_path / "test.csv", [{"review": r["review"]} for r in rows(6, 2)])),
+            text_columns=["review"], label_column="stars", max_seq_length=16,
+        ),
+        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=8,
+                              learning_rate=1e-3, **TRAIN),
+    )
+    for key in ("eval_accuracy", "eval_f1", "eval_swa_accuracy", "eval_swa_f1", "eval_combined_score"):
+        assert 0.0 <= results[key] <= 1.0, key
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "high", 1: "low"}
+    assert model.config.pad_token_id == model.config.eos_token_id is not None
+    rows_out = read_tsv(out / "predictions.tsv")
+    assert len(rows_out) == 7 and {r[1] for r in rows_out[1:]} <= {"high", "low"}
+
+
+def test_stsb_regression_and_baseline_without_swa(tmp_path, bert):
+    def rows(n, seed):
+        return [dict(r, label=f"{(i * 0.37) % 5:.2f}") for i, r in enumerate(pair_rows(n, seed, keys=("sentence1", "sentence2")))]
+    out = tmp_path / "out"
+    results = run_glue(
+        ModelArguments(model_name_or_path=str(bert)),
+        DataTrainingArguments(
+            task_name="stsb",
+            train_file=str(write_rows(tmp_path / "train.tsv", rows(24, 0))),
+            validation_file=str(write_rows(tmp_path / "dev.tsv", rows(12, 1))),
+            test_file=str(write_rows(tmp_path / "test.tsv", unlabelled(rows(5, 2)))),
+        ),
+        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=4,
+                              learning_rate=1e-3, swa=False, **TRAIN),
+    )
+    for key in ("eval_pearson", "eval_spearmanr", "eval_combined_score"):
+        assert -1.0 <= results[key] <= 1.0, key
+    assert not any("swa" in key for key in results)  # a baseline run
+    assert not (out / "swa_config.json").exists()
+    rows_out = read_tsv(out / "STS-B.tsv")
+    assert rows_out[0] == ["index", "prediction"] and len(rows_out) == 6
+    for _, value in rows_out[1:]:
+        assert len(value.split(".")[1]) == 3 and float(value) == float(value)
+
+
+def _script_config(tmp_path, bert, **extra):
+    train = write_rows(tmp_path / "train.tsv", sentiment_rows(32, seed=0))
+    dev = write_rows(tmp_path / "dev.tsv", sentiment_rows(16, seed=1))
+    config = dict(
+        model_name_or_path=str(bert), task_name="sst2", train_file=str(train), validation_file=str(dev),
+        output_dir=str(tmp_path / "out"), do_train=True, do_eval=True, max_steps=4, learning_rate=1e-3,
+        swa_start="0.5", **TRAIN, **extra,
+    )
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _env():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("PYTHONPATH", None)
+    return env  # the script finds hf_swa by itself, installed or not
+
+
+def test_script_with_a_json_config(tmp_path, bert):
+    config = _script_config(tmp_path, bert)
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "run_glue.py"), str(config)],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert "eval_accuracy" in results and "eval_swa_accuracy" in results and "train_runtime" in results
+
+
+@pytest.mark.distributed
+def test_accelerate_launch_two_processes(tmp_path, bert):
+    config = _script_config(tmp_path, bert)
+    # accelerate 1.x: `--cpu --num_processes 2` starts ONE process; `--multi_gpu` starts two, and
+    # use_cpu=True in the training arguments makes them a MULTI_CPU (gloo) group.
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    done = subprocess.run(launcher + [str(REPO / "scripts" / "run_glue.py"), str(config)],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert results["epoch"] == 2.0  # 4 steps x 8 examples x 2 processes over 32 examples: two ranks trained
+    assert results["eval_samples"] == 16 and 0.0 <= results["eval_swa_accuracy"] <= 1.0
+    # Loss near ln(2) for an untrained-ish binary head: not inflated by the world size.
+    assert results["train_loss"] < 1.0, results
+
+
+def test_hub_layout_end_to_end(tmp_path, bert, monkeypatch):
+    """The nyu-mll/glue layout (ClassLabel ids, test labels -1, idx), served by a stub of load_dataset."""
+    import datasets
+
+    features = datasets.Features({
+        "sentence": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=["unacceptable", "acceptable"]),
+        "idx": datasets.Value("int32"),
+    })
+
+    def split(rows, test=False):
+        return datasets.Dataset.from_dict(
+            {"sentence": [r["sentence"] for r in rows], "label": [-1 if test else int(r["label"]) for r in rows],
+             "idx": [500 + i for i in range(len(rows))]},
+            features=features,
+        )
+
+    hub = datasets.DatasetDict({"train": split(sentiment_rows(24, 0)), "validation": split(sentiment_rows(12, 1)),
+                                "test": split(sentiment_rows(7, 2), test=True)})
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name, **kwargs: hub)
+    out = tmp_path / "out"
+    results = run_glue(
+        ModelArguments(model_name_or_path=str(bert)),
+        DataTrainingArguments(task_name="cola", max_train_samples=16, max_predict_samples=5),
+        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=4,
+                              learning_rate=1e-3, **TRAIN),
+    )
+    assert results["train_samples"] == 16 and results["eval_samples"] == 12
+    assert -1.0 <= results["eval_matthews_correlation"] <= 1.0 and "eval_swa_matthews_correlation" in results
+    rows = read_tsv(out / "CoLA.tsv")
+    assert [r[0] for r in rows] == ["index"] + [str(500 + i) for i in range(5)]
+    assert {r[1] for r in rows[1:]} <= {"0", "1"}

@@ -1,0 +1,280 @@
+"""Model cards and Hub pushes, tested up to the network boundary with a fake Hub on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+from hf_swa import hub
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hub_server import FakeHub  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+SWA_CONFIG = {
+    "swa_start": 0.75,
+    "swa_start_step": 150,
+    "swa_freq": 10,
+    "swa_lr": 2e-05,
+    "swa_anneal_steps": 0,
+    "swa_anneal_strategy": "cos",
+    "swa_device": None,
+    "strategy": "uniform",
+    "n_averaged": 12,
+    "n_skipped": 0,
+    "hf_swa_version": "0.1.0",
+}
+# SWA better on accuracy, worse on F1: both must show in the card.
+RESULTS = {
+    "epoch": 3.0,
+    "eval_accuracy": 0.8431372549,
+    "eval_swa_accuracy": 0.8602941176,
+    "eval_f1": 0.8913043478,
+    "eval_swa_f1": 0.8881118881,
+    "eval_loss": 0.41,
+    "eval_swa_loss": 0.37,
+    "eval_combined_score": 0.8672208014,  # run_glue's mean of accuracy and F1: not a model-index metric
+    "eval_swa_combined_score": 0.8742030029,
+    "eval_runtime": 1.5,
+    "eval_samples_per_second": 272.0,
+    "eval_samples": 408,
+    "train_runtime": 123.4,
+}
+
+
+def save_averaged_model(folder: Path, *, swa_config: dict | None = SWA_CONFIG, weights: bool = True) -> Path:
+    """A tiny BERT classifier saved as save_model would, plus a hand-written swa_config.json."""
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64, num_labels=2,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    if not weights:
+        (folder / "model.safetensors").unlink()
+    if swa_config is not None:
+        (folder / "swa_config.json").write_text(json.dumps(swa_config, indent=2))
+    return folder
+
+
+def hub_env(hub_url: str, home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(
+        HF_ENDPOINT=hub_url,  # read when huggingface_hub is imported, hence the subprocess
+        HF_TOKEN="dummy",
+        HF_HOME=str(home),  # the client caches small registries there; keep them out of ~
+        NO_PROXY="127.0.0.1,localhost",  # a CI proxy must not intercept the fake Hub
+        no_proxy="127.0.0.1,localhost",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+    )
+    return env
+
+
+def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), *args],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+# -- the push, end to end through the CLI -------------------------------------------------
+
+
+def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
+    model_dir = save_averaged_model(tmp_path / "sst2-swa")
+    (model_dir / "checkpoint-5").mkdir()
+    (model_dir / "checkpoint-5" / "optimizer.pt").write_bytes(b"not part of the model")
+    (model_dir / "optimizer.pt").write_bytes(b"not part of the model")
+    results_file = tmp_path / "all_results.json"
+    results_file.write_text(json.dumps(RESULTS))
+
+    with FakeHub() as fake:
+        env = hub_env(fake.url, tmp_path / "hf_home")
+        first = run_cli(
+            ["--model_dir", str(model_dir), "--repo_id", "me/tiny-swa", "--private",
+             "--results_file", str(results_file), "--task_name", "mrpc", "--base_model", "bert-base-uncased"],
+            env,
+        )
+        assert first.returncode == 0, first.stderr
+        # Pushing again to the now existing repo works (create_repo answers 409, exist_ok).
+        second = run_cli(
+            ["--model_dir", str(model_dir), "--repo_id", "me/tiny-swa", "--no_card", "--commit_message", "again"],
+            env,
+        )
+        assert second.returncode == 0, second.stderr
+
+    assert fake.unhandled == [], [f"{r.method} {r.path}" for r in fake.unhandled]
+    calls = fake.calls()
+    for expected in (
+        "POST /api/repos/create",
+        "POST /api/validate-yaml",
+        "POST /api/models/me/tiny-swa/preupload/main",
+        "POST /api/models/me/tiny-swa/commit/main",
+    ):
+        assert expected in calls
+    creates = [r.json() for r in fake.requests if r.path == "/api/repos/create"]
+    assert creates[0] == {"name": "tiny-swa", "organization": "me", "visibility": "private", "type": "model"}
+    assert all(r.headers["authorization"] == "Bearer dummy" for r in fake.requests if r.method == "POST")
+
+    repo = fake.repos["me/tiny-swa"]
+    assert [c["header"]["summary"] for c in repo.commits] == [
+        "Upload SWA-averaged model (12 snapshots) with hf_swa", "again",
+    ]
+    pushed = fake.files("me/tiny-swa")
+    assert set(pushed) == {"config.json", "model.safetensors", "swa_config.json", "README.md"}
+    for name, content in pushed.items():
+        assert content == (model_dir / name).read_bytes(), name
+
+    # The card that arrived carries the SWA settings and a model-index of the averaged scores.
+    card = ModelCard(pushed["README.md"].decode())
+    assert card.data.base_model == "bert-base-uncased"
+    assert card.data.datasets == ["nyu-mll/glue"]
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
+        "accuracy": RESULTS["eval_swa_accuracy"], "f1": RESULTS["eval_swa_f1"],
+    }
+    assert {(r.dataset_type, r.dataset_config, r.dataset_split) for r in card.data.eval_results} == {
+        ("nyu-mll/glue", "mrpc", "validation")
+    }
+    text = card.text
+    for row in (
+        "| Averaging starts (`swa_start`) | 75% of training (optimizer step 150) |",
+        "| Snapshot every (`swa_freq`) | 10 optimizer steps |",
+        "| Snapshots averaged (`n_averaged`) | 12 |",
+        "| SWA learning rate (`swa_lr`) | 2e-05 |",
+        "| accuracy | 0.8431 | 0.8603 | +0.0172 |",
+        "| f1 | 0.8913 | 0.8881 | -0.0032 |",
+    ):
+        assert row in text
+    assert 'AutoModelForSequenceClassification.from_pretrained("me/tiny-swa")' in text
+
+    # What arrived is a loadable Transformers checkpoint equal to the local one.
+    downloaded = tmp_path / "downloaded"
+    downloaded.mkdir()
+    for name, content in pushed.items():
+        (downloaded / name).write_bytes(content)
+    loaded = AutoModelForSequenceClassification.from_pretrained(downloaded).state_dict()
+    original = AutoModelForSequenceClassification.from_pretrained(model_dir).state_dict()
+    assert loaded.keys() == original.keys()
+    assert all(torch.equal(loaded[k], original[k]) for k in original)
+
+
+# -- refusals (no network is touched) --------------------------------------------------------
+
+
+class NoNetwork:
+    def __init__(self, *args, **kwargs):
+        raise AssertionError("push_to_hub reached the network for a folder it should have refused")
+
+
+def test_push_refuses_folder_without_swa_config(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "HfApi", NoNetwork)
+    folder = save_averaged_model(tmp_path / "plain", swa_config=None)
+    with pytest.raises(FileNotFoundError, match="swa_config.json.*not an averaged model"):
+        hub.push_to_hub(folder, "me/plain")
+    assert not (folder / "README.md").exists()
+
+
+def test_push_refuses_folder_without_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "HfApi", NoNetwork)
+    folder = save_averaged_model(tmp_path / "no-weights", weights=False)
+    with pytest.raises(FileNotFoundError, match="no model weights"):
+        hub.push_to_hub(folder, "me/no-weights")
+    assert not (folder / "README.md").exists()
+
+
+def test_cli_refusal_is_an_error_message_not_a_traceback(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import push_to_hub as cli
+
+    monkeypatch.setattr(hub, "HfApi", NoNetwork)
+    folder = save_averaged_model(tmp_path / "plain", swa_config=None)
+    assert cli.main(["--model_dir", str(folder), "--repo_id", "me/plain"]) == 2
+    assert "swa_config.json" in capsys.readouterr().err
+    assert not (folder / "README.md").exists()
+
+
+def test_corrupt_swa_config_is_named(tmp_path):
+    (tmp_path / "swa_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="swa_config.json is not valid JSON"):
+        hub.load_swa_config(tmp_path)
+
+
+# -- the card ----------------------------------------------------------------------------------
+
+
+def test_write_model_card_reads_folder_and_says_where_swa_did_worse(tmp_path):
+    folder = save_averaged_model(tmp_path / "model")
+    (folder / "all_results.json").write_text(json.dumps(RESULTS))
+    path = hub.write_model_card(folder, task_name="mrpc")
+    assert path == folder / "README.md"
+    card = ModelCard.load(path)
+    text = card.text
+    assert "worse on f1 (-0.0032)" in text
+    assert "scored **lower** than the live weights on: f1 (-0.0032)" in text
+    assert "SWA does not always help" in text
+    assert "| loss (lower is better) | 0.4100 | 0.3700 | -0.0400 |" in text
+    assert "runtime" not in text.split("## Results")[1].split("## How to use")[0]  # bookkeeping keys
+    assert "AutoTokenizer" not in text  # no tokenizer saved in this folder
+    assert "| Training time | 123 s |" in text
+    # Round trip of the metadata through huggingface_hub's own parser.
+    assert card.data.to_dict()["model-index"][0]["name"] == "SWA-averaged model"
+
+
+def test_card_without_results_or_dataset_has_no_model_index(tmp_path):
+    card = hub.render_model_card({**SWA_CONFIG, "swa_lr": None, "strategy": "ema", "ema_decay": 0.999})
+    assert "model-index" not in card.data.to_dict()
+    assert "No evaluation results were provided" in card.text
+    assert "| SWA learning rate (`swa_lr`) | none: the base schedule ran unchanged |" in card.text
+    assert "| EMA decay | 0.999 |" in card.text
+
+
+# -- the template ships with the package -----------------------------------------------------
+
+
+def test_pyproject_lists_every_subpackage_and_maps_model_cards():
+    setuptools_cfg = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools_cfg["packages"])
+    on_disk = {
+        ".".join(p.parent.relative_to(REPO_ROOT).parts) for p in (REPO_ROOT / "hf_swa").rglob("__init__.py")
+    }
+    assert on_disk - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
+    assert setuptools_cfg["package-dir"]["hf_swa.model_cards"] == "model_cards"
+    assert "*.md" in setuptools_cfg["package-data"]["hf_swa.model_cards"]
+    assert (REPO_ROOT / "model_cards" / hub.TEMPLATE_NAME).is_file()
+
+
+@pytest.mark.slow
+def test_template_ships_in_a_non_editable_install(tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(
+        REPO_ROOT, source,
+        ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "outputs", ".venv", ".pytest_cache"),
+    )
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", str(source), "--no-deps", "--no-build-isolation",
+         "--target", str(target), "-q", "--disable-pip-version-check"],
+        check=True, capture_output=True, timeout=300,
+    )
+    assert (target / "hf_swa" / "model_cards" / hub.TEMPLATE_NAME).is_file()
+    probe = (
+        "import hf_swa.hub as h, importlib.resources as r\n"
+        "assert h.__file__.startswith(%r), h.__file__\n"
+        "assert r.files('hf_swa.model_cards').joinpath(%r).is_file()\n"
+        "print(h.render_model_card({'n_averaged': 3}).text)\n"
+    ) % (str(target), hub.TEMPLATE_NAME)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "| Snapshots averaged (`n_averaged`) | 3 |" in out.stdout

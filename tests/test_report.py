@@ -1,0 +1,173 @@
+"""The baseline-vs-SWA report: numbers in the table equal independently computed ones."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hf_swa import report
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Final scores per task, variant and seed. On sst2 SWA beats the baseline; on rte it is worse.
+SST2 = {
+    "baseline": {1: {"accuracy": 0.9071}, 2: {"accuracy": 0.9128}, 3: {"accuracy": 0.9014}},
+    "swa": {1: {"accuracy": 0.9117, "swa_accuracy": 0.9186}, 2: {"accuracy": 0.9048, "swa_accuracy": 0.9209},
+            3: {"accuracy": 0.9094, "swa_accuracy": 0.9163}},
+}
+RTE = {
+    "baseline": {1: {"accuracy": 0.6643}, 2: {"accuracy": 0.6823}, 3: {"accuracy": 0.6715}},
+    "swa": {1: {"accuracy": 0.6751, "swa_accuracy": 0.6498}, 2: {"accuracy": 0.6606, "swa_accuracy": 0.6570},
+            3: {"accuracy": 0.6859, "swa_accuracy": 0.6643}},
+}
+MRPC = {  # two metrics (main: f1) and run_glue's combined_score, which is not compared
+    "baseline": {1: {"f1": 0.88, "accuracy": 0.83, "combined_score": 0.855},
+                 2: {"f1": 0.89, "accuracy": 0.84, "combined_score": 0.865}},
+    "swa": {1: {"f1": 0.90, "accuracy": 0.85, "swa_f1": 0.91, "swa_accuracy": 0.86, "swa_combined_score": 0.885},
+            2: {"f1": 0.89, "accuracy": 0.84, "swa_f1": 0.905, "swa_accuracy": 0.855}},
+}
+
+
+def write_runs(root: Path, task: str, runs: dict) -> None:
+    for variant, seeds in runs.items():
+        for seed, scores in seeds.items():
+            folder = root / task / variant / f"seed{seed}"
+            folder.mkdir(parents=True)
+            metrics = {f"eval_{k}": v for k, v in scores.items()}
+            metrics.update(eval_loss=0.3, eval_runtime=2.0, eval_samples_per_second=400.0, epoch=3.0, train_runtime=60.0)
+            (folder / "all_results.json").write_text(json.dumps(metrics))
+            history = [{"loss": 0.5, "step": 10}]  # a training log line: no eval key, must be skipped
+            for step in (50, 100):
+                history.append({"step": step, **{f"eval_{k}": v - (100 - step) / 1000 for k, v in scores.items()}})
+            (folder / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+
+
+def values(runs: dict, variant: str, key: str) -> np.ndarray:
+    return np.array([scores[key] for scores in runs[variant].values()])
+
+
+def mean_std(x: np.ndarray) -> str:
+    return f"{x.mean() * 100:.2f} ± {x.std(ddof=1) * 100:.2f}"
+
+
+def table_row(markdown: str, task: str, metric_cell: str) -> list[str]:
+    prefix = f"| {task} | {metric_cell} |"
+    rows = [line for line in markdown.splitlines() if line.startswith(prefix)]
+    assert len(rows) == 1, f"no single row {prefix!r} in\n{markdown}"
+    return [cell.strip() for cell in rows[0].strip("|").split("|")]
+
+
+@pytest.fixture
+def report_md(tmp_path) -> tuple[Path, str]:
+    root = tmp_path / "runs"
+    write_runs(root, "sst2", SST2)
+    write_runs(root, "rte", RTE)
+    path = report.write_report(root, tmp_path / "report")
+    return path, path.read_text()
+
+
+def test_table_holds_independently_computed_means_stds_and_deltas(report_md):
+    _, md = report_md
+    for task, runs in (("sst2", SST2), ("rte", RTE)):
+        base, swa, live = (values(runs, "baseline", "accuracy"), values(runs, "swa", "swa_accuracy"),
+                           values(runs, "swa", "accuracy"))
+        row = table_row(md, task, "**accuracy** (main)")
+        assert row[2:] == [
+            mean_std(base), mean_std(swa), f"{(swa.mean() - base.mean()) * 100:+.2f}", mean_std(live), "3 / 3",
+        ]
+    # GLUE average: mean over tasks of the main metric's mean, per side.
+    tasks = (SST2, RTE)
+    avg_base = np.mean([values(r, "baseline", "accuracy").mean() for r in tasks])
+    avg_swa = np.mean([values(r, "swa", "swa_accuracy").mean() for r in tasks])
+    avg_live = np.mean([values(r, "swa", "accuracy").mean() for r in tasks])
+    row = table_row(md, "**GLUE average**", "main metrics of 2 task(s)")
+    assert row[2:6] == [f"{avg_base * 100:.2f}", f"{avg_swa * 100:.2f}", f"{(avg_swa - avg_base) * 100:+.2f}",
+                        f"{avg_live * 100:.2f}"]
+
+
+def test_task_where_swa_was_worse_is_shown_with_negative_delta_and_verdict(report_md):
+    _, md = report_md
+    delta = (values(RTE, "swa", "swa_accuracy").mean() - values(RTE, "baseline", "accuracy").mean()) * 100
+    assert delta < 0  # the fixture really is a loss for SWA
+    assert table_row(md, "rte", "**accuracy** (main)")[4] == f"{delta:+.2f}"
+    assert f"- **rte**: SWA did not help ({delta:+.2f} points, accuracy, 3 seeds baseline / 3 SWA)" in md
+    gain = (values(SST2, "swa", "swa_accuracy").mean() - values(SST2, "baseline", "accuracy").mean()) * 100
+    assert f"- **sst2**: SWA helped by {gain:+.2f} points" in md
+
+
+def test_png_plot_is_written_and_valid(report_md):
+    path, md = report_md
+    png = path.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.image import imread
+
+    pixels = imread(png)
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 200
+    assert pixels.std() > 0  # something was drawn
+    assert f"]({png.name})" in md
+
+
+def test_json_has_the_same_numbers_unscaled(report_md):
+    path, _ = report_md
+    data = json.loads(path.with_suffix(".json").read_text())
+    rte = data["tasks"]["rte"]["metrics"]["accuracy"]
+    assert rte["baseline"]["values"] == list(values(RTE, "baseline", "accuracy"))
+    assert rte["swa"]["std"] == pytest.approx(values(RTE, "swa", "swa_accuracy").std(ddof=1))
+    assert rte["delta"] < 0
+
+
+def test_every_metric_is_compared_main_first_and_loss_is_not(tmp_path):
+    write_runs(tmp_path, "mrpc", MRPC)
+    summary = report.summarize(report.collect_runs(tmp_path))
+    (mrpc,) = summary.tasks
+    assert [m.metric for m in mrpc.metrics] == ["f1", "accuracy"]  # GLUE's main metric for MRPC is F1
+    acc = mrpc.metrics[1]
+    assert acc.swa.values == (0.86, 0.855) and acc.baseline.values == (0.83, 0.84)
+    assert acc.delta == pytest.approx(np.mean([0.86, 0.855]) - np.mean([0.83, 0.84]))
+
+
+def test_mnli_mismatched_is_its_own_row_and_folded_into_the_glue_average(tmp_path):
+    write_runs(tmp_path, "mnli", {  # as run_glue writes it: every eval key again with _mm
+        "baseline": {1: {"accuracy": 0.84, "accuracy_mm": 0.85, "loss_mm": 0.5, "runtime_mm": 3.0, "samples_mm": 98}},
+        "swa": {1: {"accuracy": 0.845, "accuracy_mm": 0.85, "swa_accuracy": 0.85, "swa_accuracy_mm": 0.86,
+                    "swa_runtime_mm": 3.0, "samples_mm": 98}},
+    })
+    summary = report.summarize(report.collect_runs(tmp_path))
+    (mnli,) = summary.tasks
+    assert [m.metric for m in mnli.metrics] == ["accuracy", "accuracy_mm"]
+    assert mnli.glue_score.baseline.values == (pytest.approx(0.845),)
+    assert summary.glue_average()["swa"] == pytest.approx(0.855)
+    assert "one seed on a side" in mnli.verdict()
+
+
+def test_missing_runs_are_reported_not_hidden(tmp_path):
+    write_runs(tmp_path, "rte", RTE)
+    (tmp_path / "rte" / "swa" / "seed4").mkdir()  # launched, never finished
+    (tmp_path / "rte" / "baseline" / "seed3" / "all_results.json").unlink()
+    summary = report.summarize(report.collect_runs(tmp_path))
+    notes = "\n".join(summary.notes)
+    assert "rte/swa/seed4: no all_results.json" in notes
+    assert "rte/baseline/seed3: no all_results.json" in notes
+    assert "seeds differ between baseline [1, 2] and SWA [1, 2, 3]" in notes
+    assert summary.tasks[0].main.baseline.n == 2
+
+
+def test_empty_root_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no runs under .*<task>/<baseline\|swa>/seed<k>"):
+        report.collect_runs(tmp_path)
+
+
+def test_cli_collect_only(tmp_path, capsys):
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import glue_report
+
+    write_runs(tmp_path / "runs", "rte", RTE)
+    assert glue_report.main(["--runs_root", str(tmp_path / "runs"), "--output_dir", str(tmp_path / "out"),
+                             "--collect_only"]) == 0
+    assert (tmp_path / "out" / "glue_report.md").is_file() and (tmp_path / "out" / "glue_report.png").is_file()
+    assert "SWA did not help" in capsys.readouterr().out
+    assert glue_report.main(["--runs_root", str(tmp_path / "empty"), "--collect_only"]) == 2

@@ -24,6 +24,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not distributed"
 
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py --output_root outputs
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_update.py
 

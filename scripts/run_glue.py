@@ -9,9 +9,14 @@
 
 Every TrainingArguments flag works, plus the SWA flags (--swa, --swa_start, --swa_freq,
 --swa_lr, --swa_lr_ratio, ...). See hf_swa/glue/run.py.
+
+With --push_to_hub (and --hub_model_id, default: the output folder's name) an SWA run
+pushes once, after training: the averaged model, its swa_config.json and a model card
+with the results. Checkpoints (live weights) are never pushed.
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +28,7 @@ except ImportError:  # a source checkout that was not pip-installed: use the rep
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue  # noqa: E402
+from hf_swa.hub import push_to_hub  # noqa: E402
 
 
 def main(argv=None):
@@ -36,7 +42,22 @@ def main(argv=None):
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,
     )
-    return run_glue(model_args, data_args, training_args)
+    push = training_args.push_to_hub and training_args.swa
+    if push:  # the Trainer would push every checkpoint, i.e. live weights: push the average once at the end
+        training_args.push_to_hub = False
+    results = run_glue(model_args, data_args, training_args)
+    if push and training_args.should_save:
+        base = model_args.model_name_or_path
+        url = push_to_hub(
+            training_args.output_dir,
+            training_args.hub_model_id or Path(training_args.output_dir).resolve().name,
+            token=training_args.hub_token,
+            private=bool(training_args.hub_private_repo),
+            base_model=None if os.path.isdir(base) else base,
+            task_name=data_args.task_name,
+        )
+        print(f"Pushed the averaged model: {url}")
+    return results
 
 
 if __name__ == "__main__":

@@ -278,3 +278,38 @@ def test_template_ships_in_a_non_editable_install(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "| Snapshots averaged (`n_averaged`) | 3 |" in out.stdout
+
+
+@pytest.mark.slow
+def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
+    from glue_fixtures import save_tiny_bert, sentiment_rows, write_rows
+    from safetensors.torch import load_file
+
+    model = save_tiny_bert(tmp_path / "bert")
+    train = write_rows(tmp_path / "train.tsv", sentiment_rows(48, seed=0))
+    dev = write_rows(tmp_path / "dev.tsv", sentiment_rows(16, seed=1))
+    out = tmp_path / "sst2-swa"
+    with FakeHub() as fake:
+        env = hub_env(fake.url, tmp_path / "hf_home")
+        done = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "scripts" / "run_glue.py"), "--model_name_or_path", str(model),
+             "--task_name", "sst2", "--train_file", str(train), "--validation_file", str(dev), "--do_train",
+             "--do_eval", "--output_dir", str(out), "--max_steps", "6", "--per_device_train_batch_size", "8",
+             "--learning_rate", "5e-3", "--save_strategy", "steps", "--save_steps", "2", "--report_to", "none",
+             "--use_cpu", "--push_to_hub", "--hub_model_id", "me/sst2-swa", "--disable_tqdm", "True"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    repo = fake.repos["me/sst2-swa"]
+    assert len(repo.commits) == 1  # no checkpoint (live weights) was pushed during training
+    pushed = fake.files("me/sst2-swa")
+    assert {"config.json", "model.safetensors", "swa_config.json", "README.md"} <= set(pushed)
+    assert not any(name.startswith("checkpoint-") for name in pushed)
+    assert pushed["model.safetensors"] == (out / "model.safetensors").read_bytes()
+    # What was pushed is the average of steps 3-6 (GLUE default swa_start=0.5), as in the final checkpoint.
+    final = load_file(str(out / "checkpoint-6" / "model.safetensors"))
+    saved = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(final[k], saved[k]) for k in saved)
+    assert json.loads(pushed["swa_config.json"])["n_averaged"] == 4
+    card = pushed["README.md"].decode()
+    assert "n_averaged" in card or "snapshots" in card

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
+from hf_swa.glue.tasks import get_task
+
 __all__ = ["VARIANTS", "RunResult", "Stat", "MetricComparison", "TaskSummary", "ReportSummary",
            "collect_runs", "summarize", "render_markdown", "plot_curves", "write_report"]
 
@@ -204,13 +206,18 @@ def collect_runs(runs_root: Union[str, Path]) -> list:
 # -- summarising --------------------------------------------------------------------------------
 
 
-def _main_metric(task: str, available: Sequence[str]) -> str:
+def _glue_task(name: str):
     try:
-        from hf_swa.glue.tasks import get_task
+        return get_task(name)
+    except ValueError:
+        return None
 
-        return get_task(task).main_metric
-    except (ImportError, ValueError):
-        return "accuracy" if "accuracy" in available else sorted(available)[0]
+
+def _main_metric(task: str, available: Sequence[str]) -> str:
+    glue_task = _glue_task(task)
+    if glue_task is not None:
+        return glue_task.main_metric
+    return "accuracy" if "accuracy" in available else sorted(available)[0]
 
 
 def _metric_names(runs: Sequence[RunResult]) -> list:
@@ -305,17 +312,20 @@ def render_markdown(summary: ReportSummary, scale: float = 100.0, plot_name: Opt
                 f"{_signed(m.delta, scale)} | {_mean_std(m.swa_live, scale)} | {m.baseline.n} / {m.swa.n} |"
             )
     avg = summary.glue_average()
-    if avg["tasks"]:
+    # One task needs no average; tasks outside GLUE make an average, not a GLUE score.
+    show_average = len(avg["tasks"]) > 1
+    average_name = "GLUE average" if all(_glue_task(t) for t in avg["tasks"]) else "Average"
+    if show_average:
         lines.append(
-            f"| **GLUE average** | main metrics of {len(avg['tasks'])} task(s) | {_plain(avg['baseline'], scale)} | "
+            f"| **{average_name}** | main metrics of {len(avg['tasks'])} task(s) | {_plain(avg['baseline'], scale)} | "
             f"{_plain(avg['swa'], scale)} | {_signed(avg['delta'], scale)} | {_plain(avg['swa_live'], scale)} | |"
         )
     lines += ["", "## Verdict", ""]
     lines += [f"- **{task.task}**: {task.verdict(scale)}" for task in summary.tasks]
-    if avg["tasks"]:
+    if show_average:
         delta = round(avg["delta"] * scale, 2) + 0.0
         word = "helped" if delta > 0 else "did not help" if delta < 0 else "made no difference"
-        lines.append(f"- **GLUE average** ({', '.join(avg['tasks'])}): SWA {word} ({delta:+.2f} points).")
+        lines.append(f"- **{average_name}** ({', '.join(avg['tasks'])}): SWA {word} ({delta:+.2f} points).")
     if plot_name:
         lines += ["", "## Evaluation during training", "", f"![eval metric over steps]({plot_name})"]
     if summary.notes:

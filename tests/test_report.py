@@ -171,3 +171,15 @@ def test_cli_collect_only(tmp_path, capsys):
     assert (tmp_path / "out" / "glue_report.md").is_file() and (tmp_path / "out" / "glue_report.png").is_file()
     assert "SWA did not help" in capsys.readouterr().out
     assert glue_report.main(["--runs_root", str(tmp_path / "empty"), "--collect_only"]) == 2
+
+
+def test_average_row_only_for_several_tasks_and_named_glue_only_for_glue(tmp_path):
+    one = {"baseline": {1: {"accuracy": 0.5}}, "swa": {1: {"accuracy": 0.6, "swa_accuracy": 0.7}}}
+    write_runs(tmp_path / "a", "tweets", one)
+    md = report.write_report(tmp_path / "a", tmp_path / "a").read_text()
+    table = md.split("## Verdict")[0]
+    assert "| tweets |" in table and "average** |" not in table.lower()
+    write_runs(tmp_path / "b", "tweets", one)
+    write_runs(tmp_path / "b", "rte", one)
+    md = report.write_report(tmp_path / "b", tmp_path / "b").read_text()
+    assert "| **Average** |" in md and "GLUE average** |" not in md

@@ -13,6 +13,8 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from . import distributed
+
 logger = logging.getLogger(__name__)
 
 # Prefixes that wrappers (DDP, FSDP, activation checkpointing, torch.compile) add to parameter names.
@@ -109,6 +111,11 @@ class WeightAverager:
     (bf16/fp16) or on another device first go through staging buffers allocated once.
     The model is never deep-copied.
 
+    Sharded models (FSDP2 ``fully_shard``, DeepSpeed ZeRO-3): each rank averages the
+    shard it holds (`local_tensor`), with no gather per step; `sharded` is then True and
+    `hf_swa.distributed.full_averages` gathers the full averages, only to save. Under
+    DDP and ZeRO-1/2 every rank averages the same full weights and holds the same averages.
+
     Args:
         model: the model whose weights are averaged (fixes the set of averaged tensors).
         device: where the averages live; ``None`` keeps each beside its parameter,
@@ -147,6 +154,9 @@ class WeightAverager:
         ema_decay: float = 0.999,
         skip_non_finite: bool = True,
     ):
+        distributed.check_supported(model)
+        self._has_fsdp2 = bool(distributed.fsdp2_modules(model))
+        self._reshard(model)
         named = averaged_parameters(model)
         if not named:
             raise ValueError(
@@ -162,6 +172,8 @@ class WeightAverager:
         self._in_model = False
         self._backup: Optional[List[torch.Tensor]] = None
 
+        # Each rank holds a different part of these parameters (FSDP2 shard / ZeRO-3 partition).
+        self.sharded = any(distributed.is_sharded_parameter(p) for _, p in named)
         tensors = [local_tensor(p) for _, p in named]
         self._averages = [self._new_buffer(t, torch.float32) for t in tensors]
         # Indexes of tensors folded in directly (fp32, same device) vs through a staging buffer.
@@ -181,13 +193,27 @@ class WeightAverager:
     def _is_direct(tensor: torch.Tensor, average: torch.Tensor) -> bool:
         return tensor.dtype == torch.float32 and tensor.device == average.device
 
-    def _tensors(self, model: nn.Module) -> List[torch.Tensor]:
-        """The model's averaged tensors, in the order of the averages; refuses another model."""
+    def _reshard(self, model: nn.Module) -> None:
+        # FSDP2 leaves the root's parameters unsharded after a forward without backward (evaluation).
+        if self._has_fsdp2:
+            distributed.reshard(distributed.fsdp2_modules(model))
+
+    def matched_parameters(self, model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
+        """``(name, parameter)`` of the model's averaged parameters, in the order of the averages.
+
+        Refuses a model whose averaged parameters differ from the one the averager was built for.
+        """
+        self._reshard(model)
         named = averaged_parameters(model)
         names = [name for name, _ in named]
         if names != self.names:
             raise ValueError(_mismatch_message(self.names, names, "the averager was built for", "this model has"))
-        tensors = [local_tensor(p) for _, p in named]
+        return named
+
+    def _tensors(self, model: nn.Module) -> List[torch.Tensor]:
+        """The model's averaged tensors (this rank's part), in the order of the averages; refuses another model."""
+        names = self.names
+        tensors = [local_tensor(p) for _, p in self.matched_parameters(model)]
         for name, tensor, average in zip(names, tensors, self._averages):
             if tensor.shape != average.shape:
                 raise ValueError(
@@ -195,6 +221,9 @@ class WeightAverager:
                     "the averager was built for another model (or another sharding)."
                 )
         return tensors
+
+    def _agree(self, flag: bool) -> bool:
+        return distributed.all_ranks(flag) if self.sharded else flag
 
     @staticmethod
     def _all_finite(tensors: List[torch.Tensor]) -> bool:
@@ -216,7 +245,8 @@ class WeightAverager:
         untouched.
         """
         tensors = self._tensors(model)
-        if self.skip_non_finite and not self._all_finite(tensors):
+        # Sharded: each rank checks its own shard, and all ranks must agree to keep the counters equal.
+        if self.skip_non_finite and not self._agree(self._all_finite(tensors)):
             self.n_skipped += 1
             logger.warning(
                 "SWA: skipped a snapshot with NaN/inf weights (%d skipped so far); the average is unchanged.",
@@ -253,6 +283,7 @@ class WeightAverager:
         """Overwrite the model's weights with the averages (cast to each parameter's dtype)."""
         self._require_snapshot()
         torch._foreach_copy_(self._tensors(model), self._averages)
+        self._written(model)
 
     # ---------------------------------------------------------------- swapping
     @property
@@ -272,6 +303,7 @@ class WeightAverager:
         torch._foreach_copy_(self._backup, tensors)
         torch._foreach_copy_(tensors, self._averages)
         self._in_model = True
+        self._written(model)
 
     @torch.no_grad()
     def swap_out(self, model: nn.Module) -> None:
@@ -280,6 +312,12 @@ class WeightAverager:
             return
         torch._foreach_copy_(self._tensors(model), self._backup)
         self._in_model = False
+        self._written(model)
+
+    def _written(self, model: nn.Module) -> None:
+        # ZeRO-3 keeps small parameters gathered: re-gather them from the partitions just written.
+        if self.sharded:
+            distributed.refresh_gathered(p for _, p in averaged_parameters(model))
 
     @contextlib.contextmanager
     def averaged_weights(self, model: nn.Module) -> Iterator[nn.Module]:

@@ -9,7 +9,7 @@ from typing import Optional
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from . import __version__
+from . import __version__, distributed
 from .averaging import WeightAverager
 from .checkpoint import CONFIG_FILE, load_swa_state, save_swa_state, write_json_atomic
 from .config import SWAConfig
@@ -107,14 +107,24 @@ class SWACallback(TrainerCallback):
             self.averager.swap_in(model)
 
     def on_save(self, args, state, control, **kwargs):
-        if not args.should_save:
-            return
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if not os.path.isdir(folder):
-            logger.warning("SWA: checkpoint folder %s not found; SWA state not saved with it.", folder)
-            return
-        save_swa_state(folder, self.averager.state_dict(), self._metadata())
-        if self.averager.holds_averages:
+        if self.averager.sharded:
+            # FSDP2 / ZeRO-3: every rank writes its own shard of the averages; the record comes last.
+            shard = distributed.rank_and_world_size()
+            metadata = self._metadata(state.global_step)
+            save_swa_state(folder, self.averager.state_dict(), metadata, shard=shard, write_record=False)
+            distributed.barrier()
+            if args.should_save:
+                save_swa_state(folder, self.averager.state_dict(), metadata, shard=shard, write_averages=False)
+        else:
+            # Single process, DDP, ZeRO-1/2: every rank holds the same averages; the main process writes them.
+            if not args.should_save:
+                return
+            if not os.path.isdir(folder):
+                logger.warning("SWA: checkpoint folder %s not found; SWA state not saved with it.", folder)
+                return
+            save_swa_state(folder, self.averager.state_dict(), self._metadata(state.global_step))
+        if self.averager.holds_averages and args.should_save:
             self.write_config(folder)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
@@ -165,8 +175,9 @@ class SWACallback(TrainerCallback):
         os.makedirs(folder, exist_ok=True)
         write_json_atomic(os.path.join(folder, CONFIG_FILE), self.summary())
 
-    def _metadata(self) -> dict:
+    def _metadata(self, global_step: Optional[int] = None) -> dict:
         return {
+            "global_step": global_step,
             "config": self.config.to_dict(),
             "start_step": self.start_step,
             "swa_freq": self.config.swa_freq,
@@ -184,7 +195,7 @@ class SWACallback(TrainerCallback):
 
     def _resume(self, args, state) -> None:
         folder = self._checkpoint_folder(args, state)
-        saved = load_swa_state(folder)
+        saved = load_swa_state(folder, shard=distributed.rank_and_world_size() if self.averager.sharded else None)
         step = state.global_step
         if saved is None:
             if step < self.start_step:

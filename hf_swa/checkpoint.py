@@ -4,6 +4,11 @@ Files: ``swa_state.json`` (counters, settings, parameter names) and, once a snap
 exists, ``swa_averages.safetensors`` (fp32 averages). Each is written to a temporary
 file in the same folder and renamed into place, tensors first, so a crash leaves
 either the old state or the new one, never half of one.
+
+Sharded averages (FSDP2, ZeRO-3: each rank holds a different shard) go into one file a
+rank, ``swa_averages-rank{r}.safetensors``, each written by its rank and stamped with
+the rank, the world size and the step; ``swa_state.json`` records the world size, and
+resuming needs the same number of processes.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Optional
+from typing import Optional, Tuple
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -19,6 +24,7 @@ from safetensors.torch import load_file, save_file
 STATE_FILE = "swa_state.json"
 AVERAGES_FILE = "swa_averages.safetensors"
 CONFIG_FILE = "swa_config.json"
+SHARDED_AVERAGES_FILE = "swa_averages-rank{rank}.safetensors"
 FORMAT_VERSION = 1
 
 
@@ -46,14 +52,32 @@ def write_json_atomic(path: str, data: dict) -> None:
     _atomic_write(path, write)
 
 
-def save_swa_state(folder: str, averager_state: dict, metadata: dict) -> None:
-    """Write an averager's `state_dict()` plus `metadata` into `folder`."""
+def save_swa_state(
+    folder: str, averager_state: dict, metadata: dict, shard: Optional[Tuple[int, int]] = None,
+    write_averages: bool = True, write_record: bool = True,
+) -> None:
+    """Write an averager's `state_dict()` plus `metadata` into `folder`.
+
+    Replicated averages (``shard=None``): one ``swa_averages.safetensors``. Sharded
+    averages: ``shard=(rank, world_size)``; every rank writes its own
+    ``swa_averages-rank{rank}.safetensors`` (``write_averages``) and one process writes
+    ``swa_state.json`` (``write_record``) once all ranks have written theirs.
+    """
     os.makedirs(folder, exist_ok=True)
     averages = averager_state["averages"]
     has_averages = averager_state["n_averaged"] > 0
-    if has_averages:
+    if has_averages and write_averages:
         tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in averages.items()}
-        _atomic_write(os.path.join(folder, AVERAGES_FILE), lambda tmp: save_file(tensors, tmp))
+        if shard is None:
+            path, stamp = os.path.join(folder, AVERAGES_FILE), None
+        else:
+            rank, world_size = shard
+            path = os.path.join(folder, SHARDED_AVERAGES_FILE.format(rank=rank))
+            stamp = {"rank": str(rank), "world_size": str(world_size), "global_step": str(metadata.get("global_step")),
+                     "n_averaged": str(averager_state["n_averaged"])}
+        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=stamp))
+    if not write_record:
+        return
     record = dict(metadata)
     record.update(
         format_version=FORMAT_VERSION,
@@ -62,18 +86,21 @@ def save_swa_state(folder: str, averager_state: dict, metadata: dict) -> None:
         n_skipped=averager_state["n_skipped"],
         strategy=averager_state["strategy"],
         has_averages=has_averages,
+        sharded_world_size=shard[1] if shard is not None else None,
     )
     write_json_atomic(os.path.join(folder, STATE_FILE), record)
 
 
-def load_swa_state(folder: str) -> Optional[dict]:
+def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Optional[dict]:
     """Read the SWA state in `folder`, or ``None`` if it has none.
 
     Returns a dict with the averager state (``averages``, or ``None`` before the
     first snapshot; ``names``, ``n_averaged``, ``n_skipped``, ``strategy``) and the
     metadata saved beside it. A state file
     that cannot be read, or averages that are missing or do not match the names
-    recorded, raise ``ValueError`` naming the file.
+    recorded, raise ``ValueError`` naming the file. ``shard=(rank, world_size)`` reads
+    this rank's file of sharded averages; sharded state read without it (or with
+    another world size), or replicated state read with it, raises ``ValueError``.
     """
     state_path = os.path.join(folder, STATE_FILE)
     if not os.path.isfile(state_path):
@@ -87,16 +114,39 @@ def load_swa_state(folder: str) -> Optional[dict]:
             f"The SWA state file {state_path} is corrupt ({error}). Resume from another checkpoint, "
             "or delete this file to restart averaging from this checkpoint."
         ) from None
+    saved_world_size = record.get("sharded_world_size")
+    if saved_world_size is not None and (shard is None or shard[1] != saved_world_size):
+        now = "unsharded averages" if shard is None else f"{shard[1]} processes"
+        raise ValueError(
+            f"The SWA state in {folder} holds averages sharded over {saved_world_size} processes (FSDP2 / ZeRO-3), "
+            f"but this run has {now}. Resume with the same sharding and number of processes."
+        )
+    if saved_world_size is None and shard is not None and record.get("has_averages", n_averaged > 0):
+        raise ValueError(
+            f"The SWA state in {folder} holds unsharded averages (single process, DDP or ZeRO-1/2), but this run "
+            f"shards them over {shard[1]} processes (FSDP2 / ZeRO-3). Resume with the sharding it was saved with."
+        )
     averages = {}
     if record.get("has_averages", n_averaged > 0):
-        averages_path = os.path.join(folder, AVERAGES_FILE)
+        if shard is None:
+            averages_path = os.path.join(folder, AVERAGES_FILE)
+        else:
+            averages_path = os.path.join(folder, SHARDED_AVERAGES_FILE.format(rank=shard[0]))
         try:
             averages = load_file(averages_path)
+            stamp = _file_metadata(averages_path) if shard is not None else None
         except (OSError, SafetensorError, ValueError) as error:
             raise ValueError(
                 f"The SWA averages file {averages_path} is missing or corrupt ({error}); "
                 f"{state_path} says {n_averaged} snapshots were averaged. Resume from another checkpoint."
             ) from None
+        if stamp is not None and (stamp.get("n_averaged") != str(n_averaged)
+                                  or stamp.get("global_step") != str(record.get("global_step"))):
+            raise ValueError(
+                f"{averages_path} was written at step {stamp.get('global_step')} with {stamp.get('n_averaged')} "
+                f"snapshots but {state_path} says step {record.get('global_step')} with {n_averaged}: the checkpoint's "
+                "SWA state is inconsistent (a save was interrupted). Resume from another checkpoint."
+            )
         if set(averages) != set(names):
             raise ValueError(
                 f"{averages_path} holds {len(averages)} tensors but {state_path} names {len(names)}: "
@@ -106,3 +156,10 @@ def load_swa_state(folder: str) -> Optional[dict]:
     else:
         record["averages"] = None
     return record
+
+
+def _file_metadata(path: str) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return f.metadata() or {}

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import json
 import logging
+import os
+import textwrap
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import get_last_checkpoint, unwrap_peft_model
 
 from .averaging import averaged_parameters
 from .callback import LOAD_BEST_MESSAGE, SWACallback
 from .config import SWAConfig, parse_swa_start
+from .distributed import FSDP1_MESSAGE
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +61,18 @@ class SWATrainingArguments(TrainingArguments):
     swa_ema_decay: float = field(default=0.999, metadata={"help": "Decay of the 'ema' strategy."})
 
     def __post_init__(self):
+        # Checked before TrainingArguments sets up DeepSpeed and the process group.
+        if self.swa and self.swa_lr is not None and "scheduler" in _deepspeed_config(self.deepspeed):
+            raise ValueError(
+                "swa_lr composes the SWA LR tail with the Trainer's schedule, but the DeepSpeed config has its own "
+                "'scheduler' section, which replaces it (and is not a LambdaLR). Remove 'scheduler' from the "
+                "DeepSpeed config (the Trainer then builds lr_scheduler_type and DeepSpeed steps it), or leave "
+                "swa_lr unset."
+            )
         super().__post_init__()
         self.swa_start = parse_swa_start(self.swa_start)
+        if self.swa and self.fsdp and int((self.fsdp_config or {}).get("version", 2)) == 1:
+            raise ValueError(FSDP1_MESSAGE)
         if self.swa:
             config = self.to_swa_config()  # validate now, before any model is built or trained
             schedule = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
@@ -80,6 +96,51 @@ class SWATrainingArguments(TrainingArguments):
             strategy=self.swa_strategy,
             ema_decay=self.swa_ema_decay,
         )
+
+
+def _deepspeed_config(deepspeed) -> dict:
+    """The DeepSpeed config given to TrainingArguments (a dict or a JSON file), or {}."""
+    if isinstance(deepspeed, dict):
+        return deepspeed
+    if isinstance(deepspeed, str) and os.path.isfile(deepspeed):
+        with open(deepspeed, encoding="utf-8") as f:
+            return json.load(f)
+    return {}
+
+
+def loss_uses_num_items_in_batch(model) -> Optional[bool]:
+    """Whether `model.forward` hands `num_items_in_batch` to its loss (``None``: source not available).
+
+    transformers' `Trainer` counts every model whose `forward` takes ``**kwargs`` as one that
+    normalises its loss by `num_items_in_batch`: it then skips the division by the gradient
+    accumulation steps and, under DDP with `average_tokens_across_devices`, multiplies the
+    loss by the number of processes. Models that compute a plain mean loss and ignore the
+    count (BERT, RoBERTa, DeBERTa, GPT-2 sequence classification, ...) get losses and gradients
+    scaled by those factors. A forward uses the count when it names `num_items_in_batch` or
+    passes ``**kwargs`` on to ``self.loss_function``.
+
+    >>> from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+    >>> loss_uses_num_items_in_batch(BertForSequenceClassification(BertConfig(hidden_size=8, num_hidden_layers=1,
+    ...     num_attention_heads=2, intermediate_size=8, vocab_size=10)))
+    False
+    >>> loss_uses_num_items_in_batch(GPT2LMHeadModel(GPT2Config(n_embd=8, n_layer=1, n_head=2, vocab_size=10)))
+    True
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(type(model).forward))))
+    except (OSError, TypeError, SyntaxError, AttributeError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "num_items_in_batch":
+            return True
+        if isinstance(node, ast.keyword) and node.arg == "num_items_in_batch":
+            return True
+        if isinstance(node, ast.Constant) and node.value == "num_items_in_batch":
+            return True
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "loss_function":
+            if any(keyword.arg is None for keyword in node.keywords):
+                return True
+    return False
 
 
 class SWATrainer(Trainer):
@@ -112,6 +173,7 @@ class SWATrainer(Trainer):
 
     def __init__(self, *args, swa_config: Optional[SWAConfig] = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self._check_loss_kwargs()
         self.swa_callback: Optional[SWACallback] = None
         if not getattr(self.args, "swa", True):
             return
@@ -130,6 +192,22 @@ class SWATrainer(Trainer):
             )
         self.swa_callback = SWACallback(swa_config)
         self.add_callback(self.swa_callback)
+
+    def _check_loss_kwargs(self) -> None:
+        # See loss_uses_num_items_in_batch: a model whose loss is a plain mean must not be treated as
+        # normalised by num_items_in_batch, or gradient accumulation sums instead of averaging and DDP
+        # multiplies the loss (training and evaluation) by the number of processes.
+        if self.model is None or self.compute_loss_func is not None:
+            return
+        if not getattr(self, "model_accepts_loss_kwargs", False):
+            return
+        base = unwrap_peft_model(self.accelerator.unwrap_model(self.model))  # as Trainer.__init__ does
+        if loss_uses_num_items_in_batch(base) is False:
+            self.model_accepts_loss_kwargs = False
+            logger.info(
+                "%s computes a mean loss and ignores num_items_in_batch: the loss is averaged over gradient "
+                "accumulation steps and processes as for any mean loss.", type(base).__name__,
+            )
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         if self.swa_callback is not None:

@@ -1,0 +1,262 @@
+"""One prepared check for a lent GPU machine: SWA under bf16/fp16 with SWATrainer (about 2-4 minutes).
+
+    python benchmarks/gpu_check.py              # on a GPU: BERT-base size, built from config (no download)
+    python benchmarks/gpu_check.py --small      # a smaller BERT, faster
+    python benchmarks/gpu_check.py --cpu-smoke  # what runs without CUDA (also the default there)
+
+For each run (bf16 autocast, fp16 autocast with its grad scaler, bf16 weights without
+autocast, each with the averages beside the weights and with ``swa_device="cpu"``), it
+trains a BERT for a few dozen steps with `SWATrainer` and checks, printing PASS/FAIL:
+
+- the averages are fp32 (pinned host memory with ``swa_device="cpu"``) and equal the
+  mean of the weights actually trained, recorded independently in float64 on the GPU
+  at the same optimizer steps (max |a - m| / max |m| <= 1e-6 over all tensors);
+- after training the model holds the averages (in its own dtype).
+
+It prints a table: median training step time (without SWA, from a baseline run of
+the same precision) and median update time, their ratio, peak GPU memory of the run
+with and without SWA, and GPU memory held by the averages. Timings use
+``torch.cuda.synchronize()`` around each update, so they include the host copy of
+``swa_device="cpu"``. Nothing is asserted on a time. Exit status 1 if a check failed.
+
+Without CUDA only the CPU-capable part runs (tiny model, bf16 autocast and bf16
+weights, fp32 averages equal the recorded mean); fp16 (Accelerate silently trains in
+fp32 on CPU), pinned memory and GPU timings/memory are skipped with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification, TrainerCallback
+
+import hf_swa
+from hf_swa import SWATrainer, SWATrainingArguments, WeightAverager
+
+SIZES = {
+    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+    "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+TOLERANCE = 1e-6
+failures = []
+
+
+def check(ok: bool, what: str) -> None:
+    print(f"  [{'PASS' if ok else 'FAIL'}] {what}")
+    if not ok:
+        failures.append(what)
+
+
+def build_model(size: str, seed: int = 0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, max_position_embeddings=512, num_labels=2, **SIZES[size])
+    return BertForSequenceClassification(config)
+
+
+def make_data(n: int, seq_len: int, vocab: int = 30522, seed: int = 1) -> list:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, vocab, (n, seq_len), generator=generator)
+    labels = (ids[:, 0] % 2).long()
+    mask = torch.ones(seq_len, dtype=torch.long)
+    return [{"input_ids": ids[i], "attention_mask": mask, "labels": labels[i]} for i in range(n)]
+
+
+def trainable(model) -> list:
+    seen, params = set(), []
+    for name, p in model.named_parameters():
+        if p.requires_grad and p.is_floating_point() and id(p) not in seen:
+            seen.add(id(p))
+            params.append((name, p))
+    return params
+
+
+class MeanRecorder(TrainerCallback):
+    """A float64 running sum, in host memory, of the trainable weights at the given optimizer steps.
+
+    Independent of hf_swa; kept off the GPU so the GPU memory of the run is the training's and SWA's only.
+    """
+
+    def __init__(self, steps):
+        self.steps, self.sums, self.n = set(steps), None, 0
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step not in self.steps:
+            return
+        with torch.no_grad():
+            params = trainable(model)
+            if self.sums is None:
+                self.sums = {name: torch.zeros(p.shape, dtype=torch.float64) for name, p in params}
+            for name, p in params:
+                self.sums[name] += p.detach().to("cpu", torch.float64)
+        self.n += 1
+
+    def mean(self) -> dict:
+        return {name: s / self.n for name, s in self.sums.items()}
+
+
+class StepTimer(TrainerCallback):
+    """Wall time between consecutive step ends (synchronised), and peak GPU memory."""
+
+    def __init__(self):
+        self.times, self._last = [], None
+
+    def _now(self):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._last = self._now()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = self._now()
+        self.times.append(now - self._last)
+        self._last = now
+
+
+update_times: list = []
+_update = WeightAverager.update
+
+
+def timed_update(self, model):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = _update(self, model)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    update_times.append(time.perf_counter() - start)
+    return result
+
+
+WeightAverager.update = timed_update
+
+
+def relative_error(actual: dict, expected: dict) -> float:
+    diff = max((actual[k].double().to(expected[k].device) - expected[k]).abs().max().item() for k in expected)
+    return diff / max(expected[k].abs().max().item() for k in expected)
+
+
+def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True):
+    """One SWATrainer run (on the GPU when `cuda`); returns a row of the table."""
+    model = build_model(size)
+    # bf16 weights need a larger LR to move at all (smaller updates round away), which the check needs.
+    lr = 2e-3 if precision == "bf16-weights" else 5e-5
+    kwargs = {}
+    if precision == "bf16-autocast":
+        kwargs["bf16"] = True
+    elif precision == "fp16-autocast":
+        kwargs["fp16"] = True
+    elif precision == "bf16-weights":
+        model = model.to(torch.bfloat16)
+    swa_start = steps // 2 + 1
+    snapshot_steps = list(range(swa_start, steps + 1))
+    recorder, timer = MeanRecorder(snapshot_steps), StepTimer()
+    update_times.clear()
+    with tempfile.TemporaryDirectory() as out:
+        args = SWATrainingArguments(
+            output_dir=out, max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
+            report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True, seed=0, data_seed=0,
+            use_cpu=not cuda, swa=swa, swa_start=swa_start, swa_freq=1, swa_lr=lr / 2, swa_device=swa_device,
+            dataloader_num_workers=0, **kwargs,
+        )
+        callbacks = [recorder, timer] if swa else [timer]
+        trainer = SWATrainer(model=model, args=args, train_dataset=make_data(steps * batch, seq_len),
+                             callbacks=callbacks)
+        trainer.train()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
+    step_time = statistics.median(timer.times[1:] or timer.times)
+    row = {"run": name, "precision": precision, "swa_device": swa_device or "beside", "step_ms": step_time * 1e3,
+           "peak_mib": peak, "update_ms": float("nan"), "avg_gpu_mib": float("nan")}
+    if not swa:
+        return row
+    averager = trainer.swa_callback.averager
+    print(f"{name}:")
+    averages = averager.averages()
+    check({t.dtype for t in averages.values()} == {torch.float32}, "averages are fp32")
+    check(averager.n_averaged == len(snapshot_steps) == recorder.n,
+          f"{averager.n_averaged} snapshots averaged, {recorder.n} recorded")
+    error = relative_error(averages, recorder.mean())
+    check(error <= TOLERANCE, f"averages equal the recorded float64 mean (relative error {error:.1e})")
+    live = dict(zip(averager.names, averager._backup))  # the last live weights, kept aside by the final swap
+    moved = relative_error({k: v.float() for k, v in live.items()}, {k: v.double() for k, v in averages.items()})
+    check(moved > 1e-5, f"the average differs from the last live weights (relative {moved:.1e}): the check has teeth")
+    weights = dict(trainable(trainer.model))
+    model_dtype = next(iter(weights.values())).dtype
+    held = all(torch.equal(weights[k], v.to(device=weights[k].device, dtype=model_dtype)) for k, v in averages.items())
+    check(held, f"the model holds the averages in its dtype ({model_dtype})")
+    if swa_device == "cpu":
+        on_cpu = all(t.device.type == "cpu" for t in averages.values())
+        check(on_cpu, "averages live in host memory")
+    gpu_bytes = sum(t.numel() * t.element_size() for t in list(averages.values()) + averager._staging if t.is_cuda)
+    if swa_device == "cpu" and cuda:
+        check(all(t.is_pinned() for t in averages.values()), "host averages are pinned")
+        check(gpu_bytes == 0, "the averages take no GPU memory")
+    row.update(update_ms=statistics.median(update_times) * 1e3, avg_gpu_mib=gpu_bytes / 2**20 if cuda else float("nan"))
+    return row
+
+
+def print_table(rows, baselines):
+    header = (f"{'run':<22} {'step ms':>8} {'update ms':>10} {'update/step':>11} {'peak MiB':>9} "
+              f"{'no-SWA MiB':>10} {'avg GPU MiB':>11}")
+    print("\n" + header + "\n" + "-" * len(header))
+    for row in rows:
+        base = baselines.get(row["precision"])
+        train_ms = base["step_ms"] if base else row["step_ms"]
+        ratio = row["update_ms"] / train_ms if train_ms else float("nan")
+        base_peak = base["peak_mib"] if base else float("nan")
+        print(f"{row['run']:<22} {train_ms:>8.2f} {row['update_ms']:>10.3f} {ratio:>11.3f} {row['peak_mib']:>9.0f} "
+              f"{base_peak:>10.0f} {row['avg_gpu_mib']:>11.0f}")
+    print("step ms: median training step without SWA (same precision); peak MiB: peak GPU memory of the SWA run.")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--small", action="store_true", help="a smaller BERT (4 layers, hidden 512)")
+    parser.add_argument("--cpu-smoke", action="store_true", help="only the part that runs without CUDA")
+    parser.add_argument("--steps", type=int, default=None)
+    options = parser.parse_args()
+    cuda = torch.cuda.is_available() and not options.cpu_smoke
+    print(f"hf_swa {hf_swa.__version__}, torch {torch.__version__}, "
+          f"device: {torch.cuda.get_device_name() if cuda else 'cpu'}")
+    if not cuda:
+        print("No CUDA (or --cpu-smoke): tiny BERT on CPU, bf16 only. Skipped: fp16 (on CPU Accelerate accepts "
+              "fp16=True and trains in fp32), pinned host memory, GPU step/update timings and GPU memory.")
+        plans = [("bf16-autocast", None), ("bf16-weights", None), ("bf16-autocast", "cpu")]
+        size, steps, batch, seq_len = "tiny", options.steps or 6, 4, 16
+    else:
+        bf16 = torch.cuda.is_bf16_supported()
+        precisions = (["bf16-autocast"] if bf16 else []) + ["fp16-autocast"] + (["bf16-weights"] if bf16 else [])
+        if not bf16:
+            print("This GPU has no bf16: bf16 runs skipped.")
+        plans = [(p, device) for p in precisions for device in (None, "cpu")]
+        size, steps, batch, seq_len = ("small" if options.small else "base"), options.steps or 40, 32, 128
+    print(f"model: BERT-{size} from config, {steps} steps, batch {batch} x {seq_len} tokens, "
+          f"averaging from step {steps // 2 + 1}\n")
+
+    rows, baselines = [], {}
+    for precision, device in plans:
+        try:
+            if precision not in baselines:
+                baselines[precision] = run(f"{precision} no SWA", size, precision, None, steps, batch, seq_len, cuda,
+                                           swa=False)
+            rows.append(run(f"{precision} {device or 'beside'}", size, precision, device, steps, batch, seq_len, cuda))
+        except Exception:  # report and go on with the other runs
+            traceback.print_exc()
+            check(False, f"{precision} swa_device={device} ran")
+    print_table(rows, baselines)
+    print(f"\n{'ALL CHECKS PASSED' if not failures else f'{len(failures)} CHECK(S) FAILED: ' + '; '.join(failures)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

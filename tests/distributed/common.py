@@ -1,0 +1,56 @@
+"""Settings and helpers shared by the multi-process workers and the tests that launch them.
+
+A worker is launched with 2 processes; the test runs the same settings in one process
+with the same global batch (per-process batch x processes), so both see the same
+samples in the same order, and compares the numbers the workers dump.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
+
+from tiny_models import classification_data, tiny_bert  # noqa: E402
+
+WORLD_SIZE = 2
+GLOBAL_BATCH = 8
+MAX_STEPS = 8
+INTERRUPT_AT = 5  # checkpoint-5 holds 2 snapshots (steps 3 and 5); the run ends with 3 (3, 5, 7)
+SWA = dict(swa_start=3, swa_freq=2, swa_lr=0.2, swa_anneal_steps=2, swa_anneal_strategy="linear")
+TRAIN = dict(
+    optim="sgd", learning_rate=0.5, report_to="none", use_cpu=True, disable_tqdm=True, logging_strategy="no", seed=0,
+    data_seed=0, max_steps=MAX_STEPS, per_device_eval_batch_size=4, save_strategy="steps", save_steps=INTERRUPT_AT,
+)
+TRAIN_DATA = classification_data(48)  # 6 global batches an epoch: the runs cross an epoch boundary
+EVAL_DATA = classification_data(16, seed=2)
+
+
+def tiny_bert_without_dropout(seed: int = 0):
+    """The tests' tiny BERT with dropout off, so that processes draw no random numbers in the forward."""
+    model = tiny_bert(seed=seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    return model
+
+
+def rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
+def dump_tensors(path: str, tensors: dict) -> None:
+    save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tensors.items()}, path)
+
+
+def dump_json(path: str, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)

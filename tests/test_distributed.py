@@ -1,0 +1,239 @@
+"""Multi-process SWA for real: 2 processes over gloo on CPU, each launch on its own port.
+
+Each test launches a worker from tests/distributed/ (DDP through `accelerate launch`,
+FSDP2 and DeepSpeed through `torchrun`), which dumps its numbers per rank; the test
+compares them with a single-process run of the same settings and the same global batch
+(per-process batch x 2), so both runs see the same samples in the same order.
+
+Tolerance: averages are compared as max |a - b| over all tensors divided by max |b|
+over all tensors (relative to the weights' scale), at 1e-6. The runs differ only in
+float rounding (gradients summed across processes in another order; measured ~1e-7).
+The workers train with SGD: Adam turns the rounding noise of gradients that are
+mathematically zero (BERT's attention key bias) into LR-sized steps, so no two
+reduction orders agree on those weights.
+"""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification
+
+from hf_swa import SWATrainer, SWATrainingArguments, WeightAverager
+from hf_swa.checkpoint import load_swa_state
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed"))
+import common  # noqa: E402
+
+WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOLERANCE = 1e-6
+HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(launcher: list, script: str, *args, tmp_path, timeout=300) -> None:
+    """Run `script` under `launcher` with 2 processes; fail with the output's tail if it fails."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONUNBUFFERED="1")
+    env.pop("ACCELERATE_USE_CPU", None)
+    command = [sys.executable, "-m", *launcher, os.path.join(WORKERS, script), *map(str, args)]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    output = (result.stdout + result.stderr)[-6000:]
+    assert result.returncode == 0, f"{' '.join(command)} failed ({result.returncode}):\n{output}"
+
+
+def accelerate_launch(tmp_path) -> list:
+    # `--cpu --num_processes 2` silently runs ONE process; `--multi_gpu` with use_cpu=True in the
+    # TrainingArguments runs two over gloo (the workers assert world_size == 2).
+    return ["accelerate.commands.accelerate_cli", "launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(free_port())]
+
+
+def torchrun() -> list:
+    return ["torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(free_port())]
+
+
+def relative_error(actual: dict, expected: dict) -> float:
+    """max |a - e| over all tensors / max |e| over all tensors."""
+    assert set(actual) == set(expected), sorted(set(actual) ^ set(expected))
+    diff = max((actual[k].double() - expected[k].double()).abs().max().item() for k in expected)
+    return diff / max(expected[k].abs().max().item() for k in expected)
+
+
+def reports(folder) -> list:
+    return [json.loads((folder / f"report-rank{r}.json").read_text()) for r in range(common.WORLD_SIZE)]
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    """The same settings in one process with the whole global batch."""
+    args = SWATrainingArguments(output_dir=str(tmp_path_factory.mktemp("single")),
+                                per_device_train_batch_size=common.GLOBAL_BATCH, **common.SWA, **common.TRAIN)
+    model = common.tiny_bert_without_dropout()
+    initial = {k: v.detach().clone() for k, v in model.named_parameters()}
+    trainer = SWATrainer(model=model, args=args, train_dataset=common.TRAIN_DATA, eval_dataset=common.EVAL_DATA)
+    train_loss = trainer.train().training_loss
+    metrics = trainer.evaluate()
+    averages = {k: v.clone() for k, v in trainer.swa_callback.averager.averages().items()}
+    # The runs must move the weights, or equal averages would prove nothing.
+    assert relative_error({k: initial[k] for k in averages}, averages) > 1e-2
+    return {"averages": averages, "train_loss": train_loss, **metrics}
+
+
+def assert_same_metrics(report, single_process):
+    for key in ("eval_loss", "eval_swa_loss"):
+        assert report[key] == pytest.approx(single_process[key], rel=1e-5), key
+
+
+def assert_saved_model_is_average(folder, averages):
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder))  # plain transformers
+    weights = {k: v for k, v in model.state_dict().items() if k in averages}
+    assert relative_error(weights, averages) <= TOLERANCE
+    assert json.loads((folder / "swa_config.json").read_text())["n_averaged"] == 3
+
+
+@pytest.mark.distributed
+def test_ddp_ranks_hold_the_single_process_average_and_resume(tmp_path, single_process):
+    launch(accelerate_launch(tmp_path), "ddp_worker.py", tmp_path, tmp_path=tmp_path)
+    rank0, rank1 = reports(tmp_path)
+    assert rank0["world_size"] == rank1["world_size"] == 2
+    full = [load_file(tmp_path / f"averages-full-rank{r}.safetensors") for r in range(2)]
+    # Every rank holds the same averages, equal to the single-process average of the same global batches.
+    assert all(torch.equal(full[0][k], full[1][k]) for k in full[0])
+    assert relative_error(full[0], single_process["averages"]) <= TOLERANCE
+    assert rank0["n_averaged"] == rank1["n_averaged"] == 3
+    # Losses as a single process reports them (transformers alone reports BERT's eval loss x 2 here).
+    for report in (rank0, rank1):
+        assert_same_metrics(report, single_process)
+    # train_loss is each rank's own mean (transformers gathers it only at logging steps).
+    assert (rank0["train_loss"] + rank1["train_loss"]) / 2 == pytest.approx(single_process["train_loss"], rel=1e-5)
+    # Only the main process writes SWA state and swa_config.json.
+    assert rank0["writes_all_runs"]["save_swa_state"] == 4 and rank0["writes_all_runs"]["write_config"] > 0
+    assert rank1["writes_all_runs"] == {"save_swa_state": 0, "write_config": 0}
+    assert (tmp_path / "full" / "checkpoint-5" / "swa_averages.safetensors").is_file()
+    assert_saved_model_is_average(tmp_path / "final", single_process["averages"])
+    # Interrupted after checkpoint-5 and resumed: the same averages, bit for bit, on every rank.
+    for r in range(2):
+        resumed = load_file(tmp_path / f"averages-resumed-rank{r}.safetensors")
+        assert all(torch.equal(resumed[k], full[0][k]) for k in resumed)
+        assert reports(tmp_path)[r]["n_averaged_resumed"] == 3
+
+
+@pytest.mark.distributed
+def test_fsdp2_shards_average_locally_and_gather_only_to_save(tmp_path):
+    launch(torchrun(), "fsdp2_worker.py", tmp_path, tmp_path=tmp_path)
+    reports_ = reports(tmp_path)
+    reference = load_file(tmp_path / "reference-rank0.safetensors")
+    scale = max(value.abs().max().item() for value in reference.values())
+    for rank, report in enumerate(reports_):
+        assert report["world_size"] == 2 and report["sharded"] and report["holds_averages"]
+        # FSDP1 is refused up front, naming the fix.
+        assert "FSDP1" in report["fsdp1_error"] and "fsdp_version: 2" in report["fsdp1_error"]
+        # Each rank holds only its shard of the averages: half the model here.
+        assert report["numel_local"] <= 0.55 * report["numel_full"]
+        local = load_file(tmp_path / f"local-rank{rank}.safetensors")
+        for name, value in local.items():
+            expected = torch.chunk(reference[name], 2, dim=0)[rank]  # FSDP2 shards dim 0 like torch.chunk
+            assert value.shape == expected.shape, name
+            if value.numel():
+                assert (value - expected).abs().max().item() <= TOLERANCE * scale, name
+        # No gather per step: 3 updates, each one scalar all-reduce (the NaN/inf check) and nothing else.
+        calls = report["collectives_in_updates"]
+        assert calls.pop("all_reduce") == report["updates"] == 3
+        assert sum(calls.values()) == 0, calls
+        # The full averages, gathered once, equal the unsharded model's average.
+        assert relative_error(load_file(tmp_path / f"full-rank{rank}.safetensors"), reference) <= TOLERANCE
+        # Resumed from checkpoint-5 (per-rank state files): the same averages, bit for bit.
+        resumed = load_file(tmp_path / f"local-resumed-rank{rank}.safetensors")
+        assert report["n_averaged_resumed"] == 3 and all(torch.equal(resumed[k], local[k]) for k in local)
+    # What a full-state-dict save of the model (as Accelerate does for FSDP2) writes: the average.
+    assert relative_error(load_file(tmp_path / "saved-model-rank0.safetensors"), reference) <= TOLERANCE
+    # Swapping after an evaluation forward (root left unsharded) still changes what the model computes.
+    out = load_file(tmp_path / "outputs-rank0.safetensors")
+    assert torch.allclose(out["average"], out["reference_average"], atol=1e-6)
+    assert torch.allclose(out["average_again"], out["reference_average"], atol=1e-6)
+    assert torch.allclose(out["live"], out["reference_live"], atol=1e-6)
+    assert (out["live"] - out["average"]).abs().max() > 1e-3
+    # The checkpoint holds one file a rank; resuming with another world size or unsharded is refused.
+    checkpoint = tmp_path / "run" / f"checkpoint-{common.INTERRUPT_AT}"
+    assert sorted(p.name for p in checkpoint.iterdir()) == [
+        "swa_averages-rank0.safetensors", "swa_averages-rank1.safetensors", "swa_state.json"]
+    assert load_swa_state(str(checkpoint), shard=(1, 2))["n_averaged"] == 2
+    for shard in (None, (0, 4)):
+        with pytest.raises(ValueError, match="sharded over 2 processes"):
+            load_swa_state(str(checkpoint), shard=shard)
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(not HAS_DEEPSPEED, reason="deepspeed is not installed (pip install -e '.[deepspeed]')")
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero_matches_single_process(tmp_path, single_process, stage):
+    launch(torchrun(), "deepspeed_worker.py", stage, tmp_path, tmp_path=tmp_path)
+    rank0, rank1 = reports(tmp_path)
+    full = [load_file(tmp_path / f"averages-full-rank{r}.safetensors") for r in range(2)]
+    assert all(torch.equal(full[0][k], full[1][k]) for k in full[0])
+    assert relative_error(full[0], single_process["averages"]) <= TOLERANCE
+    for report in (rank0, rank1):
+        assert report["world_size"] == 2 and report["n_averaged"] == 3
+        assert report["sharded"] == (stage == 3)
+        # ZeRO-3: each rank averages its own partition (half the model); ZeRO-2: the whole model.
+        if stage == 3:
+            assert report["numel_local"] <= 0.55 * report["numel_full"]
+        else:
+            assert report["numel_local"] == report["numel_full"]
+        assert report["deep_copied_modules"] == []
+        assert_same_metrics(report, single_process)
+    checkpoint = tmp_path / "full" / f"checkpoint-{common.INTERRUPT_AT}"
+    names = {p.name for p in checkpoint.iterdir() if p.name.startswith("swa_averages")}
+    expected = {"swa_averages-rank0.safetensors", "swa_averages-rank1.safetensors"} if stage == 3 else {
+        "swa_averages.safetensors"}
+    assert names == expected
+    assert_saved_model_is_average(tmp_path / "final", single_process["averages"])
+    resumed = load_file(tmp_path / "averages-resumed-rank0.safetensors")
+    assert rank0["n_averaged_resumed"] == 3 and all(torch.equal(resumed[k], full[0][k]) for k in resumed)
+
+
+def test_deepspeed_scheduler_with_swa_lr_is_refused_before_anything_runs(tmp_path):
+    config = {"zero_optimization": {"stage": 2}, "scheduler": {"type": "WarmupLR", "params": {}}}
+    with pytest.raises(ValueError, match="Remove 'scheduler' from the DeepSpeed config"):
+        SWATrainingArguments(output_dir=str(tmp_path), deepspeed=config, swa_lr=1e-5, use_cpu=True)
+
+
+def test_mean_loss_is_averaged_over_accumulation_like_one_big_batch(tmp_path):
+    """The loss fix behind the DDP numbers, in one process: BERT ignores num_items_in_batch, so 2 x 4
+    accumulated samples must train like one batch of 8 (transformers alone sums the two losses)."""
+
+    def averages(batch, accumulation):
+        args = SWATrainingArguments(output_dir=str(tmp_path / f"ga{accumulation}"), per_device_train_batch_size=batch,
+                                    gradient_accumulation_steps=accumulation, **common.SWA, **common.TRAIN)
+        trainer = SWATrainer(model=common.tiny_bert_without_dropout(), args=args, train_dataset=common.TRAIN_DATA)
+        assert trainer.model_accepts_loss_kwargs is False
+        trainer.train()
+        return trainer.swa_callback.averager.averages()
+
+    assert relative_error(averages(4, 2), averages(8, 1)) <= TOLERANCE
+
+
+def test_fsdp1_is_refused_when_the_arguments_are_parsed(tmp_path):
+    with pytest.raises(ValueError, match="FSDP1.*Use FSDP2"):
+        SWATrainingArguments(output_dir=str(tmp_path), fsdp=True, fsdp_config={"version": 1}, use_cpu=True)
+    args = SWATrainingArguments(output_dir=str(tmp_path), fsdp=True, fsdp_config={"version": 2}, use_cpu=True)
+    assert args.fsdp_config["version"] == 2
+
+
+def test_averager_on_one_process_is_not_sharded():
+    averager = WeightAverager(common.tiny_bert_without_dropout())
+    assert averager.sharded is False

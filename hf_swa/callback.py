@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Optional
 
@@ -24,6 +25,31 @@ LOAD_BEST_MESSAGE = (
     "load_best_model_at_end=True would replace the averaged weights with a live checkpoint at the end. "
     "Set load_best_model_at_end=False when using SWA (evaluation reports eval_swa_* for the average)."
 )
+
+def _first_evaluation_step(args, state) -> Optional[int]:
+    strategy = getattr(args, "eval_strategy", "no")
+    strategy = str(getattr(strategy, "value", strategy))
+    if strategy == "steps":
+        every = args.eval_steps or args.logging_steps
+        return math.ceil(every * state.max_steps) if every < 1 else int(every)
+    if strategy == "epoch":
+        return math.ceil(state.max_steps / max(state.num_train_epochs, 1))
+    return None
+
+
+def _check_best_metric(args, state, start_step: int) -> None:
+    """A best-metric on the averaged weights needs them at every evaluation: refuse one that comes earlier."""
+    metric = getattr(args, "metric_for_best_model", None) or ""
+    if "swa_" not in metric:
+        return
+    first = _first_evaluation_step(args, state)
+    if args.eval_on_start or (first is not None and first < start_step):
+        raise ValueError(
+            f"metric_for_best_model={metric!r} reads the averaged weights, but the first evaluation (step "
+            f"{0 if args.eval_on_start else first}) comes before averaging starts (step {start_step}), where no "
+            "eval_swa_* metric exists. Evaluate from the start step on, or use a live metric."
+        )
+
 
 # Settings that change which snapshots make the average: a resumed run must keep them.
 _AVERAGING_SETTINGS = ("start_step", "swa_freq", "strategy")
@@ -75,8 +101,12 @@ class SWACallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
         if args.load_best_model_at_end:
             raise ValueError(LOAD_BEST_MESSAGE)
+        if self.averager is not None and self.averager.holds_averages:
+            # A second train() on the same trainer continues from the live weights, not from the average.
+            self.averager.swap_out(model)
         self.max_steps = state.max_steps
         self.start_step = self.config.start_step(state.max_steps)
+        _check_best_metric(args, state, self.start_step)
         self.averager = WeightAverager(
             model, device=self.config.swa_device, strategy=self.config.strategy, ema_decay=self.config.ema_decay
         )
@@ -100,6 +130,9 @@ class SWACallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
+        if step > state.max_steps:
+            # transformers can run one step past max_steps when resuming a finished run: not part of the average.
+            return
         if step >= self.start_step and (step - self.start_step) % self.config.swa_freq == 0:
             self.averager.update(model)
         if step >= state.max_steps and self.averager.n_averaged > 0:
@@ -206,6 +239,12 @@ class SWACallback(TrainerCallback):
                 f"{self.start_step}: the snapshots before step {step} are lost. Resume from a checkpoint written "
                 f"with SWA, or set swa_start to an optimizer step > {step} to start a new average from here."
             )
+        if saved.get("global_step") is not None and saved["global_step"] != step:
+            raise ValueError(
+                f"The SWA state in {folder} was saved at step {saved['global_step']}, but training resumes at step "
+                f"{step}: it belongs to another checkpoint. Pass the same checkpoint to train(resume_from_checkpoint=...) "
+                "and args.resume_from_checkpoint, or use SWATrainer, which passes it on."
+            )
         current = {"start_step": self.start_step, "swa_freq": self.config.swa_freq,
                    "strategy": self.averager.strategy.to_dict()}
         changed = [f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
@@ -218,6 +257,7 @@ class SWACallback(TrainerCallback):
         if saved["averages"] is None:
             if saved["names"] != self.averager.names:
                 raise ValueError(f"The SWA state in {folder} was saved for another model (its parameters differ).")
+            self.averager.n_skipped = int(saved.get("n_skipped", 0))
         else:
             self.averager.load_state_dict(saved)
         if saved.get("holds_averages") and step < state.max_steps:

@@ -57,8 +57,10 @@ def install_lr_tail(scheduler, config: SWAConfig, start_step: int) -> None:
     """Compose the SWA LR tail with `scheduler` (a `LambdaLR`, as `transformers.get_scheduler` builds).
 
     Each param group's factor follows its base schedule before `start_step`; from
-    there it anneals from the base factor at `start_step` to `swa_lr / base_lr` and
-    holds. The current LR is refreshed at once, so a tail that begins at step 1
+    there it anneals from the base factor at `start_step` to `swa_lr / peak` and
+    holds, where `peak` is the largest base LR of the groups: groups keep their LR
+    ratios, and the group trained at the peak LR (every group, with the Trainer's own
+    optimizer) ends at `swa_lr`. The current LR is refreshed at once, so a tail that begins at step 1
     applies to step 1. Idempotent.
     """
     if config.swa_lr is None:
@@ -71,11 +73,12 @@ def install_lr_tail(scheduler, config: SWAConfig, start_step: int) -> None:
         )
     if any(getattr(lam, "is_swa_tail", False) for lam in inner.lr_lambdas):
         return  # already composed (a flag on the scheduler would travel through its state_dict)
-    lambdas = []
-    for base_lambda, base_lr in zip(inner.lr_lambdas, inner.base_lrs):
-        if base_lr <= 0:
-            raise ValueError(f"swa_lr needs a positive base learning rate, got {base_lr}")
-        lambdas.append(_tail_lambda(base_lambda, config.swa_lr / base_lr, config, start_step))
+    peak = max(inner.base_lrs)
+    if peak <= 0:
+        raise ValueError(f"swa_lr needs a positive base learning rate, got {inner.base_lrs}")
+    # Param groups keep their LR ratios: the group with the largest base LR goes to swa_lr.
+    target_factor = config.swa_lr / peak
+    lambdas = [_tail_lambda(base_lambda, target_factor, config, start_step) for base_lambda in inner.lr_lambdas]
     inner.lr_lambdas = lambdas
     # Refresh the LR for the next step (the scheduler computed it with the base lambdas).
     new_lrs = [base_lr * lam(inner.last_epoch) for lam, base_lr in zip(inner.lr_lambdas, inner.base_lrs)]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import json
 import logging
 import os
+import random
 import textwrap
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+import numpy as np
+import torch
+from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint, unwrap_peft_model
 
@@ -98,6 +103,19 @@ class SWATrainingArguments(TrainingArguments):
         )
 
 
+@contextlib.contextmanager
+def preserved_rng_state():
+    """Restore the Python, NumPy, torch CPU and CUDA random states on exit."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
 def _deepspeed_config(deepspeed) -> dict:
     """The DeepSpeed config given to TrainingArguments (a dict or a JSON file), or {}."""
     if isinstance(deepspeed, dict):
@@ -126,8 +144,12 @@ def loss_uses_num_items_in_batch(model) -> Optional[bool]:
     >>> loss_uses_num_items_in_batch(GPT2LMHeadModel(GPT2Config(n_embd=8, n_layer=1, n_head=2, vocab_size=10)))
     True
     """
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    forward = inspect.unwrap(type(model).forward)
+    if forward is nn.Module.forward:
+        return None
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(type(model).forward))))
+        tree = ast.parse(textwrap.dedent(inspect.getsource(forward)))
     except (OSError, TypeError, SyntaxError, AttributeError):
         return None
     for node in ast.walk(tree):
@@ -137,10 +159,18 @@ def loss_uses_num_items_in_batch(model) -> Optional[bool]:
             return True
         if isinstance(node, ast.Constant) and node.value == "num_items_in_batch":
             return True
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "loss_function":
-            if any(keyword.arg is None for keyword in node.keywords):
+        if isinstance(node, ast.Call) and "loss" in _callee_name(node.func).lower():
+            if any(keyword.arg is None for keyword in node.keywords):  # hands **kwargs to a loss
                 return True
     return False
+
+
+def _callee_name(func: ast.expr) -> str:
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    if isinstance(func, ast.Name):
+        return func.id
+    return ""
 
 
 class SWATrainer(Trainer):
@@ -202,6 +232,8 @@ class SWATrainer(Trainer):
         if not getattr(self, "model_accepts_loss_kwargs", False):
             return
         base = unwrap_peft_model(self.accelerator.unwrap_model(self.model))  # as Trainer.__init__ does
+        if hasattr(base, "accepts_loss_kwargs"):  # the model says so itself: Trainer followed it
+            return
         if loss_uses_num_items_in_batch(base) is False:
             self.model_accepts_loss_kwargs = False
             logger.info(
@@ -227,14 +259,16 @@ class SWATrainer(Trainer):
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         with callback.live_weights(self.model):
             metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        with callback.averaged_weights(self.model):
+        # The extra pass must not shift the random streams training goes on with (dataloader seeds,
+        # dropout): with or without SWA evaluation, the live weights follow the same trajectory.
+        with preserved_rng_state(), callback.averaged_weights(self.model):
             metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_swa"))
         return metrics
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False):
         """Save the model; when it holds the average, also write `swa_config.json` beside it."""
-        super().save_model(output_dir, _internal_call)
         callback = self.swa_callback
         if callback is not None and callback.averager is not None and callback.averager.holds_averages:
-            if self.args.should_save:
+            if self.args.should_save:  # first: Trainer.save_model may push the folder to the Hub
                 callback.write_config(output_dir if output_dir is not None else self.args.output_dir)
+        super().save_model(output_dir, _internal_call)

@@ -111,3 +111,13 @@ def test_non_finite_snapshots_are_skipped_and_counted(tmp_path, caplog):
     assert all(torch.isfinite(a).all() for a in averager.averages().values())
     assert max_relative_error(averager.averages(), recorder.mean()) <= 1e-6
     assert "skipped a snapshot" in caplog.text
+
+
+def test_best_metric_on_the_average_before_averaging_starts_is_refused(tmp_path):
+    data = classification_data(48)
+    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=6, eval_strategy="steps", eval_steps=2,
+                                metric_for_best_model="eval_swa_loss", **COMMON)
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:8])
+    with pytest.raises(ValueError, match=r"first evaluation \(step 2\) comes before averaging starts \(step 6\)"):
+        trainer.train()
+    assert trainer.state.global_step == 0

@@ -237,3 +237,22 @@ def test_fsdp1_is_refused_when_the_arguments_are_parsed(tmp_path):
 def test_averager_on_one_process_is_not_sharded():
     averager = WeightAverager(common.tiny_bert_without_dropout())
     assert averager.sharded is False
+
+
+def test_loss_heuristic_follows_the_model_classes_and_their_own_declarations():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hf_swa.trainer import loss_uses_num_items_in_batch
+
+    lm = GPT2LMHeadModel(GPT2Config(n_embd=8, n_layer=1, n_head=2, vocab_size=10))
+    assert loss_uses_num_items_in_batch(lm) is True
+    assert loss_uses_num_items_in_batch(torch.compile(lm)) is True  # looks through the compile wrapper
+    assert loss_uses_num_items_in_batch(torch.nn.Module()) is None  # no forward of its own to read
+
+    class DeclaresItself(type(common.tiny_bert_without_dropout())):
+        accepts_loss_kwargs = True
+
+    model = common.tiny_bert_without_dropout()
+    model.__class__ = DeclaresItself
+    args = SWATrainingArguments(output_dir="/tmp/hf_swa_declares", report_to="none", use_cpu=True)
+    assert SWATrainer(model=model, args=args).model_accepts_loss_kwargs is True  # its own word wins

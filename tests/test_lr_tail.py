@@ -2,6 +2,8 @@
 
 import math
 
+import torch
+
 import pytest
 from transformers import Trainer, TrainingArguments
 
@@ -79,3 +81,18 @@ def test_swa_lr_with_a_non_lambda_schedule_is_a_clear_error(tmp_path):
     with pytest.raises(TypeError, match="LambdaLR"):
         trainer.train()
     assert trainer.state.global_step == 0
+
+
+def test_param_groups_keep_their_lr_ratios(tmp_path):
+    model = tiny_bert()
+    head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
+    body = [p for n, p in model.named_parameters() if not n.startswith("classifier")]
+    optimizer = torch.optim.AdamW([{"params": body, "lr": 1e-3}, {"params": head, "lr": 1e-2}])
+    recorder = LearningRateRecorder()
+    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=4, swa_lr=5e-4,
+                                **{**COMMON, "max_steps": 8, "lr_scheduler_type": "constant"})
+    SWATrainer(model=model, args=args, train_dataset=classification_data(48), optimizers=(optimizer, None),
+               callbacks=[recorder]).train()
+    for step, lrs in recorder.lrs.items():
+        expected = [1e-3, 1e-2] if step < 4 else [5e-5, 5e-4]  # the peak group goes to swa_lr, ratio 10 kept
+        assert lrs == pytest.approx(expected, rel=1e-12), step

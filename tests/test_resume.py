@@ -113,11 +113,17 @@ def test_checkpoint_without_swa_state_before_start_starts_averaging_there(tmp_pa
 
 
 def test_checkpoint_with_state_of_another_model_is_refused(checkpoint_9):
-    state_file = checkpoint_9 / "swa_state.json"
-    state = json.loads(state_file.read_text())
-    state["names"][0] = "other.weight"
-    state_file.write_text(json.dumps(state))
-    assert "inconsistent" in resume_error(checkpoint_9)
+    from hf_swa import WeightAverager
+    from hf_swa.checkpoint import STATE_FILE, save_swa_state
+
+    state = json.loads((checkpoint_9 / STATE_FILE).read_text())
+    other = tiny_bert(num_labels=3)  # same parameter names, another classifier shape
+    averager = WeightAverager(other)
+    averager.update(other)
+    metadata = {k: state[k] for k in ("global_step", "start_step", "swa_freq", "config")}
+    save_swa_state(str(checkpoint_9), averager.state_dict(), metadata)
+    message = resume_error(checkpoint_9)
+    assert "shape" in message and "classifier.weight" in message
 
 
 def test_changed_averaging_settings_are_refused(checkpoint_9):
@@ -139,3 +145,23 @@ def test_state_is_written_atomically(checkpoint_9):
     leftovers = [p.name for p in checkpoint_9.iterdir() if p.name.startswith(".tmp-")]
     assert leftovers == []
     shutil.rmtree(checkpoint_9)
+
+
+def test_rerunning_a_finished_run_with_resume_keeps_the_average(tmp_path, uninterrupted):
+    finished = swa_trainer(tmp_path)
+    finished.train()
+    assert_same(final_state(finished), uninterrupted)
+    # transformers may run one step past max_steps when resuming from the final checkpoint: never averaged.
+    rerun = swa_trainer(tmp_path)
+    rerun.train(resume_from_checkpoint=True)
+    n, averages, weights = final_state(rerun)
+    assert_same((n, averages, {k: v for k, v in weights.items()}), uninterrupted)
+
+
+def test_state_from_another_step_is_refused(tmp_path):
+    swa_trainer(tmp_path, callbacks=[StopAt(9)]).train()
+    args = TrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint=str(tmp_path / "checkpoint-6"),
+                             **COMMON)
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=[SWACallback(SWAConfig(**SWA))])
+    with pytest.raises(ValueError, match="saved at step 6, but training resumes at step 9"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-9"))

@@ -10,6 +10,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 
@@ -156,25 +157,60 @@ def test_evaluate_during_training_restores_live_weights_even_on_error(tmp_path):
     data = classification_data(32)
     calls = {"n": 0}
 
-    def flaky_metrics(prediction):
+    def metrics_failing_on_the_averaged_pass(prediction):
         calls["n"] += 1
-        if calls["n"] == 2:  # the averaged-weights pass of the first evaluation
+        if calls["n"] == 3:  # calls: step 2 live, step 4 live, step 4 averaged
             raise RuntimeError("metric failed")
         return {"n": calls["n"]}
 
-    args = swa_args(tmp_path, max_steps=6, swa_start=2, swa_lr=5e-3)
+    recorder = SnapshotRecorder([4])
+    args = swa_args(tmp_path, max_steps=8, swa_start=3, swa_lr=5e-3, eval_strategy="steps", eval_steps=2)
     trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:8],
-                         compute_metrics=flaky_metrics)
-    trainer.train()
-    trainer.swa_callback.averager.swap_out(trainer.model)  # back to the live weights, as during training
-    live = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+                         compute_metrics=metrics_failing_on_the_averaged_pass, callbacks=[recorder])
     with pytest.raises(RuntimeError, match="metric failed"):
-        trainer.evaluate()
+        trainer.train()
+    assert trainer.state.global_step == 4
     assert not trainer.swa_callback.averager.holds_averages
-    assert all(torch.equal(v, live[k]) for k, v in trainer.model.state_dict().items())
-    metrics = trainer.evaluate()
-    assert {"eval_n", "eval_swa_n"} <= set(metrics)
-    assert all(torch.equal(v, live[k]) for k, v in trainer.model.state_dict().items())
+    live = trainable_float_weights(trainer.model)
+    assert all(torch.equal(live[k], v) for k, v in recorder.snapshots[4].items())
+
+
+def test_swa_evaluation_does_not_change_the_training_trajectory(tmp_path):
+    """The averaged-weights pass must not shift the random streams (dropout, data order) training uses."""
+    data = classification_data(48)
+
+    def final_live_weights(swa):
+        args = swa_args(tmp_path / str(swa), max_steps=10, swa=swa, swa_start=3, eval_strategy="steps",
+                        eval_steps=1, lr_scheduler_type="constant")
+        trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:8])
+        trainer.train()
+        if swa:
+            with trainer.swa_callback.live_weights(trainer.model):
+                return trainable_float_weights(trainer.model)
+        return trainable_float_weights(trainer.model)
+
+    assert tiny_bert().config.hidden_dropout_prob > 0  # dropout draws from the random stream
+    with_swa, baseline = final_live_weights(True), final_live_weights(False)
+    assert all(torch.equal(with_swa[k], v) for k, v in baseline.items())
+
+
+def test_a_second_train_call_continues_from_the_live_weights(tmp_path):
+    class FirstStepWeights(TrainerCallback):
+        def __init__(self):
+            self.weights = []
+
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            if state.global_step == 0:
+                self.weights.append(trainable_float_weights(model))
+
+    first_step = FirstStepWeights()
+    args = swa_args(tmp_path, max_steps=6, swa_start=2, swa_lr=5e-3)
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(32), callbacks=[first_step])
+    trainer.train()
+    with trainer.swa_callback.live_weights(trainer.model):
+        live = trainable_float_weights(trainer.model)
+    trainer.train()
+    assert all(torch.equal(first_step.weights[1][k], v) for k, v in live.items())
 
 
 def test_periodic_evaluation_logs_both_metric_sets(tmp_path):

@@ -227,12 +227,13 @@ class WeightAverager:
 
     @staticmethod
     def _all_finite(tensors: List[torch.Tensor]) -> bool:
+        # One read of the weights: a sum is NaN/inf when an element is (and one host sync per device).
         by_device: Dict[torch.device, List[torch.Tensor]] = {}
-        for norm in torch._foreach_norm(tensors):
-            by_device.setdefault(norm.device, []).append(norm)
-        if all(bool(torch.stack(norms).isfinite().all()) for norms in by_device.values()):
+        for tensor in tensors:
+            by_device.setdefault(tensor.device, []).append(tensor.sum(dtype=torch.float32))
+        if all(bool(torch.stack(sums).isfinite().all()) for sums in by_device.values()):
             return True
-        # A norm can overflow for large finite weights: confirm element by element.
+        # A sum can overflow for large finite weights: confirm element by element.
         return all(bool(t.isfinite().all()) for t in tensors)
 
     # ---------------------------------------------------------------- averaging

@@ -134,7 +134,7 @@ class TaskSummary:
         if not (m.baseline.n and m.swa.n):
             return f"No comparison: {m.baseline.n} baseline and {m.swa.n} SWA runs report {m.metric}."
         delta = round(m.delta * scale, 2) + 0.0
-        runs = f"{m.metric}, {m.baseline.n} seeds baseline / {m.swa.n} SWA"
+        runs = f"{m.metric}, {m.baseline.n} seed{'s' if m.baseline.n != 1 else ''} baseline / {m.swa.n} SWA"
         if delta > 0:
             text = f"SWA helped by {delta:+.2f} points ({runs})"
         elif delta < 0:
@@ -293,14 +293,18 @@ def _plain(value: float, scale: float) -> str:
 
 def render_markdown(summary: ReportSummary, scale: float = 100.0, plot_name: Optional[str] = None) -> str:
     """The report as Markdown: one row per task and metric, a GLUE-average row, a verdict per task."""
+    avg = summary.glue_average()
+    # One task needs no average; tasks outside GLUE make an average, not a GLUE score.
+    show_average = len(avg["tasks"]) > 1
+    average_name = "GLUE average" if all(_glue_task(t) for t in avg["tasks"]) else "Average"
     lines = [
         "# SWA vs baseline",
         "",
         f"Scores ×{scale:g}, mean ± sample std over seeds. **SWA** is the averaged weights (`eval_swa_*`); "
         "*SWA live* is the same SWA runs evaluated with their last-step weights (`eval_*`). "
-        "Δ = mean(SWA) − mean(baseline); a negative Δ means SWA did worse. The GLUE average is the mean over "
-        "tasks of each task's main metric (MNLI: matched and mismatched averaged).",
-        "",
+        "Δ = mean(SWA) − mean(baseline); a negative Δ means SWA did worse.",
+        *([f"The {average_name} is the mean over tasks of each task's main metric (MNLI: matched and mismatched "
+            "averaged).", ""] if show_average else [""]),
         "| Task | Metric | Baseline | SWA | Δ SWA − baseline | SWA live | Seeds (baseline / SWA) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -311,10 +315,6 @@ def render_markdown(summary: ReportSummary, scale: float = 100.0, plot_name: Opt
                 f"| {task.task} | {label} | {_mean_std(m.baseline, scale)} | {_mean_std(m.swa, scale)} | "
                 f"{_signed(m.delta, scale)} | {_mean_std(m.swa_live, scale)} | {m.baseline.n} / {m.swa.n} |"
             )
-    avg = summary.glue_average()
-    # One task needs no average; tasks outside GLUE make an average, not a GLUE score.
-    show_average = len(avg["tasks"]) > 1
-    average_name = "GLUE average" if all(_glue_task(t) for t in avg["tasks"]) else "Average"
     if show_average:
         lines.append(
             f"| **{average_name}** | main metrics of {len(avg['tasks'])} task(s) | {_plain(avg['baseline'], scale)} | "

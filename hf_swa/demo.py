@@ -20,6 +20,8 @@ import logging
 import shutil
 from pathlib import Path
 
+import torch
+
 from hf_swa.embedded import TASK_NAME, minilm_path, write_tweet_sentiment_splits
 from hf_swa.glue.compare import run_comparison, run_dir
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments
@@ -60,6 +62,7 @@ def demo_training_arguments(args: DemoArguments) -> GlueTrainingArguments:
         logging_steps=every,
         save_strategy="no",
         report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
         swa_start="0.5",  # average the second half, holding the LR at half its peak (swa_lr_ratio=0.5)
         swa_freq=max(1, steps // 40),
     )

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import distributed
+from .strategies import ExponentialAverage, UniformAverage, make_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -60,46 +61,6 @@ def averaged_parameters(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
         seen.add(id(param))
         selected.append((clean_parameter_name(name), param))
     return selected
-
-
-class UniformAverage:
-    """The SWA mean: snapshot ``n + 1`` enters with weight ``1 / (n + 1)``."""
-
-    name = "uniform"
-
-    def weight(self, n_averaged: int) -> float:
-        return 1.0 / (n_averaged + 1)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name}
-
-
-class ExponentialAverage:
-    """An exponential moving average: ``avg = decay * avg + (1 - decay) * w`` after the first snapshot."""
-
-    name = "ema"
-
-    def __init__(self, decay: float = 0.999):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema decay={decay!r}: must be in (0, 1)")
-        self.decay = decay
-
-    def weight(self, n_averaged: int) -> float:
-        return 1.0 if n_averaged == 0 else 1.0 - self.decay
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "decay": self.decay}
-
-
-def make_strategy(strategy: Union[str, UniformAverage, ExponentialAverage], ema_decay: float = 0.999):
-    """Build an averaging strategy from its name (``"uniform"`` or ``"ema"``) or pass one through."""
-    if not isinstance(strategy, str):
-        return strategy
-    if strategy == "uniform":
-        return UniformAverage()
-    if strategy == "ema":
-        return ExponentialAverage(ema_decay)
-    raise ValueError(f"strategy={strategy!r}: must be 'uniform' or 'ema'")
 
 
 class WeightAverager:

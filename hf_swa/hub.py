@@ -24,6 +24,8 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from hf_swa.glue.tasks import get_task
+
 __all__ = ["SWA_CONFIG_NAME", "load_swa_config", "load_results", "find_weight_files", "check_pushable",
            "render_model_card", "write_model_card", "push_to_hub"]
 
@@ -50,7 +52,7 @@ _GLUE_PURPOSE = {
 }
 GLUE_TASKS = tuple(_GLUE_PURPOSE)
 # Keys of a Trainer metrics dict that are bookkeeping, not scores.
-_NOT_SCORES = ("runtime", "samples_per_second", "steps_per_second", "samples", "epoch")
+_NOT_SCORES = ("runtime", "samples_per_second", "steps_per_second", "samples", "epoch", "model_preparation_time")
 _LOWER_IS_BETTER = ("loss",)
 _NOT_IN_MODEL_INDEX = ("combined_score",)  # run_glue's mean of the task's metrics, not a metric id
 
@@ -239,6 +241,16 @@ def _verdict(rows: list[dict], better: list[str], worse: list[str]) -> str:
     return "On this run the averaged weights did " + "; ".join(parts) + "."
 
 
+def _task_id(task_name: Optional[str]) -> Optional[str]:
+    """A GLUE task's id however it is spelled ("SST-2" -> "sst2"); other names lower-cased."""
+    if not task_name:
+        return None
+    try:
+        return get_task(task_name).name
+    except ValueError:
+        return task_name.lower()
+
+
 def render_model_card(
     swa_config: Mapping[str, Any],
     results: Optional[Mapping[str, Any]] = None,
@@ -279,7 +291,7 @@ def render_model_card(
         True
     """
     results = dict(results or {})
-    task = task_name.lower() if task_name else None
+    task = _task_id(task_name)
     if dataset_id is None and task in GLUE_TASKS:
         dataset_id = GLUE_DATASET_ID
     if dataset_name is None and dataset_id is not None:
@@ -292,6 +304,11 @@ def render_model_card(
             value = results.get(f"eval_swa_{name}")
             if value is None or _lower_is_better(name) or name in _NOT_IN_MODEL_INDEX:
                 continue
+            split, metric = eval_split, name
+            if task == "mnli" and dataset_id == GLUE_DATASET_ID:  # GLUE MNLI has no plain "validation" split
+                mismatched = name.endswith("_mm")
+                split = "validation_mismatched" if mismatched else "validation_matched"
+                metric = name.removesuffix("_mm")
             eval_results.append(
                 EvalResult(
                     task_type="text-classification",
@@ -299,8 +316,8 @@ def render_model_card(
                     dataset_type=dataset_id,
                     dataset_name=dataset_name,
                     dataset_config=task if dataset_id == GLUE_DATASET_ID else None,
-                    dataset_split=eval_split,
-                    metric_type=name,
+                    dataset_split=split,
+                    metric_type=metric,
                     metric_name=f"{name} (SWA-averaged weights)",
                     metric_value=value,
                 )

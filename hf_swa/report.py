@@ -48,7 +48,8 @@ STATE_FILE = "trainer_state.json"
 REPORT_NAME = "glue_report"
 _SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
 # Trainer metric keys that are bookkeeping, losses or run_glue's combined_score (a mean of the others).
-_NOT_SCORES = ("loss", "runtime", "samples_per_second", "steps_per_second", "samples", "epoch", "combined_score")
+_NOT_SCORES = ("loss", "runtime", "samples_per_second", "steps_per_second", "samples", "epoch", "combined_score",
+               "model_preparation_time")
 
 
 @dataclass(frozen=True)
@@ -375,7 +376,7 @@ def _to_json(summary: ReportSummary) -> dict:
         return None if math.isnan(x) else x
 
     def stat(s: Stat) -> dict:
-        return {"values": list(s.values), "mean": num(s.mean), "std": num(s.std), "n": s.n}
+        return {"values": [num(v) for v in s.values], "mean": num(s.mean), "std": num(s.std), "n": s.n}
 
     avg = summary.glue_average()
     return {

@@ -21,6 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint, unwrap_peft_model
 
 from .averaging import averaged_parameters
 from .callback import LOAD_BEST_MESSAGE, SWACallback
+from .checkpoint import CONFIG_FILE
 from .config import SWAConfig, parse_swa_start
 from .distributed import FSDP1_MESSAGE
 
@@ -268,7 +269,11 @@ class SWATrainer(Trainer):
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False):
         """Save the model; when it holds the average, also write `swa_config.json` beside it."""
         callback = self.swa_callback
-        if callback is not None and callback.averager is not None and callback.averager.holds_averages:
-            if self.args.should_save:  # first: Trainer.save_model may push the folder to the Hub
-                callback.write_config(output_dir if output_dir is not None else self.args.output_dir)
+        folder = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save:  # first: Trainer.save_model may push the folder to the Hub
+            if callback is not None and callback.averager is not None and callback.averager.holds_averages:
+                callback.write_config(folder)
+            elif os.path.isfile(os.path.join(folder, CONFIG_FILE)):
+                # Live weights must not be taken for an average by what an earlier run left here.
+                os.remove(os.path.join(folder, CONFIG_FILE))
         super().save_model(output_dir, _internal_call)

@@ -10,7 +10,8 @@
 Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/`` (finished ones are not run
 again); the report is ``glue_report.md`` / ``.png`` / ``.json`` in ``--report_dir``
 (default: ``--runs_root``). Every run_glue.py flag works (data, model, TrainingArguments,
-SWA). All logic lives in :mod:`hf_swa.glue.compare` and :mod:`hf_swa.report`.
+SWA) except --push_to_hub: no run is pushed here; push the one you choose with
+scripts/push_to_hub.py. All logic lives in :mod:`hf_swa.glue.compare` and :mod:`hf_swa.report`.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def run_and_report(argv) -> int:
 
     from hf_swa.glue.compare import run_comparison
     from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments
+    from hf_swa.glue.tasks import get_task
 
     argv = list(argv)
     if "--tasks" in argv and "--task_name" not in argv:  # --tasks stands in for --task_name
@@ -85,6 +87,7 @@ def run_and_report(argv) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     parse_overrides(report_args.main_metric)  # fail before training, not after
     tasks = report_args.tasks or [data_args.task_name]
+    tasks = [get_task(task).name if task else task for task in tasks]  # an unknown task fails here, not later
     for task in tasks:
         data_args.task_name = task
         run_comparison(model_args, data_args, training_args, report_args.seeds, report_args.runs_root,

@@ -28,7 +28,7 @@ except ImportError:  # a source checkout that was not pip-installed: use the rep
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue  # noqa: E402
-from hf_swa.hub import push_to_hub  # noqa: E402
+from hf_swa.hub import push_to_hub, write_model_card  # noqa: E402
 
 
 def main(argv=None):
@@ -48,13 +48,15 @@ def main(argv=None):
     results = run_glue(model_args, data_args, training_args)
     if push and training_args.should_save:
         base = model_args.model_name_or_path
+        repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
+        card = dict(base_model=None if os.path.isdir(base) else base, task_name=data_args.task_name)
+        write_model_card(training_args.output_dir, repo_id=repo_id, **card)  # this run's results, not an older card
         url = push_to_hub(
             training_args.output_dir,
-            training_args.hub_model_id or Path(training_args.output_dir).resolve().name,
+            repo_id,
             token=training_args.hub_token,
             private=bool(training_args.hub_private_repo),
-            base_model=None if os.path.isdir(base) else base,
-            task_name=data_args.task_name,
+            **card,
         )
         print(f"Pushed the averaged model: {url}")
     return results

@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -47,11 +46,15 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     # The table holds the means of the runs' own numbers, and the delta between them.
     baseline = statistics.mean(results[("baseline", s)]["eval_accuracy"] for s in (1, 2)) * 100
     swa = statistics.mean(results[("swa", s)]["eval_swa_accuracy"] for s in (1, 2)) * 100
+    live = statistics.mean(results[("swa", s)]["eval_accuracy"] for s in (1, 2)) * 100
     row = next(line for line in (runs / "glue_report.md").read_text().splitlines() if line.startswith("| sst2"))
-    numbers = [float(x) for x in re.findall(r"[-+]?\d+\.\d+", row)]
-    assert numbers[0] == pytest.approx(baseline, abs=0.006)
-    assert swa == pytest.approx(next(n for n in numbers[1:] if abs(n - swa) < 0.006), abs=0.006)
-    assert f"{swa - baseline:+.2f}".replace("+-", "-") in row or f"{swa - baseline:.2f}" in row
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    mean = lambda cell: float(cell.split("±")[0])  # noqa: E731
+    assert mean(cells[2]) == pytest.approx(baseline, abs=0.006)
+    assert mean(cells[3]) == pytest.approx(swa, abs=0.006)
+    assert float(cells[4]) == pytest.approx(swa - baseline, abs=0.011)
+    assert mean(cells[5]) == pytest.approx(live, abs=0.006)
+    assert cells[6] == "2 / 2"
     assert (runs / "glue_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Finished runs are not run again.
@@ -89,3 +92,17 @@ def test_embedded_splits_are_disjoint_and_reproducible(tmp_path):
     assert {row.rsplit("\t", 1)[1] for row in train_rows} == set(LABELS)
     with pytest.raises(ValueError, match="exceeds"):
         write_tweet_sentiment_splits(str(tmp_path / "c"), n_train=10**6)
+
+
+def test_a_run_that_died_before_evaluation_is_not_finished(tmp_path):
+    from hf_swa.glue.compare import is_finished
+
+    run = tmp_path / "swa" / "seed1"
+    run.mkdir(parents=True)
+    assert not is_finished(str(run), "swa")
+    (run / "all_results.json").write_text(json.dumps({"train_loss": 0.5}))  # written before evaluation
+    assert not is_finished(str(run), "swa")
+    (run / "all_results.json").write_text(json.dumps({"train_loss": 0.5, "eval_loss": 0.4}))
+    assert is_finished(str(run), "baseline") and not is_finished(str(run), "swa")
+    (run / "all_results.json").write_text(json.dumps({"eval_loss": 0.4, "eval_swa_loss": 0.3}))
+    assert is_finished(str(run), "swa")

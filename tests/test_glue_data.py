@@ -315,3 +315,20 @@ def test_classification_head_of_another_size_needs_ignore_mismatched_sizes(tmp_p
         prepare_model_and_tokenizer(str(folder), three)
     model, _, _ = prepare_model_and_tokenizer(str(folder), three, ignore_mismatched_sizes=True)
     assert model.classifier.out_features == 3
+
+
+def test_a_stray_tab_in_a_tsv_row_is_an_error_naming_the_line(tmp_path):
+    from hf_swa.glue.data import read_table
+
+    path = tmp_path / "train.tsv"
+    path.write_text("sentence1\tsentence2\tlabel\nA plays\tguitar\tx\t1\nC\tD\t0\n")
+    with pytest.raises(ValueError, match="line 2 has 4 tab-separated fields, the header has 3"):
+        read_table(str(path))
+
+
+def test_csv_labels_are_stripped(tmp_path):
+    from hf_swa.glue.data import read_table
+
+    path = tmp_path / "train.csv"
+    path.write_text("sentence,label\na,pos\nb, neg\nc, pos\n")
+    assert sorted(set(read_table(str(path))["label"])) == ["neg", "pos"]

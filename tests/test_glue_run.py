@@ -229,3 +229,28 @@ def test_hub_layout_end_to_end(tmp_path, bert, monkeypatch):
     rows = read_tsv(out / "CoLA.tsv")
     assert [r[0] for r in rows] == ["index"] + [str(500 + i) for i in range(5)]
     assert {r[1] for r in rows[1:]} <= {"0", "1"}
+
+
+def test_mrpc_f1_is_about_equivalent_whatever_the_models_label_order(tmp_path):
+    import torch
+    from sklearn.metrics import f1_score
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = save_tiny_bert(tmp_path / "bert", head=True)
+    config = AutoConfig.from_pretrained(folder)  # a model fine-tuned with the opposite label order
+    config.id2label, config.label2id = {0: "equivalent", 1: "not_equivalent"}, {"equivalent": 0, "not_equivalent": 1}
+    AutoModelForSequenceClassification.from_pretrained(folder, config=config).save_pretrained(folder)
+    rows = pair_rows(40, 0, label_names=("0", "1"), keys=("sentence1", "sentence2"))
+    dev = write_rows(tmp_path / "dev.tsv", rows)
+    results = run_glue(ModelArguments(str(folder)), DataTrainingArguments(task_name="mrpc", validation_file=str(dev)),
+                       GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_eval=True, swa=False, **TRAIN))
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    batch = tokenizer([r["sentence1"] for r in rows], [r["sentence2"] for r in rows], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        predicted = [model.config.id2label[int(i)] for i in model(**batch).logits.argmax(-1)]
+    gold = ["equivalent" if r["label"] == "1" else "not_equivalent" for r in rows]  # GLUE: 1 = equivalent
+    expected = f1_score(gold, predicted, pos_label="equivalent")
+    assert expected != f1_score(gold, predicted, pos_label="not_equivalent")  # the order matters here
+    assert results["eval_f1"] == pytest.approx(expected)

@@ -312,4 +312,6 @@ def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
     assert all(torch.equal(final[k], saved[k]) for k in saved)
     assert json.loads(pushed["swa_config.json"])["n_averaged"] == 4
     card = pushed["README.md"].decode()
-    assert "n_averaged" in card or "snapshots" in card
+    assert "| Snapshots averaged (`n_averaged`) | 4 |" in card
+    results = json.loads((out / "all_results.json").read_text())
+    assert f"{results['eval_swa_accuracy']:.4f}" in card  # this run's averaged score

@@ -230,3 +230,17 @@ def test_baseline_mode_is_a_plain_trainer(tmp_path):
     assert trainer.swa_callback is None
     trainer.train()
     assert "eval_swa_loss" not in trainer.evaluate(eval_dataset=classification_data(8))
+
+
+def test_a_baseline_saved_over_an_swa_folder_is_not_taken_for_an_average(tmp_path):
+    folder = tmp_path / "model"
+    args = swa_args(tmp_path, max_steps=4, swa_start=2)
+    swa = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(16))
+    swa.train()
+    swa.save_model(str(folder))
+    assert (folder / "swa_config.json").exists()
+    baseline = SWATrainer(model=tiny_bert(), args=swa_args(tmp_path, max_steps=4, swa=False),
+                          train_dataset=classification_data(16))
+    baseline.train()
+    baseline.save_model(str(folder))
+    assert not (folder / "swa_config.json").exists()

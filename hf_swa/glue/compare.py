@@ -1,13 +1,17 @@
 """Baseline vs SWA over seeds and tasks: run both, then write the report.
 
 Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``, the layout
-`hf_swa.report.collect_runs` reads. The two runs of a seed differ only in SWA
-(``swa=False`` for the baseline: same data, model, budget and base schedule).
+`hf_swa.report.collect_runs` reads. The two runs of a seed differ only in SWA, that
+is the averaging and its LR tail (``swa=False`` for the baseline: same data, model,
+seed, budget and base schedule, without the tail). The report's "SWA live" column
+(the SWA run's last live weights) separates the two effects: averaged − live is the
+averaging alone, live − baseline the LR tail.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from pathlib import Path
@@ -27,6 +31,18 @@ def run_dir(runs_root: str, task: str, mode: str, seed: int) -> str:
     'outputs/runs/rte/swa/seed42'
     """
     return os.path.join(runs_root, task, mode, f"seed{seed}")
+
+
+def is_finished(output_dir: str, mode: str) -> bool:
+    """A run is finished when its results hold the evaluation (a crash during evaluation leaves only training)."""
+    path = Path(output_dir, "all_results.json")
+    if not path.is_file():
+        return False
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return False
+    return "eval_loss" in results and (mode != "swa" or "eval_swa_loss" in results)
 
 
 def run_comparison(
@@ -52,11 +68,12 @@ def run_comparison(
     for seed in seeds:
         for mode in modes:
             output_dir = run_dir(runs_root, task, mode, seed)
-            if skip_finished and Path(output_dir, "all_results.json").is_file():
+            if skip_finished and is_finished(output_dir, mode):
                 logger.info("%s: finished already, skipped", output_dir)
                 continue
             args = dataclasses.replace(
-                training_args, output_dir=output_dir, seed=seed, swa=(mode == "swa"), do_train=True, do_eval=True
+                training_args, output_dir=output_dir, seed=seed, swa=(mode == "swa"), do_train=True, do_eval=True,
+                push_to_hub=False,  # every checkpoint and the baseline would go up: push a chosen run afterwards
             )
             logger.info("Running %s on %s, seed %d -> %s", mode, task, seed, output_dir)
             results[(mode, seed)] = run_glue(model_args, data_args, args)

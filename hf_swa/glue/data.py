@@ -51,8 +51,24 @@ SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl")
 
 
 # --------------------------------------------------------------------------- reading files
+def _check_tsv_fields(file: Path, argument: str) -> None:
+    """Every line of a TSV must have as many tab-separated fields as its header (a stray tab shifts columns)."""
+    with open(file, encoding="utf-8", errors="replace", newline="") as handle:
+        expected = None
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if expected is None:
+                expected = line.count("\t") + 1
+            elif line and line.count("\t") + 1 != expected:
+                raise ValueError(
+                    f"--{argument} {str(file)!r}: line {number} has {line.count(chr(9)) + 1} tab-separated fields, "
+                    f"the header has {expected} (a tab inside a text field?)."
+                )
+
+
 def _coerce_labels(values: pd.Series) -> pd.Series:
-    """Text cells to int, else float, else left as text (empty cells stay empty text)."""
+    """Text cells (stripped) to int, else float, else left as text (empty cells stay empty text)."""
+    values = values.str.strip()
     if (values == "").any():
         return values
     for kind in (int, float):
@@ -103,6 +119,8 @@ def read_table(path: str, label_column: Optional[str] = "label", *, argument: st
     if suffix in (".json", ".jsonl"):
         frame = _read_json(file)
     else:
+        if suffix == ".tsv":
+            _check_tsv_fields(file, argument)
         try:
             frame = pd.read_csv(
                 file,

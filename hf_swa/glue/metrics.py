@@ -69,7 +69,11 @@ def load_glue_metric(task_name: str, **kwargs):
 
 
 def make_compute_metrics(
-    task_name: Optional[str] = None, *, num_labels: int = 2, is_regression: Optional[bool] = None
+    task_name: Optional[str] = None,
+    *,
+    num_labels: int = 2,
+    is_regression: Optional[bool] = None,
+    positive_label_id: Optional[int] = None,
 ) -> Callable:
     """Build a ``compute_metrics(EvalPrediction) -> dict`` for the Trainer.
 
@@ -81,6 +85,17 @@ def make_compute_metrics(
         task_name: a GLUE task, or ``None`` for a custom data set.
         num_labels: number of classes of a custom data set.
         is_regression: defaults to the task's own (STS-B) or ``False``.
+        positive_label_id: the model's id of the class F1 is about (MRPC: "equivalent",
+            QQP: "duplicate"), when it is not 1, e.g. for a model fine-tuned with another
+            label order. Accuracy is the same either way.
+
+    Example:
+        >>> import numpy as np
+        >>> from transformers import EvalPrediction
+        >>> flipped = make_compute_metrics("mrpc", positive_label_id=0)  # id 0 is "equivalent"
+        >>> logits = np.array([[2.0, -1.0], [0.1, 0.3], [-1.0, 1.0]])
+        >>> flipped(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 0])))["f1"]
+        0.6666666666666666
     """
     if is_regression is None:
         is_regression = get_task(task_name).is_regression if task_name else False
@@ -93,9 +108,14 @@ def make_compute_metrics(
             preds = preds[0]
         preds = np.asarray(preds)
         preds = np.squeeze(preds, axis=-1) if is_regression and preds.ndim > 1 else preds
+        references = np.asarray(eval_pred.label_ids)
         if not is_regression:
             preds = np.argmax(preds, axis=-1)
-        result = metric.compute(predictions=preds, references=np.asarray(eval_pred.label_ids))
+            if positive_label_id is not None and positive_label_id != 1:
+                # The metric scores F1 of id 1: relabel so that the positive class is 1.
+                preds = (preds == positive_label_id).astype(np.int64)
+                references = (references == positive_label_id).astype(np.int64)
+        result = metric.compute(predictions=preds, references=references)
         if len(result) > 1:
             result["combined_score"] = float(np.mean(list(result.values())))
         return result

@@ -164,6 +164,28 @@ def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArg
     return LabelInfo([config.id2label[i] for i in sorted(config.id2label)])
 
 
+# Written by an earlier run into the same folder; left there they would describe this run's model.
+_RUN_OUTPUTS = ("swa_config.json", "all_results.json", "train_results.json", "eval_results.json", "README.md")
+
+
+def _remove_stale_outputs(output_dir: str) -> None:
+    for name in _RUN_OUTPUTS:
+        path = os.path.join(output_dir, name)
+        if os.path.isfile(path):
+            logger.info("Removing %s from an earlier run", path)
+            os.remove(path)
+
+
+def _positive_label_id(task_name: Optional[str], label2id) -> Optional[int]:
+    """The model's id of the class a GLUE task's F1 is about (its second label name), if it has F1."""
+    if not task_name or not label2id:
+        return None
+    task = get_task(task_name)
+    if "f1" not in task.metrics or len(task.label_names) != 2:
+        return None
+    return label2id.get(task.label_names[1])
+
+
 def write_submission(path: str, ids, predictions, label_names: Optional[list[str]] = None) -> None:
     r"""Write a GLUE-style submission TSV: ``index<TAB>prediction`` per example.
 
@@ -282,11 +304,14 @@ def run_glue(
         processing_class=tokenizer,
         data_collator=collator,
         compute_metrics=make_compute_metrics(
-            task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression
+            task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression,
+            positive_label_id=_positive_label_id(task_name, label2id),
         ),
     )
 
     results: dict = {}
+    if training_args.do_train and trainer.is_world_process_zero():
+        _remove_stale_outputs(training_args.output_dir)
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         trainer.save_model()  # the averaged weights (when SWA ran) + swa_config.json

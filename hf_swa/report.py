@@ -131,12 +131,18 @@ class TaskSummary:
         return self.metrics[0]
 
     def verdict(self, scale: float = 100.0) -> str:
-        """One plain sentence: did SWA beat the baseline on the main metric, and is it beyond noise?"""
-        m = self.main
+        """One plain sentence: did SWA beat the baseline on the main metric, and is it beyond noise?
+
+        The main metric as the GLUE average counts it (MNLI: matched and mismatched averaged),
+        so the verdict and the task's share of the average never disagree.
+        """
+        m = self.glue_score
+        folded = (m.baseline.values, m.swa.values) != (self.main.baseline.values, self.main.swa.values)
+        metric = f"{m.metric} (matched/mismatched mean)" if folded else m.metric
         if not (m.baseline.n and m.swa.n):
             return f"No comparison: {m.baseline.n} baseline and {m.swa.n} SWA runs report {m.metric}."
         delta = round(m.delta * scale, 2) + 0.0
-        runs = f"{m.metric}, {m.baseline.n} seed{'s' if m.baseline.n != 1 else ''} baseline / {m.swa.n} SWA"
+        runs = f"{metric}, {m.baseline.n} seed{'s' if m.baseline.n != 1 else ''} baseline / {m.swa.n} SWA"
         if delta > 0:
             text = f"SWA helped by {delta:+.2f} points ({runs})"
         elif delta < 0:

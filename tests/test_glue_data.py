@@ -332,3 +332,14 @@ def test_csv_labels_are_stripped(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("sentence,label\na,pos\nb, neg\nc, pos\n")
     assert sorted(set(read_table(str(path))["label"])) == ["neg", "pos"]
+
+
+def test_a_missing_label_is_an_error_naming_the_example(tmp_path):
+    from hf_swa.glue.data import load_raw_datasets
+    from hf_swa.glue.labels import infer_labels
+
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"sentence": "a", "label": "pos"}\n{"sentence": "b"}\n{"sentence": "c", "label": "neg"}\n')
+    raw = load_raw_datasets(None, train_file=str(path))
+    with pytest.raises(ValueError, match="no label in column 'label' for example 1"):
+        infer_labels(raw, None, "label", ["train"])

@@ -183,3 +183,13 @@ def test_average_row_only_for_several_tasks_and_named_glue_only_for_glue(tmp_pat
     write_runs(tmp_path / "b", "rte", one)
     md = report.write_report(tmp_path / "b", tmp_path / "b").read_text()
     assert "| **Average** |" in md and "GLUE average** |" not in md
+
+
+def test_mnli_verdict_uses_the_matched_mismatched_mean_like_the_average(tmp_path):
+    runs = {"baseline": {1: {"accuracy": 0.80, "accuracy_mm": 0.70}},
+            "swa": {1: {"accuracy": 0.79, "accuracy_mm": 0.75, "swa_accuracy": 0.79, "swa_accuracy_mm": 0.75}}}
+    write_runs(tmp_path, "mnli", runs)
+    md = report.write_report(tmp_path, tmp_path).read_text()
+    verdict = next(line for line in md.splitlines() if line.startswith("- **mnli**"))
+    # matched -1.00, mismatched +5.00: the mean, (79 + 75) / 2 - (80 + 70) / 2 = +2.00, decides
+    assert "SWA helped by +2.00 points (accuracy (matched/mismatched mean)" in verdict

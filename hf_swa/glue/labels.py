@@ -123,6 +123,13 @@ def infer_labels(
     if not labelled_splits:
         raise ValueError("No labelled split (train or validation) to read the classes from.")
     task = get_task(task_name) if task_name else None
+    for split in labelled_splits:
+        for index, value in enumerate(raw[split][label_column]):
+            if value is None or (isinstance(value, float) and math.isnan(value)) or _as_text(value) == "":
+                raise ValueError(
+                    f"The {split} split has no label in column {label_column!r} for example {index} (counting "
+                    "from 0, header not counted): every example of a labelled split needs one."
+                )
 
     if task is not None and task.is_regression:
         for split in labelled_splits:

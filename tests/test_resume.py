@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from tiny_models import classification_data, tiny_bert
+from tiny_models import StopAt, classification_data, tiny_bert
 
 MAX_STEPS = 12
 SWA = dict(swa_start=5, swa_freq=2, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear")
@@ -17,17 +17,6 @@ COMMON = dict(
     logging_strategy="no", save_strategy="steps", save_steps=3, seed=0, data_seed=0, max_steps=MAX_STEPS,
 )
 DATA = classification_data(40)  # 10 batches an epoch: resuming also crosses an epoch boundary
-
-
-class StopAt(TrainerCallback):
-    """Simulates an interruption: training stops right after the checkpoint of `step` is written."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def swa_trainer(output_dir, callbacks=()):

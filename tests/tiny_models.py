@@ -108,3 +108,14 @@ class LearningRateRecorder(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
         self.lrs[state.global_step + 1] = [group["lr"] for group in optimizer.param_groups]
+
+
+class StopAt(TrainerCallback):
+    """Simulates an interruption: training stops right after optimizer step `step` (and its checkpoint)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True

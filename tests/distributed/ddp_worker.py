@@ -9,10 +9,11 @@ import os
 import sys
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+from tiny_models import StopAt  # noqa: E402
 
 import hf_swa.callback  # noqa: E402
 from hf_swa import SWATrainer, SWATrainingArguments  # noqa: E402
@@ -34,15 +35,6 @@ def count_writes():
 
     hf_swa.callback.save_swa_state = counting_save
     hf_swa.callback.SWACallback.write_config = counting_write_config
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def trainer(output_dir, callbacks=()):

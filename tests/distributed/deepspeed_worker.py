@@ -12,10 +12,10 @@ import sys
 
 import torch
 from torch import nn
-from transformers import TrainerCallback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+from tiny_models import StopAt  # noqa: E402
 
 from hf_swa import SWATrainer, SWATrainingArguments  # noqa: E402
 from hf_swa.distributed import full_averages  # noqa: E402
@@ -41,15 +41,6 @@ def watch_deepcopy():
         return deepcopy(obj, *args, **kwargs)
 
     copy.deepcopy = watching_deepcopy
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def trainer(stage, output_dir, callbacks=()):

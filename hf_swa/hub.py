@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
-from hf_swa.glue.tasks import get_task
+from hf_swa.glue.tasks import find_task
 
 __all__ = ["SWA_CONFIG_NAME", "load_swa_config", "load_results", "find_weight_files", "check_pushable",
            "render_model_card", "write_model_card", "push_to_hub"]
@@ -243,12 +243,8 @@ def _verdict(rows: list[dict], better: list[str], worse: list[str]) -> str:
 
 def _task_id(task_name: Optional[str]) -> Optional[str]:
     """A GLUE task's id however it is spelled ("SST-2" -> "sst2"); other names lower-cased."""
-    if not task_name:
-        return None
-    try:
-        return get_task(task_name).name
-    except ValueError:
-        return task_name.lower()
+    task = find_task(task_name)
+    return task.name if task else (task_name.lower() if task_name else None)
 
 
 def render_model_card(

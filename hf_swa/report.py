@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-from hf_swa.glue.tasks import get_task
+from hf_swa.glue.tasks import find_task
 from hf_swa.report_plot import plot_curves
 
 __all__ = ["VARIANTS", "RunResult", "Stat", "MetricComparison", "TaskSummary", "ReportSummary",
@@ -214,15 +214,8 @@ def collect_runs(runs_root: Union[str, Path]) -> list:
 # -- summarising --------------------------------------------------------------------------------
 
 
-def _glue_task(name: str):
-    try:
-        return get_task(name)
-    except ValueError:
-        return None
-
-
 def _main_metric(task: str, available: Sequence[str]) -> str:
-    glue_task = _glue_task(task)
+    glue_task = find_task(task)
     if glue_task is not None:
         return glue_task.main_metric
     return "accuracy" if "accuracy" in available else sorted(available)[0]
@@ -304,7 +297,7 @@ def render_markdown(summary: ReportSummary, scale: float = 100.0, plot_name: Opt
     avg = summary.glue_average()
     # One task needs no average; tasks outside GLUE make an average, not a GLUE score.
     show_average = len(avg["tasks"]) > 1
-    average_name = "GLUE average" if all(_glue_task(t) for t in avg["tasks"]) else "Average"
+    average_name = "GLUE average" if all(find_task(t) for t in avg["tasks"]) else "Average"
     lines = [
         "# SWA vs baseline",
         "",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Optional
 
 __all__ = ["GlueTask", "GLUE_TASKS", "TASK_NAMES", "get_task", "glue_average"]
 
@@ -155,6 +156,21 @@ def get_task(name: str) -> GlueTask:
             "with text_columns and label_column."
         )
     return GLUE_TASKS[key]
+
+
+def find_task(name: Optional[str]) -> Optional[GlueTask]:
+    """The :class:`GlueTask` called ``name``, or ``None`` for a name that is not a GLUE task.
+
+    Example:
+        >>> find_task("STS-B").name, find_task("tweet_sentiment")
+        ('stsb', None)
+    """
+    if not name:
+        return None
+    try:
+        return get_task(name)
+    except ValueError:
+        return None
 
 
 def glue_average(results: Mapping[str, Mapping[str, float]], prefix: str = "") -> float:

@@ -1,14 +1,14 @@
 """Multi-process SWA for real: 2 processes over gloo on CPU, each launch on its own port.
 
 Each test launches a worker from tests/distributed/ (DDP through `accelerate launch`,
-FSDP2 and DeepSpeed through `torchrun`), which dumps its numbers per rank; the test
+FSDP2, raw and through SWATrainer, and DeepSpeed through `torchrun`), which dumps its numbers per rank; the test
 compares them with a single-process run of the same settings and the same global batch
 (per-process batch x 2), so both runs see the same samples in the same order.
 
 Tolerance: averages are compared as max |a - b| over all tensors divided by max |b|
 over all tensors (relative to the weights' scale), at 1e-6. The runs differ only in
 float rounding (gradients summed across processes in another order; measured ~1e-7).
-The workers train with SGD: Adam turns the rounding noise of gradients that are
+The workers train with SGD (the FSDP2 Trainer worker with momentum): Adam turns the rounding noise of gradients that are
 mathematically zero (BERT's attention key bias) into LR-sized steps, so no two
 reduction orders agree on those weights.
 """
@@ -77,11 +77,10 @@ def reports(folder) -> list:
     return [json.loads((folder / f"report-rank{r}.json").read_text()) for r in range(common.WORLD_SIZE)]
 
 
-@pytest.fixture(scope="module")
-def single_process(tmp_path_factory):
-    """The same settings in one process with the whole global batch."""
-    args = SWATrainingArguments(output_dir=str(tmp_path_factory.mktemp("single")),
-                                per_device_train_batch_size=common.GLOBAL_BATCH, **common.SWA, **common.TRAIN)
+def run_single_process(output_dir, **train):
+    """The workers' settings in one process with the whole global batch."""
+    args = SWATrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=common.GLOBAL_BATCH,
+                                **common.SWA, **train)
     model = common.tiny_bert_without_dropout()
     initial = {k: v.detach().clone() for k, v in model.named_parameters()}
     trainer = SWATrainer(model=model, args=args, train_dataset=common.TRAIN_DATA, eval_dataset=common.EVAL_DATA)
@@ -91,6 +90,11 @@ def single_process(tmp_path_factory):
     # The runs must move the weights, or equal averages would prove nothing.
     assert relative_error({k: initial[k] for k in averages}, averages) > 1e-2
     return {"averages": averages, "train_loss": train_loss, **metrics}
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    return run_single_process(tmp_path_factory.mktemp("single"), **common.TRAIN)
 
 
 def assert_same_metrics(report, single_process):
@@ -130,6 +134,36 @@ def test_ddp_ranks_hold_the_single_process_average_and_resume(tmp_path, single_p
         resumed = load_file(tmp_path / f"averages-resumed-rank{r}.safetensors")
         assert all(torch.equal(resumed[k], full[0][k]) for k in resumed)
         assert reports(tmp_path)[r]["n_averaged_resumed"] == 3
+
+
+@pytest.mark.distributed
+def test_fsdp2_through_swa_trainer_matches_single_process_and_resumes(tmp_path):
+    """Accelerate's FSDP2 path under SWATrainer (the gate that keeps it off CPUs lifted: see the worker)."""
+    single = run_single_process(tmp_path / "single", **dict(common.TRAIN, optim_args=common.FSDP_OPTIM_ARGS))
+    launch(torchrun(), "fsdp2_trainer_worker.py", tmp_path, tmp_path=tmp_path)
+    rank0, rank1 = reports(tmp_path)
+    for report in (rank0, rank1):
+        # Each rank averaged its own half of the weights.
+        assert report["world_size"] == 2 and report["sharded"] and report["fsdp2_modules"] > 1
+        assert report["numel_local"] <= 0.55 * report["numel_full"]
+        assert report["n_averaged"] == report["n_averaged_resumed"] == 3
+        assert_same_metrics(report, single)
+    assert (rank0["train_loss"] + rank1["train_loss"]) / 2 == pytest.approx(single["train_loss"], rel=1e-5)
+    # Gathered from the shards: the single-process average, on both ranks.
+    full = [load_file(tmp_path / f"averages-full-rank{r}.safetensors") for r in range(2)]
+    assert all(torch.equal(full[0][k], full[1][k]) for k in full[0])
+    assert relative_error(full[0], single["averages"]) <= TOLERANCE
+    # What the Trainer saved (Accelerate's full state dict) loads in plain transformers as the average:
+    # the final model and the last checkpoint, written before on_train_end.
+    assert_saved_model_is_average(tmp_path / "final", single["averages"])
+    assert_saved_model_is_average(tmp_path / "full" / f"checkpoint-{common.MAX_STEPS}", single["averages"])
+    checkpoint = tmp_path / "full" / f"checkpoint-{common.INTERRUPT_AT}"
+    assert sorted(p.name for p in checkpoint.glob("swa_averages*")) == [
+        "swa_averages-rank0.safetensors", "swa_averages-rank1.safetensors"]
+    # Interrupted after checkpoint-5 and resumed through Accelerate's FSDP checkpoint: the same averages.
+    for r in range(2):
+        resumed = load_file(tmp_path / f"averages-resumed-rank{r}.safetensors")
+        assert all(torch.equal(resumed[k], full[0][k]) for k in full[0])
 
 
 @pytest.mark.distributed

@@ -29,6 +29,9 @@ TRAIN = dict(
     optim="sgd", learning_rate=0.5, report_to="none", use_cpu=True, disable_tqdm=True, logging_strategy="no", seed=0,
     data_seed=0, max_steps=MAX_STEPS, per_device_eval_batch_size=4, save_strategy="steps", save_steps=INTERRUPT_AT,
 )
+# The FSDP2 Trainer worker trains with SGD with momentum: torch cannot load an FSDP2 optimizer
+# checkpoint that holds no tensors (plain SGD's empty state).
+FSDP_OPTIM_ARGS = "momentum=0.5"
 TRAIN_DATA = classification_data(48)  # 6 global batches an epoch: the runs cross an epoch boundary
 EVAL_DATA = classification_data(16, seed=2)
 
@@ -41,6 +44,18 @@ def tiny_bert_without_dropout(seed: int = 0):
             module.p = 0.0
     model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
     return model
+
+
+def swa_trainer(output_dir: str, callbacks=(), **train):
+    """An SWATrainer for the tiny BERT with the workers' settings (`train` overrides `TRAIN`), 2 processes."""
+    from hf_swa import SWATrainer, SWATrainingArguments
+
+    args = SWATrainingArguments(
+        output_dir=output_dir, per_device_train_batch_size=GLOBAL_BATCH // WORLD_SIZE, **SWA, **dict(TRAIN, **train),
+    )
+    assert args.world_size == WORLD_SIZE, f"launched with world_size={args.world_size}, expected {WORLD_SIZE}"
+    return SWATrainer(model=tiny_bert_without_dropout(), args=args, train_dataset=TRAIN_DATA,
+                      eval_dataset=EVAL_DATA, callbacks=list(callbacks))
 
 
 def rank() -> int:

@@ -16,7 +16,6 @@ import common  # noqa: E402
 from tiny_models import StopAt  # noqa: E402
 
 import hf_swa.callback  # noqa: E402
-from hf_swa import SWATrainer, SWATrainingArguments  # noqa: E402
 
 writes = {"save_swa_state": 0, "write_config": 0}
 
@@ -37,19 +36,9 @@ def count_writes():
     hf_swa.callback.SWACallback.write_config = counting_write_config
 
 
-def trainer(output_dir, callbacks=()):
-    args = SWATrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=common.GLOBAL_BATCH // common.WORLD_SIZE,
-        **common.SWA, **common.TRAIN,
-    )
-    assert args.world_size == common.WORLD_SIZE, f"launched with world_size={args.world_size}, expected 2"
-    return SWATrainer(model=common.tiny_bert_without_dropout(), args=args, train_dataset=common.TRAIN_DATA,
-                      eval_dataset=common.EVAL_DATA, callbacks=list(callbacks))
-
-
 def main(out):
     count_writes()
-    full = trainer(os.path.join(out, "full"))  # asserts args.world_size == 2
+    full = common.swa_trainer(os.path.join(out, "full"))  # asserts args.world_size == 2
     assert torch.distributed.get_world_size() == common.WORLD_SIZE
     rank = common.rank()
     train_loss = full.train().training_loss
@@ -63,8 +52,8 @@ def main(out):
     plain_eval_loss = plain.evaluate()["eval_loss"]
     writes_full = dict(writes)
 
-    trainer(os.path.join(out, "resumed"), callbacks=[StopAt(common.INTERRUPT_AT)]).train()
-    resumed = trainer(os.path.join(out, "resumed"))
+    common.swa_trainer(os.path.join(out, "resumed"), callbacks=[StopAt(common.INTERRUPT_AT)]).train()
+    resumed = common.swa_trainer(os.path.join(out, "resumed"))
     resumed.train(resume_from_checkpoint=os.path.join(out, "resumed", f"checkpoint-{common.INTERRUPT_AT}"))
     common.dump_tensors(os.path.join(out, f"averages-resumed-rank{rank}.safetensors"),
                         resumed.swa_callback.averager.averages())

@@ -1,0 +1,80 @@
+"""FSDP2 through SWATrainer: `torchrun --nproc_per_node 2 fsdp2_trainer_worker.py OUT` (gloo on CPU).
+
+Accelerate takes its FSDP path only on accelerators: on CPU, `AcceleratorState` keeps
+`MULTI_CPU` (DDP) even with an FSDP plugin. `allow_fsdp_on_cpu` lifts that one gate, so
+that everything past it runs as it does on GPUs: transformers' FSDP2 setup
+(`fsdp2_prepare_model`, `fully_shard` per BertLayer), Accelerate's full state dict for
+saving, its sharded checkpoints and their resume, with SWATrainer on top.
+
+Each rank runs SWATrainer three times: uninterrupted; interrupted after checkpoint-5;
+resumed from it. It dumps the full averages (gathered from the shards), what it held
+locally, the metrics and the FSDP facts tests/test_distributed.py checks.
+"""
+
+import os
+import sys
+
+import torch
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DistributedType
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from tiny_models import StopAt  # noqa: E402
+
+from hf_swa.distributed import full_averages, fsdp2_modules  # noqa: E402
+
+FSDP = dict(fsdp=True, fsdp_config={"version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]})
+
+
+def allow_fsdp_on_cpu():
+    """Let Accelerate use its FSDP plugin on CPU processes (it does so only on accelerators)."""
+    init = AcceleratorState.__init__
+
+    def init_with_fsdp(self, *args, fsdp_plugin=None, **kwargs):
+        init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+            # Later AcceleratorState() calls copy the distributed type back from PartialState.
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+    AcceleratorState.__init__ = init_with_fsdp
+
+
+def trainer(output_dir, callbacks=()):
+    return common.swa_trainer(output_dir, callbacks, optim_args=common.FSDP_OPTIM_ARGS, **FSDP)
+
+
+def main(out):
+    allow_fsdp_on_cpu()
+    full = trainer(os.path.join(out, "full"))
+    rank = common.rank()
+    train_loss = full.train().training_loss
+    assert full.is_fsdp_enabled and full.accelerator.is_fsdp2, "the Trainer did not take its FSDP2 path"
+    metrics = full.evaluate()
+    full.save_model(os.path.join(out, "final"))  # collective under FSDP: every rank calls it
+    averager = full.swa_callback.averager
+    gathered = full_averages(averager, full.model)
+    common.dump_tensors(os.path.join(out, f"averages-full-rank{rank}.safetensors"), gathered)
+
+    trainer(os.path.join(out, "resumed"), callbacks=[StopAt(common.INTERRUPT_AT)]).train()
+    resumed = trainer(os.path.join(out, "resumed"))
+    resumed.train(resume_from_checkpoint=os.path.join(out, "resumed", f"checkpoint-{common.INTERRUPT_AT}"))
+    common.dump_tensors(os.path.join(out, f"averages-resumed-rank{rank}.safetensors"),
+                        full_averages(resumed.swa_callback.averager, resumed.model))
+
+    common.dump_json(os.path.join(out, f"report-rank{rank}.json"), {
+        "rank": rank, "world_size": torch.distributed.get_world_size(), "train_loss": train_loss,
+        "eval_loss": metrics["eval_loss"], "eval_swa_loss": metrics["eval_swa_loss"],
+        "n_averaged": averager.n_averaged, "n_averaged_resumed": resumed.swa_callback.averager.n_averaged,
+        "sharded": averager.sharded, "fsdp2_modules": len(fsdp2_modules(full.model)),
+        "numel_local": sum(t.numel() for t in averager.averages().values()),
+        "numel_full": sum(t.numel() for t in gathered.values()),
+    })
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -66,16 +66,20 @@ def test_frozen_parameters_and_buffers_are_not_averaged():
     assert model[1].num_batches_tracked.dtype == torch.long
 
 
-def test_bf16_weights_average_in_fp32():
-    model = tiny_bert().to(torch.bfloat16)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_weights_average_in_fp32(dtype):
+    model = tiny_bert().to(dtype)
     averager = WeightAverager(model)
-    assert averager._staged and not averager._direct  # the bf16 path goes through fp32 staging
+    assert averager._staged and not averager._direct  # half-precision weights go through fp32 staging
     _, mean = run_snapshots(model, averager, 5)
     assert all(a.dtype == torch.float32 for a in averager.averages().values())
-    # The fp32 mean keeps precision a bf16 tensor cannot hold.
+    # The fp32 mean keeps precision a 16-bit tensor cannot hold.
     assert max_relative_error(averager.averages(), mean) <= 1e-6
+    assert any(not torch.equal(a, a.to(dtype).float()) for a in averager.averages().values())
     averager.copy_to(model)
-    assert next(model.parameters()).dtype == torch.bfloat16
+    weights = dict(model.named_parameters())
+    for name, average in averager.averages().items():
+        assert weights[name].dtype == dtype and torch.equal(weights[name], average.to(dtype)), name
 
 
 def test_ema_strategy_matches_recurrence():

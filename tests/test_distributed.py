@@ -164,6 +164,14 @@ def test_fsdp2_through_swa_trainer_matches_single_process_and_resumes(tmp_path):
     for r in range(2):
         resumed = load_file(tmp_path / f"averages-resumed-rank{r}.safetensors")
         assert all(torch.equal(resumed[k], full[0][k]) for k in full[0])
+    # bf16: FSDP2 computes in bf16 from fp32 shards; the averages are fp32 means of those shards.
+    for r, report in enumerate((rank0, rank1)):
+        assert report["bf16_param_dtype"] == "torch.bfloat16" and report["bf16_n_averaged"] == 3
+        assert report["bf16_shard_dtypes"] == report["bf16_average_dtypes"] == ["torch.float32"]
+        averages = load_file(tmp_path / f"averages-bf16-rank{r}.safetensors")
+        recorded = load_file(tmp_path / f"recorded-mean-bf16-rank{r}.safetensors")
+        assert relative_error(averages, recorded) <= TOLERANCE
+        assert relative_error(averages, full[0]) > 1e-4  # bf16 compute changed the trajectory
 
 
 @pytest.mark.distributed

@@ -4,6 +4,11 @@
     python benchmarks/gpu_check.py --small      # a smaller BERT, faster
     python benchmarks/gpu_check.py --cpu-smoke  # what runs without CUDA (also the default there)
 
+It needs torch, transformers, accelerate and safetensors only (not datasets or evaluate),
+so on a GPU machine with those and no network it runs from a checkout without installing:
+
+    PYTHONPATH=. python benchmarks/gpu_check.py && PYTHONPATH=. python benchmarks/bench_update.py
+
 For each run (bf16 autocast, fp16 autocast with its grad scaler, bf16 weights without
 autocast, each with the averages beside the weights and with ``swa_device="cpu"``), it
 trains a BERT for a few dozen steps with `SWATrainer` and checks, printing PASS/FAIL:

@@ -14,9 +14,15 @@ autocast, each with the averages beside the weights and with ``swa_device="cpu"`
 trains a BERT for a few dozen steps with `SWATrainer` and checks, printing PASS/FAIL:
 
 - the averages are fp32 (pinned host memory with ``swa_device="cpu"``) and equal the
-  mean of the weights actually trained, recorded independently in float64 on the GPU
+  mean of the weights actually trained, recorded independently in float64 in host memory
   at the same optimizer steps (max |a - m| / max |m| <= 1e-6 over all tensors);
 - after training the model holds the averages (in its own dtype).
+
+Then, in a process of its own launched with torchrun, the same checks through
+Accelerate's FSDP2 (`fsdp=True`, `fsdp_config={"version": 2}`, one process): bf16 (or
+fp16) is FSDP2's MixedPrecisionPolicy, the shards stay fp32, and the averages of the
+shards, gathered, must equal the recorded mean of the gathered weights
+(`--no-fsdp2` skips it; on CPU the smoke run lifts Accelerate's GPU-only gate for FSDP).
 
 It prints a table: median training step time (without SWA, from a baseline run of
 the same precision) and median update time, their ratio, peak GPU memory of the run
@@ -32,7 +38,10 @@ fp32 on CPU), pinned memory and GPU timings/memory are skipped with a message.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +52,11 @@ from transformers import BertConfig, BertForSequenceClassification, TrainerCallb
 
 import hf_swa
 from hf_swa import SWATrainer, SWATrainingArguments, WeightAverager
+from hf_swa.distributed import full_averages, is_dtensor
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIXED = {"bf16-autocast": torch.bfloat16, "fp16-autocast": torch.float16}  # FSDP2's compute dtype
+FSDP2 = dict(fsdp=True, fsdp_config={"version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]})
 
 SIZES = {
     "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
@@ -73,6 +87,11 @@ def make_data(n: int, seq_len: int, vocab: int = 30522, seed: int = 1) -> list:
     return [{"input_ids": ids[i], "attention_mask": mask, "labels": labels[i]} for i in range(n)]
 
 
+def full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: gathered from its shards for an FSDP2 DTensor, else the tensor itself."""
+    return tensor.full_tensor() if is_dtensor(tensor) else tensor
+
+
 def trainable(model) -> list:
     seen, params = set(), []
     for name, p in model.named_parameters():
@@ -99,7 +118,7 @@ class MeanRecorder(TrainerCallback):
             if self.sums is None:
                 self.sums = {name: torch.zeros(p.shape, dtype=torch.float64) for name, p in params}
             for name, p in params:
-                self.sums[name] += p.detach().to("cpu", torch.float64)
+                self.sums[name] += full(p.detach()).to("cpu", torch.float64)
         self.n += 1
 
     def mean(self) -> dict:
@@ -151,8 +170,8 @@ def relative_error(actual: dict, expected: dict) -> float:
     return diff / max(expected[k].abs().max().item() for k in expected)
 
 
-def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True):
-    """One SWATrainer run (on the GPU when `cuda`); returns a row of the table."""
+def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True, fsdp=False):
+    """One SWATrainer run (on the GPU when `cuda`; through Accelerate's FSDP2 when `fsdp`); returns a table row."""
     model = build_model(size)
     # bf16 weights need a larger LR to move at all (smaller updates round away), which the check needs.
     lr = 2e-3 if precision == "bf16-weights" else 5e-5
@@ -163,6 +182,8 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
         kwargs["fp16"] = True
     elif precision == "bf16-weights":
         model = model.to(torch.bfloat16)
+    if fsdp:
+        kwargs.update(FSDP2)
     swa_start = steps // 2 + 1
     snapshot_steps = list(range(swa_start, steps + 1))
     recorder, timer = MeanRecorder(snapshot_steps), StepTimer()
@@ -186,18 +207,23 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
         return row
     averager = trainer.swa_callback.averager
     print(f"{name}:")
-    averages = averager.averages()
+    averages = averager.averages()  # this process's part: the whole tensors unless sharded
     check({t.dtype for t in averages.values()} == {torch.float32}, "averages are fp32")
     check(averager.n_averaged == len(snapshot_steps) == recorder.n,
           f"{averager.n_averaged} snapshots averaged, {recorder.n} recorded")
-    error = relative_error(averages, recorder.mean())
+    if fsdp:
+        policy = trainer.accelerator.state.fsdp_plugin.mixed_precision_policy
+        check(averager.sharded and getattr(policy, "param_dtype", None) == MIXED[precision],
+              f"FSDP2 shards averaged, computed in {getattr(policy, 'param_dtype', None)}")
+    error = relative_error(full_averages(averager, trainer.model), recorder.mean())
     check(error <= TOLERANCE, f"averages equal the recorded float64 mean (relative error {error:.1e})")
     live = dict(zip(averager.names, averager._backup))  # the last live weights, kept aside by the final swap
     moved = relative_error({k: v.float() for k, v in live.items()}, {k: v.double() for k, v in averages.items()})
     check(moved > 1e-5, f"the average differs from the last live weights (relative {moved:.1e}): the check has teeth")
-    weights = dict(trainable(trainer.model))
+    weights = {k: full(p.detach()) for k, p in trainable(trainer.model)}
     model_dtype = next(iter(weights.values())).dtype
-    held = all(torch.equal(weights[k], v.to(device=weights[k].device, dtype=model_dtype)) for k, v in averages.items())
+    held = all(torch.equal(weights[k], v.to(device=weights[k].device, dtype=model_dtype))
+               for k, v in full_averages(averager, trainer.model).items())
     check(held, f"the model holds the averages in its dtype ({model_dtype})")
     if swa_device == "cpu":
         on_cpu = all(t.device.type == "cpu" for t in averages.values())
@@ -211,7 +237,7 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
 
 
 def print_table(rows, baselines):
-    header = (f"{'run':<22} {'step ms':>8} {'update ms':>10} {'update/step':>11} {'peak MiB':>9} "
+    header = (f"{'run':<28} {'step ms':>8} {'update ms':>10} {'update/step':>11} {'peak MiB':>9} "
               f"{'no-SWA MiB':>10} {'avg GPU MiB':>11}")
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
@@ -219,9 +245,27 @@ def print_table(rows, baselines):
         train_ms = base["step_ms"] if base else row["step_ms"]
         ratio = row["update_ms"] / train_ms if train_ms else float("nan")
         base_peak = base["peak_mib"] if base else float("nan")
-        print(f"{row['run']:<22} {train_ms:>8.2f} {row['update_ms']:>10.3f} {ratio:>11.3f} {row['peak_mib']:>9.0f} "
+        print(f"{row['run']:<28} {train_ms:>8.2f} {row['update_ms']:>10.3f} {ratio:>11.3f} {row['peak_mib']:>9.0f} "
               f"{base_peak:>10.0f} {row['avg_gpu_mib']:>11.0f}")
     print("step ms: median training step without SWA (same precision); peak MiB: peak GPU memory of the SWA run.")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_fsdp2_check(options) -> None:
+    """Run the FSDP2 part in a process of its own, launched as Accelerate's FSDP needs (torchrun, 1 process)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), os.path.abspath(__file__), "--fsdp2-worker"]
+    command += [flag for flag, on in (("--small", options.small), ("--cpu-smoke", options.cpu_smoke)) if on]
+    command += ["--steps", str(options.steps)] if options.steps else []
+    print("\nFSDP2 through SWATrainer, in its own process:", " ".join(command[3:]), flush=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run(command, env=env)
+    check(result.returncode == 0, "the FSDP2 checks passed")
 
 
 def main() -> int:
@@ -229,36 +273,53 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="a smaller BERT (4 layers, hidden 512)")
     parser.add_argument("--cpu-smoke", action="store_true", help="only the part that runs without CUDA")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--no-fsdp2", action="store_true", help="skip the FSDP2 part")
+    parser.add_argument("--fsdp2-worker", action="store_true", help=argparse.SUPPRESS)  # the FSDP2 part, under torchrun
     options = parser.parse_args()
     cuda = torch.cuda.is_available() and not options.cpu_smoke
-    print(f"hf_swa {hf_swa.__version__}, torch {torch.__version__}, "
-          f"device: {torch.cuda.get_device_name() if cuda else 'cpu'}")
+    if not options.fsdp2_worker:
+        print(f"hf_swa {hf_swa.__version__}, torch {torch.__version__}, "
+              f"device: {torch.cuda.get_device_name() if cuda else 'cpu'}")
+    bf16 = cuda and torch.cuda.is_bf16_supported()
     if not cuda:
+        size, steps, batch, seq_len = "tiny", options.steps or 6, 4, 16
+    else:
+        size, steps, batch, seq_len = ("small" if options.small else "base"), options.steps or 40, 32, 128
+    fsdp = options.fsdp2_worker
+    if fsdp:
+        if not cuda:  # Accelerate uses FSDP on accelerators only: lift that gate for the CPU smoke run
+            sys.path.insert(0, os.path.join(REPO, "tests", "distributed"))
+            import common
+
+            common.allow_fsdp_on_cpu()
+        plans = [("bf16-autocast" if bf16 or not cuda else "fp16-autocast", device) for device in (None, "cpu")]
+    elif not cuda:
         print("No CUDA (or --cpu-smoke): tiny BERT on CPU, bf16 only. Skipped: fp16 (on CPU Accelerate accepts "
               "fp16=True and trains in fp32), pinned host memory, GPU step/update timings and GPU memory.")
         plans = [("bf16-autocast", None), ("bf16-weights", None), ("bf16-autocast", "cpu")]
-        size, steps, batch, seq_len = "tiny", options.steps or 6, 4, 16
     else:
-        bf16 = torch.cuda.is_bf16_supported()
         precisions = (["bf16-autocast"] if bf16 else []) + ["fp16-autocast"] + (["bf16-weights"] if bf16 else [])
         if not bf16:
             print("This GPU has no bf16: bf16 runs skipped.")
         plans = [(p, device) for p in precisions for device in (None, "cpu")]
-        size, steps, batch, seq_len = ("small" if options.small else "base"), options.steps or 40, 32, 128
     print(f"model: BERT-{size} from config, {steps} steps, batch {batch} x {seq_len} tokens, "
-          f"averaging from step {steps // 2 + 1}\n")
+          f"averaging from step {steps // 2 + 1}{', FSDP2' if fsdp else ''}\n")
 
     rows, baselines = [], {}
+    prefix = "fsdp2 " if fsdp else ""
     for precision, device in plans:
         try:
             if precision not in baselines:
-                baselines[precision] = run(f"{precision} no SWA", size, precision, None, steps, batch, seq_len, cuda,
-                                           swa=False)
-            rows.append(run(f"{precision} {device or 'beside'}", size, precision, device, steps, batch, seq_len, cuda))
+                baselines[precision] = run(f"{prefix}{precision} no SWA", size, precision, None, steps, batch, seq_len,
+                                           cuda, swa=False, fsdp=fsdp)
+            rows.append(run(f"{prefix}{precision} {device or 'beside'}", size, precision, device, steps, batch,
+                            seq_len, cuda, fsdp=fsdp))
         except Exception:  # report and go on with the other runs
             traceback.print_exc()
-            check(False, f"{precision} swa_device={device} ran")
+            check(False, f"{prefix}{precision} swa_device={device} ran")
     print_table(rows, baselines)
+    if not fsdp and not options.no_fsdp2:
+        launch_fsdp2_check(options)
     print(f"\n{'ALL CHECKS PASSED' if not failures else f'{len(failures)} CHECK(S) FAILED: ' + '; '.join(failures)}")
     return 1 if failures else 0
 

@@ -58,6 +58,31 @@ def swa_trainer(output_dir: str, callbacks=(), **train):
                       eval_dataset=EVAL_DATA, callbacks=list(callbacks))
 
 
+def allow_fsdp_on_cpu() -> None:
+    """Let Accelerate use its FSDP plugin on CPU processes (it does so only on accelerators).
+
+    Past this one gate everything runs as on GPUs: the Trainer's FSDP2 setup, Accelerate's
+    full state dict for saving, its sharded checkpoints and their resume.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    init = AcceleratorState.__init__
+
+    def init_with_fsdp(self, *args, fsdp_plugin=None, **kwargs):
+        init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            # What AcceleratorState does on GPUs:
+            self.distributed_type = DistributedType.FSDP
+            if self._mixed_precision != "no":
+                fsdp_plugin.set_mixed_precision(self._mixed_precision)
+            self.fsdp_plugin = fsdp_plugin
+            # Later AcceleratorState() calls copy the distributed type back from PartialState.
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+    AcceleratorState.__init__ = init_with_fsdp
+
+
 def rank() -> int:
     return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 

@@ -1,7 +1,7 @@
 """FSDP2 through SWATrainer: `torchrun --nproc_per_node 2 fsdp2_trainer_worker.py OUT` (gloo on CPU).
 
 Accelerate takes its FSDP path only on accelerators: on CPU, `AcceleratorState` keeps
-`MULTI_CPU` (DDP) even with an FSDP plugin. `allow_fsdp_on_cpu` lifts that one gate, so
+`MULTI_CPU` (DDP) even with an FSDP plugin. `common.allow_fsdp_on_cpu` lifts that one gate, so
 that everything past it runs as it does on GPUs: transformers' FSDP2 setup
 (`fsdp2_prepare_model`, `fully_shard` per BertLayer), Accelerate's full state dict for
 saving, its sharded checkpoints and their resume, with SWATrainer on top.
@@ -16,8 +16,6 @@ import os
 import sys
 
 import torch
-from accelerate.state import AcceleratorState, PartialState
-from accelerate.utils import DistributedType
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -26,24 +24,6 @@ from tiny_models import SnapshotRecorder, StopAt  # noqa: E402
 from hf_swa.distributed import full_averages, fsdp2_modules, is_dtensor  # noqa: E402
 
 FSDP = dict(fsdp=True, fsdp_config={"version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]})
-
-
-def allow_fsdp_on_cpu():
-    """Let Accelerate use its FSDP plugin on CPU processes (it does so only on accelerators)."""
-    init = AcceleratorState.__init__
-
-    def init_with_fsdp(self, *args, fsdp_plugin=None, **kwargs):
-        init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
-        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
-            # What AcceleratorState does on GPUs:
-            self.distributed_type = DistributedType.FSDP
-            if self._mixed_precision != "no":
-                fsdp_plugin.set_mixed_precision(self._mixed_precision)
-            self.fsdp_plugin = fsdp_plugin
-            # Later AcceleratorState() calls copy the distributed type back from PartialState.
-            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
-
-    AcceleratorState.__init__ = init_with_fsdp
 
 
 def trainer(output_dir, callbacks=()):
@@ -78,7 +58,7 @@ def bf16_run(out, rank):
 
 
 def main(out):
-    allow_fsdp_on_cpu()
+    common.allow_fsdp_on_cpu()
     full = trainer(os.path.join(out, "full"))
     rank = common.rank()
     train_loss = full.train().training_loss

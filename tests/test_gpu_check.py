@@ -19,7 +19,7 @@ def test_gpu_check_cpu_smoke_run_passes(tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    assert "FAIL" not in output
+    assert "[FAIL]" not in output
     # Both parts ran their checks: plain SWATrainer runs and the FSDP2 runs.
     assert output.count("[PASS] averages equal the recorded float64 mean") == 5, output[-6000:]
     assert output.count("[PASS] FSDP2 shards averaged") == 2

@@ -61,8 +61,10 @@ def swa_trainer(output_dir: str, callbacks=(), **train):
 def allow_fsdp_on_cpu() -> None:
     """Let Accelerate use its FSDP plugin on CPU processes (it does so only on accelerators).
 
-    Past this one gate everything runs as on GPUs: the Trainer's FSDP2 setup, Accelerate's
-    full state dict for saving, its sharded checkpoints and their resume.
+    Past this one gate the Trainer's FSDP2 code runs as on GPUs (its setup, Accelerate's full
+    state dict for saving, its sharded checkpoints and their resume), over gloo. Not fp16:
+    on CPU Accelerate drops fp16's autocast and loss scaler, so an fp16 FSDP2 policy here
+    would train in fp16 without loss scaling, which never happens on GPUs.
     """
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedType
@@ -72,6 +74,8 @@ def allow_fsdp_on_cpu() -> None:
     def init_with_fsdp(self, *args, fsdp_plugin=None, **kwargs):
         init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
         if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            if self._mixed_precision == "fp16":
+                raise ValueError("allow_fsdp_on_cpu: fp16 FSDP2 on CPU would train without loss scaling")
             # What AcceleratorState does on GPUs:
             self.distributed_type = DistributedType.FSDP
             if self._mixed_precision != "no":

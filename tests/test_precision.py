@@ -1,8 +1,9 @@
 """Mixed precision: the averages are fp32 and equal the fp32 mean of the weights actually trained.
 
-Kept tiny: bf16 autocast on CPU is about 13x slower than fp32. fp16 is not tested here:
-on CPU Accelerate accepts `fp16=True` and then trains in fp32 (no autocast, no grad
-scaler); benchmarks/gpu_check.py covers fp16 on a GPU.
+Kept tiny: bf16 autocast on CPU is about 13x slower than fp32. fp16 autocast is not
+tested here: on CPU Accelerate accepts `fp16=True` and then trains in fp32 (no autocast,
+no grad scaler); benchmarks/gpu_check.py covers it on a GPU. Models loaded in fp16
+(no autocast, no scaler) are.
 """
 
 import pytest
@@ -59,42 +60,43 @@ def test_bf16_autocast_averages_the_fp32_weights_in_fp32(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bf16_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bf16_model")
+def checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_model")
     tiny_bert().save_pretrained(folder)
     return folder
 
 
-def test_bf16_model_averages_in_fp32_and_saves_in_bf16(tmp_path, bf16_checkpoint):
-    model = AutoModelForSequenceClassification.from_pretrained(bf16_checkpoint, dtype=torch.bfloat16)
-    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_model_averages_in_fp32_and_saves_in_its_dtype(tmp_path, checkpoint, dtype):
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, dtype=dtype)
+    assert {p.dtype for p in model.parameters()} == {dtype}
     trainer, recorder, outputs = train(tmp_path, model)
-    assert outputs.dtypes == {torch.bfloat16}
+    assert outputs.dtypes == {dtype}
     averager = trainer.swa_callback.averager
     assert_fp32_mean_of_snapshots(averager, recorder)
     mean = recorder.mean()
     averages = averager.averages()
-    # fp32 keeps what bf16 cannot hold: the mean of bf16 snapshots is mostly not a bf16 number ...
-    assert any(not torch.equal(a, a.bfloat16().float()) for a in averages.values())
-    # ... and a running mean kept in bf16 drifts far more than the fp32 one.
-    bf16_mean = None
+    # fp32 keeps what 16 bits cannot hold: the mean of 16-bit snapshots is mostly not a 16-bit number ...
+    assert any(not torch.equal(a, a.to(dtype).float()) for a in averages.values())
+    # ... and a running mean kept in the model's dtype drifts far more than the fp32 one.
+    half_mean = None
     for step in STEPS:
-        snapshot = {k: v.bfloat16() for k, v in recorder.snapshots[step].items()}
-        if bf16_mean is None:
-            bf16_mean, n = snapshot, 1
+        snapshot = {k: v.to(dtype) for k, v in recorder.snapshots[step].items()}
+        if half_mean is None:
+            half_mean, n = snapshot, 1
         else:
             n += 1
-            bf16_mean = {k: bf16_mean[k] + (snapshot[k] - bf16_mean[k]) / n for k in bf16_mean}
-    assert max_relative_error(bf16_mean, mean) > 100 * max_relative_error(averages, mean)
+            half_mean = {k: half_mean[k] + (snapshot[k] - half_mean[k]) / n for k in half_mean}
+    assert max_relative_error(half_mean, mean) > 100 * max_relative_error(averages, mean)
 
-    # Saved in the model's dtype: the averages rounded to bf16, loadable with plain transformers.
+    # Saved in the model's dtype: the averages rounded to it, loadable with plain transformers.
     out = tmp_path / "final"
     trainer.save_model(str(out))
     with safe_open(str(out / "model.safetensors"), framework="pt") as f:
         saved = {name: f.get_tensor(name) for name in f.keys()}
-    assert {saved[name].dtype for name in averages} == {torch.bfloat16}
+    assert {saved[name].dtype for name in averages} == {dtype}
     for name, value in averages.items():
-        assert torch.equal(saved[name], value.to(torch.bfloat16)), name
-    reloaded = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.bfloat16)
+        assert torch.equal(saved[name], value.to(dtype)), name
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out, dtype=dtype)
     for name, value in reloaded.named_parameters():
-        assert torch.equal(value, averages[name].to(torch.bfloat16)), name
+        assert torch.equal(value, averages[name].to(dtype)), name

@@ -14,7 +14,7 @@ from . import __version__, distributed
 from .averaging import WeightAverager
 from .checkpoint import CONFIG_FILE, load_swa_state, save_swa_state, write_json_atomic
 from .config import SWAConfig
-from .schedule import install_lr_tail
+from .schedule import install_lr_tail, sync_lr_tail
 
 logger = logging.getLogger(__name__)
 
@@ -122,14 +122,16 @@ class SWACallback(TrainerCallback):
                     schedule,
                 )
         else:
-            install_lr_tail(lr_scheduler, self.config, self.start_step)
+            install_lr_tail(lr_scheduler, self.config, self.start_step, state.global_step)
         logger.info(
             "SWA: averaging from optimizer step %d of %d, every %d step(s)", self.start_step, state.max_steps,
             self.config.swa_freq,
         )
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
+    def on_step_end(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
         step = state.global_step
+        if self.config.swa_lr is not None:
+            sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
         if step > state.max_steps:
             # transformers can run one step past max_steps when resuming a finished run: not part of the average.
             return

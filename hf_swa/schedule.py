@@ -3,11 +3,17 @@
 It is composed with the schedule the Trainer built (every `transformers.get_scheduler`
 schedule is a `LambdaLR`), so `lr_scheduler.get_last_lr()` and the logged
 `learning_rate` are the LR actually used.
+
+The tail counts optimizer steps as `state.global_step` does, steps that fp16's loss
+scaler skipped included, so it starts at `swa_start` like the snapshots. The scheduler
+does not step on a skipped step (the base schedule, as in transformers, counts the
+updates applied): `sync_lr_tail` adds the skipped steps back after each step.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -53,7 +59,52 @@ def base_scheduler(scheduler):
     return getattr(scheduler, "scheduler", scheduler)
 
 
-def install_lr_tail(scheduler, config: SWAConfig, start_step: int) -> None:
+class _TailClock:
+    """Optimizer steps the scheduler did not take (skipped by fp16's loss scaler), shared by a tail's lambdas."""
+
+    def __init__(self):
+        self.skipped = 0
+
+
+def skipped_steps(scheduler, global_step: int) -> int:
+    """Optimizer steps so far that `scheduler` did not step for: `global_step` minus its steps, at least 0.
+
+    The Trainer steps its scheduler after each optimizer step that was not skipped, so
+    this is the number of steps fp16's loss scaler skipped (kept across resumes: both
+    counts are restored from the checkpoint).
+    """
+    return max(0, global_step - base_scheduler(scheduler).last_epoch)
+
+
+def _tail_clock(inner) -> Optional[_TailClock]:
+    clocks = [getattr(lam, "clock", None) for lam in getattr(inner, "lr_lambdas", ())]
+    return clocks[0] if clocks and clocks[0] is not None else None
+
+
+def _refresh_lrs(inner) -> None:
+    """Recompute the LR for the next step from the lambdas (as `LambdaLR.step` would, without stepping)."""
+    new_lrs = [base_lr * lam(inner.last_epoch) for lam, base_lr in zip(inner.lr_lambdas, inner.base_lrs)]
+    for group, lr in zip(inner.optimizer.param_groups, new_lrs):
+        group["lr"] = lr
+    inner._last_lr = new_lrs
+
+
+def sync_lr_tail(scheduler, global_step: int) -> None:
+    """After optimizer step `global_step`: count a step the scheduler skipped into the tail.
+
+    A no-op unless the tail is installed and a step was skipped since the last call.
+    """
+    inner = base_scheduler(scheduler)
+    clock = _tail_clock(inner)
+    if clock is None:
+        return
+    skipped = skipped_steps(scheduler, global_step)
+    if skipped != clock.skipped:
+        clock.skipped = skipped
+        _refresh_lrs(inner)
+
+
+def install_lr_tail(scheduler, config: SWAConfig, start_step: int, global_step: int = 0) -> None:
     """Compose the SWA LR tail with `scheduler` (a `LambdaLR`, as `transformers.get_scheduler` builds).
 
     Each param group's factor follows its base schedule before `start_step`; from
@@ -61,7 +112,20 @@ def install_lr_tail(scheduler, config: SWAConfig, start_step: int) -> None:
     holds, where `peak` is the largest base LR of the groups: groups keep their LR
     ratios, and the group trained at the peak LR (every group, with the Trainer's own
     optimizer) ends at `swa_lr`. The current LR is refreshed at once, so a tail that begins at step 1
-    applies to step 1. Idempotent.
+    applies to step 1. `global_step`: the optimizer steps done (on resume). Idempotent.
+
+    Example:
+        >>> import torch
+        >>> from hf_swa import SWAConfig
+        >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
+        >>> scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        >>> install_lr_tail(scheduler, SWAConfig(swa_start=2, swa_lr=0.5), start_step=2)
+        >>> for step in (1, 2):  # two optimizer steps; the LR for the next one
+        ...     optimizer.step()
+        ...     scheduler.step()
+        ...     print(step + 1, scheduler.get_last_lr())
+        2 [0.5]
+        3 [0.5]
     """
     if config.swa_lr is None:
         return
@@ -78,19 +142,19 @@ def install_lr_tail(scheduler, config: SWAConfig, start_step: int) -> None:
         raise ValueError(f"swa_lr needs a positive base learning rate, got {inner.base_lrs}")
     # Param groups keep their LR ratios: the group with the largest base LR goes to swa_lr.
     target_factor = config.swa_lr / peak
-    lambdas = [_tail_lambda(base_lambda, target_factor, config, start_step) for base_lambda in inner.lr_lambdas]
-    inner.lr_lambdas = lambdas
+    clock = _TailClock()
+    clock.skipped = skipped_steps(scheduler, global_step)
+    inner.lr_lambdas = [
+        _tail_lambda(base_lambda, target_factor, config, start_step, clock) for base_lambda in inner.lr_lambdas
+    ]
     # Refresh the LR for the next step (the scheduler computed it with the base lambdas).
-    new_lrs = [base_lr * lam(inner.last_epoch) for lam, base_lr in zip(inner.lr_lambdas, inner.base_lrs)]
-    for group, lr in zip(inner.optimizer.param_groups, new_lrs):
-        group["lr"] = lr
-    inner._last_lr = new_lrs
+    _refresh_lrs(inner)
 
 
-def _tail_lambda(base_lambda, target_factor: float, config: SWAConfig, start_step: int):
+def _tail_lambda(base_lambda, target_factor: float, config: SWAConfig, start_step: int, clock: _TailClock):
     # A plain function (not a callable object), so LambdaLR.state_dict leaves it out of checkpoints.
     def factor(scheduler_steps: int) -> float:
-        step = scheduler_steps + 1  # the optimizer step that will use this LR
+        step = scheduler_steps + 1 + clock.skipped  # the optimizer step that will use this LR
         if step < start_step:
             return base_lambda(scheduler_steps)
         start_factor = base_lambda(start_step - 1)
@@ -99,4 +163,5 @@ def _tail_lambda(base_lambda, target_factor: float, config: SWAConfig, start_ste
         )
 
     factor.is_swa_tail = True
+    factor.clock = clock
     return factor

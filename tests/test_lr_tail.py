@@ -5,10 +5,11 @@ import math
 import torch
 
 import pytest
-from transformers import Trainer, TrainingArguments
+from accelerate.optimizer import AcceleratedOptimizer
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from tiny_models import LearningRateRecorder, classification_data, tiny_bert
+from tiny_models import LearningRateRecorder, StopAt, classification_data, tiny_bert
 
 LR, N = 1e-2, 12
 COMMON = dict(
@@ -96,3 +97,65 @@ def test_param_groups_keep_their_lr_ratios(tmp_path):
     for step, lrs in recorder.lrs.items():
         expected = [1e-3, 1e-2] if step < 4 else [5e-5, 5e-4]  # the peak group goes to swa_lr, ratio 10 kept
         assert lrs == pytest.approx(expected, rel=1e-12), step
+
+
+class SkipOptimizerSteps(TrainerCallback):
+    """Makes the given optimizer steps skip as fp16's loss scaler skips them on overflow.
+
+    The step leaves the weights alone and reports `step_was_skipped`, so the Trainer
+    does not step its scheduler, exactly as with a GradScaler that found inf gradients.
+    """
+
+    def __init__(self, monkeypatch, steps):
+        self.steps, self.current = set(steps), None
+        step = AcceleratedOptimizer.step
+
+        def maybe_skipped_step(optimizer, closure=None):
+            if self.current in self.steps:
+                optimizer._is_overflow = True
+                return
+            optimizer._is_overflow = False
+            step(optimizer, closure)
+
+        monkeypatch.setattr(AcceleratedOptimizer, "step", maybe_skipped_step)
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.current = state.global_step + 1
+
+
+SKIPPED = (2, 4, 8)  # two before the tail starts at step 6, one in its anneal
+
+
+def lrs_with_skipped_steps(output_dir, monkeypatch, resume_at=None):
+    def trainer(callbacks=()):
+        recorder = LearningRateRecorder()
+        args = SWATrainingArguments(output_dir=str(output_dir), swa_start=6, swa_lr=2e-3, swa_anneal_steps=4,
+                                    swa_anneal_strategy="linear", **{**COMMON, "save_strategy": "steps",
+                                                                     "save_steps": 1})
+        skips = SkipOptimizerSteps(monkeypatch, SKIPPED)
+        return SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(48),
+                          callbacks=[skips, recorder, *callbacks]), recorder
+
+    if resume_at is None:
+        run, recorder = trainer()
+        run.train()
+        return recorder.lrs, run
+    trainer([StopAt(resume_at)])[0].train()
+    run, recorder = trainer()
+    run.train(resume_from_checkpoint=str(output_dir / f"checkpoint-{resume_at}"))
+    return recorder.lrs, run
+
+
+def test_steps_skipped_by_the_loss_scaler_count_for_the_tail_like_for_the_snapshots(tmp_path, monkeypatch):
+    lrs, trainer = lrs_with_skipped_steps(tmp_path / "full", monkeypatch)
+    assert sorted(lrs) == list(range(1, N + 1))
+    for step, used in lrs.items():
+        if step < 6:  # the base schedule counts the updates applied, as in transformers
+            expected = base_linear(step - sum(1 for s in SKIPPED if s < step))
+        else:  # the tail counts optimizer steps, skipped ones included: it starts at step 6 like the snapshots
+            expected = expected_tail(step, 6, 2e-3, 4, "linear")
+        assert used[0] == pytest.approx(expected, rel=1e-9), step
+    assert trainer.swa_callback.averager.n_averaged == N - 6 + 1
+    # Resumed after the skips, from checkpoint-7: the same LRs as the uninterrupted run.
+    resumed, _ = lrs_with_skipped_steps(tmp_path / "resumed", monkeypatch, resume_at=7)
+    assert {step: lrs[step] for step in resumed} == resumed and min(resumed) == 8

@@ -16,7 +16,9 @@ trains a BERT for a few dozen steps with `SWATrainer` and checks, printing PASS/
 - the averages are fp32 (pinned host memory with ``swa_device="cpu"``) and equal the
   mean of the weights actually trained, recorded independently in float64 in host memory
   at the same optimizer steps (max |a - m| / max |m| <= 1e-6 over all tensors);
-- after training the model holds the averages (in its own dtype).
+- after training the model holds the averages (in its own dtype);
+- every step from ``swa_start`` used ``swa_lr``, also when fp16's loss scaler skipped
+  steps before it (the number skipped is printed).
 
 Then, in a process of its own launched with torchrun, the same checks through
 Accelerate's FSDP2 (`fsdp=True`, `fsdp_config={"version": 2}`, one process): bf16 (or
@@ -135,6 +137,19 @@ class MeanRecorder(TrainerCallback):
         return {name: s / self.n for name, s in self.sums.items()}
 
 
+class LearningRates(TrainerCallback):
+    """The LR each optimizer step used (read just before the step) and the steps the scheduler skipped."""
+
+    def __init__(self):
+        self.lrs, self.skipped = {}, 0
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs[state.global_step + 1] = max(group["lr"] for group in optimizer.param_groups)
+
+    def on_train_end(self, args, state, control, lr_scheduler=None, **kwargs):
+        self.skipped = state.global_step - getattr(lr_scheduler, "scheduler", lr_scheduler).last_epoch
+
+
 class StepTimer(TrainerCallback):
     """Wall time between consecutive step ends (synchronised), and peak GPU memory."""
 
@@ -213,7 +228,8 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
             use_cpu=not cuda, swa=swa, swa_start=swa_start, swa_freq=1, swa_lr=lr / 2, swa_device=swa_device,
             dataloader_num_workers=0, **kwargs,
         )
-        callbacks = [recorder, timer] if swa else [timer]
+        rates = LearningRates()
+        callbacks = [recorder, timer, rates] if swa else [timer]
         trainer = SWATrainer(model=model, args=args, train_dataset=make_data(steps * batch, seq_len),
                              callbacks=callbacks)
         trainer.train()
@@ -243,6 +259,9 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     model_dtype = next(iter(weights.values())).dtype
     held = all(torch.equal(weights[k], v.to(device=weights[k].device, dtype=model_dtype)) for k, v in gathered.items())
     check(held, f"the model holds the averages in its dtype ({model_dtype})")
+    tail = [rates.lrs[step] for step in snapshot_steps]
+    check(all(abs(used - lr / 2) <= 1e-12 * lr for used in tail),
+          f"every step from swa_start used swa_lr ({rates.skipped} step(s) skipped by the loss scaler)")
     if fsdp:
         check(model_dtype == torch.float32, "FSDP2's shards stay fp32 under mixed precision")
     if swa_device == "cpu":

@@ -18,7 +18,9 @@ trains a BERT for a few dozen steps with `SWATrainer` and checks, printing PASS/
   at the same optimizer steps (max |a - m| / max |m| <= 1e-6 over all tensors);
 - after training the model holds the averages (in its own dtype);
 - every step from ``swa_start`` used ``swa_lr``, also when fp16's loss scaler skipped
-  steps before it (the number skipped is printed).
+  steps: the fp16 runs plant three overflows (non-finite logits at steps 2, 3 and
+  ``swa_start + 1``) and train with the non-fused AdamW, whose skips Accelerate reports
+  (a fused one skips inside its own step, unseen), and check the scaler skipped them.
 
 Then, in a process of its own launched with torchrun, the same checks through
 Accelerate's FSDP2 (`fsdp=True`, `fsdp_config={"version": 2}`, one process): bf16 (or
@@ -150,6 +152,24 @@ class LearningRates(TrainerCallback):
         self.skipped = state.global_step - getattr(lr_scheduler, "scheduler", lr_scheduler).last_epoch
 
 
+class PlantedOverflows(TrainerCallback):
+    """Non-finite logits in the given optimizer steps: their gradients overflow, and fp16's
+    loss scaler must find it (when the Trainer unscales them) and skip the step."""
+
+    def __init__(self, steps):
+        self.steps, self.active = set(steps), False
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.steps:
+            model.classifier.register_forward_hook(self._overflow)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.active = state.global_step + 1 in self.steps
+
+    def _overflow(self, module, inputs, output):
+        return output * float("inf") if self.active and module.training else output
+
+
 class StepTimer(TrainerCallback):
     """Wall time between consecutive step ends (synchronised), and peak GPU memory."""
 
@@ -218,6 +238,11 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     if fsdp:
         kwargs.update(FSDP2)
     swa_start = steps // 2 + 1
+    # fp16 (not through FSDP2): make the loss scaler skip two steps before swa_start and one after. A
+    # non-fused optimizer, so that Accelerate sees the skips (a fused one skips inside its own step).
+    planted = (2, 3, swa_start + 1) if precision == "fp16-autocast" and not fsdp else ()
+    if planted:
+        kwargs["optim"] = "adamw_torch"
     snapshot_steps = list(range(swa_start, steps + 1))
     recorder, timer = MeanRecorder(snapshot_steps), StepTimer()
     update_times.clear()
@@ -229,7 +254,7 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
             dataloader_num_workers=0, **kwargs,
         )
         rates = LearningRates()
-        callbacks = [recorder, timer, rates] if swa else [timer]
+        callbacks = ([recorder, timer, rates] if swa else [timer]) + [PlantedOverflows(planted)]
         trainer = SWATrainer(model=model, args=args, train_dataset=make_data(steps * batch, seq_len),
                              callbacks=callbacks)
         trainer.train()
@@ -259,6 +284,8 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     model_dtype = next(iter(weights.values())).dtype
     held = all(torch.equal(weights[k], v.to(device=weights[k].device, dtype=model_dtype)) for k, v in gathered.items())
     check(held, f"the model holds the averages in its dtype ({model_dtype})")
+    if planted:
+        check(rates.skipped >= len(planted), f"the loss scaler skipped the {len(planted)} planted overflows")
     tail = [rates.lrs[step] for step in snapshot_steps]
     check(all(abs(used - lr / 2) <= 1e-12 * lr for used in tail),
           f"every step from swa_start used swa_lr ({rates.skipped} step(s) skipped by the loss scaler)")

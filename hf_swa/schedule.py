@@ -5,9 +5,12 @@ schedule is a `LambdaLR`), so `lr_scheduler.get_last_lr()` and the logged
 `learning_rate` are the LR actually used.
 
 The tail counts optimizer steps as `state.global_step` does, steps that fp16's loss
-scaler skipped included, so it starts at `swa_start` like the snapshots. The scheduler
-does not step on a skipped step (the base schedule, as in transformers, counts the
-updates applied): `sync_lr_tail` adds the skipped steps back after each step.
+scaler skipped included, so it starts at `swa_start` like the snapshots. The Trainer
+does not step its scheduler on a step Accelerate reports skipped (the base schedule, as
+in transformers, counts the updates applied): `sync_lr_tail` adds those steps back
+after each step. Fused optimizers (`adamw_torch_fused`, the transformers default on
+recent torch) skip inside their own step, Accelerate does not see it, and the scheduler
+steps anyway; the tail then needs nothing added.
 """
 
 from __future__ import annotations
@@ -69,9 +72,10 @@ class _TailClock:
 def skipped_steps(scheduler, global_step: int) -> int:
     """Optimizer steps so far that `scheduler` did not step for: `global_step` minus its steps, at least 0.
 
-    The Trainer steps its scheduler after each optimizer step that was not skipped, so
-    this is the number of steps fp16's loss scaler skipped (kept across resumes: both
-    counts are restored from the checkpoint).
+    The Trainer steps its scheduler after each optimizer step Accelerate does not report
+    skipped, so this is the number of steps fp16's loss scaler skipped where Accelerate
+    sees it (not with fused optimizers), kept across resumes: both counts are restored
+    from the checkpoint.
     """
     return max(0, global_step - base_scheduler(scheduler).last_epoch)
 
@@ -85,7 +89,10 @@ def _refresh_lrs(inner) -> None:
     """Recompute the LR for the next step from the lambdas (as `LambdaLR.step` would, without stepping)."""
     new_lrs = [base_lr * lam(inner.last_epoch) for lam, base_lr in zip(inner.lr_lambdas, inner.base_lrs)]
     for group, lr in zip(inner.optimizer.param_groups, new_lrs):
-        group["lr"] = lr
+        if isinstance(group["lr"], torch.Tensor):  # as torch's schedulers update tensor LRs: in place
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
     inner._last_lr = new_lrs
 
 
@@ -135,8 +142,11 @@ def install_lr_tail(scheduler, config: SWAConfig, start_step: int, global_step: 
             f"swa_lr needs a LambdaLR-based schedule (every transformers `lr_scheduler_type` except "
             f"'reduce_lr_on_plateau'), got {type(inner).__name__}. Use one of those schedules or leave swa_lr unset."
         )
-    if any(getattr(lam, "is_swa_tail", False) for lam in inner.lr_lambdas):
-        return  # already composed (a flag on the scheduler would travel through its state_dict)
+    clock = _tail_clock(inner)
+    if clock is not None:  # already composed (a flag on the scheduler would travel through its state_dict)
+        clock.skipped = skipped_steps(scheduler, global_step)
+        _refresh_lrs(inner)
+        return
     peak = max(inner.base_lrs)
     if peak <= 0:
         raise ValueError(f"swa_lr needs a positive base learning rate, got {inner.base_lrs}")
@@ -162,6 +172,5 @@ def _tail_lambda(base_lambda, target_factor: float, config: SWAConfig, start_ste
             step, start_step, start_factor, target_factor, config.swa_anneal_steps, config.swa_anneal_strategy
         )
 
-    factor.is_swa_tail = True
     factor.clock = clock
     return factor

@@ -5,10 +5,11 @@ import math
 import torch
 
 import pytest
-from accelerate.optimizer import AcceleratedOptimizer
+from accelerate import Accelerator
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
+from hf_swa.schedule import install_lr_tail
 from tiny_models import LearningRateRecorder, StopAt, classification_data, tiny_bert
 
 LR, N = 1e-2, 12
@@ -99,63 +100,91 @@ def test_param_groups_keep_their_lr_ratios(tmp_path):
         assert lrs == pytest.approx(expected, rel=1e-12), step
 
 
-class SkipOptimizerSteps(TrainerCallback):
-    """Makes the given optimizer steps skip as fp16's loss scaler skips them on overflow.
+@pytest.fixture
+def fp16_with_loss_scaler_on_cpu(monkeypatch):
+    """fp16 as on GPUs: Accelerate gives CPU runs no loss scaler (and drops fp16); give them one.
 
-    The step leaves the weights alone and reports `step_was_skipped`, so the Trainer
-    does not step its scheduler, exactly as with a GradScaler that found inf gradients.
+    Past that, the real thing runs: fp16 autocast, the loss scaled in backward, the
+    gradients unscaled and checked, the step skipped and reported on overflow, and the
+    Trainer then leaving its scheduler alone.
     """
+    init = Accelerator.__init__
 
-    def __init__(self, monkeypatch, steps):
-        self.steps, self.current = set(steps), None
-        step = AcceleratedOptimizer.step
+    def init_with_scaler(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if self.state.mixed_precision == "fp16" and self.scaler is None:
+            self.native_amp, self.scaler = True, torch.amp.GradScaler("cpu")
 
-        def maybe_skipped_step(optimizer, closure=None):
-            if self.current in self.steps:
-                optimizer._is_overflow = True
-                return
-            optimizer._is_overflow = False
-            step(optimizer, closure)
-
-        monkeypatch.setattr(AcceleratedOptimizer, "step", maybe_skipped_step)
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        self.current = state.global_step + 1
+    monkeypatch.setattr(Accelerator, "__init__", init_with_scaler)
 
 
-SKIPPED = (2, 4, 8)  # two before the tail starts at step 6, one in its anneal
+class OverflowAt(TrainerCallback):
+    """Non-finite logits in the forward of the given optimizer steps, so that their gradients overflow."""
+
+    def __init__(self, steps):
+        self.steps, self.now = set(steps), False
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        model.classifier.register_forward_hook(lambda module, inputs, out: out * float("inf") if self.now else out)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.now = state.global_step + 1 in self.steps
 
 
-def lrs_with_skipped_steps(output_dir, monkeypatch, resume_at=None):
+OVERFLOWS = (2, 4, 8)  # two before the tail starts at step 6, one in its anneal
+
+
+def run_with_overflows(output_dir, optim, resume_at=None):
+    """LRs used by each step, the logged LRs, and the steps the scheduler did not take."""
     def trainer(callbacks=()):
         recorder = LearningRateRecorder()
-        args = SWATrainingArguments(output_dir=str(output_dir), swa_start=6, swa_lr=2e-3, swa_anneal_steps=4,
-                                    swa_anneal_strategy="linear", **{**COMMON, "save_strategy": "steps",
-                                                                     "save_steps": 1})
-        skips = SkipOptimizerSteps(monkeypatch, SKIPPED)
+        args = SWATrainingArguments(
+            output_dir=str(output_dir), swa_start=6, swa_lr=2e-3, swa_anneal_steps=4, swa_anneal_strategy="linear",
+            fp16=True, **{**COMMON, "optim": optim, "save_strategy": "steps", "save_steps": 1},
+        )
         return SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(48),
-                          callbacks=[skips, recorder, *callbacks]), recorder
+                          callbacks=[OverflowAt(OVERFLOWS), recorder, *callbacks]), recorder
 
-    if resume_at is None:
+    run, recorder = trainer([StopAt(resume_at)] if resume_at else [])
+    run.train()
+    if resume_at:
         run, recorder = trainer()
-        run.train()
-        return recorder.lrs, run
-    trainer([StopAt(resume_at)])[0].train()
-    run, recorder = trainer()
-    run.train(resume_from_checkpoint=str(output_dir / f"checkpoint-{resume_at}"))
-    return recorder.lrs, run
+        run.train(resume_from_checkpoint=str(output_dir / f"checkpoint-{resume_at}"))
+    logged = {e["step"]: e["learning_rate"] for e in run.state.log_history if "learning_rate" in e}
+    return recorder.lrs, logged, run.state.global_step - run.lr_scheduler.last_epoch
 
 
-def test_steps_skipped_by_the_loss_scaler_count_for_the_tail_like_for_the_snapshots(tmp_path, monkeypatch):
-    lrs, trainer = lrs_with_skipped_steps(tmp_path / "full", monkeypatch)
-    assert sorted(lrs) == list(range(1, N + 1))
+@pytest.mark.usefixtures("fp16_with_loss_scaler_on_cpu")
+def test_steps_the_loss_scaler_skips_count_for_the_tail_like_for_the_snapshots(tmp_path):
+    lrs, logged, skipped = run_with_overflows(tmp_path / "full", "adamw_torch")
+    assert skipped == len(OVERFLOWS) and sorted(lrs) == list(range(1, N + 1))
     for step, used in lrs.items():
         if step < 6:  # the base schedule counts the updates applied, as in transformers
-            expected = base_linear(step - sum(1 for s in SKIPPED if s < step))
+            expected = base_linear(step - sum(1 for s in OVERFLOWS if s < step))
         else:  # the tail counts optimizer steps, skipped ones included: it starts at step 6 like the snapshots
             expected = expected_tail(step, 6, 2e-3, 4, "linear")
         assert used[0] == pytest.approx(expected, rel=1e-9), step
-    assert trainer.swa_callback.averager.n_averaged == N - 6 + 1
-    # Resumed after the skips, from checkpoint-7: the same LRs as the uninterrupted run.
-    resumed, _ = lrs_with_skipped_steps(tmp_path / "resumed", monkeypatch, resume_at=7)
-    assert {step: lrs[step] for step in resumed} == resumed and min(resumed) == 8
+        assert logged[step] == pytest.approx(used[0], rel=1e-9), step
+    # Resumed from checkpoint-7, after two skips: the same LRs as the uninterrupted run.
+    resumed, _, skipped_resumed = run_with_overflows(tmp_path / "resumed", "adamw_torch", resume_at=7)
+    assert sorted(resumed) == list(range(8, N + 1)) and skipped_resumed == len(OVERFLOWS)
+    assert all(resumed[step] == pytest.approx(lrs[step], rel=1e-12) for step in resumed)
+
+
+@pytest.mark.usefixtures("fp16_with_loss_scaler_on_cpu")
+def test_fused_optimizers_hide_skipped_steps_and_the_tail_still_starts_at_swa_start(tmp_path):
+    # A fused optimizer skips the update inside its own step, so Accelerate does not see the
+    # skip and the Trainer steps its scheduler anyway: the base schedule counts every step too.
+    lrs, _, skipped = run_with_overflows(tmp_path, "adamw_torch_fused")
+    assert skipped == 0
+    for step, used in lrs.items():
+        assert used[0] == pytest.approx(expected_tail(step, 6, 2e-3, 4, "linear"), rel=1e-9), step
+
+
+def test_a_tensor_lr_stays_the_optimizer_s_tensor():
+    # Optimizers given a tensor LR (e.g. for CUDA graphs) expect it updated in place, as torch's schedulers do.
+    optimizer = torch.optim.AdamW(torch.nn.Linear(2, 1).parameters(), lr=torch.tensor(1e-2))
+    lr = optimizer.param_groups[0]["lr"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    install_lr_tail(scheduler, SWAConfig(swa_start=1, swa_lr=2e-3), start_step=1)
+    assert optimizer.param_groups[0]["lr"] is lr and lr.item() == pytest.approx(2e-3)

@@ -5,12 +5,13 @@ import math
 import torch
 
 import pytest
-from accelerate import Accelerator
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
 from hf_swa.schedule import install_lr_tail
-from tiny_models import LearningRateRecorder, StopAt, classification_data, tiny_bert
+from tiny_models import (
+    LearningRateRecorder, OverflowAt, StopAt, classification_data, give_cpu_fp16_a_loss_scaler, tiny_bert,
+)
 
 LR, N = 1e-2, 12
 COMMON = dict(
@@ -102,33 +103,7 @@ def test_param_groups_keep_their_lr_ratios(tmp_path):
 
 @pytest.fixture
 def fp16_with_loss_scaler_on_cpu(monkeypatch):
-    """fp16 as on GPUs: Accelerate gives CPU runs no loss scaler (and drops fp16); give them one.
-
-    Past that, the real thing runs: fp16 autocast, the loss scaled in backward, the
-    gradients unscaled and checked, the step skipped and reported on overflow, and the
-    Trainer then leaving its scheduler alone.
-    """
-    init = Accelerator.__init__
-
-    def init_with_scaler(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        if self.state.mixed_precision == "fp16" and self.scaler is None:
-            self.native_amp, self.scaler = True, torch.amp.GradScaler("cpu")
-
-    monkeypatch.setattr(Accelerator, "__init__", init_with_scaler)
-
-
-class OverflowAt(TrainerCallback):
-    """Non-finite logits in the forward of the given optimizer steps, so that their gradients overflow."""
-
-    def __init__(self, steps):
-        self.steps, self.now = set(steps), False
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        model.classifier.register_forward_hook(lambda module, inputs, out: out * float("inf") if self.now else out)
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.now = state.global_step + 1 in self.steps
+    give_cpu_fp16_a_loss_scaler(monkeypatch)
 
 
 OVERFLOWS = (2, 4, 8)  # two before the tail starts at step 6, one in its anneal

@@ -1,9 +1,9 @@
 """Mixed precision: the averages are fp32 and equal the fp32 mean of the weights actually trained.
 
-Kept tiny: bf16 autocast on CPU is about 13x slower than fp32. fp16 autocast is not
-tested here: on CPU Accelerate accepts `fp16=True` and then trains in fp32 (no autocast,
-no grad scaler); benchmarks/gpu_check.py covers it on a GPU. Models loaded in fp16
-(no autocast, no scaler) are.
+Kept tiny: bf16 autocast on CPU is about 13x slower than fp32. On CPU Accelerate accepts
+`fp16=True` and then trains in fp32 (no autocast, no loss scaler): the fp16 test gives
+CPU runs the loss scaler GPUs get (`give_cpu_fp16_a_loss_scaler`), and
+benchmarks/gpu_check.py covers fp16 on a GPU.
 """
 
 import pytest
@@ -12,7 +12,10 @@ from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification
 
 from hf_swa import SWATrainer, SWATrainingArguments
-from tiny_models import SnapshotRecorder, classification_data, expected_snapshot_steps, max_relative_error, tiny_bert
+from tiny_models import (
+    OverflowAt, SnapshotRecorder, classification_data, expected_snapshot_steps, give_cpu_fp16_a_loss_scaler,
+    max_relative_error, tiny_bert,
+)
 
 MAX_STEPS, SWA_START, SWA_FREQ = 6, 3, 1
 COMMON = dict(
@@ -31,10 +34,11 @@ class DtypeRecorder:
         module.register_forward_hook(lambda _module, _inputs, output: self.dtypes.add(output.dtype))
 
 
-def train(tmp_path, model, **kwargs):
+def train(tmp_path, model, callbacks=(), **kwargs):
     recorder = SnapshotRecorder(STEPS)
     args = SWATrainingArguments(output_dir=str(tmp_path / "out"), **COMMON, **kwargs)
-    trainer = SWATrainer(model=model, args=args, train_dataset=classification_data(32), callbacks=[recorder])
+    trainer = SWATrainer(model=model, args=args, train_dataset=classification_data(32),
+                         callbacks=[*callbacks, recorder])
     outputs = DtypeRecorder(trainer.model.classifier)
     trainer.train()
     assert sorted(recorder.snapshots) == STEPS
@@ -57,6 +61,21 @@ def test_bf16_autocast_averages_the_fp32_weights_in_fp32(tmp_path):
     # The model ends with the average (fp32 weights: exactly the fp32 averages).
     for name, value in trainer.swa_callback.averager.averages().items():
         assert torch.equal(dict(trainer.model.named_parameters())[name], value)
+
+
+def test_fp16_autocast_with_skipped_steps_averages_the_fp32_weights_in_fp32(tmp_path, monkeypatch):
+    give_cpu_fp16_a_loss_scaler(monkeypatch)
+    # The loss scaler skips a step before the averaging and one that is a snapshot: the snapshot
+    # of a skipped step holds the unchanged weights, in the average as in the recorded mean.
+    overflows = OverflowAt({2, SWA_START + 1})  # with a non-fused AdamW, whose skips Accelerate sees
+    trainer, recorder, outputs = train(tmp_path, tiny_bert(), fp16=True, optim="adamw_torch", callbacks=[overflows])
+    assert trainer.accelerator.scaler is not None
+    assert outputs.dtypes == {torch.float16}  # the forward really ran under fp16 autocast
+    assert trainer.state.global_step - trainer.lr_scheduler.last_epoch == 2  # both steps were skipped
+    assert torch.equal(recorder.snapshots[SWA_START + 1]["classifier.weight"],
+                       recorder.snapshots[SWA_START]["classifier.weight"])
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    assert_fp32_mean_of_snapshots(trainer.swa_callback.averager, recorder)
 
 
 @pytest.fixture(scope="module")

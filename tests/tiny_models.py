@@ -1,10 +1,11 @@
-"""Tiny models and data built from config, and a callback that records snapshots independently."""
+"""Tiny models and data built from config, callbacks that record what training did, and fp16's loss scaler on CPU."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+from accelerate import Accelerator
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -119,3 +120,33 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             control.should_training_stop = True
+
+
+def give_cpu_fp16_a_loss_scaler(monkeypatch) -> None:
+    """fp16 as on GPUs: Accelerate gives CPU runs no loss scaler (and drops fp16); give them one.
+
+    Past that, the real thing runs: fp16 autocast, the loss scaled in backward, the
+    gradients unscaled and checked, the step skipped and reported on overflow, and the
+    Trainer then leaving its scheduler alone.
+    """
+    init = Accelerator.__init__
+
+    def init_with_scaler(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if self.state.mixed_precision == "fp16" and self.scaler is None:
+            self.native_amp, self.scaler = True, torch.amp.GradScaler("cpu")
+
+    monkeypatch.setattr(Accelerator, "__init__", init_with_scaler)
+
+
+class OverflowAt(TrainerCallback):
+    """Non-finite logits in the forward of the given optimizer steps, so that their gradients overflow."""
+
+    def __init__(self, steps):
+        self.steps, self.now = set(steps), False
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        model.classifier.register_forward_hook(lambda module, inputs, out: out * float("inf") if self.now else out)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.now = state.global_step + 1 in self.steps

@@ -81,8 +81,9 @@ def skipped_steps(scheduler, global_step: int) -> int:
 
 
 def _tail_clock(inner) -> Optional[_TailClock]:
-    clocks = [getattr(lam, "clock", None) for lam in getattr(inner, "lr_lambdas", ())]
-    return clocks[0] if clocks and clocks[0] is not None else None
+    """The clock of the SWA tail composed into `inner`'s lambdas, or None."""
+    lambdas = getattr(inner, "lr_lambdas", None)
+    return getattr(lambdas[0], "clock", None) if lambdas else None
 
 
 def _refresh_lrs(inner) -> None:
@@ -142,22 +143,19 @@ def install_lr_tail(scheduler, config: SWAConfig, start_step: int, global_step: 
             f"swa_lr needs a LambdaLR-based schedule (every transformers `lr_scheduler_type` except "
             f"'reduce_lr_on_plateau'), got {type(inner).__name__}. Use one of those schedules or leave swa_lr unset."
         )
-    clock = _tail_clock(inner)
-    if clock is not None:  # already composed (a flag on the scheduler would travel through its state_dict)
-        clock.skipped = skipped_steps(scheduler, global_step)
-        _refresh_lrs(inner)
-        return
-    peak = max(inner.base_lrs)
-    if peak <= 0:
-        raise ValueError(f"swa_lr needs a positive base learning rate, got {inner.base_lrs}")
-    # Param groups keep their LR ratios: the group with the largest base LR goes to swa_lr.
-    target_factor = config.swa_lr / peak
-    clock = _TailClock()
+    clock = _tail_clock(inner)  # set when already composed (a flag on the scheduler would go into its state_dict)
+    if clock is None:
+        peak = max(inner.base_lrs)
+        if peak <= 0:
+            raise ValueError(f"swa_lr needs a positive base learning rate, got {inner.base_lrs}")
+        # Param groups keep their LR ratios: the group with the largest base LR goes to swa_lr.
+        target_factor = config.swa_lr / peak
+        clock = _TailClock()
+        inner.lr_lambdas = [
+            _tail_lambda(base_lambda, target_factor, config, start_step, clock) for base_lambda in inner.lr_lambdas
+        ]
     clock.skipped = skipped_steps(scheduler, global_step)
-    inner.lr_lambdas = [
-        _tail_lambda(base_lambda, target_factor, config, start_step, clock) for base_lambda in inner.lr_lambdas
-    ]
-    # Refresh the LR for the next step (the scheduler computed it with the base lambdas).
+    # Refresh the LR for the next step (the scheduler computed it with the base lambdas, or another clock).
     _refresh_lrs(inner)
 
 

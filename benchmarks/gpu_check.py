@@ -64,6 +64,7 @@ from transformers import BertConfig, BertForSequenceClassification, TrainerCallb
 import hf_swa
 from hf_swa import SWATrainer, SWATrainingArguments, WeightAverager
 from hf_swa.distributed import full_averages, is_dtensor
+from hf_swa.schedule import skipped_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIXED = {"bf16-autocast": torch.bfloat16, "fp16-autocast": torch.float16}  # FSDP2's compute dtype
@@ -149,7 +150,7 @@ class LearningRates(TrainerCallback):
         self.lrs[state.global_step + 1] = max(group["lr"] for group in optimizer.param_groups)
 
     def on_train_end(self, args, state, control, lr_scheduler=None, **kwargs):
-        self.skipped = state.global_step - getattr(lr_scheduler, "scheduler", lr_scheduler).last_epoch
+        self.skipped = skipped_steps(lr_scheduler, state.global_step)
 
 
 class PlantedOverflows(TrainerCallback):

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, last_complete_checkpoint
@@ -185,3 +185,47 @@ def test_the_shipped_model_is_the_average(tmp_path):
 class ResumedAt(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.step = state.global_step
+
+
+PUSH_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from hf_swa import SWATrainer, SWATrainingArguments
+from tiny_models import classification_data, tiny_bert
+args = SWATrainingArguments(output_dir={out!r}, max_steps=6, push_to_hub=True, hub_model_id="me/swa",
+                            hub_strategy={strategy!r}, swa_start=3, **json.loads({common!r}))
+trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(24))
+trainer.train()
+trainer.push_to_hub()
+"""
+
+
+@pytest.mark.parametrize("strategy", ["every_save", "checkpoint"])
+def test_checkpoints_pushed_during_training_never_replace_the_model(tmp_path, strategy):
+    import os
+    import subprocess
+    import sys
+
+    from hub_server import FakeHub
+    from test_hub import hub_env
+
+    tests, out = os.path.dirname(os.path.abspath(__file__)), str(tmp_path / "out")
+    common = json.dumps({k: v for k, v in COMMON.items() if k != "lr_scheduler_type"})
+    script = PUSH_SCRIPT.format(tests=tests, out=out, strategy=strategy, common=common)
+    with FakeHub() as fake:
+        done = subprocess.run([sys.executable, "-c", script], env=hub_env(fake.url, tmp_path / "hf_home"),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    commits = fake.repos["me/swa"].commits
+    during, final = commits[:-1], commits[-1]
+    # During training only checkpoint folders went up (with hub_strategy="checkpoint"), never the model.
+    assert all(path.startswith("last-checkpoint/") for commit in during for path in commit["files"])
+    assert len(during) == (3 if strategy == "checkpoint" else 0)  # checkpoints 2, 4 and 6
+    pushed = fake.files("me/swa")
+    assert "model.safetensors" in final["files"] and "swa_config.json" in final["files"]
+    averages = load_file(tmp_path / "out" / "checkpoint-6" / "swa_averages.safetensors")
+    model = load(pushed["model.safetensors"])
+    assert all(torch.equal(model[k], averages[k]) for k in averages)  # the average of steps 3-6
+    if strategy == "checkpoint":  # the checkpoint pushed is the live training state
+        assert pushed["last-checkpoint/model.safetensors"] == (tmp_path / "out" / "checkpoint-6" /
+                                                               "model.safetensors").read_bytes()

@@ -306,10 +306,11 @@ def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
     assert {"config.json", "model.safetensors", "swa_config.json", "README.md"} <= set(pushed)
     assert not any(name.startswith("checkpoint-") for name in pushed)
     assert pushed["model.safetensors"] == (out / "model.safetensors").read_bytes()
-    # What was pushed is the average of steps 3-6 (GLUE default swa_start=0.5), as in the final checkpoint.
-    final = load_file(str(out / "checkpoint-6" / "model.safetensors"))
+    # What was pushed is the average of steps 3-6 (GLUE default swa_start=0.5): the SWA state of the final
+    # checkpoint, which itself holds the live weights.
+    averages = load_file(str(out / "checkpoint-6" / "swa_averages.safetensors"))
     saved = load_file(str(out / "model.safetensors"))
-    assert all(torch.equal(final[k], saved[k]) for k in saved)
+    assert all(torch.equal(averages[k], saved[k]) for k in averages)
     assert json.loads(pushed["swa_config.json"])["n_averaged"] == 4
     card = pushed["README.md"].decode()
     assert "| Snapshots averaged (`n_averaged`) | 4 |" in card

@@ -11,6 +11,7 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, WeightAverager
 from tiny_models import (
+    QUICK_RUN,
     SnapshotRecorder,
     StopAt,
     classification_data,
@@ -19,10 +20,7 @@ from tiny_models import (
     trainable_float_weights,
 )
 
-COMMON = dict(
-    per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-2, report_to="none",
-    use_cpu=True, disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0, data_seed=0,
-)
+COMMON = QUICK_RUN
 MAX_STEPS = 14
 # Snapshots at 4, 6, 8, 10, 12, 14: three windows of two, starting at 4, 8 and 12.
 SWA = dict(swa_start=4, swa_freq=2, swa_lr=5e-3, swa_windows=3, swa_ema_decays=[0.5, 0.9])

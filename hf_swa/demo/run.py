@@ -9,7 +9,7 @@ without SWA and once with it for each seed, then writes into `output_root`:
 - ``glue_report.md`` / ``.png`` / ``.json``: the comparison,
 - ``model/``: the averaged model of the first seed with its model card (``README.md``).
 
-Runs offline on CPU: ``python scripts/demo.py`` (or ``make demo``).
+Runs offline on CPU: ``hf-swa-demo`` (or ``make demo``, or ``python scripts/demo.py``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from hf_swa.embedded import TASK_NAME, minilm_path, write_tweet_sentiment_splits
+from hf_swa.demo.embedded import TASK_NAME, minilm_path, write_tweet_sentiment_splits
 from hf_swa.glue.compare import run_comparison, run_dir
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.hub import write_model_card
-from hf_swa.report import write_report
+from hf_swa.glue.report import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class DemoArguments:
     num_train_epochs: float = dataclasses.field(default=2.0, metadata={"help": "Epochs over the training sample."})
     learning_rate: float = dataclasses.field(default=8e-5, metadata={"help": "Peak LR (SWA holds half of it)."})
     batch_size: int = dataclasses.field(default=32, metadata={"help": "Training batch size."})
-    max_seq_length: int = dataclasses.field(default=64, metadata={"help": "Tweets are short: 95% fit in 44 tokens."})
+    max_seq_length: int = dataclasses.field(default=64, metadata={"help": "Tweets are short: 95 in 100 fit in 44 tokens."})
     evaluations: int = dataclasses.field(default=4, metadata={"help": "Evaluations during training (for the plot)."})
 
 

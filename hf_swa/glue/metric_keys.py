@@ -1,8 +1,9 @@
-"""Which keys of a Trainer metrics dict are scores, and of which weights: one home for the report and the card.
+"""Which keys of a Trainer metrics dict are scores, of which weights, and the files that hold them.
 
 ``eval_<m>`` is the live weights' score and ``eval_swa_<m>`` the averaged weights'; MNLI's
 mismatched set repeats every key with ``_mm`` at the end. Next to the scores the Trainer
 records bookkeeping (runtime, throughput, sizes, epoch), which is not a measure of the model.
+``Trainer.save_metrics`` writes them to ``<split>_results.json`` and all of them to ``all_results.json``.
 
 Example:
     >>> metric_names({"eval_accuracy": 0.9, "eval_swa_accuracy": 0.91, "eval_loss": 0.3, "eval_runtime": 2.0,
@@ -17,9 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["LIVE_PREFIX", "AVERAGED_PREFIX", "MISMATCHED_SUFFIX", "COMBINED_SCORE", "BOOKKEEPING",
+__all__ = ["ALL_RESULTS_FILE", "RESULTS_FILES", "TRAIN_RESULTS_FILE", "LIVE_PREFIX", "AVERAGED_PREFIX", "MISMATCHED_SUFFIX", "COMBINED_SCORE", "BOOKKEEPING",
            "metric_names", "is_lower_better", "is_score"]
 
+ALL_RESULTS_FILE = "all_results.json"
+#: What a run's folder may hold, best first: every metric, or the evaluation alone.
+RESULTS_FILES = (ALL_RESULTS_FILE, "eval_results.json")
+TRAIN_RESULTS_FILE = "train_results.json"
 LIVE_PREFIX = "eval_"
 AVERAGED_PREFIX = "eval_swa_"
 MISMATCHED_SUFFIX = "_mm"

@@ -44,7 +44,7 @@ from hf_swa.glue.data import (
     tokenize_datasets,
 )
 from hf_swa.glue.labels import LabelInfo, infer_labels
-from hf_swa.glue.metric_keys import MISMATCHED_SUFFIX
+from hf_swa.glue.metric_keys import MISMATCHED_SUFFIX, RESULTS_FILES, TRAIN_RESULTS_FILE
 from hf_swa.glue.metrics import make_compute_metrics
 from hf_swa.glue.modeling import prepare_model_and_tokenizer
 from hf_swa.glue.tasks import get_task
@@ -168,7 +168,7 @@ def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArg
 
 
 # Written by an earlier run into the same folder; left there they would describe this run's model.
-_RUN_OUTPUTS = (CONFIG_FILE, "all_results.json", "train_results.json", "eval_results.json", MODEL_CARD_NAME)
+_RUN_OUTPUTS = (CONFIG_FILE, *RESULTS_FILES, TRAIN_RESULTS_FILE, MODEL_CARD_NAME)
 
 
 def _remove_stale_outputs(output_dir: str) -> None:

@@ -35,14 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-from hf_swa.glue.metric_keys import AVERAGED_PREFIX, LIVE_PREFIX, MISMATCHED_SUFFIX, is_score, metric_names
+from hf_swa.glue.metric_keys import ALL_RESULTS_FILE, AVERAGED_PREFIX, LIVE_PREFIX, MISMATCHED_SUFFIX, is_score, metric_names
 from hf_swa.glue.tasks import find_task
 
 __all__ = ["VARIANTS", "RunResult", "Stat", "MetricComparison", "TaskSummary", "ReportSummary",
            "collect_runs", "summarize"]
 
 VARIANTS = ("baseline", "swa")
-RESULTS_FILE = "all_results.json"
 STATE_FILE = "trainer_state.json"
 _SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
 
@@ -193,14 +192,14 @@ def collect_runs(runs_root: Union[str, Path]) -> list:
                 match = _SEED_DIR.match(seed_dir.name)
                 if not (match and seed_dir.is_dir()):
                     continue
-                results, state = seed_dir / RESULTS_FILE, seed_dir / STATE_FILE
+                results, state = seed_dir / ALL_RESULTS_FILE, seed_dir / STATE_FILE
                 metrics = _read_json(results) if results.is_file() else {}
                 history = tuple(_read_json(state).get("log_history", ())) if state.is_file() else ()
                 runs.append(RunResult(task_dir.name, variant, int(match[1]), metrics, history, seed_dir))
     if not runs:
         raise FileNotFoundError(
-            f"no runs under {root}: expected <task>/<baseline|swa>/seed<k>/{RESULTS_FILE}, "
-            f"e.g. {root / 'sst2' / 'swa' / 'seed1' / RESULTS_FILE}"
+            f"no runs under {root}: expected <task>/<baseline|swa>/seed<k>/{ALL_RESULTS_FILE}, "
+            f"e.g. {root / 'sst2' / 'swa' / 'seed1' / ALL_RESULTS_FILE}"
         )
     return sorted(runs, key=lambda r: (r.task, r.variant, r.seed))
 
@@ -225,7 +224,7 @@ def summarize(runs: Sequence[RunResult], main_metrics: Optional[Mapping[str, str
     by_task: dict = {}
     for run in runs:
         if not run.complete:
-            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {RESULTS_FILE} (did the run finish?); left out.")
+            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {ALL_RESULTS_FILE} (did the run finish?); left out.")
             continue
         by_task.setdefault(run.task, []).append(run)
     tasks = []

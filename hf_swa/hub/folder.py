@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.glue.metric_keys import RESULTS_FILES
 
 __all__ = ["RESULTS_FILES", "WEIGHT_FILES", "TOKENIZER_FILES", "load_swa_config", "load_results", "find_weight_files"]
 
-RESULTS_FILES = ("all_results.json", "eval_results.json")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 

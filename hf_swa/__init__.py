@@ -1,16 +1,40 @@
 """hf_swa: Stochastic Weight Averaging for Hugging Face Transformers fine-tuning.
 
 >>> from hf_swa import SWAConfig, SWACallback, SWATrainer, SWATrainingArguments, WeightAverager
+
+The names are loaded on first use, so ``import hf_swa`` stays light: the Trainer and its
+stack are imported only when ``SWACallback``, ``SWATrainer`` or ``SWATrainingArguments`` is.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .averaging import WeightAverager  # noqa: E402
-from .callback import SWACallback  # noqa: E402
-from .config import SWAConfig  # noqa: E402
-from .trainer import SWATrainer, SWATrainingArguments  # noqa: E402
-from .trainer import SWAArgumentsMixin, SWATrainerMixin  # noqa: E402
-from .resume import last_complete_checkpoint  # noqa: E402
+# Each public name and the module that defines it.
+_EXPORTS = {
+    "SWAConfig": ".config",
+    "WeightAverager": ".averaging",
+    "SWACallback": ".callback",
+    "SWATrainer": ".trainer",
+    "SWATrainingArguments": ".trainer",
+    "SWATrainerMixin": ".trainer",
+    "SWAArgumentsMixin": ".arguments",
+    "last_complete_checkpoint": ".resume",
+}
 
 __all__ = ["SWAConfig", "WeightAverager", "SWACallback", "SWATrainer", "SWATrainingArguments", "__version__",
            "SWATrainerMixin", "SWAArgumentsMixin", "last_complete_checkpoint"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

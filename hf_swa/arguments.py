@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 from transformers import TrainingArguments
 
@@ -59,6 +59,25 @@ class SWAArgumentsMixin:
         default="uniform", metadata={"help": "uniform: the SWA mean of the snapshots; ema: exponential moving average."}
     )
     swa_ema_decay: float = field(default=0.999, metadata={"help": "Decay of the 'ema' strategy."})
+    swa_windows: int = field(
+        default=1,
+        metadata={"help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
+                  "snapshots from each later window start on (1: the classic average only)."},
+    )
+    swa_ema_decays: List[float] = field(
+        default_factory=list, metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."}
+    )
+    swa_select_metric: Optional[str] = field(
+        default=None,
+        metadata={"help": "Score every candidate and the live weights on the selection data at the end of training "
+                  "and ship the best, by this metric (loss, accuracy, eval_f1, ...). Unset: ship swa."},
+    )
+    swa_select_greater_is_better: Optional[bool] = field(
+        default=None, metadata={"help": "Whether a higher selection score is better (default: False for *loss)."}
+    )
+    swa_eval_candidates: bool = field(
+        default=False, metadata={"help": "evaluate() also reports eval_<candidate>_* for every candidate."}
+    )
 
     def __post_init__(self):
         # Checked before TrainingArguments sets up DeepSpeed and the process group.
@@ -95,6 +114,11 @@ class SWAArgumentsMixin:
             swa_device=self.swa_device,
             strategy=self.swa_strategy,
             ema_decay=self.swa_ema_decay,
+            swa_windows=self.swa_windows,
+            swa_ema_decays=list(self.swa_ema_decays or []),
+            swa_select_metric=self.swa_select_metric,
+            swa_select_greater_is_better=self.swa_select_greater_is_better,
+            swa_eval_candidates=self.swa_eval_candidates,
         )
 
 

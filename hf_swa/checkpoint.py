@@ -25,7 +25,7 @@ STATE_FILE = "swa_state.json"
 AVERAGES_FILE = "swa_averages.safetensors"
 CONFIG_FILE = "swa_config.json"
 SHARDED_AVERAGES_FILE = "swa_averages-rank{rank}.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: averages keyed "slot/name" (candidates); 1: one average keyed by name
 
 
 def _atomic_write(path: str, write) -> None:
@@ -81,7 +81,9 @@ def save_swa_state(
     record = dict(metadata)
     record.update(
         format_version=FORMAT_VERSION,
-        names=list(averages),
+        names=averager_state.get("names", list(averages)),
+        slots=averager_state.get("slots"),
+        candidates=averager_state.get("candidates"),
         n_averaged=averager_state["n_averaged"],
         n_skipped=averager_state["n_skipped"],
         strategy=averager_state["strategy"],
@@ -106,7 +108,7 @@ def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Opti
     if record is None:
         return None
     state_path = os.path.join(folder, STATE_FILE)
-    names, n_averaged = record["names"], int(record["n_averaged"])
+    n_averaged = int(record["n_averaged"])
     saved_world_size = record.get("sharded_world_size")
     if saved_world_size is not None and (shard is None or shard[1] != saved_world_size):
         now = "unsharded averages" if shard is None else f"{shard[1]} processes"
@@ -140,12 +142,13 @@ def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Opti
                 f"snapshots but {state_path} says step {record.get('global_step')} with {n_averaged}: the checkpoint's "
                 "SWA state is inconsistent (a save was interrupted). Resume from another checkpoint."
             )
-        if set(averages) != set(names):
+        expected = _tensor_keys(record)
+        if set(averages) != expected:
             raise ValueError(
-                f"{averages_path} holds {len(averages)} tensors but {state_path} names {len(names)}: "
+                f"{averages_path} holds {len(averages)} tensors but {state_path} names {len(expected)}: "
                 "the checkpoint's SWA state is inconsistent. Resume from another checkpoint."
             )
-        record["averages"] = {name: averages[name] for name in names}
+        record["averages"] = averages
     else:
         record["averages"] = None
     return record
@@ -189,9 +192,15 @@ def swa_state_problem(folder: str) -> Optional[str]:
             keys = _file_keys(path)
         except (OSError, SafetensorError, ValueError) as error:
             return f"{path} is missing or unreadable ({error})"
-        if keys != set(record["names"]):
-            return f"{path} holds {len(keys)} tensors but {STATE_FILE} names {len(record['names'])}"
+        if keys != _tensor_keys(record):
+            return f"{path} holds {len(keys)} tensors but {STATE_FILE} names {len(_tensor_keys(record))}"
     return None
+
+
+def _tensor_keys(record: dict) -> set:
+    """The keys the averages file of `record` holds: ``slot/name`` (candidates), or names (hf_swa 0.1)."""
+    slots, names = record.get("slots"), record["names"]
+    return {f"{slot}/{name}" for slot in slots for name in names} if slots else set(names)
 
 
 def _file_keys(path: str) -> set:

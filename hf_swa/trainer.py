@@ -7,7 +7,7 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from .checkpoint import CONFIG_FILE
 from .config import SWAConfig
 from .loss_kwargs import loss_uses_num_items_in_batch
 from .resume import last_complete_checkpoint
+from .selection import LIVE, select_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class SWATrainerMixin:
     - after `train()` the model holds the average, and `save_model()` writes it with
       ``swa_config.json`` beside it; checkpoints pushed during training (``hub_strategy``)
       never replace the model on the Hub;
+    - with ``swa_select_metric``, `train()` ends by scoring every candidate average and the
+      live weights on ``swa_select_dataset`` (or ``eval_dataset``) and the model takes the best;
     - models whose loss is a plain mean get their loss averaged over gradient accumulation
       and processes (see `loss_uses_num_items_in_batch`).
 
@@ -79,10 +82,11 @@ class SWATrainerMixin:
         (2, True)
     """
 
-    def __init__(self, *args, swa_config: Optional[SWAConfig] = None, **kwargs):
+    def __init__(self, *args, swa_config: Optional[SWAConfig] = None, swa_select_dataset=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._check_loss_kwargs()
         self.swa_callback: Optional[SWACallback] = None
+        self.swa_select_dataset = swa_select_dataset
         if not getattr(self.args, "swa", True):
             return
         if swa_config is None:
@@ -107,6 +111,29 @@ class SWATrainerMixin:
         self.swa_callback = SWACallback(swa_config)
         self.swa_callback.trainer_writes_state = True
         self.add_callback(self.swa_callback)
+        self._check_selection_data()
+
+    def _check_selection_data(self) -> None:
+        if self.swa_callback.config.swa_select_metric is None:
+            return
+        if self.swa_select_dataset is None and self.eval_dataset is None:
+            raise ValueError(
+                f"swa_select_metric={self.swa_callback.config.swa_select_metric!r} needs data to score the candidates "
+                "on: pass the trainer's swa_select_dataset=... (held-out rows), or an eval_dataset."
+            )
+        if isinstance(self._selection_data()[0], dict):
+            raise ValueError("The selection data must be one dataset, not a dict of datasets: pass swa_select_dataset.")
+        if self.swa_select_dataset is None:
+            logger.warning(
+                "SWA selects among the candidates on eval_dataset: the scores reported on it for the chosen model are "
+                "optimistic. Pass swa_select_dataset (rows held out of training) for honest numbers."
+            )
+
+    def _selection_data(self):
+        if self.swa_select_dataset is not None:
+            return self.swa_select_dataset, {"name": "swa_select_dataset"}
+        note = "selected on eval_dataset: scores reported on it for the chosen model are optimistic"
+        return self.eval_dataset, {"name": "eval_dataset", "note": note}
 
     def _check_loss_kwargs(self) -> None:
         # See loss_uses_num_items_in_batch: a model whose loss is a plain mean must not be treated as
@@ -135,7 +162,10 @@ class SWATrainerMixin:
                 raise ValueError(f"No complete checkpoint found in output directory ({self.args.output_dir}).")
         if self.swa_callback is not None:
             self.swa_callback.resume_from_checkpoint = resume_from_checkpoint or None
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
+        if self.swa_callback is not None and self.swa_callback.config.swa_select_metric and self.swa_callback.has_average:
+            self.select_candidate()
+        return output
 
     def _swa_state_needed_from(self) -> Optional[int]:
         """The first checkpoint step that must hold SWA state to be resumed from (None: without SWA)."""
@@ -184,7 +214,63 @@ class SWATrainerMixin:
         else:
             in_progress.jobs.append(job)
 
-    # ---------------------------------------------------------------- evaluation and saving
+    # ---------------------------------------------------------------- candidates, evaluation and saving
+    def select_candidate(self) -> dict:
+        """Score every candidate and the live weights on the selection data; the model takes the best.
+
+        Runs at the end of `train()` when `swa_select_metric` is set. Each score is logged as
+        ``select_<name>_<metric>``; the record goes into `swa_config.json`. If selection fails,
+        the candidates are saved first (``output_dir/swa_candidates``) and the error says so.
+        """
+        callback = self.swa_callback
+        config = callback.config
+        dataset, info = self._selection_data()
+        info["size"] = len(dataset) if hasattr(dataset, "__len__") else None
+        metric = config.select_metric_name()
+        plain_evaluate = super().evaluate
+
+        def score(name: str) -> float:
+            with preserved_rng_state():
+                metrics = plain_evaluate(dataset, metric_key_prefix=f"select_{name}")
+            key = f"select_{name}_{metric}"
+            if key not in metrics:
+                produced = sorted(k[len(f"select_{name}_"):] for k in metrics if k.startswith(f"select_{name}_"))
+                raise ValueError(
+                    f"swa_select_metric={config.swa_select_metric!r}, but evaluation (compute_metrics) produces only "
+                    f"{', '.join(produced)}: set swa_select_metric to one of these."
+                )
+            return metrics[key]
+
+        try:
+            record = select_candidate(callback.averager, self.model, score, metric, config.select_greater_is_better(),
+                                      info)
+        except Exception as error:
+            folder = os.path.join(self.args.output_dir, "swa_candidates")
+            self.save_candidates(folder)
+            raise type(error)(f"{error} (Selection failed; every candidate was saved to {folder} first.)") from error
+        callback.selection = record
+        logger.info("SWA: chose %r by %s: %s", record["chosen"], metric, record["scores"])
+        return record
+
+    def save_candidates(self, folder: str) -> List[str]:
+        """Save every candidate and the live weights, each as a plain Transformers checkpoint in ``folder/<name>``.
+
+        Each folder gets a `swa_config.json` whose ``candidate`` names it. The model ends as it began.
+        """
+        callback = self.swa_callback
+        if callback is None or not callback.has_average:
+            raise RuntimeError("SWA has no candidate averages to save yet (train past the start step first).")
+        paths = []
+        for name in callback.averager.candidate_names() + [LIVE]:
+            path = os.path.join(folder, name)
+            held = callback.live_weights(self.model) if name == LIVE else callback.averaged_weights(self.model, name)
+            with held:
+                super().save_model(path)
+                if self.args.should_save:
+                    callback.write_config(path, candidate=name)
+            paths.append(path)
+        return paths
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """Evaluate the live weights (`eval_*`) and, once a snapshot exists, the average (`eval_swa_*`)."""
         callback = self.swa_callback
@@ -193,13 +279,18 @@ class SWATrainerMixin:
         if callback is None or not callback.has_average or several:
             # Several datasets: Trainer.evaluate calls back into this method once per dataset.
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else ["swa"]
+        shipped = callback.selection["chosen"] if callback.selection else None
+        if shipped not in names + [None, LIVE]:  # the candidate chosen at the end of training
+            names.append(shipped)
         with self._one_evaluation_event():
             with callback.live_weights(self.model):
                 metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            # The extra pass must not shift the random streams training goes on with (dataloader seeds,
+            # The extra passes must not shift the random streams training goes on with (dataloader seeds,
             # dropout): with or without SWA evaluation, the live weights follow the same trajectory.
-            with preserved_rng_state(), callback.averaged_weights(self.model):
-                metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_swa"))
+            for name in names:
+                with preserved_rng_state(), callback.averaged_weights(self.model, name):
+                    metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -224,7 +315,9 @@ class SWATrainerMixin:
         callback = self.swa_callback
         folder = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:  # first: Trainer.save_model may push the folder to the Hub
-            if callback is not None and callback.averager is not None and callback.averager.holds_averages:
+            if callback is not None and callback.has_average and (
+                callback.averager.holds_averages or callback.selection is not None
+            ):  # the average, a candidate, or live weights chosen over them
                 callback.write_config(folder)
             elif os.path.isfile(os.path.join(folder, CONFIG_FILE)):
                 # Live weights must not be taken for an average by what an earlier run left here.

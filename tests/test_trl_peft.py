@@ -150,3 +150,31 @@ def test_lora_resume_is_exact(tmp_path, lora_run):
     got = resumed.swa_callback.averager.averages()
     assert resumed.swa_callback.averager.n_averaged == len(STEPS)
     assert all(torch.equal(got[k], v) for k, v in expected.items())
+
+
+def test_model_card_of_an_adapter_says_so_and_its_snippet_loads_the_average(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from hf_swa.hub import write_model_card
+    from hf_swa.hub.push import check_pushable
+
+    tiny_gpt2_lm().save_pretrained(tmp_path / "base")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tmp_path / "base")),
+                           LoraConfig(task_type="CAUSAL_LM", **LORA))
+    args = SWATrainingArguments(output_dir=str(tmp_path / "out"), swa_start=SWA_START, swa_freq=SWA_FREQ, **TRAIN)
+    trainer = SWATrainer(model=model, args=args, train_dataset=lm_data(32))
+    trainer.train()
+    adapter = tmp_path / "adapter"
+    trainer.save_model(str(adapter))
+    assert check_pushable(adapter)["n_averaged"] == len(STEPS)  # an adapter folder is a pushable model
+
+    card = write_model_card(adapter, {"eval_loss": 2.0, "eval_swa_loss": 1.9}, repo_id=str(adapter)).read_text()
+    assert "**PEFT adapter** (LORA)" in card and f"[`{tmp_path / 'base'}`]" in card
+    assert "library_name: peft" in card and f"base_model: {tmp_path / 'base'}" in card
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "PeftModel.from_pretrained(base" in snippet and "AutoModelForCausalLM" in snippet
+    namespace = {}
+    exec(snippet, namespace)  # the card's own "How to use", run as written
+    loaded = {n: p.detach() for n, p in namespace["model"].named_parameters() if "lora_" in n}
+    averages = trainer.swa_callback.averager.averages()
+    assert set(loaded) == set(averages) and all(torch.equal(loaded[k], averages[k]) for k in averages)

@@ -15,7 +15,8 @@ Example (local files, a model saved in ``./tiny-bert``)::
     results["eval_f1"], results["eval_swa_f1"]  # live weights vs the average
 
 Files written to ``output_dir``: the averaged model (plain Transformers
-checkpoint + ``swa_config.json``), ``train_results.json``, ``eval_results.json``,
+checkpoint + ``swa_config.json``) and its model card (``README.md``, written after
+training whether or not the model is pushed), ``train_results.json``, ``eval_results.json``,
 ``all_results.json`` (MNLI mismatched metrics end in ``_mm``), and with
 ``do_predict`` one GLUE submission file per test split (``CoLA.tsv``,
 ``MNLI-m.tsv``, ``MNLI-mm.tsv``, ...; ``predictions.tsv`` for a custom data set).
@@ -48,7 +49,7 @@ from hf_swa.glue.metric_keys import MISMATCHED_SUFFIX, RESULTS_FILES, TRAIN_RESU
 from hf_swa.glue.metrics import make_compute_metrics
 from hf_swa.glue.modeling import prepare_model_and_tokenizer
 from hf_swa.glue.tasks import get_task
-from hf_swa.hub.card import MODEL_CARD_NAME
+from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.trainer import SWATrainer, SWATrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -369,4 +370,17 @@ def run_glue(
     if training_args.do_predict:
         _predict(trainer, raw, data, predict_splits, data_args.task_name, label_info, model.config.id2label,
                  training_args.output_dir)
+    if training_args.do_train and trainer.is_world_process_zero() and os.path.isfile(
+            os.path.join(training_args.output_dir, CONFIG_FILE)):  # the averaged model was saved there
+        write_model_card(training_args.output_dir, **model_card_fields(model_args, data_args, training_args))
     return results
+
+
+def model_card_fields(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:
+    """What the model card of a run names: the repository, the base model (a Hub id, not a local folder), the task."""
+    base = model_args.model_name_or_path
+    return dict(
+        repo_id=training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir)),
+        base_model=None if os.path.isdir(base) else base,
+        task_name=data_args.task_name,
+    )

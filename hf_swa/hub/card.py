@@ -14,12 +14,16 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_swa.glue.metric_keys import AVERAGED_PREFIX, LIVE_PREFIX, MISMATCHED_SUFFIX, is_lower_better, is_score, metric_names
 from hf_swa.glue.tasks import HUB_DATASET, find_task
-from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_results, load_swa_config
+from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_adapter_config, load_results, load_swa_config
 
 __all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "render_model_card", "write_model_card"]
 
 MODEL_CARD_NAME = "README.md"
 TEMPLATE_NAME = "swa_model_card.md"
+# The transformers class a PEFT task type loads its base model with.
+_PEFT_AUTO_CLASSES = {"SEQ_CLS": "AutoModelForSequenceClassification", "CAUSAL_LM": "AutoModelForCausalLM",
+                      "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM", "TOKEN_CLS": "AutoModelForTokenClassification",
+                      "QUESTION_ANS": "AutoModelForQuestionAnswering", "FEATURE_EXTRACTION": "AutoModel"}
 
 
 def _template() -> str:
@@ -154,12 +158,13 @@ def _eval_results(results: Mapping[str, Any], task: Optional[str], dataset_id: O
 
 
 def _card_data(eval_results: list[EvalResult], *, title: str, task: Optional[str], dataset_id: Optional[str],
-               base_model: Optional[str], license: Optional[str], language: Optional[str]) -> ModelCardData:
+               base_model: Optional[str], license: Optional[str], language: Optional[str],
+               adapter: bool = False) -> ModelCardData:
     return ModelCardData(
         base_model=base_model,
         datasets=[dataset_id] if dataset_id else None,
         language=language,
-        library_name="transformers",
+        library_name="peft" if adapter else "transformers",
         license=license,
         metrics=[r.metric_type for r in eval_results] or None,
         pipeline_tag="text-classification",
@@ -202,6 +207,7 @@ def render_model_card(
     license: Optional[str] = None,
     language: Optional[str] = None,
     has_tokenizer: bool = False,
+    adapter: Optional[Mapping[str, Any]] = None,
 ) -> ModelCard:
     """Build the model card of an averaged model.
 
@@ -215,6 +221,9 @@ def render_model_card(
         task_name: a GLUE task (``"sst2"``) selects the GLUE dataset on the Hub and its config;
             for other data pass ``dataset_id`` (a Hub dataset id) and ``dataset_name``.
         has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
+        adapter: the ``adapter_config.json`` of a PEFT adapter (LoRA, ...): the card then says the
+            repository holds an adapter whose weights are the average, names its base model
+            (``base_model``, or the adapter's ``base_model_name_or_path``) and loads it with PEFT.
 
     Example:
         >>> card = render_model_card(
@@ -228,17 +237,21 @@ def render_model_card(
         True
     """
     results = dict(results or {})
+    if adapter is not None and base_model is None:
+        base_model = adapter.get("base_model_name_or_path")
     glue_task = find_task(task_name)
     task = glue_task.name if glue_task else (task_name.lower() if task_name else None)
     dataset_id, dataset_name = _dataset(task, glue_task is not None, dataset_id, dataset_name)
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
     eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split)
     card_data = _card_data(eval_results, title=title, task=task, dataset_id=dataset_id, base_model=base_model,
-                           license=license, language=language)
+                           license=license, language=language, adapter=adapter is not None)
     return _fill_template(
         card_data, swa_config, results, title=title, base_model=base_model, dataset_pretty=dataset_name,
         eval_split=eval_split, load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer,
         task_phrase=glue_task.purpose if glue_task else "sequence classification",
+        adapter_type=(adapter.get("peft_type") or "PEFT") if adapter is not None else None,
+        auto_class=_PEFT_AUTO_CLASSES.get((adapter or {}).get("task_type"), "AutoModelForSequenceClassification"),
     )
 
 
@@ -264,6 +277,7 @@ def write_model_card(
     folder = Path(output_dir)
     swa_config = load_swa_config(folder)
     card_kwargs.setdefault("has_tokenizer", any((folder / name).is_file() for name in TOKENIZER_FILES))
+    card_kwargs.setdefault("adapter", load_adapter_config(folder))
     card = render_model_card(swa_config, load_results(results, folder), **card_kwargs)
     path = folder / MODEL_CARD_NAME
     card.save(path)

@@ -24,6 +24,7 @@ from hf_swa.checkpoint import CONFIG_FILE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import FakeHub  # noqa: E402
+from tiny_models import checkpoint_swa_average  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -311,10 +312,11 @@ def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
     assert {"config.json", "model.safetensors", CONFIG_FILE, "README.md"} <= set(pushed)
     assert not any(name.startswith("checkpoint-") for name in pushed)
     assert pushed["model.safetensors"] == (out / "model.safetensors").read_bytes()
-    # What was pushed is the average of steps 3-6 (GLUE default swa_start=0.5), as in the final checkpoint.
-    final = load_file(str(out / "checkpoint-6" / "model.safetensors"))
+    # What was pushed is the average of steps 3-6 (GLUE default swa_start=0.5): the SWA state of the final
+    # checkpoint, which itself holds the live weights.
+    averages = checkpoint_swa_average(out / "checkpoint-6")
     saved = load_file(str(out / "model.safetensors"))
-    assert all(torch.equal(final[k], saved[k]) for k in saved)
+    assert all(torch.equal(averages[k], saved[k]) for k in averages)
     assert json.loads(pushed[CONFIG_FILE])["n_averaged"] == 4
     card = pushed["README.md"].decode()
     assert "| Snapshots averaged (`n_averaged`) | 4 |" in card

@@ -99,3 +99,68 @@ def write_rows(path: Path, rows: list[dict], columns=None) -> Path:
         lines = [sep.join(columns)] + [sep.join(str(r[c]) for c in columns) for r in rows]
         path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def predict_rows(model_dir: Path, rows: list[dict], text_keys, max_length: int = 128) -> list:
+    """The saved model's answer for each row, one example at a time (so no padding): a class name, or a score
+    for a one-output (regression) head. An independent reference for what run_glue evaluates."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    answers = []
+    with torch.no_grad():
+        for row in rows:
+            batch = tokenizer(*[row[k] for k in text_keys], truncation=True, max_length=max_length, return_tensors="pt")
+            logits = model(**batch).logits[0]
+            answers.append(float(logits[0]) if logits.numel() == 1 else model.config.id2label[int(logits.argmax())])
+    return answers
+
+
+# Metrics by hand, from their textbook definitions, to check the shipped GLUE metric against.
+def accuracy(gold: list, predicted: list) -> float:
+    return sum(g == p for g, p in zip(gold, predicted)) / len(gold)
+
+
+def _confusion(gold: list, predicted: list, positive) -> tuple:
+    pairs = list(zip(gold, predicted))
+    tp = sum(g == positive and p == positive for g, p in pairs)
+    fp = sum(g != positive and p == positive for g, p in pairs)
+    fn = sum(g == positive and p != positive for g, p in pairs)
+    return tp, fp, fn, len(pairs) - tp - fp - fn
+
+
+def f1(gold: list, predicted: list, positive) -> float:
+    tp, fp, fn, _ = _confusion(gold, predicted, positive)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def matthews(gold: list, predicted: list, positive) -> float:
+    tp, fp, fn, tn = _confusion(gold, predicted, positive)
+    denominator = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
+    return (tp * tn - fp * fn) / denominator if denominator else 0.0
+
+
+def pearson(x: list, y: list) -> float:
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    cov = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    return cov / (sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y)) ** 0.5
+
+
+def ranks(values: list) -> list:
+    """1-based ranks, ties sharing the mean of their ranks."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    result = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for i in order[start:end + 1]:
+            result[i] = (start + end) / 2 + 1
+        start = end + 1
+    return result
+
+
+def spearman(x: list, y: list) -> float:
+    return pearson(ranks(x), ranks(y))

@@ -37,8 +37,13 @@ def save_tiny_bert(folder: Path, num_labels: int = 2, seed: int = 0, head: bool 
     assert len(tokenizer) == len(tokens)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, num_labels=num_labels,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=num_labels,
     )
     (BertForSequenceClassification if head else BertModel)(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -50,16 +55,24 @@ def save_tiny_gpt2(folder: Path, num_labels: int = 2, seed: int = 0, head: bool 
     with no pad token, saved to `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([" ".join(WORDS)] * 4, vocab_size=300, min_frequency=1,
-                            special_tokens=["<|endoftext|>"], show_progress=False)
-    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
-                                  bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    bpe.train_from_iterator(
+        [" ".join(WORDS)] * 4, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False
+    )
+    tokenizer = GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
     assert tokenizer.pad_token is None
     eos = tokenizer.eos_token_id
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2, num_labels=num_labels,
-        bos_token_id=eos, eos_token_id=eos,
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        num_labels=num_labels,
+        bos_token_id=eos,
+        eos_token_id=eos,
     )
     (GPT2ForSequenceClassification if head else GPT2Model)(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -79,12 +92,18 @@ def sentiment_rows(n: int, seed: int, labels=("0", "1")) -> list[dict]:
     return rows
 
 
-def pair_rows(n: int, seed: int, label_names=("entailment", "neutral", "contradiction"), keys=("premise", "hypothesis")):
+def pair_rows(
+    n: int, seed: int, label_names=("entailment", "neutral", "contradiction"), keys=("premise", "hypothesis")
+):
     """Sentence pairs with string labels cycling through `label_names`."""
     rng = random.Random(seed)
     return [
-        {"idx": i, keys[0]: " ".join(rng.sample(WORDS, 5)), keys[1]: " ".join(rng.sample(WORDS, 3)),
-         "label": label_names[i % len(label_names)]}
+        {
+            "idx": i,
+            keys[0]: " ".join(rng.sample(WORDS, 5)),
+            keys[1]: " ".join(rng.sample(WORDS, 3)),
+            "label": label_names[i % len(label_names)],
+        }
         for i in range(n)
     ]
 
@@ -119,11 +138,11 @@ def predict_rows(model_dir: Path, rows: list[dict], text_keys, max_length: int =
 
 # Metrics by hand, from their textbook definitions, to check the shipped GLUE metric against.
 def accuracy(gold: list, predicted: list) -> float:
-    return sum(g == p for g, p in zip(gold, predicted)) / len(gold)
+    return sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(gold)
 
 
 def _confusion(gold: list, predicted: list, positive) -> tuple:
-    pairs = list(zip(gold, predicted))
+    pairs = list(zip(gold, predicted, strict=True))
     tp = sum(g == positive and p == positive for g, p in pairs)
     fp = sum(g != positive and p == positive for g, p in pairs)
     fn = sum(g == positive and p != positive for g, p in pairs)
@@ -143,7 +162,7 @@ def matthews(gold: list, predicted: list, positive) -> float:
 
 def pearson(x: list, y: list) -> float:
     mx, my = sum(x) / len(x), sum(y) / len(y)
-    cov = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    cov = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
     return cov / (sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y)) ** 0.5
 
 
@@ -156,7 +175,7 @@ def ranks(values: list) -> list:
         end = start
         while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
             end += 1
-        for i in order[start:end + 1]:
+        for i in order[start : end + 1]:
             result[i] = (start + end) / 2 + 1
         start = end + 1
     return result

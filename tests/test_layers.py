@@ -91,7 +91,7 @@ def test_no_import_circle_between_modules():
 
     def visit(name):
         if name in visiting:
-            raise AssertionError("import circle: " + " -> ".join(visiting[visiting.index(name):] + [name]))
+            raise AssertionError("import circle: " + " -> ".join(visiting[visiting.index(name) :] + [name]))
         if name in done:
             return
         visiting.append(name)

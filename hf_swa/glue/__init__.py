@@ -13,4 +13,12 @@ imports the trainer, so it is not imported here).
 from hf_swa.glue.metrics import load_glue_metric, make_compute_metrics
 from hf_swa.glue.tasks import GLUE_TASKS, TASK_NAMES, GlueTask, get_task, glue_average
 
-__all__ = ["GLUE_TASKS", "TASK_NAMES", "GlueTask", "get_task", "glue_average", "load_glue_metric", "make_compute_metrics"]
+__all__ = [
+    "GLUE_TASKS",
+    "TASK_NAMES",
+    "GlueTask",
+    "get_task",
+    "glue_average",
+    "load_glue_metric",
+    "make_compute_metrics",
+]

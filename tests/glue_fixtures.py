@@ -183,3 +183,19 @@ def ranks(values: list) -> list:
 
 def spearman(x: list, y: list) -> float:
     return pearson(ranks(x), ranks(y))
+
+
+def flags(**options) -> list[str]:
+    """Command-line flags from keywords: a list gives several values, ``True`` a bare flag.
+
+    >>> flags(task_name="sst2", seeds=[1, 2], do_train=True)
+    ['--task_name', 'sst2', '--seeds', '1', '2', '--do_train']
+    """
+    argv = []
+    for name, value in options.items():
+        argv.append(f"--{name}")
+        if isinstance(value, (list, tuple)):
+            argv.extend(str(v) for v in value)
+        elif value is not True:
+            argv.append(str(value))
+    return argv

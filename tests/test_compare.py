@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from glue_fixtures import save_tiny_bert, sentiment_rows, write_rows
+from glue_fixtures import flags, save_tiny_bert, sentiment_rows, write_rows
 
 from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.demo.embedded import LABELS, read_tweet_sentiment, write_tweet_sentiment_splits
@@ -29,39 +29,23 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     train = write_rows(tmp_path / "train.tsv", sentiment_rows(64, seed=0))
     dev = write_rows(tmp_path / "dev.tsv", sentiment_rows(32, seed=1))
     runs = tmp_path / "runs"
-    argv = [
-        "--model_name_or_path",
-        str(model),
-        "--task_name",
-        "sst2",
-        "--train_file",
-        str(train),
-        "--validation_file",
-        str(dev),
-        "--seeds",
-        "1",
-        "2",
-        "--runs_root",
-        str(runs),
-        "--max_steps",
-        "8",
-        "--per_device_train_batch_size",
-        "8",
-        "--learning_rate",
-        "5e-3",
-        "--report_to",
-        "none",
-        "--save_strategy",
-        "no",
-        "--eval_strategy",
-        "steps",
-        "--eval_steps",
-        "4",
-        "--disable_tqdm",
-        "True",
-        "--use_cpu",
-        "True",
-    ]
+    argv = flags(
+        model_name_or_path=model,
+        task_name="sst2",
+        train_file=train,
+        validation_file=dev,
+        seeds=[1, 2],
+        runs_root=runs,
+        max_steps=8,
+        per_device_train_batch_size=8,
+        learning_rate="5e-3",
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="steps",
+        eval_steps=4,
+        disable_tqdm="True",
+        use_cpu="True",
+    )
     assert load_script("glue_report").main(argv) == 0
     for mode in ("baseline", "swa"):
         for seed in (1, 2):

@@ -23,6 +23,7 @@ from hf_swa import hub
 from hf_swa.checkpoint import CONFIG_FILE
 
 sys.path.insert(0, str(Path(__file__).parent))
+from glue_fixtures import flags, save_tiny_bert, sentiment_rows, write_rows  # noqa: E402
 from hub_server import FakeHub  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -115,19 +116,14 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
     with FakeHub() as fake:
         env = hub_env(fake.url, tmp_path / "hf_home")
         first = run_cli(
-            [
-                "--model_dir",
-                str(model_dir),
-                "--repo_id",
-                "me/tiny-swa",
-                "--private",
-                "--results_file",
-                str(results_file),
-                "--task_name",
-                "mrpc",
-                "--base_model",
-                "bert-base-uncased",
-            ],
+            flags(
+                model_dir=model_dir,
+                repo_id="me/tiny-swa",
+                private=True,
+                results_file=results_file,
+                task_name="mrpc",
+                base_model="bert-base-uncased",
+            ),
             env,
         )
         assert first.returncode == 0, first.stderr
@@ -324,7 +320,6 @@ def test_template_ships_in_a_non_editable_install(tmp_path):
 
 @pytest.mark.slow
 def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
-    from glue_fixtures import save_tiny_bert, sentiment_rows, write_rows
     from safetensors.torch import load_file
 
     model = save_tiny_bert(tmp_path / "bert")
@@ -337,36 +332,25 @@ def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
             [
                 sys.executable,
                 str(REPO_ROOT / "scripts" / "run_glue.py"),
-                "--model_name_or_path",
-                str(model),
-                "--task_name",
-                "sst2",
-                "--train_file",
-                str(train),
-                "--validation_file",
-                str(dev),
-                "--do_train",
-                "--do_eval",
-                "--output_dir",
-                str(out),
-                "--max_steps",
-                "6",
-                "--per_device_train_batch_size",
-                "8",
-                "--learning_rate",
-                "5e-3",
-                "--save_strategy",
-                "steps",
-                "--save_steps",
-                "2",
-                "--report_to",
-                "none",
-                "--use_cpu",
-                "--push_to_hub",
-                "--hub_model_id",
-                "me/sst2-swa",
-                "--disable_tqdm",
-                "True",
+                *flags(
+                    model_name_or_path=model,
+                    task_name="sst2",
+                    train_file=train,
+                    validation_file=dev,
+                    do_train=True,
+                    do_eval=True,
+                    output_dir=out,
+                    max_steps=6,
+                    per_device_train_batch_size=8,
+                    learning_rate="5e-3",
+                    save_strategy="steps",
+                    save_steps=2,
+                    report_to="none",
+                    use_cpu=True,
+                    push_to_hub=True,
+                    hub_model_id="me/sst2-swa",
+                    disable_tqdm="True",
+                ),
             ],
             env=env,
             capture_output=True,

@@ -167,7 +167,6 @@ def _eval_results(
 
 def _card_data(
     eval_results: list[EvalResult],
-    *,
     title: str,
     task: Optional[str],
     dataset_id: Optional[str],
@@ -254,15 +253,7 @@ def render_model_card(
     dataset_id, dataset_name = _dataset(task, glue_task is not None, dataset_id, dataset_name)
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
     eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split)
-    card_data = _card_data(
-        eval_results,
-        title=title,
-        task=task,
-        dataset_id=dataset_id,
-        base_model=base_model,
-        license=license,
-        language=language,
-    )
+    card_data = _card_data(eval_results, title, task, dataset_id, base_model, license, language)
     return _fill_template(
         card_data,
         swa_config,

@@ -12,7 +12,14 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hf_swa.glue.metric_keys import AVERAGED_PREFIX, LIVE_PREFIX, MISMATCHED_SUFFIX, is_lower_better, is_score, metric_names
+from hf_swa.glue.metric_keys import (
+    AVERAGED_PREFIX,
+    LIVE_PREFIX,
+    MISMATCHED_SUFFIX,
+    is_lower_better,
+    is_score,
+    metric_names,
+)
 from hf_swa.glue.tasks import HUB_DATASET, find_task
 from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_results, load_swa_config
 
@@ -122,8 +129,13 @@ def _dataset(task: Optional[str], is_glue: bool, dataset_id: Optional[str], data
     return dataset_id, dataset_name
 
 
-def _eval_results(results: Mapping[str, Any], task: Optional[str], dataset_id: Optional[str],
-                  dataset_name: Optional[str], eval_split: str) -> list[EvalResult]:
+def _eval_results(
+    results: Mapping[str, Any],
+    task: Optional[str],
+    dataset_id: Optional[str],
+    dataset_name: Optional[str],
+    eval_split: str,
+) -> list[EvalResult]:
     """The averaged weights' scores as ``model-index`` entries (no losses, no combined score)."""
     if dataset_id is None:
         return []
@@ -153,8 +165,15 @@ def _eval_results(results: Mapping[str, Any], task: Optional[str], dataset_id: O
     return entries
 
 
-def _card_data(eval_results: list[EvalResult], *, title: str, task: Optional[str], dataset_id: Optional[str],
-               base_model: Optional[str], license: Optional[str], language: Optional[str]) -> ModelCardData:
+def _card_data(
+    eval_results: list[EvalResult],
+    title: str,
+    task: Optional[str],
+    dataset_id: Optional[str],
+    base_model: Optional[str],
+    license: Optional[str],
+    language: Optional[str],
+) -> ModelCardData:
     return ModelCardData(
         base_model=base_model,
         datasets=[dataset_id] if dataset_id else None,
@@ -169,8 +188,9 @@ def _card_data(eval_results: list[EvalResult], *, title: str, task: Optional[str
     )
 
 
-def _fill_template(card_data: ModelCardData, swa_config: Mapping[str, Any], results: Mapping[str, Any],
-                   **fields: Any) -> ModelCard:
+def _fill_template(
+    card_data: ModelCardData, swa_config: Mapping[str, Any], results: Mapping[str, Any], **fields: Any
+) -> ModelCard:
     """The card's text: the template filled with the settings, the results and ``fields``."""
     rows, better, worse = _result_rows(results)
     strategy = swa_config.get("strategy", "uniform")
@@ -233,11 +253,17 @@ def render_model_card(
     dataset_id, dataset_name = _dataset(task, glue_task is not None, dataset_id, dataset_name)
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
     eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split)
-    card_data = _card_data(eval_results, title=title, task=task, dataset_id=dataset_id, base_model=base_model,
-                           license=license, language=language)
+    card_data = _card_data(eval_results, title, task, dataset_id, base_model, license, language)
     return _fill_template(
-        card_data, swa_config, results, title=title, base_model=base_model, dataset_pretty=dataset_name,
-        eval_split=eval_split, load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer,
+        card_data,
+        swa_config,
+        results,
+        title=title,
+        base_model=base_model,
+        dataset_pretty=dataset_name,
+        eval_split=eval_split,
+        load_id=repo_id or "path/to/this/model",
+        has_tokenizer=has_tokenizer,
         task_phrase=glue_task.purpose if glue_task else "sequence classification",
     )
 

@@ -10,4 +10,16 @@ from .callback import SWACallback  # noqa: E402
 from .config import SWAConfig  # noqa: E402
 from .trainer import SWATrainer, SWATrainingArguments  # noqa: E402
 
-__all__ = ["SWAConfig", "WeightAverager", "SWACallback", "SWATrainer", "SWATrainingArguments", "__version__"]
+# Loaded on first use: post-hoc averaging is not needed to train.
+_LAZY = {"average_checkpoints": ".checkpoint_average", "greedy_soup": ".soup"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["average_checkpoints", "greedy_soup", "SWAConfig", "WeightAverager", "SWACallback", "SWATrainer", "SWATrainingArguments", "__version__"]

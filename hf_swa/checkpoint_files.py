@@ -134,7 +134,8 @@ class CheckpointWeights:
         FileNotFoundError: the folder does not exist or holds no safetensors weights.
     """
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: Union[str, os.PathLike]):
+        folder = os.fspath(folder)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"Checkpoint folder {folder!r} does not exist.")
         self.folder = folder

@@ -155,18 +155,18 @@ def greedy_soup(
     scores = {}
     for reader in readers:
         scorer.load(_input_chunks(reader))
-        scores[reader.folder] = scorer.score(score_fn)
+        scores[_path(reader)] = scorer.score(score_fn)
         bar.update(1)
-    ranked = sorted(readers, key=lambda r: -scores[r.folder])
+    ranked = sorted(readers, key=lambda r: -scores[_path(r)])
     dtypes = {name: newest.dtype(name) for name in float_names}
     total = {name: ranked[0].tensor(name).to(torch.float32) for name in float_names}
-    members, soup_score = [ranked[0]], scores[ranked[0].folder]
-    tried = [{"members": [ranked[0].folder], "score": soup_score, "kept": True}]
+    members, soup_score = [ranked[0]], scores[_path(ranked[0])]
+    tried = [{"members": [_path(ranked[0])], "score": soup_score, "kept": True}]
     for reader in ranked[1:]:
         scorer.load(_candidate_chunks(total, reader, len(members) + 1, dtypes))
         score = scorer.score(score_fn)
         kept = score >= soup_score
-        tried.append({"members": [m.folder for m in members] + [reader.folder], "score": score, "kept": kept})
+        tried.append({"members": [_path(m) for m in members + [reader]], "score": score, "kept": kept})
         if kept:
             for name in float_names:
                 total[name].add_(reader.tensor(name))
@@ -182,7 +182,7 @@ def greedy_soup(
     record["soup"] = {
         "input_scores": scores,
         "tried": tried,
-        "members": [os.path.abspath(m.folder) for m in members],
+        "members": [_path(m) for m in members],
         "score": soup_score,
     }
     write_averaged_checkpoint(
@@ -190,6 +190,10 @@ def greedy_soup(
         desc="Writing the soup", progress=progress,
     )
     return record
+
+
+def _path(reader: CheckpointWeights) -> str:
+    return os.path.abspath(reader.folder)
 
 
 def copied_or_mean(name: str, copied: dict, mean: Callable):

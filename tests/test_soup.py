@@ -1,0 +1,92 @@
+"""Greedy soups: a bad input is left out, the soup is the mean of its members, its score reproduces."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from hf_swa import greedy_soup
+from posthoc_fixtures import float64_mean, folder_snapshot, stored_tensors
+from tiny_models import max_relative_error, tiny_bert
+
+NOISE = {"good0": 0.01, "good1": 0.01, "good2": 0.01, "bad": 0.5}
+
+
+def noisy_copies(root, dtype=torch.float32):
+    """A target model and copies of it with noise: three small, one large."""
+    target = tiny_bert(seed=0)
+    reference = {n: p.detach().clone() for n, p in target.named_parameters()}
+    folders = {}
+    for i, (name, scale) in enumerate(NOISE.items()):
+        model = tiny_bert(seed=0)
+        generator = torch.Generator().manual_seed(10 + i)
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(torch.randn(param.shape, generator=generator), alpha=scale)
+        model.to(dtype).save_pretrained(root / name)
+        folders[name] = root / name
+    return folders, reference
+
+
+def closeness(reference):
+    """Higher is better: minus the squared distance of the model's weights to the target's."""
+
+    def score(model):
+        return -sum(float(((p.double() - reference[n].double()) ** 2).sum()) for n, p in model.named_parameters())
+
+    return score
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_greedy_soup_leaves_the_bad_input_out_and_its_score_reproduces(tmp_path, dtype):
+    folders, reference = noisy_copies(tmp_path, dtype)
+    order = [folders["bad"], folders["good0"], folders["good1"], folders["good2"]]
+    score = closeness(reference)
+    record = greedy_soup(order, tmp_path / "soup", score, progress=False)
+    soup = record["soup"]
+
+    good = [str(folders[n]) for n in ("good0", "good1", "good2")]
+    assert sorted(soup["members"]) == sorted(good)
+    assert soup["score"] > max(soup["input_scores"].values())
+    assert [t["kept"] for t in soup["tried"]] == [True, True, True, False]
+    assert soup["tried"][-1]["members"][-1] == str(folders["bad"])
+    assert soup["tried"][-1]["score"] < soup["tried"][-2]["score"]
+    assert record["n_averaged"] == 3 and record["method"] == "greedy_soup"
+    assert dict(zip((s["folder"] for s in record["sources"]), record["weights"]))[str(folders["bad"])] == 0.0
+
+    # Each input's recorded score is the score of that input loaded with plain transformers.
+    for folder in order:
+        loaded = AutoModelForSequenceClassification.from_pretrained(folder, dtype="auto")
+        assert score(loaded.eval()) == soup["input_scores"][str(folder)]
+    # The saved soup is the mean of its members, and scores exactly what was recorded.
+    saved = stored_tensors(tmp_path / "soup")
+    expected = float64_mean([folders[n] for n in ("good0", "good1", "good2")])
+    if dtype == torch.float32:
+        assert max_relative_error(saved, expected) < 1e-6
+    else:
+        assert all(torch.equal(saved[n], v.to(dtype)) for n, v in expected.items())
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "soup", dtype="auto")
+    assert score(loaded.eval()) == soup["score"]
+
+
+def test_nan_input_is_refused_and_the_output_untouched(tmp_path):
+    folders, reference = noisy_copies(tmp_path / "inputs")
+    model = AutoModelForSequenceClassification.from_pretrained(folders["good1"])
+    with torch.no_grad():
+        model.classifier.bias[1] = float("nan")
+    model.save_pretrained(folders["good1"])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier")
+    before = folder_snapshot(out)
+    with pytest.raises(ValueError, match=rf"{folders['good1']}: tensor 'classifier.bias' holds 1 NaN/inf"):
+        greedy_soup(list(folders.values()), out, closeness(reference), overwrite_output_dir=True, progress=False)
+    assert folder_snapshot(out) == before
+
+
+def test_score_fn_returning_nan_is_refused(tmp_path):
+    folders, _ = noisy_copies(tmp_path)
+    with pytest.raises(ValueError, match="score_fn returned NaN"):
+        greedy_soup(list(folders.values()), tmp_path / "soup", lambda model: float("nan"), progress=False)
+    assert not (tmp_path / "soup").exists()

@@ -45,7 +45,7 @@ from .checkpoint_average import (
 from .checkpoint_files import CheckpointWeights, row_chunks
 from .checkpoint_writer import check_output_dir
 
-__all__ = ["greedy_soup", "load_model_for_soup"]
+__all__ = ["greedy_soup", "score_checkpoints", "load_model_for_soup"]
 
 logger = logging.get_logger(__name__)
 
@@ -122,6 +122,38 @@ def _candidate_chunks(total: dict, reader: Optional[CheckpointWeights], count: i
     return chunks
 
 
+def _score_each(readers: list, scorer: _ScoringModel, score_fn: Callable, bar) -> dict:
+    scores = {}
+    for reader in readers:
+        scorer.load(_input_chunks(reader))
+        scores[_path(reader)] = scorer.score(score_fn)
+        bar.update(1)
+    return scores
+
+
+def score_checkpoints(
+    checkpoints: Sequence[str], score_fn: Callable[[torch.nn.Module], float], *,
+    load_model: Optional[Callable[[str], torch.nn.Module]] = None, progress: bool = True,
+) -> dict:
+    """``{absolute folder: score_fn(model)}`` for each checkpoint, streamed into one model built from the newest."""
+    readers, scorer = _open_for_scoring(checkpoints, load_model)
+    bar = logging.tqdm(total=len(readers), desc="Scoring", unit="checkpoint", disable=not progress)
+    scores = _score_each(readers, scorer, score_fn, bar)
+    bar.close()
+    return scores
+
+
+def _open_for_scoring(checkpoints: Sequence[str], load_model: Optional[Callable]) -> tuple:
+    """The inputs, oldest first, and the model built from the newest to stream each one into."""
+    readers = open_checkpoints(list(checkpoints))
+    readers.sort(key=lambda r: (r.step is not None, r.step or 0))
+    newest = readers[-1]
+    if newest.kind == "adapter":
+        raise ValueError("Scoring and greedy soups take full checkpoints; average PEFT adapters with the uniform mean.")
+    float_names = [n for n in newest.names if newest.dtype(n).is_floating_point]
+    return readers, _ScoringModel((load_model or load_model_for_soup)(newest.folder), newest, float_names)
+
+
 def greedy_soup(
     checkpoints: Sequence[str],
     output_dir: str,
@@ -142,21 +174,13 @@ def greedy_soup(
     every soup ``tried`` (with its members and score), the final ``members`` and ``score``.
     """
     check_output_dir(output_dir, list(checkpoints), overwrite_output_dir)
-    readers = open_checkpoints(list(checkpoints))
-    readers.sort(key=lambda r: (r.step is not None, r.step or 0))
+    readers, scorer = _open_for_scoring(checkpoints, load_model)
     newest = readers[-1]
-    if newest.kind == "adapter":
-        raise ValueError("A greedy soup takes full checkpoints; average PEFT adapters with the uniform mean.")
-    float_names = [n for n in newest.names if newest.dtype(n).is_floating_point]
-    copied = {n: check_equal_across(readers, n) for n in newest.names if n not in float_names}
-    scorer = _ScoringModel((load_model or load_model_for_soup)(newest.folder), newest, float_names)
+    float_names = list(scorer.targets)
+    copied = {n: check_equal_across(readers, n) for n in newest.names if n not in scorer.targets}
 
     bar = logging.tqdm(total=2 * len(readers) - 1, desc="Greedy soup", unit="score", disable=not progress)
-    scores = {}
-    for reader in readers:
-        scorer.load(_input_chunks(reader))
-        scores[_path(reader)] = scorer.score(score_fn)
-        bar.update(1)
+    scores = _score_each(readers, scorer, score_fn, bar)
     ranked = sorted(readers, key=lambda r: -scores[_path(r)])
     dtypes = {name: newest.dtype(name) for name in float_names}
     total = {name: ranked[0].tensor(name).to(torch.float32) for name in float_names}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -269,3 +271,29 @@ def test_output_folder_that_is_an_input_is_refused(tmp_path, where):
     with pytest.raises(ValueError, match=rf"--output_dir .* {word} the input .*checkpoint-\d+: writing there would replace an input"):
         average_checkpoints(run_dir=str(run), last=2, output_dir=out, overwrite_output_dir=True, progress=False)
     assert folder_snapshot(run) == before
+
+
+# -- the command line ---------------------------------------------------------------------------------
+
+
+def test_console_script_help_runs():
+    script = os.path.join(os.path.dirname(sys.executable), "hf-swa-average")
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for option in ("--run_dir", "--last", "--steps", "--weights", "--soup", "--push_to_hub", "--hub_model_id",
+                   "--task_name", "--validation_file", "--metric", "--per_device_eval_batch_size", "--use_cpu"):
+        assert option in result.stdout, option
+
+
+def test_cli_averages_the_last_checkpoints_of_a_run(tmp_path, capsys):
+    from hf_swa.posthoc.cli import main
+
+    run = fake_run(tmp_path / "run", [100, 200, 300, 400])
+    assert main(["--run_dir", str(run), "--last", "3", "--weights", "1", "1", "2", "--output_dir", str(tmp_path / "o")]) == 0
+    assert load_file(tmp_path / "o" / "model.safetensors")["w"].tolist() == [(200 + 300 + 2 * 400) / 4] * 3
+    record = json.loads((tmp_path / "o" / CONFIG_FILE).read_text())
+    assert [s["step"] for s in record["sources"]] == [200, 300, 400] and record["weights"] == [0.25, 0.25, 0.5]
+    # Bad input: a clear message on stderr, exit status 2, nothing written.
+    assert main(["--run_dir", str(run), "--last", "5", "--output_dir", str(tmp_path / "p")]) == 2
+    assert "--last 5 asks for 5 checkpoints" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

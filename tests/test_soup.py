@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -90,3 +92,61 @@ def test_score_fn_returning_nan_is_refused(tmp_path):
     with pytest.raises(ValueError, match="score_fn returned NaN"):
         greedy_soup(list(folders.values()), tmp_path / "soup", lambda model: float("nan"), progress=False)
     assert not (tmp_path / "soup").exists()
+
+
+# -- through the command line, scored on a labelled file with the GLUE runner's metrics -----------
+
+
+@pytest.fixture(scope="module")
+def sentiment_run(tmp_path_factory):
+    """A fine-tuning run (SWA off, so a plain Trainer's checkpoints) on a keyword sentiment task, and its dev file."""
+    from glue_fixtures import save_tiny_bert, sentiment_rows, write_rows
+
+    from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
+
+    root = tmp_path_factory.mktemp("sentiment")
+    train = write_rows(root / "train.csv", sentiment_rows(64, seed=0))
+    dev = write_rows(root / "dev.csv", [{"text": r["sentence"], "y": r["label"]} for r in sentiment_rows(32, seed=1)])
+    run_glue(
+        ModelArguments(model_name_or_path=str(save_tiny_bert(root / "bert"))),
+        DataTrainingArguments(train_file=str(train)),
+        GlueTrainingArguments(output_dir=str(root / "run"), do_train=True, num_train_epochs=8, learning_rate=5e-3,
+                              per_device_train_batch_size=8, save_strategy="steps", save_steps=8, swa=False,
+                              report_to="none", use_cpu=True, disable_tqdm=True, seed=1),
+    )
+    return root, dev
+
+
+@pytest.mark.slow
+def test_cli_greedy_soup_scored_on_a_file_leaves_a_broken_checkpoint_out(sentiment_run, tmp_path):
+    from hf_swa.posthoc.cli import main
+    from hf_swa.posthoc.scoring import SoupEvaluationArguments, glue_score_fn
+
+    root, dev = sentiment_run
+    run = root / "run"
+    good = [run / f"checkpoint-{step}" for step in (48, 56, 64)]
+    broken = tmp_path / "broken"
+    model = AutoModelForSequenceClassification.from_pretrained(good[-1])
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator))
+    model.save_pretrained(broken)
+    out = tmp_path / "soup"
+    evaluation = ["--validation_file", str(dev), "--text_columns", "text", "--label_column", "y",
+                  "--metric", "accuracy", "--per_device_eval_batch_size", "16", "--use_cpu"]
+    assert main([*map(str, good), str(broken), "--soup", "greedy", "--output_dir", str(out), *evaluation]) == 0
+
+    record = json.loads((out / "swa_config.json").read_text())
+    soup = record["soup"]
+    # Ties count as "no worse": the fine-tuned checkpoints all join, the broken one does not.
+    assert soup["metric"] == "eval_accuracy" and sorted(soup["members"]) == sorted(map(str, good))
+    assert soup["input_scores"][str(broken)] == min(soup["input_scores"].values())
+    assert len(soup["tried"]) == 4 and soup["score"] == max(t["score"] for t in soup["tried"] if t["kept"])
+    members = sorted(soup["members"])
+    assert max_relative_error(stored_tensors(out), float64_mean(members)) < 1e-6
+    # The recorded score is the score of the saved model, evaluated afresh.
+    score_fn, _ = glue_score_fn(
+        SoupEvaluationArguments(validation_file=str(dev), text_columns=["text"], label_column="y", metric="accuracy",
+                                per_device_eval_batch_size=16, use_cpu=True), str(out))
+    assert score_fn(AutoModelForSequenceClassification.from_pretrained(out).eval()) == soup["score"]

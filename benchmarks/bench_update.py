@@ -9,7 +9,9 @@ Compares, on the same model and device:
 - `WeightAverager.update` (default: with the NaN/inf check; and without it),
 - `torch.optim.swa_utils.AveragedModel.update_parameters`,
 - a plain multi-tensor copy of the same bytes (the floor: read 4 + write 4 bytes a
-  parameter; an average must also read the mean, 12 bytes, so 1.5x is the ideal).
+  parameter; an average must also read the mean, 12 bytes, so 1.5x is the ideal),
+- candidates: `swa_windows=4` (one update per snapshot whatever the windows) and two
+  EMAs (one more update each), as ratios to the single average's update.
 """
 
 from __future__ import annotations
@@ -62,26 +64,37 @@ def bench_update(config: BertConfig, repeats: int, device: str) -> None:
     averaged_model = AveragedModel(model)
     averaged_model.update_parameters(model)
     copies = [torch.empty_like(p) for p in params]
+    windows = WeightAverager(model, window_starts=[1, 2, 3, 4])
+    for step in (1, 2, 3, 4):  # a snapshot in every window; time updates in the last one
+        windows.update(model, step=step)
+    emas = WeightAverager(model, ema_decays=[0.9, 0.99])
+    emas.update(model)
 
     results = {
         "plain copy of the weights": median_seconds(lambda: torch._foreach_copy_(copies, params), repeats),
         "WeightAverager.update": median_seconds(lambda: averager.update(model), repeats),
         "WeightAverager.update (no NaN check)": median_seconds(lambda: unchecked.update(model), repeats),
         "AveragedModel.update_parameters": median_seconds(lambda: averaged_model.update_parameters(model), repeats),
+        "update, swa_windows=4": median_seconds(lambda: windows.update(model, step=4), repeats),
+        "update, 2 EMAs besides swa": median_seconds(lambda: emas.update(model), repeats),
     }
     extra = {
         "plain copy of the weights": tensor_bytes(copies),
-        "WeightAverager.update": tensor_bytes(averager._averages) + tensor_bytes(averager._staging),
-        "WeightAverager.update (no NaN check)": tensor_bytes(unchecked._averages),
+        "WeightAverager.update": averager.nbytes(),
+        "WeightAverager.update (no NaN check)": unchecked.nbytes(),
+        "update, swa_windows=4": windows.nbytes(),
+        "update, 2 EMAs besides swa": emas.nbytes(),
         "AveragedModel.update_parameters": tensor_bytes(averaged_model.parameters())
         + tensor_bytes(averaged_model.buffers()),
     }
     copy_time = results["plain copy of the weights"]
     swa_time = results["AveragedModel.update_parameters"]
-    print(f"{'method':40s} {'median ms':>10s} {'x copy':>8s} {'x AveragedModel':>16s} {'adds MiB':>9s}")
+    one_update = results["WeightAverager.update"]
+    print(f"{'method':40s} {'median ms':>10s} {'x copy':>8s} {'x AveragedModel':>16s} {'x update':>9s} "
+          f"{'adds MiB':>9s}")
     for name, seconds in results.items():
         print(f"{name:40s} {seconds * 1e3:10.1f} {seconds / copy_time:8.2f} {seconds / swa_time:16.2f} "
-              f"{mib(extra[name]):9.0f}")
+              f"{seconds / one_update:9.2f} {mib(extra[name]):9.0f}")
 
 
 def bench_training(repeats: int) -> None:

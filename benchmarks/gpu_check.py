@@ -197,11 +197,11 @@ update_times: list = []
 _update = WeightAverager.update
 
 
-def timed_update(self, model):
+def timed_update(self, model, step=None):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
-    result = _update(self, model)
+    result = _update(self, model, step)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     update_times.append(time.perf_counter() - start)
@@ -295,7 +295,7 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     if swa_device == "cpu":
         on_cpu = all(t.device.type == "cpu" for t in averages.values())
         check(on_cpu, "averages live in host memory")
-    gpu_bytes = sum(t.numel() * t.element_size() for t in list(averages.values()) + averager._staging if t.is_cuda)
+    gpu_bytes = sum(t.numel() * t.element_size() for t in list(averages.values()) + list(averager._staging.values()) if t.is_cuda)
     if swa_device == "cpu" and cuda:
         check(all(t.is_pinned() for t in averages.values()), "host averages are pinned")
         check(gpu_bytes == 0, "the averages take no GPU memory")

@@ -1,25 +1,39 @@
 """hf_swa: Stochastic Weight Averaging for Hugging Face Transformers fine-tuning.
 
 >>> from hf_swa import SWAConfig, SWACallback, SWATrainer, SWATrainingArguments, WeightAverager
+
+The names are loaded on first use, so ``import hf_swa`` stays light: the Trainer and its
+stack are imported only when ``SWACallback``, ``SWATrainer`` or ``SWATrainingArguments`` is.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .averaging import WeightAverager  # noqa: E402
-from .callback import SWACallback  # noqa: E402
-from .config import SWAConfig  # noqa: E402
-from .trainer import SWATrainer, SWATrainingArguments  # noqa: E402
+# Each public name and the module that defines it.
+_EXPORTS = {
+    "SWAConfig": ".config",
+    "WeightAverager": ".averaging",
+    "SWACallback": ".callback",
+    "SWATrainer": ".trainer",
+    "SWATrainingArguments": ".trainer",
+    "average_checkpoints": ".checkpoint_average",
+    "greedy_soup": ".soup",
+}
 
-# Loaded on first use: post-hoc averaging is not needed to train.
-_LAZY = {"average_checkpoints": ".checkpoint_average", "greedy_soup": ".soup"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["SWAConfig", "WeightAverager", "SWACallback", "SWATrainer", "SWATrainingArguments", "average_checkpoints",
+           "greedy_soup", "__version__"]
 
 
-__all__ = ["average_checkpoints", "greedy_soup", "SWAConfig", "WeightAverager", "SWACallback", "SWATrainer", "SWATrainingArguments", "__version__"]
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

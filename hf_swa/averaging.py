@@ -7,61 +7,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from . import distributed
-from .strategies import ExponentialAverage, UniformAverage, make_strategy
+from .candidates import MAIN_CANDIDATE, ExponentialMean, WindowMeans
+from .parameters import (  # noqa: F401  (averaged_parameters and clean_parameter_name: public here too)
+    averaged_parameters,
+    clean_parameter_name,
+    local_tensor,
+    mismatch_message,
+    require_averaged_parameters,
+)
+from .strategies import ExponentialAverage, UniformAverage, check_ema_decays, make_strategy
 
 logger = logging.getLogger(__name__)
-
-# Prefixes that wrappers (DDP, FSDP, activation checkpointing, torch.compile) add to parameter names.
-_WRAPPER_PREFIX = re.compile(r"(^module\.)|(_fsdp_wrapped_module\.)|(_checkpoint_wrapped_module\.)|(_orig_mod\.)")
-
-
-def clean_parameter_name(name: str) -> str:
-    """Drop the prefixes that DDP/FSDP/checkpointing/compile wrappers add to a parameter name.
-
-    >>> clean_parameter_name("module.bert._fsdp_wrapped_module.embeddings.word_embeddings.weight")
-    'bert.embeddings.word_embeddings.weight'
-    """
-    return _WRAPPER_PREFIX.sub("", name)
-
-
-def local_tensor(param: torch.Tensor) -> torch.Tensor:
-    """The part of `param` this process holds: a DTensor's local shard, a ZeRO-3 partition, or the tensor itself."""
-    if hasattr(param, "ds_tensor"):  # DeepSpeed ZeRO-3: param.data is empty, the partition lives in ds_tensor
-        return param.ds_tensor
-    if hasattr(param, "_local_tensor"):  # torch DTensor (FSDP2, tensor parallel)
-        return param._local_tensor
-    return param.detach()
-
-
-def averaged_parameters(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
-    """The parameters SWA averages: each trainable floating-point parameter once.
-
-    Tied weights (GPT-2's ``lm_head.weight`` and ``transformer.wte.weight``) are one
-    tensor and appear once. Frozen parameters and buffers are left out.
-
-    >>> from torch import nn
-    >>> model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
-    >>> model[1].weight.requires_grad_(False)  # doctest: +ELLIPSIS
-    Parameter...
-    >>> [name for name, _ in averaged_parameters(model)]
-    ['0.weight', '0.bias', '1.bias']
-    """
-    seen = set()
-    selected = []
-    for name, param in model.named_parameters():
-        if id(param) in seen or not param.requires_grad or not param.is_floating_point():
-            continue
-        seen.add(id(param))
-        selected.append((clean_parameter_name(name), param))
-    return selected
-
 
 class WeightAverager:
     """fp32 running averages of a model's trainable floating-point parameters.
@@ -71,6 +33,12 @@ class WeightAverager:
     weight and writes the average (12 bytes a parameter). Parameters in another dtype
     (bf16/fp16) or on another device first go through staging buffers allocated once.
     The model is never deep-copied.
+
+    Besides the main average (``swa``) it keeps candidates (`hf_swa.candidates`): with
+    ``window_starts`` the averaging phase is split into windows, one uniform mean each,
+    and ``swa_from{s}`` averages the snapshots from step ``s`` on (one update per
+    snapshot whatever the number of windows); each decay in ``ema_decays`` adds a
+    bias-corrected EMA ``ema_{d}`` (one more update each).
 
     Sharded models (FSDP2 ``fully_shard``, DeepSpeed ZeRO-3): each rank averages the
     shard it holds (`local_tensor`), with no gather per step; `sharded` is then True and
@@ -84,25 +52,31 @@ class WeightAverager:
         strategy: ``"uniform"`` (SWA), ``"ema"``, or a strategy object with ``weight(n)``.
         ema_decay: decay for ``strategy="ema"``.
         skip_non_finite: check each snapshot and skip (and count) one that holds NaN/inf.
+        window_starts: the first step of each window of the main (uniform) average;
+            `update` then needs the step.
+        ema_decays: one EMA candidate per decay.
 
     Example:
         >>> import torch
         >>> from torch import nn
         >>> from hf_swa import WeightAverager
         >>> model = nn.Linear(2, 1)
-        >>> averager = WeightAverager(model)
-        >>> for value in (1.0, 2.0, 6.0):
+        >>> averager = WeightAverager(model, window_starts=[1, 3], ema_decays=[0.5])
+        >>> for step, value in enumerate((1.0, 2.0, 6.0), start=1):
         ...     with torch.no_grad():
         ...         _ = model.weight.fill_(value)
-        ...     averager.update(model)
+        ...     averager.update(model, step=step)
         True
         True
         True
-        >>> averager.n_averaged
-        3
+        >>> averager.n_averaged, averager.candidate_names()
+        (3, ['swa', 'swa_from3', 'ema_0.5'])
         >>> with averager.averaged_weights(model):
         ...     print(model.weight.tolist())
         [[3.0, 3.0]]
+        >>> with averager.averaged_weights(model, "swa_from3"):
+        ...     print(model.weight.tolist())
+        [[6.0, 6.0]]
         >>> model.weight.tolist()
         [[6.0, 6.0]]
     """
@@ -114,33 +88,46 @@ class WeightAverager:
         strategy: Union[str, UniformAverage, ExponentialAverage] = "uniform",
         ema_decay: float = 0.999,
         skip_non_finite: bool = True,
+        window_starts: Optional[Sequence[int]] = None,
+        ema_decays: Sequence[float] = (),
     ):
         distributed.check_supported(model)
         self._has_fsdp2 = bool(distributed.fsdp2_modules(model))
         self._reshard(model)
-        named = averaged_parameters(model)
-        if not named:
-            raise ValueError(
-                "The model has no trainable floating-point parameters, so there is nothing to average. "
-                "Unfreeze some parameters (requires_grad=True) or do not use SWA for this model."
-            )
+        named = require_averaged_parameters(model)
         self.strategy = make_strategy(strategy, ema_decay)
         self.device = torch.device(device) if device is not None else None
         self.skip_non_finite = skip_non_finite
         self.names = [name for name, _ in named]
         self.n_averaged = 0
         self.n_skipped = 0
-        self._in_model = False
+        self._held: Optional[str] = None  # the candidate swapped into the model, if any
         self._backup: Optional[List[torch.Tensor]] = None
 
         # Each rank holds a different part of these parameters (FSDP2 shard / ZeRO-3 partition).
         self.sharded = any(distributed.is_sharded_parameter(p) for _, p in named)
         tensors = [local_tensor(p) for _, p in named]
-        self._averages = [self._new_buffer(t, torch.float32) for t in tensors]
-        # Indexes of tensors folded in directly (fp32, same device) vs through a staging buffer.
-        self._direct = [i for i, t in enumerate(tensors) if self._is_direct(t, self._averages[i])]
-        self._staged = [i for i, t in enumerate(tensors) if not self._is_direct(t, self._averages[i])]
-        self._staging = [self._new_buffer(tensors[i], torch.float32) for i in self._staged]
+
+        def new_buffers() -> List[torch.Tensor]:
+            return [self._new_buffer(t, torch.float32) for t in tensors]
+
+        self.stores = [self._main_store(new_buffers, window_starts)]
+        self.stores += [ExponentialMean(new_buffers, decay) for decay in check_ema_decays(ema_decays)]
+        # Tensors folded in directly (fp32, on the averages' device) or through a staging buffer allocated once.
+        device_of_averages = self.device
+        self._staging: Dict[int, torch.Tensor] = {
+            i: self._new_buffer(t, torch.float32) for i, t in enumerate(tensors)
+            if not (t.dtype == torch.float32 and (device_of_averages is None or t.device == device_of_averages))
+        }
+
+    def _main_store(self, new_buffers, window_starts):
+        if isinstance(self.strategy, UniformAverage):
+            return WindowMeans(new_buffers, window_starts)
+        if window_starts is not None and len(window_starts) > 1:
+            raise ValueError("Windows split a uniform average: use strategy='uniform' with several windows.")
+        if isinstance(self.strategy, ExponentialAverage):
+            return ExponentialMean(new_buffers, self.strategy.decay, name=MAIN_CANDIDATE)
+        raise ValueError(f"strategy={self.strategy!r}: must be 'uniform', 'ema' or an UniformAverage/ExponentialAverage")
 
     # ---------------------------------------------------------------- helpers
     def _pin(self) -> bool:
@@ -149,10 +136,6 @@ class WeightAverager:
     def _new_buffer(self, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         device = self.device if self.device is not None else like.device
         return torch.zeros(like.shape, dtype=dtype, device=device, pin_memory=self._pin())
-
-    @staticmethod
-    def _is_direct(tensor: torch.Tensor, average: torch.Tensor) -> bool:
-        return tensor.dtype == torch.float32 and tensor.device == average.device
 
     def _reshard(self, model: nn.Module) -> None:
         # FSDP2 leaves the root's parameters unsharded after a forward without backward (evaluation).
@@ -168,14 +151,15 @@ class WeightAverager:
         named = averaged_parameters(model)
         names = [name for name, _ in named]
         if names != self.names:
-            raise ValueError(_mismatch_message(self.names, names, "the averager was built for", "this model has"))
+            raise ValueError(mismatch_message(self.names, names, "the averager was built for", "this model has"))
         return named
 
     def _tensors(self, model: nn.Module) -> List[torch.Tensor]:
         """The model's averaged tensors (this rank's part), in the order of the averages; refuses another model."""
-        names = self.names
         tensors = [local_tensor(p) for _, p in self.matched_parameters(model)]
-        for name, tensor, average in zip(names, tensors, self._averages):
+        reference = self.stores[0].slots()
+        buffers = next(iter(reference.values())).buffers
+        for name, tensor, average in zip(self.names, tensors, buffers):
             if tensor.shape != average.shape:
                 raise ValueError(
                     f"Parameter {name!r} has shape {tuple(tensor.shape)} but its average has {tuple(average.shape)}: "
@@ -197,84 +181,117 @@ class WeightAverager:
         # A sum can overflow for large finite weights: confirm element by element.
         return all(bool(t.isfinite().all()) for t in tensors)
 
+    def _fp32_sources(self, tensors: List[torch.Tensor]) -> List[torch.Tensor]:
+        """The snapshot as fp32 tensors on the averages' devices: the weights themselves or their staging copies."""
+        if not self._staging:
+            return tensors
+        staged = [i for i in self._staging]
+        torch._foreach_copy_([self._staging[i] for i in staged], [tensors[i] for i in staged], non_blocking=True)
+        if any(tensors[i].is_cuda for i in staged) and self._staging[staged[0]].device.type == "cpu":
+            torch.cuda.current_stream().synchronize()
+        return [self._staging.get(i, t) for i, t in enumerate(tensors)]
+
     # ---------------------------------------------------------------- averaging
     @torch.no_grad()
-    def update(self, model: nn.Module) -> bool:
-        """Fold the model's current weights into the averages.
+    def update(self, model: nn.Module, step: Optional[int] = None) -> bool:
+        """Fold the model's current weights into every candidate average.
 
-        Returns ``False`` (and counts it in ``n_skipped``, with a warning) when the
-        snapshot holds NaN or inf and ``skip_non_finite`` is set; the averages are then
-        untouched.
+        `step`: the optimizer step of the snapshot, which picks its window (needed with
+        several windows). Returns ``False`` (and counts it in ``n_skipped``, with a
+        warning) when the snapshot holds NaN or inf and ``skip_non_finite`` is set; the
+        averages are then untouched.
         """
         tensors = self._tensors(model)
         # Sharded: each rank checks its own shard, and all ranks must agree to keep the counters equal.
         if self.skip_non_finite and not self._agree(self._all_finite(tensors)):
             self.n_skipped += 1
             logger.warning(
-                "SWA: skipped a snapshot with NaN/inf weights (%d skipped so far); the average is unchanged.",
+                "SWA: skipped a snapshot with NaN/inf weights (%d skipped so far); the averages are unchanged.",
                 self.n_skipped,
             )
             return False
-        weight = self.strategy.weight(self.n_averaged)
-        direct_avg = [self._averages[i] for i in self._direct]
-        direct_new = [tensors[i] for i in self._direct]
-        staged_avg = [self._averages[i] for i in self._staged]
-        staged_new = [tensors[i] for i in self._staged]
-        if weight == 1.0:  # first snapshot: exact copy
-            if direct_avg:
-                torch._foreach_copy_(direct_avg, direct_new)
-            if staged_avg:
-                torch._foreach_copy_(staged_avg, staged_new)
-        else:
-            if direct_avg:
-                torch._foreach_lerp_(direct_avg, direct_new, weight)
-            if staged_avg:
-                torch._foreach_copy_(self._staging, staged_new, non_blocking=True)
-                if any(t.is_cuda for t in staged_new) and self._staging[0].device.type == "cpu":
-                    torch.cuda.current_stream().synchronize()
-                torch._foreach_lerp_(staged_avg, self._staging, weight)
+        sources = self._fp32_sources(tensors)
+        for store in self.stores:
+            store.fold(sources, step)
         self.n_averaged += 1
         return True
 
-    def averages(self) -> Dict[str, torch.Tensor]:
-        """The fp32 averages by (cleaned) parameter name (the tensors themselves, not copies)."""
-        return dict(zip(self.names, self._averages))
+    # ---------------------------------------------------------------- candidates
+    def candidate_names(self) -> List[str]:
+        """The candidates holding at least one snapshot: ``swa``, the later window starts, then the EMAs."""
+        return [name for store in self.stores for name in store.names()]
+
+    def candidates(self) -> List[dict]:
+        """A record per candidate: name, kind, start step, ``n_averaged`` and, for EMAs, the decay."""
+        start = self.stores[0].records()[0].get("start_step") if self.stores[0].names() else None
+        records = [record for store in self.stores for record in store.records()]
+        for record in records:
+            record.setdefault("start_step", start)
+        return records
+
+    def _store(self, name: str):
+        for store in self.stores:
+            if name in store.names():
+                return store
+        known = self.candidate_names()
+        raise KeyError(f"No candidate average named {name!r}; the candidates are {known or 'none yet'}.")
+
+    def averages(self, name: str = MAIN_CANDIDATE) -> Dict[str, torch.Tensor]:
+        """A candidate's fp32 averages by (cleaned) parameter name (``swa``: the main average).
+
+        A candidate held in one buffer is returned as those tensors themselves, not copies.
+        """
+        self._require_snapshot()
+        return dict(zip(self.names, self._store(name).materialize(name)))
 
     @torch.no_grad()
-    def copy_to(self, model: nn.Module) -> None:
-        """Overwrite the model's weights with the averages (cast to each parameter's dtype)."""
+    def copy_to(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> None:
+        """Overwrite the model's weights with a candidate (cast to each parameter's dtype)."""
         self._require_snapshot()
-        torch._foreach_copy_(self._tensors(model), self._averages)
+        self._store(name).write(name, self._tensors(model))
         self._written(model)
 
     # ---------------------------------------------------------------- swapping
     @property
     def holds_averages(self) -> bool:
-        """True while `swap_in` has put the averages into the model (live weights kept aside)."""
-        return self._in_model
+        """True while `swap_in` has put a candidate into the model (live weights kept aside)."""
+        return self._held is not None
+
+    @property
+    def held(self) -> Optional[str]:
+        """The name of the candidate in the model, or ``None`` while it holds its live weights."""
+        return self._held
 
     @torch.no_grad()
-    def swap_in(self, model: nn.Module) -> None:
-        """Put the averages into the model, keeping the live weights aside bit-exactly."""
+    def swap_in(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> None:
+        """Put a candidate into the model, keeping the live weights aside bit-exactly."""
         self._require_snapshot()
-        if self._in_model:
+        store = self._store(name)
+        if self._held == name:
             return
         tensors = self._tensors(model)
-        if self._backup is None:
-            self._backup = [self._new_buffer(t, t.dtype) for t in tensors]
-        torch._foreach_copy_(self._backup, tensors)
-        torch._foreach_copy_(tensors, self._averages)
-        self._in_model = True
+        if self._held is None:
+            if self._backup is None:
+                self._backup = [self._new_buffer(t, t.dtype) for t in tensors]
+            torch._foreach_copy_(self._backup, tensors)
+        store.write(name, tensors)
+        self._held = name
         self._written(model)
 
     @torch.no_grad()
     def swap_out(self, model: nn.Module) -> None:
         """Put the live weights kept by `swap_in` back into the model."""
-        if not self._in_model:
+        if self._held is None:
             return
         torch._foreach_copy_(self._tensors(model), self._backup)
-        self._in_model = False
+        self._held = None
         self._written(model)
+
+    def _restore(self, model: nn.Module, held: Optional[str]) -> None:
+        if held is None:
+            self.swap_out(model)
+        else:
+            self.swap_in(model, held)
 
     def _written(self, model: nn.Module) -> None:
         # ZeRO-3 keeps small parameters gathered: re-gather them from the partitions just written.
@@ -282,85 +299,98 @@ class WeightAverager:
             distributed.refresh_gathered(p for _, p in averaged_parameters(model))
 
     @contextlib.contextmanager
-    def averaged_weights(self, model: nn.Module) -> Iterator[nn.Module]:
-        """Within the block the model holds the averages; the live weights come back after, even on error."""
-        if self._in_model:
-            yield model
-            return
-        self.swap_in(model)
+    def averaged_weights(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> Iterator[nn.Module]:
+        """Within the block the model holds a candidate; what it held comes back after, even on error."""
+        held = self._held
+        self.swap_in(model, name)
         try:
             yield model
         finally:
-            self.swap_out(model)
+            self._restore(model, held)
 
     @contextlib.contextmanager
     def live_weights(self, model: nn.Module) -> Iterator[nn.Module]:
-        """Within the block the model holds its live weights, even if the averages were swapped in."""
-        if not self._in_model:
-            yield model
-            return
+        """Within the block the model holds its live weights, even if a candidate was swapped in."""
+        held = self._held
         self.swap_out(model)
         try:
             yield model
         finally:
-            self.swap_in(model)
+            self._restore(model, held)
 
     def release_live_weights(self) -> None:
-        """Forget the live weights kept by `swap_in` (the model keeps the averages)."""
-        self._in_model = False
+        """Forget the live weights kept by `swap_in` (the model keeps the candidate)."""
+        self._held = None
         self._backup = None
 
     def _require_snapshot(self) -> None:
         if self.n_averaged == 0:
             raise RuntimeError("No snapshot has been averaged yet: call update(model) first.")
 
+    def nbytes(self) -> int:
+        """Bytes the averager holds: every candidate's fp32 averages plus the staging buffers."""
+        tensors = [t for mean in self._slots().values() for t in mean.buffers] + list(self._staging.values())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     # ---------------------------------------------------------------- state
+    def _slots(self) -> Dict[str, object]:
+        return {key: mean for store in self.stores for key, mean in store.slots().items()}
+
+    def settings(self) -> List[dict]:
+        """How the candidates are laid out (window starts, decays), compared on resume."""
+        return [store.settings() for store in self.stores]
+
     def state_dict(self) -> dict:
-        """Averages (fp32 tensors by name) and counters, for checkpoints."""
+        """Averages (fp32 tensors by ``slot/name``), counters and layout, for checkpoints."""
+        slots = self._slots()
         return {
-            "averages": self.averages(),
+            "averages": {f"{key}/{name}": tensor for key, mean in slots.items()
+                         for name, tensor in zip(self.names, mean.buffers)},
+            "names": list(self.names),
+            "slots": {key: mean.n_averaged for key, mean in slots.items()},
             "n_averaged": self.n_averaged,
             "n_skipped": self.n_skipped,
             "strategy": self.strategy.to_dict(),
+            "candidates": self.settings(),
         }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
-        """Restore averages and counters; refuses state written for another model or strategy."""
-        averages = state["averages"]
-        if list(averages) != self.names and set(averages) != set(self.names):
-            raise ValueError(_mismatch_message(list(averages), self.names, "the saved SWA state has", "this model has"))
-        for name, average in zip(self.names, self._averages):
-            saved = averages[name]
-            if saved.shape != average.shape:
-                raise ValueError(
-                    f"SWA state for {name!r} has shape {tuple(saved.shape)} but this model's parameter has "
-                    f"{tuple(average.shape)}: the state was saved for another model."
-                )
+        """Restore averages and counters; refuses state written for another model, strategy or layout."""
         if state.get("strategy", self.strategy.to_dict()) != self.strategy.to_dict():
             raise ValueError(
                 f"SWA state was saved with strategy {state['strategy']} but this averager uses "
-                f"{self.strategy.to_dict()}: use the same strategy to resume."
+                f"{self.strategy.to_dict()}: use the same strategy to resume (the EMA is bias-corrected since "
+                "hf_swa 0.2, so an EMA state from earlier versions cannot continue)."
             )
-        for name, average in zip(self.names, self._averages):
-            average.copy_(averages[name])
+        averages, counts = _slotted(state, next(iter(self._slots())))
+        saved_names = state.get("names") or list(dict.fromkeys(key.split("/", 1)[1] for key in averages))
+        if saved_names != self.names and set(saved_names) != set(self.names):
+            raise ValueError(mismatch_message(saved_names, self.names, "the saved SWA state has", "this model has"))
+        slots = self._slots()
+        if set(counts) != set(slots):
+            raise ValueError(
+                f"SWA state holds the averages {sorted(counts)} but these settings keep {sorted(slots)}: "
+                "resume with the same swa_windows, swa_ema_decays and max_steps."
+            )
+        for key, mean in slots.items():
+            for name, buffer in zip(self.names, mean.buffers):
+                saved = averages[f"{key}/{name}"]
+                if saved.shape != buffer.shape:
+                    raise ValueError(
+                        f"SWA state for {name!r} has shape {tuple(saved.shape)} but this model's parameter has "
+                        f"{tuple(buffer.shape)}: the state was saved for another model."
+                    )
+        for key, mean in slots.items():
+            torch._foreach_copy_(mean.buffers, [averages[f"{key}/{name}"] for name in self.names])
+            mean.n_averaged = int(counts[key])
         self.n_averaged = int(state["n_averaged"])
         self.n_skipped = int(state.get("n_skipped", 0))
 
 
-def _mismatch_message(expected: List[str], found: List[str], expected_label: str, found_label: str) -> str:
-    missing = [n for n in expected if n not in set(found)]
-    unexpected = [n for n in found if n not in set(expected)]
-
-    def show(names: List[str]) -> str:
-        return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
-
-    parts = [f"Parameters differ: {expected_label} {len(expected)} averaged parameters, {found_label} {len(found)}."]
-    if missing:
-        parts.append(f"Only in the first: {show(missing)}.")
-    if unexpected:
-        parts.append(f"Only in the second: {show(unexpected)}.")
-    if not missing and not unexpected:
-        parts.append("Same names in another order.")
-    parts.append("SWA state must come from the same model with the same trainable parameters.")
-    return " ".join(parts)
+def _slotted(state: dict, first_slot: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, int]]:
+    """Averages by ``slot/name`` and counts by slot; state from hf_swa 0.1 (one average by name) is the first slot."""
+    averages = state["averages"]
+    if state.get("slots"):
+        return averages, state["slots"]
+    return {f"{first_slot}/{name}": tensor for name, tensor in averages.items()}, {first_slot: state["n_averaged"]}

@@ -15,6 +15,7 @@ from .averaging import WeightAverager
 from .checkpoint import CONFIG_FILE, load_swa_state, save_swa_state, write_json_atomic
 from .config import SWAConfig
 from .schedule import install_lr_tail, sync_lr_tail
+from .selection import select_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ def _check_best_metric(args, state, start_step: int) -> None:
         )
 
 
-# Settings that change which snapshots make the average: a resumed run must keep them.
-_AVERAGING_SETTINGS = ("start_step", "swa_freq", "strategy")
+# Settings that change which snapshots make the averages: a resumed run must keep them.
+_AVERAGING_SETTINGS = ("start_step", "swa_freq", "strategy", "candidates")
 
 
 class SWACallback(TrainerCallback):
@@ -96,6 +97,8 @@ class SWACallback(TrainerCallback):
         # Set by SWATrainer.train to the checkpoint it resumes from; a plain Trainer leaves it None
         # and the callback looks at args.resume_from_checkpoint, then output_dir/checkpoint-<step>.
         self.resume_from_checkpoint: Optional[str] = None
+        # The record of the last `select()`: metric, data, every score and the chosen name.
+        self.selection: Optional[dict] = None
 
     # ---------------------------------------------------------------- events
     def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
@@ -108,8 +111,10 @@ class SWACallback(TrainerCallback):
         self.start_step = self.config.start_step(state.max_steps)
         _check_best_metric(args, state, self.start_step)
         self.averager = WeightAverager(
-            model, device=self.config.swa_device, strategy=self.config.strategy, ema_decay=self.config.ema_decay
+            model, device=self.config.swa_device, strategy=self.config.strategy, ema_decay=self.config.ema_decay,
+            window_starts=self.config.window_starts(state.max_steps), ema_decays=self.config.swa_ema_decays,
         )
+        self.selection = None
         if state.global_step > 0:
             self._resume(args, state)
         schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
@@ -132,11 +137,8 @@ class SWACallback(TrainerCallback):
         step = state.global_step
         if self.config.swa_lr is not None:
             sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
-        if step > state.max_steps:
-            # transformers can run one step past max_steps when resuming a finished run: not part of the average.
-            return
-        if step >= self.start_step and (step - self.start_step) % self.config.swa_freq == 0:
-            self.averager.update(model)
+        if self.config.is_snapshot_step(step, state.max_steps):
+            self.averager.update(model, step=step)
         if step >= state.max_steps and self.averager.n_averaged > 0:
             # The last checkpoint is written after this event and before on_train_end: make it the average.
             self.averager.swap_in(model)
@@ -185,9 +187,29 @@ class SWACallback(TrainerCallback):
         """Context manager: the model holds its live (not averaged) weights within the block."""
         return self.averager.live_weights(model)
 
-    def averaged_weights(self, model):
-        """Context manager: the model holds the averaged weights within the block."""
-        return self.averager.averaged_weights(model)
+    def averaged_weights(self, model, name: str = "swa"):
+        """Context manager: the model holds a candidate (``swa``: the SWA average) within the block."""
+        return self.averager.averaged_weights(model, name)
+
+    @property
+    def candidates(self) -> list:
+        """A record per candidate average (name, kind, start step, ``n_averaged``, decay for EMAs)."""
+        return self.averager.candidates() if self.averager is not None else []
+
+    def select(self, model, score_fn, metric: Optional[str] = None, dataset: Optional[dict] = None) -> dict:
+        """Score every candidate and the live weights with ``score_fn(model) -> float``, ship the best.
+
+        The model ends holding the chosen weights; `summary()` and `swa_config.json` record
+        the choice. Higher is better unless the config says otherwise (names ending in
+        ``loss``: lower). For use with a plain `Trainer` or a subclass after `train()`.
+        """
+        if not self.has_average:
+            raise RuntimeError("SWA has no snapshot yet: train past the start step before selecting.")
+        metric = metric or self.config.select_metric_name() or "score"
+        greater = (self.config.select_greater_is_better() if self.config.swa_select_metric
+                   else not metric.endswith("loss"))
+        self.selection = select_candidate(self.averager, model, lambda name: score_fn(model), metric, greater, dataset)
+        return self.selection
 
     @property
     def has_average(self) -> bool:
@@ -201,14 +223,18 @@ class SWACallback(TrainerCallback):
             max_steps=self.max_steps,
             n_averaged=self.averager.n_averaged if self.averager else 0,
             n_skipped=self.averager.n_skipped if self.averager else 0,
+            candidates=self.candidates,
+            shipped=(self.averager.held or "live") if self.has_average else None,
             hf_swa_version=__version__,
         )
+        if self.selection is not None:
+            record["selection"] = self.selection
         return record
 
-    def write_config(self, folder: str) -> None:
-        """Write `swa_config.json` (settings and `n_averaged`) into `folder`."""
+    def write_config(self, folder: str, **extra) -> None:
+        """Write `swa_config.json` (settings, candidates, selection, `n_averaged`) into `folder`."""
         os.makedirs(folder, exist_ok=True)
-        write_json_atomic(os.path.join(folder, CONFIG_FILE), self.summary())
+        write_json_atomic(os.path.join(folder, CONFIG_FILE), {**self.summary(), **extra})
 
     def _metadata(self, global_step: Optional[int] = None) -> dict:
         return {
@@ -217,6 +243,7 @@ class SWACallback(TrainerCallback):
             "start_step": self.start_step,
             "swa_freq": self.config.swa_freq,
             "strategy": self.averager.strategy.to_dict(),
+            "candidates": self.averager.settings(),
             "holds_averages": self.averager.holds_averages,
             "hf_swa_version": __version__,
         }
@@ -248,13 +275,16 @@ class SWACallback(TrainerCallback):
                 "and args.resume_from_checkpoint, or use SWATrainer, which passes it on."
             )
         current = {"start_step": self.start_step, "swa_freq": self.config.swa_freq,
-                   "strategy": self.averager.strategy.to_dict()}
+                   "strategy": self.averager.strategy.to_dict(), "candidates": self.averager.settings()}
+        # State from hf_swa 0.1 has no candidates: it holds the single SWA average.
+        saved.setdefault("candidates", [{"kind": "window_mean", "starts": [saved.get("start_step")]}])
         changed = [f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
                    for key in _AVERAGING_SETTINGS if saved.get(key) != current[key]]
         if changed:
             raise ValueError(
                 f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}). "
-                "Resume with the same swa_start, swa_freq, strategy and max_steps, or start a new run."
+                "Resume with the same swa_start, swa_freq, strategy, swa_windows, swa_ema_decays and max_steps "
+                "(windows split the steps up to max_steps), or start a new run."
             )
         if saved["averages"] is None:
             if saved["names"] != self.averager.names:

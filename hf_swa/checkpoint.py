@@ -25,7 +25,7 @@ STATE_FILE = "swa_state.json"
 AVERAGES_FILE = "swa_averages.safetensors"
 CONFIG_FILE = "swa_config.json"
 SHARDED_AVERAGES_FILE = "swa_averages-rank{rank}.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: averages keyed "slot/name" (candidates); 1: one average keyed by name
 
 
 def _atomic_write(path: str, write) -> None:
@@ -81,7 +81,9 @@ def save_swa_state(
     record = dict(metadata)
     record.update(
         format_version=FORMAT_VERSION,
-        names=list(averages),
+        names=averager_state.get("names", list(averages)),
+        slots=averager_state.get("slots"),
+        candidates=averager_state.get("candidates"),
         n_averaged=averager_state["n_averaged"],
         n_skipped=averager_state["n_skipped"],
         strategy=averager_state["strategy"],
@@ -147,12 +149,14 @@ def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Opti
                 f"snapshots but {state_path} says step {record.get('global_step')} with {n_averaged}: the checkpoint's "
                 "SWA state is inconsistent (a save was interrupted). Resume from another checkpoint."
             )
-        if set(averages) != set(names):
+        slots = record.get("slots")
+        expected = {f"{slot}/{name}" for slot in slots for name in names} if slots else set(names)
+        if set(averages) != expected:
             raise ValueError(
-                f"{averages_path} holds {len(averages)} tensors but {state_path} names {len(names)}: "
+                f"{averages_path} holds {len(averages)} tensors but {state_path} names {len(expected)}: "
                 "the checkpoint's SWA state is inconsistent. Resume from another checkpoint."
             )
-        record["averages"] = {name: averages[name] for name in names}
+        record["averages"] = averages
     else:
         record["averages"] = None
     return record

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import List, Optional, Union
+
+from .strategies import check_ema_decay, check_ema_decays, make_strategy
 
 ANNEAL_STRATEGIES = ("cos", "linear")
-AVERAGING_STRATEGIES = ("uniform", "ema")
 
 
 def parse_swa_start(value: Union[str, int, float]) -> Union[int, float]:
@@ -57,6 +58,17 @@ class SWAConfig:
             ``"cpu"``: in host memory, pinned when CUDA is available).
         strategy: ``"uniform"`` (the SWA mean of all snapshots) or ``"ema"``.
         ema_decay: decay of the ``"ema"`` strategy, in ``(0, 1)``.
+        swa_windows: split the snapshots into this many windows of nearly equal length,
+            one fp32 mean each; the candidates are ``swa`` (every snapshot) and
+            ``swa_from{s}`` (the snapshots from each later window start ``s`` on).
+        swa_ema_decays: one bias-corrected EMA candidate ``ema_{d}`` per decay.
+        swa_select_metric: if set, every candidate and the live weights (``live``) are
+            scored on the selection data at the end of training and the best is shipped
+            (``"loss"``, ``"accuracy"``, ``"eval_f1"``, ...).
+        swa_select_greater_is_better: whether a higher score is better (default: False
+            for names ending in ``loss``, True otherwise).
+        swa_eval_candidates: `SWATrainer.evaluate()` also reports ``eval_<candidate>_*``
+            for every candidate (one evaluation each).
 
     Example:
         >>> from hf_swa import SWAConfig
@@ -65,6 +77,8 @@ class SWAConfig:
         750
         >>> config.is_snapshot_step(760, max_steps=1000), config.is_snapshot_step(765, max_steps=1000)
         (True, False)
+        >>> SWAConfig(swa_start=0.5, swa_freq=10, swa_windows=2).window_starts(max_steps=1000)
+        [500, 750]
     """
 
     swa_start: Union[int, float] = 0.75
@@ -75,6 +89,11 @@ class SWAConfig:
     swa_device: Optional[str] = None
     strategy: str = "uniform"
     ema_decay: float = 0.999
+    swa_windows: int = 1
+    swa_ema_decays: List[float] = dataclasses.field(default_factory=list)
+    swa_select_metric: Optional[str] = None
+    swa_select_greater_is_better: Optional[bool] = None
+    swa_eval_candidates: bool = False
 
     def __post_init__(self) -> None:
         self.swa_start = parse_swa_start(self.swa_start)
@@ -99,10 +118,20 @@ class SWAConfig:
             raise ValueError(
                 f"swa_anneal_strategy={self.swa_anneal_strategy!r}: must be one of {', '.join(ANNEAL_STRATEGIES)}"
             )
-        if self.strategy not in AVERAGING_STRATEGIES:
-            raise ValueError(f"strategy={self.strategy!r}: must be one of {', '.join(AVERAGING_STRATEGIES)}")
-        if not (0.0 < self.ema_decay < 1.0):
-            raise ValueError(f"ema_decay={self.ema_decay!r}: must be in (0, 1)")
+        make_strategy(self.strategy, check_ema_decay(self.ema_decay, "ema_decay"))
+        self._check_candidates()
+
+    def _check_candidates(self) -> None:
+        if isinstance(self.swa_windows, bool) or not isinstance(self.swa_windows, int) or self.swa_windows < 1:
+            raise ValueError(f"swa_windows={self.swa_windows!r}: must be an int >= 1 (1 = the classic SWA average)")
+        if self.swa_windows > 1 and self.strategy != "uniform":
+            raise ValueError(
+                f"swa_windows={self.swa_windows} splits the uniform SWA average, but strategy={self.strategy!r}: "
+                "use strategy='uniform' with windows, and swa_ema_decays for EMA candidates."
+            )
+        self.swa_ema_decays = check_ema_decays(self.swa_ema_decays or [])
+        if self.swa_select_metric is not None and not str(self.swa_select_metric).strip():
+            raise ValueError("swa_select_metric is empty: name a metric such as 'loss' or 'accuracy', or leave it unset")
 
     def start_step(self, max_steps: int) -> int:
         """The first optimizer step whose weights are averaged; checks it is within training."""
@@ -118,9 +147,41 @@ class SWAConfig:
         return step
 
     def is_snapshot_step(self, global_step: int, max_steps: int) -> bool:
-        """Whether the weights after optimizer step `global_step` are folded into the average."""
+        """Whether the weights after optimizer step `global_step` are folded into the averages.
+
+        The one home of the snapshot rule: every `swa_freq`-th optimizer step from the start
+        step on, up to `max_steps` (a step past it, which transformers can run when resuming a
+        finished run, is never averaged).
+        """
         start = self.start_step(max_steps)
-        return global_step >= start and (global_step - start) % self.swa_freq == 0
+        return start <= global_step <= max_steps and (global_step - start) % self.swa_freq == 0
+
+    def n_snapshots(self, max_steps: int) -> int:
+        """How many snapshots a run of `max_steps` optimizer steps takes."""
+        return (max_steps - self.start_step(max_steps)) // self.swa_freq + 1
+
+    def window_starts(self, max_steps: int) -> List[int]:
+        """The first step of each of the `swa_windows` windows: the snapshots split into nearly equal parts."""
+        start, count = self.start_step(max_steps), self.n_snapshots(max_steps)
+        if self.swa_windows > count:
+            raise ValueError(
+                f"swa_windows={self.swa_windows} but the run takes only {count} snapshot(s) (every {self.swa_freq} "
+                f"step(s) from step {start} to {max_steps}): each window needs one. Lower swa_windows or swa_freq."
+            )
+        return [start + self.swa_freq * (k * count // self.swa_windows) for k in range(self.swa_windows)]
+
+    def select_metric_name(self) -> Optional[str]:
+        """The selection metric without an ``eval_`` prefix (``"eval_f1"`` -> ``"f1"``), or ``None``."""
+        if self.swa_select_metric is None:
+            return None
+        name = self.swa_select_metric.strip()
+        return name[len("eval_"):] if name.startswith("eval_") else name
+
+    def select_greater_is_better(self) -> bool:
+        """Whether a higher selection score is better: as set, else False for a ``loss`` and True otherwise."""
+        if self.swa_select_greater_is_better is not None:
+            return bool(self.swa_select_greater_is_better)
+        return not (self.select_metric_name() or "").endswith("loss")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

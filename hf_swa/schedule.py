@@ -32,9 +32,7 @@ def anneal_factor(progress: float, strategy: str) -> float:
     progress = min(1.0, max(0.0, progress))
     if strategy == "cos":
         return (1.0 + math.cos(math.pi * progress)) / 2.0
-    if strategy == "linear":
-        return 1.0 - progress
-    raise ValueError(f"swa_anneal_strategy={strategy!r}: must be 'cos' or 'linear'")
+    return 1.0 - progress  # "linear" (SWAConfig checks the setting)
 
 
 def tail_lr(step: int, start_step: int, start_lr: float, swa_lr: float, anneal_steps: int, strategy: str) -> float:

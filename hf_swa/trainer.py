@@ -11,7 +11,7 @@ import os
 import random
 import textwrap
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from .callback import LOAD_BEST_MESSAGE, SWACallback
 from .checkpoint import CONFIG_FILE
 from .config import SWAConfig, parse_swa_start
 from .distributed import FSDP1_MESSAGE
+from .selection import LIVE, select_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,25 @@ class SWATrainingArguments(TrainingArguments):
         default="uniform", metadata={"help": "uniform: the SWA mean of the snapshots; ema: exponential moving average."}
     )
     swa_ema_decay: float = field(default=0.999, metadata={"help": "Decay of the 'ema' strategy."})
+    swa_windows: int = field(
+        default=1,
+        metadata={"help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
+                  "snapshots from each later window start on (1: the classic average only)."},
+    )
+    swa_ema_decays: List[float] = field(
+        default_factory=list, metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."}
+    )
+    swa_select_metric: Optional[str] = field(
+        default=None,
+        metadata={"help": "Score every candidate and the live weights on the selection data at the end of training "
+                  "and ship the best, by this metric (loss, accuracy, eval_f1, ...). Unset: ship swa."},
+    )
+    swa_select_greater_is_better: Optional[bool] = field(
+        default=None, metadata={"help": "Whether a higher selection score is better (default: False for *loss)."}
+    )
+    swa_eval_candidates: bool = field(
+        default=False, metadata={"help": "evaluate() also reports eval_<candidate>_* for every candidate."}
+    )
 
     def __post_init__(self):
         # Checked before TrainingArguments sets up DeepSpeed and the process group.
@@ -101,6 +121,11 @@ class SWATrainingArguments(TrainingArguments):
             swa_device=self.swa_device,
             strategy=self.swa_strategy,
             ema_decay=self.swa_ema_decay,
+            swa_windows=self.swa_windows,
+            swa_ema_decays=list(self.swa_ema_decays or []),
+            swa_select_metric=self.swa_select_metric,
+            swa_select_greater_is_better=self.swa_select_greater_is_better,
+            swa_eval_candidates=self.swa_eval_candidates,
         )
 
 
@@ -202,10 +227,11 @@ class SWATrainer(Trainer):
         >>> trainer.save_model("/tmp/hf_swa_doctest/final")  # averaged model + swa_config.json
     """
 
-    def __init__(self, *args, swa_config: Optional[SWAConfig] = None, **kwargs):
+    def __init__(self, *args, swa_config: Optional[SWAConfig] = None, swa_select_dataset=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._check_loss_kwargs()
         self.swa_callback: Optional[SWACallback] = None
+        self.swa_select_dataset = swa_select_dataset
         if not getattr(self.args, "swa", True):
             return
         if swa_config is None:
@@ -223,6 +249,29 @@ class SWATrainer(Trainer):
             )
         self.swa_callback = SWACallback(swa_config)
         self.add_callback(self.swa_callback)
+        self._check_selection_data()
+
+    def _check_selection_data(self) -> None:
+        if self.swa_callback.config.swa_select_metric is None:
+            return
+        if self.swa_select_dataset is None and self.eval_dataset is None:
+            raise ValueError(
+                f"swa_select_metric={self.swa_callback.config.swa_select_metric!r} needs data to score the candidates "
+                "on: pass SWATrainer(..., swa_select_dataset=...) (held-out rows), or an eval_dataset."
+            )
+        if isinstance(self._selection_data()[0], dict):
+            raise ValueError("The selection data must be one dataset, not a dict of datasets: pass swa_select_dataset.")
+        if self.swa_select_dataset is None:
+            logger.warning(
+                "SWA selects among the candidates on eval_dataset: the scores reported on it for the chosen model are "
+                "optimistic. Pass swa_select_dataset (rows held out of training) for honest numbers."
+            )
+
+    def _selection_data(self):
+        if self.swa_select_dataset is not None:
+            return self.swa_select_dataset, {"name": "swa_select_dataset"}
+        note = "selected on eval_dataset: scores reported on it for the chosen model are optimistic"
+        return self.eval_dataset, {"name": "eval_dataset", "note": note}
 
     def _check_loss_kwargs(self) -> None:
         # See loss_uses_num_items_in_batch: a model whose loss is a plain mean must not be treated as
@@ -248,7 +297,66 @@ class SWATrainer(Trainer):
             if isinstance(folder, bool):
                 folder = get_last_checkpoint(self.args.output_dir) if folder else None
             self.swa_callback.resume_from_checkpoint = folder
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
+        if self.swa_callback is not None and self.swa_callback.config.swa_select_metric and self.swa_callback.has_average:
+            self.select_candidate()
+        return output
+
+    def select_candidate(self) -> dict:
+        """Score every candidate and the live weights on the selection data; the model takes the best.
+
+        Runs at the end of `train()` when `swa_select_metric` is set. Each score is logged as
+        ``select_<name>_<metric>``; the record goes into `swa_config.json`. If selection fails,
+        the candidates are saved first (``output_dir/swa_candidates``) and the error says so.
+        """
+        callback = self.swa_callback
+        config = callback.config
+        dataset, info = self._selection_data()
+        info["size"] = len(dataset) if hasattr(dataset, "__len__") else None
+        metric = config.select_metric_name()
+        plain_evaluate = super().evaluate
+
+        def score(name: str) -> float:
+            with preserved_rng_state():
+                metrics = plain_evaluate(dataset, metric_key_prefix=f"select_{name}")
+            key = f"select_{name}_{metric}"
+            if key not in metrics:
+                produced = sorted(k[len(f"select_{name}_"):] for k in metrics if k.startswith(f"select_{name}_"))
+                raise ValueError(
+                    f"swa_select_metric={config.swa_select_metric!r}, but evaluation (compute_metrics) produces only "
+                    f"{', '.join(produced)}: set swa_select_metric to one of these."
+                )
+            return metrics[key]
+
+        try:
+            record = select_candidate(callback.averager, self.model, score, metric, config.select_greater_is_better(),
+                                      info)
+        except Exception as error:
+            folder = os.path.join(self.args.output_dir, "swa_candidates")
+            self.save_candidates(folder)
+            raise type(error)(f"{error} (Selection failed; every candidate was saved to {folder} first.)") from error
+        callback.selection = record
+        logger.info("SWA: chose %r by %s: %s", record["chosen"], metric, record["scores"])
+        return record
+
+    def save_candidates(self, folder: str) -> List[str]:
+        """Save every candidate and the live weights, each as a plain Transformers checkpoint in ``folder/<name>``.
+
+        Each folder gets a `swa_config.json` whose ``candidate`` names it. The model ends as it began.
+        """
+        callback = self.swa_callback
+        if callback is None or not callback.has_average:
+            raise RuntimeError("SWA has no candidate averages to save yet (train past the start step first).")
+        paths = []
+        for name in callback.averager.candidate_names() + [LIVE]:
+            path = os.path.join(folder, name)
+            held = callback.live_weights(self.model) if name == LIVE else callback.averaged_weights(self.model, name)
+            with held:
+                super().save_model(path)
+                if self.args.should_save:
+                    callback.write_config(path, candidate=name)
+            paths.append(path)
+        return paths
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """Evaluate the live weights (`eval_*`) and, once a snapshot exists, the average (`eval_swa_*`)."""
@@ -262,8 +370,13 @@ class SWATrainer(Trainer):
             metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         # The extra pass must not shift the random streams training goes on with (dataloader seeds,
         # dropout): with or without SWA evaluation, the live weights follow the same trajectory.
-        with preserved_rng_state(), callback.averaged_weights(self.model):
-            metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_swa"))
+        names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else ["swa"]
+        shipped = callback.selection["chosen"] if callback.selection else None
+        if shipped not in names + [None, LIVE]:  # the candidate chosen at the end of training
+            names.append(shipped)
+        for name in names:
+            with preserved_rng_state(), callback.averaged_weights(self.model, name):
+                metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
         return metrics
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False):
@@ -271,7 +384,9 @@ class SWATrainer(Trainer):
         callback = self.swa_callback
         folder = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:  # first: Trainer.save_model may push the folder to the Hub
-            if callback is not None and callback.averager is not None and callback.averager.holds_averages:
+            if callback is not None and callback.has_average and (
+                callback.averager.holds_averages or callback.selection is not None
+            ):  # the average, a candidate, or live weights chosen over them
                 callback.write_config(folder)
             elif os.path.isfile(os.path.join(folder, CONFIG_FILE)):
                 # Live weights must not be taken for an average by what an earlier run left here.

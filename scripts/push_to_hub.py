@@ -1,64 +1,15 @@
 #!/usr/bin/env python
-"""Write the model card of an averaged model and push the folder to the Hugging Face Hub.
+"""Write the model card of an averaged model and push it to the Hub. Same as ``hf-swa-push``; see :mod:`hf_swa.hub.cli`."""
 
-    python scripts/push_to_hub.py --model_dir outputs/sst2-swa --repo_id me/bert-sst2-swa \\
-        --task_name sst2 --base_model bert-base-uncased [--private] [--results_file all_results.json]
-
-The folder must be the output of ``SWATrainer.save_model`` (weights + ``swa_config.json``).
-The endpoint comes from ``HF_ENDPOINT``; the token from ``--token``, ``HF_TOKEN`` or ``hf auth login``.
-Everything happens in :mod:`hf_swa.hub`.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
+from pathlib import Path
 
-from hf_swa.hub import check_pushable, push_to_hub, write_model_card
+try:
+    import hf_swa  # noqa: F401
+except ImportError:  # a source checkout that was not pip-installed: use the repository's copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_dir", required=True, help="folder written by SWATrainer.save_model")
-    parser.add_argument("--repo_id", required=True, help="Hub repository, e.g. me/bert-sst2-swa")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
-    parser.add_argument(
-        "--results_file", default=None, help="metrics JSON with eval_* and eval_swa_* (default: <model_dir>/all_results.json)"
-    )
-    parser.add_argument("--task_name", default=None, help="GLUE task (sets the dataset metadata), e.g. sst2")
-    parser.add_argument("--base_model", default=None, help="Hub id of the fine-tuned base model")
-    parser.add_argument("--dataset_id", default=None, help="Hub dataset id for non-GLUE data")
-    parser.add_argument("--license", default=None, help="license id for the card metadata, e.g. apache-2.0")
-    parser.add_argument("--commit_message", default=None)
-    parser.add_argument("--no_card", action="store_true", help="keep an existing README.md instead of rewriting it")
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        check_pushable(args.model_dir)  # refuse before writing anything into the folder
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if not args.no_card:
-        card = write_model_card(
-            args.model_dir,
-            args.results_file,
-            repo_id=args.repo_id,
-            task_name=args.task_name,
-            base_model=args.base_model,
-            dataset_id=args.dataset_id,
-            license=args.license,
-        )
-        print(f"wrote {card}")
-    url = push_to_hub(
-        args.model_dir, args.repo_id, token=args.token, private=args.private, commit_message=args.commit_message
-    )
-    print(f"pushed {args.model_dir} to {args.repo_id}: {url}")
-    return 0
-
+from hf_swa.hub.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

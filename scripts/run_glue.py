@@ -1,66 +1,15 @@
 #!/usr/bin/env python
-"""Fine-tune on a GLUE task (or your own sentence(-pair) classification files) with SWA.
+"""Fine-tune on a GLUE task (or your own classification files) with SWA. Same as ``hf-swa-glue``; see :mod:`hf_swa.glue.cli`."""
 
-    python scripts/run_glue.py --model_name_or_path bert-base-cased --task_name mrpc \
-        --do_train --do_eval --output_dir out/mrpc
-    accelerate launch scripts/run_glue.py --model_name_or_path ./my-model --task_name rte \
-        --train_file train.tsv --validation_file dev.tsv --do_train --do_eval --output_dir out/rte
-    python scripts/run_glue.py config.json       # all arguments from one JSON file
-
-Every TrainingArguments flag works, plus the SWA flags (--swa, --swa_start, --swa_freq,
---swa_lr, --swa_lr_ratio, ...). See hf_swa/glue/run.py.
-
-With --push_to_hub (and --hub_model_id, default: the output folder's name) an SWA run
-pushes once, after training: the averaged model, its swa_config.json and a model card
-with the results. Checkpoints (live weights) are never pushed.
-"""
-
-import logging
-import os
 import sys
 from pathlib import Path
-
-from transformers import HfArgumentParser
 
 try:
     import hf_swa  # noqa: F401
 except ImportError:  # a source checkout that was not pip-installed: use the repository's copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue  # noqa: E402
-from hf_swa.hub import push_to_hub, write_model_card  # noqa: E402
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, GlueTrainingArguments))
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(json_file=argv[0])
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.should_log else logging.WARNING,
-    )
-    push = training_args.push_to_hub and training_args.swa
-    if push:  # the Trainer would push every checkpoint, i.e. live weights: push the average once at the end
-        training_args.push_to_hub = False
-    results = run_glue(model_args, data_args, training_args)
-    if push and training_args.should_save:
-        base = model_args.model_name_or_path
-        repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
-        card = dict(base_model=None if os.path.isdir(base) else base, task_name=data_args.task_name)
-        write_model_card(training_args.output_dir, repo_id=repo_id, **card)  # this run's results, not an older card
-        url = push_to_hub(
-            training_args.output_dir,
-            repo_id,
-            token=training_args.hub_token,
-            private=bool(training_args.hub_private_repo),
-            **card,
-        )
-        print(f"Pushed the averaged model: {url}")
-    return results
-
+from hf_swa.glue.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -70,7 +70,7 @@ def test_frozen_parameters_and_buffers_are_not_averaged():
 def test_half_precision_weights_average_in_fp32(dtype):
     model = tiny_bert().to(dtype)
     averager = WeightAverager(model)
-    assert averager._staged and not averager._direct  # half-precision weights go through fp32 staging
+    assert len(averager._staging) == len(averager.names)  # half-precision weights go through fp32 staging
     _, mean = run_snapshots(model, averager, 5)
     assert all(a.dtype == torch.float32 for a in averager.averages().values())
     # The fp32 mean keeps precision a 16-bit tensor cannot hold.
@@ -82,16 +82,23 @@ def test_half_precision_weights_average_in_fp32(dtype):
         assert weights[name].dtype == dtype and torch.equal(weights[name], average.to(dtype)), name
 
 
-def test_ema_strategy_matches_recurrence():
+def bias_corrected_ema(snapshots, decay):
+    """sum_i d^(n-i) w_i / sum_i d^(n-i), in float64: the closed form of the bias-corrected EMA."""
+    n = len(snapshots) - 1
+    coefficients = [decay ** (n - i) for i in range(n + 1)]
+    return {k: sum(c * s[k] for c, s in zip(coefficients, snapshots)) / sum(coefficients) for k in snapshots[0]}
+
+
+def test_ema_strategy_is_the_bias_corrected_ema():
     model = nn.Linear(3, 2)
     averager = WeightAverager(model, strategy="ema", ema_decay=0.9)
-    expected = None
-    for seed in range(5):
-        perturb(model, seed)
-        averager.update(model)
-        current = trainable_float_weights(model)
-        expected = current if expected is None else {k: 0.9 * expected[k] + 0.1 * current[k] for k in current}
-    assert max_relative_error(averager.averages(), expected) <= 1e-6
+    snapshots, _ = run_snapshots(model, averager, 5)
+    assert max_relative_error(averager.averages(), bias_corrected_ema(snapshots, 0.9)) <= 1e-6
+    # Not stuck near the first snapshot: with d = 0.999 and 50 snapshots the result is nearly the uniform mean.
+    averager = WeightAverager(model, strategy="ema", ema_decay=0.999)
+    snapshots, mean = run_snapshots(model, averager, 50)
+    assert max_relative_error(averager.averages(), bias_corrected_ema(snapshots, 0.999)) <= 1e-6
+    assert max_relative_error(averager.averages(), mean) <= 0.05
 
 
 def test_swap_restores_live_weights_bit_exactly_even_on_error():

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from glue_fixtures import save_tiny_bert, sentiment_rows, write_rows
-from hf_swa.embedded import LABELS, read_tweet_sentiment, write_tweet_sentiment_splits
+from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.demo.embedded import LABELS, read_tweet_sentiment, write_tweet_sentiment_splits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +41,7 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     results = {(mode, seed): json.loads((runs / "sst2" / mode / f"seed{seed}" / "all_results.json").read_text())
                for mode in ("baseline", "swa") for seed in (1, 2)}
     assert "eval_swa_accuracy" not in results[("baseline", 1)]
-    swa_config = json.loads((runs / "sst2" / "swa" / "seed1" / "swa_config.json").read_text())
+    swa_config = json.loads((runs / "sst2" / "swa" / "seed1" / CONFIG_FILE).read_text())
     assert swa_config["start_step"] == 4 and swa_config["swa_lr"] == pytest.approx(2.5e-3)
 
     # The table holds the means of the runs' own numbers, and the delta between them.

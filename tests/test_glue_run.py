@@ -11,6 +11,7 @@ import pytest
 from glue_fixtures import pair_rows, save_tiny_bert, save_tiny_gpt2, sentiment_rows, write_rows
 from transformers import AutoModelForSequenceClassification
 
+from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
     saved = json.loads((out / "all_results.json").read_text())
     assert saved["eval_swa_accuracy"] == results["eval_swa_accuracy"] and "train_runtime" in saved
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == results["eval_accuracy"]
-    assert (out / "swa_config.json").is_file()
+    assert (out / CONFIG_FILE).is_file()
     # Submission file: GLUE format, the test file's ids, SST-2 spelled 0/1.
     rows = read_tsv(out / "SST-2.tsv")
     assert rows[0] == ["index", "prediction"] and len(rows) == 11
@@ -145,7 +146,7 @@ def test_stsb_regression_and_baseline_without_swa(tmp_path, bert):
     for key in ("eval_pearson", "eval_spearmanr", "eval_combined_score"):
         assert -1.0 <= results[key] <= 1.0, key
     assert not any("swa" in key for key in results)  # a baseline run
-    assert not (out / "swa_config.json").exists()
+    assert not (out / CONFIG_FILE).exists()
     rows_out = read_tsv(out / "STS-B.tsv")
     assert rows_out[0] == ["index", "prediction"] and len(rows_out) == 6
     for _, value in rows_out[1:]:

@@ -7,15 +7,20 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from hf_swa import hub
+from hf_swa.checkpoint import CONFIG_FILE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import FakeHub  # noqa: E402
@@ -64,7 +69,7 @@ def save_averaged_model(folder: Path, *, swa_config: dict | None = SWA_CONFIG, w
     if not weights:
         (folder / "model.safetensors").unlink()
     if swa_config is not None:
-        (folder / "swa_config.json").write_text(json.dumps(swa_config, indent=2))
+        (folder / CONFIG_FILE).write_text(json.dumps(swa_config, indent=2))
     return folder
 
 
@@ -132,7 +137,7 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
         "Upload SWA-averaged model (12 snapshots) with hf_swa", "again",
     ]
     pushed = fake.files("me/tiny-swa")
-    assert set(pushed) == {"config.json", "model.safetensors", "swa_config.json", "README.md"}
+    assert set(pushed) == {"config.json", "model.safetensors", CONFIG_FILE, "README.md"}
     for name, content in pushed.items():
         assert content == (model_dir / name).read_bytes(), name
 
@@ -178,7 +183,7 @@ class NoNetwork:
 
 
 def test_push_refuses_folder_without_swa_config(tmp_path, monkeypatch):
-    monkeypatch.setattr(hub, "HfApi", NoNetwork)
+    monkeypatch.setattr(hub.push, "HfApi", NoNetwork)
     folder = save_averaged_model(tmp_path / "plain", swa_config=None)
     with pytest.raises(FileNotFoundError, match="swa_config.json.*not an averaged model"):
         hub.push_to_hub(folder, "me/plain")
@@ -186,7 +191,7 @@ def test_push_refuses_folder_without_swa_config(tmp_path, monkeypatch):
 
 
 def test_push_refuses_folder_without_weights(tmp_path, monkeypatch):
-    monkeypatch.setattr(hub, "HfApi", NoNetwork)
+    monkeypatch.setattr(hub.push, "HfApi", NoNetwork)
     folder = save_averaged_model(tmp_path / "no-weights", weights=False)
     with pytest.raises(FileNotFoundError, match="no model weights"):
         hub.push_to_hub(folder, "me/no-weights")
@@ -197,15 +202,15 @@ def test_cli_refusal_is_an_error_message_not_a_traceback(tmp_path, monkeypatch, 
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     import push_to_hub as cli
 
-    monkeypatch.setattr(hub, "HfApi", NoNetwork)
+    monkeypatch.setattr(hub.push, "HfApi", NoNetwork)
     folder = save_averaged_model(tmp_path / "plain", swa_config=None)
     assert cli.main(["--model_dir", str(folder), "--repo_id", "me/plain"]) == 2
-    assert "swa_config.json" in capsys.readouterr().err
+    assert CONFIG_FILE in capsys.readouterr().err
     assert not (folder / "README.md").exists()
 
 
 def test_corrupt_swa_config_is_named(tmp_path):
-    (tmp_path / "swa_config.json").write_text("{not json")
+    (tmp_path / CONFIG_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="swa_config.json is not valid JSON"):
         hub.load_swa_config(tmp_path)
 
@@ -303,14 +308,14 @@ def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
     repo = fake.repos["me/sst2-swa"]
     assert len(repo.commits) == 1  # no checkpoint (live weights) was pushed during training
     pushed = fake.files("me/sst2-swa")
-    assert {"config.json", "model.safetensors", "swa_config.json", "README.md"} <= set(pushed)
+    assert {"config.json", "model.safetensors", CONFIG_FILE, "README.md"} <= set(pushed)
     assert not any(name.startswith("checkpoint-") for name in pushed)
     assert pushed["model.safetensors"] == (out / "model.safetensors").read_bytes()
     # What was pushed is the average of steps 3-6 (GLUE default swa_start=0.5), as in the final checkpoint.
     final = load_file(str(out / "checkpoint-6" / "model.safetensors"))
     saved = load_file(str(out / "model.safetensors"))
     assert all(torch.equal(final[k], saved[k]) for k in saved)
-    assert json.loads(pushed["swa_config.json"])["n_averaged"] == 4
+    assert json.loads(pushed[CONFIG_FILE])["n_averaged"] == 4
     card = pushed["README.md"].decode()
     assert "| Snapshots averaged (`n_averaged`) | 4 |" in card
     results = json.loads((out / "all_results.json").read_text())

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hf_swa import report
+from hf_swa.glue import report
+from hf_swa.glue.summary import collect_runs, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +123,7 @@ def test_json_has_the_same_numbers_unscaled(report_md):
 
 def test_every_metric_is_compared_main_first_and_loss_is_not(tmp_path):
     write_runs(tmp_path, "mrpc", MRPC)
-    summary = report.summarize(report.collect_runs(tmp_path))
+    summary = summarize(collect_runs(tmp_path))
     (mrpc,) = summary.tasks
     assert [m.metric for m in mrpc.metrics] == ["f1", "accuracy"]  # GLUE's main metric for MRPC is F1
     acc = mrpc.metrics[1]
@@ -136,7 +137,7 @@ def test_mnli_mismatched_is_its_own_row_and_folded_into_the_glue_average(tmp_pat
         "swa": {1: {"accuracy": 0.845, "accuracy_mm": 0.85, "swa_accuracy": 0.85, "swa_accuracy_mm": 0.86,
                     "swa_runtime_mm": 3.0, "samples_mm": 98}},
     })
-    summary = report.summarize(report.collect_runs(tmp_path))
+    summary = summarize(collect_runs(tmp_path))
     (mnli,) = summary.tasks
     assert [m.metric for m in mnli.metrics] == ["accuracy", "accuracy_mm"]
     assert mnli.glue_score.baseline.values == (pytest.approx(0.845),)
@@ -148,7 +149,7 @@ def test_missing_runs_are_reported_not_hidden(tmp_path):
     write_runs(tmp_path, "rte", RTE)
     (tmp_path / "rte" / "swa" / "seed4").mkdir()  # launched, never finished
     (tmp_path / "rte" / "baseline" / "seed3" / "all_results.json").unlink()
-    summary = report.summarize(report.collect_runs(tmp_path))
+    summary = summarize(collect_runs(tmp_path))
     notes = "\n".join(summary.notes)
     assert "rte/swa/seed4: no all_results.json" in notes
     assert "rte/baseline/seed3: no all_results.json" in notes
@@ -158,7 +159,7 @@ def test_missing_runs_are_reported_not_hidden(tmp_path):
 
 def test_empty_root_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no runs under .*<task>/<baseline\|swa>/seed<k>"):
-        report.collect_runs(tmp_path)
+        collect_runs(tmp_path)
 
 
 def test_cli_collect_only(tmp_path, capsys):

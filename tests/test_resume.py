@@ -107,7 +107,7 @@ def test_checkpoint_with_state_of_another_model_is_refused(checkpoint_9):
 
     state = json.loads((checkpoint_9 / STATE_FILE).read_text())
     other = tiny_bert(num_labels=3)  # same parameter names, another classifier shape
-    averager = WeightAverager(other)
+    averager = WeightAverager(other, window_starts=[state["start_step"]])
     averager.update(other)
     metadata = {k: state[k] for k in ("global_step", "start_step", "swa_freq", "config")}
     save_swa_state(str(checkpoint_9), averager.state_dict(), metadata)

@@ -16,6 +16,7 @@ from transformers import (
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
 from tiny_models import (
+    QUICK_RUN,
     SnapshotRecorder,
     classification_data,
     expected_snapshot_steps,
@@ -27,10 +28,7 @@ from tiny_models import (
     trainable_float_weights,
 )
 
-COMMON = dict(
-    per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-2, report_to="none",
-    use_cpu=True, disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0, data_seed=0,
-)
+COMMON = QUICK_RUN
 
 
 def swa_args(tmp_path, **kwargs):

@@ -17,6 +17,11 @@ from transformers import (
 
 VOCAB = 64
 SEQ_LEN = 8
+# TrainingArguments for quick, quiet, deterministic CPU runs without checkpoints.
+QUICK_RUN = dict(
+    per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-2, report_to="none",
+    use_cpu=True, disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0, data_seed=0,
+)
 
 
 def tiny_bert(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassification:

@@ -1,7 +1,7 @@
 """Baseline vs SWA over seeds and tasks: run both, then write the report.
 
 Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``, the layout
-`hf_swa.report.collect_runs` reads. The two runs of a seed differ only in SWA, that
+`hf_swa.glue.summary.collect_runs` reads. The two runs of a seed differ only in SWA, that
 is the averaging and its LR tail (``swa=False`` for the baseline: same data, model,
 seed, budget and base schedule, without the tail). The report's "SWA live" column
 (the SWA run's last live weights) separates the two effects: averaged − live is the
@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from hf_swa.glue.metric_keys import ALL_RESULTS_FILE
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def run_dir(runs_root: str, task: str, mode: str, seed: int) -> str:
 
 def is_finished(output_dir: str, mode: str) -> bool:
     """A run is finished when its results hold the evaluation (a crash during evaluation leaves only training)."""
-    path = Path(output_dir, "all_results.json")
+    path = Path(output_dir, ALL_RESULTS_FILE)
     if not path.is_file():
         return False
     try:

@@ -30,7 +30,7 @@ from typing import Optional
 import datasets
 import pandas as pd
 
-from hf_swa.glue.tasks import GlueTask, get_task
+from hf_swa.glue.tasks import HUB_DATASET, GlueTask, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ __all__ = [
     "tokenize_datasets",
 ]
 
-HUB_DATASET = "nyu-mll/glue"
 SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl")
 
 

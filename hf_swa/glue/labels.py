@@ -122,8 +122,14 @@ def infer_labels(
     """
     if not labelled_splits:
         raise ValueError("No labelled split (train or validation) to read the classes from.")
-    task = get_task(task_name) if task_name else None
-    for split in labelled_splits:
+    _check_every_example_has_a_label(raw, label_column, labelled_splits)
+    if task_name:
+        return _glue_labels(raw, get_task(task_name), label_column, labelled_splits)
+    return _custom_labels(raw, label_column, labelled_splits)
+
+
+def _check_every_example_has_a_label(raw: datasets.DatasetDict, label_column: str, splits: Sequence[str]) -> None:
+    for split in splits:
         for index, value in enumerate(raw[split][label_column]):
             if value is None or (isinstance(value, float) and math.isnan(value)) or _as_text(value) == "":
                 raise ValueError(
@@ -131,8 +137,11 @@ def infer_labels(
                     "from 0, header not counted): every example of a labelled split needs one."
                 )
 
-    if task is not None and task.is_regression:
-        for split in labelled_splits:
+
+def _glue_labels(raw: datasets.DatasetDict, task, label_column: str, splits: Sequence[str]) -> LabelInfo:
+    """A GLUE task's own classes (or regression), after checking the data holds only those."""
+    if task.is_regression:
+        for split in splits:
             feature = raw[split].features[label_column]
             if not (isinstance(feature, datasets.Value) and feature.dtype.startswith(("float", "int"))):
                 raise ValueError(
@@ -140,19 +149,20 @@ def infer_labels(
                     f"numbers (e.g. {raw[split][0][label_column]!r})."
                 )
         return LabelInfo([], is_regression=True)
+    info = LabelInfo(list(task.label_names), aliases=_glue_aliases(task))
+    for split in splits:
+        unknown = sorted({_as_text(v) for v in raw[split].unique(label_column)} - set(map(str, info.aliases)))
+        if unknown:
+            raise ValueError(
+                f"The {split} split of {task.name} has labels {unknown} that are not {task.name} classes; "
+                f"expected ids 0..{task.num_labels - 1} or names {list(task.label_names)}."
+            )
+    return info
 
-    if task is not None:
-        info = LabelInfo(list(task.label_names), aliases=_glue_aliases(task))
-        for split in labelled_splits:
-            unknown = sorted({_as_text(v) for v in raw[split].unique(label_column)} - set(map(str, info.aliases)))
-            if unknown:
-                raise ValueError(
-                    f"The {split} split of {task.name} has labels {unknown} that are not {task.name} classes; "
-                    f"expected ids 0..{task.num_labels - 1} or names {list(task.label_names)}."
-                )
-        return info
 
-    first = labelled_splits[0]
+def _custom_labels(raw: datasets.DatasetDict, label_column: str, splits: Sequence[str]) -> LabelInfo:
+    """A custom data set's classes, as the first split has them (regression for non-integer numbers)."""
+    first = splits[0]
     if _is_float_column(raw[first], label_column):
         values = [v for v in raw[first][label_column] if not (isinstance(v, float) and math.isnan(v))]
         if any(not float(v).is_integer() for v in values):
@@ -160,7 +170,7 @@ def infer_labels(
     classes = sorted({_as_text(v) for v in raw[first].unique(label_column)}, key=_sort_key)
     if "" in classes:
         raise ValueError(f"The {first} split has examples with an empty label in column {label_column!r}.")
-    for split in labelled_splits[1:]:
+    for split in splits[1:]:
         extra = sorted({_as_text(v) for v in raw[split].unique(label_column)} - set(classes), key=_sort_key)
         if extra:
             raise ValueError(

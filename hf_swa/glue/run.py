@@ -1,7 +1,7 @@
 """Fine-tune and evaluate on a GLUE task (or any sentence(-pair) classification set) with SWA.
 
 The arguments mirror transformers' ``examples/pytorch/text-classification/run_glue.py``.
-``run_glue`` is what ``scripts/run_glue.py`` calls; it is importable so tests and
+``run_glue`` is what ``hf-swa-glue`` (``scripts/run_glue.py``) calls; it is importable so tests and
 other code can run it in-process.
 
 Example (local files, a model saved in ``./tiny-bert``)::
@@ -33,6 +33,7 @@ from typing import Optional
 import numpy as np
 from transformers import AutoConfig, DataCollatorWithPadding, default_data_collator, set_seed
 
+from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.glue.data import (
     check_columns,
     evaluation_splits,
@@ -43,9 +44,11 @@ from hf_swa.glue.data import (
     tokenize_datasets,
 )
 from hf_swa.glue.labels import LabelInfo, infer_labels
+from hf_swa.glue.metric_keys import MISMATCHED_SUFFIX, RESULTS_FILES, TRAIN_RESULTS_FILE
 from hf_swa.glue.metrics import make_compute_metrics
 from hf_swa.glue.modeling import prepare_model_and_tokenizer
 from hf_swa.glue.tasks import get_task
+from hf_swa.hub.card import MODEL_CARD_NAME
 from hf_swa.trainer import SWATrainer, SWATrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -147,7 +150,7 @@ class GlueTrainingArguments(SWATrainingArguments):
 
 
 def _mismatched_suffix(split: str) -> str:
-    return "_mm" if split.endswith("mismatched") else ""
+    return MISMATCHED_SUFFIX if split.endswith("mismatched") else ""
 
 
 def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArguments) -> LabelInfo:
@@ -165,7 +168,7 @@ def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArg
 
 
 # Written by an earlier run into the same folder; left there they would describe this run's model.
-_RUN_OUTPUTS = ("swa_config.json", "all_results.json", "train_results.json", "eval_results.json", "README.md")
+_RUN_OUTPUTS = (CONFIG_FILE, *RESULTS_FILES, TRAIN_RESULTS_FILE, MODEL_CARD_NAME)
 
 
 def _remove_stale_outputs(output_dir: str) -> None:
@@ -207,6 +210,127 @@ def write_submission(path: str, ids, predictions, label_names: Optional[list[str
             writer.writerow([index, value])
 
 
+def _load_splits(data_args: DataTrainingArguments, model_args: ModelArguments, training_args) -> tuple:
+    """The raw splits this run uses, cut to the requested sizes; also the evaluation and prediction splits."""
+    task_name = data_args.task_name
+    raw = load_raw_datasets(
+        task_name,
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        test_file=data_args.test_file,
+        validation_mismatched_file=data_args.validation_mismatched_file,
+        test_mismatched_file=data_args.test_mismatched_file,
+        label_column=data_args.label_column or "label",
+        cache_dir=model_args.cache_dir,
+        token=model_args.token,
+    )
+    eval_splits = evaluation_splits(raw, task_name)
+    predict_splits = prediction_splits(raw, task_name)
+    needed = {"do_train": "train" in raw, "do_eval": bool(eval_splits), "do_predict": bool(predict_splits)}
+    for flag, present in needed.items():
+        if getattr(training_args, flag) and not present:
+            what = {"do_train": "--train_file", "do_eval": "--validation_file", "do_predict": "--test_file"}[flag]
+            raise ValueError(f"--{flag} needs data to work on: pass {what} (splits found: {list(raw)}).")
+    keep = {"train": training_args.do_train, **{s: training_args.do_eval for s in eval_splits}}
+    keep.update({s: training_args.do_predict for s, _ in predict_splits})
+    limits = {"train": data_args.max_train_samples, **{s: data_args.max_eval_samples for s in eval_splits}}
+    limits.update({s: data_args.max_predict_samples for s, _ in predict_splits})
+    for split in list(raw):
+        if not keep.get(split, False):
+            del raw[split]
+        elif limits.get(split) is not None:
+            raw[split] = raw[split].select(range(min(limits[split], len(raw[split]))))
+    return raw, eval_splits, predict_splits
+
+
+def _model_and_data(raw, eval_splits, model_args: ModelArguments, data_args: DataTrainingArguments, training_args):
+    """Labels, model, tokenizer and the tokenized splits."""
+    task_name, label_column = data_args.task_name, data_args.label_column or "label"
+    text_columns = resolve_text_columns(raw, task_name, data_args.text_columns) if len(raw) else ()
+    labelled = [s for s in raw if s == "train" or s in eval_splits]
+    check_columns(raw, text_columns, label_column, labelled)
+    if labelled:
+        label_info = infer_labels(raw, task_name, label_column, labelled)
+    else:
+        label_info = _labels_without_labelled_data(task_name, model_args)
+    model, tokenizer, label2id = prepare_model_and_tokenizer(
+        model_args.model_name_or_path,
+        label_info,
+        task_name=task_name,
+        training=training_args.do_train,
+        tokenizer_name=model_args.tokenizer_name,
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+        use_fast_tokenizer=model_args.use_fast_tokenizer,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+    )
+    with training_args.main_process_first(desc="dataset tokenization"):
+        data = tokenize_datasets(
+            raw,
+            tokenizer,
+            text_columns,
+            max_seq_length=data_args.max_seq_length,
+            pad_to_max_length=data_args.pad_to_max_length,
+            label_column=label_column,
+            label_fn=label_info.label_fn(label2id) if labelled else None,
+            labelled_splits=labelled,
+            num_proc=data_args.preprocessing_num_workers,
+            load_from_cache_file=not data_args.overwrite_cache,
+        )
+    return label_info, model, tokenizer, label2id, data
+
+
+def _collator(tokenizer, data_args: DataTrainingArguments, training_args):
+    if data_args.pad_to_max_length:
+        return default_data_collator
+    multiple = 8 if (training_args.fp16 or training_args.bf16) else None
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
+
+
+def _train(trainer: SWATrainer, train_dataset, training_args) -> dict:
+    if trainer.is_world_process_zero():
+        _remove_stale_outputs(training_args.output_dir)
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()  # the averaged weights (when SWA ran) + swa_config.json
+    metrics = dict(train_result.metrics, train_samples=len(train_dataset))
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    return metrics
+
+
+def _evaluate(trainer: SWATrainer, data, eval_splits) -> dict:
+    eval_metrics = {}
+    for split in eval_splits:
+        metrics = dict(trainer.evaluate(eval_dataset=data[split]), eval_samples=len(data[split]))
+        suffix = _mismatched_suffix(split)
+        eval_metrics.update({key + suffix: value for key, value in metrics.items()})
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    return eval_metrics
+
+
+def _predict(trainer: SWATrainer, raw, data, predict_splits, task_name, label_info: LabelInfo, id2label, output_dir):
+    """Write one submission file per test split, with the leaderboard's spelling of the classes."""
+    task = get_task(task_name) if task_name else None
+    names = None
+    if not label_info.is_regression:
+        names = [id2label[i] for i in range(len(id2label))]
+        if task is not None:  # the leaderboard's spelling (0/1 for CoLA, SST-2, MRPC, QQP, WNLI)
+            names = [task.submission_labels[task.label_names.index(name)] for name in names]
+    for split, stem in predict_splits:
+        ids = example_ids(raw[split])
+        output = trainer.predict(data[split], metric_key_prefix="predict")
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        predictions = np.squeeze(logits, axis=-1) if label_info.is_regression else np.argmax(logits, axis=-1)
+        if trainer.is_world_process_zero():
+            path = os.path.join(output_dir, f"{stem}.tsv")
+            write_submission(path, ids, predictions, names)
+            logger.info("Wrote %d predictions to %s", len(predictions), path)
+
+
 def run_glue(
     model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SWATrainingArguments
 ) -> dict:
@@ -223,128 +347,26 @@ def run_glue(
     # covers models whose forward it cannot inspect. Token averaging has no meaning for one label per example.
     training_args.average_tokens_across_devices = False
     set_seed(training_args.seed)
-    task_name = data_args.task_name
-    label_column = data_args.label_column or "label"
-
-    raw = load_raw_datasets(
-        task_name,
-        train_file=data_args.train_file,
-        validation_file=data_args.validation_file,
-        test_file=data_args.test_file,
-        validation_mismatched_file=data_args.validation_mismatched_file,
-        test_mismatched_file=data_args.test_mismatched_file,
-        label_column=label_column,
-        cache_dir=model_args.cache_dir,
-        token=model_args.token,
-    )
-    eval_splits = evaluation_splits(raw, task_name)
-    predict_splits = prediction_splits(raw, task_name)
-    needed = {"do_train": "train" in raw, "do_eval": bool(eval_splits), "do_predict": bool(predict_splits)}
-    for flag, present in needed.items():
-        if getattr(training_args, flag) and not present:
-            what = {"do_train": "--train_file", "do_eval": "--validation_file", "do_predict": "--test_file"}[flag]
-            raise ValueError(f"--{flag} needs data to work on: pass {what} (splits found: {list(raw)}).")
-    # Keep only the splits this run uses, cut to the requested sizes.
-    keep = {"train": training_args.do_train, **{s: training_args.do_eval for s in eval_splits}}
-    keep.update({s: training_args.do_predict for s, _ in predict_splits})
-    limits = {"train": data_args.max_train_samples, **{s: data_args.max_eval_samples for s in eval_splits}}
-    limits.update({s: data_args.max_predict_samples for s, _ in predict_splits})
-    for split in list(raw):
-        if not keep.get(split, False):
-            del raw[split]
-        elif limits.get(split) is not None:
-            raw[split] = raw[split].select(range(min(limits[split], len(raw[split]))))
-
-    text_columns = resolve_text_columns(raw, task_name, data_args.text_columns) if len(raw) else ()
-    labelled = [s for s in raw if s == "train" or s in eval_splits]
-    check_columns(raw, text_columns, label_column, labelled)
-    if labelled:
-        label_info = infer_labels(raw, task_name, label_column, labelled)
-    else:
-        label_info = _labels_without_labelled_data(task_name, model_args)
-
-    model, tokenizer, label2id = prepare_model_and_tokenizer(
-        model_args.model_name_or_path,
-        label_info,
-        task_name=task_name,
-        training=training_args.do_train,
-        tokenizer_name=model_args.tokenizer_name,
-        cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
-        use_fast_tokenizer=model_args.use_fast_tokenizer,
-        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-    )
-    ids = {split: example_ids(raw[split]) for split, _ in predict_splits if split in raw}
-    with training_args.main_process_first(desc="dataset tokenization"):
-        data = tokenize_datasets(
-            raw,
-            tokenizer,
-            text_columns,
-            max_seq_length=data_args.max_seq_length,
-            pad_to_max_length=data_args.pad_to_max_length,
-            label_column=label_column,
-            label_fn=label_info.label_fn(label2id) if labelled else None,
-            labelled_splits=labelled,
-            num_proc=data_args.preprocessing_num_workers,
-            load_from_cache_file=not data_args.overwrite_cache,
-        )
-    if data_args.pad_to_max_length:
-        collator = default_data_collator
-    else:
-        multiple = 8 if (training_args.fp16 or training_args.bf16) else None
-        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
-
+    raw, eval_splits, predict_splits = _load_splits(data_args, model_args, training_args)
+    label_info, model, tokenizer, label2id, data = _model_and_data(raw, eval_splits, model_args, data_args, training_args)
     trainer = SWATrainer(
         model=model,
         args=training_args,
         train_dataset=data["train"] if training_args.do_train else None,
         eval_dataset=data[eval_splits[0]] if training_args.do_eval else None,
         processing_class=tokenizer,
-        data_collator=collator,
+        data_collator=_collator(tokenizer, data_args, training_args),
         compute_metrics=make_compute_metrics(
-            task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression,
-            positive_label_id=_positive_label_id(task_name, label2id),
+            data_args.task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression,
+            positive_label_id=_positive_label_id(data_args.task_name, label2id),
         ),
     )
-
     results: dict = {}
-    if training_args.do_train and trainer.is_world_process_zero():
-        _remove_stale_outputs(training_args.output_dir)
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()  # the averaged weights (when SWA ran) + swa_config.json
-        metrics = dict(train_result.metrics, train_samples=len(data["train"]))
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
-        results.update(metrics)
-
+        results.update(_train(trainer, data["train"], training_args))
     if training_args.do_eval:
-        eval_metrics = {}
-        for split in eval_splits:
-            metrics = dict(trainer.evaluate(eval_dataset=data[split]), eval_samples=len(data[split]))
-            suffix = _mismatched_suffix(split)
-            eval_metrics.update({key + suffix: value for key, value in metrics.items()})
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
-        results.update(eval_metrics)
-
+        results.update(_evaluate(trainer, data, eval_splits))
     if training_args.do_predict:
-        task = get_task(task_name) if task_name else None
-        names = None
-        if not label_info.is_regression:
-            id2label = model.config.id2label
-            names = [id2label[i] for i in range(len(id2label))]
-            if task is not None:  # the leaderboard's spelling (0/1 for CoLA, SST-2, MRPC, QQP, WNLI)
-                names = [task.submission_labels[task.label_names.index(name)] for name in names]
-        for split, stem in predict_splits:
-            output = trainer.predict(data[split], metric_key_prefix="predict")
-            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-            predictions = np.squeeze(logits, axis=-1) if label_info.is_regression else np.argmax(logits, axis=-1)
-            if trainer.is_world_process_zero():
-                path = os.path.join(training_args.output_dir, f"{stem}.tsv")
-                write_submission(path, ids[split], predictions, names)
-                logger.info("Wrote %d predictions to %s", len(predictions), path)
+        _predict(trainer, raw, data, predict_splits, data_args.task_name, label_info, model.config.id2label,
+                 training_args.output_dir)
     return results

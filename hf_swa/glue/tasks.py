@@ -24,7 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["GlueTask", "GLUE_TASKS", "TASK_NAMES", "get_task", "glue_average"]
+__all__ = ["HUB_DATASET", "GlueTask", "GLUE_TASKS", "TASK_NAMES", "get_task", "find_task", "glue_average"]
+
+#: The GLUE benchmark on the Hugging Face Hub: one config per task.
+HUB_DATASET = "nyu-mll/glue"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class GlueTask:
         submission_labels: how the leaderboard spells each class in the
             submission files, in id order: ``0``/``1`` for the binary tasks whose
             raw GLUE files use 0/1, class names for the NLI tasks.
+        purpose: what the task asks of a model, in a few words (for model cards).
     """
 
     name: str
@@ -56,6 +60,7 @@ class GlueTask:
     test_splits: tuple[str, ...] = ("test",)
     submission_names: tuple[str, ...] = ()
     submission_labels: tuple[str, ...] = ()
+    purpose: str = ""
 
     @property
     def is_regression(self) -> bool:
@@ -82,26 +87,31 @@ GLUE_TASKS: dict[str, GlueTask] = {
             "cola", ("sentence",), ("unacceptable", "acceptable"),
             ("matthews_correlation",), "matthews_correlation",
             submission_names=("CoLA",), submission_labels=_BINARY01,
+            purpose="judging whether a sentence is grammatically acceptable",
         ),
         GlueTask(
             "sst2", ("sentence",), ("negative", "positive"),
             ("accuracy",), "accuracy",
             submission_names=("SST-2",), submission_labels=_BINARY01,
+            purpose="classifying the sentiment of a sentence",
         ),
         GlueTask(
             "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"),
             ("accuracy", "f1"), "f1",
             submission_names=("MRPC",), submission_labels=_BINARY01,
+            purpose="deciding whether two sentences are paraphrases",
         ),
         GlueTask(
             "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"),
             ("accuracy", "f1"), "f1",
             submission_names=("QQP",), submission_labels=_BINARY01,
+            purpose="deciding whether two questions are duplicates",
         ),
         GlueTask(
             "stsb", ("sentence1", "sentence2"), (),
             ("pearson", "spearmanr"), "spearmanr",
             submission_names=("STS-B",),
+            purpose="scoring the semantic similarity of two sentences (regression)",
         ),
         GlueTask(
             "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
@@ -110,21 +120,25 @@ GLUE_TASKS: dict[str, GlueTask] = {
             test_splits=("test_matched", "test_mismatched"),
             submission_names=("MNLI-m", "MNLI-mm"),
             submission_labels=("entailment", "neutral", "contradiction"),
+            purpose="natural language inference (entailment, neutral, contradiction)",
         ),
         GlueTask(
             "qnli", ("question", "sentence"), ("entailment", "not_entailment"),
             ("accuracy",), "accuracy",
             submission_names=("QNLI",), submission_labels=("entailment", "not_entailment"),
+            purpose="deciding whether a sentence answers a question",
         ),
         GlueTask(
             "rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"),
             ("accuracy",), "accuracy",
             submission_names=("RTE",), submission_labels=("entailment", "not_entailment"),
+            purpose="recognising textual entailment",
         ),
         GlueTask(
             "wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"),
             ("accuracy",), "accuracy",
             submission_names=("WNLI",), submission_labels=_BINARY01,
+            purpose="pronoun-resolution entailment",
         ),
     )
 }

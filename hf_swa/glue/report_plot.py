@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import Sequence, Union
 
-if TYPE_CHECKING:
-    from hf_swa.report import ReportSummary, RunResult
+from hf_swa.glue.summary import ReportSummary, RunResult
 
 
-def _curve(runs: Sequence["RunResult"], key: str) -> tuple:
+def _curve(runs: Sequence[RunResult], key: str) -> tuple:
     """Steps and per-step mean/min/max of ``key`` over the runs' eval logs."""
     by_step: dict = {}
     for run in runs:
@@ -22,7 +21,7 @@ def _curve(runs: Sequence["RunResult"], key: str) -> tuple:
     return steps, [statistics.fmean(by_step[s]) for s in steps], [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
 
 
-def plot_curves(runs: Sequence["RunResult"], summary: "ReportSummary", path: Union[str, Path], scale: float = 100.0) -> Path:
+def plot_curves(runs: Sequence[RunResult], summary: ReportSummary, path: Union[str, Path], scale: float = 100.0) -> Path:
     """PNG of each task's main metric over training steps: baseline, SWA live and SWA averaged."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

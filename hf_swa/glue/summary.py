@@ -1,6 +1,5 @@
-"""Compare baseline and SWA fine-tuning runs over seeds and tasks: a Markdown table and a plot.
+"""Baseline and SWA runs read from disk and compared over seeds: the numbers behind the report.
 
-The report only reads result files, so it does not care how the runs were launched.
 Layout under ``runs_root``::
 
     <task>/<baseline|swa>/seed<k>/all_results.json     # final metrics (Trainer.save_metrics)
@@ -36,21 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
+from hf_swa.glue.metric_keys import ALL_RESULTS_FILE, AVERAGED_PREFIX, LIVE_PREFIX, MISMATCHED_SUFFIX, is_score, metric_names
 from hf_swa.glue.tasks import find_task
-from hf_swa.report_plot import plot_curves
 
 __all__ = ["VARIANTS", "RunResult", "Stat", "MetricComparison", "TaskSummary", "ReportSummary",
-           "collect_runs", "summarize", "render_markdown", "plot_curves", "write_report"]
+           "collect_runs", "summarize"]
 
 VARIANTS = ("baseline", "swa")
-RESULTS_FILE = "all_results.json"
 STATE_FILE = "trainer_state.json"
-REPORT_NAME = "glue_report"
 _SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
-# Trainer metric keys that are bookkeeping, losses or run_glue's combined_score (a mean of the others).
-_NOT_SCORES = ("loss", "runtime", "samples_per_second", "steps_per_second", "samples", "epoch", "combined_score",
-               "model_preparation_time")
-
 
 @dataclass(frozen=True)
 class RunResult:
@@ -73,11 +66,11 @@ class RunResult:
         With ``fold_mm`` an MNLI-style ``<metric>_mm`` (mismatched) score is averaged in, as
         the GLUE average does.
         """
-        prefix = "eval_swa_" if averaged else "eval_"
+        prefix = AVERAGED_PREFIX if averaged else LIVE_PREFIX
         value = self.metrics.get(prefix + metric)
         if value is None:
             return None
-        mismatched = self.metrics.get(prefix + metric + "_mm") if fold_mm else None
+        mismatched = self.metrics.get(prefix + metric + MISMATCHED_SUFFIX) if fold_mm else None
         return float(value) if mismatched is None else (float(value) + float(mismatched)) / 2
 
 
@@ -199,14 +192,14 @@ def collect_runs(runs_root: Union[str, Path]) -> list:
                 match = _SEED_DIR.match(seed_dir.name)
                 if not (match and seed_dir.is_dir()):
                     continue
-                results, state = seed_dir / RESULTS_FILE, seed_dir / STATE_FILE
+                results, state = seed_dir / ALL_RESULTS_FILE, seed_dir / STATE_FILE
                 metrics = _read_json(results) if results.is_file() else {}
                 history = tuple(_read_json(state).get("log_history", ())) if state.is_file() else ()
                 runs.append(RunResult(task_dir.name, variant, int(match[1]), metrics, history, seed_dir))
     if not runs:
         raise FileNotFoundError(
-            f"no runs under {root}: expected <task>/<baseline|swa>/seed<k>/{RESULTS_FILE}, "
-            f"e.g. {root / 'sst2' / 'swa' / 'seed1' / RESULTS_FILE}"
+            f"no runs under {root}: expected <task>/<baseline|swa>/seed<k>/{ALL_RESULTS_FILE}, "
+            f"e.g. {root / 'sst2' / 'swa' / 'seed1' / ALL_RESULTS_FILE}"
         )
     return sorted(runs, key=lambda r: (r.task, r.variant, r.seed))
 
@@ -222,14 +215,8 @@ def _main_metric(task: str, available: Sequence[str]) -> str:
 
 
 def _metric_names(runs: Sequence[RunResult]) -> list:
-    names = set()
-    for run in runs:
-        for key in run.metrics:
-            name = key[len("eval_swa_"):] if key.startswith("eval_swa_") else key[len("eval_"):]
-            if key.startswith("eval_") and not name.removesuffix("_mm").endswith(_NOT_SCORES):
-                names.add(name)
-    return sorted(names)
-
+    """The scores any run reports (losses and run_glue's combined score are not compared)."""
+    return sorted({name for run in runs for name in metric_names(run.metrics) if is_score(name)})
 
 def summarize(runs: Sequence[RunResult], main_metrics: Optional[Mapping[str, str]] = None) -> ReportSummary:
     """Group runs by task and compare baseline with SWA on every metric they report."""
@@ -237,7 +224,7 @@ def summarize(runs: Sequence[RunResult], main_metrics: Optional[Mapping[str, str
     by_task: dict = {}
     for run in runs:
         if not run.complete:
-            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {RESULTS_FILE} (did the run finish?); left out.")
+            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {ALL_RESULTS_FILE} (did the run finish?); left out.")
             continue
         by_task.setdefault(run.task, []).append(run)
     tasks = []
@@ -271,126 +258,3 @@ def _compare(task: str, metric: str, baseline: Sequence[RunResult], swa: Sequenc
         return Stat(tuple(v for v in scores if v is not None))
 
     return MetricComparison(task, metric, stat(baseline, False), stat(swa, True), stat(swa, False))
-
-
-# -- rendering ---------------------------------------------------------------------------------
-
-
-def _mean_std(stat: Stat, scale: float) -> str:
-    if not stat.n:
-        return "–"
-    if stat.n == 1:
-        return f"{stat.mean * scale:.2f}"
-    return f"{stat.mean * scale:.2f} ± {stat.std * scale:.2f}"
-
-
-def _signed(value: float, scale: float) -> str:
-    return "–" if math.isnan(value) else f"{round(value * scale, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
-
-
-def _plain(value: float, scale: float) -> str:
-    return "–" if math.isnan(value) else f"{value * scale:.2f}"
-
-
-def render_markdown(summary: ReportSummary, scale: float = 100.0, plot_name: Optional[str] = None) -> str:
-    """The report as Markdown: one row per task and metric, a GLUE-average row, a verdict per task."""
-    avg = summary.glue_average()
-    # One task needs no average; tasks outside GLUE make an average, not a GLUE score.
-    show_average = len(avg["tasks"]) > 1
-    average_name = "GLUE average" if all(find_task(t) for t in avg["tasks"]) else "Average"
-    lines = [
-        "# SWA vs baseline",
-        "",
-        f"Scores ×{scale:g}, mean ± sample std over seeds. **SWA** is the averaged weights (`eval_swa_*`); "
-        "*SWA live* is the same SWA runs evaluated with their last-step weights (`eval_*`). "
-        "Δ = mean(SWA) − mean(baseline); a negative Δ means SWA did worse.",
-        *([f"The {average_name} is the mean over tasks of each task's main metric (MNLI: matched and mismatched "
-            "averaged).", ""] if show_average else [""]),
-        "| Task | Metric | Baseline | SWA | Δ SWA − baseline | SWA live | Seeds (baseline / SWA) |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for task in summary.tasks:
-        for m in task.metrics:
-            label = f"**{m.metric}** (main)" if m.metric == task.main_metric else m.metric
-            lines.append(
-                f"| {task.task} | {label} | {_mean_std(m.baseline, scale)} | {_mean_std(m.swa, scale)} | "
-                f"{_signed(m.delta, scale)} | {_mean_std(m.swa_live, scale)} | {m.baseline.n} / {m.swa.n} |"
-            )
-    if show_average:
-        lines.append(
-            f"| **{average_name}** | main metrics of {len(avg['tasks'])} task(s) | {_plain(avg['baseline'], scale)} | "
-            f"{_plain(avg['swa'], scale)} | {_signed(avg['delta'], scale)} | {_plain(avg['swa_live'], scale)} | |"
-        )
-    lines += ["", "## Verdict", ""]
-    lines += [f"- **{task.task}**: {task.verdict(scale)}" for task in summary.tasks]
-    if show_average:
-        delta = round(avg["delta"] * scale, 2) + 0.0
-        word = "helped" if delta > 0 else "did not help" if delta < 0 else "made no difference"
-        lines.append(f"- **{average_name}** ({', '.join(avg['tasks'])}): SWA {word} ({delta:+.2f} points).")
-    if plot_name:
-        lines += ["", "## Evaluation during training", "", f"![eval metric over steps]({plot_name})"]
-    if summary.notes:
-        lines += ["", "## Notes", ""] + [f"- {note}" for note in summary.notes]
-    return "\n".join(lines) + "\n"
-
-
-def write_report(
-    runs_root: Union[str, Path],
-    output_dir: Union[str, Path],
-    *,
-    main_metrics: Optional[Mapping[str, str]] = None,
-    scale: float = 100.0,
-) -> Path:
-    """Collect the runs under ``runs_root`` and write ``glue_report.md``, ``.png`` and ``.json``.
-
-    Returns the path of the Markdown file; the PNG is linked from it and the JSON holds the
-    same numbers (unscaled) for other tools.
-
-    Example:
-        >>> import json, pathlib, tempfile
-        >>> root = pathlib.Path(tempfile.mkdtemp())
-        >>> for variant, metrics in [("baseline", {"eval_accuracy": 0.70}),
-        ...                          ("swa", {"eval_accuracy": 0.69, "eval_swa_accuracy": 0.68})]:
-        ...     (root / "rte" / variant / "seed1").mkdir(parents=True)
-        ...     _ = (root / "rte" / variant / "seed1" / "all_results.json").write_text(json.dumps(metrics))
-        >>> path = write_report(root, root / "report")
-        >>> sorted(p.name for p in path.parent.iterdir())
-        ['glue_report.json', 'glue_report.md', 'glue_report.png']
-        >>> print([line for line in path.read_text().splitlines() if line.startswith("| rte")][0])
-        | rte | **accuracy** (main) | 70.00 | 68.00 | -2.00 | 69.00 | 1 / 1 |
-    """
-    runs = collect_runs(runs_root)
-    summary = summarize(runs, main_metrics)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    png = plot_curves(runs, summary, out / f"{REPORT_NAME}.png", scale)
-    md = out / f"{REPORT_NAME}.md"
-    md.write_text(render_markdown(summary, scale, plot_name=png.name), encoding="utf-8")
-    (out / f"{REPORT_NAME}.json").write_text(json.dumps(_to_json(summary), indent=2, allow_nan=False), encoding="utf-8")
-    return md
-
-
-def _to_json(summary: ReportSummary) -> dict:
-    def num(x: float):
-        return None if math.isnan(x) else x
-
-    def stat(s: Stat) -> dict:
-        return {"values": [num(v) for v in s.values], "mean": num(s.mean), "std": num(s.std), "n": s.n}
-
-    avg = summary.glue_average()
-    return {
-        "tasks": {
-            t.task: {
-                "main_metric": t.main_metric,
-                "verdict": t.verdict(),
-                "metrics": {
-                    m.metric: {"baseline": stat(m.baseline), "swa": stat(m.swa), "swa_live": stat(m.swa_live),
-                               "delta": num(m.delta)}
-                    for m in t.metrics
-                },
-            }
-            for t in summary.tasks
-        },
-        "glue_average": {k: (num(v) if isinstance(v, float) else v) for k, v in avg.items()},
-        "notes": summary.notes,
-    }

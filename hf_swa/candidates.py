@@ -1,0 +1,194 @@
+"""Candidate averages: the stores of fp32 running averages a `WeightAverager` keeps.
+
+A store holds one or more lists of fp32 buffers (one buffer per averaged tensor) and
+offers named candidates behind one interface:
+
+- ``fold(sources, step)``: fold a snapshot (fp32 tensors, in the buffers' order) in;
+- ``names()``: the candidates that hold at least one snapshot;
+- ``write(name, targets)``: write a candidate into tensors (cast to their dtype);
+- ``materialize(name)``: a candidate as new fp32 tensors;
+- ``records()``, ``slots()`` / ``load_slot()``: what is recorded and checkpointed.
+
+`WindowMeans` keeps one uniform mean per window of the averaging phase; its candidates
+are the suffix averages (``swa``: every snapshot; ``swa_from{s}``: the snapshots taken at
+steps ``>= s``). A snapshot changes only the current window's mean, so any number of
+windows costs one update per snapshot. `ExponentialMean` keeps one bias-corrected EMA.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from .strategies import ExponentialAverage, UniformAverage
+
+MAIN_CANDIDATE = "swa"
+
+BufferFactory = Callable[[], List[torch.Tensor]]
+
+
+def ema_candidate_name(decay: float) -> str:
+    """``ema_0.9`` for decay 0.9: the name of an EMA candidate.
+
+    >>> ema_candidate_name(0.99), ema_candidate_name(0.999)
+    ('ema_0.99', 'ema_0.999')
+    """
+    return f"ema_{decay:g}"
+
+
+class _RunningMean:
+    """One fp32 running average of a list of tensors, with a strategy's weights."""
+
+    def __init__(self, buffers: List[torch.Tensor], strategy):
+        self.buffers = buffers
+        self.strategy = strategy
+        self.n_averaged = 0
+
+    @torch.no_grad()
+    def fold(self, sources: List[torch.Tensor]) -> None:
+        weight = self.strategy.weight(self.n_averaged)
+        if weight == 1.0:  # the first snapshot: an exact copy
+            torch._foreach_copy_(self.buffers, sources)
+        else:
+            torch._foreach_lerp_(self.buffers, sources, weight)
+        self.n_averaged += 1
+
+
+class WindowMeans:
+    """Uniform means of consecutive windows of snapshots; candidates are the suffix averages.
+
+    Args:
+        new_buffers: makes one list of zeroed fp32 buffers (called once per window).
+        starts: the first step of each window, increasing (``None``: one window).
+
+    Example:
+        >>> import torch
+        >>> means = WindowMeans(lambda: [torch.zeros(1)], starts=[10, 20])
+        >>> for step, value in [(10, 1.0), (15, 2.0), (20, 6.0), (25, 8.0)]:
+        ...     means.fold([torch.tensor([value])], step)
+        >>> means.names()
+        ['swa', 'swa_from20']
+        >>> [means.materialize(name)[0].item() for name in means.names()]
+        [4.25, 7.0]
+    """
+
+    kind = "window_mean"
+
+    def __init__(self, new_buffers: BufferFactory, starts: Optional[Sequence[int]] = None):
+        self.starts = list(starts) if starts else [None]
+        if len(self.starts) > 1 and any(b <= a for a, b in zip(self.starts, self.starts[1:])):
+            raise ValueError(f"window starts must increase, got {self.starts}")
+        self.windows = [_RunningMean(new_buffers(), UniformAverage()) for _ in self.starts]
+
+    def window_of(self, step: Optional[int]) -> int:
+        if len(self.starts) == 1:
+            return 0
+        if step is None:
+            raise ValueError("With several windows, update(model, step=...) needs the optimizer step.")
+        return max(0, bisect.bisect_right(self.starts, step) - 1)
+
+    def fold(self, sources: List[torch.Tensor], step: Optional[int] = None) -> None:
+        self.windows[self.window_of(step)].fold(sources)
+
+    def _name(self, index: int) -> str:
+        return MAIN_CANDIDATE if index == 0 else f"{MAIN_CANDIDATE}_from{self.starts[index]}"
+
+    def _suffix(self, name: str) -> List[_RunningMean]:
+        for index in range(len(self.windows)):
+            if self._name(index) == name:
+                return [w for w in self.windows[index:] if w.n_averaged > 0]
+        raise KeyError(name)
+
+    def names(self) -> List[str]:
+        return [self._name(i) for i in range(len(self.windows)) if self._suffix(self._name(i))]
+
+    def n_averaged(self, name: str = MAIN_CANDIDATE) -> int:
+        return sum(w.n_averaged for w in self._suffix(name))
+
+    @torch.no_grad()
+    def write(self, name: str, targets: List[torch.Tensor]) -> None:
+        windows = self._suffix(name)
+        if len(windows) == 1:
+            torch._foreach_copy_(targets, windows[0].buffers)
+            return
+        total = sum(w.n_averaged for w in windows)
+        shares = [w.n_averaged / total for w in windows]
+        for i, target in enumerate(targets):  # one tensor at a time: memory stays near one parameter
+            combined = windows[0].buffers[i] * shares[0]
+            for window, share in zip(windows[1:], shares[1:]):
+                combined.add_(window.buffers[i], alpha=share)
+            target.copy_(combined)
+
+    def materialize(self, name: str) -> List[torch.Tensor]:
+        windows = self._suffix(name)
+        if len(windows) == 1:
+            return windows[0].buffers
+        out = [torch.empty_like(b) for b in windows[0].buffers]
+        self.write(name, out)
+        return out
+
+    def records(self) -> List[dict]:
+        return [{"name": name, "kind": self.kind, "start_step": self.starts[i], "n_averaged": self.n_averaged(name)}
+                for i, name in ((i, self._name(i)) for i in range(len(self.windows))) if name in self.names()]
+
+    def slots(self) -> Dict[str, _RunningMean]:
+        """The checkpointed running means by slot key (``window0``, ``window1``, ...)."""
+        return {f"window{i}": window for i, window in enumerate(self.windows)}
+
+    def settings(self) -> dict:
+        return {"kind": self.kind, "starts": self.starts}
+
+
+class ExponentialMean:
+    """One bias-corrected exponential moving average of the snapshots (see `ExponentialAverage`).
+
+    Example:
+        >>> import torch
+        >>> ema = ExponentialMean(lambda: [torch.zeros(1)], decay=0.5)
+        >>> for value in (1.0, 2.0, 4.0):
+        ...     ema.fold([torch.tensor([value])])
+        >>> ema.materialize("ema_0.5")[0].item()  # (1 * 0.25 + 2 * 0.5 + 4 * 1) / (0.25 + 0.5 + 1)
+        3.0
+    """
+
+    kind = "ema"
+
+    def __init__(self, new_buffers: BufferFactory, decay: float, name: Optional[str] = None):
+        self.strategy = ExponentialAverage(decay)
+        self.decay = self.strategy.decay
+        self.name = name or ema_candidate_name(self.decay)
+        self.mean = _RunningMean(new_buffers(), self.strategy)
+
+    def fold(self, sources: List[torch.Tensor], step: Optional[int] = None) -> None:
+        self.mean.fold(sources)
+
+    def names(self) -> List[str]:
+        return [self.name] if self.mean.n_averaged > 0 else []
+
+    def n_averaged(self, name: Optional[str] = None) -> int:
+        return self.mean.n_averaged
+
+    def _check(self, name: str) -> None:
+        if name != self.name:
+            raise KeyError(name)
+
+    @torch.no_grad()
+    def write(self, name: str, targets: List[torch.Tensor]) -> None:
+        self._check(name)
+        torch._foreach_copy_(targets, self.mean.buffers)
+
+    def materialize(self, name: str) -> List[torch.Tensor]:
+        self._check(name)
+        return self.mean.buffers
+
+    def records(self) -> List[dict]:
+        return [{"name": self.name, "kind": self.kind, "decay": self.decay, "n_averaged": self.mean.n_averaged}
+                for _ in self.names()]
+
+    def slots(self) -> Dict[str, _RunningMean]:
+        return {self.name: self.mean}
+
+    def settings(self) -> dict:
+        return {"kind": self.kind, "decay": self.decay, "name": self.name}

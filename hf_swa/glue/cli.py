@@ -1,0 +1,71 @@
+"""``hf-swa-glue``: fine-tune on a GLUE task (or your own sentence(-pair) classification files) with SWA.
+
+    hf-swa-glue --model_name_or_path bert-base-cased --task_name mrpc \\
+        --do_train --do_eval --output_dir out/mrpc
+    accelerate launch -m hf_swa.glue.cli --model_name_or_path ./my-model --task_name rte \\
+        --train_file train.tsv --validation_file dev.tsv --do_train --do_eval --output_dir out/rte
+    hf-swa-glue config.json       # all arguments from one JSON file
+
+Every TrainingArguments flag works, plus the SWA flags (--swa, --swa_start, --swa_freq,
+--swa_lr, --swa_lr_ratio, ...). ``scripts/run_glue.py`` is the same command. See
+:mod:`hf_swa.glue.run`.
+
+With --push_to_hub (and --hub_model_id, default: the output folder's name) an SWA run
+pushes once, after training: the averaged model, its swa_config.json and a model card
+with the results. Checkpoints (live weights) are never pushed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
+from hf_swa.hub import push_to_hub, write_model_card
+
+
+def parse_args(argv: list[str]) -> tuple:
+    """The three argument dataclasses, from flags or from one JSON file."""
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, GlueTrainingArguments))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=argv[0])
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def push_average(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
+    """Write this run's card and push the averaged model in ``output_dir``; returns the commit URL."""
+    base = model_args.model_name_or_path
+    repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
+    card = dict(base_model=None if os.path.isdir(base) else base, task_name=data_args.task_name)
+    write_model_card(training_args.output_dir, repo_id=repo_id, **card)  # this run's results, not an older card
+    return push_to_hub(
+        training_args.output_dir,
+        repo_id,
+        token=training_args.hub_token,
+        private=bool(training_args.hub_private_repo),
+        **card,
+    )
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+    )
+    push = training_args.push_to_hub and training_args.swa
+    if push:  # the Trainer would push every checkpoint, i.e. live weights: push the average once at the end
+        training_args.push_to_hub = False
+    run_glue(model_args, data_args, training_args)
+    if push and training_args.should_save:
+        print(f"Pushed the averaged model: {push_average(model_args, data_args, training_args)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

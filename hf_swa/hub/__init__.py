@@ -1,0 +1,25 @@
+"""Model cards and Hub pushes for averaged models.
+
+A folder written by ``SWATrainer.save_model`` holds a plain Transformers checkpoint (the
+averaged weights) plus ``swa_config.json`` (the averaging settings and ``n_averaged``).
+This package turns that folder into a Hub repository:
+
+- :func:`render_model_card` builds the card (YAML metadata with a ``model-index`` of the
+  averaged model's results, SWA settings, live vs averaged results, how to load, limits);
+- :func:`write_model_card` reads ``swa_config.json`` (and ``all_results.json``) from the
+  folder and writes ``README.md`` next to the weights;
+- :func:`push_to_hub` checks the folder really is an averaged model, then creates the repo
+  and uploads the folder (:mod:`hf_swa.hub.push`); ``hf-swa-push`` is its command line.
+
+Example:
+    >>> from hf_swa.hub import render_model_card
+    >>> "| Snapshots averaged (`n_averaged`) | 3 |" in render_model_card({"n_averaged": 3}).text
+    True
+"""
+
+from hf_swa.hub.card import MODEL_CARD_NAME, TEMPLATE_NAME, render_model_card, write_model_card
+from hf_swa.hub.folder import find_weight_files, load_results, load_swa_config
+from hf_swa.hub.push import PUSH_IGNORE_PATTERNS, check_pushable, push_to_hub
+
+__all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "PUSH_IGNORE_PATTERNS", "load_swa_config", "load_results",
+           "find_weight_files", "check_pushable", "render_model_card", "write_model_card", "push_to_hub"]

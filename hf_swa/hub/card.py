@@ -1,0 +1,270 @@
+"""The model card of an averaged model: YAML metadata with a ``model-index``, settings, results, limits.
+
+The template is ``model_cards/swa_model_card.md`` (installed as ``hf_swa.model_cards``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from hf_swa.glue.metric_keys import AVERAGED_PREFIX, LIVE_PREFIX, MISMATCHED_SUFFIX, is_lower_better, is_score, metric_names
+from hf_swa.glue.tasks import HUB_DATASET, find_task
+from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_results, load_swa_config
+
+__all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "render_model_card", "write_model_card"]
+
+MODEL_CARD_NAME = "README.md"
+TEMPLATE_NAME = "swa_model_card.md"
+
+
+def _template() -> str:
+    try:
+        return resources.files("hf_swa.model_cards").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        # Running from a source checkout: the folder sits at the repository root, beside hf_swa/.
+        return (Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The SWA settings as (label, value) rows, in reading order."""
+    strategy = swa.get("strategy", "uniform")
+    rows = [("Averaging strategy", "uniform (SWA: equal-weight mean)" if strategy == "uniform" else _fmt(strategy))]
+    if strategy == "ema" and "ema_decay" in swa:
+        rows.append(("EMA decay", _fmt(swa["ema_decay"])))
+    start, start_step = swa.get("swa_start"), swa.get("swa_start_step", swa.get("start_step"))
+    max_steps = swa.get("max_steps")
+    if isinstance(start, float):
+        text = f"{start * 100:g}% of training"
+    elif start is not None:
+        text = f"optimizer step {start}"
+    else:
+        text = "unknown"
+    if start_step is not None and not (isinstance(start, int) and start == start_step):
+        text += f" (optimizer step {start_step}{f' of {max_steps}' if max_steps else ''})"
+    rows.append(("Averaging starts (`swa_start`)", text))
+    if "swa_freq" in swa:
+        rows.append(("Snapshot every (`swa_freq`)", f"{swa['swa_freq']} optimizer steps"))
+    rows.append(("Snapshots averaged (`n_averaged`)", _fmt(swa.get("n_averaged", "unknown"))))
+    if swa.get("n_skipped"):
+        rows.append(("Snapshots skipped (`n_skipped`)", _fmt(swa["n_skipped"])))
+    swa_lr = swa.get("swa_lr")
+    if swa_lr is None:
+        rows.append(("SWA learning rate (`swa_lr`)", "none: the base schedule ran unchanged"))
+    else:
+        rows.append(("SWA learning rate (`swa_lr`)", _fmt(swa_lr)))
+        steps = swa.get("swa_anneal_steps", 0)
+        anneal = f"{swa.get('swa_anneal_strategy', 'cos')} over {steps} steps" if steps else "none (jump to `swa_lr`)"
+        rows.append(("LR anneal (`swa_anneal_strategy`, `swa_anneal_steps`)", anneal))
+    if "train_runtime" in results:
+        rows.append(("Training time", f"{float(results['train_runtime']):.0f} s"))
+    return rows
+
+
+def _paired_metrics(results: Mapping[str, Any]) -> list[str]:
+    """Metric names with an ``eval_<m>`` or ``eval_swa_<m>`` score, scores first, loss last."""
+    names = metric_names(results)
+    return sorted(names, key=lambda n: (is_lower_better(n), names.index(n)))
+
+
+def _result_rows(results: Mapping[str, Any]) -> tuple[list[dict], list[str], list[str]]:
+    rows, better, worse = [], [], []
+    for name in _paired_metrics(results):
+        live, averaged = results.get(LIVE_PREFIX + name), results.get(AVERAGED_PREFIX + name)
+        # Rounded to the shown precision, so "+0.0000" never counts as better or worse.
+        delta = round(averaged - live, 4) + 0.0 if live is not None and averaged is not None else None
+        lower = is_lower_better(name)
+        if delta:
+            (better if (delta < 0) == lower else worse).append(f"{name} ({delta:+.4f})")
+        rows.append(
+            {
+                "metric": name,
+                "lower_is_better": lower,
+                "live": "–" if live is None else f"{live:.4f}",
+                "averaged": "–" if averaged is None else f"{averaged:.4f}",
+                "delta": "–" if delta is None else f"{delta:+.4f}",
+            }
+        )
+    return rows, better, worse
+
+
+def _verdict(rows: list[dict], better: list[str], worse: list[str]) -> str:
+    if not any(row["delta"] != "–" for row in rows):
+        return "No metric has both a live and an averaged score, so the two cannot be compared here."
+    if not better and not worse:
+        return "On this run the averaged weights scored the same as the live weights (to 4 decimals)."
+    parts = []
+    if better:
+        parts.append("better than the live weights on " + ", ".join(better))
+    if worse:
+        parts.append("worse on " + ", ".join(worse))
+    return "On this run the averaged weights did " + "; ".join(parts) + "."
+
+
+def _dataset(task: Optional[str], is_glue: bool, dataset_id: Optional[str], dataset_name: Optional[str]):
+    """The dataset id and display name: GLUE's for a GLUE task unless another id is given."""
+    if dataset_id is None and is_glue:
+        dataset_id = HUB_DATASET
+    if dataset_name is None and dataset_id is not None:
+        dataset_name = f"GLUE {task.upper()}" if dataset_id == HUB_DATASET and task else (task or dataset_id)
+    return dataset_id, dataset_name
+
+
+def _eval_results(results: Mapping[str, Any], task: Optional[str], dataset_id: Optional[str],
+                  dataset_name: Optional[str], eval_split: str) -> list[EvalResult]:
+    """The averaged weights' scores as ``model-index`` entries (no losses, no combined score)."""
+    if dataset_id is None:
+        return []
+    entries = []
+    for name in _paired_metrics(results):
+        value = results.get(AVERAGED_PREFIX + name)
+        if value is None or not is_score(name):
+            continue
+        split, metric = eval_split, name
+        if task == "mnli" and dataset_id == HUB_DATASET:  # GLUE MNLI has no plain "validation" split
+            mismatched = name.endswith(MISMATCHED_SUFFIX)
+            split = "validation_mismatched" if mismatched else "validation_matched"
+            metric = name.removesuffix(MISMATCHED_SUFFIX)
+        entries.append(
+            EvalResult(
+                task_type="text-classification",
+                task_name="Text Classification",
+                dataset_type=dataset_id,
+                dataset_name=dataset_name,
+                dataset_config=task if dataset_id == HUB_DATASET else None,
+                dataset_split=split,
+                metric_type=metric,
+                metric_name=f"{name} (SWA-averaged weights)",
+                metric_value=value,
+            )
+        )
+    return entries
+
+
+def _card_data(eval_results: list[EvalResult], *, title: str, task: Optional[str], dataset_id: Optional[str],
+               base_model: Optional[str], license: Optional[str], language: Optional[str]) -> ModelCardData:
+    return ModelCardData(
+        base_model=base_model,
+        datasets=[dataset_id] if dataset_id else None,
+        language=language,
+        library_name="transformers",
+        license=license,
+        metrics=[r.metric_type for r in eval_results] or None,
+        pipeline_tag="text-classification",
+        tags=["stochastic-weight-averaging", "swa", "hf_swa"] + ([task] if task else []),
+        model_name=title,
+        eval_results=eval_results or None,
+    )
+
+
+def _fill_template(card_data: ModelCardData, swa_config: Mapping[str, Any], results: Mapping[str, Any],
+                   **fields: Any) -> ModelCard:
+    """The card's text: the template filled with the settings, the results and ``fields``."""
+    rows, better, worse = _result_rows(results)
+    strategy = swa_config.get("strategy", "uniform")
+    return ModelCard.from_template(
+        card_data,
+        template_str=_template(),
+        hf_swa_version=swa_config.get("hf_swa_version"),
+        strategy_phrase="equal-weight mean" if strategy == "uniform" else f"{strategy} average",
+        n_averaged=swa_config.get("n_averaged", "an unknown number of"),
+        settings=_settings_rows(swa_config, results),
+        results=rows,
+        verdict=_verdict(rows, better, worse),
+        swa_worse=", ".join(worse),
+        **fields,
+    )
+
+
+def render_model_card(
+    swa_config: Mapping[str, Any],
+    results: Optional[Mapping[str, Any]] = None,
+    *,
+    repo_id: Optional[str] = None,
+    model_name: Optional[str] = None,
+    base_model: Optional[str] = None,
+    task_name: Optional[str] = None,
+    dataset_id: Optional[str] = None,
+    dataset_name: Optional[str] = None,
+    eval_split: str = "validation",
+    license: Optional[str] = None,
+    language: Optional[str] = None,
+    has_tokenizer: bool = False,
+) -> ModelCard:
+    """Build the model card of an averaged model.
+
+    Args:
+        swa_config: the contents of ``swa_config.json``.
+        results: a Trainer metrics dict: ``eval_<m>`` is the live weights' score and
+            ``eval_swa_<m>`` the averaged weights' (``all_results.json`` of an SWA run).
+            The averaged scores go into the ``model-index`` metadata.
+        repo_id: where the model will live; used in "How to use" and as the default title.
+        base_model: Hub id of the model that was fine-tuned (metadata ``base_model``).
+        task_name: a GLUE task (``"sst2"``) selects the GLUE dataset on the Hub and its config;
+            for other data pass ``dataset_id`` (a Hub dataset id) and ``dataset_name``.
+        has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
+
+    Example:
+        >>> card = render_model_card(
+        ...     {"swa_start": 0.75, "swa_start_step": 150, "swa_freq": 10, "swa_lr": 2e-05, "n_averaged": 12},
+        ...     {"eval_accuracy": 0.90, "eval_swa_accuracy": 0.91},
+        ...     repo_id="me/bert-sst2-swa", base_model="bert-base-uncased", task_name="sst2",
+        ... )
+        >>> card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"]
+        0.91
+        >>> "| Snapshots averaged (`n_averaged`) | 12 |" in str(card)
+        True
+    """
+    results = dict(results or {})
+    glue_task = find_task(task_name)
+    task = glue_task.name if glue_task else (task_name.lower() if task_name else None)
+    dataset_id, dataset_name = _dataset(task, glue_task is not None, dataset_id, dataset_name)
+    title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
+    eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split)
+    card_data = _card_data(eval_results, title=title, task=task, dataset_id=dataset_id, base_model=base_model,
+                           license=license, language=language)
+    return _fill_template(
+        card_data, swa_config, results, title=title, base_model=base_model, dataset_pretty=dataset_name,
+        eval_split=eval_split, load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer,
+        task_phrase=glue_task.purpose if glue_task else "sequence classification",
+    )
+
+
+def write_model_card(
+    output_dir: PathLike,
+    results: Union[None, PathLike, Mapping[str, Any]] = None,
+    **card_kwargs: Any,
+) -> Path:
+    """Render the card of the averaged model in ``output_dir`` and write it as ``README.md``.
+
+    Reads ``swa_config.json`` (required) and, unless ``results`` is given, the folder's
+    ``all_results.json``. ``card_kwargs`` go to :func:`render_model_card`. Returns the
+    path of the written ``README.md`` (an existing one is replaced).
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "swa_config.json").write_text(json.dumps({"swa_freq": 10, "n_averaged": 12}))
+        >>> path = write_model_card(folder, {"eval_f1": 0.88, "eval_swa_f1": 0.9}, task_name="mrpc")
+        >>> "| f1 | 0.8800 | 0.9000 | +0.0200 |" in path.read_text()
+        True
+    """
+    folder = Path(output_dir)
+    swa_config = load_swa_config(folder)
+    card_kwargs.setdefault("has_tokenizer", any((folder / name).is_file() for name in TOKENIZER_FILES))
+    card = render_model_card(swa_config, load_results(results, folder), **card_kwargs)
+    path = folder / MODEL_CARD_NAME
+    card.save(path)
+    return path

@@ -1,0 +1,102 @@
+"""Choosing among the candidate averages and the live weights on held-out data.
+
+Every candidate a `WeightAverager` holds (``swa``, ``swa_from{s}``, ``ema_{d}``) and the
+live weights (``live``) are scored one after the other, the best is put into the model,
+and a record of the choice is returned. Ties go to the earlier name in that order:
+``swa``, later window starts, EMAs, then ``live``. A score that is NaN never wins.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Optional
+
+from torch import nn
+
+LIVE = "live"
+
+
+def choose(scores: Dict[str, float], greater_is_better: bool) -> str:
+    """The name with the best score; ties go to the first name in `scores`' order.
+
+    >>> choose({"swa": 0.8, "swa_from50": 0.9, "live": 0.9}, greater_is_better=True)
+    'swa_from50'
+    >>> choose({"swa": 0.3, "live": float("nan")}, greater_is_better=False)
+    'swa'
+    """
+    best_name, best = None, None
+    for name, score in scores.items():
+        if score is None or math.isnan(score):
+            continue
+        if best is None or (score > best if greater_is_better else score < best):
+            best_name, best = name, score
+    if best_name is None:
+        raise ValueError(f"Every selection score is NaN ({scores}): nothing to choose from.")
+    return best_name
+
+
+def score_candidates(averager, model: nn.Module, score: Callable[[str], float]) -> Dict[str, float]:
+    """``{name: score(name)}`` for every candidate and ``live``, each scored while the model holds it.
+
+    What the model held before comes back afterwards.
+    """
+    scores: Dict[str, float] = {}
+    for name in averager.candidate_names():
+        with averager.averaged_weights(model, name):
+            scores[name] = float(score(name))
+    with averager.live_weights(model):
+        scores[LIVE] = float(score(LIVE))
+    return scores
+
+
+def ship(averager, model: nn.Module, name: str) -> None:
+    """Put candidate `name` (or the live weights, ``live``) into the model, the live weights kept aside."""
+    if name == LIVE:
+        averager.swap_out(model)
+    else:
+        averager.swap_in(model, name)
+
+
+def select_candidate(
+    averager,
+    model: nn.Module,
+    score: Callable[[str], float],
+    metric: str,
+    greater_is_better: bool,
+    dataset: Optional[dict] = None,
+) -> dict:
+    """Score every candidate and the live weights, ship the best, and return the record of it.
+
+    Args:
+        averager: the `WeightAverager` holding the candidates.
+        model: the model it averages.
+        score: called with a candidate's name while the model holds it; returns its score.
+        metric: the metric's name, for the record.
+        greater_is_better: whether a higher score is better.
+        dataset: what was scored on (name, size, notes), for the record.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from hf_swa import WeightAverager
+        >>> model = nn.Linear(1, 1, bias=False)
+        >>> averager = WeightAverager(model)
+        >>> for value in (1.0, 3.0):
+        ...     _ = model.weight.data.fill_(value)
+        ...     _ = averager.update(model)
+        >>> record = select_candidate(averager, model, lambda name: abs(model.weight.item() - 2.0),
+        ...                           metric="distance", greater_is_better=False)
+        >>> record["chosen"], record["scores"], model.weight.item()
+        ('swa', {'swa': 0.0, 'live': 1.0}, 2.0)
+    """
+    scores = score_candidates(averager, model, score)
+    chosen = choose(scores, greater_is_better)
+    ship(averager, model, chosen)
+    return {
+        "metric": metric,
+        "greater_is_better": greater_is_better,
+        "dataset": dataset or {},
+        "scores": scores,
+        "chosen": chosen,
+    }
+

@@ -1,0 +1,43 @@
+"""Every command line is a console script of the installed package, and scripts/ holds thin aliases of them."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+ALIASES = {"hf-swa-glue": "run_glue", "hf-swa-report": "glue_report", "hf-swa-push": "push_to_hub", "hf-swa-demo": "demo"}
+
+
+def test_every_command_line_has_a_console_script():
+    assert set(SCRIPTS) == set(ALIASES)
+    assert {p.stem for p in (REPO / "scripts").glob("*.py")} == set(ALIASES.values())
+
+
+@pytest.mark.parametrize("command", sorted(ALIASES))
+def test_script_is_an_alias_of_the_console_script(command):
+    module, _, function = SCRIPTS[command].partition(":")
+    spec = importlib.util.spec_from_file_location(f"alias_{ALIASES[command]}", REPO / "scripts" / f"{ALIASES[command]}.py")
+    alias = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(alias)
+    assert alias.main is getattr(importlib.import_module(module), function)
+
+
+@pytest.mark.parametrize("command", sorted(ALIASES))
+def test_console_script_help_runs_from_the_installed_environment(command):
+    executable = Path(sys.executable).parent / command
+    assert executable.is_file(), f"{executable} missing: reinstall with `pip install -e .`"
+    done = subprocess.run([str(executable), "--help"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith(f"usage: {command} ")

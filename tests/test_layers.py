@@ -1,0 +1,150 @@
+"""The layers stay visible: a light core that never imports the applications, declared extras, no import circles."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "hf_swa"
+HEAVY = ("datasets", "evaluate", "matplotlib", "sklearn", "pandas")
+ENGINE = ("averaging", "strategies", "distributed", "checkpoint")
+APPLICATIONS = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+# Which extra a user of each application installs (the core's own dependencies come with every extra).
+EXTRA_OF = {"glue": "glue", "hub": "glue", "demo": "demo", "posthoc": "glue"}
+
+
+def imported_after(code: str) -> set:
+    """The modules loaded by ``code`` in a fresh interpreter."""
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set:
+    """Every module ``path`` imports, anywhere in the file, relative imports resolved."""
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    return found
+
+
+def hf_swa_files() -> list:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "metric" not in p.parent.name)
+
+
+def test_import_hf_swa_is_light():
+    loaded = imported_after("import hf_swa")
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+    assert "transformers.trainer" not in loaded
+    # The public names still come on demand (transformers' Trainer itself imports datasets when it is there).
+    loaded = imported_after("from hf_swa import SWATrainer, SWACallback, WeightAverager, SWAConfig, __version__")
+    assert {"transformers.trainer", "hf_swa.trainer", "hf_swa.callback"} <= loaded
+
+
+def test_engine_does_not_import_the_trainer():
+    loaded = imported_after("\n".join(f"import hf_swa.{name}" for name in ENGINE))
+    assert "transformers.trainer" not in loaded and "hf_swa.callback" not in loaded
+
+
+def test_core_never_imports_an_application():
+    assert {"glue", "hub", "demo"} <= set(APPLICATIONS)
+    applications = tuple(f"hf_swa.{name}" for name in APPLICATIONS)
+    for path in sorted(PACKAGE.glob("*.py")):
+        bad = {m for m in imports_of(path) if m == "hf_swa.model_cards" or m.startswith(applications)}
+        assert not bad, f"{path.name} (core) imports {sorted(bad)}"
+
+
+def test_no_import_circle_between_modules():
+    modules = {module_name(p): p for p in hf_swa_files()}
+    graph = {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
+    # A package's __init__ re-exporting its own modules is not a circle of the modules themselves.
+    graph = {name: {m for m in deps if not m.startswith(name + ".")} for name, deps in graph.items()}
+    visiting, done = [], set()
+
+    def visit(name):
+        if name in visiting:
+            raise AssertionError("import circle: " + " -> ".join(visiting[visiting.index(name):] + [name]))
+        if name in done:
+            return
+        visiting.append(name)
+        for dep in sorted(graph[name]):
+            visit(dep)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+def declared(extra: str, project: dict) -> set:
+    """Distribution names an extra installs, following ``hf_swa[...]`` self-references, core included."""
+    names = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    pending = [extra]
+    while pending:
+        for spec in project["optional-dependencies"][pending.pop()]:
+            req = Requirement(spec)
+            if canonicalize_name(req.name) == canonicalize_name(project["name"]):
+                pending.extend(req.extras)
+            else:
+                names.add(canonicalize_name(req.name))
+    return names
+
+
+def third_party_imports(paths) -> dict:
+    """``{top-level module: a file importing it}`` for the modules outside the standard library and hf_swa."""
+    found = {}
+    for path in paths:
+        for module in imports_of(path):
+            top = module.split(".")[0]
+            if top and top not in sys.stdlib_module_names and top not in ("hf_swa", "__future__"):
+                found.setdefault(top, path.relative_to(REPO))
+    return found
+
+
+def assert_declared(paths, wanted: set, where: str) -> None:
+    distributions = packages_distributions()
+    for top, path in third_party_imports(paths).items():
+        owners = {canonicalize_name(d) for d in distributions.get(top, [top])}
+        assert owners & wanted, f"{path} imports {top}: declare {sorted(owners)} in {where}"
+
+
+def test_dependencies_declare_what_the_core_imports():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    core = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    assert_declared(sorted(PACKAGE.glob("*.py")), core, "[project] dependencies")
+
+
+def test_extras_declare_what_the_applications_import():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for application in APPLICATIONS:
+        assert application in EXTRA_OF, f"hf_swa/{application}/ is new: say in EXTRA_OF which extra its users install"
+        extra = EXTRA_OF[application]
+        assert_declared(sorted((PACKAGE / application).rglob("*.py")), declared(extra, project), f"the [{extra}] extra")

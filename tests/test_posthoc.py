@@ -297,3 +297,30 @@ def test_cli_averages_the_last_checkpoints_of_a_run(tmp_path, capsys):
     assert main(["--run_dir", str(run), "--last", "5", "--output_dir", str(tmp_path / "p")]) == 2
     assert "--last 5 asks for 5 checkpoints" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_cli_writes_the_card_and_pushes_to_the_hub(tmp_path):
+    from hub_server import FakeHub
+    from test_hub import hub_env
+
+    inputs = save_seeds(tmp_path / "seeds", [0, 1])
+    out = tmp_path / "avg"
+    script = os.path.join(os.path.dirname(sys.executable), "hf-swa-average")
+    with FakeHub() as fake:
+        done = subprocess.run(
+            [script, *map(str, inputs), "--weights", "3", "1", "--output_dir", str(out), "--push_to_hub",
+             "--hub_model_id", "me/tiny-average", "--base_model", "bert-base-uncased"],
+            env=hub_env(fake.url, tmp_path / "hf_home"), capture_output=True, text=True, timeout=300,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert fake.unhandled == [], [f"{r.method} {r.path}" for r in fake.unhandled]
+    pushed = fake.files("me/tiny-average")
+    assert set(pushed) == {"config.json", "model.safetensors", CONFIG_FILE, "README.md"}
+    for name, content in pushed.items():
+        assert content == (out / name).read_bytes(), name
+    assert fake.repos["me/tiny-average"].commits[0]["header"]["summary"] == \
+        "Upload a post-hoc average of 2 checkpoints (hf_swa)"
+    card = pushed["README.md"].decode()
+    assert "## Post-hoc average of 2 checkpoints" in card and "## SWA settings" not in card
+    assert "| seeds/seed0 | – | 0.75 | – |" in card and "| seeds/seed1 | – | 0.25 | – |" in card
+    assert max_relative_error(stored_tensors(out), float64_mean(inputs, [3, 1])) < 1e-6

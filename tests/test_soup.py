@@ -35,7 +35,7 @@ def closeness(reference):
     """Higher is better: minus the squared distance of the model's weights to the target's."""
 
     def score(model):
-        return -sum(float(((p.double() - reference[n].double()) ** 2).sum()) for n, p in model.named_parameters())
+        return -sum(float(((p.detach().double() - reference[n].double()) ** 2).sum()) for n, p in model.named_parameters())
 
     return score
 
@@ -150,3 +150,9 @@ def test_cli_greedy_soup_scored_on_a_file_leaves_a_broken_checkpoint_out(sentime
         SoupEvaluationArguments(validation_file=str(dev), text_columns=["text"], label_column="y", metric="accuracy",
                                 per_device_eval_batch_size=16, use_cpu=True), str(out))
     assert score_fn(AutoModelForSequenceClassification.from_pretrained(out).eval()) == soup["score"]
+    # The card lists every input with its weight and score, and every soup tried.
+    card = (out / "README.md").read_text()
+    assert "## Post-hoc average of 3 checkpoints" in card and "a greedy soup" in card
+    assert f"| {tmp_path.name}/broken | – | 0 | {soup['input_scores'][str(broken)]:.4f} |" in card
+    assert f"| run/checkpoint-64 | 64 | 0.3333 | {soup['input_scores'][str(good[-1])]:.4f} |" in card
+    assert f", {tmp_path.name}/broken | {soup['tried'][-1]['score']:.4f} | no |" in card

@@ -202,6 +202,7 @@ def render_model_card(
     license: Optional[str] = None,
     language: Optional[str] = None,
     has_tokenizer: bool = False,
+    averaging_section: Optional[str] = None,
 ) -> ModelCard:
     """Build the model card of an averaged model.
 
@@ -215,6 +216,8 @@ def render_model_card(
         task_name: a GLUE task (``"sst2"``) selects the GLUE dataset on the Hub and its config;
             for other data pass ``dataset_id`` (a Hub dataset id) and ``dataset_name``.
         has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
+        averaging_section: Markdown that replaces the description of the averaging and the SWA
+            settings, for models averaged otherwise (a post-hoc average of saved checkpoints).
 
     Example:
         >>> card = render_model_card(
@@ -239,6 +242,7 @@ def render_model_card(
         card_data, swa_config, results, title=title, base_model=base_model, dataset_pretty=dataset_name,
         eval_split=eval_split, load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer,
         task_phrase=glue_task.purpose if glue_task else "sequence classification",
+        averaging_section=averaging_section,
     )
 
 

@@ -23,6 +23,8 @@ from transformers import HfArgumentParser
 
 from hf_swa.checkpoint import CONFIG_FILE, write_json_atomic
 from hf_swa.checkpoint_average import average_checkpoints, resolve_checkpoints
+from hf_swa.hub import push_to_hub
+from hf_swa.posthoc.card import write_posthoc_card
 from hf_swa.posthoc.scoring import SoupEvaluationArguments, glue_score_fn
 from hf_swa.soup import greedy_soup, score_checkpoints
 
@@ -93,6 +95,12 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
             average_score = score_checkpoints([args.output_dir], score_fn)
             record["scores"] = {"metric": metric, "inputs": scores, "average": next(iter(average_score.values()))}
     write_json_atomic(os.path.join(args.output_dir, CONFIG_FILE), record)
+    card = dict(repo_id=args.hub_model_id, base_model=args.base_model, task_name=evaluation.task_name)
+    write_posthoc_card(args.output_dir, record, **card)
+    if args.push_to_hub:
+        url = push_to_hub(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo,
+                          commit_message=f"Upload a post-hoc average of {record['n_averaged']} checkpoints (hf_swa)")
+        print(f"Pushed {args.output_dir} to {url}")
     return record
 
 

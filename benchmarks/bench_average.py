@@ -7,7 +7,9 @@ then measures, each approach in its own subprocess so that peaks do not mix:
 - ``stream``: ``hf_swa.average_checkpoints`` (tensor by tensor);
 - ``load_all``: the usual loop that loads every checkpoint with ``safetensors.torch.load_file``
   and averages the state dicts;
-- ``read``: reading the same files and nothing else (plain ``readinto`` of 16 MiB blocks).
+- ``read``: reading the same files and nothing else (plain ``readinto`` of 16 MiB blocks);
+- ``read_safetensors``: reading every tensor of the same files as safetensors does (memory-mapped),
+  touching each once (a ``sum``).
 
 Memory is the growth of peak RSS (``VmHWM``, its count restarted with ``/proc/self/clear_refs``
 once the imports are done) over the RSS at that point, as a ratio to one checkpoint's weight bytes (target for ``stream``: <= 1.5x).
@@ -28,6 +30,7 @@ import tempfile
 import time
 
 CHILD = "--child"
+APPROACHES = ("read", "read_safetensors", "stream", "load_all")
 
 
 def _status_bytes(field: str) -> int:
@@ -69,6 +72,7 @@ def make_checkpoints(root: str, count: int, hidden: int, layers: int, vocab: int
 
 def child(approach: str, folders: list, output_dir: str) -> dict:
     import torch
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     import hf_swa  # noqa: F401  (imports done before the baseline is taken)
@@ -83,6 +87,11 @@ def child(approach: str, folders: list, output_dir: str) -> dict:
         states = [load_file(path) for path in files]
         mean = {name: torch.stack([s[name].float() for s in states]).mean(0) for name in states[0]}
         torch.save(mean, os.path.join(output_dir + ".pt"))
+    elif approach == "read_safetensors":
+        for path in files:
+            with safe_open(path, framework="pt") as handle:
+                for name in handle.keys():
+                    handle.get_tensor(name).sum()
     elif approach == "read":
         buffer = bytearray(16 * 2**20)
         for path in files:
@@ -115,12 +124,13 @@ def main() -> None:
         folders = make_checkpoints(root, args.checkpoints, args.hidden, args.layers, args.vocab)
         weight_bytes = os.path.getsize(os.path.join(folders[0], "model.safetensors"))
         print(f"{args.checkpoints} checkpoints of {weight_bytes / 2**20:.1f} MiB each (fp32)")
-        results = {a: run_child(a, folders, os.path.join(root, f"out-{a}")) for a in ("read", "stream", "load_all")}
-    read_time = results["read"]["seconds"]
-    print(f"{'approach':<10} {'peak RSS growth':>16} {'/ one checkpoint':>17} {'seconds':>8} {'/ read':>7}")
+        results = {a: run_child(a, folders, os.path.join(root, f"out-{a}")) for a in APPROACHES}
+    read, mapped = results["read"]["seconds"], results["read_safetensors"]["seconds"]
+    print(f"{'approach':<17} {'peak RSS growth':>16} {'/ one checkpoint':>17} {'seconds':>8} {'/ read':>7} "
+          f"{'/ read_safetensors':>19}")
     for name, r in results.items():
-        print(f"{name:<10} {r['growth_bytes'] / 2**20:>12.1f} MiB {r['growth_bytes'] / weight_bytes:>16.2f}x "
-              f"{r['seconds']:>8.2f} {r['seconds'] / read_time:>6.2f}x")
+        print(f"{name:<17} {r['growth_bytes'] / 2**20:>12.1f} MiB {r['growth_bytes'] / weight_bytes:>16.2f}x "
+              f"{r['seconds']:>8.2f} {r['seconds'] / read:>6.2f}x {r['seconds'] / mapped:>18.2f}x")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,9 @@ def _check_same_architecture(readers: list) -> None:
 def _check_same_tensors(readers: list) -> None:
     first = readers[0]
     names = set(first.names)
+    unknown = [name for name in first.names if first.dtype(name) is None]
+    if unknown:
+        raise ValueError(f"{first.folder}: tensor {unknown[0]!r} has a dtype hf_swa cannot read (e.g. fp8).")
     for reader in readers[1:]:
         missing, extra = sorted(names - set(reader.names)), sorted(set(reader.names) - names)
         if missing or extra:
@@ -139,8 +142,6 @@ def _check_same_tensors(readers: list) -> None:
                         + ("Only checkpoints of one model can be averaged." if what == "shape" else
                            "Save the checkpoints in one dtype to average them.")
                     )
-        if first.dtype(first.names[0]) is None:
-            raise ValueError(f"{first.folder}: tensor {first.names[0]!r} has a dtype hf_swa cannot average.")
 
 
 def _few(names: list) -> str:

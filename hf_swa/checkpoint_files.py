@@ -196,9 +196,8 @@ class CheckpointWeights:
         The file is opened for this read only, so nothing stays mapped once the tensor is freed.
         """
         with safe_open(os.path.join(self.folder, self._file_of[name]), framework="pt") as handle:
-            if rows is None:
-                return handle.get_tensor(name)
-            return handle.get_slice(name)[rows[0]:rows[1]]
+            tensor = handle.get_tensor(name)  # mapped, not read: only the rows used are read from disk
+        return tensor if rows is None else tensor[rows[0]:rows[1]]
 
 
 def row_chunks(shape: tuple, dtype: torch.dtype, max_bytes: int = 16 * 2**20) -> list:

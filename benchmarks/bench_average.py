@@ -12,7 +12,8 @@ then measures, each approach in its own subprocess so that peaks do not mix:
   touching each once (a ``sum``).
 
 Memory is the growth of peak RSS (``VmHWM``, its count restarted with ``/proc/self/clear_refs``
-once the imports are done) over the RSS at that point, as a ratio to one checkpoint's weight bytes (target for ``stream``: <= 1.5x).
+once the imports are done) over the RSS at that point, as a ratio to one checkpoint's weight bytes
+(target for ``stream``: <= 1.5x).
 Speed is each approach's time relative to ``read``. The files are read from the page
 cache (they were just written), so the times measure the work, not the disk.
 
@@ -126,11 +127,15 @@ def main() -> None:
         print(f"{args.checkpoints} checkpoints of {weight_bytes / 2**20:.1f} MiB each (fp32)")
         results = {a: run_child(a, folders, os.path.join(root, f"out-{a}")) for a in APPROACHES}
     read, mapped = results["read"]["seconds"], results["read_safetensors"]["seconds"]
-    print(f"{'approach':<17} {'peak RSS growth':>16} {'/ one checkpoint':>17} {'seconds':>8} {'/ read':>7} "
-          f"{'/ read_safetensors':>19}")
+    print(
+        f"{'approach':<17} {'peak RSS growth':>16} {'/ one checkpoint':>17} {'seconds':>8} {'/ read':>7} "
+        f"{'/ read_safetensors':>19}"
+    )
     for name, r in results.items():
-        print(f"{name:<17} {r['growth_bytes'] / 2**20:>12.1f} MiB {r['growth_bytes'] / weight_bytes:>16.2f}x "
-              f"{r['seconds']:>8.2f} {r['seconds'] / read:>6.2f}x {r['seconds'] / mapped:>18.2f}x")
+        print(
+            f"{name:<17} {r['growth_bytes'] / 2**20:>12.1f} MiB {r['growth_bytes'] / weight_bytes:>16.2f}x "
+            f"{r['seconds']:>8.2f} {r['seconds'] / read:>6.2f}x {r['seconds'] / mapped:>18.2f}x"
+        )
 
 
 if __name__ == "__main__":

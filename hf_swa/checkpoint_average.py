@@ -50,16 +50,28 @@ logger = logging.get_logger(__name__)
 
 # What is copied from the newest input besides the weights: config, generation config, tokenizer, processor.
 COPIED_FILES = (
-    "config.json", "generation_config.json", "adapter_config.json", "tokenizer*", "special_tokens_map.json",
-    "added_tokens.json", "vocab.*", "merges.txt", "*.model", "chat_template.*", "preprocessor_config.json",
+    "config.json",
+    "generation_config.json",
+    "adapter_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    "*.model",
+    "chat_template.*",
+    "preprocessor_config.json",
     "processor_config.json",
 )
-_ARCHITECTURE_KEYS = {"config.json": ("model_type", "architectures"),
-                      "adapter_config.json": ("peft_type", "base_model_name_or_path", "r", "target_modules")}
+_ARCHITECTURE_KEYS = {
+    "config.json": ("model_type", "architectures"),
+    "adapter_config.json": ("peft_type", "base_model_name_or_path", "r", "target_modules"),
+}
 
 
-def resolve_checkpoints(checkpoints: Optional[Sequence[str]] = None, run_dir: Optional[str] = None,
-                        last: Optional[int] = None, steps=None) -> list:
+def resolve_checkpoints(
+    checkpoints: Optional[Sequence[str]] = None, run_dir: Optional[str] = None, last: Optional[int] = None, steps=None
+) -> list:
     """The input folders: ``checkpoints`` as given, or those :func:`find_checkpoints` selects in ``run_dir``."""
     if run_dir is not None:
         if checkpoints:
@@ -83,7 +95,7 @@ def open_checkpoints(folders: Sequence[str], min_count: int = 1) -> list:
     if len(folders) < min_count:
         raise ValueError(f"Averaging needs at least {min_count} checkpoints, got {len(folders)}: {list(folders)}.")
     real = [os.path.realpath(f) for f in folders]
-    twice = sorted({f for f, r in zip(folders, real) if real.count(r) > 1})
+    twice = sorted({f for f, r in zip(folders, real, strict=True) if real.count(r) > 1})
     if twice:
         raise ValueError(f"Checkpoint folder(s) given more than once: {twice}. Use --weights to weight a checkpoint.")
     readers = [CheckpointWeights(folder) for folder in folders]
@@ -139,8 +151,11 @@ def _check_same_tensors(readers: list) -> None:
                 if mine != theirs:
                     raise ValueError(
                         f"Tensor {name!r} has {what} {theirs} in {reader.folder} but {mine} in {first.folder}. "
-                        + ("Only checkpoints of one model can be averaged." if what == "shape" else
-                           "Save the checkpoints in one dtype to average them.")
+                        + (
+                            "Only checkpoints of one model can be averaged."
+                            if what == "shape"
+                            else "Save the checkpoints in one dtype to average them."
+                        )
                     )
 
 
@@ -194,10 +209,12 @@ def check_equal_across(readers: list, name: str) -> torch.Tensor:
 def weighted_sum(readers: list, name: str, scales: Sequence[float], rows: Optional[tuple] = None) -> torch.Tensor:
     """``sum(scale * tensor)`` over the inputs in fp32, for tensor ``name`` or its ``rows``; NaN/inf is named."""
     total = None
-    for reader, scale in zip(readers, scales):
+    for reader, scale in zip(readers, scales, strict=True):
         if scale:
             tensor = reader.tensor(name, rows)
-            total = tensor.to(torch.float32, copy=True).mul_(scale) if total is None else total.add_(tensor, alpha=scale)
+            total = (
+                tensor.to(torch.float32, copy=True).mul_(scale) if total is None else total.add_(tensor, alpha=scale)
+            )
     if not torch.isfinite(total.sum()):  # NaN/inf in any input makes the sum of the sum non-finite
         find_non_finite(readers, name, rows)
     return total
@@ -221,12 +238,20 @@ def mean_chunks(readers: list, name: str, weights: Sequence[float]) -> Iterator[
         yield weighted_sum(readers, name, scales, rows).div_(sum(scales)).to(dtype)
 
 
-def write_averaged_checkpoint(output_dir: str, readers: list, chunks_for: Callable[[str], Iterable[torch.Tensor]],
-                              record: dict, *, desc: str = "Writing", progress: bool = True) -> None:
-    """Write ``chunks_for(name)`` for every tensor, in the layout of the newest input, with its config files and ``record``."""
+def write_averaged_checkpoint(
+    output_dir: str,
+    readers: list,
+    chunks_for: Callable[[str], Iterable[torch.Tensor]],
+    record: dict,
+    *,
+    desc: str = "Writing",
+    progress: bool = True,
+) -> None:
+    """Write ``chunks_for(name)`` for every tensor in the newest input's layout, its config files and ``record``."""
     newest = readers[-1]
     bar = logging.tqdm(total=len(newest.names), desc=desc, unit="tensor", disable=not progress)
     with staged_folder(output_dir) as stage:
+
         def produce(name):
             yield from chunks_for(name)
             bar.update(1)
@@ -252,8 +277,9 @@ def source_record(readers: list, method: str, weights: Sequence[float]) -> dict:
     from . import __version__
 
     newest = readers[-1]
-    dtypes = sorted({str(newest.dtype(n)).removeprefix("torch.") for n in newest.names
-                     if newest.dtype(n).is_floating_point})
+    dtypes = sorted(
+        {str(newest.dtype(n)).removeprefix("torch.") for n in newest.names if newest.dtype(n).is_floating_point}
+    )
     return {
         "method": method,
         "strategy": "uniform" if len({w for w in weights if w > 0}) == 1 else "weighted",
@@ -302,8 +328,12 @@ def average_checkpoints(
     readers, weights = [readers[i] for i in order], [weights[i] for i in order]
     record = source_record(readers, "average", weights)
     write_averaged_checkpoint(
-        output_dir, readers, lambda name: mean_chunks(readers, name, weights), record,
-        desc=f"Averaging {len(readers)} checkpoints", progress=progress,
+        output_dir,
+        readers,
+        lambda name: mean_chunks(readers, name, weights),
+        record,
+        desc=f"Averaging {len(readers)} checkpoints",
+        progress=progress,
     )
     logger.info("Averaged %d checkpoints into %s", len(readers), output_dir)
     return record

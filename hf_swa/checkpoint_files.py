@@ -36,7 +36,15 @@ import torch
 from safetensors import safe_open
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-__all__ = ["CheckpointWeights", "find_checkpoints", "parse_steps", "row_chunks", "MODEL_FILE", "MODEL_INDEX_FILE", "ADAPTER_FILE"]
+__all__ = [
+    "CheckpointWeights",
+    "find_checkpoints",
+    "parse_steps",
+    "row_chunks",
+    "MODEL_FILE",
+    "MODEL_INDEX_FILE",
+    "ADAPTER_FILE",
+]
 
 MODEL_FILE = "model.safetensors"
 MODEL_INDEX_FILE = "model.safetensors.index.json"
@@ -45,8 +53,15 @@ _UNSUPPORTED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "ad
 _CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # safetensors' dtype names, as the file headers spell them.
 _DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
     "BOOL": torch.bool,
 }
 DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
@@ -79,14 +94,16 @@ def parse_steps(steps: Union[str, tuple]) -> tuple:
             raise ValueError
         low, high = (int(p) if p.strip() else None for p in parts)
     except ValueError:
-        raise ValueError(f"--steps {steps!r}: expected FIRST:LAST optimizer steps, e.g. 300:600 (or 300: / :600).") from None
+        raise ValueError(
+            f"--steps {steps!r}: expected FIRST:LAST optimizer steps, e.g. 300:600 (or 300: / :600)."
+        ) from None
     if low is not None and high is not None and low > high:
         raise ValueError(f"--steps {steps!r}: the first step {low} is after the last step {high}.")
     return low, high
 
 
 def find_checkpoints(run_dir: str, last: Optional[int] = None, steps: Union[None, str, tuple] = None) -> list:
-    """The ``checkpoint-N`` folders of a Trainer run, oldest first: those with ``low <= N <= high``, then the last ``last``.
+    """The ``checkpoint-N`` folders of a run, oldest first: those with ``low <= N <= high``, then the last ``last``.
 
     Raises:
         FileNotFoundError: ``run_dir`` does not exist.
@@ -107,7 +124,8 @@ def find_checkpoints(run_dir: str, last: Optional[int] = None, steps: Union[None
     if not selected:
         raise ValueError(
             f"No checkpoint of {run_dir} matches --steps {steps}: it has {have}. Pick steps among these."
-            if steps is not None else f"{run_dir} has no {PREFIX_CHECKPOINT_DIR}-N folders to average."
+            if steps is not None
+            else f"{run_dir} has no {PREFIX_CHECKPOINT_DIR}-N folders to average."
         )
     if last is not None:
         if last < 1:
@@ -174,8 +192,11 @@ class CheckpointWeights:
                 with safe_open(os.path.join(folder, file), framework="pt") as handle:
                     return kind, {file: list(handle.keys())}, None
         other = [name for name in _UNSUPPORTED_WEIGHTS if os.path.isfile(os.path.join(folder, name))]
-        hint = (f"It holds {other[0]}: re-save it with save_pretrained(safe_serialization=True)." if other
-                else "A checkpoint interrupted while saving looks like this; leave it out.")
+        hint = (
+            f"It holds {other[0]}: re-save it with save_pretrained(safe_serialization=True)."
+            if other
+            else "A checkpoint interrupted while saving looks like this; leave it out."
+        )
         raise FileNotFoundError(
             f"{folder} holds no weights to average (expected {MODEL_FILE}, {MODEL_INDEX_FILE} with its shards, "
             f"or {ADAPTER_FILE}). {hint}"
@@ -197,7 +218,7 @@ class CheckpointWeights:
         """
         with safe_open(os.path.join(self.folder, self._file_of[name]), framework="pt") as handle:
             tensor = handle.get_tensor(name)  # mapped, not read: only the rows used are read from disk
-        return tensor if rows is None else tensor[rows[0]:rows[1]]
+        return tensor if rows is None else tensor[rows[0] : rows[1]]
 
 
 def row_chunks(shape: tuple, dtype: torch.dtype, max_bytes: int = 16 * 2**20) -> list:

@@ -83,7 +83,7 @@ class _ScoringModel:
     def load(self, chunks_for: Callable) -> None:
         for name, target in self.targets.items():
             for rows, value in chunks_for(name):
-                (target if rows is None else target[rows[0]:rows[1]]).copy_(value)
+                (target if rows is None else target[rows[0] : rows[1]]).copy_(value)
 
     @torch.no_grad()
     def score(self, score_fn: Callable) -> float:
@@ -114,7 +114,7 @@ def _candidate_chunks(total: dict, reader: Optional[CheckpointWeights], count: i
 
     def chunks(name):
         for rows in row_chunks(tuple(total[name].shape), dtypes[name]):
-            part = total[name] if rows is None else total[name][rows[0]:rows[1]]
+            part = total[name] if rows is None else total[name][rows[0] : rows[1]]
             if reader is not None:
                 part = part + reader.tensor(name, rows)
             yield rows, (part / count).to(dtypes[name])
@@ -132,8 +132,11 @@ def _score_each(readers: list, scorer: _ScoringModel, score_fn: Callable, bar) -
 
 
 def score_checkpoints(
-    checkpoints: Sequence[str], score_fn: Callable[[torch.nn.Module], float], *,
-    load_model: Optional[Callable[[str], torch.nn.Module]] = None, progress: bool = True,
+    checkpoints: Sequence[str],
+    score_fn: Callable[[torch.nn.Module], float],
+    *,
+    load_model: Optional[Callable[[str], torch.nn.Module]] = None,
+    progress: bool = True,
 ) -> dict:
     """``{absolute folder: score_fn(model)}`` for each checkpoint, streamed into one model built from the newest."""
     readers, scorer = _open_for_scoring(checkpoints, load_model)
@@ -210,8 +213,12 @@ def greedy_soup(
         "score": soup_score,
     }
     write_averaged_checkpoint(
-        output_dir, readers, lambda name: copied_or_mean(name, copied, mean), record,
-        desc="Writing the soup", progress=progress,
+        output_dir,
+        readers,
+        lambda name: copied_or_mean(name, copied, mean),
+        record,
+        desc="Writing the soup",
+        progress=progress,
     )
     return record
 

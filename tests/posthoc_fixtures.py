@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-
 from tiny_models import tiny_bert, tiny_gpt2_lm
 
 
@@ -40,7 +39,10 @@ def float64_mean(folders, weights=None) -> dict:
     states = [stored_tensors(f) for f in folders]
     weights = [1.0] * len(states) if weights is None else [float(w) for w in weights]
     total = sum(weights)
-    return {name: sum(w * s[name].to(torch.float64) for w, s in zip(weights, states)) / total for name in states[0]}
+    return {
+        name: sum(w * s[name].to(torch.float64) for w, s in zip(weights, states, strict=True)) / total
+        for name in states[0]
+    }
 
 
 def folder_snapshot(folder) -> dict:
@@ -48,5 +50,8 @@ def folder_snapshot(folder) -> dict:
     folder = Path(folder)
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

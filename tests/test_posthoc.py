@@ -10,7 +10,9 @@ import sys
 
 import pytest
 import torch
+from posthoc_fixtures import float64_mean, folder_snapshot, save_gpt2_seeds, save_seeds, stored_tensors
 from safetensors.torch import load_file, save_file
+from tiny_models import lm_data, max_relative_error, tiny_bert, tiny_gpt2_lm
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -21,9 +23,6 @@ from transformers.utils import logging as transformers_logging
 
 from hf_swa import average_checkpoints
 from hf_swa.checkpoint import CONFIG_FILE
-from posthoc_fixtures import float64_mean, folder_snapshot, save_gpt2_seeds, save_seeds, stored_tensors
-from tiny_models import lm_data, max_relative_error, tiny_bert, tiny_gpt2_lm
-
 
 # -- the numbers ----------------------------------------------------------------------------------
 
@@ -63,8 +62,15 @@ def test_weighted_mean_is_normalised(tmp_path):
 def test_plain_trainer_checkpoints_average_into_a_plain_transformers_model(tmp_path, caplog):
     run = tmp_path / "run"
     args = TrainingArguments(
-        output_dir=str(run), max_steps=8, save_steps=2, per_device_train_batch_size=4, learning_rate=1e-2,
-        report_to="none", use_cpu=True, seed=0, logging_steps=100,
+        output_dir=str(run),
+        max_steps=8,
+        save_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        logging_steps=100,
     )
     Trainer(model=tiny_gpt2_lm(), args=args, train_dataset=lm_data()).train()
     (run / "checkpoint-8" / "tokenizer_config.json").write_text('{"model_max_length": 8}')
@@ -80,8 +86,11 @@ def test_plain_trainer_checkpoints_average_into_a_plain_transformers_model(tmp_p
         transformers_logging.disable_propagation()
     assert not any(info.values()), info
     load_warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert not [m for m in load_warnings if any(word in m.lower() for word in ("missing", "tied", "unexpected",
-                                                                              "initialized", "mismatch"))]
+    assert not [
+        m
+        for m in load_warnings
+        if any(word in m.lower() for word in ("missing", "tied", "unexpected", "initialized", "mismatch"))
+    ]
     assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # still tied
 
     expected = tiny_gpt2_lm()
@@ -107,12 +116,18 @@ def test_sharded_checkpoints(tmp_path):
     record = average_checkpoints(inputs, tmp_path / "out", progress=False)
     out = tmp_path / "out"
     assert record["format"] == "sharded"
-    assert sorted(p.name for p in out.glob("model-*.safetensors")) == sorted(p.name for p in inputs[2].glob("model-*.safetensors"))
+    assert sorted(p.name for p in out.glob("model-*.safetensors")) == sorted(
+        p.name for p in inputs[2].glob("model-*.safetensors")
+    )
     assert max_relative_error(stored_tensors(out), float64_mean(inputs)) < 1e-6
     model, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
-    assert max_relative_error({n: p.detach() for n, p in model.state_dict().items() if n in stored_tensors(out)},
-                              float64_mean(inputs)) < 1e-6
+    assert (
+        max_relative_error(
+            {n: p.detach() for n, p in model.state_dict().items() if n in stored_tensors(out)}, float64_mean(inputs)
+        )
+        < 1e-6
+    )
 
 
 def test_peft_lora_adapters(tmp_path):
@@ -178,7 +193,9 @@ def _nan_in_one(tmp_path):
     with torch.no_grad():
         model.bert.encoder.layer[1].attention.self.key.weight[3, 2] = float("nan")
     model.save_pretrained(inputs[1])
-    return {"checkpoints": inputs}, rf"{inputs[1]}: tensor 'bert.encoder.layer.1.attention.self.key.weight' holds 1 NaN/inf"
+    return {
+        "checkpoints": inputs
+    }, rf"{inputs[1]}: tensor 'bert.encoder.layer.1.attention.self.key.weight' holds 1 NaN/inf"
 
 
 def _inf_in_one(tmp_path):
@@ -201,13 +218,17 @@ def _different_keys(tmp_path):
     model.bert.encoder.layer = model.bert.encoder.layer[:1]
     model.config.num_hidden_layers = 1
     model.save_pretrained(tmp_path / "one_layer")
-    return {"checkpoints": [two_layers, tmp_path / "one_layer"]}, r"Different tensors: .*one_layer lacks \d+ tensor\(s\): 'bert.encoder.layer.1"
+    return {
+        "checkpoints": [two_layers, tmp_path / "one_layer"]
+    }, r"Different tensors: .*one_layer lacks \d+ tensor\(s\): 'bert.encoder.layer.1"
 
 
 def _different_shapes(tmp_path):
     two = save_seeds(tmp_path, [0])[0]
     tiny_bert(num_labels=3).save_pretrained(tmp_path / "three_labels")
-    return {"checkpoints": [two, tmp_path / "three_labels"]}, r"Tensor 'classifier.(weight|bias)' has shape \(3.*three_labels"
+    return {
+        "checkpoints": [two, tmp_path / "three_labels"]
+    }, r"Tensor 'classifier.(weight|bias)' has shape \(3.*three_labels"
 
 
 def _different_dtypes(tmp_path):
@@ -225,12 +246,18 @@ def _different_integers(tmp_path):
 
 def _too_few_for_last(tmp_path):
     run = fake_run(tmp_path / "run", [10, 20])
-    return {"run_dir": str(run), "last": 4}, r"--last 4 asks for 4 checkpoints but .*run has 2 \(checkpoint-10, checkpoint-20\)"
+    return {
+        "run_dir": str(run),
+        "last": 4,
+    }, r"--last 4 asks for 4 checkpoints but .*run has 2 \(checkpoint-10, checkpoint-20\)"
 
 
 def _no_steps_match(tmp_path):
     run = fake_run(tmp_path / "run", [10, 20])
-    return {"run_dir": str(run), "steps": "30:40"}, r"No checkpoint of .* matches --steps 30:40: it has checkpoint-10, checkpoint-20"
+    return {
+        "run_dir": str(run),
+        "steps": "30:40",
+    }, r"No checkpoint of .* matches --steps 30:40: it has checkpoint-10, checkpoint-20"
 
 
 def _folder_without_weights(tmp_path):
@@ -244,10 +271,22 @@ def _weights_count(tmp_path):
     return {"checkpoints": save_seeds(tmp_path, [0, 1]), "weights": [1]}, "--weights has 1 values for 2 checkpoints"
 
 
-@pytest.mark.parametrize("case", [
-    _nan_in_one, _inf_in_one, _different_architectures, _different_keys, _different_shapes, _different_dtypes,
-    _different_integers, _too_few_for_last, _no_steps_match, _folder_without_weights, _weights_count,
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        _nan_in_one,
+        _inf_in_one,
+        _different_architectures,
+        _different_keys,
+        _different_shapes,
+        _different_dtypes,
+        _different_integers,
+        _too_few_for_last,
+        _no_steps_match,
+        _folder_without_weights,
+        _weights_count,
+    ],
+)
 def test_bad_input_is_refused_and_the_output_is_untouched(tmp_path, case):
     kwargs, message = case(tmp_path / "inputs")
     out = tmp_path / "out"
@@ -268,7 +307,9 @@ def test_output_folder_that_is_an_input_is_refused(tmp_path, where):
     out = {"is": run / "checkpoint-20", "contains": run, "inside": run / "checkpoint-20" / "avg"}[where]
     before = folder_snapshot(run)
     word = {"is": "is", "contains": "contains", "inside": "lies inside"}[where]
-    with pytest.raises(ValueError, match=rf"--output_dir .* {word} the input .*checkpoint-\d+: writing there would replace an input"):
+    with pytest.raises(
+        ValueError, match=rf"--output_dir .* {word} the input .*checkpoint-\d+: writing there would replace an input"
+    ):
         average_checkpoints(run_dir=str(run), last=2, output_dir=out, overwrite_output_dir=True, progress=False)
     assert folder_snapshot(run) == before
 
@@ -280,8 +321,20 @@ def test_console_script_help_runs():
     script = os.path.join(os.path.dirname(sys.executable), "hf-swa-average")
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    for option in ("--run_dir", "--last", "--steps", "--weights", "--soup", "--push_to_hub", "--hub_model_id",
-                   "--task_name", "--validation_file", "--metric", "--per_device_eval_batch_size", "--use_cpu"):
+    for option in (
+        "--run_dir",
+        "--last",
+        "--steps",
+        "--weights",
+        "--soup",
+        "--push_to_hub",
+        "--hub_model_id",
+        "--task_name",
+        "--validation_file",
+        "--metric",
+        "--per_device_eval_batch_size",
+        "--use_cpu",
+    ):
         assert option in result.stdout, option
 
 
@@ -289,7 +342,10 @@ def test_cli_averages_the_last_checkpoints_of_a_run(tmp_path, capsys):
     from hf_swa.posthoc.cli import main
 
     run = fake_run(tmp_path / "run", [100, 200, 300, 400])
-    assert main(["--run_dir", str(run), "--last", "3", "--weights", "1", "1", "2", "--output_dir", str(tmp_path / "o")]) == 0
+    assert (
+        main(["--run_dir", str(run), "--last", "3", "--weights", "1", "1", "2", "--output_dir", str(tmp_path / "o")])
+        == 0
+    )
     assert load_file(tmp_path / "o" / "model.safetensors")["w"].tolist() == [(200 + 300 + 2 * 400) / 4] * 3
     record = json.loads((tmp_path / "o" / CONFIG_FILE).read_text())
     assert [s["step"] for s in record["sources"]] == [200, 300, 400] and record["weights"] == [0.25, 0.25, 0.5]
@@ -308,9 +364,24 @@ def test_cli_writes_the_card_and_pushes_to_the_hub(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "hf-swa-average")
     with FakeHub() as fake:
         done = subprocess.run(
-            [script, *map(str, inputs), "--weights", "3", "1", "--output_dir", str(out), "--push_to_hub",
-             "--hub_model_id", "me/tiny-average", "--base_model", "bert-base-uncased"],
-            env=hub_env(fake.url, tmp_path / "hf_home"), capture_output=True, text=True, timeout=300,
+            [
+                script,
+                *map(str, inputs),
+                "--weights",
+                "3",
+                "1",
+                "--output_dir",
+                str(out),
+                "--push_to_hub",
+                "--hub_model_id",
+                "me/tiny-average",
+                "--base_model",
+                "bert-base-uncased",
+            ],
+            env=hub_env(fake.url, tmp_path / "hf_home"),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     assert done.returncode == 0, done.stderr[-3000:]
     assert fake.unhandled == [], [f"{r.method} {r.path}" for r in fake.unhandled]
@@ -318,8 +389,10 @@ def test_cli_writes_the_card_and_pushes_to_the_hub(tmp_path):
     assert set(pushed) == {"config.json", "model.safetensors", CONFIG_FILE, "README.md"}
     for name, content in pushed.items():
         assert content == (out / name).read_bytes(), name
-    assert fake.repos["me/tiny-average"].commits[0]["header"]["summary"] == \
-        "Upload a post-hoc average of 2 checkpoints (hf_swa)"
+    assert (
+        fake.repos["me/tiny-average"].commits[0]["header"]["summary"]
+        == "Upload a post-hoc average of 2 checkpoints (hf_swa)"
+    )
     card = pushed["README.md"].decode()
     assert "## Post-hoc average of 2 checkpoints" in card and "## SWA settings" not in card
     assert "| seeds/seed0 | – | 0.75 | – |" in card and "| seeds/seed1 | – | 0.25 | – |" in card

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from posthoc_fixtures import float64_mean, folder_snapshot, stored_tensors
+from tiny_models import max_relative_error, tiny_bert
 from transformers import AutoModelForSequenceClassification
 
 from hf_swa import greedy_soup
-from posthoc_fixtures import float64_mean, folder_snapshot, stored_tensors
-from tiny_models import max_relative_error, tiny_bert
 
 NOISE = {"good0": 0.01, "good1": 0.01, "good2": 0.01, "bad": 0.5}
 
@@ -35,7 +35,9 @@ def closeness(reference):
     """Higher is better: minus the squared distance of the model's weights to the target's."""
 
     def score(model):
-        return -sum(float(((p.detach().double() - reference[n].double()) ** 2).sum()) for n, p in model.named_parameters())
+        return -sum(
+            float(((p.detach().double() - reference[n].double()) ** 2).sum()) for n, p in model.named_parameters()
+        )
 
     return score
 
@@ -55,7 +57,8 @@ def test_greedy_soup_leaves_the_bad_input_out_and_its_score_reproduces(tmp_path,
     assert soup["tried"][-1]["members"][-1] == str(folders["bad"])
     assert soup["tried"][-1]["score"] < soup["tried"][-2]["score"]
     assert record["n_averaged"] == 3 and record["method"] == "greedy_soup"
-    assert dict(zip((s["folder"] for s in record["sources"]), record["weights"]))[str(folders["bad"])] == 0.0
+    weight_of = {source["folder"]: weight for source, weight in zip(record["sources"], record["weights"], strict=True)}
+    assert weight_of[str(folders["bad"])] == 0.0
 
     # Each input's recorded score is the score of that input loaded with plain transformers.
     for folder in order:
@@ -110,9 +113,20 @@ def sentiment_run(tmp_path_factory):
     run_glue(
         ModelArguments(model_name_or_path=str(save_tiny_bert(root / "bert"))),
         DataTrainingArguments(train_file=str(train)),
-        GlueTrainingArguments(output_dir=str(root / "run"), do_train=True, num_train_epochs=8, learning_rate=5e-3,
-                              per_device_train_batch_size=8, save_strategy="steps", save_steps=8, swa=False,
-                              report_to="none", use_cpu=True, disable_tqdm=True, seed=1),
+        GlueTrainingArguments(
+            output_dir=str(root / "run"),
+            do_train=True,
+            num_train_epochs=8,
+            learning_rate=5e-3,
+            per_device_train_batch_size=8,
+            save_strategy="steps",
+            save_steps=8,
+            swa=False,
+            report_to="none",
+            use_cpu=True,
+            disable_tqdm=True,
+            seed=1,
+        ),
     )
     return root, dev
 
@@ -133,8 +147,19 @@ def test_cli_greedy_soup_scored_on_a_file_leaves_a_broken_checkpoint_out(sentime
             param.add_(torch.randn(param.shape, generator=generator))
     model.save_pretrained(broken)
     out = tmp_path / "soup"
-    evaluation = ["--validation_file", str(dev), "--text_columns", "text", "--label_column", "y",
-                  "--metric", "accuracy", "--per_device_eval_batch_size", "16", "--use_cpu"]
+    evaluation = [
+        "--validation_file",
+        str(dev),
+        "--text_columns",
+        "text",
+        "--label_column",
+        "y",
+        "--metric",
+        "accuracy",
+        "--per_device_eval_batch_size",
+        "16",
+        "--use_cpu",
+    ]
     assert main([*map(str, good), str(broken), "--soup", "greedy", "--output_dir", str(out), *evaluation]) == 0
 
     record = json.loads((out / "swa_config.json").read_text())
@@ -147,8 +172,16 @@ def test_cli_greedy_soup_scored_on_a_file_leaves_a_broken_checkpoint_out(sentime
     assert max_relative_error(stored_tensors(out), float64_mean(members)) < 1e-6
     # The recorded score is the score of the saved model, evaluated afresh.
     score_fn, _ = glue_score_fn(
-        SoupEvaluationArguments(validation_file=str(dev), text_columns=["text"], label_column="y", metric="accuracy",
-                                per_device_eval_batch_size=16, use_cpu=True), str(out))
+        SoupEvaluationArguments(
+            validation_file=str(dev),
+            text_columns=["text"],
+            label_column="y",
+            metric="accuracy",
+            per_device_eval_batch_size=16,
+            use_cpu=True,
+        ),
+        str(out),
+    )
     assert score_fn(AutoModelForSequenceClassification.from_pretrained(out).eval()) == soup["score"]
     # The card lists every input with its weight and score, and every soup tried.
     card = (out / "README.md").read_text()

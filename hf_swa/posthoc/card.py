@@ -43,10 +43,13 @@ def averaging_section(record: Mapping[str, Any]) -> str:
     input_scores = (soup or {}).get("input_scores") or scores.get("inputs") or {}
     metric = ((soup or scores).get("metric") or "score").removeprefix("eval_")
     sources = record["sources"]
-    how = ("a greedy soup (Wortsman et al., 2022) of checkpoints saved during fine-tuning: every input was scored, "
-           "the inputs were sorted best first, and each joined the soup when the mean with it scored no worse. "
-           "The mean was taken" if soup else
-           f"the {record['strategy']} mean of checkpoints saved during fine-tuning, taken")
+    how = (
+        "a greedy soup (Wortsman et al., 2022) of checkpoints saved during fine-tuning: every input was scored, "
+        "the inputs were sorted best first, and each joined the soup when the mean with it scored no worse. "
+        "The mean was taken"
+        if soup
+        else f"the {record['strategy']} mean of checkpoints saved during fine-tuning, taken"
+    )
     lines = [
         f"## Post-hoc average of {record['n_averaged']} checkpoints",
         "",
@@ -58,13 +61,21 @@ def averaging_section(record: Mapping[str, Any]) -> str:
         f"| Checkpoint | Step | Weight | {metric} |",
         "|---|---:|---:|---:|",
     ]
-    for source, weight in zip(sources, record["weights"]):
+    for source, weight in zip(sources, record["weights"], strict=True):
         step = "–" if source.get("step") is None else source["step"]
         score = input_scores.get(source["folder"])
-        lines.append(f"| {_short(source['folder'])} | {step} | {weight:.4g} |" + (f" {_score(score)} |" if input_scores else " – |"))
+        lines.append(
+            f"| {_short(source['folder'])} | {step} | {weight:.4g} |"
+            + (f" {_score(score)} |" if input_scores else " – |")
+        )
     if soup:
-        lines += ["", f"Soups tried ({metric}; higher is better{', the loss negated' if 'loss' in metric else ''}):", "",
-                  "| Members | Score | Kept |", "|---|---:|---|"]
+        lines += [
+            "",
+            f"Soups tried ({metric}; higher is better{', the loss negated' if 'loss' in metric else ''}):",
+            "",
+            "| Members | Score | Kept |",
+            "|---|---:|---|",
+        ]
         for tried in soup["tried"]:
             members = ", ".join(_short(m) for m in tried["members"])
             lines.append(f"| {members} | {_score(tried['score'])} | {'yes' if tried['kept'] else 'no'} |")

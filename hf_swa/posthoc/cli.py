@@ -48,8 +48,11 @@ class AverageArguments:
     )
     soup: str = field(
         default="uniform",
-        metadata={"help": "uniform: the (weighted) mean of all inputs. greedy: a greedy soup chosen on the "
-                          "validation data (--task_name or --validation_file).", "choices": ["uniform", "greedy"]},
+        metadata={
+            "help": "uniform: the (weighted) mean of all inputs. greedy: a greedy soup chosen on the "
+            "validation data (--task_name or --validation_file).",
+            "choices": ["uniform", "greedy"],
+        },
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace an output folder that holds files (once the new one is complete)."}
@@ -66,9 +69,11 @@ class AverageArguments:
 
 
 def parser() -> HfArgumentParser:
-    p = HfArgumentParser((AverageArguments, SoupEvaluationArguments),
-                         description="Average or greedy-soup saved checkpoints into a plain Transformers model.",
-                         usage="hf-swa-average [CKPT_DIR ...] --output_dir OUT [options]")
+    p = HfArgumentParser(
+        (AverageArguments, SoupEvaluationArguments),
+        description="Average or greedy-soup saved checkpoints into a plain Transformers model.",
+        usage="hf-swa-average [CKPT_DIR ...] --output_dir OUT [options]",
+    )
     p.add_argument("checkpoints", nargs="*", help="Checkpoint folders (full, sharded or PEFT adapters).")
     return p
 
@@ -89,8 +94,9 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
         if evaluation.given:
             score_fn, metric = glue_score_fn(evaluation, _newest(folders))
             scores = score_checkpoints(folders, score_fn)
-        record = average_checkpoints(folders, args.output_dir, weights=args.weights,
-                                     overwrite_output_dir=args.overwrite_output_dir)
+        record = average_checkpoints(
+            folders, args.output_dir, weights=args.weights, overwrite_output_dir=args.overwrite_output_dir
+        )
         if scores is not None:
             average_score = score_checkpoints([args.output_dir], score_fn)
             record["scores"] = {"metric": metric, "inputs": scores, "average": next(iter(average_score.values()))}
@@ -98,8 +104,13 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
     card = dict(repo_id=args.hub_model_id, base_model=args.base_model, task_name=evaluation.task_name)
     write_posthoc_card(args.output_dir, record, **card)
     if args.push_to_hub:
-        url = push_to_hub(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo,
-                          commit_message=f"Upload a post-hoc average of {record['n_averaged']} checkpoints (hf_swa)")
+        url = push_to_hub(
+            args.output_dir,
+            args.hub_model_id,
+            token=args.hub_token,
+            private=args.hub_private_repo,
+            commit_message=f"Upload a post-hoc average of {record['n_averaged']} checkpoints (hf_swa)",
+        )
         print(f"Pushed {args.output_dir} to {url}")
     return record
 

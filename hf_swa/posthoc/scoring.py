@@ -46,8 +46,10 @@ class SoupEvaluationArguments:
     label_column: Optional[str] = field(default=None, metadata={"help": "Label column name (default: label)."})
     metric: Optional[str] = field(
         default=None,
-        metadata={"help": "Metric to maximise, e.g. accuracy, f1, loss (lower is better). Default: the task's main "
-                          "metric, else accuracy (spearmanr for regression)."},
+        metadata={
+            "help": "Metric to maximise, e.g. accuracy, f1, loss (lower is better). Default: the task's main "
+            "metric, else accuracy (spearmanr for regression)."
+        },
     )
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "Batch size for scoring."})
     use_cpu: bool = field(default=False, metadata={"help": "Score on the CPU even where a GPU is available."})
@@ -60,15 +62,17 @@ class SoupEvaluationArguments:
 
 
 def _metric_key(args: SoupEvaluationArguments, is_regression: bool) -> str:
-    name = args.metric or (get_task(args.task_name).main_metric if args.task_name else
-                           ("spearmanr" if is_regression else "accuracy"))
+    name = args.metric or (
+        get_task(args.task_name).main_metric if args.task_name else ("spearmanr" if is_regression else "accuracy")
+    )
     return name if name.startswith("eval_") else f"eval_{name}"
 
 
 def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Callable, str]:
     """``(score_fn, metric key)`` for checkpoints like the one in ``model_folder`` (its config and tokenizer)."""
-    raw = load_raw_datasets(args.task_name, validation_file=args.validation_file,
-                            label_column=args.label_column or "label")
+    raw = load_raw_datasets(
+        args.task_name, validation_file=args.validation_file, label_column=args.label_column or "label"
+    )
     splits = evaluation_splits(raw, args.task_name)
     if not splits:
         raise ValueError(f"No validation split to score on (splits found: {list(raw)}); pass --validation_file.")
@@ -85,13 +89,22 @@ def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Cal
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_folder)
     except (OSError, ValueError) as err:
-        raise ValueError(f"{model_folder} holds no tokenizer to score with ({err}); save it with the checkpoints.") from err
+        raise ValueError(
+            f"{model_folder} holds no tokenizer to score with ({err}); save it with the checkpoints."
+        ) from err
     data = tokenize_datasets(
-        raw, tokenizer, text_columns, max_seq_length=args.max_seq_length, label_column=label_column,
-        label_fn=label_info.label_fn(label2id), labelled_splits=[split],
+        raw,
+        tokenizer,
+        text_columns,
+        max_seq_length=args.max_seq_length,
+        label_column=label_column,
+        label_fn=label_info.label_fn(label2id),
+        labelled_splits=[split],
     )[split]
     compute_metrics = make_compute_metrics(
-        args.task_name, num_labels=config.num_labels, is_regression=label_info.is_regression,
+        args.task_name,
+        num_labels=config.num_labels,
+        is_regression=label_info.is_regression,
         positive_label_id=_positive_label_id(args.task_name, label2id),
     )
     key = _metric_key(args, label_info.is_regression)
@@ -102,11 +115,20 @@ def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Cal
         if id(model) not in trainers:
             ensure_pad_token(model, tokenizer)
             eval_args = TrainingArguments(
-                output_dir=tempfile.mkdtemp(prefix="hf-swa-score-"), per_device_eval_batch_size=args.per_device_eval_batch_size,
-                use_cpu=args.use_cpu, report_to="none", disable_tqdm=True,
+                output_dir=tempfile.mkdtemp(prefix="hf-swa-score-"),
+                per_device_eval_batch_size=args.per_device_eval_batch_size,
+                use_cpu=args.use_cpu,
+                report_to="none",
+                disable_tqdm=True,
             )
-            trainers[id(model)] = Trainer(model=model, args=eval_args, eval_dataset=data, processing_class=tokenizer,
-                                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+            trainers[id(model)] = Trainer(
+                model=model,
+                args=eval_args,
+                eval_dataset=data,
+                processing_class=tokenizer,
+                data_collator=DataCollatorWithPadding(tokenizer),
+                compute_metrics=compute_metrics,
+            )
         metrics = trainers[id(model)].evaluate()
         if key not in metrics:
             found = sorted(k.removeprefix("eval_") for k in metrics if not k.endswith(("runtime", "per_second")))

@@ -157,6 +157,25 @@ def _open_for_scoring(checkpoints: Sequence[str], load_model: Optional[Callable]
     return readers, _ScoringModel((load_model or load_model_for_soup)(newest.folder), newest, float_names)
 
 
+def _grow_soup(ranked: list, scores: dict, scorer: _ScoringModel, score_fn: Callable, dtypes: dict, bar) -> tuple:
+    """The greedy loop: ``(fp32 sum of the members, members, every soup tried)``."""
+    total = {name: ranked[0].tensor(name).to(torch.float32, copy=True) for name in dtypes}
+    members, soup_score = [ranked[0]], scores[_path(ranked[0])]
+    tried = [{"members": [_path(ranked[0])], "score": soup_score, "kept": True}]
+    for reader in ranked[1:]:
+        scorer.load(_candidate_chunks(total, reader, len(members) + 1, dtypes))
+        score = scorer.score(score_fn)
+        kept = score >= soup_score
+        tried.append({"members": [_path(m) for m in members + [reader]], "score": score, "kept": kept})
+        if kept:  # else the sum is left as it was: the candidate only ever lived in the scored model
+            for name in dtypes:
+                total[name].add_(reader.tensor(name))
+            members.append(reader)
+            soup_score = score
+        bar.update(1)
+    return total, members, tried
+
+
 def greedy_soup(
     checkpoints: Sequence[str],
     output_dir: str,
@@ -186,21 +205,9 @@ def greedy_soup(
     scores = _score_each(readers, scorer, score_fn, bar)
     ranked = sorted(readers, key=lambda r: -scores[_path(r)])
     dtypes = {name: newest.dtype(name) for name in float_names}
-    total = {name: ranked[0].tensor(name).to(torch.float32) for name in float_names}
-    members, soup_score = [ranked[0]], scores[_path(ranked[0])]
-    tried = [{"members": [_path(ranked[0])], "score": soup_score, "kept": True}]
-    for reader in ranked[1:]:
-        scorer.load(_candidate_chunks(total, reader, len(members) + 1, dtypes))
-        score = scorer.score(score_fn)
-        kept = score >= soup_score
-        tried.append({"members": [_path(m) for m in members + [reader]], "score": score, "kept": kept})
-        if kept:
-            for name in float_names:
-                total[name].add_(reader.tensor(name))
-            members.append(reader)
-            soup_score = score
-        bar.update(1)
+    total, members, tried = _grow_soup(ranked, scores, scorer, score_fn, dtypes, bar)
     bar.close()
+    soup_score = [t["score"] for t in tried if t["kept"]][-1]
     logger.info("Greedy soup of %d of %d checkpoints scores %s", len(members), len(readers), soup_score)
 
     mean = _candidate_chunks(total, None, len(members), dtypes)

@@ -189,3 +189,29 @@ def test_cli_greedy_soup_scored_on_a_file_leaves_a_broken_checkpoint_out(sentime
     assert f"| {tmp_path.name}/broken | – | 0 | {soup['input_scores'][str(broken)]:.4f} |" in card
     assert f"| run/checkpoint-64 | 64 | 0.3333 | {soup['input_scores'][str(good[-1])]:.4f} |" in card
     assert f", {tmp_path.name}/broken | {soup['tried'][-1]['score']:.4f} | no |" in card
+
+
+@pytest.mark.slow
+def test_cli_uniform_mean_with_evaluation_data_records_every_score(sentiment_run, tmp_path):
+    from hf_swa.posthoc.cli import main
+    from hf_swa.posthoc.scoring import SoupEvaluationArguments, glue_score_fn
+
+    root, dev = sentiment_run
+    out = tmp_path / "avg"
+    evaluation = ["--validation_file", str(dev), "--text_columns", "text", "--label_column", "y", "--metric", "loss"]
+    assert main(["--run_dir", str(root / "run"), "--last", "3", "--output_dir", str(out), *evaluation]) == 0
+    record = json.loads((out / "swa_config.json").read_text())
+    scores = record["scores"]
+    inputs = [str(root / "run" / f"checkpoint-{step}") for step in (48, 56, 64)]
+    assert scores["metric"] == "eval_loss" and sorted(scores["inputs"]) == inputs
+    assert max_relative_error(stored_tensors(out), float64_mean(inputs)) < 1e-6
+    score_fn, _ = glue_score_fn(
+        SoupEvaluationArguments(validation_file=str(dev), text_columns=["text"], label_column="y", metric="loss"),
+        str(out),
+    )
+    for folder, score in [*scores["inputs"].items(), (str(out), scores["average"])]:
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        assert score_fn(model) == score < 0  # the loss, negated: higher is better
+    card = (out / "README.md").read_text()
+    assert f"| run/checkpoint-64 | 64 | 0.3333 | {scores['inputs'][inputs[-1]]:.4f} |" in card
+    assert f"The average in this repository scores {scores['average']:.4f} (loss)." in card

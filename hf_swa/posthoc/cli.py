@@ -33,7 +33,14 @@ __all__ = ["AverageArguments", "main", "run_average"]
 
 @dataclass
 class AverageArguments:
-    """Which checkpoints to average, how, and where the result goes."""
+    """Which checkpoints to average, how, and where the result goes.
+
+    Example:
+        >>> args, evaluation, rest = parser().parse_args_into_dataclasses(
+        ...     args=["--run_dir", "out/run", "--last", "4", "--output_dir", "out/avg"])
+        >>> args.run_dir, args.last, args.soup, rest.checkpoints
+        ('out/run', 4, 'uniform', [])
+    """
 
     output_dir: str = field(metadata={"help": "Folder for the averaged model (must not be or hold an input)."})
     run_dir: Optional[str] = field(

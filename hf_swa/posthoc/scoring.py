@@ -8,10 +8,12 @@ split. Data loading, columns, labels, tokenization and metrics are those of
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import torch
 from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
 from hf_swa.glue.data import (
@@ -32,7 +34,15 @@ __all__ = ["SoupEvaluationArguments", "glue_score_fn"]
 
 @dataclass
 class SoupEvaluationArguments:
-    """Held-out data that scores checkpoints (for ``--soup greedy``, or to report scores of a uniform mean)."""
+    """Held-out data that scores checkpoints (for ``--soup greedy``, or to report scores of a uniform mean).
+
+    Example:
+        >>> evaluation = SoupEvaluationArguments(validation_file="dev.csv", text_columns=["text"], metric="f1")
+        >>> evaluation.given, _metric_key(evaluation, is_regression=False)
+        (True, 'eval_f1')
+        >>> _metric_key(SoupEvaluationArguments(task_name="cola"), is_regression=False)
+        'eval_matthews_correlation'
+    """
 
     task_name: Optional[str] = field(
         default=None, metadata={"help": "GLUE task whose validation split scores the checkpoints (from the Hub)."}
@@ -68,8 +78,8 @@ def _metric_key(args: SoupEvaluationArguments, is_regression: bool) -> str:
     return name if name.startswith("eval_") else f"eval_{name}"
 
 
-def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Callable, str]:
-    """``(score_fn, metric key)`` for checkpoints like the one in ``model_folder`` (its config and tokenizer)."""
+def _validation_set(args: SoupEvaluationArguments, model_folder: str) -> tuple:
+    """``(tokenized validation split, tokenizer, compute_metrics, is_regression)``, as ``run_glue`` prepares them."""
     raw = load_raw_datasets(
         args.task_name, validation_file=args.validation_file, label_column=args.label_column or "label"
     )
@@ -107,7 +117,13 @@ def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Cal
         is_regression=label_info.is_regression,
         positive_label_id=_positive_label_id(args.task_name, label2id),
     )
-    key = _metric_key(args, label_info.is_regression)
+    return data, tokenizer, compute_metrics, label_info.is_regression
+
+
+def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Callable, str]:
+    """``(score_fn, metric key)`` for checkpoints like the one in ``model_folder`` (its config and tokenizer)."""
+    data, tokenizer, compute_metrics, is_regression = _validation_set(args, model_folder)
+    key = _metric_key(args, is_regression)
     sign = -1.0 if key.endswith("loss") else 1.0
     trainers = {}
 
@@ -115,9 +131,10 @@ def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Cal
         if id(model) not in trainers:
             ensure_pad_token(model, tokenizer)
             eval_args = TrainingArguments(
-                output_dir=tempfile.mkdtemp(prefix="hf-swa-score-"),
+                output_dir=os.path.join(tempfile.gettempdir(), "hf-swa-score"),  # evaluation writes nothing
                 per_device_eval_batch_size=args.per_device_eval_batch_size,
                 use_cpu=args.use_cpu,
+                dataloader_pin_memory=torch.cuda.is_available() and not args.use_cpu,
                 report_to="none",
                 disable_tqdm=True,
             )

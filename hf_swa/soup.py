@@ -77,11 +77,14 @@ class _ScoringModel:
                 f"The model to score has no tensor(s) {missing[:3]} that {newest.folder} holds; "
                 "pass load_model=... building the model these checkpoints belong to."
             )
-        self.targets = {name: targets[name] for name in float_names}
+        self.names = float_names
 
     @torch.no_grad()
     def load(self, chunks_for: Callable) -> None:
-        for name, target in self.targets.items():
+        # Looked up each time: score_fn may have moved the model (and so replaced its buffers) to a device.
+        targets = self.model.state_dict(keep_vars=True)
+        for name in self.names:
+            target = targets[name]
             for rows, value in chunks_for(name):
                 (target if rows is None else target[rows[0] : rows[1]]).copy_(value)
 
@@ -198,8 +201,8 @@ def greedy_soup(
     check_output_dir(output_dir, list(checkpoints), overwrite_output_dir)
     readers, scorer = _open_for_scoring(checkpoints, load_model)
     newest = readers[-1]
-    float_names = list(scorer.targets)
-    copied = {n: check_equal_across(readers, n) for n in newest.names if n not in scorer.targets}
+    float_names = scorer.names
+    copied = {n: check_equal_across(readers, n) for n in newest.names if n not in float_names}
 
     bar = logging.tqdm(total=2 * len(readers) - 1, desc="Greedy soup", unit="score", disable=not progress)
     scores = _score_each(readers, scorer, score_fn, bar)

@@ -22,7 +22,8 @@ from typing import Optional
 from transformers import HfArgumentParser
 
 from hf_swa.checkpoint import CONFIG_FILE, write_json_atomic
-from hf_swa.checkpoint_average import average_checkpoints, resolve_checkpoints
+from hf_swa.checkpoint_average import average_checkpoints, open_checkpoints, resolve_checkpoints
+from hf_swa.checkpoint_writer import check_output_dir
 from hf_swa.hub import push_to_hub
 from hf_swa.posthoc.card import write_posthoc_card
 from hf_swa.posthoc.scoring import SoupEvaluationArguments, glue_score_fn
@@ -51,7 +52,8 @@ class AverageArguments:
         default=None, metadata={"help": "With --run_dir: checkpoints with A <= N <= B, written A:B (or A: or :B)."}
     )
     weights: Optional[list[float]] = field(
-        default=None, metadata={"help": "One weight per checkpoint, in the order given (normalised to sum to 1)."}
+        default=None,
+        metadata={"help": "One weight per checkpoint, in their order (oldest first with --run_dir); normalised."},
     )
     soup: str = field(
         default="uniform",
@@ -88,6 +90,9 @@ def parser() -> HfArgumentParser:
 def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, checkpoints: list) -> dict:
     """Average (or soup) as the command line asks; return what ``swa_config.json`` records."""
     folders = resolve_checkpoints(checkpoints, args.run_dir, args.last, args.steps)
+    # Bad input is refused before the evaluation data is loaded.
+    check_output_dir(args.output_dir, folders, args.overwrite_output_dir)
+    open_checkpoints(folders)
     if args.soup == "greedy":
         if not evaluation.given:
             raise ValueError("--soup greedy scores checkpoints: pass --task_name or --validation_file.")

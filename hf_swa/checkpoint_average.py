@@ -1,8 +1,8 @@
 """Average checkpoints you already have: a streamed fp32 mean, written as a plain Transformers model.
 
-``average_checkpoints`` reads the checkpoints tensor by tensor (see
-:mod:`hf_swa.checkpoint_files`), so memory stays near one tensor per input plus the
-tensor being written, however many checkpoints are averaged. Each mean is taken in
+``average_checkpoints`` reads the checkpoints tensor by tensor, in pieces of about
+16 MiB (see :mod:`hf_swa.checkpoint_files`), and writes each piece of the mean as it
+is done, so memory stays near a few such pieces however many checkpoints are averaged. Each mean is taken in
 fp32 and written in the checkpoints' dtype. Tensors that are not floating point are
 copied and must be equal in every input. The output has the layout of the newest
 input (single file, shards, or a PEFT adapter), its config, tokenizer and generation
@@ -123,7 +123,7 @@ def _check_same_architecture(readers: list) -> None:
     reference = _config_signature(first.folder)
     for reader in readers[1:]:
         signature = _config_signature(reader.folder)
-        for key in set(reference) & set(signature):
+        for key in (key for key in reference if key in signature):
             if reference[key] != signature[key]:
                 raise ValueError(
                     f"Different architectures: {key.replace(':', ' ')} is {reference[key]!r} in {first.folder} but "

@@ -17,7 +17,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-ALIASES = {"hf-swa-glue": "run_glue", "hf-swa-report": "glue_report", "hf-swa-push": "push_to_hub", "hf-swa-demo": "demo"}
+ALIASES = {"hf-swa-glue": "run_glue", "hf-swa-report": "glue_report", "hf-swa-push": "push_to_hub", "hf-swa-demo": "demo",
+           "hf-swa-average": "average_checkpoints"}
 
 
 def test_every_command_line_has_a_console_script():

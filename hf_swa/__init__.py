@@ -22,6 +22,8 @@ _EXPORTS = {
     "SWATrainerMixin": ".trainer",
     "SWAArgumentsMixin": ".trainer",
     "last_complete_checkpoint": ".resume",
+    "average_checkpoints": ".checkpoint_average",
+    "greedy_soup": ".soup",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -22,6 +22,7 @@ ALIASES = {
     "hf-swa-report": "glue_report",
     "hf-swa-push": "push_to_hub",
     "hf-swa-demo": "demo",
+    "hf-swa-average": "average_checkpoints",
 }
 
 

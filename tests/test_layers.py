@@ -23,7 +23,7 @@ HEAVY = ("datasets", "evaluate", "matplotlib", "sklearn", "pandas")
 ENGINE = ("averaging", "strategies", "distributed", "checkpoint")
 APPLICATIONS = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
 # Which extra a user of each application installs (the core's own dependencies come with every extra).
-EXTRA_OF = {"glue": "glue", "hub": "glue", "demo": "demo"}
+EXTRA_OF = {"glue": "glue", "hub": "glue", "demo": "demo", "posthoc": "glue"}
 
 
 def imported_after(code: str) -> set:

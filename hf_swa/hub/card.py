@@ -222,6 +222,7 @@ def render_model_card(
     license: Optional[str] = None,
     language: Optional[str] = None,
     has_tokenizer: bool = False,
+    averaging_section: Optional[str] = None,
 ) -> ModelCard:
     """Build the model card of an averaged model.
 
@@ -232,9 +233,9 @@ def render_model_card(
             The averaged scores go into the ``model-index`` metadata.
         repo_id: where the model will live; used in "How to use" and as the default title.
         base_model: Hub id of the model that was fine-tuned (metadata ``base_model``).
-        task_name: a GLUE task (``"sst2"``) selects the GLUE dataset on the Hub and its config;
-            for other data pass ``dataset_id`` (a Hub dataset id) and ``dataset_name``.
+        task_name: a GLUE task (``"sst2"``) selects its Hub dataset; else pass ``dataset_id`` and ``dataset_name``.
         has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
+        averaging_section: Markdown replacing the SWA settings (e.g. a post-hoc average of checkpoints).
 
     Example:
         >>> card = render_model_card(
@@ -265,6 +266,7 @@ def render_model_card(
         load_id=repo_id or "path/to/this/model",
         has_tokenizer=has_tokenizer,
         task_phrase=glue_task.purpose if glue_task else "sequence classification",
+        averaging_section=averaging_section,
     )
 
 

@@ -17,6 +17,7 @@ WEIGHT_FILES = (
     "model.safetensors.index.json",
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
 )
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 

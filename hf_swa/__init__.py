@@ -20,12 +20,13 @@ _EXPORTS = {
     "SWATrainer": ".trainer",
     "SWATrainingArguments": ".trainer",
     "SWATrainerMixin": ".trainer",
-    "SWAArgumentsMixin": ".arguments",
+    "SWAArgumentsMixin": ".trainer",
     "last_complete_checkpoint": ".resume",
+    "average_checkpoints": ".checkpoint_average",
+    "greedy_soup": ".soup",
 }
 
-__all__ = ["SWAConfig", "WeightAverager", "SWACallback", "SWATrainer", "SWATrainingArguments", "__version__",
-           "SWATrainerMixin", "SWAArgumentsMixin", "last_complete_checkpoint"]
+__all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name: str):

@@ -35,7 +35,9 @@ class SWAArgumentsMixin:
         (100, True, 1)
     """
 
-    swa: bool = field(default=True, metadata={"help": "Average weights with SWA (False: a plain Trainer run, a baseline)."})
+    swa: bool = field(
+        default=True, metadata={"help": "Average weights with SWA (False: a plain Trainer run, a baseline)."}
+    )
     swa_start: str = field(
         default="0.75",
         metadata={
@@ -53,7 +55,8 @@ class SWAArgumentsMixin:
     )
     swa_anneal_strategy: Literal["cos", "linear"] = field(default="cos", metadata={"help": "Shape of the anneal."})
     swa_device: Optional[str] = field(
-        default=None, metadata={"help": "Where the fp32 averages live: unset = beside the weights, 'cpu' = host memory."}
+        default=None,
+        metadata={"help": "Where the fp32 averages live: unset = beside the weights, 'cpu' = host memory."},
     )
     swa_strategy: Literal["uniform", "ema"] = field(
         default="uniform", metadata={"help": "uniform: the SWA mean of the snapshots; ema: exponential moving average."}

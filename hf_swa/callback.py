@@ -103,10 +103,10 @@ class SWACallback(TrainerCallback):
         # Set by SWATrainer.train to the checkpoint it resumes from; a plain Trainer leaves it None
         # and the callback looks at args.resume_from_checkpoint, then output_dir/checkpoint-<step>.
         self.resume_from_checkpoint: Optional[str] = None
-        # Set by SWATrainer, which writes the SWA state into each checkpoint before old ones rotate.
-        self.trainer_writes_state = False
         # The record of the last `select()`: metric, data, every score and the chosen name.
         self.selection: Optional[dict] = None
+        # Set by SWATrainer, which writes the SWA state into each checkpoint before old ones rotate.
+        self.trainer_writes_state = False
 
     # ---------------------------------------------------------------- events
     def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
@@ -295,9 +295,8 @@ class SWACallback(TrainerCallback):
                         f"start step: to train a finished run for longer, pass it as a step, swa_start={saved.get('start_step')}.")
             raise ValueError(
                 f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}), and its averages "
-                "would mix snapshots taken under both. Resume with the same swa_start, swa_freq, strategy, "
-                "swa_windows, swa_ema_decays and max_steps (windows split the steps up to max_steps), or start a "
-                f"new run.{hint}"
+                "would mix snapshots taken under both. Resume with the same swa_start, swa_freq, strategy, swa_windows, "
+                f"swa_ema_decays and max_steps (windows split the steps up to max_steps), or start a new run.{hint}"
             )
         if saved["averages"] is None:
             if saved["names"] != self.averager.names:

@@ -142,7 +142,7 @@ def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Opti
                 f"snapshots but {state_path} says step {record.get('global_step')} with {n_averaged}: the checkpoint's "
                 "SWA state is inconsistent (a save was interrupted). Resume from another checkpoint."
             )
-        expected = _tensor_keys(record)
+        expected = expected_tensor_keys(record)
         if set(averages) != expected:
             raise ValueError(
                 f"{averages_path} holds {len(averages)} tensors but {state_path} names {len(expected)}: "
@@ -192,15 +192,16 @@ def swa_state_problem(folder: str) -> Optional[str]:
             keys = _file_keys(path)
         except (OSError, SafetensorError, ValueError) as error:
             return f"{path} is missing or unreadable ({error})"
-        if keys != _tensor_keys(record):
-            return f"{path} holds {len(keys)} tensors but {STATE_FILE} names {len(_tensor_keys(record))}"
+        expected = expected_tensor_keys(record)
+        if keys != expected:
+            return f"{path} holds {len(keys)} tensors but {STATE_FILE} names {len(expected)}"
     return None
 
 
-def _tensor_keys(record: dict) -> set:
-    """The keys the averages file of `record` holds: ``slot/name`` (candidates), or names (hf_swa 0.1)."""
-    slots, names = record.get("slots"), record["names"]
-    return {f"{slot}/{name}" for slot in slots for name in names} if slots else set(names)
+def expected_tensor_keys(record: dict) -> set:
+    """The tensors an averages file holds: ``slot/name`` for each slot and parameter (format 1: the names)."""
+    slots = record.get("slots")
+    return {f"{slot}/{name}" for slot in slots for name in record["names"]} if slots else set(record["names"])
 
 
 def _file_keys(path: str) -> set:

@@ -16,7 +16,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, unwra
 from transformers.utils.hub import PushInProgress, hf_api
 
 from .arguments import SWAArgumentsMixin, SWATrainingArguments  # noqa: F401  (hf_swa.trainer's public names)
-from .averaging import averaged_parameters
+from .averaging import require_averaged_parameters
 from .callback import LOAD_BEST_MESSAGE, SWACallback
 from .checkpoint import CONFIG_FILE
 from .config import SWAConfig
@@ -103,11 +103,8 @@ class SWATrainerMixin:
                 f"{type(self).__name__} adds its own SWACallback, and callbacks holds another one, which would "
                 "average a second time. Remove SWACallback from callbacks (or use the plain Trainer class with it)."
             )
-        if self.model is not None and not averaged_parameters(self.model):
-            raise ValueError(
-                "The model has no trainable floating-point parameters, so SWA has nothing to average. "
-                "Unfreeze some parameters or set swa=False."
-            )
+        if self.model is not None:
+            require_averaged_parameters(self.model)
         self.swa_callback = SWACallback(swa_config)
         self.swa_callback.trainer_writes_state = True
         self.add_callback(self.swa_callback)
@@ -163,7 +160,8 @@ class SWATrainerMixin:
         if self.swa_callback is not None:
             self.swa_callback.resume_from_checkpoint = resume_from_checkpoint or None
         output = super().train(resume_from_checkpoint, *args, **kwargs)
-        if self.swa_callback is not None and self.swa_callback.config.swa_select_metric and self.swa_callback.has_average:
+        callback = self.swa_callback
+        if callback is not None and callback.config.swa_select_metric and callback.has_average:
             self.select_candidate()
         return output
 
@@ -183,7 +181,8 @@ class SWATrainerMixin:
         # (save_total_limit) right after writing it, and only then calls on_save.
         callback = self.swa_callback
         if callback is not None and callback.averager is not None:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder = os.path.join(self._get_output_dir(trial=trial), name)
             if self.args.should_save:
                 os.makedirs(folder, exist_ok=True)
             callback.save_state(self.args, self.state, folder)
@@ -279,21 +278,26 @@ class SWATrainerMixin:
         if callback is None or not callback.has_average or several:
             # Several datasets: Trainer.evaluate calls back into this method once per dataset.
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else ["swa"]
-        shipped = callback.selection["chosen"] if callback.selection else None
-        if shipped not in names + [None, LIVE]:  # the candidate chosen at the end of training
-            names.append(shipped)
         with self._one_evaluation_event():
             with callback.live_weights(self.model):
                 metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
             # The extra passes must not shift the random streams training goes on with (dataloader seeds,
             # dropout): with or without SWA evaluation, the live weights follow the same trajectory.
-            for name in names:
+            for name in self._evaluated_candidates():
                 with preserved_rng_state(), callback.averaged_weights(self.model, name):
                     metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _evaluated_candidates(self) -> List[str]:
+        """``swa``, every candidate with `swa_eval_candidates`, and the candidate chosen at the end of training."""
+        callback = self.swa_callback
+        names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else ["swa"]
+        chosen = callback.selection["chosen"] if callback.selection else None
+        if chosen not in names + [None, LIVE]:
+            names.append(chosen)
+        return names
 
     @contextlib.contextmanager
     def _one_evaluation_event(self):

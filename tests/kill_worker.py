@@ -28,10 +28,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from safetensors.torch import save_file  # noqa: E402
+from tiny_models import classification_data, tiny_bert  # noqa: E402
 
 from hf_swa import SWATrainer, SWATrainingArguments  # noqa: E402
 from hf_swa.resume import checkpoint_problems  # noqa: E402
-from tiny_models import classification_data, tiny_bert  # noqa: E402
 
 MAX_STEPS = 16
 SWA = dict(swa_start=5, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear")

@@ -6,11 +6,19 @@ import logging
 import pytest
 import torch
 from safetensors.torch import load, load_file, save_file
+from tiny_models import (
+    SnapshotRecorder,
+    StopAt,
+    checkpoint_swa_average,
+    classification_data,
+    max_relative_error,
+    tiny_bert,
+    trainable_float_weights,
+)
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, last_complete_checkpoint
 from hf_swa.resume import checkpoint_problems
-from tiny_models import SnapshotRecorder, StopAt, classification_data, max_relative_error, tiny_bert, trainable_float_weights
 
 SWA = dict(swa_start=3, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=2, swa_anneal_strategy="linear")
 COMMON = dict(
@@ -37,7 +45,7 @@ def result(run):
 
 def assert_bit_exact(actual, expected):
     assert actual[0] == expected[0]
-    for got, want in zip(actual[1:], expected[1:]):
+    for got, want in zip(actual[1:], expected[1:], strict=True):
         assert set(got) == set(want)
         for name, value in want.items():
             assert torch.equal(got[name], value), name
@@ -223,8 +231,7 @@ def test_checkpoints_pushed_during_training_never_replace_the_model(tmp_path, st
     assert len(during) == (3 if strategy == "checkpoint" else 0)  # checkpoints 2, 4 and 6
     pushed = fake.files("me/swa")
     assert "model.safetensors" in final["files"] and "swa_config.json" in final["files"]
-    state = load_file(tmp_path / "out" / "checkpoint-6" / "swa_averages.safetensors")
-    averages = {key.split("/", 1)[1]: value for key, value in state.items() if key.startswith("window0/")}
+    averages = checkpoint_swa_average(tmp_path / "out" / "checkpoint-6")
     model = load(pushed["model.safetensors"])
     assert averages and all(torch.equal(model[k], averages[k]) for k in averages)  # the average of steps 3-6
     if strategy == "checkpoint":  # the checkpoint pushed is the live training state

@@ -8,10 +8,6 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
-
-from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from hf_swa.resume import checkpoint_problems
 from tiny_models import (
     SnapshotRecorder,
     StopAt,
@@ -21,6 +17,10 @@ from tiny_models import (
     tiny_bert,
     trainable_float_weights,
 )
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+
+from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
+from hf_swa.resume import checkpoint_problems
 
 COMMON = dict(
     per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-2, report_to="none",

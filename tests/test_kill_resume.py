@@ -5,11 +5,10 @@ import os
 import subprocess
 import sys
 
+import kill_worker
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
-
-import kill_worker
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_worker.py")
 

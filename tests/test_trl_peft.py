@@ -11,9 +11,6 @@ trl = pytest.importorskip("trl")
 peft = pytest.importorskip("peft")
 from datasets import Dataset  # noqa: E402
 from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
-from trl import SFTConfig, SFTTrainer  # noqa: E402
-
-from hf_swa import SWAArgumentsMixin, SWACallback, SWAConfig, SWATrainer, SWATrainerMixin, SWATrainingArguments  # noqa: E402
 from tiny_models import (  # noqa: E402
     SnapshotRecorder,
     StopAt,
@@ -24,6 +21,9 @@ from tiny_models import (  # noqa: E402
     tiny_tokenizer,
     trainable_float_weights,
 )
+from trl import SFTConfig, SFTTrainer  # noqa: E402
+
+from hf_swa import SWAArgumentsMixin, SWACallback, SWAConfig, SWATrainer, SWATrainerMixin, SWATrainingArguments  # noqa: E402
 
 MAX_STEPS, SWA_START, SWA_FREQ = 8, 4, 2
 STEPS = expected_snapshot_steps(SWA_START, SWA_FREQ, MAX_STEPS)
@@ -129,7 +129,8 @@ def test_lora_averages_the_adapter_only(lora_run):
 def test_saved_adapter_reloads_as_the_average(lora_run):
     trainer, recorder, _, folder = lora_run
     adapter = folder / "adapter"
-    assert {"adapter_model.safetensors", "adapter_config.json", "swa_config.json"} <= {p.name for p in adapter.iterdir()}
+    files = {p.name for p in adapter.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "swa_config.json"} <= files
     assert not (adapter / "model.safetensors").exists()
     reloaded = PeftModel.from_pretrained(tiny_gpt2_lm(), str(adapter))
     mean = recorder.mean()

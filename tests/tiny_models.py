@@ -166,3 +166,11 @@ class OverflowAt(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.now = state.global_step + 1 in self.steps
+
+
+def checkpoint_swa_average(folder) -> dict:
+    """The SWA average (one window) stored in a checkpoint's SWA state, by parameter name."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder) + "/swa_averages.safetensors")
+    return {key.removeprefix("window0/"): value for key, value in state.items() if key.startswith("window0/")}

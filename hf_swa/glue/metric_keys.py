@@ -18,8 +18,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ALL_RESULTS_FILE", "RESULTS_FILES", "TRAIN_RESULTS_FILE", "LIVE_PREFIX", "AVERAGED_PREFIX", "MISMATCHED_SUFFIX", "COMBINED_SCORE", "BOOKKEEPING",
-           "metric_names", "is_lower_better", "is_score"]
+__all__ = [
+    "ALL_RESULTS_FILE",
+    "RESULTS_FILES",
+    "TRAIN_RESULTS_FILE",
+    "LIVE_PREFIX",
+    "AVERAGED_PREFIX",
+    "MISMATCHED_SUFFIX",
+    "COMBINED_SCORE",
+    "BOOKKEEPING",
+    "metric_names",
+    "is_lower_better",
+    "is_score",
+]
 
 ALL_RESULTS_FILE = "all_results.json"
 #: What a run's folder may hold, best first: every metric, or the evaluation alone.
@@ -45,7 +56,7 @@ def metric_names(metrics: Mapping[str, Any]) -> list[str]:
     for key, value in metrics.items():
         if not key.startswith(LIVE_PREFIX) or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        name = key[len(AVERAGED_PREFIX):] if key.startswith(AVERAGED_PREFIX) else key[len(LIVE_PREFIX):]
+        name = key[len(AVERAGED_PREFIX) :] if key.startswith(AVERAGED_PREFIX) else key[len(LIVE_PREFIX) :]
         if name and name not in names and not _base(name).endswith(BOOKKEEPING):
             names.append(name)
     return names

@@ -51,8 +51,15 @@ def render_markdown(summary: ReportSummary, scale: float = 100.0, plot_name: Opt
         f"Scores ×{scale:g}, mean ± sample std over seeds. **SWA** is the averaged weights (`eval_swa_*`); "
         "*SWA live* is the same SWA runs evaluated with their last-step weights (`eval_*`). "
         "Δ = mean(SWA) − mean(baseline); a negative Δ means SWA did worse.",
-        *([f"The {average_name} is the mean over tasks of each task's main metric (MNLI: matched and mismatched "
-            "averaged).", ""] if show_average else [""]),
+        *(
+            [
+                f"The {average_name} is the mean over tasks of each task's main metric (MNLI: matched and mismatched "
+                "averaged).",
+                "",
+            ]
+            if show_average
+            else [""]
+        ),
         "| Task | Metric | Baseline | SWA | Δ SWA − baseline | SWA live | Seeds (baseline / SWA) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -131,8 +138,12 @@ def _to_json(summary: ReportSummary) -> dict:
                 "main_metric": t.main_metric,
                 "verdict": t.verdict(),
                 "metrics": {
-                    m.metric: {"baseline": stat(m.baseline), "swa": stat(m.swa), "swa_live": stat(m.swa_live),
-                               "delta": num(m.delta)}
+                    m.metric: {
+                        "baseline": stat(m.baseline),
+                        "swa": stat(m.swa),
+                        "swa_live": stat(m.swa_live),
+                        "delta": num(m.delta),
+                    }
                     for m in t.metrics
                 },
             }

@@ -160,8 +160,11 @@ def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArg
         task = get_task(task_name)
         return LabelInfo(list(task.label_names), is_regression=task.is_regression)
     config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path, cache_dir=model_args.cache_dir, revision=model_args.model_revision,
-        token=model_args.token, trust_remote_code=model_args.trust_remote_code,
+        model_args.model_name_or_path,
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
     )
     if config.problem_type == "regression":
         return LabelInfo([], is_regression=True)
@@ -206,7 +209,7 @@ def write_submission(path: str, ids, predictions, label_names: Optional[list[str
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["index", "prediction"])
-        for index, prediction in zip(ids, predictions):
+        for index, prediction in zip(ids, predictions, strict=True):
             value = f"{float(prediction):.3f}" if label_names is None else label_names[int(prediction)]
             writer.writerow([index, value])
 
@@ -332,9 +335,7 @@ def _predict(trainer: SWATrainer, raw, data, predict_splits, task_name, label_in
             logger.info("Wrote %d predictions to %s", len(predictions), path)
 
 
-def run_glue(
-    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SWATrainingArguments
-) -> dict:
+def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SWATrainingArguments) -> dict:
     """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return all metrics.
 
     Evaluation reports the live weights as ``eval_*`` and the SWA average as
@@ -349,7 +350,9 @@ def run_glue(
     training_args.average_tokens_across_devices = False
     set_seed(training_args.seed)
     raw, eval_splits, predict_splits = _load_splits(data_args, model_args, training_args)
-    label_info, model, tokenizer, label2id, data = _model_and_data(raw, eval_splits, model_args, data_args, training_args)
+    label_info, model, tokenizer, label2id, data = _model_and_data(
+        raw, eval_splits, model_args, data_args, training_args
+    )
     trainer = SWATrainer(
         model=model,
         args=training_args,
@@ -358,7 +361,9 @@ def run_glue(
         processing_class=tokenizer,
         data_collator=_collator(tokenizer, data_args, training_args),
         compute_metrics=make_compute_metrics(
-            data_args.task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression,
+            data_args.task_name,
+            num_labels=model.config.num_labels,
+            is_regression=label_info.is_regression,
             positive_label_id=_positive_label_id(data_args.task_name, label2id),
         ),
     )
@@ -368,8 +373,16 @@ def run_glue(
     if training_args.do_eval:
         results.update(_evaluate(trainer, data, eval_splits))
     if training_args.do_predict:
-        _predict(trainer, raw, data, predict_splits, data_args.task_name, label_info, model.config.id2label,
-                 training_args.output_dir)
+        _predict(
+            trainer,
+            raw,
+            data,
+            predict_splits,
+            data_args.task_name,
+            label_info,
+            model.config.id2label,
+            training_args.output_dir,
+        )
     if training_args.do_train and trainer.is_world_process_zero() and os.path.isfile(
             os.path.join(training_args.output_dir, CONFIG_FILE)):  # the averaged model was saved there
         write_model_card(training_args.output_dir, **model_card_fields(model_args, data_args, training_args))

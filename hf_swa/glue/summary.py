@@ -35,15 +35,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-from hf_swa.glue.metric_keys import ALL_RESULTS_FILE, AVERAGED_PREFIX, LIVE_PREFIX, MISMATCHED_SUFFIX, is_score, metric_names
+from hf_swa.glue.metric_keys import (
+    ALL_RESULTS_FILE,
+    AVERAGED_PREFIX,
+    LIVE_PREFIX,
+    MISMATCHED_SUFFIX,
+    is_score,
+    metric_names,
+)
 from hf_swa.glue.tasks import find_task
 
-__all__ = ["VARIANTS", "RunResult", "Stat", "MetricComparison", "TaskSummary", "ReportSummary",
-           "collect_runs", "summarize"]
+__all__ = [
+    "VARIANTS",
+    "RunResult",
+    "Stat",
+    "MetricComparison",
+    "TaskSummary",
+    "ReportSummary",
+    "collect_runs",
+    "summarize",
+]
 
 VARIANTS = ("baseline", "swa")
 STATE_FILE = "trainer_state.json"
 _SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -218,13 +234,16 @@ def _metric_names(runs: Sequence[RunResult]) -> list:
     """The scores any run reports (losses and run_glue's combined score are not compared)."""
     return sorted({name for run in runs for name in metric_names(run.metrics) if is_score(name)})
 
+
 def summarize(runs: Sequence[RunResult], main_metrics: Optional[Mapping[str, str]] = None) -> ReportSummary:
     """Group runs by task and compare baseline with SWA on every metric they report."""
     notes = []
     by_task: dict = {}
     for run in runs:
         if not run.complete:
-            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {ALL_RESULTS_FILE} (did the run finish?); left out.")
+            notes.append(
+                f"{run.task}/{run.variant}/seed{run.seed}: no {ALL_RESULTS_FILE} (did the run finish?); left out."
+            )
             continue
         by_task.setdefault(run.task, []).append(run)
     tasks = []

@@ -12,7 +12,14 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hf_swa.glue.metric_keys import AVERAGED_PREFIX, LIVE_PREFIX, MISMATCHED_SUFFIX, is_lower_better, is_score, metric_names
+from hf_swa.glue.metric_keys import (
+    AVERAGED_PREFIX,
+    LIVE_PREFIX,
+    MISMATCHED_SUFFIX,
+    is_lower_better,
+    is_score,
+    metric_names,
+)
 from hf_swa.glue.tasks import HUB_DATASET, find_task
 from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_adapter_config, load_results, load_swa_config
 
@@ -126,8 +133,13 @@ def _dataset(task: Optional[str], is_glue: bool, dataset_id: Optional[str], data
     return dataset_id, dataset_name
 
 
-def _eval_results(results: Mapping[str, Any], task: Optional[str], dataset_id: Optional[str],
-                  dataset_name: Optional[str], eval_split: str) -> list[EvalResult]:
+def _eval_results(
+    results: Mapping[str, Any],
+    task: Optional[str],
+    dataset_id: Optional[str],
+    dataset_name: Optional[str],
+    eval_split: str,
+) -> list[EvalResult]:
     """The averaged weights' scores as ``model-index`` entries (no losses, no combined score)."""
     if dataset_id is None:
         return []
@@ -157,9 +169,16 @@ def _eval_results(results: Mapping[str, Any], task: Optional[str], dataset_id: O
     return entries
 
 
-def _card_data(eval_results: list[EvalResult], *, title: str, task: Optional[str], dataset_id: Optional[str],
-               base_model: Optional[str], license: Optional[str], language: Optional[str],
-               adapter: bool = False) -> ModelCardData:
+def _card_data(
+    eval_results: list[EvalResult],
+    title: str,
+    task: Optional[str],
+    dataset_id: Optional[str],
+    base_model: Optional[str],
+    license: Optional[str],
+    language: Optional[str],
+    adapter: bool = False,
+) -> ModelCardData:
     return ModelCardData(
         base_model=base_model,
         datasets=[dataset_id] if dataset_id else None,
@@ -174,8 +193,9 @@ def _card_data(eval_results: list[EvalResult], *, title: str, task: Optional[str
     )
 
 
-def _fill_template(card_data: ModelCardData, swa_config: Mapping[str, Any], results: Mapping[str, Any],
-                   **fields: Any) -> ModelCard:
+def _fill_template(
+    card_data: ModelCardData, swa_config: Mapping[str, Any], results: Mapping[str, Any], **fields: Any
+) -> ModelCard:
     """The card's text: the template filled with the settings, the results and ``fields``."""
     rows, better, worse = _result_rows(results)
     strategy = swa_config.get("strategy", "uniform")
@@ -193,6 +213,15 @@ def _fill_template(card_data: ModelCardData, swa_config: Mapping[str, Any], resu
     )
 
 
+def _how_to_load(repo_id: Optional[str], has_tokenizer: bool, adapter: Optional[Mapping[str, Any]]) -> dict:
+    """The fields of the card's "How to use": where from, with a tokenizer or not, as an adapter or not."""
+    fields = dict(load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer, adapter_type=None)
+    if adapter is not None:  # loaded with PEFT on top of its base model, by the class of its task
+        fields.update(adapter_type=adapter.get("peft_type") or "PEFT",
+                      auto_class=_PEFT_AUTO_CLASSES.get(adapter.get("task_type"), "AutoModelForSequenceClassification"))
+    return fields
+
+
 def render_model_card(
     swa_config: Mapping[str, Any],
     results: Optional[Mapping[str, Any]] = None,
@@ -208,6 +237,7 @@ def render_model_card(
     language: Optional[str] = None,
     has_tokenizer: bool = False,
     adapter: Optional[Mapping[str, Any]] = None,
+    averaging_section: Optional[str] = None,
 ) -> ModelCard:
     """Build the model card of an averaged model.
 
@@ -218,40 +248,39 @@ def render_model_card(
             The averaged scores go into the ``model-index`` metadata.
         repo_id: where the model will live; used in "How to use" and as the default title.
         base_model: Hub id of the model that was fine-tuned (metadata ``base_model``).
-        task_name: a GLUE task (``"sst2"``) selects the GLUE dataset on the Hub and its config;
-            for other data pass ``dataset_id`` (a Hub dataset id) and ``dataset_name``.
+        task_name: a GLUE task (``"sst2"``) selects its Hub dataset; else pass ``dataset_id`` and ``dataset_name``.
         has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
-        adapter: the ``adapter_config.json`` of a PEFT adapter (LoRA, ...): the card then says the
-            repository holds an adapter whose weights are the average, names its base model
-            (``base_model``, or the adapter's ``base_model_name_or_path``) and loads it with PEFT.
+        adapter: a PEFT ``adapter_config.json``: the card says the folder holds an adapter of ``base_model``.
+        averaging_section: Markdown replacing the SWA settings (e.g. a post-hoc average of checkpoints).
 
     Example:
         >>> card = render_model_card(
         ...     {"swa_start": 0.75, "swa_start_step": 150, "swa_freq": 10, "swa_lr": 2e-05, "n_averaged": 12},
         ...     {"eval_accuracy": 0.90, "eval_swa_accuracy": 0.91},
-        ...     repo_id="me/bert-sst2-swa", base_model="bert-base-uncased", task_name="sst2",
-        ... )
+        ...     repo_id="me/bert-sst2-swa", base_model="bert-base-uncased", task_name="sst2")
         >>> card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"]
         0.91
         >>> "| Snapshots averaged (`n_averaged`) | 12 |" in str(card)
         True
     """
     results = dict(results or {})
-    if adapter is not None and base_model is None:
-        base_model = adapter.get("base_model_name_or_path")
     glue_task = find_task(task_name)
     task = glue_task.name if glue_task else (task_name.lower() if task_name else None)
     dataset_id, dataset_name = _dataset(task, glue_task is not None, dataset_id, dataset_name)
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
     eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split)
-    card_data = _card_data(eval_results, title=title, task=task, dataset_id=dataset_id, base_model=base_model,
-                           license=license, language=language, adapter=adapter is not None)
+    card_data = _card_data(eval_results, title, task, dataset_id, base_model, license, language, adapter is not None)
     return _fill_template(
-        card_data, swa_config, results, title=title, base_model=base_model, dataset_pretty=dataset_name,
-        eval_split=eval_split, load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer,
+        card_data,
+        swa_config,
+        results,
+        title=title,
+        base_model=base_model,
+        dataset_pretty=dataset_name,
+        eval_split=eval_split,
         task_phrase=glue_task.purpose if glue_task else "sequence classification",
-        adapter_type=(adapter.get("peft_type") or "PEFT") if adapter is not None else None,
-        auto_class=_PEFT_AUTO_CLASSES.get((adapter or {}).get("task_type"), "AutoModelForSequenceClassification"),
+        **_how_to_load(repo_id, has_tokenizer, adapter),
+        averaging_section=averaging_section,
     )
 
 
@@ -277,7 +306,9 @@ def write_model_card(
     folder = Path(output_dir)
     swa_config = load_swa_config(folder)
     card_kwargs.setdefault("has_tokenizer", any((folder / name).is_file() for name in TOKENIZER_FILES))
-    card_kwargs.setdefault("adapter", load_adapter_config(folder))
+    adapter = card_kwargs.setdefault("adapter", load_adapter_config(folder))
+    if adapter is not None and card_kwargs.get("base_model") is None:  # the model the adapter goes on
+        card_kwargs["base_model"] = adapter.get("base_model_name_or_path")
     card = render_model_card(swa_config, load_results(results, folder), **card_kwargs)
     path = folder / MODEL_CARD_NAME
     card.save(path)

@@ -165,55 +165,6 @@ class SWATrainerMixin:
             self.select_candidate()
         return output
 
-    def _swa_state_needed_from(self) -> Optional[int]:
-        """The first checkpoint step that must hold SWA state to be resumed from (None: without SWA)."""
-        if self.swa_callback is None:
-            return None
-        config = self.swa_callback.config
-        if isinstance(config.swa_start, int):
-            return config.swa_start
-        if self.args.max_steps > 0:
-            return config.start_step(self.args.max_steps)
-        return 1  # a fraction of a length not known yet: every checkpoint of an SWA run holds the state
-
-    def _save_checkpoint(self, model, trial):
-        # The SWA state goes in first: transformers pushes the checkpoint and deletes old ones
-        # (save_total_limit) right after writing it, and only then calls on_save.
-        callback = self.swa_callback
-        if callback is not None and callback.averager is not None:
-            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            folder = os.path.join(self._get_output_dir(trial=trial), name)
-            if self.args.should_save:
-                os.makedirs(folder, exist_ok=True)
-            callback.save_state(self.args, self.state, folder)
-        super()._save_checkpoint(model, trial)
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        """Push checkpoints as checkpoints only: they hold the live weights, never the model to ship."""
-        if self.swa_callback is None:
-            return super()._push_from_checkpoint(checkpoint_folder)
-        strategy = self.args.hub_strategy
-        if not self.is_world_process_zero() or strategy not in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
-            return  # every_save, end: the model is pushed once, as the average, by push_to_hub() after train()
-        in_progress = getattr(self, "push_in_progress", None)
-        if not self.args.hub_always_push and in_progress is not None and not in_progress.is_done():
-            return
-        self.callback_handler.on_push_begin(self.args, self.state, self.control)
-        job = hf_api().upload_folder(
-            repo_id=self.hub_model_id,
-            folder_path=checkpoint_folder,
-            path_in_repo="last-checkpoint" if strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name,
-            commit_message=f"Training in progress, step {self.state.global_step}, checkpoint",
-            token=self.args.hub_token,
-            run_as_future=True,
-            revision=self.args.hub_revision,
-        )
-        if in_progress is None or in_progress.is_done():
-            self.push_in_progress = PushInProgress([job])
-        else:
-            in_progress.jobs.append(job)
-
-    # ---------------------------------------------------------------- candidates, evaluation and saving
     def select_candidate(self) -> dict:
         """Score every candidate and the live weights on the selection data; the model takes the best.
 
@@ -270,6 +221,55 @@ class SWATrainerMixin:
             paths.append(path)
         return paths
 
+    def _swa_state_needed_from(self) -> Optional[int]:
+        """The first checkpoint step that must hold SWA state to be resumed from (None: without SWA)."""
+        if self.swa_callback is None:
+            return None
+        config = self.swa_callback.config
+        if isinstance(config.swa_start, int):
+            return config.swa_start
+        if self.args.max_steps > 0:
+            return config.start_step(self.args.max_steps)
+        return 1  # a fraction of a length not known yet: every checkpoint of an SWA run holds the state
+
+    def _save_checkpoint(self, model, trial):
+        # The SWA state goes in first: transformers pushes the checkpoint and deletes old ones
+        # (save_total_limit) right after writing it, and only then calls on_save.
+        callback = self.swa_callback
+        if callback is not None and callback.averager is not None:
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder = os.path.join(self._get_output_dir(trial=trial), name)
+            if self.args.should_save:
+                os.makedirs(folder, exist_ok=True)
+            callback.save_state(self.args, self.state, folder)
+        super()._save_checkpoint(model, trial)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Push checkpoints as checkpoints only: they hold the live weights, never the model to ship."""
+        if self.swa_callback is None:
+            return super()._push_from_checkpoint(checkpoint_folder)
+        strategy = self.args.hub_strategy
+        if not self.is_world_process_zero() or strategy not in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            return  # every_save, end: the model is pushed once, as the average, by push_to_hub() after train()
+        in_progress = getattr(self, "push_in_progress", None)
+        if not self.args.hub_always_push and in_progress is not None and not in_progress.is_done():
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        job = hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=checkpoint_folder,
+            path_in_repo="last-checkpoint" if strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name,
+            commit_message=f"Training in progress, step {self.state.global_step}, checkpoint",
+            token=self.args.hub_token,
+            run_as_future=True,
+            revision=self.args.hub_revision,
+        )
+        if in_progress is None or in_progress.is_done():
+            self.push_in_progress = PushInProgress([job])
+        else:
+            in_progress.jobs.append(job)
+
+    # ---------------------------------------------------------------- evaluation and saving
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """Evaluate the live weights (`eval_*`) and, once a snapshot exists, the average (`eval_swa_*`)."""
         callback = self.swa_callback

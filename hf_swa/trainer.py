@@ -94,8 +94,9 @@ class SWATrainerMixin:
                 swa_config = self.args.to_swa_config()
             else:
                 swa_config = SWAConfig()
-                logger.warning("%s got arguments without SWA settings and no swa_config: using %s",
-                               type(self).__name__, swa_config)
+                logger.warning(
+                    "%s got arguments without SWA settings and no swa_config: using %s", type(self).__name__, swa_config
+                )
         if self.args.load_best_model_at_end:
             raise ValueError(LOAD_BEST_MESSAGE)
         if any(isinstance(c, SWACallback) for c in self.callback_handler.callbacks):
@@ -147,14 +148,16 @@ class SWATrainerMixin:
             self.model_accepts_loss_kwargs = False
             logger.info(
                 "%s computes a mean loss and ignores num_items_in_batch: the loss is averaged over gradient "
-                "accumulation steps and processes as for any mean loss.", type(base).__name__,
+                "accumulation steps and processes as for any mean loss.",
+                type(base).__name__,
             )
 
     # ---------------------------------------------------------------- training and checkpoints
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(
-                self.args.output_dir, self._swa_state_needed_from(), self.args.save_only_model)
+                self.args.output_dir, self._swa_state_needed_from(), self.args.save_only_model
+            )
             if resume_from_checkpoint is None:
                 raise ValueError(f"No complete checkpoint found in output directory ({self.args.output_dir}).")
         if self.swa_callback is not None:
@@ -184,7 +187,7 @@ class SWATrainerMixin:
                 metrics = plain_evaluate(dataset, metric_key_prefix=f"select_{name}")
             key = f"select_{name}_{metric}"
             if key not in metrics:
-                produced = sorted(k[len(f"select_{name}_"):] for k in metrics if k.startswith(f"select_{name}_"))
+                produced = sorted(k[len(f"select_{name}_") :] for k in metrics if k.startswith(f"select_{name}_"))
                 raise ValueError(
                     f"swa_select_metric={config.swa_select_metric!r}, but evaluation (compute_metrics) produces only "
                     f"{', '.join(produced)}: set swa_select_metric to one of these."
@@ -192,8 +195,9 @@ class SWATrainerMixin:
             return metrics[key]
 
         try:
-            record = select_candidate(callback.averager, self.model, score, metric, config.select_greater_is_better(),
-                                      info)
+            record = select_candidate(
+                callback.averager, self.model, score, metric, config.select_greater_is_better(), info
+            )
         except Exception as error:
             folder = os.path.join(self.args.output_dir, "swa_candidates")
             self.save_candidates(folder)
@@ -319,8 +323,10 @@ class SWATrainerMixin:
         callback = self.swa_callback
         folder = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:  # first: Trainer.save_model may push the folder to the Hub
-            if callback is not None and callback.has_average and (
-                callback.averager.holds_averages or callback.selection is not None
+            if (
+                callback is not None
+                and callback.has_average
+                and (callback.averager.holds_averages or callback.selection is not None)
             ):  # the average, a candidate, or live weights chosen over them
                 callback.write_config(folder)
             elif os.path.isfile(os.path.join(folder, CONFIG_FILE)):

@@ -28,8 +28,17 @@ from hf_swa import SWAArgumentsMixin, SWACallback, SWAConfig, SWATrainer, SWATra
 MAX_STEPS, SWA_START, SWA_FREQ = 8, 4, 2
 STEPS = expected_snapshot_steps(SWA_START, SWA_FREQ, MAX_STEPS)
 TRAIN = dict(
-    max_steps=MAX_STEPS, per_device_train_batch_size=4, learning_rate=1e-2, report_to="none", use_cpu=True,
-    disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0, data_seed=0, bf16=False,
+    max_steps=MAX_STEPS,
+    per_device_train_batch_size=4,
+    learning_rate=1e-2,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="no",
+    save_strategy="no",
+    seed=0,
+    data_seed=0,
+    bf16=False,
 )
 
 
@@ -63,10 +72,23 @@ def assert_saved_model_is_the_average(folder, averages):
 
 def test_sft_trainer_with_the_mixin(tmp_path):
     recorder = SnapshotRecorder(STEPS)
-    args = SWASFTConfig(output_dir=str(tmp_path / "out"), swa_start=str(SWA_START), swa_freq=SWA_FREQ,
-                        swa_lr=5e-3, eval_strategy="steps", eval_steps=4, **TRAIN)
-    trainer = SWASFTTrainer(model=tiny_gpt2_lm(), args=args, train_dataset=sft_data(),
-                            eval_dataset=sft_data(8), processing_class=tiny_tokenizer(), callbacks=[recorder])
+    args = SWASFTConfig(
+        output_dir=str(tmp_path / "out"),
+        swa_start=str(SWA_START),
+        swa_freq=SWA_FREQ,
+        swa_lr=5e-3,
+        eval_strategy="steps",
+        eval_steps=4,
+        **TRAIN,
+    )
+    trainer = SWASFTTrainer(
+        model=tiny_gpt2_lm(),
+        args=args,
+        train_dataset=sft_data(),
+        eval_dataset=sft_data(8),
+        processing_class=tiny_tokenizer(),
+        callbacks=[recorder],
+    )
     assert args.gradient_checkpointing  # TRL's default: checkpointed activations under SWA
     trainer.train()
     averages = trainer.swa_callback.averager.averages()
@@ -81,8 +103,13 @@ def test_sft_trainer_with_the_callback(tmp_path):
     recorder = SnapshotRecorder(STEPS)
     callback = SWACallback(SWAConfig(swa_start=SWA_START, swa_freq=SWA_FREQ, swa_lr=5e-3))
     args = SFTConfig(output_dir=str(tmp_path / "out"), **TRAIN)
-    trainer = SFTTrainer(model=tiny_gpt2_lm(), args=args, train_dataset=sft_data(),
-                         processing_class=tiny_tokenizer(), callbacks=[recorder, callback])
+    trainer = SFTTrainer(
+        model=tiny_gpt2_lm(),
+        args=args,
+        train_dataset=sft_data(),
+        processing_class=tiny_tokenizer(),
+        callbacks=[recorder, callback],
+    )
     trainer.train()
     assert_average_of_snapshots(callback.averager.averages(), trainer.model, recorder)
     trainer.save_model(str(tmp_path / "final"))
@@ -160,8 +187,9 @@ def test_model_card_of_an_adapter_says_so_and_its_snippet_loads_the_average(tmp_
     from hf_swa.hub.push import check_pushable
 
     tiny_gpt2_lm().save_pretrained(tmp_path / "base")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tmp_path / "base")),
-                           LoraConfig(task_type="CAUSAL_LM", **LORA))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(tmp_path / "base")), LoraConfig(task_type="CAUSAL_LM", **LORA)
+    )
     args = SWATrainingArguments(output_dir=str(tmp_path / "out"), swa_start=SWA_START, swa_freq=SWA_FREQ, **TRAIN)
     trainer = SWATrainer(model=model, args=args, train_dataset=lm_data(32))
     trainer.train()

@@ -115,11 +115,10 @@ class WeightAverager:
         self.stores = [self._main_store(new_buffers, window_starts)]
         self.stores += [ExponentialMean(new_buffers, decay) for decay in check_ema_decays(ema_decays)]
         # Tensors folded in directly (fp32, on the averages' device) or through a staging buffer allocated once.
-        device_of_averages = self.device
         self._staging: Dict[int, torch.Tensor] = {
             i: self._new_buffer(t, torch.float32)
             for i, t in enumerate(tensors)
-            if not (t.dtype == torch.float32 and (device_of_averages is None or t.device == device_of_averages))
+            if not (t.dtype == torch.float32 and (self.device is None or t.device == self.device))
         }
 
     def _main_store(self, new_buffers, window_starts):
@@ -161,8 +160,7 @@ class WeightAverager:
     def _tensors(self, model: nn.Module) -> List[torch.Tensor]:
         """The model's averaged tensors (this rank's part), in the order of the averages; refuses another model."""
         tensors = [local_tensor(p) for _, p in self.matched_parameters(model)]
-        reference = self.stores[0].slots()
-        buffers = next(iter(reference.values())).buffers
+        buffers = next(iter(self.stores[0].slots().values())).buffers
         for name, tensor, average in zip(self.names, tensors, buffers):
             if tensor.shape != average.shape:
                 raise ValueError(
@@ -394,7 +392,7 @@ class WeightAverager:
 
 
 def _slotted(state: dict, first_slot: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, int]]:
-    """Averages by ``slot/name`` and counts by slot; state from hf_swa 0.1 (one average by name) is the first slot."""
+    """Averages by ``slot/name`` and counts by slot (hf_swa 0.1 state: one average by name, the first slot)."""
     averages = state["averages"]
     if state.get("slots"):
         return averages, state["slots"]

@@ -279,26 +279,8 @@ class SWACallback(TrainerCallback):
             return args.resume_from_checkpoint
         return os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
-    def _resume(self, args, state) -> None:
-        folder = self._checkpoint_folder(args, state)
-        saved = load_swa_state(folder, shard=distributed.rank_and_world_size() if self.averager.sharded else None)
-        step = state.global_step
-        if saved is None:
-            if step < self.start_step:
-                logger.info("SWA: resuming at step %d, before averaging starts (step %d).", step, self.start_step)
-                return
-            raise ValueError(
-                f"Resuming at step {step} from {folder}, which has no SWA state, but averaging starts at step "
-                f"{self.start_step}: the snapshots before step {step} are lost. Resume from a checkpoint written "
-                f"with SWA, or set swa_start to an optimizer step > {step} to start a new average from here."
-            )
-        if saved.get("global_step") is not None and saved["global_step"] != step:
-            raise ValueError(
-                f"The SWA state in {folder} was saved at step {saved['global_step']}, but training resumes at step "
-                f"{step}: it belongs to another checkpoint. Pass the same checkpoint to "
-                "train(resume_from_checkpoint=...) "
-                "and args.resume_from_checkpoint, or use SWATrainer, which passes it on."
-            )
+    def _check_same_averaging(self, folder: str, saved: dict) -> None:
+        """Refuse resuming SWA state averaged with settings that change which snapshots the averages hold."""
         current = {
             "start_step": self.start_step,
             "swa_freq": self.config.swa_freq,
@@ -323,9 +305,31 @@ class SWACallback(TrainerCallback):
             raise ValueError(
                 f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}), and its averages "
                 "would mix snapshots taken under both. Resume with the same swa_start, swa_freq, strategy, "
-                "swa_windows, "
-                f"swa_ema_decays and max_steps (windows split the steps up to max_steps), or start a new run.{hint}"
+                "swa_windows, swa_ema_decays and max_steps (windows split the steps up to max_steps), or start a new "
+                "run." + hint
             )
+
+    def _resume(self, args, state) -> None:
+        folder = self._checkpoint_folder(args, state)
+        saved = load_swa_state(folder, shard=distributed.rank_and_world_size() if self.averager.sharded else None)
+        step = state.global_step
+        if saved is None:
+            if step < self.start_step:
+                logger.info("SWA: resuming at step %d, before averaging starts (step %d).", step, self.start_step)
+                return
+            raise ValueError(
+                f"Resuming at step {step} from {folder}, which has no SWA state, but averaging starts at step "
+                f"{self.start_step}: the snapshots before step {step} are lost. Resume from a checkpoint written "
+                f"with SWA, or set swa_start to an optimizer step > {step} to start a new average from here."
+            )
+        if saved.get("global_step") is not None and saved["global_step"] != step:
+            raise ValueError(
+                f"The SWA state in {folder} was saved at step {saved['global_step']}, but training resumes at step "
+                f"{step}: it belongs to another checkpoint. Pass the same checkpoint to "
+                "train(resume_from_checkpoint=...) and args.resume_from_checkpoint, or use SWATrainer, which passes "
+                "it on."
+            )
+        self._check_same_averaging(folder, saved)
         if saved["averages"] is None:
             if saved["names"] != self.averager.names:
                 raise ValueError(f"The SWA state in {folder} was saved for another model (its parameters differ).")
@@ -334,10 +338,9 @@ class SWACallback(TrainerCallback):
             self.averager.load_state_dict(saved)
         if saved.get("holds_averages"):
             logger.warning(
-                "SWA: %s was written by an earlier hf_swa, whose final checkpoint holds the averaged weights in place "
-                "of the "
-                "live ones (which it did not save): training continues from the average. Checkpoints written now "
-                "hold the live weights.",
+                "SWA: %s was written by an earlier hf_swa, whose final checkpoint holds the averaged weights in "
+                "place of the live ones (which it did not save): training continues from the average. Checkpoints "
+                "written now hold the live weights.",
                 folder,
             )
         logger.info("SWA: resumed %d snapshot(s) from %s.", self.averager.n_averaged, folder)

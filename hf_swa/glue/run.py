@@ -383,8 +383,11 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
             model.config.id2label,
             training_args.output_dir,
         )
-    if training_args.do_train and trainer.is_world_process_zero() and os.path.isfile(
-            os.path.join(training_args.output_dir, CONFIG_FILE)):  # the averaged model was saved there
+    if (
+        training_args.do_train
+        and trainer.is_world_process_zero()
+        and os.path.isfile(os.path.join(training_args.output_dir, CONFIG_FILE))
+    ):  # the averaged model was saved there
         write_model_card(training_args.output_dir, **model_card_fields(model_args, data_args, training_args))
     return results
 

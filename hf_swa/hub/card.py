@@ -28,9 +28,14 @@ __all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "render_model_card", "write_model
 MODEL_CARD_NAME = "README.md"
 TEMPLATE_NAME = "swa_model_card.md"
 # The transformers class a PEFT task type loads its base model with.
-_PEFT_AUTO_CLASSES = {"SEQ_CLS": "AutoModelForSequenceClassification", "CAUSAL_LM": "AutoModelForCausalLM",
-                      "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM", "TOKEN_CLS": "AutoModelForTokenClassification",
-                      "QUESTION_ANS": "AutoModelForQuestionAnswering", "FEATURE_EXTRACTION": "AutoModel"}
+_PEFT_AUTO_CLASSES = {
+    "SEQ_CLS": "AutoModelForSequenceClassification",
+    "CAUSAL_LM": "AutoModelForCausalLM",
+    "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
+    "TOKEN_CLS": "AutoModelForTokenClassification",
+    "QUESTION_ANS": "AutoModelForQuestionAnswering",
+    "FEATURE_EXTRACTION": "AutoModel",
+}
 
 
 def _template() -> str:
@@ -217,8 +222,10 @@ def _how_to_load(repo_id: Optional[str], has_tokenizer: bool, adapter: Optional[
     """The fields of the card's "How to use": where from, with a tokenizer or not, as an adapter or not."""
     fields = dict(load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer, adapter_type=None)
     if adapter is not None:  # loaded with PEFT on top of its base model, by the class of its task
-        fields.update(adapter_type=adapter.get("peft_type") or "PEFT",
-                      auto_class=_PEFT_AUTO_CLASSES.get(adapter.get("task_type"), "AutoModelForSequenceClassification"))
+        fields.update(
+            adapter_type=adapter.get("peft_type") or "PEFT",
+            auto_class=_PEFT_AUTO_CLASSES.get(adapter.get("task_type"), "AutoModelForSequenceClassification"),
+        )
     return fields
 
 

@@ -14,9 +14,10 @@ Example (local files, a model saved in ``./tiny-bert``)::
     )
     results["eval_f1"], results["eval_swa_f1"]  # live weights vs the average
 
-Files written to ``output_dir``: the averaged model (plain Transformers
-checkpoint + ``swa_config.json``), ``train_results.json``, ``eval_results.json``,
-``all_results.json`` (MNLI mismatched metrics end in ``_mm``), and with
+Files written to ``output_dir``: the averaged model, or the candidate chosen
+(plain Transformers checkpoint + ``swa_config.json``), ``train_results.json``,
+``eval_results.json``, ``all_results.json`` (MNLI mismatched metrics end in
+``_mm``), with ``--swa_select_split`` the held-out rows (``swa_select_rows.json``), and with
 ``do_predict`` one GLUE submission file per test split (``CoLA.tsv``,
 ``MNLI-m.tsv``, ``MNLI-mm.tsv``, ...; ``predictions.tsv`` for a custom data set).
 """
@@ -25,10 +26,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 from transformers import AutoConfig, DataCollatorWithPadding, default_data_collator, set_seed
@@ -44,9 +46,17 @@ from hf_swa.glue.data import (
     tokenize_datasets,
 )
 from hf_swa.glue.labels import LabelInfo, infer_labels
-from hf_swa.glue.metric_keys import MISMATCHED_SUFFIX, RESULTS_FILES, TRAIN_RESULTS_FILE
+from hf_swa.glue.metric_keys import (
+    CHOSEN_NAME_KEY,
+    MISMATCHED_SUFFIX,
+    RESULTS_FILES,
+    TRAIN_RESULTS_FILE,
+    chosen_scores,
+    select_key,
+)
 from hf_swa.glue.metrics import make_compute_metrics
 from hf_swa.glue.modeling import prepare_model_and_tokenizer
+from hf_swa.glue.selection_split import SELECT_ROWS_FILE, SELECT_SPLIT, check_share, selection_rows, split_rows
 from hf_swa.glue.tasks import get_task
 from hf_swa.hub.card import MODEL_CARD_NAME
 from hf_swa.trainer import SWATrainer, SWATrainingArguments
@@ -97,6 +107,13 @@ class DataTrainingArguments:
     max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
     preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
+    #: The GLUE default of --swa_select_split (None: train on every row).
+    DEFAULT_SWA_SELECT_SPLIT: ClassVar[Optional[float]] = None
+    swa_select_split: Optional[float] = field(
+        default=DEFAULT_SWA_SELECT_SPLIT,
+        metadata={"help": "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by "
+                  "data_seed or seed) to choose among the SWA candidates on; a --no_swa run holds out the same rows."},
+    )
 
     def __post_init__(self):
         if self.task_name:
@@ -109,6 +126,7 @@ class DataTrainingArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}.")
+        check_share(self.swa_select_split)
 
 
 @dataclass
@@ -119,7 +137,8 @@ class GlueTrainingArguments(SWATrainingArguments):
     from ``swa_start`` (measured to help; averaging under a schedule that decays
     to 0 gained nothing). ``--swa_lr_ratio 0`` keeps the base schedule. The ratio
     is applied when the SWA config is built, so ``dataclasses.replace(args,
-    learning_rate=...)`` moves the tail with the new peak.
+    learning_rate=...)`` moves the tail with the new peak. The candidates and the
+    selection default to the ``DEFAULT_*`` class constants.
 
     Example:
         >>> args = GlueTrainingArguments(output_dir="/tmp/out", learning_rate=2e-5, report_to="none")
@@ -127,6 +146,25 @@ class GlueTrainingArguments(SWATrainingArguments):
         (0.5, None, 1e-05)
     """
 
+    #: GLUE defaults of the candidates and the selection (see also DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT).
+    DEFAULT_SWA_WINDOWS: ClassVar[int] = 1
+    DEFAULT_SWA_EMA_DECAYS: ClassVar[tuple] = ()
+    DEFAULT_SWA_SELECT_METRIC: ClassVar[Optional[str]] = None
+
+    swa_windows: int = field(
+        default=DEFAULT_SWA_WINDOWS,
+        metadata={"help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
+                  "snapshots from each later window start on (1: the classic average only)."},
+    )
+    swa_ema_decays: list[float] = field(
+        default_factory=lambda: list(GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS),
+        metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."},
+    )
+    swa_select_metric: Optional[str] = field(
+        default=DEFAULT_SWA_SELECT_METRIC,
+        metadata={"help": "Score every candidate and the live weights on the selection data (--swa_select_split, "
+                  "else the eval set) at the end of training and ship the best, by this metric (loss, accuracy, ...)."},
+    )
     swa_start: str = field(
         default="0.5",
         metadata={"help": "When averaging starts: a fraction of the optimizer steps in (0, 1] or a step >= 1."},
@@ -168,7 +206,7 @@ def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArg
 
 
 # Written by an earlier run into the same folder; left there they would describe this run's model.
-_RUN_OUTPUTS = (CONFIG_FILE, *RESULTS_FILES, TRAIN_RESULTS_FILE, MODEL_CARD_NAME)
+_RUN_OUTPUTS = (CONFIG_FILE, *RESULTS_FILES, TRAIN_RESULTS_FILE, MODEL_CARD_NAME, SELECT_ROWS_FILE)
 
 
 def _remove_stale_outputs(output_dir: str) -> None:
@@ -282,6 +320,29 @@ def _model_and_data(raw, eval_splits, model_args: ModelArguments, data_args: Dat
     return label_info, model, tokenizer, label2id, data
 
 
+def _hold_out_selection_rows(data, id2label: Optional[dict], share: float, training_args) -> dict:
+    """Move a stratified, seeded share of the tokenized training rows into the selection split; return the record.
+
+    `id2label` names the classes (None: regression, rows drawn at random). The record names the held-out
+    rows by their number in the training data (from 0, after max_train_samples).
+    """
+    train = data["train"]
+    seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    labels = [None] * len(train) if id2label is None else [id2label[i] for i in train["labels"]]
+    held_out = selection_rows(labels, share, seed)
+    data[SELECT_SPLIT] = train.select(held_out)
+    data["train"] = train.select(split_rows(len(train), held_out))
+    if training_args.swa and not training_args.swa_select_metric:
+        logger.warning("--swa_select_split %s holds out %d training rows, but no --swa_select_metric uses them.",
+                       share, len(held_out))
+    return {"swa_select_split": share, "seed": seed, "train_rows": len(train), "held_out_rows": held_out}
+
+
+def _write_selection_rows(output_dir: str, record: dict) -> None:
+    with open(os.path.join(output_dir, SELECT_ROWS_FILE), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+
+
 def _collator(tokenizer, data_args: DataTrainingArguments, training_args):
     if data_args.pad_to_max_length:
         return default_data_collator
@@ -289,16 +350,30 @@ def _collator(tokenizer, data_args: DataTrainingArguments, training_args):
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
 
 
-def _train(trainer: SWATrainer, train_dataset, training_args) -> dict:
+def _train(trainer: SWATrainer, train_dataset, training_args, held_out: Optional[dict] = None) -> dict:
     if trainer.is_world_process_zero():
         _remove_stale_outputs(training_args.output_dir)
+        if held_out is not None:
+            _write_selection_rows(training_args.output_dir, held_out)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()  # the averaged weights (when SWA ran) + swa_config.json
+    trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
     metrics = dict(train_result.metrics, train_samples=len(train_dataset))
+    if held_out is not None:
+        metrics["select_samples"] = len(held_out["held_out_rows"])
+    metrics.update(_selection_results(trainer))
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
     return metrics
+
+
+def _selection_results(trainer: SWATrainer) -> dict:
+    """The chosen candidate's name and every candidate's selection score (``select_<name>_<metric>``), if any."""
+    selection = trainer.swa_callback.selection if trainer.swa_callback is not None else None
+    if not selection:
+        return {}
+    scores = {select_key(name, selection["metric"]): score for name, score in selection["scores"].items()}
+    return {CHOSEN_NAME_KEY: selection["chosen"], **scores}
 
 
 def _evaluate(trainer: SWATrainer, data, eval_splits) -> dict:
@@ -307,6 +382,9 @@ def _evaluate(trainer: SWATrainer, data, eval_splits) -> dict:
         metrics = dict(trainer.evaluate(eval_dataset=data[split]), eval_samples=len(data[split]))
         suffix = _mismatched_suffix(split)
         eval_metrics.update({key + suffix: value for key, value in metrics.items()})
+    selection = _selection_results(trainer)
+    if selection:  # the shipped weights' scores again, under eval_chosen_*
+        eval_metrics.update(chosen_scores(eval_metrics, selection[CHOSEN_NAME_KEY]), **selection)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
     return eval_metrics
@@ -338,7 +416,11 @@ def run_glue(
 
     Evaluation reports the live weights as ``eval_*`` and the SWA average as
     ``eval_swa_*`` (once a snapshot exists); MNLI's mismatched set adds the same
-    keys ending in ``_mm``. See the module docstring for the files written.
+    keys ending in ``_mm``. With ``swa_select_metric`` the candidate shipped is
+    ``swa_chosen``, its scores are repeated as ``eval_chosen_*`` and each
+    candidate's selection score is ``select_<name>_<metric>``; with
+    ``swa_select_split`` the selection data is that share of the training rows,
+    held out (``select_samples``). See the module docstring for the files written.
     """
     # Sequence classification losses are a mean over the batch and ignore `num_items_in_batch`. With
     # average_tokens_across_devices=True the Trainer multiplies the loss of any model it believes uses that
@@ -349,6 +431,10 @@ def run_glue(
     set_seed(training_args.seed)
     raw, eval_splits, predict_splits = _load_splits(data_args, model_args, training_args)
     label_info, model, tokenizer, label2id, data = _model_and_data(raw, eval_splits, model_args, data_args, training_args)
+    held_out = None
+    if data_args.swa_select_split and training_args.do_train:
+        id2label = None if label_info.is_regression else model.config.id2label
+        held_out = _hold_out_selection_rows(data, id2label, data_args.swa_select_split, training_args)
     trainer = SWATrainer(
         model=model,
         args=training_args,
@@ -360,10 +446,11 @@ def run_glue(
             data_args.task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression,
             positive_label_id=_positive_label_id(data_args.task_name, label2id),
         ),
+        swa_select_dataset=data.get(SELECT_SPLIT),
     )
     results: dict = {}
     if training_args.do_train:
-        results.update(_train(trainer, data["train"], training_args))
+        results.update(_train(trainer, data["train"], training_args, held_out))
     if training_args.do_eval:
         results.update(_evaluate(trainer, data, eval_splits))
     if training_args.do_predict:

@@ -6,6 +6,8 @@ from collections import Counter
 import pytest
 from safetensors.torch import load_file
 
+from glue_fixtures import save_tiny_bert
+
 from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.demo import run as demo
 from hf_swa.glue.selection_split import SELECT_ROWS_FILE
@@ -13,7 +15,10 @@ from hf_swa.glue.selection_split import SELECT_ROWS_FILE
 pytestmark = pytest.mark.slow
 
 
-def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_path):
+def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_path, monkeypatch):
+    # The demo's own path on the real tweets, with a tiny BERT in place of all-MiniLM-L6-v2 (quick on CPU).
+    tiny = save_tiny_bert(tmp_path / "tiny-bert")
+    monkeypatch.setattr(demo, "minilm_path", lambda: str(tiny))
     args = demo.DemoArguments(output_root=str(tmp_path), n_train=150, n_validation=60, num_train_epochs=1.0,
                               batch_size=16, max_seq_length=32, evaluations=2, seeds=[7])
     report = demo.run_demo(args).read_text()

@@ -169,9 +169,9 @@ def full_tensor(param: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def full_averages(
-    averager, model: nn.Module, device: Optional[Union[str, torch.device]] = "cpu"
+    averager, model: nn.Module, device: Optional[Union[str, torch.device]] = "cpu", name: str = "swa"
 ) -> Dict[str, torch.Tensor]:
-    """The full fp32 averages by parameter name, gathered from every rank's shard.
+    """A candidate's full fp32 averages by parameter name (``swa``: the main one), gathered from every rank's shard.
 
     Meant for saving: under FSDP2 or ZeRO-3 each rank averages only its shard, and this
     gathers each tensor once (one parameter at a time, so the accelerator holds at most
@@ -196,7 +196,7 @@ def full_averages(
     """
     averager._require_snapshot()
     full = {}
-    for (name, param), average in zip(averager.matched_parameters(model), averager.averages().values()):
+    for (key, param), average in zip(averager.matched_parameters(model), averager.averages(name).values()):
         tensor = full_tensor(param, average)
-        full[name] = tensor.to(device, copy=True) if device is not None else tensor.clone()
+        full[key] = tensor.to(device, copy=True) if device is not None else tensor.clone()
     return full

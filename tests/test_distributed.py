@@ -89,7 +89,20 @@ def run_single_process(output_dir, **train):
     averages = {k: v.clone() for k, v in trainer.swa_callback.averager.averages().items()}
     # The runs must move the weights, or equal averages would prove nothing.
     assert relative_error({k: initial[k] for k in averages}, averages) > 1e-2
-    return {"averages": averages, "train_loss": train_loss, **metrics}
+    candidates = {k: v.clone() for k, v in common.candidate_averages(trainer.swa_callback.averager,
+                                                                      trainer.model).items()}
+    return {"averages": averages, "candidates": candidates, "train_loss": train_loss, **metrics}
+
+
+def assert_candidates_match(folder, single):
+    """Every rank's candidates (windows, EMA) equal the single-process ones; the candidates differ from each other."""
+    for r in range(common.WORLD_SIZE):
+        assert relative_error(load_file(folder / f"candidates-full-rank{r}.safetensors"), single["candidates"]) \
+            <= TOLERANCE
+    by_name = {name: {k: v for k, v in single["candidates"].items() if k.startswith(f"{name}/")}
+               for name in common.CANDIDATES}
+    assert relative_error({k.replace("swa_from5/", "swa/"): v for k, v in by_name["swa_from5"].items()},
+                          by_name["swa"]) > 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +125,7 @@ def assert_saved_model_is_average(folder, averages):
 @pytest.mark.distributed
 def test_ddp_ranks_hold_the_single_process_average_and_resume(tmp_path, single_process):
     launch(accelerate_launch(tmp_path), "ddp_worker.py", tmp_path, tmp_path=tmp_path)
+    assert_candidates_match(tmp_path, single_process)
     rank0, rank1 = reports(tmp_path)
     assert rank0["world_size"] == rank1["world_size"] == 2
     full = [load_file(tmp_path / f"averages-full-rank{r}.safetensors") for r in range(2)]
@@ -153,6 +167,7 @@ def test_fsdp2_through_swa_trainer_matches_single_process_and_resumes(tmp_path):
     full = [load_file(tmp_path / f"averages-full-rank{r}.safetensors") for r in range(2)]
     assert all(torch.equal(full[0][k], full[1][k]) for k in full[0])
     assert relative_error(full[0], single["averages"]) <= TOLERANCE
+    assert_candidates_match(tmp_path, single)
     # What the Trainer saved (Accelerate's full state dict) loads in plain transformers as the average:
     # the final model and the last checkpoint, written before on_train_end.
     assert_saved_model_is_average(tmp_path / "final", single["averages"])

@@ -24,7 +24,10 @@ WORLD_SIZE = 2
 GLOBAL_BATCH = 8
 MAX_STEPS = 8
 INTERRUPT_AT = 5  # checkpoint-5 holds 2 snapshots (steps 3 and 5); the run ends with 3 (3, 5, 7)
-SWA = dict(swa_start=3, swa_freq=2, swa_lr=0.2, swa_anneal_steps=2, swa_anneal_strategy="linear")
+# Candidates too: windows from steps 3 and 5 (swa, swa_from5) and an EMA (ema_0.5).
+SWA = dict(swa_start=3, swa_freq=2, swa_lr=0.2, swa_anneal_steps=2, swa_anneal_strategy="linear", swa_windows=2,
+           swa_ema_decays=[0.5])
+CANDIDATES = ["swa", "swa_from5", "ema_0.5"]
 TRAIN = dict(
     optim="sgd", learning_rate=0.5, report_to="none", use_cpu=True, disable_tqdm=True, logging_strategy="no", seed=0,
     data_seed=0, max_steps=MAX_STEPS, per_device_eval_batch_size=4, save_strategy="steps", save_steps=INTERRUPT_AT,
@@ -93,6 +96,15 @@ def rank() -> int:
 
 def dump_tensors(path: str, tensors: dict) -> None:
     save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tensors.items()}, path)
+
+
+def candidate_averages(averager, model) -> dict:
+    """Every candidate's full fp32 averages, keyed ``<candidate>/<parameter>``. Collective under sharding."""
+    from hf_swa.distributed import full_averages
+
+    assert averager.candidate_names() == CANDIDATES, averager.candidate_names()
+    return {f"{name}/{key}": tensor for name in CANDIDATES
+            for key, tensor in full_averages(averager, model, name=name).items()}
 
 
 def dump_json(path: str, data: dict) -> None:

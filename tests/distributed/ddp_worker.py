@@ -47,6 +47,8 @@ def main(out):
     common.dump_tensors(os.path.join(out, f"averages-full-rank{rank}.safetensors"),
                         full.swa_callback.averager.averages())
     common.dump_tensors(os.path.join(out, f"model-full-rank{rank}.safetensors"), dict(full.model.named_parameters()))
+    common.dump_tensors(os.path.join(out, f"candidates-full-rank{rank}.safetensors"),
+                        common.candidate_averages(full.swa_callback.averager, full.model))
     # What transformers' own Trainer reports for the same model (recorded, not asserted: see the README).
     plain = Trainer(model=full.model, args=full.args, eval_dataset=common.EVAL_DATA)
     plain_eval_loss = plain.evaluate()["eval_loss"]

@@ -68,6 +68,8 @@ def main(out):
     averager = full.swa_callback.averager
     gathered = full_averages(averager, full.model)
     common.dump_tensors(os.path.join(out, f"averages-full-rank{rank}.safetensors"), gathered)
+    common.dump_tensors(os.path.join(out, f"candidates-full-rank{rank}.safetensors"),
+                        common.candidate_averages(averager, full.model))
 
     trainer(os.path.join(out, "resumed"), callbacks=[StopAt(common.INTERRUPT_AT)]).train()
     resumed = trainer(os.path.join(out, "resumed"))

@@ -4,9 +4,8 @@ import json
 from collections import Counter
 
 import pytest
-from safetensors.torch import load_file
-
 from glue_fixtures import save_tiny_bert
+from safetensors.torch import load_file
 
 from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.demo import run as demo
@@ -49,6 +48,8 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     shipped = load_file(str(swa / "model.safetensors"))
     assert published.keys() == shipped.keys() and all((published[k] == shipped[k]).all() for k in shipped)
     assert json.loads((tmp_path / "model" / CONFIG_FILE).read_text())["shipped"] == chosen
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert f"The weights in this repository are the candidate **`{chosen}`**" in card
     assert "| SWA (chosen) |" in report and f"- **tweet_sentiment**: seed 7 → `{chosen}`" in report
     row = next(line for line in report.splitlines() if line.startswith("| tweet_sentiment | **accuracy** (main)"))
     assert row.split("|")[5].strip() == f"{results['eval_chosen_accuracy'] * 100:.2f}"

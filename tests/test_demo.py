@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.demo import run as demo
-from hf_swa.glue.selection_split import SELECT_ROWS_FILE
+from hf_swa.glue.selection import SELECT_ROWS_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,6 @@
 """run_glue with candidates and selection: the held-out split, and the chosen model's scores in the results."""
 
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -12,7 +13,7 @@ import hf_swa.glue.run as run_module
 from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.glue.metric_keys import chosen_scores, metric_names, weights_and_metric
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
-from hf_swa.glue.selection_split import SELECT_ROWS_FILE, selection_rows
+from hf_swa.glue.selection import SELECT_ROWS_FILE, check_select_metric, hold_out_selection_rows, selection_rows
 from hf_swa.trainer import SWATrainer
 
 TRAIN = dict(
@@ -112,7 +113,7 @@ def test_baseline_and_swa_train_on_the_same_rows(tmp_path, bert, files, monkeypa
     assert swa_run["select"] == [ids[i] for i in rows_out]
     assert swa_run["train"] == [ids[i] for i in range(60) if i not in rows_out]
     # Another seed holds out other rows.
-    other = run_module._hold_out_selection_rows(
+    other = hold_out_selection_rows(
         {"train": _labelled(60, rows)}, {0: "negative", 1: "positive"}, 0.25,
         GlueTrainingArguments(output_dir=str(tmp_path / "x"), seed=4, report_to="none", use_cpu=True))
     assert other["held_out_rows"] != rows_out and len(other["held_out_rows"]) == 16
@@ -217,3 +218,48 @@ def test_every_candidate_name_the_engine_gives_is_parsed_back():
     for name in names:
         assert weights_and_metric(f"eval_{name}_matthews_correlation_mm") == (name, "matthews_correlation_mm")
     assert torch.is_tensor(averager.averages("swa")[next(iter(averager.averages("swa")))])
+
+
+def test_a_selection_metric_the_task_does_not_produce_is_refused_before_training(tmp_path, bert, files, monkeypatch):
+    _, train, dev = files
+    monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ValueError, match=r"--swa_select_metric 'eval_f1': the evaluation of this task produces only "
+                                         r"loss, accuracy\. Set --swa_select_metric to one of these\."):
+        run_glue(
+            ModelArguments(model_name_or_path=str(bert)),
+            DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev)),
+            GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_train=True, do_eval=True, max_steps=2,
+                                  swa_select_metric="eval_f1", **TRAIN),
+        )
+
+
+@pytest.mark.parametrize("task,metric", [("stsb", "pearson"), ("mrpc", "f1"), ("cola", "matthews_correlation")])
+def test_the_metrics_a_task_produces_pass_the_check(task, metric):
+    from hf_swa.glue.metrics import make_compute_metrics
+    from hf_swa.glue.tasks import get_task
+
+    spec = get_task(task)
+    args = GlueTrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True, swa_select_metric=metric)
+    compute = make_compute_metrics(task)
+    check_select_metric(args, compute, spec.num_labels, spec.is_regression)
+    with pytest.raises(ValueError, match="produces only"):
+        check_select_metric(dataclasses.replace(args, swa_select_metric="spearman_r"), compute,
+                                        spec.num_labels, spec.is_regression)
+
+
+def test_glue_defaults_for_candidates_and_selection_are_neutral_and_come_from_the_constants():
+    from transformers import HfArgumentParser
+
+    args = GlueTrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True)
+    assert (args.swa_windows, args.swa_ema_decays, args.swa_select_metric) == (1, [], None)
+    assert (GlueTrainingArguments.DEFAULT_SWA_WINDOWS, GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS,
+            GlueTrainingArguments.DEFAULT_SWA_SELECT_METRIC, DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT) == \
+        (1, (), None, None)
+    assert DataTrainingArguments(task_name="rte").swa_select_split is None
+    parser = HfArgumentParser((DataTrainingArguments, GlueTrainingArguments))
+    data, training = parser.parse_args_into_dataclasses(
+        ["--task_name", "rte", "--output_dir", "/tmp/unused", "--swa_select_split", "0.2", "--swa_windows", "3",
+         "--swa_ema_decays", "0.9", "0.99", "--swa_select_metric", "loss", "--report_to", "none"])
+    assert data.swa_select_split == 0.2
+    config = training.to_swa_config()
+    assert (config.swa_windows, config.swa_ema_decays, config.swa_select_metric) == (3, [0.9, 0.99], "loss")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -46,17 +45,18 @@ from hf_swa.glue.data import (
     tokenize_datasets,
 )
 from hf_swa.glue.labels import LabelInfo, infer_labels
-from hf_swa.glue.metric_keys import (
-    CHOSEN_NAME_KEY,
-    MISMATCHED_SUFFIX,
-    RESULTS_FILES,
-    TRAIN_RESULTS_FILE,
-    chosen_scores,
-    select_key,
-)
+from hf_swa.glue.metric_keys import CHOSEN_NAME_KEY, MISMATCHED_SUFFIX, RESULTS_FILES, TRAIN_RESULTS_FILE, chosen_scores
 from hf_swa.glue.metrics import make_compute_metrics
 from hf_swa.glue.modeling import prepare_model_and_tokenizer
-from hf_swa.glue.selection_split import SELECT_ROWS_FILE, SELECT_SPLIT, check_share, selection_rows, split_rows
+from hf_swa.glue.selection import (
+    SELECT_ROWS_FILE,
+    SELECT_SPLIT,
+    check_select_metric,
+    check_share,
+    hold_out_selection_rows,
+    selection_results,
+    write_selection_rows,
+)
 from hf_swa.glue.tasks import get_task
 from hf_swa.hub.card import MODEL_CARD_NAME
 from hf_swa.trainer import SWATrainer, SWATrainingArguments
@@ -320,29 +320,6 @@ def _model_and_data(raw, eval_splits, model_args: ModelArguments, data_args: Dat
     return label_info, model, tokenizer, label2id, data
 
 
-def _hold_out_selection_rows(data, id2label: Optional[dict], share: float, training_args) -> dict:
-    """Move a stratified, seeded share of the tokenized training rows into the selection split; return the record.
-
-    `id2label` names the classes (None: regression, rows drawn at random). The record names the held-out
-    rows by their number in the training data (from 0, after max_train_samples).
-    """
-    train = data["train"]
-    seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-    labels = [None] * len(train) if id2label is None else [id2label[i] for i in train["labels"]]
-    held_out = selection_rows(labels, share, seed)
-    data[SELECT_SPLIT] = train.select(held_out)
-    data["train"] = train.select(split_rows(len(train), held_out))
-    if training_args.swa and not training_args.swa_select_metric:
-        logger.warning("--swa_select_split %s holds out %d training rows, but no --swa_select_metric uses them.",
-                       share, len(held_out))
-    return {"swa_select_split": share, "seed": seed, "train_rows": len(train), "held_out_rows": held_out}
-
-
-def _write_selection_rows(output_dir: str, record: dict) -> None:
-    with open(os.path.join(output_dir, SELECT_ROWS_FILE), "w", encoding="utf-8") as f:
-        json.dump(record, f)
-
-
 def _collator(tokenizer, data_args: DataTrainingArguments, training_args):
     if data_args.pad_to_max_length:
         return default_data_collator
@@ -354,26 +331,17 @@ def _train(trainer: SWATrainer, train_dataset, training_args, held_out: Optional
     if trainer.is_world_process_zero():
         _remove_stale_outputs(training_args.output_dir)
         if held_out is not None:
-            _write_selection_rows(training_args.output_dir, held_out)
+            write_selection_rows(training_args.output_dir, held_out)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
     metrics = dict(train_result.metrics, train_samples=len(train_dataset))
     if held_out is not None:
         metrics["select_samples"] = len(held_out["held_out_rows"])
-    metrics.update(_selection_results(trainer))
+    metrics.update(selection_results(trainer))
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
     return metrics
-
-
-def _selection_results(trainer: SWATrainer) -> dict:
-    """The chosen candidate's name and every candidate's selection score (``select_<name>_<metric>``), if any."""
-    selection = trainer.swa_callback.selection if trainer.swa_callback is not None else None
-    if not selection:
-        return {}
-    scores = {select_key(name, selection["metric"]): score for name, score in selection["scores"].items()}
-    return {CHOSEN_NAME_KEY: selection["chosen"], **scores}
 
 
 def _evaluate(trainer: SWATrainer, data, eval_splits) -> dict:
@@ -382,7 +350,7 @@ def _evaluate(trainer: SWATrainer, data, eval_splits) -> dict:
         metrics = dict(trainer.evaluate(eval_dataset=data[split]), eval_samples=len(data[split]))
         suffix = _mismatched_suffix(split)
         eval_metrics.update({key + suffix: value for key, value in metrics.items()})
-    selection = _selection_results(trainer)
+    selection = selection_results(trainer)
     if selection:  # the shipped weights' scores again, under eval_chosen_*
         eval_metrics.update(chosen_scores(eval_metrics, selection[CHOSEN_NAME_KEY]), **selection)
     trainer.log_metrics("eval", eval_metrics)
@@ -431,10 +399,16 @@ def run_glue(
     set_seed(training_args.seed)
     raw, eval_splits, predict_splits = _load_splits(data_args, model_args, training_args)
     label_info, model, tokenizer, label2id, data = _model_and_data(raw, eval_splits, model_args, data_args, training_args)
+    compute_metrics = make_compute_metrics(
+        data_args.task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression,
+        positive_label_id=_positive_label_id(data_args.task_name, label2id),
+    )
     held_out = None
+    if training_args.do_train:
+        check_select_metric(training_args, compute_metrics, model.config.num_labels, label_info.is_regression)
     if data_args.swa_select_split and training_args.do_train:
         id2label = None if label_info.is_regression else model.config.id2label
-        held_out = _hold_out_selection_rows(data, id2label, data_args.swa_select_split, training_args)
+        held_out = hold_out_selection_rows(data, id2label, data_args.swa_select_split, training_args)
     trainer = SWATrainer(
         model=model,
         args=training_args,
@@ -442,10 +416,7 @@ def run_glue(
         eval_dataset=data[eval_splits[0]] if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=_collator(tokenizer, data_args, training_args),
-        compute_metrics=make_compute_metrics(
-            data_args.task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression,
-            positive_label_id=_positive_label_id(data_args.task_name, label2id),
-        ),
+        compute_metrics=compute_metrics,
         swa_select_dataset=data.get(SELECT_SPLIT),
     )
     results: dict = {}

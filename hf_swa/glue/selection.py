@@ -1,4 +1,5 @@
-"""Rows held out of training to choose among the SWA candidates on (``--swa_select_split``).
+"""Selection in ``run_glue``: the rows held out of training to choose among the SWA candidates on
+(``--swa_select_split``), the check of the selection metric, and what the results record.
 
 A share ``F`` of the training rows is held out: for classification each class gives
 ``round(F × its rows)`` of them (a stratified split), for regression ``round(F × rows)``
@@ -17,12 +18,23 @@ Example:
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
 import random
 from collections.abc import Hashable, Sequence
 from typing import Optional
 
-__all__ = ["SELECT_SPLIT", "SELECT_ROWS_FILE", "check_share", "selection_rows", "split_rows"]
+import numpy as np
+from transformers import EvalPrediction
+
+from hf_swa.glue.metric_keys import CHOSEN_NAME_KEY, select_key
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SELECT_SPLIT", "SELECT_ROWS_FILE", "check_share", "selection_rows", "split_rows",
+           "hold_out_selection_rows", "write_selection_rows", "check_select_metric", "selection_results"]
 
 #: The name of the held-out split among the data set's splits.
 SELECT_SPLIT = "swa_select"
@@ -87,3 +99,52 @@ def split_rows(n_rows: int, held_out: Sequence[int]) -> list[int]:
     """
     excluded = set(held_out)
     return [i for i in range(n_rows) if i not in excluded]
+
+
+def hold_out_selection_rows(data, id2label: Optional[dict], share: float, training_args) -> dict:
+    """Move a stratified, seeded share of the tokenized training rows into the selection split; return the record.
+
+    `id2label` names the classes (None: regression, rows drawn at random). The record names the held-out
+    rows by their number in the training data (from 0, after max_train_samples).
+    """
+    train = data["train"]
+    seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    labels = [None] * len(train) if id2label is None else [id2label[i] for i in train["labels"]]
+    held_out = selection_rows(labels, share, seed)
+    data[SELECT_SPLIT] = train.select(held_out)
+    data["train"] = train.select(split_rows(len(train), held_out))
+    if training_args.swa and not training_args.swa_select_metric:
+        logger.warning("--swa_select_split %s holds out %d training rows, but no --swa_select_metric uses them.",
+                       share, len(held_out))
+    return {"swa_select_split": share, "seed": seed, "train_rows": len(train), "held_out_rows": held_out}
+
+
+def check_select_metric(training_args, compute_metrics, num_labels: int, is_regression: bool) -> None:
+    """Refuse, before training, a selection metric that the evaluation does not produce."""
+    if not (training_args.swa and training_args.swa_select_metric):
+        return
+    wanted = training_args.to_swa_config().select_metric_name()
+    count = max(2, num_labels)  # a perfect prediction of every class (or of two distinct scores)
+    labels = np.arange(count, dtype=float) if is_regression else np.arange(count) % num_labels
+    predictions = labels[:, None] if is_regression else np.eye(num_labels)[labels]
+    produced = ["loss", *compute_metrics(EvalPrediction(predictions=predictions, label_ids=labels))]
+    if wanted not in produced:
+        raise ValueError(
+            f"--swa_select_metric {training_args.swa_select_metric!r}: the evaluation of this task produces only "
+            f"{', '.join(produced)}. Set --swa_select_metric to one of these."
+        )
+
+
+def write_selection_rows(output_dir: str, record: dict) -> None:
+    """Write the record of the held-out rows beside the run's results."""
+    with open(os.path.join(output_dir, SELECT_ROWS_FILE), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+
+
+def selection_results(trainer) -> dict:
+    """The chosen candidate's name and every candidate's selection score (``select_<name>_<metric>``), if any."""
+    selection = trainer.swa_callback.selection if trainer.swa_callback is not None else None
+    if not selection:
+        return {}
+    scores = {select_key(name, selection["metric"]): score for name, score in selection["scores"].items()}
+    return {CHOSEN_NAME_KEY: selection["chosen"], **scores}

@@ -1,5 +1,7 @@
 """The model card of a folder holding a chosen candidate: it names it and reports its scores, not the average's."""
 
+import json
+
 from hf_swa.hub import render_model_card
 
 CONFIG = {
@@ -36,3 +38,20 @@ def test_card_of_live_weights_chosen_says_so():
     assert "the candidate **`live`**: the weights of the last training step (no average scored better)" in text
     assert "| accuracy | 0.7000 | 0.7000 | +0.0000 |" in text
     assert "On this run the chosen weights scored the same as the live weights" in text
+
+
+def test_push_of_a_chosen_candidate_says_which_in_the_commit_and_the_card(tmp_path):
+    from hub_server import FakeHub
+    from test_hub import hub_env, run_cli, save_averaged_model
+
+    folder = save_averaged_model(tmp_path / "tweets", swa_config=CONFIG)
+    (tmp_path / "results.json").write_text(json.dumps(RESULTS))
+    with FakeHub() as fake:
+        done = run_cli(["--model_dir", str(folder), "--repo_id", "me/tweets", "--results_file",
+                        str(tmp_path / "results.json")], hub_env(fake.url, tmp_path / "hf_home"))
+        assert done.returncode == 0, done.stderr
+    repo = fake.repos["me/tweets"]
+    assert [c["header"]["summary"] for c in repo.commits] == [
+        "Upload SWA candidate swa_from90, chosen on held-out data, with hf_swa"]
+    card = fake.files("me/tweets")["README.md"].decode()
+    assert "the candidate **`swa_from90`**" in card and "| accuracy | 0.7000 | 0.7250 | +0.0250 |" in card

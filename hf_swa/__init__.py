@@ -19,9 +19,14 @@ _EXPORTS = {
     "SWACallback": ".callback",
     "SWATrainer": ".trainer",
     "SWATrainingArguments": ".trainer",
+    "SWATrainerMixin": ".trainer",
+    "SWAArgumentsMixin": ".trainer",
+    "last_complete_checkpoint": ".resume",
+    "average_checkpoints": ".checkpoint_average",
+    "greedy_soup": ".soup",
 }
 
-__all__ = ["SWAConfig", "WeightAverager", "SWACallback", "SWATrainer", "SWATrainingArguments", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name: str):

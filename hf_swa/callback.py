@@ -27,6 +27,12 @@ LOAD_BEST_MESSAGE = (
     "Set load_best_model_at_end=False when using SWA (evaluation reports eval_swa_* for the average)."
 )
 
+HYPERPARAMETER_SEARCH_MESSAGE = (
+    "hyperparameter_search writes each trial's checkpoints into a run-* folder that SWACallback cannot see, so "
+    "their SWA state would be lost. Use SWATrainer (or SWATrainerMixin on your Trainer class), or save_strategy='no'."
+)
+
+
 def _first_evaluation_step(args, state) -> Optional[int]:
     strategy = getattr(args, "eval_strategy", "no")
     strategy = str(getattr(strategy, "value", strategy))
@@ -62,10 +68,10 @@ class SWACallback(TrainerCallback):
     From the start step on, the weights after every `swa_freq`-th optimizer step are
     folded into fp32 running averages (gradient accumulation counts optimizer steps
     only). With `swa_lr` set, the LR anneals to `swa_lr` from the start step. Each
-    `checkpoint-N/` gets the SWA state, and resuming continues the same average. At
-    the end of the last step the model takes the averaged weights, so the final
-    checkpoint, `trainer.model` and `trainer.save_model()` are the averaged model;
-    the live weights stay available through `live_weights()`.
+    `checkpoint-N/` holds the live weights, as a plain Trainer's, with the SWA state beside
+    them, and resuming continues the same average. When training ends the model takes
+    the averaged weights, so `trainer.model` and `trainer.save_model()` are the averaged
+    model; the live weights stay available through `live_weights()`.
 
     Args:
         config: an `SWAConfig`; or pass its fields as keyword arguments.
@@ -99,11 +105,15 @@ class SWACallback(TrainerCallback):
         self.resume_from_checkpoint: Optional[str] = None
         # The record of the last `select()`: metric, data, every score and the chosen name.
         self.selection: Optional[dict] = None
+        # Set by SWATrainer, which writes the SWA state into each checkpoint before old ones rotate.
+        self.trainer_writes_state = False
 
     # ---------------------------------------------------------------- events
     def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
         if args.load_best_model_at_end:
             raise ValueError(LOAD_BEST_MESSAGE)
+        if state.is_hyper_param_search and args.save_strategy != "no" and not self.trainer_writes_state:
+            raise ValueError(HYPERPARAMETER_SEARCH_MESSAGE)
         if self.averager is not None and self.averager.holds_averages:
             # A second train() on the same trainer continues from the live weights, not from the average.
             self.averager.swap_out(model)
@@ -139,12 +149,13 @@ class SWACallback(TrainerCallback):
             sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
         if self.config.is_snapshot_step(step, state.max_steps):
             self.averager.update(model, step=step)
-        if step >= state.max_steps and self.averager.n_averaged > 0:
-            # The last checkpoint is written after this event and before on_train_end: make it the average.
-            self.averager.swap_in(model)
 
     def on_save(self, args, state, control, **kwargs):
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if not self.trainer_writes_state:  # SWATrainer writes it earlier, before old checkpoints rotate
+            self.save_state(args, state, os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
+
+    def save_state(self, args, state, folder: str) -> None:
+        """Write the SWA state (averages and counters) into the checkpoint folder `folder`."""
         if self.averager.sharded:
             # FSDP2 / ZeRO-3: every rank writes its own shard of the averages; the record comes last.
             shard = distributed.rank_and_world_size()
@@ -161,8 +172,6 @@ class SWACallback(TrainerCallback):
                 logger.warning("SWA: checkpoint folder %s not found; SWA state not saved with it.", folder)
                 return
             save_swa_state(folder, self.averager.state_dict(), self._metadata(state.global_step))
-        if self.averager.holds_averages and args.should_save:
-            self.write_config(folder)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self.averager is None:
@@ -173,8 +182,7 @@ class SWACallback(TrainerCallback):
                 state.global_step, self.start_step,
             )
             return
-        if not self.averager.holds_averages:  # stopped early, or resumed from the final checkpoint
-            self.averager.swap_in(model)
+        self.averager.swap_in(model)
         if args.should_save:
             self.write_config(args.output_dir)
         logger.info(
@@ -281,10 +289,14 @@ class SWACallback(TrainerCallback):
         changed = [f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
                    for key in _AVERAGING_SETTINGS if saved.get(key) != current[key]]
         if changed:
+            hint = ""
+            if isinstance(self.config.swa_start, float) and saved.get("start_step") != self.start_step:
+                hint = (f" swa_start={self.config.swa_start} is a fraction of max_steps, so a new max_steps moves the "
+                        f"start step: to train a finished run for longer, pass it as a step, swa_start={saved.get('start_step')}.")
             raise ValueError(
-                f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}). "
-                "Resume with the same swa_start, swa_freq, strategy, swa_windows, swa_ema_decays and max_steps "
-                "(windows split the steps up to max_steps), or start a new run."
+                f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}), and its averages "
+                "would mix snapshots taken under both. Resume with the same swa_start, swa_freq, strategy, swa_windows, "
+                f"swa_ema_decays and max_steps (windows split the steps up to max_steps), or start a new run.{hint}"
             )
         if saved["averages"] is None:
             if saved["names"] != self.averager.names:
@@ -292,8 +304,10 @@ class SWACallback(TrainerCallback):
             self.averager.n_skipped = int(saved.get("n_skipped", 0))
         else:
             self.averager.load_state_dict(saved)
-        if saved.get("holds_averages") and step < state.max_steps:
+        if saved.get("holds_averages"):
             logger.warning(
-                "SWA: %s holds the averaged weights of a finished run; training continues from those weights.", folder
+                "SWA: %s was written by an earlier hf_swa, whose final checkpoint holds the averaged weights in place of the "
+                "live ones (which it did not save): training continues from the average. Checkpoints written now "
+                "hold the live weights.", folder,
             )
         logger.info("SWA: resumed %d snapshot(s) from %s.", self.averager.n_averaged, folder)

@@ -104,18 +104,11 @@ def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Opti
     this rank's file of sharded averages; sharded state read without it (or with
     another world size), or replicated state read with it, raises ``ValueError``.
     """
-    state_path = os.path.join(folder, STATE_FILE)
-    if not os.path.isfile(state_path):
+    record = _read_record(folder)
+    if record is None:
         return None
-    try:
-        with open(state_path, encoding="utf-8") as f:
-            record = json.load(f)
-        names, n_averaged = record["names"], int(record["n_averaged"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"The SWA state file {state_path} is corrupt ({error}). Resume from another checkpoint, "
-            "or delete this file to restart averaging from this checkpoint."
-        ) from None
+    state_path = os.path.join(folder, STATE_FILE)
+    names, n_averaged = record["names"], int(record["n_averaged"])
     saved_world_size = record.get("sharded_world_size")
     if saved_world_size is not None and (shard is None or shard[1] != saved_world_size):
         now = "unsharded averages" if shard is None else f"{shard[1]} processes"
@@ -149,8 +142,7 @@ def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Opti
                 f"snapshots but {state_path} says step {record.get('global_step')} with {n_averaged}: the checkpoint's "
                 "SWA state is inconsistent (a save was interrupted). Resume from another checkpoint."
             )
-        slots = record.get("slots")
-        expected = {f"{slot}/{name}" for slot in slots for name in names} if slots else set(names)
+        expected = expected_tensor_keys(record)
         if set(averages) != expected:
             raise ValueError(
                 f"{averages_path} holds {len(averages)} tensors but {state_path} names {len(expected)}: "
@@ -160,6 +152,63 @@ def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Opti
     else:
         record["averages"] = None
     return record
+
+
+def _read_record(folder: str) -> Optional[dict]:
+    """The parsed ``swa_state.json`` in `folder`, ``None`` if absent; ``ValueError`` naming it if unreadable."""
+    state_path = os.path.join(folder, STATE_FILE)
+    if not os.path.isfile(state_path):
+        return None
+    try:
+        with open(state_path, encoding="utf-8") as f:
+            record = json.load(f)
+        record["names"], record["n_averaged"] = list(record["names"]), int(record["n_averaged"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"The SWA state file {state_path} is corrupt ({error}). Resume from another checkpoint, "
+            "or delete this file to restart averaging from this checkpoint."
+        ) from None
+    return record
+
+
+def swa_state_problem(folder: str) -> Optional[str]:
+    """Why the SWA state in `folder` cannot be resumed from, or ``None`` when it is absent or whole.
+
+    Reads ``swa_state.json`` and the headers of the averages files only (not the tensors):
+    every averages file the record names must be present, fully written and hold the
+    recorded parameters.
+    """
+    try:
+        record = _read_record(folder)
+    except ValueError as error:
+        return str(error)
+    if record is None or not record.get("has_averages", record["n_averaged"] > 0):
+        return None
+    world_size = record.get("sharded_world_size")
+    files = [AVERAGES_FILE] if world_size is None else [SHARDED_AVERAGES_FILE.format(rank=r) for r in range(world_size)]
+    for name in files:
+        path = os.path.join(folder, name)
+        try:
+            keys = _file_keys(path)
+        except (OSError, SafetensorError, ValueError) as error:
+            return f"{path} is missing or unreadable ({error})"
+        expected = expected_tensor_keys(record)
+        if keys != expected:
+            return f"{path} holds {len(keys)} tensors but {STATE_FILE} names {len(expected)}"
+    return None
+
+
+def expected_tensor_keys(record: dict) -> set:
+    """The tensors an averages file holds: ``slot/name`` for each slot and parameter (format 1: the names)."""
+    slots = record.get("slots")
+    return {f"{slot}/{name}" for slot in slots for name in record["names"]} if slots else set(record["names"])
+
+
+def _file_keys(path: str) -> set:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:  # checks the header and that the file is fully written
+        return set(f.keys())
 
 
 def _file_metadata(path: str) -> dict:

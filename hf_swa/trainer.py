@@ -1,132 +1,30 @@
-"""`SWATrainer` and `SWATrainingArguments`: the Trainer with SWA built in."""
+"""`SWATrainerMixin` and `SWATrainer`: any Trainer with SWA built in."""
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import inspect
-import json
 import logging
 import os
 import random
-import textwrap
-from dataclasses import dataclass, field
-from typing import List, Literal, Optional
+from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 import torch
-from torch import nn
-from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint, unwrap_peft_model
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, unwrap_peft_model
+from transformers.utils.hub import PushInProgress, hf_api
 
-from .averaging import averaged_parameters
+from .arguments import SWAArgumentsMixin, SWATrainingArguments  # noqa: F401  (hf_swa.trainer's public names)
+from .averaging import require_averaged_parameters
 from .callback import LOAD_BEST_MESSAGE, SWACallback
 from .checkpoint import CONFIG_FILE
-from .config import SWAConfig, parse_swa_start
-from .distributed import FSDP1_MESSAGE
+from .config import SWAConfig
+from .loss_kwargs import loss_uses_num_items_in_batch
+from .resume import last_complete_checkpoint
 from .selection import LIVE, select_candidate
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SWATrainingArguments(TrainingArguments):
-    """`TrainingArguments` plus the SWA settings (each also a `--flag` through `HfArgumentParser`).
-
-    Example:
-        >>> from transformers import HfArgumentParser
-        >>> from hf_swa import SWATrainingArguments
-        >>> (args,) = HfArgumentParser(SWATrainingArguments).parse_args_into_dataclasses(
-        ...     ["--output_dir", "/tmp/out", "--swa_start", "0.5", "--swa_freq", "10", "--swa_lr", "2e-5"])
-        >>> args.swa_start, args.swa_freq, args.to_swa_config().swa_lr
-        (0.5, 10, 2e-05)
-    """
-
-    swa: bool = field(default=True, metadata={"help": "Average weights with SWA (False: a plain Trainer run, a baseline)."})
-    swa_start: str = field(
-        default="0.75",
-        metadata={
-            "help": "When averaging starts: a fraction of the total optimizer steps in (0, 1] such as 0.75, "
-            "or an optimizer step >= 1 such as 100."
-        },
-    )
-    swa_freq: int = field(default=1, metadata={"help": "Fold in a snapshot every this many optimizer steps."})
-    swa_lr: Optional[float] = field(
-        default=None,
-        metadata={"help": "Anneal the LR to this value from swa_start and hold it. Unset: keep the base schedule."},
-    )
-    swa_anneal_steps: int = field(
-        default=0, metadata={"help": "Optimizer steps over which the LR anneals to swa_lr (0: jump)."}
-    )
-    swa_anneal_strategy: Literal["cos", "linear"] = field(default="cos", metadata={"help": "Shape of the anneal."})
-    swa_device: Optional[str] = field(
-        default=None, metadata={"help": "Where the fp32 averages live: unset = beside the weights, 'cpu' = host memory."}
-    )
-    swa_strategy: Literal["uniform", "ema"] = field(
-        default="uniform", metadata={"help": "uniform: the SWA mean of the snapshots; ema: exponential moving average."}
-    )
-    swa_ema_decay: float = field(default=0.999, metadata={"help": "Decay of the 'ema' strategy."})
-    swa_windows: int = field(
-        default=1,
-        metadata={"help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
-                  "snapshots from each later window start on (1: the classic average only)."},
-    )
-    swa_ema_decays: List[float] = field(
-        default_factory=list, metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."}
-    )
-    swa_select_metric: Optional[str] = field(
-        default=None,
-        metadata={"help": "Score every candidate and the live weights on the selection data at the end of training "
-                  "and ship the best, by this metric (loss, accuracy, eval_f1, ...). Unset: ship swa."},
-    )
-    swa_select_greater_is_better: Optional[bool] = field(
-        default=None, metadata={"help": "Whether a higher selection score is better (default: False for *loss)."}
-    )
-    swa_eval_candidates: bool = field(
-        default=False, metadata={"help": "evaluate() also reports eval_<candidate>_* for every candidate."}
-    )
-
-    def __post_init__(self):
-        # Checked before TrainingArguments sets up DeepSpeed and the process group.
-        if self.swa and self.swa_lr is not None and "scheduler" in _deepspeed_config(self.deepspeed):
-            raise ValueError(
-                "swa_lr composes the SWA LR tail with the Trainer's schedule, but the DeepSpeed config has its own "
-                "'scheduler' section, which replaces it (and is not a LambdaLR). Remove 'scheduler' from the "
-                "DeepSpeed config (the Trainer then builds lr_scheduler_type and DeepSpeed steps it), or leave "
-                "swa_lr unset."
-            )
-        super().__post_init__()
-        self.swa_start = parse_swa_start(self.swa_start)
-        if self.swa and self.fsdp and int((self.fsdp_config or {}).get("version", 2)) == 1:
-            raise ValueError(FSDP1_MESSAGE)
-        if self.swa:
-            config = self.to_swa_config()  # validate now, before any model is built or trained
-            schedule = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
-            if self.load_best_model_at_end:
-                raise ValueError(LOAD_BEST_MESSAGE)
-            if config.swa_lr is not None and schedule == "reduce_lr_on_plateau":
-                raise ValueError(
-                    "swa_lr needs a LambdaLR-based schedule, and lr_scheduler_type='reduce_lr_on_plateau' is not one: "
-                    "choose another lr_scheduler_type (e.g. 'linear' or 'constant') or leave swa_lr unset."
-                )
-
-    def to_swa_config(self) -> SWAConfig:
-        """The `SWAConfig` these arguments describe."""
-        return SWAConfig(
-            swa_start=self.swa_start,
-            swa_freq=self.swa_freq,
-            swa_lr=self.swa_lr,
-            swa_anneal_steps=self.swa_anneal_steps,
-            swa_anneal_strategy=self.swa_anneal_strategy,
-            swa_device=self.swa_device,
-            strategy=self.swa_strategy,
-            ema_decay=self.swa_ema_decay,
-            swa_windows=self.swa_windows,
-            swa_ema_decays=list(self.swa_ema_decays or []),
-            swa_select_metric=self.swa_select_metric,
-            swa_select_greater_is_better=self.swa_select_greater_is_better,
-            swa_eval_candidates=self.swa_eval_candidates,
-        )
 
 
 @contextlib.contextmanager
@@ -142,89 +40,44 @@ def preserved_rng_state():
             np.random.set_state(numpy_state)
 
 
-def _deepspeed_config(deepspeed) -> dict:
-    """The DeepSpeed config given to TrainingArguments (a dict or a JSON file), or {}."""
-    if isinstance(deepspeed, dict):
-        return deepspeed
-    if isinstance(deepspeed, str) and os.path.isfile(deepspeed):
-        with open(deepspeed, encoding="utf-8") as f:
-            return json.load(f)
-    return {}
+class SWATrainerMixin:
+    """SWA for any `Trainer` subclass: put it first, ``class SWASFTTrainer(SWATrainerMixin, SFTTrainer)``.
 
+    It adds an `SWACallback` (as ``self.swa_callback``) and, around it:
 
-def loss_uses_num_items_in_batch(model) -> Optional[bool]:
-    """Whether `model.forward` hands `num_items_in_batch` to its loss (``None``: source not available).
+    - `evaluate()` reports the live weights as ``eval_*`` and, once a snapshot exists, the
+      average as ``eval_swa_*``, in one log entry and one ``on_evaluate`` event;
+    - ``checkpoint-N/`` holds the live weights with the SWA state beside them, written
+      before transformers pushes the checkpoint or deletes old ones (``save_total_limit``);
+    - ``train(resume_from_checkpoint=True)`` resumes from the newest *complete* checkpoint;
+    - after `train()` the model holds the average, and `save_model()` writes it with
+      ``swa_config.json`` beside it; checkpoints pushed during training (``hub_strategy``)
+      never replace the model on the Hub;
+    - models whose loss is a plain mean get their loss averaged over gradient accumulation
+      and processes (see `loss_uses_num_items_in_batch`).
 
-    transformers' `Trainer` counts every model whose `forward` takes ``**kwargs`` as one that
-    normalises its loss by `num_items_in_batch`: it then skips the division by the gradient
-    accumulation steps and, under DDP with `average_tokens_across_devices`, multiplies the
-    loss by the number of processes. Models that compute a plain mean loss and ignore the
-    count (BERT, RoBERTa, DeBERTa, GPT-2 sequence classification, ...) get losses and gradients
-    scaled by those factors. A forward uses the count when it names `num_items_in_batch` or
-    passes ``**kwargs`` on to ``self.loss_function``.
-
-    >>> from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
-    >>> loss_uses_num_items_in_batch(BertForSequenceClassification(BertConfig(hidden_size=8, num_hidden_layers=1,
-    ...     num_attention_heads=2, intermediate_size=8, vocab_size=10)))
-    False
-    >>> loss_uses_num_items_in_batch(GPT2LMHeadModel(GPT2Config(n_embd=8, n_layer=1, n_head=2, vocab_size=10)))
-    True
-    """
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    forward = inspect.unwrap(type(model).forward)
-    if forward is nn.Module.forward:
-        return None
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(forward)))
-    except (OSError, TypeError, SyntaxError, AttributeError):
-        return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id == "num_items_in_batch":
-            return True
-        if isinstance(node, ast.keyword) and node.arg == "num_items_in_batch":
-            return True
-        if isinstance(node, ast.Constant) and node.value == "num_items_in_batch":
-            return True
-        if isinstance(node, ast.Call) and "loss" in _callee_name(node.func).lower():
-            if any(keyword.arg is None for keyword in node.keywords):  # hands **kwargs to a loss
-                return True
-    return False
-
-
-def _callee_name(func: ast.expr) -> str:
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    if isinstance(func, ast.Name):
-        return func.id
-    return ""
-
-
-class SWATrainer(Trainer):
-    """A `Trainer` that averages the late weights (SWA) and evaluates the average.
-
-    Takes every `Trainer` argument. The SWA settings come from `SWATrainingArguments`
-    (or `swa_config=SWAConfig(...)` with plain `TrainingArguments`); with
-    `args.swa=False` it is a plain Trainer, for a baseline that differs only in SWA.
-    `evaluate()` reports the live weights as `eval_*` and, once a snapshot exists, the
-    averaged weights as `eval_swa_*`. After `train()` the model holds the average and
-    `save_model()` writes it as a plain Transformers checkpoint plus `swa_config.json`.
+    The SWA settings come from arguments with `SWAArgumentsMixin` (`SWATrainingArguments`),
+    or ``swa_config=SWAConfig(...)``; with ``args.swa=False`` the trainer is the plain one.
 
     Example:
         >>> import torch
-        >>> from transformers import BertConfig, BertForSequenceClassification
-        >>> from hf_swa import SWATrainer, SWATrainingArguments
+        >>> from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+        >>> from hf_swa import SWAConfig, SWATrainerMixin
+        >>> class MyTrainer(Trainer):  # any Trainer subclass, e.g. trl.SFTTrainer
+        ...     pass
+        >>> class SWAMyTrainer(SWATrainerMixin, MyTrainer):
+        ...     pass
         >>> model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
         ...     num_attention_heads=2, intermediate_size=8))
         >>> data = [{"input_ids": torch.tensor([1, 2, 3]), "labels": torch.tensor(1)}] * 8
-        >>> args = SWATrainingArguments("/tmp/hf_swa_doctest", max_steps=4, per_device_train_batch_size=2,
-        ...     report_to="none", save_strategy="no", use_cpu=True, swa_start=0.5, swa_lr=1e-4)
-        >>> trainer = SWATrainer(model=model, args=args, train_dataset=data, eval_dataset=data[:2])
+        >>> args = TrainingArguments("/tmp/hf_swa_doctest_mixin", max_steps=4, per_device_train_batch_size=2,
+        ...     report_to="none", save_strategy="no", use_cpu=True)
+        >>> trainer = SWAMyTrainer(model=model, args=args, train_dataset=data, eval_dataset=data[:2],
+        ...     swa_config=SWAConfig(swa_start=3))
         >>> _ = trainer.train()  # doctest: +ELLIPSIS
         {'train_runtime': ...}
-        >>> metrics = trainer.evaluate()
-        >>> "eval_loss" in metrics and "eval_swa_loss" in metrics
-        True
-        >>> trainer.save_model("/tmp/hf_swa_doctest/final")  # averaged model + swa_config.json
+        >>> trainer.swa_callback.averager.n_averaged, "eval_swa_loss" in trainer.evaluate()
+        (2, True)
     """
 
     def __init__(self, *args, swa_config: Optional[SWAConfig] = None, swa_select_dataset=None, **kwargs):
@@ -235,19 +88,23 @@ class SWATrainer(Trainer):
         if not getattr(self.args, "swa", True):
             return
         if swa_config is None:
-            if isinstance(self.args, SWATrainingArguments):
+            if isinstance(self.args, SWAArgumentsMixin):
                 swa_config = self.args.to_swa_config()
             else:
                 swa_config = SWAConfig()
-                logger.warning("SWATrainer got plain TrainingArguments and no swa_config: using %s", swa_config)
+                logger.warning("%s got arguments without SWA settings and no swa_config: using %s",
+                               type(self).__name__, swa_config)
         if self.args.load_best_model_at_end:
             raise ValueError(LOAD_BEST_MESSAGE)
-        if self.model is not None and not averaged_parameters(self.model):
+        if any(isinstance(c, SWACallback) for c in self.callback_handler.callbacks):
             raise ValueError(
-                "The model has no trainable floating-point parameters, so SWA has nothing to average. "
-                "Unfreeze some parameters or set swa=False."
+                f"{type(self).__name__} adds its own SWACallback, and callbacks holds another one, which would "
+                "average a second time. Remove SWACallback from callbacks (or use the plain Trainer class with it)."
             )
+        if self.model is not None:
+            require_averaged_parameters(self.model)
         self.swa_callback = SWACallback(swa_config)
+        self.swa_callback.trainer_writes_state = True
         self.add_callback(self.swa_callback)
         self._check_selection_data()
 
@@ -291,12 +148,15 @@ class SWATrainer(Trainer):
                 "accumulation steps and processes as for any mean loss.", type(base).__name__,
             )
 
+    # ---------------------------------------------------------------- training and checkpoints
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(
+                self.args.output_dir, self._swa_state_needed_from(), self.args.save_only_model)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"No complete checkpoint found in output directory ({self.args.output_dir}).")
         if self.swa_callback is not None:
-            folder = resume_from_checkpoint
-            if isinstance(folder, bool):
-                folder = get_last_checkpoint(self.args.output_dir) if folder else None
-            self.swa_callback.resume_from_checkpoint = folder
+            self.swa_callback.resume_from_checkpoint = resume_from_checkpoint or None
         output = super().train(resume_from_checkpoint, *args, **kwargs)
         if self.swa_callback is not None and self.swa_callback.config.swa_select_metric and self.swa_callback.has_average:
             self.select_candidate()
@@ -358,6 +218,54 @@ class SWATrainer(Trainer):
             paths.append(path)
         return paths
 
+    def _swa_state_needed_from(self) -> Optional[int]:
+        """The first checkpoint step that must hold SWA state to be resumed from (None: without SWA)."""
+        if self.swa_callback is None:
+            return None
+        config = self.swa_callback.config
+        if isinstance(config.swa_start, int):
+            return config.swa_start
+        if self.args.max_steps > 0:
+            return config.start_step(self.args.max_steps)
+        return 1  # a fraction of a length not known yet: every checkpoint of an SWA run holds the state
+
+    def _save_checkpoint(self, model, trial):
+        # The SWA state goes in first: transformers pushes the checkpoint and deletes old ones
+        # (save_total_limit) right after writing it, and only then calls on_save.
+        callback = self.swa_callback
+        if callback is not None and callback.averager is not None:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            if self.args.should_save:
+                os.makedirs(folder, exist_ok=True)
+            callback.save_state(self.args, self.state, folder)
+        super()._save_checkpoint(model, trial)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Push checkpoints as checkpoints only: they hold the live weights, never the model to ship."""
+        if self.swa_callback is None:
+            return super()._push_from_checkpoint(checkpoint_folder)
+        strategy = self.args.hub_strategy
+        if not self.is_world_process_zero() or strategy not in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            return  # every_save, end: the model is pushed once, as the average, by push_to_hub() after train()
+        in_progress = getattr(self, "push_in_progress", None)
+        if not self.args.hub_always_push and in_progress is not None and not in_progress.is_done():
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        job = hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=checkpoint_folder,
+            path_in_repo="last-checkpoint" if strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name,
+            commit_message=f"Training in progress, step {self.state.global_step}, checkpoint",
+            token=self.args.hub_token,
+            run_as_future=True,
+            revision=self.args.hub_revision,
+        )
+        if in_progress is None or in_progress.is_done():
+            self.push_in_progress = PushInProgress([job])
+        else:
+            in_progress.jobs.append(job)
+
+    # ---------------------------------------------------------------- evaluation and saving
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """Evaluate the live weights (`eval_*`) and, once a snapshot exists, the average (`eval_swa_*`)."""
         callback = self.swa_callback
@@ -366,18 +274,41 @@ class SWATrainer(Trainer):
         if callback is None or not callback.has_average or several:
             # Several datasets: Trainer.evaluate calls back into this method once per dataset.
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        with callback.live_weights(self.model):
-            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        # The extra pass must not shift the random streams training goes on with (dataloader seeds,
-        # dropout): with or without SWA evaluation, the live weights follow the same trajectory.
-        names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else ["swa"]
-        shipped = callback.selection["chosen"] if callback.selection else None
-        if shipped not in names + [None, LIVE]:  # the candidate chosen at the end of training
-            names.append(shipped)
-        for name in names:
-            with preserved_rng_state(), callback.averaged_weights(self.model, name):
-                metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+        with self._one_evaluation_event():
+            with callback.live_weights(self.model):
+                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            # The extra passes must not shift the random streams training goes on with (dataloader seeds,
+            # dropout): with or without SWA evaluation, the live weights follow the same trajectory.
+            for name in self._evaluated_candidates():
+                with preserved_rng_state(), callback.averaged_weights(self.model, name):
+                    metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _evaluated_candidates(self) -> List[str]:
+        """``swa``, every candidate with `swa_eval_candidates`, and the candidate chosen at the end of training."""
+        callback = self.swa_callback
+        names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else ["swa"]
+        chosen = callback.selection["chosen"] if callback.selection else None
+        if chosen not in names + [None, LIVE]:
+            names.append(chosen)
+        return names
+
+    @contextlib.contextmanager
+    def _one_evaluation_event(self):
+        """Within the block `Trainer.evaluate` neither logs nor fires `on_evaluate`: the caller does, once.
+
+        Callbacks such as `EarlyStoppingCallback` then see every metric of an evaluation at once
+        (live and averaged), never a part of them.
+        """
+        handler = self.callback_handler
+        self.log = lambda logs, *args, **kwargs: None
+        handler.on_evaluate = lambda args, state, control, metrics, **kwargs: control
+        try:
+            yield
+        finally:
+            del self.log, handler.on_evaluate
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False):
         """Save the model; when it holds the average, also write `swa_config.json` beside it."""
@@ -392,3 +323,33 @@ class SWATrainer(Trainer):
                 # Live weights must not be taken for an average by what an earlier run left here.
                 os.remove(os.path.join(folder, CONFIG_FILE))
         super().save_model(output_dir, _internal_call)
+
+
+class SWATrainer(SWATrainerMixin, Trainer):
+    """A `Trainer` that averages the late weights (SWA) and evaluates the average.
+
+    Takes every `Trainer` argument. The SWA settings come from `SWATrainingArguments`
+    (or `swa_config=SWAConfig(...)` with plain `TrainingArguments`); with
+    `args.swa=False` it is a plain Trainer, for a baseline that differs only in SWA.
+    `evaluate()` reports the live weights as `eval_*` and, once a snapshot exists, the
+    averaged weights as `eval_swa_*`. Checkpoints hold the live weights and the SWA state;
+    after `train()` the model holds the average and `save_model()` writes it as a plain
+    Transformers checkpoint plus `swa_config.json`. See `SWATrainerMixin` for the rest.
+
+    Example:
+        >>> import torch
+        >>> from transformers import BertConfig, BertForSequenceClassification
+        >>> from hf_swa import SWATrainer, SWATrainingArguments
+        >>> model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
+        ...     num_attention_heads=2, intermediate_size=8))
+        >>> data = [{"input_ids": torch.tensor([1, 2, 3]), "labels": torch.tensor(1)}] * 8
+        >>> args = SWATrainingArguments("/tmp/hf_swa_doctest", max_steps=4, per_device_train_batch_size=2,
+        ...     report_to="none", save_strategy="no", use_cpu=True, swa_start=0.5, swa_lr=1e-4)
+        >>> trainer = SWATrainer(model=model, args=args, train_dataset=data, eval_dataset=data[:2])
+        >>> _ = trainer.train()  # doctest: +ELLIPSIS
+        {'train_runtime': ...}
+        >>> metrics = trainer.evaluate()
+        >>> "eval_loss" in metrics and "eval_swa_loss" in metrics
+        True
+        >>> trainer.save_model("/tmp/hf_swa_doctest/final")  # averaged model + swa_config.json
+    """

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""The main job: baseline vs SWA on the embedded task, report, averaged model and card. Same as ``hf-swa-demo``; see :mod:`hf_swa.demo.cli`."""
+"""The main job: baseline vs SWA on the embedded task, report, averaged model and card.
+
+Same as ``hf-swa-demo``; see :mod:`hf_swa.demo.cli`."""
 
 import sys
 from pathlib import Path

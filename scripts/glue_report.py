@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Baseline vs SWA over seeds and tasks, then the report. Same as ``hf-swa-report``; see :mod:`hf_swa.glue.report_cli`."""
+"""Baseline vs SWA over seeds and tasks, then the report.
+
+Same as ``hf-swa-report``; see :mod:`hf_swa.glue.report_cli`."""
 
 import sys
 from pathlib import Path

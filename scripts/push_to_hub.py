@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Write the model card of an averaged model and push it to the Hub. Same as ``hf-swa-push``; see :mod:`hf_swa.hub.cli`."""
+"""Write the model card of an averaged model and push it to the Hub.
+
+Same as ``hf-swa-push``; see :mod:`hf_swa.hub.cli`."""
 
 import sys
 from pathlib import Path

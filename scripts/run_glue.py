@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Fine-tune on a GLUE task (or your own classification files) with SWA. Same as ``hf-swa-glue``; see :mod:`hf_swa.glue.cli`."""
+"""Fine-tune on a GLUE task (or your own classification files) with SWA.
+
+Same as ``hf-swa-glue``; see :mod:`hf_swa.glue.cli`."""
 
 import sys
 from pathlib import Path

@@ -121,7 +121,11 @@ class FakeHub:
             files = req.json()["files"]
             return _json(
                 200,
-                {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files]},
+                {
+                    "files": [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files
+                    ]
+                },
             )
         if req.method == "POST" and (m := _COMMIT.match(req.path)):
             return self._commit(m["repo"], req.body)

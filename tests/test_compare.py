@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from glue_fixtures import flags, save_tiny_bert, sentiment_rows, write_rows
 
-from glue_fixtures import save_tiny_bert, sentiment_rows, write_rows
 from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.demo.embedded import LABELS, read_tweet_sentiment, write_tweet_sentiment_splits
 
@@ -29,17 +29,32 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     train = write_rows(tmp_path / "train.tsv", sentiment_rows(64, seed=0))
     dev = write_rows(tmp_path / "dev.tsv", sentiment_rows(32, seed=1))
     runs = tmp_path / "runs"
-    argv = ["--model_name_or_path", str(model), "--task_name", "sst2", "--train_file", str(train),
-            "--validation_file", str(dev), "--seeds", "1", "2", "--runs_root", str(runs),
-            "--max_steps", "8", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3",
-            "--report_to", "none", "--save_strategy", "no", "--eval_strategy", "steps", "--eval_steps", "4",
-            "--disable_tqdm", "True", "--use_cpu", "True"]
+    argv = flags(
+        model_name_or_path=model,
+        task_name="sst2",
+        train_file=train,
+        validation_file=dev,
+        seeds=[1, 2],
+        runs_root=runs,
+        max_steps=8,
+        per_device_train_batch_size=8,
+        learning_rate="5e-3",
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="steps",
+        eval_steps=4,
+        disable_tqdm="True",
+        use_cpu="True",
+    )
     assert load_script("glue_report").main(argv) == 0
     for mode in ("baseline", "swa"):
         for seed in (1, 2):
             assert (runs / "sst2" / mode / f"seed{seed}" / "all_results.json").is_file()
-    results = {(mode, seed): json.loads((runs / "sst2" / mode / f"seed{seed}" / "all_results.json").read_text())
-               for mode in ("baseline", "swa") for seed in (1, 2)}
+    results = {
+        (mode, seed): json.loads((runs / "sst2" / mode / f"seed{seed}" / "all_results.json").read_text())
+        for mode in ("baseline", "swa")
+        for seed in (1, 2)
+    }
     assert "eval_swa_accuracy" not in results[("baseline", 1)]
     swa_config = json.loads((runs / "sst2" / "swa" / "seed1" / CONFIG_FILE).read_text())
     assert swa_config["start_step"] == 4 and swa_config["swa_lr"] == pytest.approx(2.5e-3)
@@ -68,8 +83,18 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
 def test_glue_report_refuses_a_bad_override_before_training(tmp_path):
     model = save_tiny_bert(tmp_path / "bert")
     with pytest.raises(ValueError, match="TASK=METRIC"):
-        load_script("glue_report").main(["--model_name_or_path", str(model), "--task_name", "sst2",
-                                         "--main_metric", "accuracy", "--runs_root", str(tmp_path / "r")])
+        load_script("glue_report").main(
+            [
+                "--model_name_or_path",
+                str(model),
+                "--task_name",
+                "sst2",
+                "--main_metric",
+                "accuracy",
+                "--runs_root",
+                str(tmp_path / "r"),
+            ]
+        )
     assert not (tmp_path / "r").exists()
 
 
@@ -77,7 +102,7 @@ def test_embedded_corpus_is_the_real_three_class_tweet_set():
     rows = read_tweet_sentiment()
     texts = [text for text, _ in rows]
     assert len(texts) == len(set(texts)) > 30000  # 38,158 rows, repeated tweets kept once
-    counts = {label: sum(1 for _, l in rows if l == label) for label in LABELS}
+    counts = {label: sum(1 for _, name in rows if name == label) for label in LABELS}
     assert min(counts.values()) > 5000
     assert all("\t" not in text and "\n" not in text for text in texts)
 

@@ -17,7 +17,13 @@ except ModuleNotFoundError:  # Python 3.10
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-ALIASES = {"hf-swa-glue": "run_glue", "hf-swa-report": "glue_report", "hf-swa-push": "push_to_hub", "hf-swa-demo": "demo"}
+ALIASES = {
+    "hf-swa-glue": "run_glue",
+    "hf-swa-report": "glue_report",
+    "hf-swa-push": "push_to_hub",
+    "hf-swa-demo": "demo",
+    "hf-swa-average": "average_checkpoints",
+}
 
 
 def test_every_command_line_has_a_console_script():
@@ -28,7 +34,9 @@ def test_every_command_line_has_a_console_script():
 @pytest.mark.parametrize("command", sorted(ALIASES))
 def test_script_is_an_alias_of_the_console_script(command):
     module, _, function = SCRIPTS[command].partition(":")
-    spec = importlib.util.spec_from_file_location(f"alias_{ALIASES[command]}", REPO / "scripts" / f"{ALIASES[command]}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"alias_{ALIASES[command]}", REPO / "scripts" / f"{ALIASES[command]}.py"
+    )
     alias = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(alias)
     assert alias.main is getattr(importlib.import_module(module), function)

@@ -168,10 +168,12 @@ def test_fsdp2_through_swa_trainer_matches_single_process_and_resumes(tmp_path):
     assert all(torch.equal(full[0][k], full[1][k]) for k in full[0])
     assert relative_error(full[0], single["averages"]) <= TOLERANCE
     assert_candidates_match(tmp_path, single)
-    # What the Trainer saved (Accelerate's full state dict) loads in plain transformers as the average:
-    # the final model and the last checkpoint, written before on_train_end.
+    # What the Trainer saved (Accelerate's full state dict) loads in plain transformers as the average.
     assert_saved_model_is_average(tmp_path / "final", single["averages"])
-    assert_saved_model_is_average(tmp_path / "full" / f"checkpoint-{common.MAX_STEPS}", single["averages"])
+    # The last checkpoint is training state: the live weights with the SWA state beside them.
+    last = tmp_path / "full" / f"checkpoint-{common.MAX_STEPS}"
+    assert not (last / "swa_config.json").exists()
+    assert json.loads((last / "swa_state.json").read_text())["n_averaged"] == 3
     checkpoint = tmp_path / "full" / f"checkpoint-{common.INTERRUPT_AT}"
     assert sorted(p.name for p in checkpoint.glob("swa_averages*")) == [
         "swa_averages-rank0.safetensors", "swa_averages-rank1.safetensors"]

@@ -28,13 +28,7 @@ from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelA
 
 def test_tsv_is_read_without_quote_mangling(tmp_path):
     path = tmp_path / "train.tsv"
-    path.write_text(
-        "sentence\tlabel\n"
-        '"odd quote at the start\t1\n'
-        'he said "stop" and left"\t0\n'
-        "NA\t1\n"
-        "null\t0\n"
-    )
+    path.write_text('sentence\tlabel\n"odd quote at the start\t1\nhe said "stop" and left"\t0\nNA\t1\nnull\t0\n')
     train = load_raw_datasets(train_file=str(path))["train"]
     assert train["sentence"] == ['"odd quote at the start', 'he said "stop" and left"', "NA", "null"]
     assert train["label"] == [1, 0, 1, 0] and train.features["label"].dtype == "int64"
@@ -63,8 +57,12 @@ def test_mnli_files_fill_matched_and_mismatched_splits(tmp_path):
     rows = pair_rows(6, seed=0)
     files = {name: str(write_rows(tmp_path / f"{name}.tsv", rows)) for name in ("train", "dm", "dmm", "tm", "tmm")}
     raw = load_raw_datasets(
-        "mnli", train_file=files["train"], validation_file=files["dm"], validation_mismatched_file=files["dmm"],
-        test_file=files["tm"], test_mismatched_file=files["tmm"],
+        "mnli",
+        train_file=files["train"],
+        validation_file=files["dm"],
+        validation_mismatched_file=files["dmm"],
+        test_file=files["tm"],
+        test_mismatched_file=files["tmm"],
     )
     assert sorted(raw) == ["test_matched", "test_mismatched", "train", "validation_matched", "validation_mismatched"]
     assert evaluation_splits(raw, "mnli") == ["validation_matched", "validation_mismatched"]
@@ -106,12 +104,18 @@ def test_unknown_task_is_rejected_listing_valid_ones(tmp_path):
 def test_missing_columns_are_named_with_the_columns_found(tmp_path):
     path = write_rows(tmp_path / "train.tsv", [{"text_a": "x", "text_b": "y", "y": 1}])
     raw = load_raw_datasets(train_file=str(path))
-    with pytest.raises(ValueError, match=r"train split lacks the columns 'sentence1', 'sentence2', 'label' \(columns found: \['text_a', 'text_b', 'y'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"train split lacks the columns 'sentence1', 'sentence2', 'label' "
+        r"\(columns found: \['text_a', 'text_b', 'y'\]\)",
+    ):
         check_columns(raw, resolve_text_columns(raw, "mrpc"), "label", ["train"])
     with pytest.raises(ValueError, match=r"lacks the column 'label' \(columns found"):
         check_columns(raw, ["text_a", "text_b"], "label", ["train"])
     check_columns(raw, ["text_a", "text_b"], "y", ["train"])  # passes
-    with pytest.raises(ValueError, match=r"Cannot tell which columns hold the text; columns found: \['text_a', 'text_b', 'y'\]"):
+    with pytest.raises(
+        ValueError, match=r"Cannot tell which columns hold the text; columns found: \['text_a', 'text_b', 'y'\]"
+    ):
         resolve_text_columns(raw)
     with pytest.raises(ValueError, match="one or two column names, got 3"):
         resolve_text_columns(raw, text_columns=["a", "b", "c"])
@@ -121,7 +125,9 @@ def test_label_set_mismatch_between_train_and_validation(tmp_path):
     train = write_rows(tmp_path / "train.csv", [{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}])
     dev = write_rows(tmp_path / "dev.csv", [{"text": "c", "label": "pos"}, {"text": "d", "label": "neutral"}])
     raw = load_raw_datasets(train_file=str(train), validation_file=str(dev))
-    with pytest.raises(ValueError, match=r"Label set mismatch: the validation split has labels \['neutral'\].*\['neg', 'pos'\]"):
+    with pytest.raises(
+        ValueError, match=r"Label set mismatch: the validation split has labels \['neutral'\].*\['neg', 'pos'\]"
+    ):
         infer_labels(raw, None, "label", ["train", "validation"])
 
 
@@ -156,10 +162,14 @@ def test_run_glue_needs_the_split_each_stage_uses(tmp_path):
 
 def test_hub_layout_is_used_as_is(monkeypatch):
     """The nyu-mll/glue layout: ClassLabel ids, test labels -1, an idx column."""
-    features = datasets.Features({
-        "premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]), "idx": datasets.Value("int32"),
-    })
+    features = datasets.Features(
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+            "idx": datasets.Value("int32"),
+        }
+    )
 
     def split(labels):
         n = len(labels)
@@ -168,10 +178,15 @@ def test_hub_layout_is_used_as_is(monkeypatch):
             features=features,
         )
 
-    fake = datasets.DatasetDict({
-        "train": split([0, 1, 2, 0]), "validation_matched": split([2, 1]), "validation_mismatched": split([0]),
-        "test_matched": split([-1, -1]), "test_mismatched": split([-1]),
-    })
+    fake = datasets.DatasetDict(
+        {
+            "train": split([0, 1, 2, 0]),
+            "validation_matched": split([2, 1]),
+            "validation_mismatched": split([0]),
+            "test_matched": split([-1, -1]),
+            "test_mismatched": split([-1]),
+        }
+    )
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a) or fake)
     raw = load_raw_datasets("mnli")
@@ -228,16 +243,23 @@ def test_model_config_label_order_is_kept_when_it_names_the_same_classes():
     assert label2id == {"entailment": 2, "neutral": 1, "contradiction": 0}
     assert config.id2label == {0: "contradiction", 1: "neutral", 2: "entailment"} and config.finetuning_task == "mnli"
     other = BertConfig(id2label={0: "negative", 1: "positive"})
-    with pytest.raises(ValueError, match=r"fine-tuned on classes \['negative', 'positive'\] but the data has \['no', 'yes'\]"):
+    with pytest.raises(
+        ValueError, match=r"fine-tuned on classes \['negative', 'positive'\] but the data has \['no', 'yes'\]"
+    ):
         align_with_model_config(other, LabelInfo(["no", "yes"]), training=False)
     assert align_with_model_config(other, LabelInfo(["no", "yes"]), training=True) == {"no": 0, "yes": 1}
     # Evaluating a 3-class model on a dev set that happens to hold two of its classes keeps all three ids.
     three = BertConfig(id2label={0: "neg", 1: "neutral", 2: "pos"})
-    assert align_with_model_config(three, LabelInfo(["neg", "pos"]), training=False) == {"neg": 0, "neutral": 1, "pos": 2}
+    assert align_with_model_config(three, LabelInfo(["neg", "pos"]), training=False) == {
+        "neg": 0,
+        "neutral": 1,
+        "pos": 2,
+    }
     assert three.num_labels == 3
     with pytest.raises(ValueError, match="fine-tuned on classes"):  # a class the model never learnt
-        align_with_model_config(BertConfig(id2label={0: "neg", 1: "pos"}), LabelInfo(["neg", "neutral", "pos"]),
-                                training=False)
+        align_with_model_config(
+            BertConfig(id2label={0: "neg", 1: "pos"}), LabelInfo(["neg", "neutral", "pos"]), training=False
+        )
     regression = BertConfig()
     assert align_with_model_config(regression, LabelInfo([], is_regression=True), training=True) == {}
     assert regression.num_labels == 1 and regression.problem_type == "regression"
@@ -256,15 +278,29 @@ def test_tokenize_pairs_with_truncation_and_labels(tmp_path):
         test_file=str(write_rows(tmp_path / "test.jsonl", test_rows)),
     )
     info = infer_labels(raw, None, "label", ["train"])
-    data = tokenize_datasets(raw, tokenizer, ("sentence1", "sentence2"), max_seq_length=6,
-                             label_column="label", label_fn=info.label_fn(), labelled_splits=["train"])
+    data = tokenize_datasets(
+        raw,
+        tokenizer,
+        ("sentence1", "sentence2"),
+        max_seq_length=6,
+        label_column="label",
+        label_fn=info.label_fn(),
+        labelled_splits=["train"],
+    )
     assert set(data["train"].column_names) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
     assert "labels" not in data["test"].column_names
     assert data["train"]["labels"] == [1, 0, 1, 0]  # neg=0, pos=1
     first = data["train"][0]["input_ids"]
     assert len(first) == 6 and first[0] == tokenizer.cls_token_id and first.count(tokenizer.sep_token_id) == 2
-    full = tokenize_datasets(raw, tokenizer, ("sentence1", "sentence2"), max_seq_length=64,
-                             label_column="label", label_fn=info.label_fn(), labelled_splits=["train"])
+    full = tokenize_datasets(
+        raw,
+        tokenizer,
+        ("sentence1", "sentence2"),
+        max_seq_length=64,
+        label_column="label",
+        label_fn=info.label_fn(),
+        labelled_splits=["train"],
+    )
     assert len(full["train"][0]["input_ids"]) == 1 + 5 + 1 + 3 + 1  # [CLS] 5 words [SEP] 3 words [SEP]
     batch = DataCollatorWithPadding(tokenizer)([full["train"][0], data["train"][1]])
     assert batch["input_ids"].shape == (2, 11) and batch["labels"].tolist() == [1, 0]
@@ -289,10 +325,25 @@ def test_gpt2_tokenizer_without_pad_token_pads_with_eos(tmp_path):
 
 def test_cli_parsing_text_columns_and_glue_defaults(tmp_path):
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, GlueTrainingArguments))
-    model_args, data_args, args = parser.parse_args_into_dataclasses(args=[
-        "--model_name_or_path", "m", "--train_file", "t.csv", "--text_columns", "q", "a", "--label_column", "y",
-        "--output_dir", str(tmp_path), "--learning_rate", "4e-5", "--report_to", "none",
-    ])
+    model_args, data_args, args = parser.parse_args_into_dataclasses(
+        args=[
+            "--model_name_or_path",
+            "m",
+            "--train_file",
+            "t.csv",
+            "--text_columns",
+            "q",
+            "a",
+            "--label_column",
+            "y",
+            "--output_dir",
+            str(tmp_path),
+            "--learning_rate",
+            "4e-5",
+            "--report_to",
+            "none",
+        ]
+    )
     assert data_args.text_columns == ["q", "a"] and data_args.label_column == "y"
     assert args.swa and args.swa_start == 0.5 and args.to_swa_config().swa_lr == pytest.approx(2e-5)
     faster = dataclasses.replace(args, learning_rate=1e-4)  # the tail follows the peak LR
@@ -300,8 +351,17 @@ def test_cli_parsing_text_columns_and_glue_defaults(tmp_path):
     explicit = dataclasses.replace(args, swa_lr=3e-6)
     assert explicit.to_swa_config().swa_lr == pytest.approx(3e-6)
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model_name_or_path": "m", "task_name": "SST-2", "output_dir": str(tmp_path),
-                                  "swa_lr_ratio": 0, "report_to": "none"}))
+    config.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": "m",
+                "task_name": "SST-2",
+                "output_dir": str(tmp_path),
+                "swa_lr_ratio": 0,
+                "report_to": "none",
+            }
+        )
+    )
     _, data_args, args = parser.parse_json_file(json_file=str(config))
     assert data_args.task_name == "sst2" and args.to_swa_config().swa_lr is None
     with pytest.raises(ValueError, match="swa_lr_ratio must be in"):
@@ -311,7 +371,9 @@ def test_cli_parsing_text_columns_and_glue_defaults(tmp_path):
 def test_classification_head_of_another_size_needs_ignore_mismatched_sizes(tmp_path):
     folder = save_tiny_bert(tmp_path / "finetuned", num_labels=2, head=True)
     three = LabelInfo(["a", "b", "c"])
-    with pytest.raises(ValueError, match=r"head whose size differs from the data's 3 output\(s\).*--ignore_mismatched_sizes"):
+    with pytest.raises(
+        ValueError, match=r"head whose size differs from the data's 3 output\(s\).*--ignore_mismatched_sizes"
+    ):
         prepare_model_and_tokenizer(str(folder), three)
     model, _, _ = prepare_model_and_tokenizer(str(folder), three, ignore_mismatched_sizes=True)
     assert model.classifier.out_features == 3

@@ -8,7 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from glue_fixtures import pair_rows, save_tiny_bert, save_tiny_gpt2, sentiment_rows, write_rows
+from glue_fixtures import (
+    accuracy,
+    f1,
+    matthews,
+    pair_rows,
+    pearson,
+    predict_rows,
+    save_tiny_bert,
+    save_tiny_gpt2,
+    sentiment_rows,
+    spearman,
+    write_rows,
+)
 from transformers import AutoModelForSequenceClassification
 
 from hf_swa.checkpoint import CONFIG_FILE
@@ -17,8 +29,13 @@ from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelA
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = dict(
-    per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", save_strategy="no",
-    use_cpu=True, disable_tqdm=True, seed=1,
+    per_device_train_batch_size=8,
+    per_device_eval_batch_size=16,
+    report_to="none",
+    save_strategy="no",
+    use_cpu=True,
+    disable_tqdm=True,
+    seed=1,
 )
 
 
@@ -47,8 +64,15 @@ def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
     results = run_glue(
         ModelArguments(model_name_or_path=str(bert)),
         DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev), test_file=str(test)),
-        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True,
-                              num_train_epochs=6, learning_rate=5e-3, **TRAIN),
+        GlueTrainingArguments(
+            output_dir=str(out),
+            do_train=True,
+            do_eval=True,
+            do_predict=True,
+            num_train_epochs=6,
+            learning_rate=5e-3,
+            **TRAIN,
+        ),
     )
     # Live and averaged metrics, both learnt the keyword task.
     for key in ("eval_accuracy", "eval_swa_accuracy", "eval_loss", "eval_swa_loss", "train_runtime", "train_loss"):
@@ -78,24 +102,42 @@ def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
 
 
 def test_mnli_matched_and_mismatched(tmp_path, bert):
-    files = {
-        name: str(write_rows(tmp_path / f"{name}.jsonl", rows))
-        for name, rows in {
-            "train": pair_rows(48, seed=0), "dev_m": pair_rows(12, seed=1), "dev_mm": pair_rows(9, seed=2),
-            "test_m": unlabelled(pair_rows(5, seed=3)), "test_mm": unlabelled(pair_rows(4, seed=4)),
-        }.items()
+    data = {
+        "train": pair_rows(48, seed=0),
+        "dev_m": pair_rows(12, seed=1),
+        "dev_mm": pair_rows(9, seed=2),
+        "test_m": unlabelled(pair_rows(5, seed=3)),
+        "test_mm": unlabelled(pair_rows(4, seed=4)),
     }
+    files = {name: str(write_rows(tmp_path / f"{name}.jsonl", rows)) for name, rows in data.items()}
     out = tmp_path / "out"
     results = run_glue(
         ModelArguments(model_name_or_path=str(bert)),
-        DataTrainingArguments(task_name="mnli", train_file=files["train"], validation_file=files["dev_m"],
-                              validation_mismatched_file=files["dev_mm"], test_file=files["test_m"],
-                              test_mismatched_file=files["test_mm"]),
-        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=6,
-                              learning_rate=1e-3, swa_start="0.5", **TRAIN),
+        DataTrainingArguments(
+            task_name="mnli",
+            train_file=files["train"],
+            validation_file=files["dev_m"],
+            validation_mismatched_file=files["dev_mm"],
+            test_file=files["test_m"],
+            test_mismatched_file=files["test_mm"],
+        ),
+        GlueTrainingArguments(
+            output_dir=str(out),
+            do_train=True,
+            do_eval=True,
+            do_predict=True,
+            max_steps=6,
+            learning_rate=1e-3,
+            swa_start="0.5",
+            **TRAIN,
+        ),
     )
-    for key in ("eval_accuracy", "eval_swa_accuracy", "eval_accuracy_mm", "eval_swa_accuracy_mm"):
-        assert 0.0 <= results[key] <= 1.0, key
+    assert {"eval_accuracy", "eval_swa_accuracy", "eval_accuracy_mm", "eval_swa_accuracy_mm"} <= set(results)
+    # The saved model is the average: its answers, one example at a time, give the averaged scores by hand.
+    for split, suffix in (("dev_m", ""), ("dev_mm", "_mm")):
+        predicted = predict_rows(out, data[split], ("premise", "hypothesis"))
+        expected = accuracy([r["label"] for r in data[split]], predicted)
+        assert results[f"eval_swa_accuracy{suffix}"] == pytest.approx(expected), split
     assert results["eval_samples"] == 12 and results["eval_samples_mm"] == 9
     for name, n in (("MNLI-m.tsv", 5), ("MNLI-mm.tsv", 4)):
         rows = read_tsv(out / name)
@@ -105,24 +147,36 @@ def test_mnli_matched_and_mismatched(tmp_path, bert):
 
 def test_gpt2_custom_columns_string_labels(tmp_path):
     gpt2 = save_tiny_gpt2(tmp_path / "gpt2")
+
     def rows(n, seed):
-        return [{"review": r["sentence"], "stars": {"0": "low", "1": "high"}[r["label"]]} for r in sentiment_rows(n, seed)]
+        return [
+            {"review": r["sentence"], "stars": {"0": "low", "1": "high"}[r["label"]]} for r in sentiment_rows(n, seed)
+        ]
+
     out = tmp_path / "out"
+    dev = rows(16, 1)
     results = run_glue(
         ModelArguments(model_name_or_path=str(gpt2)),
         DataTrainingArguments(
             train_file=str(write_rows(tmp_path / "train.csv", rows(32, 0))),
-            validation_file=str(write_rows(tmp_path / "dev.csv", rows(16, 1))),
+            validation_file=str(write_rows(tmp_path / "dev.csv", dev)),
             test_file=str(write_rows(tmp_path / "test.csv", [{"review": r["review"]} for r in rows(6, 2)])),
-            text_columns=["review"], label_column="stars", max_seq_length=16,
+            text_columns=["review"],
+            label_column="stars",
+            max_seq_length=16,
         ),
-        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=8,
-                              learning_rate=1e-3, **TRAIN),
+        GlueTrainingArguments(
+            output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=8, learning_rate=1e-3, **TRAIN
+        ),
     )
-    for key in ("eval_accuracy", "eval_f1", "eval_swa_accuracy", "eval_swa_f1", "eval_combined_score"):
-        assert 0.0 <= results[key] <= 1.0, key
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "high", 1: "low"}
+    # Two custom classes are scored like MRPC: accuracy, F1 of label id 1 ("low"), and their mean.
+    gold, predicted = [r["stars"] for r in dev], predict_rows(out, dev, ("review",), max_length=16)
+    expected = {"accuracy": accuracy(gold, predicted), "f1": f1(gold, predicted, positive="low")}
+    expected["combined_score"] = (expected["accuracy"] + expected["f1"]) / 2
+    assert {k: results[f"eval_swa_{k}"] for k in expected} == pytest.approx(expected)
+    assert results["eval_combined_score"] == pytest.approx((results["eval_accuracy"] + results["eval_f1"]) / 2)
     assert model.config.pad_token_id == model.config.eos_token_id is not None
     rows_out = read_tsv(out / "predictions.tsv")
     assert len(rows_out) == 7 and {r[1] for r in rows_out[1:]} <= {"high", "low"}
@@ -130,21 +184,38 @@ def test_gpt2_custom_columns_string_labels(tmp_path):
 
 def test_stsb_regression_and_baseline_without_swa(tmp_path, bert):
     def rows(n, seed):
-        return [dict(r, label=f"{(i * 0.37) % 5:.2f}") for i, r in enumerate(pair_rows(n, seed, keys=("sentence1", "sentence2")))]
+        return [
+            dict(r, label=f"{(i * 0.37) % 5:.2f}")
+            for i, r in enumerate(pair_rows(n, seed, keys=("sentence1", "sentence2")))
+        ]
+
     out = tmp_path / "out"
+    dev = rows(12, 1)
     results = run_glue(
         ModelArguments(model_name_or_path=str(bert)),
         DataTrainingArguments(
             task_name="stsb",
             train_file=str(write_rows(tmp_path / "train.tsv", rows(24, 0))),
-            validation_file=str(write_rows(tmp_path / "dev.tsv", rows(12, 1))),
+            validation_file=str(write_rows(tmp_path / "dev.tsv", dev)),
             test_file=str(write_rows(tmp_path / "test.tsv", unlabelled(rows(5, 2)))),
         ),
-        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=4,
-                              learning_rate=1e-3, swa=False, **TRAIN),
+        GlueTrainingArguments(
+            output_dir=str(out),
+            do_train=True,
+            do_eval=True,
+            do_predict=True,
+            max_steps=4,
+            learning_rate=1e-3,
+            swa=False,
+            **TRAIN,
+        ),
     )
-    for key in ("eval_pearson", "eval_spearmanr", "eval_combined_score"):
-        assert -1.0 <= results[key] <= 1.0, key
+    # A baseline saves its last weights: their scores, one example at a time, give the correlations by hand.
+    gold, predicted = [float(r["label"]) for r in dev], predict_rows(out, dev, ("sentence1", "sentence2"))
+    assert len(set(predicted)) == len(predicted)  # no ties: the rank correlation is well defined
+    expected = {"pearson": pearson(predicted, gold), "spearmanr": spearman(predicted, gold)}
+    expected["combined_score"] = (expected["pearson"] + expected["spearmanr"]) / 2
+    assert {k: results[f"eval_{k}"] for k in expected} == pytest.approx(expected, abs=1e-4)  # float32 in the metric
     assert not any("swa" in key for key in results)  # a baseline run
     assert not (out / CONFIG_FILE).exists()
     rows_out = read_tsv(out / "STS-B.tsv")
@@ -157,9 +228,18 @@ def _script_config(tmp_path, bert, **extra):
     train = write_rows(tmp_path / "train.tsv", sentiment_rows(32, seed=0))
     dev = write_rows(tmp_path / "dev.tsv", sentiment_rows(16, seed=1))
     config = dict(
-        model_name_or_path=str(bert), task_name="sst2", train_file=str(train), validation_file=str(dev),
-        output_dir=str(tmp_path / "out"), do_train=True, do_eval=True, max_steps=4, learning_rate=1e-3,
-        swa_start="0.5", **TRAIN, **extra,
+        model_name_or_path=str(bert),
+        task_name="sst2",
+        train_file=str(train),
+        validation_file=str(dev),
+        output_dir=str(tmp_path / "out"),
+        do_train=True,
+        do_eval=True,
+        max_steps=4,
+        learning_rate=1e-3,
+        swa_start="0.5",
+        **TRAIN,
+        **extra,
     )
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
@@ -174,8 +254,13 @@ def _env():
 
 def test_script_with_a_json_config(tmp_path, bert):
     config = _script_config(tmp_path, bert)
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "run_glue.py"), str(config)],
-                          env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "run_glue.py"), str(config)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert "eval_accuracy" in results and "eval_swa_accuracy" in results and "train_runtime" in results
@@ -186,14 +271,36 @@ def test_accelerate_launch_two_processes(tmp_path, bert):
     config = _script_config(tmp_path, bert)
     # accelerate 1.x: `--cpu --num_processes 2` starts ONE process; `--multi_gpu` starts two, and
     # use_cpu=True in the training arguments makes them a MULTI_CPU (gloo) group.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    done = subprocess.run(launcher + [str(REPO / "scripts" / "run_glue.py"), str(config)],
-                          env=_env(), capture_output=True, text=True, timeout=300)
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    done = subprocess.run(
+        launcher + [str(REPO / "scripts" / "run_glue.py"), str(config)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert results["epoch"] == 2.0  # 4 steps x 8 examples x 2 processes over 32 examples: two ranks trained
-    assert results["eval_samples"] == 16 and 0.0 <= results["eval_swa_accuracy"] <= 1.0
+    assert results["eval_samples"] == 16
+    dev = sentiment_rows(16, seed=1)  # as _script_config wrote it
+    gold = [("negative", "positive")[int(r["label"])] for r in dev]
+    assert results["eval_swa_accuracy"] == pytest.approx(
+        accuracy(gold, predict_rows(tmp_path / "out", dev, ("sentence",)))
+    )
     # Loss near ln(2) for an untrained-ish binary head: not inflated by the world size.
     assert results["train_loss"] < 1.0, results
 
@@ -202,31 +309,47 @@ def test_hub_layout_end_to_end(tmp_path, bert, monkeypatch):
     """The nyu-mll/glue layout (ClassLabel ids, test labels -1, idx), served by a stub of load_dataset."""
     import datasets
 
-    features = datasets.Features({
-        "sentence": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=["unacceptable", "acceptable"]),
-        "idx": datasets.Value("int32"),
-    })
+    features = datasets.Features(
+        {
+            "sentence": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["unacceptable", "acceptable"]),
+            "idx": datasets.Value("int32"),
+        }
+    )
 
     def split(rows, test=False):
         return datasets.Dataset.from_dict(
-            {"sentence": [r["sentence"] for r in rows], "label": [-1 if test else int(r["label"]) for r in rows],
-             "idx": [500 + i for i in range(len(rows))]},
+            {
+                "sentence": [r["sentence"] for r in rows],
+                "label": [-1 if test else int(r["label"]) for r in rows],
+                "idx": [500 + i for i in range(len(rows))],
+            },
             features=features,
         )
 
-    hub = datasets.DatasetDict({"train": split(sentiment_rows(24, 0)), "validation": split(sentiment_rows(12, 1)),
-                                "test": split(sentiment_rows(7, 2), test=True)})
+    hub = datasets.DatasetDict(
+        {
+            "train": split(sentiment_rows(24, 0)),
+            "validation": split(sentiment_rows(12, 1)),
+            "test": split(sentiment_rows(7, 2), test=True),
+        }
+    )
     monkeypatch.setattr(datasets, "load_dataset", lambda path, name, **kwargs: hub)
     out = tmp_path / "out"
     results = run_glue(
         ModelArguments(model_name_or_path=str(bert)),
         DataTrainingArguments(task_name="cola", max_train_samples=16, max_predict_samples=5),
-        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=4,
-                              learning_rate=1e-3, **TRAIN),
+        GlueTrainingArguments(
+            output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=24, learning_rate=1e-3, **TRAIN
+        ),
     )
     assert results["train_samples"] == 16 and results["eval_samples"] == 12
-    assert -1.0 <= results["eval_matthews_correlation"] <= 1.0 and "eval_swa_matthews_correlation" in results
+    dev = sentiment_rows(12, 1)
+    gold = [("unacceptable", "acceptable")[int(r["label"])] for r in dev]
+    expected = matthews(gold, predict_rows(out, dev, ("sentence",)), positive="acceptable")
+    assert expected > 0.2  # the model learnt something, so a wrongly scaled or signed MCC shows
+    assert results["eval_swa_matthews_correlation"] == pytest.approx(expected)  # the saved model is the average
+    assert "eval_matthews_correlation" in results
     rows = read_tsv(out / "CoLA.tsv")
     assert [r[0] for r in rows] == ["index"] + [str(500 + i) for i in range(5)]
     assert {r[1] for r in rows[1:]} <= {"0", "1"}
@@ -243,8 +366,11 @@ def test_mrpc_f1_is_about_equivalent_whatever_the_models_label_order(tmp_path):
     AutoModelForSequenceClassification.from_pretrained(folder, config=config).save_pretrained(folder)
     rows = pair_rows(40, 0, label_names=("0", "1"), keys=("sentence1", "sentence2"))
     dev = write_rows(tmp_path / "dev.tsv", rows)
-    results = run_glue(ModelArguments(str(folder)), DataTrainingArguments(task_name="mrpc", validation_file=str(dev)),
-                       GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_eval=True, swa=False, **TRAIN))
+    results = run_glue(
+        ModelArguments(str(folder)),
+        DataTrainingArguments(task_name="mrpc", validation_file=str(dev)),
+        GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_eval=True, swa=False, **TRAIN),
+    )
 
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)

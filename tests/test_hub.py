@@ -23,7 +23,9 @@ from hf_swa import hub
 from hf_swa.checkpoint import CONFIG_FILE
 
 sys.path.insert(0, str(Path(__file__).parent))
+from glue_fixtures import flags, save_tiny_bert, sentiment_rows, write_rows  # noqa: E402
 from hub_server import FakeHub  # noqa: E402
+from tiny_models import checkpoint_swa_average  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,8 +64,13 @@ def save_averaged_model(folder: Path, *, swa_config: dict | None = SWA_CONFIG, w
     """A tiny BERT classifier saved as save_model would, plus a hand-written swa_config.json."""
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64, num_labels=2,
+        vocab_size=99,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=2,
     )
     BertForSequenceClassification(config).save_pretrained(folder)
     if not weights:
@@ -89,7 +96,10 @@ def hub_env(hub_url: str, home: Path) -> dict:
 def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), *args],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -107,8 +117,14 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
     with FakeHub() as fake:
         env = hub_env(fake.url, tmp_path / "hf_home")
         first = run_cli(
-            ["--model_dir", str(model_dir), "--repo_id", "me/tiny-swa", "--private",
-             "--results_file", str(results_file), "--task_name", "mrpc", "--base_model", "bert-base-uncased"],
+            flags(
+                model_dir=model_dir,
+                repo_id="me/tiny-swa",
+                private=True,
+                results_file=results_file,
+                task_name="mrpc",
+                base_model="bert-base-uncased",
+            ),
             env,
         )
         assert first.returncode == 0, first.stderr
@@ -134,7 +150,8 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
 
     repo = fake.repos["me/tiny-swa"]
     assert [c["header"]["summary"] for c in repo.commits] == [
-        "Upload SWA-averaged model (12 snapshots) with hf_swa", "again",
+        "Upload SWA-averaged model (12 snapshots) with hf_swa",
+        "again",
     ]
     pushed = fake.files("me/tiny-swa")
     assert set(pushed) == {"config.json", "model.safetensors", CONFIG_FILE, "README.md"}
@@ -146,7 +163,8 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
     assert card.data.base_model == "bert-base-uncased"
     assert card.data.datasets == ["nyu-mll/glue"]
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
-        "accuracy": RESULTS["eval_swa_accuracy"], "f1": RESULTS["eval_swa_f1"],
+        "accuracy": RESULTS["eval_swa_accuracy"],
+        "f1": RESULTS["eval_swa_f1"],
     }
     assert {(r.dataset_type, r.dataset_config, r.dataset_split) for r in card.data.eval_results} == {
         ("nyu-mll/glue", "mrpc", "validation")
@@ -250,9 +268,7 @@ def test_card_without_results_or_dataset_has_no_model_index(tmp_path):
 def test_pyproject_lists_every_subpackage_and_maps_model_cards():
     setuptools_cfg = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(setuptools_cfg["packages"])
-    on_disk = {
-        ".".join(p.parent.relative_to(REPO_ROOT).parts) for p in (REPO_ROOT / "hf_swa").rglob("__init__.py")
-    }
+    on_disk = {".".join(p.parent.relative_to(REPO_ROOT).parts) for p in (REPO_ROOT / "hf_swa").rglob("__init__.py")}
     assert on_disk - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
     assert setuptools_cfg["package-dir"]["hf_swa.model_cards"] == "model_cards"
     assert "*.md" in setuptools_cfg["package-data"]["hf_swa.model_cards"]
@@ -263,14 +279,30 @@ def test_pyproject_lists_every_subpackage_and_maps_model_cards():
 def test_template_ships_in_a_non_editable_install(tmp_path):
     source = tmp_path / "src"
     shutil.copytree(
-        REPO_ROOT, source,
-        ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "outputs", ".venv", ".pytest_cache"),
+        REPO_ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", "build", "*.egg-info", "__pycache__", "outputs", ".venv", ".pytest_cache"
+        ),
     )
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", str(source), "--no-deps", "--no-build-isolation",
-         "--target", str(target), "-q", "--disable-pip-version-check"],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            "-q",
+            "--disable-pip-version-check",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     assert (target / "hf_swa" / "model_cards" / hub.TEMPLATE_NAME).is_file()
     probe = (
@@ -280,14 +312,15 @@ def test_template_ships_in_a_non_editable_install(tmp_path):
         "print(h.render_model_card({'n_averaged': 3}).text)\n"
     ) % (str(target), hub.TEMPLATE_NAME)
     env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "| Snapshots averaged (`n_averaged`) | 3 |" in out.stdout
 
 
 @pytest.mark.slow
 def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
-    from glue_fixtures import save_tiny_bert, sentiment_rows, write_rows
     from safetensors.torch import load_file
 
     model = save_tiny_bert(tmp_path / "bert")
@@ -297,12 +330,33 @@ def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
     with FakeHub() as fake:
         env = hub_env(fake.url, tmp_path / "hf_home")
         done = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "scripts" / "run_glue.py"), "--model_name_or_path", str(model),
-             "--task_name", "sst2", "--train_file", str(train), "--validation_file", str(dev), "--do_train",
-             "--do_eval", "--output_dir", str(out), "--max_steps", "6", "--per_device_train_batch_size", "8",
-             "--learning_rate", "5e-3", "--save_strategy", "steps", "--save_steps", "2", "--report_to", "none",
-             "--use_cpu", "--push_to_hub", "--hub_model_id", "me/sst2-swa", "--disable_tqdm", "True"],
-            env=env, capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                str(REPO_ROOT / "scripts" / "run_glue.py"),
+                *flags(
+                    model_name_or_path=model,
+                    task_name="sst2",
+                    train_file=train,
+                    validation_file=dev,
+                    do_train=True,
+                    do_eval=True,
+                    output_dir=out,
+                    max_steps=6,
+                    per_device_train_batch_size=8,
+                    learning_rate="5e-3",
+                    save_strategy="steps",
+                    save_steps=2,
+                    report_to="none",
+                    use_cpu=True,
+                    push_to_hub=True,
+                    hub_model_id="me/sst2-swa",
+                    disable_tqdm="True",
+                ),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert done.returncode == 0, done.stderr[-3000:]
     repo = fake.repos["me/sst2-swa"]
@@ -311,10 +365,11 @@ def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
     assert {"config.json", "model.safetensors", CONFIG_FILE, "README.md"} <= set(pushed)
     assert not any(name.startswith("checkpoint-") for name in pushed)
     assert pushed["model.safetensors"] == (out / "model.safetensors").read_bytes()
-    # What was pushed is the average of steps 3-6 (GLUE default swa_start=0.5), as in the final checkpoint.
-    final = load_file(str(out / "checkpoint-6" / "model.safetensors"))
+    # What was pushed is the average of steps 3-6 (GLUE default swa_start=0.5): the SWA state of the final
+    # checkpoint, which itself holds the live weights.
+    averages = checkpoint_swa_average(out / "checkpoint-6")
     saved = load_file(str(out / "model.safetensors"))
-    assert all(torch.equal(final[k], saved[k]) for k in saved)
+    assert all(torch.equal(averages[k], saved[k]) for k in averages)
     assert json.loads(pushed[CONFIG_FILE])["n_averaged"] == 4
     card = pushed["README.md"].decode()
     assert "| Snapshots averaged (`n_averaged`) | 4 |" in card

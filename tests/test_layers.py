@@ -23,7 +23,7 @@ HEAVY = ("datasets", "evaluate", "matplotlib", "sklearn", "pandas")
 ENGINE = ("averaging", "strategies", "distributed", "checkpoint")
 APPLICATIONS = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
 # Which extra a user of each application installs (the core's own dependencies come with every extra).
-EXTRA_OF = {"glue": "glue", "hub": "glue", "demo": "demo"}
+EXTRA_OF = {"glue": "glue", "hub": "glue", "demo": "demo", "posthoc": "glue"}
 
 
 def imported_after(code: str) -> set:
@@ -91,7 +91,7 @@ def test_no_import_circle_between_modules():
 
     def visit(name):
         if name in visiting:
-            raise AssertionError("import circle: " + " -> ".join(visiting[visiting.index(name):] + [name]))
+            raise AssertionError("import circle: " + " -> ".join(visiting[visiting.index(name) :] + [name]))
         if name in done:
             return
         visiting.append(name)
@@ -148,3 +148,15 @@ def test_extras_declare_what_the_applications_import():
         assert application in EXTRA_OF, f"hf_swa/{application}/ is new: say in EXTRA_OF which extra its users install"
         extra = EXTRA_OF[application]
         assert_declared(sorted((PACKAGE / application).rglob("*.py")), declared(extra, project), f"the [{extra}] extra")
+
+
+def test_application_modules_and_functions_stay_small():
+    """A module past ~400 lines or a function past ~60 is asking to be split."""
+    for application in APPLICATIONS:
+        for path in sorted((PACKAGE / application).rglob("*.py")):
+            source = path.read_text(encoding="utf-8")
+            assert len(source.splitlines()) <= 400, f"{path.relative_to(REPO)}: split this module"
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = node.end_lineno - node.lineno + 1
+                    assert length <= 60, f"{path.relative_to(REPO)}: {node.name} is {length} lines, split it"

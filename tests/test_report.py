@@ -17,19 +17,29 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Final scores per task, variant and seed. On sst2 SWA beats the baseline; on rte it is worse.
 SST2 = {
     "baseline": {1: {"accuracy": 0.9071}, 2: {"accuracy": 0.9128}, 3: {"accuracy": 0.9014}},
-    "swa": {1: {"accuracy": 0.9117, "swa_accuracy": 0.9186}, 2: {"accuracy": 0.9048, "swa_accuracy": 0.9209},
-            3: {"accuracy": 0.9094, "swa_accuracy": 0.9163}},
+    "swa": {
+        1: {"accuracy": 0.9117, "swa_accuracy": 0.9186},
+        2: {"accuracy": 0.9048, "swa_accuracy": 0.9209},
+        3: {"accuracy": 0.9094, "swa_accuracy": 0.9163},
+    },
 }
 RTE = {
     "baseline": {1: {"accuracy": 0.6643}, 2: {"accuracy": 0.6823}, 3: {"accuracy": 0.6715}},
-    "swa": {1: {"accuracy": 0.6751, "swa_accuracy": 0.6498}, 2: {"accuracy": 0.6606, "swa_accuracy": 0.6570},
-            3: {"accuracy": 0.6859, "swa_accuracy": 0.6643}},
+    "swa": {
+        1: {"accuracy": 0.6751, "swa_accuracy": 0.6498},
+        2: {"accuracy": 0.6606, "swa_accuracy": 0.6570},
+        3: {"accuracy": 0.6859, "swa_accuracy": 0.6643},
+    },
 }
 MRPC = {  # two metrics (main: f1) and run_glue's combined_score, which is not compared
-    "baseline": {1: {"f1": 0.88, "accuracy": 0.83, "combined_score": 0.855},
-                 2: {"f1": 0.89, "accuracy": 0.84, "combined_score": 0.865}},
-    "swa": {1: {"f1": 0.90, "accuracy": 0.85, "swa_f1": 0.91, "swa_accuracy": 0.86, "swa_combined_score": 0.885},
-            2: {"f1": 0.89, "accuracy": 0.84, "swa_f1": 0.905, "swa_accuracy": 0.855}},
+    "baseline": {
+        1: {"f1": 0.88, "accuracy": 0.83, "combined_score": 0.855},
+        2: {"f1": 0.89, "accuracy": 0.84, "combined_score": 0.865},
+    },
+    "swa": {
+        1: {"f1": 0.90, "accuracy": 0.85, "swa_f1": 0.91, "swa_accuracy": 0.86, "swa_combined_score": 0.885},
+        2: {"f1": 0.89, "accuracy": 0.84, "swa_f1": 0.905, "swa_accuracy": 0.855},
+    },
 }
 
 
@@ -39,7 +49,9 @@ def write_runs(root: Path, task: str, runs: dict) -> None:
             folder = root / task / variant / f"seed{seed}"
             folder.mkdir(parents=True)
             metrics = {f"eval_{k}": v for k, v in scores.items()}
-            metrics.update(eval_loss=0.3, eval_runtime=2.0, eval_samples_per_second=400.0, epoch=3.0, train_runtime=60.0)
+            metrics.update(
+                eval_loss=0.3, eval_runtime=2.0, eval_samples_per_second=400.0, epoch=3.0, train_runtime=60.0
+            )
             (folder / "all_results.json").write_text(json.dumps(metrics))
             history = [{"loss": 0.5, "step": 10}]  # a training log line: no eval key, must be skipped
             for step in (50, 100):
@@ -74,11 +86,18 @@ def report_md(tmp_path) -> tuple[Path, str]:
 def test_table_holds_independently_computed_means_stds_and_deltas(report_md):
     _, md = report_md
     for task, runs in (("sst2", SST2), ("rte", RTE)):
-        base, swa, live = (values(runs, "baseline", "accuracy"), values(runs, "swa", "swa_accuracy"),
-                           values(runs, "swa", "accuracy"))
+        base, swa, live = (
+            values(runs, "baseline", "accuracy"),
+            values(runs, "swa", "swa_accuracy"),
+            values(runs, "swa", "accuracy"),
+        )
         row = table_row(md, task, "**accuracy** (main)")
         assert row[2:] == [
-            mean_std(base), mean_std(swa), f"{(swa.mean() - base.mean()) * 100:+.2f}", mean_std(live), "3 / 3",
+            mean_std(base),
+            mean_std(swa),
+            f"{(swa.mean() - base.mean()) * 100:+.2f}",
+            mean_std(live),
+            "3 / 3",
         ]
     # GLUE average: mean over tasks of the main metric's mean, per side.
     tasks = (SST2, RTE)
@@ -86,8 +105,12 @@ def test_table_holds_independently_computed_means_stds_and_deltas(report_md):
     avg_swa = np.mean([values(r, "swa", "swa_accuracy").mean() for r in tasks])
     avg_live = np.mean([values(r, "swa", "accuracy").mean() for r in tasks])
     row = table_row(md, "**GLUE average**", "main metrics of 2 task(s)")
-    assert row[2:6] == [f"{avg_base * 100:.2f}", f"{avg_swa * 100:.2f}", f"{(avg_swa - avg_base) * 100:+.2f}",
-                        f"{avg_live * 100:.2f}"]
+    assert row[2:6] == [
+        f"{avg_base * 100:.2f}",
+        f"{avg_swa * 100:.2f}",
+        f"{(avg_swa - avg_base) * 100:+.2f}",
+        f"{avg_live * 100:.2f}",
+    ]
 
 
 def test_task_where_swa_was_worse_is_shown_with_negative_delta_and_verdict(report_md):
@@ -132,11 +155,25 @@ def test_every_metric_is_compared_main_first_and_loss_is_not(tmp_path):
 
 
 def test_mnli_mismatched_is_its_own_row_and_folded_into_the_glue_average(tmp_path):
-    write_runs(tmp_path, "mnli", {  # as run_glue writes it: every eval key again with _mm
-        "baseline": {1: {"accuracy": 0.84, "accuracy_mm": 0.85, "loss_mm": 0.5, "runtime_mm": 3.0, "samples_mm": 98}},
-        "swa": {1: {"accuracy": 0.845, "accuracy_mm": 0.85, "swa_accuracy": 0.85, "swa_accuracy_mm": 0.86,
-                    "swa_runtime_mm": 3.0, "samples_mm": 98}},
-    })
+    write_runs(
+        tmp_path,
+        "mnli",
+        {  # as run_glue writes it: every eval key again with _mm
+            "baseline": {
+                1: {"accuracy": 0.84, "accuracy_mm": 0.85, "loss_mm": 0.5, "runtime_mm": 3.0, "samples_mm": 98}
+            },
+            "swa": {
+                1: {
+                    "accuracy": 0.845,
+                    "accuracy_mm": 0.85,
+                    "swa_accuracy": 0.85,
+                    "swa_accuracy_mm": 0.86,
+                    "swa_runtime_mm": 3.0,
+                    "samples_mm": 98,
+                }
+            },
+        },
+    )
     summary = summarize(collect_runs(tmp_path))
     (mnli,) = summary.tasks
     assert [m.metric for m in mnli.metrics] == ["accuracy", "accuracy_mm"]
@@ -167,8 +204,12 @@ def test_cli_collect_only(tmp_path, capsys):
     import glue_report
 
     write_runs(tmp_path / "runs", "rte", RTE)
-    assert glue_report.main(["--runs_root", str(tmp_path / "runs"), "--output_dir", str(tmp_path / "out"),
-                             "--collect_only"]) == 0
+    assert (
+        glue_report.main(
+            ["--runs_root", str(tmp_path / "runs"), "--output_dir", str(tmp_path / "out"), "--collect_only"]
+        )
+        == 0
+    )
     assert (tmp_path / "out" / "glue_report.md").is_file() and (tmp_path / "out" / "glue_report.png").is_file()
     assert "SWA did not help" in capsys.readouterr().out
     assert glue_report.main(["--runs_root", str(tmp_path / "empty"), "--collect_only"]) == 2
@@ -187,8 +228,10 @@ def test_average_row_only_for_several_tasks_and_named_glue_only_for_glue(tmp_pat
 
 
 def test_mnli_verdict_uses_the_matched_mismatched_mean_like_the_average(tmp_path):
-    runs = {"baseline": {1: {"accuracy": 0.80, "accuracy_mm": 0.70}},
-            "swa": {1: {"accuracy": 0.79, "accuracy_mm": 0.75, "swa_accuracy": 0.79, "swa_accuracy_mm": 0.75}}}
+    runs = {
+        "baseline": {1: {"accuracy": 0.80, "accuracy_mm": 0.70}},
+        "swa": {1: {"accuracy": 0.79, "accuracy_mm": 0.75, "swa_accuracy": 0.79, "swa_accuracy_mm": 0.75}},
+    }
     write_runs(tmp_path, "mnli", runs)
     md = report.write_report(tmp_path, tmp_path).read_text()
     verdict = next(line for line in md.splitlines() if line.startswith("- **mnli**"))

@@ -98,25 +98,26 @@ def test_callback_on_plain_trainer_for_causal_lm(tmp_path):
     assert max_relative_error(trainable_float_weights(reloaded), mean) <= 1e-6
 
 
-def test_saved_model_and_final_checkpoint_hold_the_average(tmp_path):
+def test_saved_model_holds_the_average_and_checkpoints_the_live_weights(tmp_path):
     max_steps = 8
     steps = expected_snapshot_steps(0.5, 1, max_steps)
-    recorder = SnapshotRecorder(steps)
+    recorder = SnapshotRecorder(steps + [4])
     args = swa_args(tmp_path, max_steps=max_steps, swa_start=0.5, swa_lr=5e-3, save_strategy="steps", save_steps=4)
     trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(32),
                          callbacks=[recorder])
     trainer.train()
-    mean = recorder.mean()
+    live_4 = recorder.snapshots[4]  # step 4 is a snapshot too (swa_start=0.5 of 8 steps)
+    mean = {n: torch.stack([recorder.snapshots[s][n] for s in steps]).mean(0) for n in live_4}
     out = tmp_path / "out"
 
-    # The final checkpoint is written after the last step and before on_train_end: it holds the average.
-    final_ckpt = load_file(str(out / "checkpoint-8" / "model.safetensors"))
-    assert max_relative_error({k: final_ckpt[k] for k in mean}, mean) <= 1e-6
-    assert json.loads((out / "checkpoint-8" / "swa_config.json").read_text())["n_averaged"] == len(steps)
-    # The mid-training checkpoint holds the live weights of step 4 (before averaging began).
-    mid_ckpt = load_file(str(out / "checkpoint-4" / "model.safetensors"))
-    assert max_relative_error({k: mid_ckpt[k] for k in mean}, recorder.snapshots[4]) <= 1e-7
-    assert not (out / "checkpoint-4" / "swa_config.json").exists()
+    # Every checkpoint, the final one too, holds the live weights of its step, as a plain Trainer's would,
+    # with the SWA state beside them; swa_config.json marks averaged models only.
+    for step in (4, 8):
+        checkpoint = load_file(str(out / f"checkpoint-{step}" / "model.safetensors"))
+        assert all(torch.equal(checkpoint[k].double(), v) for k, v in recorder.snapshots[step].items())
+        assert not (out / f"checkpoint-{step}" / "swa_config.json").exists()
+    state = json.loads((out / "checkpoint-8" / "swa_state.json").read_text())
+    assert state["n_averaged"] == len(steps) and state["holds_averages"] is False
 
     trainer.save_model(str(tmp_path / "final"))
     files = set(os.listdir(tmp_path / "final"))

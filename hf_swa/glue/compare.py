@@ -74,7 +74,12 @@ def run_comparison(
                 logger.info("%s: finished already, skipped", output_dir)
                 continue
             args = dataclasses.replace(
-                training_args, output_dir=output_dir, seed=seed, swa=(mode == "swa"), do_train=True, do_eval=True,
+                training_args,
+                output_dir=output_dir,
+                seed=seed,
+                swa=(mode == "swa"),
+                do_train=True,
+                do_eval=True,
                 push_to_hub=False,  # every checkpoint and the baseline would go up: push a chosen run afterwards
             )
             logger.info("Running %s on %s, seed %d -> %s", mode, task, seed, output_dir)

@@ -280,7 +280,7 @@ def prediction_splits(raw: datasets.DatasetDict, task_name: Optional[str] = None
     if not task_name:
         return [("test", "predictions")] if "test" in raw else []
     task = get_task(task_name)
-    return [(split, stem) for split, stem in zip(task.test_splits, task.submission_names) if split in raw]
+    return [(split, stem) for split, stem in zip(task.test_splits, task.submission_names, strict=True) if split in raw]
 
 
 def example_ids(dataset: datasets.Dataset) -> list:
@@ -314,7 +314,9 @@ def tokenize_datasets(
     if max_seq_length > tokenizer.model_max_length:
         logger.warning(
             "max_seq_length=%d is longer than the tokenizer's model_max_length=%d; using %d.",
-            max_seq_length, tokenizer.model_max_length, tokenizer.model_max_length,
+            max_seq_length,
+            tokenizer.model_max_length,
+            tokenizer.model_max_length,
         )
         max_seq_length = tokenizer.model_max_length
 

@@ -221,9 +221,7 @@ def align_with_model_config(config, info: LabelInfo, *, training: bool, task_nam
             config.label2id = label2id
             config.id2label = {i: name for name, i in label2id.items()}
             return label2id
-        message = (
-            f"The model was fine-tuned on classes {sorted(current, key=str)} but the data has {info.label_list}."
-        )
+        message = f"The model was fine-tuned on classes {sorted(current, key=str)} but the data has {info.label_list}."
         if not training:
             raise ValueError(message + " Evaluating or predicting with it would be meaningless; train it first.")
         logger.warning("%s Training a new classification head for the data's classes.", message)

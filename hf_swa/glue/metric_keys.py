@@ -28,10 +28,30 @@ from typing import Any, Optional
 from hf_swa.candidates import CANDIDATE_NAME_PATTERN
 from hf_swa.selection import LIVE
 
-__all__ = ["ALL_RESULTS_FILE", "RESULTS_FILES", "TRAIN_RESULTS_FILE", "LIVE_PREFIX", "AVERAGED_PREFIX", "MISMATCHED_SUFFIX", "COMBINED_SCORE", "BOOKKEEPING",
-           "CHOSEN", "CHOSEN_NAME_KEY", "LIVE", "metric_names", "is_lower_better", "is_score", "is_bookkeeping",
-           "weights_and_metric", "score_key", "chosen_scores", "SELECT_PREFIX", "select_key", "selection_scores",
-           "candidate_order"]
+__all__ = [
+    "ALL_RESULTS_FILE",
+    "RESULTS_FILES",
+    "TRAIN_RESULTS_FILE",
+    "LIVE_PREFIX",
+    "AVERAGED_PREFIX",
+    "MISMATCHED_SUFFIX",
+    "COMBINED_SCORE",
+    "BOOKKEEPING",
+    "CHOSEN",
+    "CHOSEN_NAME_KEY",
+    "LIVE",
+    "metric_names",
+    "is_lower_better",
+    "is_score",
+    "is_bookkeeping",
+    "weights_and_metric",
+    "score_key",
+    "chosen_scores",
+    "SELECT_PREFIX",
+    "select_key",
+    "selection_scores",
+    "candidate_order",
+]
 
 ALL_RESULTS_FILE = "all_results.json"
 #: What a run's folder may hold, best first: every metric, or the evaluation alone.

@@ -57,10 +57,15 @@ _INTRO_SELECTED = (
 
 def _columns(selected: bool) -> list:
     if selected:
-        return ["| Task | Metric | Baseline | SWA | SWA (chosen) | Δ chosen − baseline | SWA live "
-                "| Seeds (baseline / SWA) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    return ["| Task | Metric | Baseline | SWA | Δ SWA − baseline | SWA live | Seeds (baseline / SWA) |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+        return [
+            "| Task | Metric | Baseline | SWA | SWA (chosen) | Δ chosen − baseline | SWA live "
+            "| Seeds (baseline / SWA) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    return [
+        "| Task | Metric | Baseline | SWA | Δ SWA − baseline | SWA live | Seeds (baseline / SWA) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
 
 
 def _shipped_cell(value: str, selected: bool) -> str:
@@ -79,8 +84,15 @@ def render_markdown(summary: ReportSummary, scale: float = 100.0, plot_name: Opt
         "# SWA vs baseline",
         "",
         (_INTRO_SELECTED if selected else _INTRO).format(scale=scale),
-        *([f"The {average_name} is the mean over tasks of each task's main metric (MNLI: matched and mismatched "
-            "averaged).", ""] if show_average else [""]),
+        *(
+            [
+                f"The {average_name} is the mean over tasks of each task's main metric (MNLI: matched and mismatched "
+                "averaged).",
+                "",
+            ]
+            if show_average
+            else [""]
+        ),
         *_columns(selected),
     ]
     for task in summary.tasks:
@@ -125,7 +137,9 @@ def render_candidates(summary: ReportSummary, scale: float = 100.0) -> list:
         return []
     names = sorted({name for t in tasks for name in t.candidates.names}, key=candidate_order)
     lines = [
-        "", "## Candidates", "",
+        "",
+        "## Candidates",
+        "",
         f"Means over each task's SWA runs. *eval*: on the evaluation set (×{scale:g}); *selection*: on the "
         "held-out data the choice was made on (losses not scaled); *chosen*: how many seeds shipped it. "
         "`live` is the last-step weights.",
@@ -140,17 +154,23 @@ def render_candidates(summary: ReportSummary, scale: float = 100.0) -> list:
             rows.append((f"eval {c.metric}", [_score(c.eval_means.get(n), c.metric, scale) for n in names]))
         if c.select_means:
             better = "lower" if is_lower_better(c.select_metric) else "higher"
-            rows.append((f"selection {c.select_metric} ({better} is better)",
-                         [_score(c.select_means.get(n), c.select_metric, scale) for n in names]))
+            rows.append(
+                (
+                    f"selection {c.select_metric} ({better} is better)",
+                    [_score(c.select_means.get(n), c.select_metric, scale) for n in names],
+                )
+            )
         if c.chosen_by_seed:
             rows.append((f"chosen (of {len(c.chosen_by_seed)} seeds)", [str(c.times_chosen(n)) for n in names]))
         lines += [f"| {task.task} | {label} | " + " | ".join(cells) + " |" for label, cells in rows]
     chosen = [t for t in tasks if t.candidates.chosen_by_seed]
     if chosen:
         lines += ["", "Chosen per seed:", ""]
-        lines += [f"- **{t.task}**: " + ", ".join(f"seed {seed} → `{name}`"
-                                                   for seed, name in t.candidates.chosen_by_seed.items())
-                  for t in chosen]
+        lines += [
+            f"- **{t.task}**: "
+            + ", ".join(f"seed {seed} → `{name}`" for seed, name in t.candidates.chosen_by_seed.items())
+            for t in chosen
+        ]
     return lines
 
 
@@ -204,8 +224,11 @@ def _to_json(summary: ReportSummary) -> dict:
         return {**sides, "delta": num(m.delta)}
 
     def task(t) -> dict:
-        out = {"main_metric": t.main_metric, "verdict": t.verdict(),
-               "metrics": {m.metric: comparison(m) for m in t.metrics}}
+        out = {
+            "main_metric": t.main_metric,
+            "verdict": t.verdict(),
+            "metrics": {m.metric: comparison(m) for m in t.metrics},
+        }
         if t.candidates is not None:
             out["candidates"] = dataclasses.asdict(t.candidates)
         return out

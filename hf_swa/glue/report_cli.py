@@ -27,7 +27,9 @@ from hf_swa.glue.report import write_report
 @dataclass
 class ReportArguments:
     runs_root: str = field(default="outputs/glue", metadata={"help": "Folder of <task>/<baseline|swa>/seed<k>/ runs."})
-    report_dir: Optional[str] = field(default=None, metadata={"help": "Where to write the report (default: runs_root)."})
+    report_dir: Optional[str] = field(
+        default=None, metadata={"help": "Where to write the report (default: runs_root)."}
+    )
     tasks: Optional[list[str]] = field(default=None, metadata={"help": "GLUE tasks to run (default: --task_name)."})
     seeds: list[int] = field(default_factory=lambda: [42], metadata={"help": "Seeds; each runs baseline and SWA."})
     main_metric: Optional[list[str]] = field(
@@ -83,8 +85,9 @@ def run_and_report(argv) -> int:
     tasks = [get_task(task).name if task else task for task in tasks]  # an unknown task fails here, not later
     for task in tasks:
         data_args.task_name = task
-        run_comparison(model_args, data_args, training_args, report_args.seeds, report_args.runs_root,
-                       task_label=task or None)
+        run_comparison(
+            model_args, data_args, training_args, report_args.seeds, report_args.runs_root, task_label=task or None
+        )
     return report(report_args.runs_root, report_args.report_dir, report_args.main_metric)
 
 

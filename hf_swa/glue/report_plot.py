@@ -18,10 +18,17 @@ def _curve(runs: Sequence[RunResult], key: str) -> tuple:
             if key in entry and "step" in entry:
                 by_step.setdefault(entry["step"], []).append(float(entry[key]))
     steps = sorted(by_step)
-    return steps, [statistics.fmean(by_step[s]) for s in steps], [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
+    return (
+        steps,
+        [statistics.fmean(by_step[s]) for s in steps],
+        [min(by_step[s]) for s in steps],
+        [max(by_step[s]) for s in steps],
+    )
 
 
-def plot_curves(runs: Sequence[RunResult], summary: ReportSummary, path: Union[str, Path], scale: float = 100.0) -> Path:
+def plot_curves(
+    runs: Sequence[RunResult], summary: ReportSummary, path: Union[str, Path], scale: float = 100.0
+) -> Path:
     """PNG of each task's main metric over training steps: baseline, SWA live and SWA averaged."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -32,10 +39,12 @@ def plot_curves(runs: Sequence[RunResult], summary: ReportSummary, path: Union[s
     fig = Figure(figsize=(5 * cols, 3.6 * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    series = (("baseline", "eval_{}", "baseline", "tab:gray", "--"),
-              ("swa", "eval_{}", "SWA run, live weights", "tab:blue", "-"),
-              ("swa", "eval_swa_{}", "SWA run, averaged weights", "tab:orange", "-"))
-    for ax, task in zip(axes, summary.tasks):
+    series = (
+        ("baseline", "eval_{}", "baseline", "tab:gray", "--"),
+        ("swa", "eval_{}", "SWA run, live weights", "tab:blue", "-"),
+        ("swa", "eval_swa_{}", "SWA run, averaged weights", "tab:orange", "-"),
+    )
+    for ax, task in zip(axes, summary.tasks, strict=False):  # the grid may have more axes than tasks
         drawn = False
         for variant, key, label, color, style in series:
             task_runs = [r for r in runs if r.task == task.task and r.variant == variant]
@@ -53,7 +62,7 @@ def plot_curves(runs: Sequence[RunResult], summary: ReportSummary, path: Union[s
             ax.legend(fontsize="small")
         else:
             ax.text(0.5, 0.5, "no eval logs in trainer_state.json", ha="center", va="center", transform=ax.transAxes)
-    for ax in axes[len(summary.tasks):]:
+    for ax in axes[len(summary.tasks) :]:
         ax.set_visible(False)
     path = Path(path)
     fig.savefig(path, dpi=110)

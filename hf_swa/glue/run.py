@@ -111,8 +111,10 @@ class DataTrainingArguments:
     DEFAULT_SWA_SELECT_SPLIT: ClassVar[Optional[float]] = None
     swa_select_split: Optional[float] = field(
         default=DEFAULT_SWA_SELECT_SPLIT,
-        metadata={"help": "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by "
-                  "data_seed or seed) to choose among the SWA candidates on; a --no_swa run holds out the same rows."},
+        metadata={
+            "help": "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by "
+            "data_seed or seed) to choose among the SWA candidates on; a --no_swa run holds out the same rows."
+        },
     )
 
     def __post_init__(self):
@@ -153,8 +155,10 @@ class GlueTrainingArguments(SWATrainingArguments):
 
     swa_windows: int = field(
         default=DEFAULT_SWA_WINDOWS,
-        metadata={"help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
-                  "snapshots from each later window start on (1: the classic average only)."},
+        metadata={
+            "help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
+            "snapshots from each later window start on (1: the classic average only)."
+        },
     )
     swa_ema_decays: list[float] = field(
         default_factory=lambda: list(GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS),
@@ -162,8 +166,10 @@ class GlueTrainingArguments(SWATrainingArguments):
     )
     swa_select_metric: Optional[str] = field(
         default=DEFAULT_SWA_SELECT_METRIC,
-        metadata={"help": "Score every candidate and the live weights on the selection data (--swa_select_split, "
-                  "else the eval set) at the end of training and ship the best, by this metric (loss, accuracy, ...)."},
+        metadata={
+            "help": "Score every candidate and the live weights on the selection data (--swa_select_split, "
+            "else the eval set) at the end of training and ship the best, by this metric (loss, accuracy, ...)."
+        },
     )
     swa_start: str = field(
         default="0.5",
@@ -197,8 +203,11 @@ def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArg
         task = get_task(task_name)
         return LabelInfo(list(task.label_names), is_regression=task.is_regression)
     config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path, cache_dir=model_args.cache_dir, revision=model_args.model_revision,
-        token=model_args.token, trust_remote_code=model_args.trust_remote_code,
+        model_args.model_name_or_path,
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
     )
     if config.problem_type == "regression":
         return LabelInfo([], is_regression=True)
@@ -243,7 +252,7 @@ def write_submission(path: str, ids, predictions, label_names: Optional[list[str
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["index", "prediction"])
-        for index, prediction in zip(ids, predictions):
+        for index, prediction in zip(ids, predictions, strict=True):
             value = f"{float(prediction):.3f}" if label_names is None else label_names[int(prediction)]
             writer.writerow([index, value])
 
@@ -377,9 +386,7 @@ def _predict(trainer: SWATrainer, raw, data, predict_splits, task_name, label_in
             logger.info("Wrote %d predictions to %s", len(predictions), path)
 
 
-def run_glue(
-    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SWATrainingArguments
-) -> dict:
+def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SWATrainingArguments) -> dict:
     """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return all metrics.
 
     Evaluation reports the live weights as ``eval_*`` and the SWA average as
@@ -398,9 +405,13 @@ def run_glue(
     training_args.average_tokens_across_devices = False
     set_seed(training_args.seed)
     raw, eval_splits, predict_splits = _load_splits(data_args, model_args, training_args)
-    label_info, model, tokenizer, label2id, data = _model_and_data(raw, eval_splits, model_args, data_args, training_args)
+    label_info, model, tokenizer, label2id, data = _model_and_data(
+        raw, eval_splits, model_args, data_args, training_args
+    )
     compute_metrics = make_compute_metrics(
-        data_args.task_name, num_labels=model.config.num_labels, is_regression=label_info.is_regression,
+        data_args.task_name,
+        num_labels=model.config.num_labels,
+        is_regression=label_info.is_regression,
         positive_label_id=_positive_label_id(data_args.task_name, label2id),
     )
     held_out = None
@@ -425,6 +436,14 @@ def run_glue(
     if training_args.do_eval:
         results.update(_evaluate(trainer, data, eval_splits))
     if training_args.do_predict:
-        _predict(trainer, raw, data, predict_splits, data_args.task_name, label_info, model.config.id2label,
-                 training_args.output_dir)
+        _predict(
+            trainer,
+            raw,
+            data,
+            predict_splits,
+            data_args.task_name,
+            label_info,
+            model.config.id2label,
+            training_args.output_dir,
+        )
     return results

@@ -33,8 +33,17 @@ from hf_swa.glue.metric_keys import CHOSEN_NAME_KEY, select_key
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SELECT_SPLIT", "SELECT_ROWS_FILE", "check_share", "selection_rows", "split_rows",
-           "hold_out_selection_rows", "write_selection_rows", "check_select_metric", "selection_results"]
+__all__ = [
+    "SELECT_SPLIT",
+    "SELECT_ROWS_FILE",
+    "check_share",
+    "selection_rows",
+    "split_rows",
+    "hold_out_selection_rows",
+    "write_selection_rows",
+    "check_select_metric",
+    "selection_results",
+]
 
 #: The name of the held-out split among the data set's splits.
 SELECT_SPLIT = "swa_select"
@@ -114,8 +123,11 @@ def hold_out_selection_rows(data, id2label: Optional[dict], share: float, traini
     data[SELECT_SPLIT] = train.select(held_out)
     data["train"] = train.select(split_rows(len(train), held_out))
     if training_args.swa and not training_args.swa_select_metric:
-        logger.warning("--swa_select_split %s holds out %d training rows, but no --swa_select_metric uses them.",
-                       share, len(held_out))
+        logger.warning(
+            "--swa_select_split %s holds out %d training rows, but no --swa_select_metric uses them.",
+            share,
+            len(held_out),
+        )
     return {"swa_select_split": share, "seed": seed, "train_rows": len(train), "held_out_rows": held_out}
 
 

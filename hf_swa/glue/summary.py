@@ -50,12 +50,21 @@ from hf_swa.glue.metric_keys import (
 )
 from hf_swa.glue.tasks import find_task
 
-__all__ = ["VARIANTS", "RunResult", "Stat", "MetricComparison", "TaskSummary", "ReportSummary",
-           "collect_runs", "summarize"]
+__all__ = [
+    "VARIANTS",
+    "RunResult",
+    "Stat",
+    "MetricComparison",
+    "TaskSummary",
+    "ReportSummary",
+    "collect_runs",
+    "summarize",
+]
 
 VARIANTS = ("baseline", "swa")
 STATE_FILE = "trainer_state.json"
 _SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -256,13 +265,16 @@ def _metric_names(runs: Sequence[RunResult]) -> list:
     """The scores any run reports (losses and run_glue's combined score are not compared)."""
     return sorted({name for run in runs for name in metric_names(run.metrics) if is_score(name)})
 
+
 def summarize(runs: Sequence[RunResult], main_metrics: Optional[Mapping[str, str]] = None) -> ReportSummary:
     """Group runs by task and compare baseline with SWA on every metric they report."""
     notes = []
     by_task: dict = {}
     for run in runs:
         if not run.complete:
-            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {ALL_RESULTS_FILE} (did the run finish?); left out.")
+            notes.append(
+                f"{run.task}/{run.variant}/seed{run.seed}: no {ALL_RESULTS_FILE} (did the run finish?); left out."
+            )
             continue
         by_task.setdefault(run.task, []).append(run)
     tasks = []
@@ -286,8 +298,15 @@ def summarize(runs: Sequence[RunResult], main_metrics: Optional[Mapping[str, str
             if r.score(main, "swa") is None:
                 notes.append(f"{task}/swa/seed{r.seed}: no eval_swa_{main} (no snapshot taken?); left out of SWA.")
         comparisons = [_compare(task, name, baseline, swa) for name in [main] + [n for n in names if n != main]]
-        tasks.append(TaskSummary(task, main, comparisons, _compare(task, main, baseline, swa, fold_mm=True),
-                                 summarize_candidates(task, main, swa)))
+        tasks.append(
+            TaskSummary(
+                task,
+                main,
+                comparisons,
+                _compare(task, main, baseline, swa, fold_mm=True),
+                summarize_candidates(task, main, swa),
+            )
+        )
     return ReportSummary(tasks, notes)
 
 
@@ -297,5 +316,6 @@ def _compare(task: str, metric: str, baseline: Sequence[RunResult], swa: Sequenc
         return Stat(tuple(v for v in scores if v is not None))
 
     selected = any(r.chosen is not None for r in swa)
-    return MetricComparison(task, metric, stat(baseline, LIVE), stat(swa, "swa"), stat(swa, LIVE), stat(swa, CHOSEN),
-                            selected)
+    return MetricComparison(
+        task, metric, stat(baseline, LIVE), stat(swa, "swa"), stat(swa, LIVE), stat(swa, CHOSEN), selected
+    )

@@ -84,38 +84,60 @@ GLUE_TASKS: dict[str, GlueTask] = {
     task.name: task
     for task in (
         GlueTask(
-            "cola", ("sentence",), ("unacceptable", "acceptable"),
-            ("matthews_correlation",), "matthews_correlation",
-            submission_names=("CoLA",), submission_labels=_BINARY01,
+            "cola",
+            ("sentence",),
+            ("unacceptable", "acceptable"),
+            ("matthews_correlation",),
+            "matthews_correlation",
+            submission_names=("CoLA",),
+            submission_labels=_BINARY01,
             purpose="judging whether a sentence is grammatically acceptable",
         ),
         GlueTask(
-            "sst2", ("sentence",), ("negative", "positive"),
-            ("accuracy",), "accuracy",
-            submission_names=("SST-2",), submission_labels=_BINARY01,
+            "sst2",
+            ("sentence",),
+            ("negative", "positive"),
+            ("accuracy",),
+            "accuracy",
+            submission_names=("SST-2",),
+            submission_labels=_BINARY01,
             purpose="classifying the sentiment of a sentence",
         ),
         GlueTask(
-            "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"),
-            ("accuracy", "f1"), "f1",
-            submission_names=("MRPC",), submission_labels=_BINARY01,
+            "mrpc",
+            ("sentence1", "sentence2"),
+            ("not_equivalent", "equivalent"),
+            ("accuracy", "f1"),
+            "f1",
+            submission_names=("MRPC",),
+            submission_labels=_BINARY01,
             purpose="deciding whether two sentences are paraphrases",
         ),
         GlueTask(
-            "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"),
-            ("accuracy", "f1"), "f1",
-            submission_names=("QQP",), submission_labels=_BINARY01,
+            "qqp",
+            ("question1", "question2"),
+            ("not_duplicate", "duplicate"),
+            ("accuracy", "f1"),
+            "f1",
+            submission_names=("QQP",),
+            submission_labels=_BINARY01,
             purpose="deciding whether two questions are duplicates",
         ),
         GlueTask(
-            "stsb", ("sentence1", "sentence2"), (),
-            ("pearson", "spearmanr"), "spearmanr",
+            "stsb",
+            ("sentence1", "sentence2"),
+            (),
+            ("pearson", "spearmanr"),
+            "spearmanr",
             submission_names=("STS-B",),
             purpose="scoring the semantic similarity of two sentences (regression)",
         ),
         GlueTask(
-            "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
-            ("accuracy",), "accuracy",
+            "mnli",
+            ("premise", "hypothesis"),
+            ("entailment", "neutral", "contradiction"),
+            ("accuracy",),
+            "accuracy",
             validation_splits=("validation_matched", "validation_mismatched"),
             test_splits=("test_matched", "test_mismatched"),
             submission_names=("MNLI-m", "MNLI-mm"),
@@ -123,21 +145,33 @@ GLUE_TASKS: dict[str, GlueTask] = {
             purpose="natural language inference (entailment, neutral, contradiction)",
         ),
         GlueTask(
-            "qnli", ("question", "sentence"), ("entailment", "not_entailment"),
-            ("accuracy",), "accuracy",
-            submission_names=("QNLI",), submission_labels=("entailment", "not_entailment"),
+            "qnli",
+            ("question", "sentence"),
+            ("entailment", "not_entailment"),
+            ("accuracy",),
+            "accuracy",
+            submission_names=("QNLI",),
+            submission_labels=("entailment", "not_entailment"),
             purpose="deciding whether a sentence answers a question",
         ),
         GlueTask(
-            "rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"),
-            ("accuracy",), "accuracy",
-            submission_names=("RTE",), submission_labels=("entailment", "not_entailment"),
+            "rte",
+            ("sentence1", "sentence2"),
+            ("entailment", "not_entailment"),
+            ("accuracy",),
+            "accuracy",
+            submission_names=("RTE",),
+            submission_labels=("entailment", "not_entailment"),
             purpose="recognising textual entailment",
         ),
         GlueTask(
-            "wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"),
-            ("accuracy",), "accuracy",
-            submission_names=("WNLI",), submission_labels=_BINARY01,
+            "wnli",
+            ("sentence1", "sentence2"),
+            ("not_entailment", "entailment"),
+            ("accuracy",),
+            "accuracy",
+            submission_names=("WNLI",),
+            submission_labels=_BINARY01,
             purpose="pronoun-resolution entailment",
         ),
     )
@@ -208,12 +242,9 @@ def glue_average(results: Mapping[str, Mapping[str, float]], prefix: str = "") -
         task = get_task(name)
         key = prefix + task.main_metric
         if key not in metrics:
-            raise KeyError(
-                f"{task.name}: metric {key!r} not found; available keys: {sorted(metrics)}"
-            )
+            raise KeyError(f"{task.name}: metric {key!r} not found; available keys: {sorted(metrics)}")
         values = [metrics[key]]
         if key + "_mm" in metrics:
             values.append(metrics[key + "_mm"])
         scores.append(sum(values) / len(values))
     return round(sum(scores) / len(scores), 10)
-

@@ -21,5 +21,15 @@ from hf_swa.hub.card import MODEL_CARD_NAME, TEMPLATE_NAME, render_model_card, w
 from hf_swa.hub.folder import find_weight_files, load_results, load_swa_config
 from hf_swa.hub.push import PUSH_IGNORE_PATTERNS, check_pushable, push_to_hub
 
-__all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "PUSH_IGNORE_PATTERNS", "load_swa_config", "load_results",
-           "find_weight_files", "check_pushable", "render_model_card", "write_model_card", "push_to_hub"]
+__all__ = [
+    "MODEL_CARD_NAME",
+    "TEMPLATE_NAME",
+    "PUSH_IGNORE_PATTERNS",
+    "load_swa_config",
+    "load_results",
+    "find_weight_files",
+    "check_pushable",
+    "render_model_card",
+    "write_model_card",
+    "push_to_hub",
+]

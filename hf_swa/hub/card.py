@@ -124,9 +124,14 @@ def _dataset(task: Optional[str], is_glue: bool, dataset_id: Optional[str], data
     return dataset_id, dataset_name
 
 
-def _eval_results(results: Mapping[str, Any], task: Optional[str], dataset_id: Optional[str],
-                  dataset_name: Optional[str], eval_split: str, shipped: Optional[ShippedWeights] = None
-                  ) -> list[EvalResult]:
+def _eval_results(
+    results: Mapping[str, Any],
+    task: Optional[str],
+    dataset_id: Optional[str],
+    dataset_name: Optional[str],
+    eval_split: str,
+    shipped: Optional[ShippedWeights] = None,
+) -> list[EvalResult]:
     """The shipped weights' scores as ``model-index`` entries (no losses, no combined score)."""
     if dataset_id is None:
         return []
@@ -158,8 +163,15 @@ def _eval_results(results: Mapping[str, Any], task: Optional[str], dataset_id: O
     return entries
 
 
-def _card_data(eval_results: list[EvalResult], *, title: str, task: Optional[str], dataset_id: Optional[str],
-               base_model: Optional[str], license: Optional[str], language: Optional[str]) -> ModelCardData:
+def _card_data(
+    eval_results: list[EvalResult],
+    title: str,
+    task: Optional[str],
+    dataset_id: Optional[str],
+    base_model: Optional[str],
+    license: Optional[str],
+    language: Optional[str],
+) -> ModelCardData:
     return ModelCardData(
         base_model=base_model,
         datasets=[dataset_id] if dataset_id else None,
@@ -174,8 +186,9 @@ def _card_data(eval_results: list[EvalResult], *, title: str, task: Optional[str
     )
 
 
-def _fill_template(card_data: ModelCardData, swa_config: Mapping[str, Any], results: Mapping[str, Any],
-                   **fields: Any) -> ModelCard:
+def _fill_template(
+    card_data: ModelCardData, swa_config: Mapping[str, Any], results: Mapping[str, Any], **fields: Any
+) -> ModelCard:
     """The card's text: the template filled with the settings, the results and ``fields``."""
     shipped = shipped_weights(swa_config)
     rows, better, worse = _result_rows(results, shipped.name)
@@ -209,6 +222,7 @@ def render_model_card(
     license: Optional[str] = None,
     language: Optional[str] = None,
     has_tokenizer: bool = False,
+    averaging_section: Optional[str] = None,
 ) -> ModelCard:
     """Build the model card of an averaged model.
 
@@ -219,9 +233,9 @@ def render_model_card(
             The averaged scores go into the ``model-index`` metadata.
         repo_id: where the model will live; used in "How to use" and as the default title.
         base_model: Hub id of the model that was fine-tuned (metadata ``base_model``).
-        task_name: a GLUE task (``"sst2"``) selects the GLUE dataset on the Hub and its config;
-            for other data pass ``dataset_id`` (a Hub dataset id) and ``dataset_name``.
+        task_name: a GLUE task (``"sst2"``) selects its Hub dataset; else pass ``dataset_id`` and ``dataset_name``.
         has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
+        averaging_section: Markdown replacing the SWA settings (e.g. a post-hoc average of checkpoints).
 
     Example:
         >>> card = render_model_card(
@@ -240,12 +254,19 @@ def render_model_card(
     dataset_id, dataset_name = _dataset(task, glue_task is not None, dataset_id, dataset_name)
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
     eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split, shipped_weights(swa_config))
-    card_data = _card_data(eval_results, title=title, task=task, dataset_id=dataset_id, base_model=base_model,
-                           license=license, language=language)
+    card_data = _card_data(eval_results, title, task, dataset_id, base_model, license, language)
     return _fill_template(
-        card_data, swa_config, results, title=title, base_model=base_model, dataset_pretty=dataset_name,
-        eval_split=eval_split, load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer,
+        card_data,
+        swa_config,
+        results,
+        title=title,
+        base_model=base_model,
+        dataset_pretty=dataset_name,
+        eval_split=eval_split,
+        load_id=repo_id or "path/to/this/model",
+        has_tokenizer=has_tokenizer,
         task_phrase=glue_task.purpose if glue_task else "sequence classification",
+        averaging_section=averaging_section,
     )
 
 

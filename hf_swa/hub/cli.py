@@ -18,13 +18,17 @@ from hf_swa.hub.push import check_pushable, push_to_hub
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="hf-swa-push", description="Write the model card of an averaged model and push the folder to the Hub.")
+    parser = argparse.ArgumentParser(
+        prog="hf-swa-push", description="Write the model card of an averaged model and push the folder to the Hub."
+    )
     parser.add_argument("--model_dir", required=True, help="folder written by SWATrainer.save_model")
     parser.add_argument("--repo_id", required=True, help="Hub repository, e.g. me/bert-sst2-swa")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     parser.add_argument(
-        "--results_file", default=None, help="metrics JSON with eval_* and eval_swa_* (default: <model_dir>/all_results.json)"
+        "--results_file",
+        default=None,
+        help="metrics JSON with eval_* and eval_swa_* (default: <model_dir>/all_results.json)",
     )
     parser.add_argument("--task_name", default=None, help="GLUE task (sets the dataset metadata), e.g. sst2")
     parser.add_argument("--base_model", default=None, help="Hub id of the fine-tuned base model")

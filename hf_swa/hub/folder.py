@@ -12,7 +12,13 @@ from hf_swa.glue.metric_keys import RESULTS_FILES
 
 __all__ = ["RESULTS_FILES", "WEIGHT_FILES", "TOKENIZER_FILES", "load_swa_config", "load_results", "find_weight_files"]
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 PathLike = Union[str, Path]

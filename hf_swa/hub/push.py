@@ -62,8 +62,11 @@ def push_to_hub(
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     n_averaged = swa_config.get("n_averaged", "?")
     shipped = shipped_weights(swa_config)
-    what = f"SWA candidate {shipped.name}, chosen on held-out data," if shipped.chosen else \
-        f"SWA-averaged model ({n_averaged} snapshots)"
+    what = (
+        f"SWA candidate {shipped.name}, chosen on held-out data,"
+        if shipped.chosen
+        else f"SWA-averaged model ({n_averaged} snapshots)"
+    )
     return str(
         api.upload_folder(
             repo_id=repo_url.repo_id,

@@ -68,6 +68,8 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
         return ShippedWeights("swa", "Averaged weights")
     chosen = selection["chosen"]
     count = len(selection.get("scores", {}))
-    how = (f"{selection.get('metric')} on {_data_phrase(selection.get('dataset', {}))}, among {count} candidates "
-           "(the live weights included)")
+    how = (
+        f"{selection.get('metric')} on {_data_phrase(selection.get('dataset', {}))}, among {count} candidates "
+        "(the live weights included)"
+    )
     return ShippedWeights(chosen, "Chosen weights", _candidate_phrase(chosen, swa_config.get("candidates", [])), how)

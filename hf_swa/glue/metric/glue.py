@@ -69,17 +69,13 @@ def pearson_and_spearman(preds, labels):
 class Glue(evaluate.Metric):
     def _info(self):
         if self.config_name not in CONFIG_NAMES:
-            raise KeyError(
-                f"Unknown GLUE metric config {self.config_name!r}; expected one of {list(CONFIG_NAMES)}."
-            )
+            raise KeyError(f"Unknown GLUE metric config {self.config_name!r}; expected one of {list(CONFIG_NAMES)}.")
         dtype = "float32" if self.config_name == "stsb" else "int64"
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value(dtype), "references": datasets.Value(dtype)}
-            ),
+            features=datasets.Features({"predictions": datasets.Value(dtype), "references": datasets.Value(dtype)}),
             codebase_urls=[],
             reference_urls=["https://gluebenchmark.com/"],
             format="numpy",

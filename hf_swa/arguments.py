@@ -1,0 +1,146 @@
+"""The SWA settings as `TrainingArguments` fields: `SWAArgumentsMixin` and `SWATrainingArguments`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import List, Literal, Optional
+
+from transformers import TrainingArguments
+
+from .callback import LOAD_BEST_MESSAGE
+from .config import SWAConfig, parse_swa_start
+from .distributed import FSDP1_MESSAGE
+
+
+@dataclass
+class SWAArgumentsMixin:
+    """The SWA settings, to mix into any `TrainingArguments` subclass (each a `--flag` through `HfArgumentParser`).
+
+    Put it first, and make the new class a dataclass, e.g. for TRL:
+    ``@dataclass class SWASFTConfig(SWAArgumentsMixin, SFTConfig): pass``.
+    `SWATrainingArguments` is this mixin on `TrainingArguments`.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> from transformers import HfArgumentParser, Seq2SeqTrainingArguments
+        >>> from hf_swa import SWAArgumentsMixin
+        >>> @dataclass
+        ... class SWASeq2SeqArguments(SWAArgumentsMixin, Seq2SeqTrainingArguments):
+        ...     pass
+        >>> (args,) = HfArgumentParser(SWASeq2SeqArguments).parse_args_into_dataclasses(
+        ...     ["--output_dir", "/tmp/out", "--swa_start", "100", "--predict_with_generate", "true"])
+        >>> args.swa_start, args.predict_with_generate, args.to_swa_config().swa_freq
+        (100, True, 1)
+    """
+
+    swa: bool = field(default=True, metadata={"help": "Average weights with SWA (False: a plain Trainer run, a baseline)."})
+    swa_start: str = field(
+        default="0.75",
+        metadata={
+            "help": "When averaging starts: a fraction of the total optimizer steps in (0, 1] such as 0.75, "
+            "or an optimizer step >= 1 such as 100."
+        },
+    )
+    swa_freq: int = field(default=1, metadata={"help": "Fold in a snapshot every this many optimizer steps."})
+    swa_lr: Optional[float] = field(
+        default=None,
+        metadata={"help": "Anneal the LR to this value from swa_start and hold it. Unset: keep the base schedule."},
+    )
+    swa_anneal_steps: int = field(
+        default=0, metadata={"help": "Optimizer steps over which the LR anneals to swa_lr (0: jump)."}
+    )
+    swa_anneal_strategy: Literal["cos", "linear"] = field(default="cos", metadata={"help": "Shape of the anneal."})
+    swa_device: Optional[str] = field(
+        default=None, metadata={"help": "Where the fp32 averages live: unset = beside the weights, 'cpu' = host memory."}
+    )
+    swa_strategy: Literal["uniform", "ema"] = field(
+        default="uniform", metadata={"help": "uniform: the SWA mean of the snapshots; ema: exponential moving average."}
+    )
+    swa_ema_decay: float = field(default=0.999, metadata={"help": "Decay of the 'ema' strategy."})
+    swa_windows: int = field(
+        default=1,
+        metadata={"help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
+                  "snapshots from each later window start on (1: the classic average only)."},
+    )
+    swa_ema_decays: List[float] = field(
+        default_factory=list, metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."}
+    )
+    swa_select_metric: Optional[str] = field(
+        default=None,
+        metadata={"help": "Score every candidate and the live weights on the selection data at the end of training "
+                  "and ship the best, by this metric (loss, accuracy, eval_f1, ...). Unset: ship swa."},
+    )
+    swa_select_greater_is_better: Optional[bool] = field(
+        default=None, metadata={"help": "Whether a higher selection score is better (default: False for *loss)."}
+    )
+    swa_eval_candidates: bool = field(
+        default=False, metadata={"help": "evaluate() also reports eval_<candidate>_* for every candidate."}
+    )
+
+    def __post_init__(self):
+        # Checked before TrainingArguments sets up DeepSpeed and the process group.
+        if self.swa and self.swa_lr is not None and "scheduler" in _deepspeed_config(self.deepspeed):
+            raise ValueError(
+                "swa_lr composes the SWA LR tail with the Trainer's schedule, but the DeepSpeed config has its own "
+                "'scheduler' section, which replaces it (and is not a LambdaLR). Remove 'scheduler' from the "
+                "DeepSpeed config (the Trainer then builds lr_scheduler_type and DeepSpeed steps it), or leave "
+                "swa_lr unset."
+            )
+        super().__post_init__()
+        self.swa_start = parse_swa_start(self.swa_start)
+        if self.swa and self.fsdp and int((self.fsdp_config or {}).get("version", 2)) == 1:
+            raise ValueError(FSDP1_MESSAGE)
+        if self.swa:
+            config = self.to_swa_config()  # validate now, before any model is built or trained
+            schedule = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
+            if self.load_best_model_at_end:
+                raise ValueError(LOAD_BEST_MESSAGE)
+            if config.swa_lr is not None and schedule == "reduce_lr_on_plateau":
+                raise ValueError(
+                    "swa_lr needs a LambdaLR-based schedule, and lr_scheduler_type='reduce_lr_on_plateau' is not one: "
+                    "choose another lr_scheduler_type (e.g. 'linear' or 'constant') or leave swa_lr unset."
+                )
+
+    def to_swa_config(self) -> SWAConfig:
+        """The `SWAConfig` these arguments describe."""
+        return SWAConfig(
+            swa_start=self.swa_start,
+            swa_freq=self.swa_freq,
+            swa_lr=self.swa_lr,
+            swa_anneal_steps=self.swa_anneal_steps,
+            swa_anneal_strategy=self.swa_anneal_strategy,
+            swa_device=self.swa_device,
+            strategy=self.swa_strategy,
+            ema_decay=self.swa_ema_decay,
+            swa_windows=self.swa_windows,
+            swa_ema_decays=list(self.swa_ema_decays or []),
+            swa_select_metric=self.swa_select_metric,
+            swa_select_greater_is_better=self.swa_select_greater_is_better,
+            swa_eval_candidates=self.swa_eval_candidates,
+        )
+
+
+@dataclass
+class SWATrainingArguments(SWAArgumentsMixin, TrainingArguments):
+    """`TrainingArguments` plus the SWA settings (each also a `--flag` through `HfArgumentParser`).
+
+    Example:
+        >>> from transformers import HfArgumentParser
+        >>> from hf_swa import SWATrainingArguments
+        >>> (args,) = HfArgumentParser(SWATrainingArguments).parse_args_into_dataclasses(
+        ...     ["--output_dir", "/tmp/out", "--swa_start", "0.5", "--swa_freq", "10", "--swa_lr", "2e-5"])
+        >>> args.swa_start, args.swa_freq, args.to_swa_config().swa_lr
+        (0.5, 10, 2e-05)
+    """
+
+
+def _deepspeed_config(deepspeed) -> dict:
+    """The DeepSpeed config given to TrainingArguments (a dict or a JSON file), or {}."""
+    if isinstance(deepspeed, dict):
+        return deepspeed
+    if isinstance(deepspeed, str) and os.path.isfile(deepspeed):
+        with open(deepspeed, encoding="utf-8") as f:
+            return json.load(f)
+    return {}

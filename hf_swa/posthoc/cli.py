@@ -1,0 +1,150 @@
+"""``hf-swa-average``: average or greedy-soup saved checkpoints into a plain Transformers model.
+
+    hf-swa-average CKPT_DIR [CKPT_DIR ...] --output_dir OUT
+    hf-swa-average --run_dir RUN --last 4 --output_dir OUT          # the last 4 checkpoint-N of a run
+    hf-swa-average --run_dir RUN --steps 300:600 --output_dir OUT   # checkpoints with 300 <= N <= 600
+    hf-swa-average ... --weights 1 2 3                              # a weighted mean (normalised)
+    hf-swa-average SEED_DIRS ... --soup greedy --task_name sst2 --output_dir OUT
+    hf-swa-average ... --push_to_hub --hub_model_id me/model
+
+The output holds the averaged weights, the newest input's config and tokenizer,
+``swa_config.json`` (sources, steps, weights, scores) and a model card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+from transformers import HfArgumentParser
+
+from hf_swa.checkpoint import CONFIG_FILE, write_json_atomic
+from hf_swa.checkpoint_average import average_checkpoints, open_checkpoints, resolve_checkpoints
+from hf_swa.checkpoint_writer import check_output_dir
+from hf_swa.hub import push_to_hub
+from hf_swa.posthoc.card import write_posthoc_card
+from hf_swa.posthoc.scoring import SoupEvaluationArguments, glue_score_fn
+from hf_swa.soup import greedy_soup, score_checkpoints
+
+__all__ = ["AverageArguments", "main", "run_average"]
+
+
+@dataclass
+class AverageArguments:
+    """Which checkpoints to average, how, and where the result goes.
+
+    Example:
+        >>> args, evaluation, rest = parser().parse_args_into_dataclasses(
+        ...     args=["--run_dir", "out/run", "--last", "4", "--output_dir", "out/avg"])
+        >>> args.run_dir, args.last, args.soup, rest.checkpoints
+        ('out/run', 4, 'uniform', [])
+    """
+
+    output_dir: str = field(metadata={"help": "Folder for the averaged model (must not be or hold an input)."})
+    run_dir: Optional[str] = field(
+        default=None, metadata={"help": "A Trainer output folder: average its checkpoint-N folders."}
+    )
+    last: Optional[int] = field(default=None, metadata={"help": "With --run_dir: the newest N checkpoints."})
+    steps: Optional[str] = field(
+        default=None, metadata={"help": "With --run_dir: checkpoints with A <= N <= B, written A:B (or A: or :B)."}
+    )
+    weights: Optional[list[float]] = field(
+        default=None,
+        metadata={"help": "One weight per checkpoint, in their order (oldest first with --run_dir); normalised."},
+    )
+    soup: str = field(
+        default="uniform",
+        metadata={
+            "help": "uniform: the (weighted) mean of all inputs. greedy: a greedy soup chosen on the "
+            "validation data (--task_name or --validation_file).",
+            "choices": ["uniform", "greedy"],
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an output folder that holds files (once the new one is complete)."}
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the averaged model to the Hub."})
+    hub_model_id: Optional[str] = field(default=None, metadata={"help": "The Hub repository, e.g. me/model."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+    hub_token: Optional[str] = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the login)."})
+    base_model: Optional[str] = field(default=None, metadata={"help": "Hub id of the fine-tuned base model (card)."})
+
+    def __post_init__(self):
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id (e.g. me/model).")
+
+
+def parser() -> HfArgumentParser:
+    p = HfArgumentParser(
+        (AverageArguments, SoupEvaluationArguments),
+        description="Average or greedy-soup saved checkpoints into a plain Transformers model.",
+        usage="hf-swa-average [CKPT_DIR ...] --output_dir OUT [options]",
+    )
+    p.add_argument("checkpoints", nargs="*", help="Checkpoint folders (full, sharded or PEFT adapters).")
+    return p
+
+
+def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, checkpoints: list) -> dict:
+    """Average (or soup) as the command line asks; return what ``swa_config.json`` records."""
+    folders = resolve_checkpoints(checkpoints, args.run_dir, args.last, args.steps)
+    # Bad input is refused before the evaluation data is loaded.
+    check_output_dir(args.output_dir, folders, args.overwrite_output_dir)
+    open_checkpoints(folders)
+    if args.soup == "greedy":
+        if not evaluation.given:
+            raise ValueError("--soup greedy scores checkpoints: pass --task_name or --validation_file.")
+        if args.weights:
+            raise ValueError("--weights applies to --soup uniform; a greedy soup weights its members equally.")
+        score_fn, metric = glue_score_fn(evaluation, _newest(folders))
+        record = greedy_soup(folders, args.output_dir, score_fn, overwrite_output_dir=args.overwrite_output_dir)
+        record["soup"]["metric"] = metric
+    else:
+        scores, score_fn, metric = None, None, None
+        if evaluation.given:
+            score_fn, metric = glue_score_fn(evaluation, _newest(folders))
+            scores = score_checkpoints(folders, score_fn)
+        record = average_checkpoints(
+            folders, args.output_dir, weights=args.weights, overwrite_output_dir=args.overwrite_output_dir
+        )
+        if scores is not None:
+            average_score = score_checkpoints([args.output_dir], score_fn)
+            record["scores"] = {"metric": metric, "inputs": scores, "average": next(iter(average_score.values()))}
+    write_json_atomic(os.path.join(args.output_dir, CONFIG_FILE), record)
+    card = dict(repo_id=args.hub_model_id, base_model=args.base_model, task_name=evaluation.task_name)
+    write_posthoc_card(args.output_dir, record, **card)
+    if args.push_to_hub:
+        url = push_to_hub(
+            args.output_dir,
+            args.hub_model_id,
+            token=args.hub_token,
+            private=args.hub_private_repo,
+            commit_message=f"Upload a post-hoc average of {record['n_averaged']} checkpoints (hf_swa)",
+        )
+        print(f"Pushed {args.output_dir} to {url}")
+    return record
+
+
+def _newest(folders: list) -> str:
+    from hf_swa.checkpoint_files import checkpoint_step
+
+    steps = [(checkpoint_step(f) is not None, checkpoint_step(f) or 0, i) for i, f in enumerate(folders)]
+    return folders[max(steps)[2]]
+
+
+def main(argv: Optional[list] = None) -> int:
+    try:
+        args, evaluation, rest = parser().parse_args_into_dataclasses(args=argv)
+        record = run_average(args, evaluation, rest.checkpoints)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"hf-swa-average: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: record[k] for k in ("method", "strategy", "n_averaged", "weights")}))
+    print(f"Wrote the average of {record['n_averaged']} checkpoints to {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Score checkpoints on a GLUE task or a labelled file, for greedy soups: the GLUE runner's data and metrics.
+
+``glue_score_fn`` returns ``score_fn(model) -> float`` (higher is better; a loss is
+negated) that evaluates a sequence classifier with a ``Trainer`` on the validation
+split. Data loading, columns, labels, tokenization and metrics are those of
+:mod:`hf_swa.glue`, so a score here is the score ``run_glue`` reports.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+
+from hf_swa.glue.data import (
+    check_columns,
+    evaluation_splits,
+    load_raw_datasets,
+    resolve_text_columns,
+    tokenize_datasets,
+)
+from hf_swa.glue.labels import align_with_model_config, infer_labels
+from hf_swa.glue.metrics import make_compute_metrics
+from hf_swa.glue.modeling import ensure_pad_token
+from hf_swa.glue.run import _positive_label_id
+from hf_swa.glue.tasks import get_task
+
+__all__ = ["SoupEvaluationArguments", "glue_score_fn"]
+
+
+@dataclass
+class SoupEvaluationArguments:
+    """Held-out data that scores checkpoints (for ``--soup greedy``, or to report scores of a uniform mean).
+
+    Example:
+        >>> evaluation = SoupEvaluationArguments(validation_file="dev.csv", text_columns=["text"], metric="f1")
+        >>> evaluation.given, _metric_key(evaluation, is_regression=False)
+        (True, 'eval_f1')
+        >>> _metric_key(SoupEvaluationArguments(task_name="cola"), is_regression=False)
+        'eval_matthews_correlation'
+    """
+
+    task_name: Optional[str] = field(
+        default=None, metadata={"help": "GLUE task whose validation split scores the checkpoints (from the Hub)."}
+    )
+    validation_file: Optional[str] = field(
+        default=None, metadata={"help": "Labelled data that scores the checkpoints (.csv, .tsv, .json/.jsonl)."}
+    )
+    text_columns: Optional[list[str]] = field(
+        default=None, metadata={"help": "One or two text column names (default: the task's, or sentence1/sentence2)."}
+    )
+    label_column: Optional[str] = field(default=None, metadata={"help": "Label column name (default: label)."})
+    metric: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Metric to maximise, e.g. accuracy, f1, loss (lower is better). Default: the task's main "
+            "metric, else accuracy (spearmanr for regression)."
+        },
+    )
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Batch size for scoring."})
+    use_cpu: bool = field(default=False, metadata={"help": "Score on the CPU even where a GPU is available."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Score on the first N examples only."})
+
+    @property
+    def given(self) -> bool:
+        return bool(self.task_name or self.validation_file)
+
+
+def _metric_key(args: SoupEvaluationArguments, is_regression: bool) -> str:
+    name = args.metric or (
+        get_task(args.task_name).main_metric if args.task_name else ("spearmanr" if is_regression else "accuracy")
+    )
+    return name if name.startswith("eval_") else f"eval_{name}"
+
+
+def _validation_set(args: SoupEvaluationArguments, model_folder: str) -> tuple:
+    """``(tokenized validation split, tokenizer, compute_metrics, is_regression)``, as ``run_glue`` prepares them."""
+    raw = load_raw_datasets(
+        args.task_name, validation_file=args.validation_file, label_column=args.label_column or "label"
+    )
+    splits = evaluation_splits(raw, args.task_name)
+    if not splits:
+        raise ValueError(f"No validation split to score on (splits found: {list(raw)}); pass --validation_file.")
+    split = splits[0]
+    raw = raw.__class__({split: raw[split]})
+    if args.max_eval_samples:
+        raw[split] = raw[split].select(range(min(args.max_eval_samples, len(raw[split]))))
+    label_column = args.label_column or "label"
+    text_columns = resolve_text_columns(raw, args.task_name, args.text_columns)
+    check_columns(raw, text_columns, label_column, [split])
+    label_info = infer_labels(raw, args.task_name, label_column, [split])
+    config = AutoConfig.from_pretrained(model_folder)
+    label2id = align_with_model_config(config, label_info, training=False, task_name=args.task_name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_folder)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{model_folder} holds no tokenizer to score with ({err}); save it with the checkpoints."
+        ) from err
+    data = tokenize_datasets(
+        raw,
+        tokenizer,
+        text_columns,
+        max_seq_length=args.max_seq_length,
+        label_column=label_column,
+        label_fn=label_info.label_fn(label2id),
+        labelled_splits=[split],
+    )[split]
+    compute_metrics = make_compute_metrics(
+        args.task_name,
+        num_labels=config.num_labels,
+        is_regression=label_info.is_regression,
+        positive_label_id=_positive_label_id(args.task_name, label2id),
+    )
+    return data, tokenizer, compute_metrics, label_info.is_regression
+
+
+def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Callable, str]:
+    """``(score_fn, metric key)`` for checkpoints like the one in ``model_folder`` (its config and tokenizer)."""
+    data, tokenizer, compute_metrics, is_regression = _validation_set(args, model_folder)
+    key = _metric_key(args, is_regression)
+    sign = -1.0 if key.endswith("loss") else 1.0
+    trainers = {}
+
+    def score_fn(model) -> float:
+        if id(model) not in trainers:
+            ensure_pad_token(model, tokenizer)
+            eval_args = TrainingArguments(
+                output_dir=os.path.join(tempfile.gettempdir(), "hf-swa-score"),  # evaluation writes nothing
+                per_device_eval_batch_size=args.per_device_eval_batch_size,
+                use_cpu=args.use_cpu,
+                dataloader_pin_memory=torch.cuda.is_available() and not args.use_cpu,
+                report_to="none",
+                disable_tqdm=True,
+            )
+            trainers[id(model)] = Trainer(
+                model=model,
+                args=eval_args,
+                eval_dataset=data,
+                processing_class=tokenizer,
+                data_collator=DataCollatorWithPadding(tokenizer),
+                compute_metrics=compute_metrics,
+            )
+        metrics = trainers[id(model)].evaluate()
+        if key not in metrics:
+            found = sorted(k.removeprefix("eval_") for k in metrics if not k.endswith(("runtime", "per_second")))
+            raise ValueError(f"--metric {key.removeprefix('eval_')!r} is not among the scores: {found}.")
+        return sign * float(metrics[key])
+
+    return score_fn, key

@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""Average or greedy-soup saved checkpoints. Same as ``hf-swa-average``; see :mod:`hf_swa.posthoc.cli`."""
+
+import sys
+from pathlib import Path
+
+try:
+    import hf_swa  # noqa: F401
+except ImportError:  # a source checkout that was not pip-installed: use the repository's copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hf_swa.posthoc.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""kill -9 at any moment loses nothing: a run SIGKILLed again and again ends as an uninterrupted one."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+import kill_worker
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_worker.py")
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, seed):
+    done = subprocess.run([sys.executable, WORKER, str(tmp_path), str(seed)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    # The kills happened, and some left a partial checkpoint-N/ that the next resume had to skip.
+    assert len(report["kills"]) == kill_worker.KILLS and report["finished_early"] == 0
+    assert any(kill["incomplete"] for kill in report["kills"])
+    assert "Skipping the incomplete checkpoint" in done.stderr
+
+    reference = load_file(tmp_path / "reference" / "result.safetensors")
+    resumed = load_file(tmp_path / "killed" / "result.safetensors")
+    assert set(resumed) == set(reference)
+    for name, value in reference.items():  # averages, live weights and the model, bit for bit
+        assert value.equal(resumed[name]), name
+    with safe_open(tmp_path / "killed" / "result.safetensors", "pt") as f:
+        assert f.metadata()["n_averaged"] == str(kill_worker.MAX_STEPS - kill_worker.SWA["swa_start"] + 1)

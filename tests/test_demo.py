@@ -18,8 +18,16 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     # The demo's own path on the real tweets, with a tiny BERT in place of all-MiniLM-L6-v2 (quick on CPU).
     tiny = save_tiny_bert(tmp_path / "tiny-bert")
     monkeypatch.setattr(demo, "minilm_path", lambda: str(tiny))
-    args = demo.DemoArguments(output_root=str(tmp_path), n_train=150, n_validation=60, num_train_epochs=1.0,
-                              batch_size=16, max_seq_length=32, evaluations=2, seeds=[7])
+    args = demo.DemoArguments(
+        output_root=str(tmp_path),
+        n_train=150,
+        n_validation=60,
+        num_train_epochs=1.0,
+        batch_size=16,
+        max_seq_length=32,
+        evaluations=2,
+        seeds=[7],
+    )
     report = demo.run_demo(args).read_text()
     runs = tmp_path / "runs" / "tweet_sentiment"
     swa, baseline = runs / "swa" / "seed7", runs / "baseline" / "seed7"
@@ -31,7 +39,8 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     labels = [line.rsplit("\t", 1)[1] for line in (tmp_path / "data" / "train.tsv").read_text().splitlines()[1:]]
     per_class = Counter(labels)
     assert Counter(labels[i] for i in held["held_out_rows"]) == {
-        label: int(count * demo.SELECT_SPLIT + 0.5) for label, count in per_class.items()}
+        label: int(count * demo.SELECT_SPLIT + 0.5) for label, count in per_class.items()
+    }
 
     # The SWA run chose on them, by the demo's metric, among the demo's candidates.
     results = json.loads((swa / "all_results.json").read_text())

@@ -17,8 +17,14 @@ from hf_swa.glue.selection import SELECT_ROWS_FILE, check_select_metric, hold_ou
 from hf_swa.trainer import SWATrainer
 
 TRAIN = dict(
-    per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", save_strategy="no",
-    use_cpu=True, disable_tqdm=True, seed=3, learning_rate=5e-3,
+    per_device_train_batch_size=8,
+    per_device_eval_batch_size=16,
+    report_to="none",
+    save_strategy="no",
+    use_cpu=True,
+    disable_tqdm=True,
+    seed=3,
+    learning_rate=5e-3,
 )
 
 
@@ -77,10 +83,12 @@ class RecordingTrainer(SWATrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         select = self.swa_select_dataset
-        RecordingTrainer.seen.append({
-            "train": [tuple(ids) for ids in self.train_dataset["input_ids"]],
-            "select": None if select is None else [tuple(ids) for ids in select["input_ids"]],
-        })
+        RecordingTrainer.seen.append(
+            {
+                "train": [tuple(ids) for ids in self.train_dataset["input_ids"]],
+                "select": None if select is None else [tuple(ids) for ids in select["input_ids"]],
+            }
+        )
 
 
 @pytest.mark.slow
@@ -93,10 +101,18 @@ def test_baseline_and_swa_train_on_the_same_rows(tmp_path, bert, files, monkeypa
         out = tmp_path / f"swa{swa}"
         results[swa] = run_glue(
             ModelArguments(model_name_or_path=str(bert)),
-            DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev),
-                                  swa_select_split=0.25),
-            GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, max_steps=4, swa=swa,
-                                  swa_select_metric="accuracy", **TRAIN),
+            DataTrainingArguments(
+                task_name="sst2", train_file=str(train), validation_file=str(dev), swa_select_split=0.25
+            ),
+            GlueTrainingArguments(
+                output_dir=str(out),
+                do_train=True,
+                do_eval=True,
+                max_steps=4,
+                swa=swa,
+                swa_select_metric="accuracy",
+                **TRAIN,
+            ),
         )
         held[swa] = json.loads((out / SELECT_ROWS_FILE).read_text())
     assert held[True] == held[False]
@@ -114,8 +130,11 @@ def test_baseline_and_swa_train_on_the_same_rows(tmp_path, bert, files, monkeypa
     assert swa_run["train"] == [ids[i] for i in range(60) if i not in rows_out]
     # Another seed holds out other rows.
     other = hold_out_selection_rows(
-        {"train": _labelled(60, rows)}, {0: "negative", 1: "positive"}, 0.25,
-        GlueTrainingArguments(output_dir=str(tmp_path / "x"), seed=4, report_to="none", use_cpu=True))
+        {"train": _labelled(60, rows)},
+        {0: "negative", 1: "positive"},
+        0.25,
+        GlueTrainingArguments(output_dir=str(tmp_path / "x"), seed=4, report_to="none", use_cpu=True),
+    )
     assert other["held_out_rows"] != rows_out and len(other["held_out_rows"]) == 16
 
 
@@ -131,11 +150,19 @@ def test_selection_results_name_the_chosen_and_repeat_its_eval_scores(tmp_path, 
     out = tmp_path / "out"
     results = run_glue(
         ModelArguments(model_name_or_path=str(bert)),
-        DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev),
-                              swa_select_split=0.3),
-        GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=True, max_steps=8, swa_start="0.25",
-                              swa_windows=2, swa_ema_decays=[0.5], swa_select_metric="loss",
-                              swa_eval_candidates=True, **TRAIN),
+        DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev), swa_select_split=0.3),
+        GlueTrainingArguments(
+            output_dir=str(out),
+            do_train=True,
+            do_eval=True,
+            max_steps=8,
+            swa_start="0.25",
+            swa_windows=2,
+            swa_ema_decays=[0.5],
+            swa_select_metric="loss",
+            swa_eval_candidates=True,
+            **TRAIN,
+        ),
     )
     record = json.loads((out / CONFIG_FILE).read_text())
     selection = record["selection"]
@@ -165,8 +192,14 @@ def test_selection_without_a_split_uses_the_eval_set_with_a_warning(tmp_path, be
         results = run_glue(
             ModelArguments(model_name_or_path=str(bert)),
             DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev)),
-            GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_train=True, do_eval=True, max_steps=4,
-                                  swa_select_metric="accuracy", **TRAIN),
+            GlueTrainingArguments(
+                output_dir=str(tmp_path / "out"),
+                do_train=True,
+                do_eval=True,
+                max_steps=4,
+                swa_select_metric="accuracy",
+                **TRAIN,
+            ),
         )
     assert "selects among the candidates on eval_dataset" in caplog.text
     record = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["selection"]
@@ -176,8 +209,9 @@ def test_selection_without_a_split_uses_the_eval_set_with_a_warning(tmp_path, be
 
 
 def test_a_split_leaving_a_class_without_training_rows_is_refused_before_training(tmp_path, bert, monkeypatch):
-    rows = pair_rows(9, seed=0, label_names=("entailment", "not_entailment", "entailment"),
-                     keys=("sentence1", "sentence2"))
+    rows = pair_rows(
+        9, seed=0, label_names=("entailment", "not_entailment", "entailment"), keys=("sentence1", "sentence2")
+    )
     train = write_rows(tmp_path / "train.jsonl", rows[:4] + [dict(rows[1], label="not_entailment")])  # 3 e, 2 n
     monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(ValueError, match="holds out all 2 training rows of class 'not_entailment', leaving none"):
@@ -189,15 +223,31 @@ def test_a_split_leaving_a_class_without_training_rows_is_refused_before_trainin
 
 
 def test_chosen_scores_take_the_chosen_weights_keys():
-    metrics = {"eval_accuracy": 0.8, "eval_loss": 0.5, "eval_runtime": 1.0, "eval_swa_accuracy": 0.82,
-               "eval_swa_loss": 0.45, "eval_swa_from6_accuracy": 0.84, "eval_swa_from6_loss": 0.4,
-               "eval_ema_0.99_accuracy": 0.7, "eval_ema_0.99_loss": 0.6, "eval_accuracy_mm": 0.81,
-               "eval_swa_from6_accuracy_mm": 0.83, "eval_samples": 24}
-    assert chosen_scores(metrics, "live") == {"eval_chosen_accuracy": 0.8, "eval_chosen_loss": 0.5,
-                                              "eval_chosen_accuracy_mm": 0.81}
+    metrics = {
+        "eval_accuracy": 0.8,
+        "eval_loss": 0.5,
+        "eval_runtime": 1.0,
+        "eval_swa_accuracy": 0.82,
+        "eval_swa_loss": 0.45,
+        "eval_swa_from6_accuracy": 0.84,
+        "eval_swa_from6_loss": 0.4,
+        "eval_ema_0.99_accuracy": 0.7,
+        "eval_ema_0.99_loss": 0.6,
+        "eval_accuracy_mm": 0.81,
+        "eval_swa_from6_accuracy_mm": 0.83,
+        "eval_samples": 24,
+    }
+    assert chosen_scores(metrics, "live") == {
+        "eval_chosen_accuracy": 0.8,
+        "eval_chosen_loss": 0.5,
+        "eval_chosen_accuracy_mm": 0.81,
+    }
     assert chosen_scores(metrics, "swa") == {"eval_chosen_accuracy": 0.82, "eval_chosen_loss": 0.45}
-    assert chosen_scores(metrics, "swa_from6") == {"eval_chosen_accuracy": 0.84, "eval_chosen_loss": 0.4,
-                                                   "eval_chosen_accuracy_mm": 0.83}
+    assert chosen_scores(metrics, "swa_from6") == {
+        "eval_chosen_accuracy": 0.84,
+        "eval_chosen_loss": 0.4,
+        "eval_chosen_accuracy_mm": 0.83,
+    }
     assert chosen_scores(metrics, "ema_0.99") == {"eval_chosen_accuracy": 0.7, "eval_chosen_loss": 0.6}
     assert weights_and_metric("eval_ema_1e-05_f1") == ("ema_1e-05", "f1")
     assert weights_and_metric("train_loss") is None
@@ -223,13 +273,22 @@ def test_every_candidate_name_the_engine_gives_is_parsed_back():
 def test_a_selection_metric_the_task_does_not_produce_is_refused_before_training(tmp_path, bert, files, monkeypatch):
     _, train, dev = files
     monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
-    with pytest.raises(ValueError, match=r"--swa_select_metric 'eval_f1': the evaluation of this task produces only "
-                                         r"loss, accuracy\. Set --swa_select_metric to one of these\."):
+    with pytest.raises(
+        ValueError,
+        match=r"--swa_select_metric 'eval_f1': the evaluation of this task produces only "
+        r"loss, accuracy\. Set --swa_select_metric to one of these\.",
+    ):
         run_glue(
             ModelArguments(model_name_or_path=str(bert)),
             DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev)),
-            GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_train=True, do_eval=True, max_steps=2,
-                                  swa_select_metric="eval_f1", **TRAIN),
+            GlueTrainingArguments(
+                output_dir=str(tmp_path / "out"),
+                do_train=True,
+                do_eval=True,
+                max_steps=2,
+                swa_select_metric="eval_f1",
+                **TRAIN,
+            ),
         )
 
 
@@ -243,8 +302,9 @@ def test_the_metrics_a_task_produces_pass_the_check(task, metric):
     compute = make_compute_metrics(task)
     check_select_metric(args, compute, spec.num_labels, spec.is_regression)
     with pytest.raises(ValueError, match="produces only"):
-        check_select_metric(dataclasses.replace(args, swa_select_metric="spearman_r"), compute,
-                                        spec.num_labels, spec.is_regression)
+        check_select_metric(
+            dataclasses.replace(args, swa_select_metric="spearman_r"), compute, spec.num_labels, spec.is_regression
+        )
 
 
 def test_glue_defaults_for_candidates_and_selection_are_neutral_and_come_from_the_constants():
@@ -252,14 +312,61 @@ def test_glue_defaults_for_candidates_and_selection_are_neutral_and_come_from_th
 
     args = GlueTrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True)
     assert (args.swa_windows, args.swa_ema_decays, args.swa_select_metric) == (1, [], None)
-    assert (GlueTrainingArguments.DEFAULT_SWA_WINDOWS, GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS,
-            GlueTrainingArguments.DEFAULT_SWA_SELECT_METRIC, DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT) == \
-        (1, (), None, None)
+    assert (
+        GlueTrainingArguments.DEFAULT_SWA_WINDOWS,
+        GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS,
+        GlueTrainingArguments.DEFAULT_SWA_SELECT_METRIC,
+        DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT,
+    ) == (1, (), None, None)
     assert DataTrainingArguments(task_name="rte").swa_select_split is None
     parser = HfArgumentParser((DataTrainingArguments, GlueTrainingArguments))
     data, training = parser.parse_args_into_dataclasses(
-        ["--task_name", "rte", "--output_dir", "/tmp/unused", "--swa_select_split", "0.2", "--swa_windows", "3",
-         "--swa_ema_decays", "0.9", "0.99", "--swa_select_metric", "loss", "--report_to", "none"])
+        [
+            "--task_name",
+            "rte",
+            "--output_dir",
+            "/tmp/unused",
+            "--swa_select_split",
+            "0.2",
+            "--swa_windows",
+            "3",
+            "--swa_ema_decays",
+            "0.9",
+            "0.99",
+            "--swa_select_metric",
+            "loss",
+            "--report_to",
+            "none",
+        ]
+    )
     assert data.swa_select_split == 0.2
     config = training.to_swa_config()
     assert (config.swa_windows, config.swa_ema_decays, config.swa_select_metric) == (3, [0.9, 0.99], "loss")
+
+
+@pytest.mark.slow
+def test_regression_rows_are_held_out_at_random(tmp_path, bert):
+    rows = [
+        dict(r, label=f"{(i * 0.37) % 5:.2f}") for i, r in enumerate(pair_rows(24, 0, keys=("sentence1", "sentence2")))
+    ]
+    train = write_rows(tmp_path / "train.tsv", rows)
+    dev = write_rows(tmp_path / "dev.tsv", rows[:8])
+    results = run_glue(
+        ModelArguments(model_name_or_path=str(bert)),
+        DataTrainingArguments(task_name="stsb", train_file=str(train), validation_file=str(dev), swa_select_split=0.25),
+        GlueTrainingArguments(
+            output_dir=str(tmp_path / "out"),
+            do_train=True,
+            do_eval=True,
+            max_steps=4,
+            swa_select_metric="loss",
+            **TRAIN,
+        ),
+    )
+    held = json.loads((tmp_path / "out" / SELECT_ROWS_FILE).read_text())["held_out_rows"]
+    assert held == selection_rows([None] * 24, share=0.25, seed=3) and len(held) == 6
+    assert results["select_samples"] == 6 and results["train_samples"] == 18
+    assert (
+        results["eval_chosen_pearson"]
+        == results[{"live": "eval_pearson"}.get(results["swa_chosen"], f"eval_{results['swa_chosen']}_pearson")]
+    )

@@ -15,12 +15,30 @@ from hf_swa.glue.summary import collect_runs, summarize
 # Per seed: the live, average, window and EMA scores on the evaluation set, the candidate shipped, and every
 # candidate's loss on the selection data. The chosen scores are written as run_glue writes them.
 SWA_RUNS = {
-    1: dict(live=0.9117, swa=0.9186, swa_from50=0.9230, ema_0_9=0.9150, chosen="swa_from50",
-            select=dict(swa=0.31, swa_from50=0.29, ema_0_9=0.33, live=0.35)),
-    2: dict(live=0.9048, swa=0.9209, swa_from50=0.9101, ema_0_9=0.9188, chosen="live",
-            select=dict(swa=0.30, swa_from50=0.32, ema_0_9=0.31, live=0.28)),
-    3: dict(live=0.9094, swa=0.9163, swa_from50=0.9170, ema_0_9=0.9120, chosen="swa",
-            select=dict(swa=0.27, swa_from50=0.28, ema_0_9=0.30, live=0.34)),
+    1: dict(
+        live=0.9117,
+        swa=0.9186,
+        swa_from50=0.9230,
+        ema_0_9=0.9150,
+        chosen="swa_from50",
+        select=dict(swa=0.31, swa_from50=0.29, ema_0_9=0.33, live=0.35),
+    ),
+    2: dict(
+        live=0.9048,
+        swa=0.9209,
+        swa_from50=0.9101,
+        ema_0_9=0.9188,
+        chosen="live",
+        select=dict(swa=0.30, swa_from50=0.32, ema_0_9=0.31, live=0.28),
+    ),
+    3: dict(
+        live=0.9094,
+        swa=0.9163,
+        swa_from50=0.9170,
+        ema_0_9=0.9120,
+        chosen="swa",
+        select=dict(swa=0.27, swa_from50=0.28, ema_0_9=0.30, live=0.34),
+    ),
 }
 BASELINE = {1: 0.9071, 2: 0.9128, 3: 0.9014}
 NAMES = {"swa": "swa", "swa_from50": "swa_from50", "ema_0_9": "ema_0.9", "live": "live"}
@@ -73,13 +91,19 @@ def test_chosen_column_holds_the_shipped_models_means_and_the_delta_judges_them(
     assert list(chosen) == [0.9230, 0.9048, 0.9163]
     assert "| Task | Metric | Baseline | SWA | SWA (chosen) | Δ chosen − baseline | SWA live |" in md
     assert cells(md, "| sst2 | **accuracy** (main)")[2:] == [
-        mean_std(base), mean_std(swa), mean_std(chosen), f"{(chosen.mean() - base.mean()) * 100:+.2f}",
-        mean_std(live), "3 / 3",
+        mean_std(base),
+        mean_std(swa),
+        mean_std(chosen),
+        f"{(chosen.mean() - base.mean()) * 100:+.2f}",
+        mean_std(live),
+        "3 / 3",
     ]
     gain = (chosen.mean() - base.mean()) * 100
     spread = max(base.std(ddof=1), chosen.std(ddof=1)) * 100
-    assert f"- **sst2**: SWA (chosen) helped by {gain:+.2f} points (accuracy, 3 seeds baseline / 3 SWA), " \
-           f"within the seed-to-seed spread (std {spread:.2f}): not conclusive." in md
+    assert (
+        f"- **sst2**: SWA (chosen) helped by {gain:+.2f} points (accuracy, 3 seeds baseline / 3 SWA), "
+        f"within the seed-to-seed spread (std {spread:.2f}): not conclusive." in md
+    )
 
 
 def test_candidate_table_and_the_candidate_each_seed_chose(selection_report):
@@ -144,9 +168,13 @@ The GLUE average is the mean over tasks of each task's main metric (MNLI: matche
 
 
 def test_report_of_runs_without_selection_is_unchanged(tmp_path):
-    runs = {"baseline": {1: {"accuracy": 0.70, "f1": 0.6}, 2: {"accuracy": 0.72, "f1": 0.64}},
-            "swa": {1: {"accuracy": 0.69, "swa_accuracy": 0.71, "f1": 0.61, "swa_f1": 0.66},
-                    2: {"accuracy": 0.73, "swa_accuracy": 0.74, "f1": 0.63, "swa_f1": 0.65}}}
+    runs = {
+        "baseline": {1: {"accuracy": 0.70, "f1": 0.6}, 2: {"accuracy": 0.72, "f1": 0.64}},
+        "swa": {
+            1: {"accuracy": 0.69, "swa_accuracy": 0.71, "f1": 0.61, "swa_f1": 0.66},
+            2: {"accuracy": 0.73, "swa_accuracy": 0.74, "f1": 0.63, "swa_f1": 0.65},
+        },
+    }
     for task in ("rte", "mrpc"):
         for variant, seeds in runs.items():
             for seed, scores in seeds.items():

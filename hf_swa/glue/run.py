@@ -25,16 +25,15 @@ Files written to ``output_dir``: the averaged model, or the candidate chosen
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from typing import Optional
 
 import numpy as np
 from transformers import AutoConfig, DataCollatorWithPadding, default_data_collator, set_seed
 
 from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.data import (
     check_columns,
     evaluation_splits,
@@ -51,9 +50,7 @@ from hf_swa.glue.modeling import prepare_model_and_tokenizer
 from hf_swa.glue.selection import (
     SELECT_ROWS_FILE,
     SELECT_SPLIT,
-    check_select_metric,
-    check_share,
-    hold_out_selection_rows,
+    prepare_selection,
     selection_results,
     write_selection_rows,
 )
@@ -64,133 +61,6 @@ from hf_swa.trainer import SWATrainer, SWATrainingArguments
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "run_glue", "write_submission"]
-
-
-@dataclass
-class ModelArguments:
-    """Which model/config/tokenizer to fine-tune from."""
-
-    model_name_or_path: str = field(metadata={"help": "Model id on the Hub or path to a local model folder."})
-    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer if not the model's own."})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where Hub downloads are cached."})
-    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the model."})
-    token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub repo."})
-    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (Rust) tokenizer."})
-    ignore_mismatched_sizes: bool = field(
-        default=False, metadata={"help": "Re-initialise a classification head whose size differs from the data's."}
-    )
-
-
-@dataclass
-class DataTrainingArguments:
-    """What data to train/evaluate/predict on, and how to tokenize it."""
-
-    task_name: Optional[str] = field(
-        default=None, metadata={"help": "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli."}
-    )
-    train_file: Optional[str] = field(default=None, metadata={"help": "Training data (.csv, .tsv, .json/.jsonl)."})
-    validation_file: Optional[str] = field(default=None, metadata={"help": "Evaluation data (MNLI: matched)."})
-    test_file: Optional[str] = field(default=None, metadata={"help": "Prediction data (MNLI: matched)."})
-    validation_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched dev set."})
-    test_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched test set."})
-    text_columns: Optional[list[str]] = field(
-        default=None, metadata={"help": "One or two text column names (default: the task's, or sentence1/sentence2)."}
-    )
-    label_column: Optional[str] = field(default=None, metadata={"help": "Label column name (default: label)."})
-    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "Pad every input to max_seq_length (default: pad each batch)."}
-    )
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N train examples."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N eval examples."})
-    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
-    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
-    #: The GLUE default of --swa_select_split (None: train on every row).
-    DEFAULT_SWA_SELECT_SPLIT: ClassVar[Optional[float]] = None
-    swa_select_split: Optional[float] = field(
-        default=DEFAULT_SWA_SELECT_SPLIT,
-        metadata={
-            "help": "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by "
-            "data_seed or seed) to choose among the SWA candidates on; a --no_swa run holds out the same rows."
-        },
-    )
-
-    def __post_init__(self):
-        if self.task_name:
-            self.task_name = get_task(self.task_name).name  # unknown names fail here, listing the valid ones
-        if not self.task_name and not (self.train_file or self.validation_file or self.test_file):
-            raise ValueError(
-                "Pass --task_name (a GLUE task) or data files (--train_file / --validation_file / --test_file)."
-            )
-        for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be >= 1, got {value}.")
-        check_share(self.swa_select_split)
-
-
-@dataclass
-class GlueTrainingArguments(SWATrainingArguments):
-    """``SWATrainingArguments`` with the GLUE script's defaults: an SWA LR tail from half-way.
-
-    Unless ``swa_lr`` is given, the LR is held at ``swa_lr_ratio * learning_rate``
-    from ``swa_start`` (measured to help; averaging under a schedule that decays
-    to 0 gained nothing). ``--swa_lr_ratio 0`` keeps the base schedule. The ratio
-    is applied when the SWA config is built, so ``dataclasses.replace(args,
-    learning_rate=...)`` moves the tail with the new peak. The candidates and the
-    selection default to the ``DEFAULT_*`` class constants.
-
-    Example:
-        >>> args = GlueTrainingArguments(output_dir="/tmp/out", learning_rate=2e-5, report_to="none")
-        >>> args.swa_start, args.swa_lr, args.to_swa_config().swa_lr
-        (0.5, None, 1e-05)
-    """
-
-    #: GLUE defaults of the candidates and the selection (see also DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT).
-    DEFAULT_SWA_WINDOWS: ClassVar[int] = 1
-    DEFAULT_SWA_EMA_DECAYS: ClassVar[tuple] = ()
-    DEFAULT_SWA_SELECT_METRIC: ClassVar[Optional[str]] = None
-
-    swa_windows: int = field(
-        default=DEFAULT_SWA_WINDOWS,
-        metadata={
-            "help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
-            "snapshots from each later window start on (1: the classic average only)."
-        },
-    )
-    swa_ema_decays: list[float] = field(
-        default_factory=lambda: list(GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS),
-        metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."},
-    )
-    swa_select_metric: Optional[str] = field(
-        default=DEFAULT_SWA_SELECT_METRIC,
-        metadata={
-            "help": "Score every candidate and the live weights on the selection data (--swa_select_split, "
-            "else the eval set) at the end of training and ship the best, by this metric (loss, accuracy, ...)."
-        },
-    )
-    swa_start: str = field(
-        default="0.5",
-        metadata={"help": "When averaging starts: a fraction of the optimizer steps in (0, 1] or a step >= 1."},
-    )
-    swa_lr_ratio: float = field(
-        default=0.5,
-        metadata={"help": "If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start (0: off)."},
-    )
-
-    def __post_init__(self):
-        if not 0 <= self.swa_lr_ratio <= 1:
-            raise ValueError(f"--swa_lr_ratio must be in [0, 1] (0 keeps the base schedule), got {self.swa_lr_ratio}.")
-        super().__post_init__()
-
-    def to_swa_config(self):
-        """The SWA settings, with ``swa_lr = swa_lr_ratio * learning_rate`` when ``swa_lr`` is unset."""
-        config = super().to_swa_config()
-        if self.swa_lr is None and self.swa_lr_ratio > 0:
-            config = dataclasses.replace(config, swa_lr=self.swa_lr_ratio * self.learning_rate)
-        return config
 
 
 def _mismatched_suffix(split: str) -> str:
@@ -415,11 +285,8 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
         positive_label_id=_positive_label_id(data_args.task_name, label2id),
     )
     held_out = None
-    if training_args.do_train:
-        check_select_metric(training_args, compute_metrics, model.config.num_labels, label_info.is_regression)
-    if data_args.swa_select_split and training_args.do_train:
-        id2label = None if label_info.is_regression else model.config.id2label
-        held_out = hold_out_selection_rows(data, id2label, data_args.swa_select_split, training_args)
+    if training_args.do_train:  # selection: checked, and its rows held out, before training
+        held_out = prepare_selection(data, data_args.swa_select_split, training_args, compute_metrics, model.config)
     trainer = SWATrainer(
         model=model,
         args=training_args,

@@ -43,6 +43,7 @@ __all__ = [
     "write_selection_rows",
     "check_select_metric",
     "selection_results",
+    "prepare_selection",
 ]
 
 #: The name of the held-out split among the data set's splits.
@@ -145,6 +146,15 @@ def check_select_metric(training_args, compute_metrics, num_labels: int, is_regr
             f"--swa_select_metric {training_args.swa_select_metric!r}: the evaluation of this task produces only "
             f"{', '.join(produced)}. Set --swa_select_metric to one of these."
         )
+
+
+def prepare_selection(data, share: Optional[float], training_args, compute_metrics, model_config) -> Optional[dict]:
+    """Check the selection metric; with a `share`, hold out the selection rows (see `hold_out_selection_rows`)."""
+    is_regression = model_config.problem_type == "regression"
+    check_select_metric(training_args, compute_metrics, model_config.num_labels, is_regression)
+    if not share:
+        return None
+    return hold_out_selection_rows(data, None if is_regression else model_config.id2label, share, training_args)
 
 
 def write_selection_rows(output_dir: str, record: dict) -> None:

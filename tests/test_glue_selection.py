@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 from glue_fixtures import pair_rows, save_tiny_bert, sentiment_rows, write_rows
+from test_glue_run import TRAIN as GLUE_RUN_TRAIN
 from transformers import AutoTokenizer
 
 import hf_swa.glue.run as run_module
@@ -16,16 +17,16 @@ from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelA
 from hf_swa.glue.selection import SELECT_ROWS_FILE, check_select_metric, hold_out_selection_rows, selection_rows
 from hf_swa.trainer import SWATrainer
 
-TRAIN = dict(
-    per_device_train_batch_size=8,
-    per_device_eval_batch_size=16,
-    report_to="none",
-    save_strategy="no",
-    use_cpu=True,
-    disable_tqdm=True,
-    seed=3,
-    learning_rate=5e-3,
-)
+TRAIN = {**GLUE_RUN_TRAIN, "seed": 3, "learning_rate": 5e-3}
+
+
+def glue(bert, out, train, dev=None, task="sst2", split=None, **training):
+    """run_glue on local files: train, and evaluate when `dev` is given, with the quick settings."""
+    data = DataTrainingArguments(
+        task_name=task, train_file=str(train), validation_file=dev and str(dev), swa_select_split=split
+    )
+    args = GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=dev is not None, **{**TRAIN, **training})
+    return run_glue(ModelArguments(model_name_or_path=str(bert)), data, args)
 
 
 # -- the split ------------------------------------------------------------------------------------
@@ -99,21 +100,7 @@ def test_baseline_and_swa_train_on_the_same_rows(tmp_path, bert, files, monkeypa
     results, held = {}, {}
     for swa in (True, False):
         out = tmp_path / f"swa{swa}"
-        results[swa] = run_glue(
-            ModelArguments(model_name_or_path=str(bert)),
-            DataTrainingArguments(
-                task_name="sst2", train_file=str(train), validation_file=str(dev), swa_select_split=0.25
-            ),
-            GlueTrainingArguments(
-                output_dir=str(out),
-                do_train=True,
-                do_eval=True,
-                max_steps=4,
-                swa=swa,
-                swa_select_metric="accuracy",
-                **TRAIN,
-            ),
-        )
+        results[swa] = glue(bert, out, train, dev, split=0.25, max_steps=4, swa=swa, swa_select_metric="accuracy")
         held[swa] = json.loads((out / SELECT_ROWS_FILE).read_text())
     assert held[True] == held[False]
     assert held[True]["seed"] == 3 and held[True]["train_rows"] == 60 and held[True]["swa_select_split"] == 0.25
@@ -148,21 +135,18 @@ def _labelled(n, rows):
 def test_selection_results_name_the_chosen_and_repeat_its_eval_scores(tmp_path, bert, files):
     _, train, dev = files
     out = tmp_path / "out"
-    results = run_glue(
-        ModelArguments(model_name_or_path=str(bert)),
-        DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev), swa_select_split=0.3),
-        GlueTrainingArguments(
-            output_dir=str(out),
-            do_train=True,
-            do_eval=True,
-            max_steps=8,
-            swa_start="0.25",
-            swa_windows=2,
-            swa_ema_decays=[0.5],
-            swa_select_metric="loss",
-            swa_eval_candidates=True,
-            **TRAIN,
-        ),
+    results = glue(
+        bert,
+        out,
+        train,
+        dev,
+        split=0.3,
+        max_steps=8,
+        swa_start="0.25",
+        swa_windows=2,
+        swa_ema_decays=[0.5],
+        swa_select_metric="loss",
+        swa_eval_candidates=True,
     )
     record = json.loads((out / CONFIG_FILE).read_text())
     selection = record["selection"]
@@ -189,18 +173,7 @@ def test_selection_results_name_the_chosen_and_repeat_its_eval_scores(tmp_path, 
 def test_selection_without_a_split_uses_the_eval_set_with_a_warning(tmp_path, bert, files, caplog):
     _, train, dev = files
     with caplog.at_level(logging.WARNING):
-        results = run_glue(
-            ModelArguments(model_name_or_path=str(bert)),
-            DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev)),
-            GlueTrainingArguments(
-                output_dir=str(tmp_path / "out"),
-                do_train=True,
-                do_eval=True,
-                max_steps=4,
-                swa_select_metric="accuracy",
-                **TRAIN,
-            ),
-        )
+        results = glue(bert, tmp_path / "out", train, dev, max_steps=4, swa_select_metric="accuracy")
     assert "selects among the candidates on eval_dataset" in caplog.text
     record = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["selection"]
     assert record["dataset"]["name"] == "eval_dataset" and record["dataset"]["size"] == 24
@@ -215,11 +188,7 @@ def test_a_split_leaving_a_class_without_training_rows_is_refused_before_trainin
     train = write_rows(tmp_path / "train.jsonl", rows[:4] + [dict(rows[1], label="not_entailment")])  # 3 e, 2 n
     monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(ValueError, match="holds out all 2 training rows of class 'not_entailment', leaving none"):
-        run_glue(
-            ModelArguments(model_name_or_path=str(bert)),
-            DataTrainingArguments(task_name="rte", train_file=str(train), swa_select_split=0.75),
-            GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_train=True, max_steps=2, **TRAIN),
-        )
+        glue(bert, tmp_path / "out", train, task="rte", split=0.75, max_steps=2)
 
 
 def test_chosen_scores_take_the_chosen_weights_keys():
@@ -278,18 +247,7 @@ def test_a_selection_metric_the_task_does_not_produce_is_refused_before_training
         match=r"--swa_select_metric 'eval_f1': the evaluation of this task produces only "
         r"loss, accuracy\. Set --swa_select_metric to one of these\.",
     ):
-        run_glue(
-            ModelArguments(model_name_or_path=str(bert)),
-            DataTrainingArguments(task_name="sst2", train_file=str(train), validation_file=str(dev)),
-            GlueTrainingArguments(
-                output_dir=str(tmp_path / "out"),
-                do_train=True,
-                do_eval=True,
-                max_steps=2,
-                swa_select_metric="eval_f1",
-                **TRAIN,
-            ),
-        )
+        glue(bert, tmp_path / "out", train, dev, max_steps=2, swa_select_metric="eval_f1")
 
 
 @pytest.mark.parametrize("task,metric", [("stsb", "pearson"), ("mrpc", "f1"), ("cola", "matthews_correlation")])
@@ -351,18 +309,7 @@ def test_regression_rows_are_held_out_at_random(tmp_path, bert):
     ]
     train = write_rows(tmp_path / "train.tsv", rows)
     dev = write_rows(tmp_path / "dev.tsv", rows[:8])
-    results = run_glue(
-        ModelArguments(model_name_or_path=str(bert)),
-        DataTrainingArguments(task_name="stsb", train_file=str(train), validation_file=str(dev), swa_select_split=0.25),
-        GlueTrainingArguments(
-            output_dir=str(tmp_path / "out"),
-            do_train=True,
-            do_eval=True,
-            max_steps=4,
-            swa_select_metric="loss",
-            **TRAIN,
-        ),
-    )
+    results = glue(bert, tmp_path / "out", train, dev, task="stsb", split=0.25, max_steps=4, swa_select_metric="loss")
     held = json.loads((tmp_path / "out" / SELECT_ROWS_FILE).read_text())["held_out_rows"]
     assert held == selection_rows([None] * 24, share=0.25, seed=3) and len(held) == 6
     assert results["select_samples"] == 6 and results["train_samples"] == 18

@@ -14,34 +14,19 @@ from hf_swa.glue.summary import collect_runs, summarize
 
 # Per seed: the live, average, window and EMA scores on the evaluation set, the candidate shipped, and every
 # candidate's loss on the selection data. The chosen scores are written as run_glue writes them.
+CANDIDATES = ("swa", "swa_from50", "ema_0.9", "live")
+# seed: (evaluation accuracy of each candidate, the one shipped, selection loss of each candidate)
 SWA_RUNS = {
-    1: dict(
-        live=0.9117,
-        swa=0.9186,
-        swa_from50=0.9230,
-        ema_0_9=0.9150,
-        chosen="swa_from50",
-        select=dict(swa=0.31, swa_from50=0.29, ema_0_9=0.33, live=0.35),
-    ),
-    2: dict(
-        live=0.9048,
-        swa=0.9209,
-        swa_from50=0.9101,
-        ema_0_9=0.9188,
-        chosen="live",
-        select=dict(swa=0.30, swa_from50=0.32, ema_0_9=0.31, live=0.28),
-    ),
-    3: dict(
-        live=0.9094,
-        swa=0.9163,
-        swa_from50=0.9170,
-        ema_0_9=0.9120,
-        chosen="swa",
-        select=dict(swa=0.27, swa_from50=0.28, ema_0_9=0.30, live=0.34),
-    ),
+    1: ((0.9186, 0.9230, 0.9150, 0.9117), "swa_from50", (0.31, 0.29, 0.33, 0.35)),
+    2: ((0.9209, 0.9101, 0.9188, 0.9048), "live", (0.30, 0.32, 0.31, 0.28)),
+    3: ((0.9163, 0.9170, 0.9120, 0.9094), "swa", (0.27, 0.28, 0.30, 0.34)),
 }
 BASELINE = {1: 0.9071, 2: 0.9128, 3: 0.9014}
-NAMES = {"swa": "swa", "swa_from50": "swa_from50", "ema_0_9": "ema_0.9", "live": "live"}
+
+
+def scores(name: str, part: int = 0) -> np.ndarray:
+    """A candidate's evaluation accuracy (part 0) or selection loss (part 2) over the seeds."""
+    return np.array([run[part][CANDIDATES.index(name)] for run in SWA_RUNS.values()])
 
 
 def eval_key(name: str) -> str:
@@ -53,13 +38,13 @@ def write_selection_runs(root: Path) -> None:
         folder = root / "sst2" / "baseline" / f"seed{seed}"
         folder.mkdir(parents=True)
         (folder / "all_results.json").write_text(json.dumps({"eval_accuracy": accuracy, "eval_loss": 0.3}))
-    for seed, run in SWA_RUNS.items():
+    for seed, (accuracies, chosen, losses) in SWA_RUNS.items():
         folder = root / "sst2" / "swa" / f"seed{seed}"
         folder.mkdir(parents=True)
-        metrics = {eval_key(NAMES[k]): run[k] for k in NAMES}
-        metrics["eval_chosen_accuracy"] = metrics[eval_key(run["chosen"])]
-        metrics["swa_chosen"] = run["chosen"]
-        metrics.update({f"select_{NAMES[k]}_loss": v for k, v in run["select"].items()})
+        metrics = {eval_key(name): value for name, value in zip(CANDIDATES, accuracies, strict=True)}
+        metrics["eval_chosen_accuracy"] = metrics[eval_key(chosen)]
+        metrics["swa_chosen"] = chosen
+        metrics.update({f"select_{name}_loss": value for name, value in zip(CANDIDATES, losses, strict=True)})
         metrics.update(eval_loss=0.3, eval_runtime=1.0, select_samples=90, train_samples=360)
         (folder / "all_results.json").write_text(json.dumps(metrics, sort_keys=True))
 
@@ -85,9 +70,8 @@ def selection_report(tmp_path):
 def test_chosen_column_holds_the_shipped_models_means_and_the_delta_judges_them(selection_report):
     _, md = selection_report
     base = np.array(list(BASELINE.values()))
-    swa = np.array([r["swa"] for r in SWA_RUNS.values()])
-    live = np.array([r["live"] for r in SWA_RUNS.values()])
-    chosen = np.array([r[{"ema_0.9": "ema_0_9"}.get(r["chosen"], r["chosen"])] for r in SWA_RUNS.values()])
+    swa, live = scores("swa"), scores("live")
+    chosen = np.array([run[0][CANDIDATES.index(run[1])] for run in SWA_RUNS.values()])
     assert list(chosen) == [0.9230, 0.9048, 0.9163]
     assert "| Task | Metric | Baseline | SWA | SWA (chosen) | Δ chosen − baseline | SWA live |" in md
     assert cells(md, "| sst2 | **accuracy** (main)")[2:] == [
@@ -109,10 +93,9 @@ def test_chosen_column_holds_the_shipped_models_means_and_the_delta_judges_them(
 def test_candidate_table_and_the_candidate_each_seed_chose(selection_report):
     _, md = selection_report
     assert "| Task | Scores | `swa` | `swa_from50` | `ema_0.9` | `live` |" in md
-    order = ["swa", "swa_from50", "ema_0_9", "live"]
-    evals = [np.mean([r[k] for r in SWA_RUNS.values()]) for k in order]
+    evals = [scores(name).mean() for name in CANDIDATES]
     assert cells(md, "| sst2 | eval accuracy |")[2:] == [f"{v * 100:.2f}" for v in evals]
-    selects = [np.mean([r["select"][k] for r in SWA_RUNS.values()]) for k in order]
+    selects = [scores(name, part=2).mean() for name in CANDIDATES]
     assert cells(md, "| sst2 | selection loss (lower is better) |")[2:] == [f"{v:.4f}" for v in selects]
     assert cells(md, "| sst2 | chosen (of 3 seeds) |")[2:] == ["1", "1", "0", "1"]
     assert "- **sst2**: seed 1 → `swa_from50`, seed 2 → `live`, seed 3 → `swa`" in md

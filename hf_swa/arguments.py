@@ -35,7 +35,9 @@ class SWAArgumentsMixin:
         (100, True, 1)
     """
 
-    swa: bool = field(default=True, metadata={"help": "Average weights with SWA (False: a plain Trainer run, a baseline)."})
+    swa: bool = field(
+        default=True, metadata={"help": "Average weights with SWA (False: a plain Trainer run, a baseline)."}
+    )
     swa_start: str = field(
         default="0.75",
         metadata={
@@ -53,7 +55,8 @@ class SWAArgumentsMixin:
     )
     swa_anneal_strategy: Literal["cos", "linear"] = field(default="cos", metadata={"help": "Shape of the anneal."})
     swa_device: Optional[str] = field(
-        default=None, metadata={"help": "Where the fp32 averages live: unset = beside the weights, 'cpu' = host memory."}
+        default=None,
+        metadata={"help": "Where the fp32 averages live: unset = beside the weights, 'cpu' = host memory."},
     )
     swa_strategy: Literal["uniform", "ema"] = field(
         default="uniform", metadata={"help": "uniform: the SWA mean of the snapshots; ema: exponential moving average."}
@@ -61,16 +64,20 @@ class SWAArgumentsMixin:
     swa_ema_decay: float = field(default=0.999, metadata={"help": "Decay of the 'ema' strategy."})
     swa_windows: int = field(
         default=1,
-        metadata={"help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
-                  "snapshots from each later window start on (1: the classic average only)."},
+        metadata={
+            "help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
+            "snapshots from each later window start on (1: the classic average only)."
+        },
     )
     swa_ema_decays: List[float] = field(
         default_factory=list, metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."}
     )
     swa_select_metric: Optional[str] = field(
         default=None,
-        metadata={"help": "Score every candidate and the live weights on the selection data at the end of training "
-                  "and ship the best, by this metric (loss, accuracy, eval_f1, ...). Unset: ship swa."},
+        metadata={
+            "help": "Score every candidate and the live weights on the selection data at the end of training "
+            "and ship the best, by this metric (loss, accuracy, eval_f1, ...). Unset: ship swa."
+        },
     )
     swa_select_greater_is_better: Optional[bool] = field(
         default=None, metadata={"help": "Whether a higher selection score is better (default: False for *loss)."}

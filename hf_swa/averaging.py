@@ -25,6 +25,7 @@ from .strategies import ExponentialAverage, UniformAverage, check_ema_decays, ma
 
 logger = logging.getLogger(__name__)
 
+
 class WeightAverager:
     """fp32 running averages of a model's trainable floating-point parameters.
 
@@ -116,7 +117,8 @@ class WeightAverager:
         # Tensors folded in directly (fp32, on the averages' device) or through a staging buffer allocated once.
         device_of_averages = self.device
         self._staging: Dict[int, torch.Tensor] = {
-            i: self._new_buffer(t, torch.float32) for i, t in enumerate(tensors)
+            i: self._new_buffer(t, torch.float32)
+            for i, t in enumerate(tensors)
             if not (t.dtype == torch.float32 and (device_of_averages is None or t.device == device_of_averages))
         }
 
@@ -127,7 +129,9 @@ class WeightAverager:
             raise ValueError("Windows split a uniform average: use strategy='uniform' with several windows.")
         if isinstance(self.strategy, ExponentialAverage):
             return ExponentialMean(new_buffers, self.strategy.decay, name=MAIN_CANDIDATE)
-        raise ValueError(f"strategy={self.strategy!r}: must be 'uniform', 'ema' or an UniformAverage/ExponentialAverage")
+        raise ValueError(
+            f"strategy={self.strategy!r}: must be 'uniform', 'ema' or an UniformAverage/ExponentialAverage"
+        )
 
     # ---------------------------------------------------------------- helpers
     def _pin(self) -> bool:
@@ -344,8 +348,9 @@ class WeightAverager:
         """Averages (fp32 tensors by ``slot/name``), counters and layout, for checkpoints."""
         slots = self._slots()
         return {
-            "averages": {f"{key}/{name}": tensor for key, mean in slots.items()
-                         for name, tensor in zip(self.names, mean.buffers)},
+            "averages": {
+                f"{key}/{name}": tensor for key, mean in slots.items() for name, tensor in zip(self.names, mean.buffers)
+            },
             "names": list(self.names),
             "slots": {key: mean.n_averaged for key, mean in slots.items()},
             "n_averaged": self.n_averaged,

@@ -20,7 +20,14 @@ from .selection import select_candidate
 logger = logging.getLogger(__name__)
 
 # transformers schedules whose LR reaches (or nearly reaches) 0 at the end of training.
-DECAYING_SCHEDULES = {"linear", "cosine", "cosine_with_restarts", "polynomial", "cosine_with_min_lr", "warmup_stable_decay"}
+DECAYING_SCHEDULES = {
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+}
 
 LOAD_BEST_MESSAGE = (
     "load_best_model_at_end=True would replace the averaged weights with a live checkpoint at the end. "
@@ -121,8 +128,12 @@ class SWACallback(TrainerCallback):
         self.start_step = self.config.start_step(state.max_steps)
         _check_best_metric(args, state, self.start_step)
         self.averager = WeightAverager(
-            model, device=self.config.swa_device, strategy=self.config.strategy, ema_decay=self.config.ema_decay,
-            window_starts=self.config.window_starts(state.max_steps), ema_decays=self.config.swa_ema_decays,
+            model,
+            device=self.config.swa_device,
+            strategy=self.config.strategy,
+            ema_decay=self.config.ema_decay,
+            window_starts=self.config.window_starts(state.max_steps),
+            ema_decays=self.config.swa_ema_decays,
         )
         self.selection = None
         if state.global_step > 0:
@@ -139,7 +150,9 @@ class SWACallback(TrainerCallback):
         else:
             install_lr_tail(lr_scheduler, self.config, self.start_step, state.global_step)
         logger.info(
-            "SWA: averaging from optimizer step %d of %d, every %d step(s)", self.start_step, state.max_steps,
+            "SWA: averaging from optimizer step %d of %d, every %d step(s)",
+            self.start_step,
+            state.max_steps,
             self.config.swa_freq,
         )
 
@@ -179,7 +192,8 @@ class SWACallback(TrainerCallback):
         if self.averager.n_averaged == 0:
             logger.warning(
                 "SWA: training ended at step %d before the first snapshot (step %d); the model keeps its live weights.",
-                state.global_step, self.start_step,
+                state.global_step,
+                self.start_step,
             )
             return
         self.averager.swap_in(model)
@@ -187,7 +201,8 @@ class SWACallback(TrainerCallback):
             self.write_config(args.output_dir)
         logger.info(
             "SWA: the model now holds the average of %d snapshot(s) (%d skipped as non-finite).",
-            self.averager.n_averaged, self.averager.n_skipped,
+            self.averager.n_averaged,
+            self.averager.n_skipped,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -214,8 +229,9 @@ class SWACallback(TrainerCallback):
         if not self.has_average:
             raise RuntimeError("SWA has no snapshot yet: train past the start step before selecting.")
         metric = metric or self.config.select_metric_name() or "score"
-        greater = (self.config.select_greater_is_better() if self.config.swa_select_metric
-                   else not metric.endswith("loss"))
+        greater = (
+            self.config.select_greater_is_better() if self.config.swa_select_metric else not metric.endswith("loss")
+        )
         self.selection = select_candidate(self.averager, model, lambda name: score_fn(model), metric, greater, dataset)
         return self.selection
 
@@ -279,23 +295,35 @@ class SWACallback(TrainerCallback):
         if saved.get("global_step") is not None and saved["global_step"] != step:
             raise ValueError(
                 f"The SWA state in {folder} was saved at step {saved['global_step']}, but training resumes at step "
-                f"{step}: it belongs to another checkpoint. Pass the same checkpoint to train(resume_from_checkpoint=...) "
+                f"{step}: it belongs to another checkpoint. Pass the same checkpoint to "
+                "train(resume_from_checkpoint=...) "
                 "and args.resume_from_checkpoint, or use SWATrainer, which passes it on."
             )
-        current = {"start_step": self.start_step, "swa_freq": self.config.swa_freq,
-                   "strategy": self.averager.strategy.to_dict(), "candidates": self.averager.settings()}
+        current = {
+            "start_step": self.start_step,
+            "swa_freq": self.config.swa_freq,
+            "strategy": self.averager.strategy.to_dict(),
+            "candidates": self.averager.settings(),
+        }
         # State from hf_swa 0.1 has no candidates: it holds the single SWA average.
         saved.setdefault("candidates", [{"kind": "window_mean", "starts": [saved.get("start_step")]}])
-        changed = [f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
-                   for key in _AVERAGING_SETTINGS if saved.get(key) != current[key]]
+        changed = [
+            f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
+            for key in _AVERAGING_SETTINGS
+            if saved.get(key) != current[key]
+        ]
         if changed:
             hint = ""
             if isinstance(self.config.swa_start, float) and saved.get("start_step") != self.start_step:
-                hint = (f" swa_start={self.config.swa_start} is a fraction of max_steps, so a new max_steps moves the "
-                        f"start step: to train a finished run for longer, pass it as a step, swa_start={saved.get('start_step')}.")
+                hint = (
+                    f" swa_start={self.config.swa_start} is a fraction of max_steps, so a new max_steps moves the "
+                    "start step: to train a finished run for longer, pass it as a step, "
+                    f"swa_start={saved.get('start_step')}."
+                )
             raise ValueError(
                 f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}), and its averages "
-                "would mix snapshots taken under both. Resume with the same swa_start, swa_freq, strategy, swa_windows, "
+                "would mix snapshots taken under both. Resume with the same swa_start, swa_freq, strategy, "
+                "swa_windows, "
                 f"swa_ema_decays and max_steps (windows split the steps up to max_steps), or start a new run.{hint}"
             )
         if saved["averages"] is None:
@@ -306,8 +334,10 @@ class SWACallback(TrainerCallback):
             self.averager.load_state_dict(saved)
         if saved.get("holds_averages"):
             logger.warning(
-                "SWA: %s was written by an earlier hf_swa, whose final checkpoint holds the averaged weights in place of the "
+                "SWA: %s was written by an earlier hf_swa, whose final checkpoint holds the averaged weights in place "
+                "of the "
                 "live ones (which it did not save): training continues from the average. Checkpoints written now "
-                "hold the live weights.", folder,
+                "hold the live weights.",
+                folder,
             )
         logger.info("SWA: resumed %d snapshot(s) from %s.", self.averager.n_averaged, folder)

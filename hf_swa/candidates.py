@@ -133,8 +133,11 @@ class WindowMeans:
         return out
 
     def records(self) -> List[dict]:
-        return [{"name": name, "kind": self.kind, "start_step": self.starts[i], "n_averaged": self.n_averaged(name)}
-                for i, name in ((i, self._name(i)) for i in range(len(self.windows))) if name in self.names()]
+        return [
+            {"name": name, "kind": self.kind, "start_step": self.starts[i], "n_averaged": self.n_averaged(name)}
+            for i, name in ((i, self._name(i)) for i in range(len(self.windows)))
+            if name in self.names()
+        ]
 
     def slots(self) -> Dict[str, _RunningMean]:
         """The checkpointed running means by slot key (``window0``, ``window1``, ...)."""
@@ -187,8 +190,10 @@ class ExponentialMean:
         return self.mean.buffers
 
     def records(self) -> List[dict]:
-        return [{"name": self.name, "kind": self.kind, "decay": self.decay, "n_averaged": self.mean.n_averaged}
-                for _ in self.names()]
+        return [
+            {"name": self.name, "kind": self.kind, "decay": self.decay, "n_averaged": self.mean.n_averaged}
+            for _ in self.names()
+        ]
 
     def slots(self) -> Dict[str, _RunningMean]:
         return {self.name: self.mean}

@@ -53,8 +53,12 @@ def write_json_atomic(path: str, data: dict) -> None:
 
 
 def save_swa_state(
-    folder: str, averager_state: dict, metadata: dict, shard: Optional[Tuple[int, int]] = None,
-    write_averages: bool = True, write_record: bool = True,
+    folder: str,
+    averager_state: dict,
+    metadata: dict,
+    shard: Optional[Tuple[int, int]] = None,
+    write_averages: bool = True,
+    write_record: bool = True,
 ) -> None:
     """Write an averager's `state_dict()` plus `metadata` into `folder`.
 
@@ -73,8 +77,12 @@ def save_swa_state(
         else:
             rank, world_size = shard
             path = os.path.join(folder, SHARDED_AVERAGES_FILE.format(rank=rank))
-            stamp = {"rank": str(rank), "world_size": str(world_size), "global_step": str(metadata.get("global_step")),
-                     "n_averaged": str(averager_state["n_averaged"])}
+            stamp = {
+                "rank": str(rank),
+                "world_size": str(world_size),
+                "global_step": str(metadata.get("global_step")),
+                "n_averaged": str(averager_state["n_averaged"]),
+            }
         _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=stamp))
     if not write_record:
         return
@@ -108,7 +116,7 @@ def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Opti
     if record is None:
         return None
     state_path = os.path.join(folder, STATE_FILE)
-    names, n_averaged = record["names"], int(record["n_averaged"])
+    n_averaged = int(record["n_averaged"])
     saved_world_size = record.get("sharded_world_size")
     if saved_world_size is not None and (shard is None or shard[1] != saved_world_size):
         now = "unsharded averages" if shard is None else f"{shard[1]} processes"
@@ -135,8 +143,9 @@ def load_swa_state(folder: str, shard: Optional[Tuple[int, int]] = None) -> Opti
                 f"The SWA averages file {averages_path} is missing or corrupt ({error}); "
                 f"{state_path} says {n_averaged} snapshots were averaged. Resume from another checkpoint."
             ) from None
-        if stamp is not None and (stamp.get("n_averaged") != str(n_averaged)
-                                  or stamp.get("global_step") != str(record.get("global_step"))):
+        if stamp is not None and (
+            stamp.get("n_averaged") != str(n_averaged) or stamp.get("global_step") != str(record.get("global_step"))
+        ):
             raise ValueError(
                 f"{averages_path} was written at step {stamp.get('global_step')} with {stamp.get('n_averaged')} "
                 f"snapshots but {state_path} says step {record.get('global_step')} with {n_averaged}: the checkpoint's "

@@ -112,7 +112,11 @@ class SWAConfig:
             raise ValueError(f"swa_freq={self.swa_freq!r}: must be an int >= 1 (optimizer steps between snapshots)")
         if self.swa_lr is not None and not (self.swa_lr > 0 and math.isfinite(self.swa_lr)):
             raise ValueError(f"swa_lr={self.swa_lr!r}: must be a finite number > 0, or None to keep the schedule")
-        if isinstance(self.swa_anneal_steps, bool) or not isinstance(self.swa_anneal_steps, int) or self.swa_anneal_steps < 0:
+        if (
+            isinstance(self.swa_anneal_steps, bool)
+            or not isinstance(self.swa_anneal_steps, int)
+            or self.swa_anneal_steps < 0
+        ):
             raise ValueError(f"swa_anneal_steps={self.swa_anneal_steps!r}: must be an int >= 0 (0 = jump to swa_lr)")
         if self.swa_anneal_strategy not in ANNEAL_STRATEGIES:
             raise ValueError(
@@ -131,7 +135,9 @@ class SWAConfig:
             )
         self.swa_ema_decays = check_ema_decays(self.swa_ema_decays or [])
         if self.swa_select_metric is not None and not str(self.swa_select_metric).strip():
-            raise ValueError("swa_select_metric is empty: name a metric such as 'loss' or 'accuracy', or leave it unset")
+            raise ValueError(
+                "swa_select_metric is empty: name a metric such as 'loss' or 'accuracy', or leave it unset"
+            )
 
     def start_step(self, max_steps: int) -> int:
         """The first optimizer step whose weights are averaged; checks it is within training."""
@@ -175,7 +181,7 @@ class SWAConfig:
         if self.swa_select_metric is None:
             return None
         name = self.swa_select_metric.strip()
-        return name[len("eval_"):] if name.startswith("eval_") else name
+        return name[len("eval_") :] if name.startswith("eval_") else name
 
     def select_greater_is_better(self) -> bool:
         """Whether a higher selection score is better: as set, else False for a ``loss`` and True otherwise."""

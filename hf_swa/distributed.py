@@ -160,8 +160,12 @@ def full_tensor(param: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
 
         device = param._local_tensor.device
         sharded = DTensor.from_local(
-            local.to(device), param.device_mesh, param.placements, run_check=False,
-            shape=param.shape, stride=param.stride(),
+            local.to(device),
+            param.device_mesh,
+            param.placements,
+            run_check=False,
+            shape=param.shape,
+            stride=param.stride(),
         )
         return sharded.full_tensor()
     return local

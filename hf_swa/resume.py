@@ -67,8 +67,12 @@ def checkpoint_problems(folder: str, swa_start_step: Optional[int] = 1, save_onl
     swa_problem = swa_state_problem(folder)
     if swa_problem is not None:
         problems.append(swa_problem)
-    elif (swa_start_step is not None and step is not None and step >= swa_start_step
-          and not os.path.isfile(os.path.join(folder, "swa_state.json"))):
+    elif (
+        swa_start_step is not None
+        and step is not None
+        and step >= swa_start_step
+        and not os.path.isfile(os.path.join(folder, "swa_state.json"))
+    ):
         problems.append("no SWA state (swa_state.json)")
     return problems
 

@@ -99,4 +99,3 @@ def select_candidate(
         "scores": scores,
         "chosen": chosen,
     }
-

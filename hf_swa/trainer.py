@@ -53,6 +53,8 @@ class SWATrainerMixin:
     - after `train()` the model holds the average, and `save_model()` writes it with
       ``swa_config.json`` beside it; checkpoints pushed during training (``hub_strategy``)
       never replace the model on the Hub;
+    - with ``swa_select_metric``, `train()` ends by scoring every candidate average and the
+      live weights on ``swa_select_dataset`` (or ``eval_dataset``) and the model takes the best;
     - models whose loss is a plain mean get their loss averaged over gradient accumulation
       and processes (see `loss_uses_num_items_in_batch`).
 
@@ -92,8 +94,9 @@ class SWATrainerMixin:
                 swa_config = self.args.to_swa_config()
             else:
                 swa_config = SWAConfig()
-                logger.warning("%s got arguments without SWA settings and no swa_config: using %s",
-                               type(self).__name__, swa_config)
+                logger.warning(
+                    "%s got arguments without SWA settings and no swa_config: using %s", type(self).__name__, swa_config
+                )
         if self.args.load_best_model_at_end:
             raise ValueError(LOAD_BEST_MESSAGE)
         if any(isinstance(c, SWACallback) for c in self.callback_handler.callbacks):
@@ -114,7 +117,7 @@ class SWATrainerMixin:
         if self.swa_select_dataset is None and self.eval_dataset is None:
             raise ValueError(
                 f"swa_select_metric={self.swa_callback.config.swa_select_metric!r} needs data to score the candidates "
-                "on: pass SWATrainer(..., swa_select_dataset=...) (held-out rows), or an eval_dataset."
+                "on: pass the trainer's swa_select_dataset=... (held-out rows), or an eval_dataset."
             )
         if isinstance(self._selection_data()[0], dict):
             raise ValueError("The selection data must be one dataset, not a dict of datasets: pass swa_select_dataset.")
@@ -145,20 +148,23 @@ class SWATrainerMixin:
             self.model_accepts_loss_kwargs = False
             logger.info(
                 "%s computes a mean loss and ignores num_items_in_batch: the loss is averaged over gradient "
-                "accumulation steps and processes as for any mean loss.", type(base).__name__,
+                "accumulation steps and processes as for any mean loss.",
+                type(base).__name__,
             )
 
     # ---------------------------------------------------------------- training and checkpoints
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(
-                self.args.output_dir, self._swa_state_needed_from(), self.args.save_only_model)
+                self.args.output_dir, self._swa_state_needed_from(), self.args.save_only_model
+            )
             if resume_from_checkpoint is None:
                 raise ValueError(f"No complete checkpoint found in output directory ({self.args.output_dir}).")
         if self.swa_callback is not None:
             self.swa_callback.resume_from_checkpoint = resume_from_checkpoint or None
         output = super().train(resume_from_checkpoint, *args, **kwargs)
-        if self.swa_callback is not None and self.swa_callback.config.swa_select_metric and self.swa_callback.has_average:
+        callback = self.swa_callback
+        if callback is not None and callback.config.swa_select_metric and callback.has_average:
             self.select_candidate()
         return output
 
@@ -181,7 +187,7 @@ class SWATrainerMixin:
                 metrics = plain_evaluate(dataset, metric_key_prefix=f"select_{name}")
             key = f"select_{name}_{metric}"
             if key not in metrics:
-                produced = sorted(k[len(f"select_{name}_"):] for k in metrics if k.startswith(f"select_{name}_"))
+                produced = sorted(k[len(f"select_{name}_") :] for k in metrics if k.startswith(f"select_{name}_"))
                 raise ValueError(
                     f"swa_select_metric={config.swa_select_metric!r}, but evaluation (compute_metrics) produces only "
                     f"{', '.join(produced)}: set swa_select_metric to one of these."
@@ -189,8 +195,9 @@ class SWATrainerMixin:
             return metrics[key]
 
         try:
-            record = select_candidate(callback.averager, self.model, score, metric, config.select_greater_is_better(),
-                                      info)
+            record = select_candidate(
+                callback.averager, self.model, score, metric, config.select_greater_is_better(), info
+            )
         except Exception as error:
             folder = os.path.join(self.args.output_dir, "swa_candidates")
             self.save_candidates(folder)
@@ -234,7 +241,8 @@ class SWATrainerMixin:
         # (save_total_limit) right after writing it, and only then calls on_save.
         callback = self.swa_callback
         if callback is not None and callback.averager is not None:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder = os.path.join(self._get_output_dir(trial=trial), name)
             if self.args.should_save:
                 os.makedirs(folder, exist_ok=True)
             callback.save_state(self.args, self.state, folder)
@@ -315,8 +323,10 @@ class SWATrainerMixin:
         callback = self.swa_callback
         folder = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:  # first: Trainer.save_model may push the folder to the Hub
-            if callback is not None and callback.has_average and (
-                callback.averager.holds_averages or callback.selection is not None
+            if (
+                callback is not None
+                and callback.has_average
+                and (callback.averager.holds_averages or callback.selection is not None)
             ):  # the average, a candidate, or live weights chosen over them
                 callback.write_config(folder)
             elif os.path.isfile(os.path.join(folder, CONFIG_FILE)):

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from tiny_models import max_relative_error, tiny_bert, tiny_gpt2_lm, trainable_float_weights
 from torch import nn
 
 from hf_swa import WeightAverager
 from hf_swa.averaging import averaged_parameters
-from tiny_models import max_relative_error, tiny_bert, tiny_gpt2_lm, trainable_float_weights
 
 
 def perturb(model, seed):
@@ -107,8 +107,10 @@ def test_swap_restores_live_weights_bit_exactly_even_on_error():
     run_snapshots(model, averager, 3)
     live = {k: v.clone() for k, v in model.state_dict().items()}
     with averager.averaged_weights(model):
-        assert max_relative_error(trainable_float_weights(model), {
-            k: v.double() for k, v in averager.averages().items()}) == 0.0
+        assert (
+            max_relative_error(trainable_float_weights(model), {k: v.double() for k, v in averager.averages().items()})
+            == 0.0
+        )
     assert all(torch.equal(v, live[k]) for k, v in model.state_dict().items())
     with pytest.raises(RuntimeError, match="boom"):
         with averager.averaged_weights(model):

@@ -4,13 +4,20 @@ import math
 
 import pytest
 import torch
+from tiny_models import SnapshotRecorder, classification_data, max_relative_error, tiny_bert
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from tiny_models import SnapshotRecorder, classification_data, max_relative_error, tiny_bert
 
-COMMON = dict(per_device_train_batch_size=4, report_to="none", use_cpu=True, disable_tqdm=True,
-              logging_strategy="no", save_strategy="no", max_steps=12)
+COMMON = dict(
+    per_device_train_batch_size=4,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="no",
+    save_strategy="no",
+    max_steps=12,
+)
 
 BAD_SETTINGS = [
     ({"swa_start": 0}, r"swa_start=0.*>= 1"),
@@ -52,8 +59,15 @@ def test_bad_flags_on_the_command_line(tmp_path):
 
 def test_flags_have_help_text():
     help_text = HfArgumentParser(SWATrainingArguments).format_help()
-    for flag in ("--swa_start", "--swa_freq", "--swa_lr", "--swa_anneal_steps", "--swa_anneal_strategy",
-                 "--swa_device", "--no_swa"):
+    for flag in (
+        "--swa_start",
+        "--swa_freq",
+        "--swa_lr",
+        "--swa_anneal_steps",
+        "--swa_anneal_strategy",
+        "--swa_device",
+        "--no_swa",
+    ):
         assert flag in help_text
 
 
@@ -73,16 +87,30 @@ def test_model_without_trainable_float_parameters(tmp_path):
 
 
 def test_load_best_model_at_end_is_refused(tmp_path):
-    best = dict(load_best_model_at_end=True, eval_strategy="steps", eval_steps=4,
-                **{**COMMON, "save_strategy": "steps", "save_steps": 4})
+    best = dict(
+        load_best_model_at_end=True,
+        eval_strategy="steps",
+        eval_steps=4,
+        **{**COMMON, "save_strategy": "steps", "save_steps": 4},
+    )
     with pytest.raises(ValueError, match="load_best_model_at_end"):
         SWATrainingArguments(output_dir=str(tmp_path), **best)
     data = classification_data(16)
     with pytest.raises(ValueError, match="load_best_model_at_end"):
-        SWATrainer(model=tiny_bert(), args=TrainingArguments(output_dir=str(tmp_path), **best),
-                   train_dataset=data, eval_dataset=data, swa_config=SWAConfig())
-    trainer = Trainer(model=tiny_bert(), args=TrainingArguments(output_dir=str(tmp_path), **best),
-                      train_dataset=data, eval_dataset=data, callbacks=[SWACallback()])
+        SWATrainer(
+            model=tiny_bert(),
+            args=TrainingArguments(output_dir=str(tmp_path), **best),
+            train_dataset=data,
+            eval_dataset=data,
+            swa_config=SWAConfig(),
+        )
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=TrainingArguments(output_dir=str(tmp_path), **best),
+        train_dataset=data,
+        eval_dataset=data,
+        callbacks=[SWACallback()],
+    )
     with pytest.raises(ValueError, match="load_best_model_at_end"):
         trainer.train()
     assert trainer.state.global_step == 0
@@ -103,8 +131,12 @@ class PoisonAt(TrainerCallback):
 def test_non_finite_snapshots_are_skipped_and_counted(tmp_path, caplog):
     recorder = SnapshotRecorder([6, 7])
     callback = SWACallback(SWAConfig(swa_start=6, swa_lr=1e-3))
-    trainer = Trainer(model=tiny_bert(), args=TrainingArguments(output_dir=str(tmp_path), **COMMON),
-                      train_dataset=classification_data(48), callbacks=[recorder, PoisonAt(8), callback])
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=TrainingArguments(output_dir=str(tmp_path), **COMMON),
+        train_dataset=classification_data(48),
+        callbacks=[recorder, PoisonAt(8), callback],
+    )
     trainer.train()
     averager = callback.averager
     assert averager.n_averaged == 2 and averager.n_skipped == 5  # steps 8..12 hold NaN
@@ -115,8 +147,14 @@ def test_non_finite_snapshots_are_skipped_and_counted(tmp_path, caplog):
 
 def test_best_metric_on_the_average_before_averaging_starts_is_refused(tmp_path):
     data = classification_data(48)
-    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=6, eval_strategy="steps", eval_steps=2,
-                                metric_for_best_model="eval_swa_loss", **COMMON)
+    args = SWATrainingArguments(
+        output_dir=str(tmp_path),
+        swa_start=6,
+        eval_strategy="steps",
+        eval_steps=2,
+        metric_for_best_model="eval_swa_loss",
+        **COMMON,
+    )
     trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:8])
     with pytest.raises(ValueError, match=r"first evaluation \(step 2\) comes before averaging starts \(step 6\)"):
         trainer.train()

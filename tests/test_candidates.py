@@ -6,10 +6,6 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
-from torch import nn
-from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
-
-from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, WeightAverager
 from tiny_models import (
     QUICK_RUN,
     SnapshotRecorder,
@@ -19,6 +15,10 @@ from tiny_models import (
     tiny_bert,
     trainable_float_weights,
 )
+from torch import nn
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, WeightAverager
 
 COMMON = QUICK_RUN
 MAX_STEPS = 14
@@ -50,9 +50,14 @@ def expected_candidates(snapshots):
 
 def swa_trainer(tmp_path, callbacks=(), select_dataset=None, **kwargs):
     settings = {**COMMON, **SWA, "max_steps": MAX_STEPS, "output_dir": str(tmp_path / "out"), **kwargs}
-    return SWATrainer(model=tiny_bert(), args=SWATrainingArguments(**settings), train_dataset=classification_data(40),
-                      eval_dataset=classification_data(16, seed=7), swa_select_dataset=select_dataset,
-                      callbacks=list(callbacks))
+    return SWATrainer(
+        model=tiny_bert(),
+        args=SWATrainingArguments(**settings),
+        train_dataset=classification_data(40),
+        eval_dataset=classification_data(16, seed=7),
+        swa_select_dataset=select_dataset,
+        callbacks=list(callbacks),
+    )
 
 
 def test_engine_candidates_equal_independent_means():
@@ -87,8 +92,10 @@ def test_trainer_candidates_equal_recorded_snapshots(tmp_path):
     for name, mean in expected_candidates(recorder.snapshots).items():
         assert max_relative_error(averager.averages(name), mean) <= 1e-6, name
     # Without selection the model ships the SWA average.
-    assert max_relative_error(trainable_float_weights(trainer.model), expected_candidates(recorder.snapshots)["swa"]) \
+    assert (
+        max_relative_error(trainable_float_weights(trainer.model), expected_candidates(recorder.snapshots)["swa"])
         <= 1e-6
+    )
     trainer.save_model()
     record = json.loads((tmp_path / "out" / "swa_config.json").read_text())
     assert record["shipped"] == "swa"
@@ -116,8 +123,9 @@ def accuracy(eval_prediction):
 @pytest.mark.parametrize("metric,greater", [("loss", None), ("eval_accuracy", None), ("loss", True)])
 def test_selection_ships_the_best_scored_weights(tmp_path, metric, greater):
     select = classification_data(24, seed=11)
-    trainer = swa_trainer(tmp_path, select_dataset=select, swa_select_metric=metric,
-                          swa_select_greater_is_better=greater)
+    trainer = swa_trainer(
+        tmp_path, select_dataset=select, swa_select_metric=metric, swa_select_greater_is_better=greater
+    )
     trainer.compute_metrics = accuracy
     trainer.train()
     selection = trainer.swa_callback.selection
@@ -147,8 +155,9 @@ def test_selection_ships_the_best_scored_weights(tmp_path, metric, greater):
     saved = load_file(str(out / "model.safetensors"))
     assert max_relative_error({k: saved[k] for k in expected}, expected) == 0.0
     reloaded = AutoModelForSequenceClassification.from_pretrained(str(out))
-    rescore = Trainer(model=reloaded, args=TrainingArguments(str(tmp_path / "rescore"), **COMMON),
-                      compute_metrics=accuracy).evaluate(select)
+    rescore = Trainer(
+        model=reloaded, args=TrainingArguments(str(tmp_path / "rescore"), **COMMON), compute_metrics=accuracy
+    ).evaluate(select)
     assert math.isclose(rescore[f"eval_{name}"], scores[chosen], rel_tol=1e-6)
 
 
@@ -206,8 +215,9 @@ def test_callback_select_with_a_plain_trainer(tmp_path):
 
     record = callback.select(trainer.model, score_fn, metric="distance_loss")
     assert record["chosen"] == "swa_from12" and record["greater_is_better"] is False
-    assert max_relative_error(trainable_float_weights(trainer.model), {k: v.double() for k, v in target.items()}) \
-        <= 1e-7
+    assert (
+        max_relative_error(trainable_float_weights(trainer.model), {k: v.double() for k, v in target.items()}) <= 1e-7
+    )
     assert [c["name"] for c in callback.candidates] == ["swa", "swa_from8", "swa_from12", "ema_0.5", "ema_0.9"]
 
 

@@ -6,10 +6,6 @@ import logging
 import pytest
 import torch
 from safetensors.torch import load, load_file, save_file
-from transformers import Trainer, TrainerCallback, TrainingArguments
-
-from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, last_complete_checkpoint
-from hf_swa.resume import checkpoint_problems
 from tiny_models import (
     SnapshotRecorder,
     StopAt,
@@ -19,11 +15,24 @@ from tiny_models import (
     tiny_bert,
     trainable_float_weights,
 )
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, last_complete_checkpoint
+from hf_swa.resume import checkpoint_problems
 
 SWA = dict(swa_start=3, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=2, swa_anneal_strategy="linear")
 COMMON = dict(
-    per_device_train_batch_size=4, learning_rate=1e-2, report_to="none", use_cpu=True, disable_tqdm=True,
-    logging_strategy="no", save_strategy="steps", save_steps=2, seed=0, data_seed=0, lr_scheduler_type="constant",
+    per_device_train_batch_size=4,
+    learning_rate=1e-2,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="no",
+    save_strategy="steps",
+    save_steps=2,
+    seed=0,
+    data_seed=0,
+    lr_scheduler_type="constant",
 )
 DATA = classification_data(24)  # 6 batches an epoch
 
@@ -45,7 +54,7 @@ def result(run):
 
 def assert_bit_exact(actual, expected):
     assert actual[0] == expected[0]
-    for got, want in zip(actual[1:], expected[1:]):
+    for got, want in zip(actual[1:], expected[1:], strict=True):
         assert set(got) == set(want)
         for name, value in want.items():
             assert torch.equal(got[name], value), name
@@ -123,16 +132,19 @@ def eight_steps(tmp_path_factory):
     return result(run)
 
 
-@pytest.mark.parametrize("name,how,problem", [
-    ("trainer_state.json", "remove", "no trainer_state.json"),
-    ("trainer_state.json", "truncate", "trainer_state.json is unreadable"),
-    ("model.safetensors", "truncate", "model.safetensors is unreadable"),
-    ("model.safetensors", "remove", "no model weights"),
-    ("optimizer.pt", "truncate", "optimizer.pt is unreadable"),
-    ("scheduler.pt", "remove", "no scheduler state"),
-    ("swa_averages.safetensors", "truncate", "swa_averages.safetensors is missing or unreadable"),
-    ("swa_state.json", "remove", "no SWA state"),
-])
+@pytest.mark.parametrize(
+    "name,how,problem",
+    [
+        ("trainer_state.json", "remove", "no trainer_state.json"),
+        ("trainer_state.json", "truncate", "trainer_state.json is unreadable"),
+        ("model.safetensors", "truncate", "model.safetensors is unreadable"),
+        ("model.safetensors", "remove", "no model weights"),
+        ("optimizer.pt", "truncate", "optimizer.pt is unreadable"),
+        ("scheduler.pt", "remove", "no scheduler state"),
+        ("swa_averages.safetensors", "truncate", "swa_averages.safetensors is missing or unreadable"),
+        ("swa_state.json", "remove", "no SWA state"),
+    ],
+)
 def test_swa_trainer_resumes_from_the_newest_complete_checkpoint(tmp_path, eight_steps, caplog, name, how, problem):
     trainer(tmp_path, 8, callbacks=[StopAt(6)]).train()
     newest = tmp_path / "checkpoint-6"
@@ -163,8 +175,9 @@ def test_swa_state_is_needed_only_from_the_start_step(tmp_path):
 def test_callback_users_resume_with_last_complete_checkpoint(tmp_path, eight_steps):
     def plain(callbacks):
         args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, **COMMON)
-        return Trainer(model=tiny_bert(), args=args, train_dataset=DATA,
-                       callbacks=callbacks + [SWACallback(SWAConfig(**SWA))])
+        return Trainer(
+            model=tiny_bert(), args=args, train_dataset=DATA, callbacks=callbacks + [SWACallback(SWAConfig(**SWA))]
+        )
 
     plain([StopAt(6)]).train()
     damage(tmp_path / "checkpoint-6" / "optimizer.pt", "truncate")
@@ -221,8 +234,13 @@ def test_checkpoints_pushed_during_training_never_replace_the_model(tmp_path, st
     common = json.dumps({k: v for k, v in COMMON.items() if k != "lr_scheduler_type"})
     script = PUSH_SCRIPT.format(tests=tests, out=out, strategy=strategy, common=common)
     with FakeHub() as fake:
-        done = subprocess.run([sys.executable, "-c", script], env=hub_env(fake.url, tmp_path / "hf_home"),
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=hub_env(fake.url, tmp_path / "hf_home"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     commits = fake.repos["me/swa"].commits
     during, final = commits[:-1], commits[-1]
@@ -233,7 +251,9 @@ def test_checkpoints_pushed_during_training_never_replace_the_model(tmp_path, st
     assert "model.safetensors" in final["files"] and "swa_config.json" in final["files"]
     averages = checkpoint_swa_average(tmp_path / "out" / "checkpoint-6")
     model = load(pushed["model.safetensors"])
-    assert all(torch.equal(model[k], averages[k]) for k in averages)  # the average of steps 3-6
+    assert averages and all(torch.equal(model[k], averages[k]) for k in averages)  # the average of steps 3-6
     if strategy == "checkpoint":  # the checkpoint pushed is the live training state
-        assert pushed["last-checkpoint/model.safetensors"] == (tmp_path / "out" / "checkpoint-6" /
-                                                               "model.safetensors").read_bytes()
+        assert (
+            pushed["last-checkpoint/model.safetensors"]
+            == (tmp_path / "out" / "checkpoint-6" / "model.safetensors").read_bytes()
+        )

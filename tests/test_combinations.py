@@ -8,10 +8,6 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
-
-from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from hf_swa.resume import checkpoint_problems
 from tiny_models import (
     SnapshotRecorder,
     StopAt,
@@ -21,10 +17,22 @@ from tiny_models import (
     tiny_bert,
     trainable_float_weights,
 )
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+
+from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
+from hf_swa.resume import checkpoint_problems
 
 COMMON = dict(
-    per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-2, report_to="none",
-    use_cpu=True, disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0, data_seed=0,
+    per_device_train_batch_size=4,
+    per_device_eval_batch_size=8,
+    learning_rate=1e-2,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="no",
+    save_strategy="no",
+    seed=0,
+    data_seed=0,
 )
 DATA = classification_data(32)
 
@@ -86,17 +94,27 @@ def expected_stop(values, patience, threshold):
 def test_early_stopping_on_a_live_or_an_averaged_metric(tmp_path, transformers_warnings, metric, threshold):
     max_steps, eval_steps, patience = 20, 2, 2
     seen, recorder = EvaluationsSeen(), SnapshotRecorder(range(2, max_steps + 1))
-    args = swa_args(tmp_path, max_steps=max_steps, swa_start=2, swa_lr=5e-3, eval_strategy="steps",
-                    eval_steps=eval_steps, metric_for_best_model=metric, greater_is_better=False)
+    args = swa_args(
+        tmp_path,
+        max_steps=max_steps,
+        swa_start=2,
+        swa_lr=5e-3,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        metric_for_best_model=metric,
+        greater_is_better=False,
+    )
     stopper = EarlyStoppingCallback(early_stopping_patience=patience, early_stopping_threshold=threshold)
-    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=DATA, eval_dataset=DATA[:16],
-                         callbacks=[recorder, stopper, seen])
+    trainer = SWATrainer(
+        model=tiny_bert(), args=args, train_dataset=DATA, eval_dataset=DATA[:16], callbacks=[recorder, stopper, seen]
+    )
     trainer.train()
 
     # One on_evaluate an evaluation, holding the live and the averaged metrics.
     assert all("eval_loss" in m and "eval_swa_loss" in m for m in seen.metrics)
     assert [e["step"] for e in trainer.state.log_history if "eval_loss" in e] == [
-        eval_steps * (i + 1) for i in range(len(seen.metrics))]
+        eval_steps * (i + 1) for i in range(len(seen.metrics))
+    ]
     assert "did not find" not in transformers_warnings.text
     # It stopped where the rule says, on the values of the metric it was given.
     stop = expected_stop([m[f"eval_{metric}"] for m in seen.metrics], patience, threshold)
@@ -114,8 +132,11 @@ def test_early_stopping_on_a_live_or_an_averaged_metric(tmp_path, transformers_w
 
 @pytest.fixture(scope="module")
 def eight_steps(tmp_path_factory):
-    trainer = SWATrainer(model=tiny_bert(), args=swa_args(tmp_path_factory.mktemp("eight"), max_steps=8,
-                         swa_start=3, swa_lr=5e-3), train_dataset=DATA)
+    trainer = SWATrainer(
+        model=tiny_bert(),
+        args=swa_args(tmp_path_factory.mktemp("eight"), max_steps=8, swa_start=3, swa_lr=5e-3),
+        train_dataset=DATA,
+    )
     trainer.train()
     return {k: v.clone() for k, v in trainer.swa_callback.averager.averages().items()}
 
@@ -133,8 +154,9 @@ def test_save_total_limit_rotates_only_after_the_swa_state_is_written(tmp_path, 
     monkeypatch.setattr(transformers.trainer, "rotate_checkpoints", recording_rotate)
 
     def run(callbacks=()):
-        args = swa_args(tmp_path, max_steps=8, swa_start=3, swa_lr=5e-3, save_strategy="steps", save_steps=2,
-                        save_total_limit=1)
+        args = swa_args(
+            tmp_path, max_steps=8, swa_start=3, swa_lr=5e-3, save_strategy="steps", save_steps=2, save_total_limit=1
+        )
         return SWATrainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=list(callbacks))
 
     run([StopAt(6)]).train()
@@ -159,8 +181,9 @@ class CheckpointingOn(TrainerCallback):
 def test_gradient_checkpointing(tmp_path):
     steps = expected_snapshot_steps(0.5, 2, 8)
     recorder, checkpointing = SnapshotRecorder(steps), CheckpointingOn()
-    args = swa_args(tmp_path / "out", max_steps=8, swa_start=0.5, swa_freq=2, swa_lr=5e-3,
-                    activation_checkpointing=True)
+    args = swa_args(
+        tmp_path / "out", max_steps=8, swa_start=0.5, swa_freq=2, swa_lr=5e-3, activation_checkpointing=True
+    )
     trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=[recorder, checkpointing])
     trainer.train()
     assert checkpointing.on is True
@@ -175,14 +198,22 @@ def test_torch_compile(tmp_path, how):
     recorder = SnapshotRecorder(steps)
     model = tiny_bert()
     if how == "torch_compile":
-        args = swa_args(tmp_path / "out", max_steps=8, swa_start=4, swa_freq=2, swa_lr=5e-3, torch_compile=True,
-                        torch_compile_backend="aot_eager")
+        args = swa_args(
+            tmp_path / "out",
+            max_steps=8,
+            swa_start=4,
+            swa_freq=2,
+            swa_lr=5e-3,
+            torch_compile=True,
+            torch_compile_backend="aot_eager",
+        )
     else:  # a model compiled by the user: its parameter names carry an _orig_mod. prefix
         model = torch.compile(model, backend="aot_eager")
         assert all(name.startswith("_orig_mod.") for name, _ in model.named_parameters())
         # (remove_unused_columns=False: transformers cannot read the compiled forward's signature)
-        args = swa_args(tmp_path / "out", max_steps=8, swa_start=4, swa_freq=2, swa_lr=5e-3,
-                        remove_unused_columns=False)
+        args = swa_args(
+            tmp_path / "out", max_steps=8, swa_start=4, swa_freq=2, swa_lr=5e-3, remove_unused_columns=False
+        )
     trainer = SWATrainer(model=model, args=args, train_dataset=DATA, callbacks=[recorder])
     trainer.train()
     names = trainer.swa_callback.averager.names
@@ -199,13 +230,17 @@ def test_torch_compile(tmp_path, how):
 
 def test_hyperparameter_search_keeps_swa_state_in_each_run_folder(tmp_path):
     pytest.importorskip("optuna")
-    args = swa_args(tmp_path, max_steps=6, swa_start=3, swa_lr=5e-3, save_strategy="steps", save_steps=3,
-                    eval_strategy="no")
+    args = swa_args(
+        tmp_path, max_steps=6, swa_start=3, swa_lr=5e-3, save_strategy="steps", save_steps=3, eval_strategy="no"
+    )
     trainer = SWATrainer(model_init=lambda: tiny_bert(), args=args, train_dataset=DATA, eval_dataset=DATA[:8])
     best = trainer.hyperparameter_search(
         hp_space=lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True)},
-        compute_objective=lambda metrics: metrics["eval_swa_loss"], n_trials=2, direction="minimize",
-        backend="optuna")
+        compute_objective=lambda metrics: metrics["eval_swa_loss"],
+        n_trials=2,
+        direction="minimize",
+        backend="optuna",
+    )
     assert best.objective is not None
     runs = sorted(n for n in os.listdir(tmp_path) if n.startswith("run-"))
     assert runs == ["run-0", "run-1"]
@@ -218,9 +253,19 @@ def test_hyperparameter_search_keeps_swa_state_in_each_run_folder(tmp_path):
 
 def test_hyperparameter_search_with_the_callback_alone_is_refused(tmp_path):
     pytest.importorskip("optuna")
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, save_strategy="steps", save_steps=2,
-                             **{k: v for k, v in COMMON.items() if k != "save_strategy"})
-    trainer = Trainer(model_init=lambda: tiny_bert(), args=args, train_dataset=DATA, eval_dataset=DATA[:8],
-                      callbacks=[SWACallback(SWAConfig(swa_start=2))])
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=4,
+        save_strategy="steps",
+        save_steps=2,
+        **{k: v for k, v in COMMON.items() if k != "save_strategy"},
+    )
+    trainer = Trainer(
+        model_init=lambda: tiny_bert(),
+        args=args,
+        train_dataset=DATA,
+        eval_dataset=DATA[:8],
+        callbacks=[SWACallback(SWAConfig(swa_start=2))],
+    )
     with pytest.raises(ValueError, match="run-\\* folder.*SWATrainer"):
         trainer.hyperparameter_search(hp_space=lambda trial: {}, n_trials=1, backend="optuna")

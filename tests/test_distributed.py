@@ -56,14 +56,33 @@ def launch(launcher: list, script: str, *args, tmp_path, timeout=300) -> None:
 def accelerate_launch(tmp_path) -> list:
     # `--cpu --num_processes 2` silently runs ONE process; `--multi_gpu` with use_cpu=True in the
     # TrainingArguments runs two over gloo (the workers assert world_size == 2).
-    return ["accelerate.commands.accelerate_cli", "launch", "--multi_gpu", "--num_processes", "2",
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(free_port())]
+    return [
+        "accelerate.commands.accelerate_cli",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+    ]
 
 
 def torchrun() -> list:
-    return ["torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(free_port())]
+    return [
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+    ]
 
 
 def relative_error(actual: dict, expected: dict) -> float:
@@ -79,8 +98,9 @@ def reports(folder) -> list:
 
 def run_single_process(output_dir, **train):
     """The workers' settings in one process with the whole global batch."""
-    args = SWATrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=common.GLOBAL_BATCH,
-                                **common.SWA, **train)
+    args = SWATrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=common.GLOBAL_BATCH, **common.SWA, **train
+    )
     model = common.tiny_bert_without_dropout()
     initial = {k: v.detach().clone() for k, v in model.named_parameters()}
     trainer = SWATrainer(model=model, args=args, train_dataset=common.TRAIN_DATA, eval_dataset=common.EVAL_DATA)
@@ -89,20 +109,26 @@ def run_single_process(output_dir, **train):
     averages = {k: v.clone() for k, v in trainer.swa_callback.averager.averages().items()}
     # The runs must move the weights, or equal averages would prove nothing.
     assert relative_error({k: initial[k] for k in averages}, averages) > 1e-2
-    candidates = {k: v.clone() for k, v in common.candidate_averages(trainer.swa_callback.averager,
-                                                                      trainer.model).items()}
+    candidates = {
+        k: v.clone() for k, v in common.candidate_averages(trainer.swa_callback.averager, trainer.model).items()
+    }
     return {"averages": averages, "candidates": candidates, "train_loss": train_loss, **metrics}
 
 
 def assert_candidates_match(folder, single):
     """Every rank's candidates (windows, EMA) equal the single-process ones; the candidates differ from each other."""
     for r in range(common.WORLD_SIZE):
-        assert relative_error(load_file(folder / f"candidates-full-rank{r}.safetensors"), single["candidates"]) \
+        assert (
+            relative_error(load_file(folder / f"candidates-full-rank{r}.safetensors"), single["candidates"])
             <= TOLERANCE
-    by_name = {name: {k: v for k, v in single["candidates"].items() if k.startswith(f"{name}/")}
-               for name in common.CANDIDATES}
-    assert relative_error({k.replace("swa_from5/", "swa/"): v for k, v in by_name["swa_from5"].items()},
-                          by_name["swa"]) > 1e-3
+        )
+    by_name = {
+        name: {k: v for k, v in single["candidates"].items() if k.startswith(f"{name}/")} for name in common.CANDIDATES
+    }
+    assert (
+        relative_error({k.replace("swa_from5/", "swa/"): v for k, v in by_name["swa_from5"].items()}, by_name["swa"])
+        > 1e-3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +202,9 @@ def test_fsdp2_through_swa_trainer_matches_single_process_and_resumes(tmp_path):
     assert json.loads((last / "swa_state.json").read_text())["n_averaged"] == 3
     checkpoint = tmp_path / "full" / f"checkpoint-{common.INTERRUPT_AT}"
     assert sorted(p.name for p in checkpoint.glob("swa_averages*")) == [
-        "swa_averages-rank0.safetensors", "swa_averages-rank1.safetensors"]
+        "swa_averages-rank0.safetensors",
+        "swa_averages-rank1.safetensors",
+    ]
     # Interrupted after checkpoint-5 and resumed through Accelerate's FSDP checkpoint: the same averages.
     for r in range(2):
         resumed = load_file(tmp_path / f"averages-resumed-rank{r}.safetensors")
@@ -229,7 +257,10 @@ def test_fsdp2_shards_average_locally_and_gather_only_to_save(tmp_path):
     # The checkpoint holds one file a rank; resuming with another world size or unsharded is refused.
     checkpoint = tmp_path / "run" / f"checkpoint-{common.INTERRUPT_AT}"
     assert sorted(p.name for p in checkpoint.iterdir()) == [
-        "swa_averages-rank0.safetensors", "swa_averages-rank1.safetensors", "swa_state.json"]
+        "swa_averages-rank0.safetensors",
+        "swa_averages-rank1.safetensors",
+        "swa_state.json",
+    ]
     assert load_swa_state(str(checkpoint), shard=(1, 2))["n_averaged"] == 2
     for shard in (None, (0, 4)):
         with pytest.raises(ValueError, match="sharded over 2 processes"):
@@ -257,8 +288,11 @@ def test_deepspeed_zero_matches_single_process(tmp_path, single_process, stage):
         assert_same_metrics(report, single_process)
     checkpoint = tmp_path / "full" / f"checkpoint-{common.INTERRUPT_AT}"
     names = {p.name for p in checkpoint.iterdir() if p.name.startswith("swa_averages")}
-    expected = {"swa_averages-rank0.safetensors", "swa_averages-rank1.safetensors"} if stage == 3 else {
-        "swa_averages.safetensors"}
+    expected = (
+        {"swa_averages-rank0.safetensors", "swa_averages-rank1.safetensors"}
+        if stage == 3
+        else {"swa_averages.safetensors"}
+    )
     assert names == expected
     assert_saved_model_is_average(tmp_path / "final", single_process["averages"])
     resumed = load_file(tmp_path / "averages-resumed-rank0.safetensors")
@@ -276,8 +310,13 @@ def test_mean_loss_is_averaged_over_accumulation_like_one_big_batch(tmp_path):
     accumulated samples must train like one batch of 8 (transformers alone sums the two losses)."""
 
     def averages(batch, accumulation):
-        args = SWATrainingArguments(output_dir=str(tmp_path / f"ga{accumulation}"), per_device_train_batch_size=batch,
-                                    gradient_accumulation_steps=accumulation, **common.SWA, **common.TRAIN)
+        args = SWATrainingArguments(
+            output_dir=str(tmp_path / f"ga{accumulation}"),
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            **common.SWA,
+            **common.TRAIN,
+        )
         trainer = SWATrainer(model=common.tiny_bert_without_dropout(), args=args, train_dataset=common.TRAIN_DATA)
         assert trainer.model_accepts_loss_kwargs is False
         trainer.train()

@@ -83,6 +83,11 @@ def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
     assert saved["eval_swa_accuracy"] == results["eval_swa_accuracy"] and "train_runtime" in saved
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == results["eval_accuracy"]
     assert (out / CONFIG_FILE).is_file()
+    # The model card, written without a push (as transformers' run_glue does): this run's numbers.
+    card = (out / "README.md").read_text()
+    assert f"| Snapshots averaged (`n_averaged`) | {json.loads((out / CONFIG_FILE).read_text())['n_averaged']} |" in card
+    assert f"{results['eval_swa_accuracy']:.4f}" in card and f"{results['eval_accuracy']:.4f}" in card
+    assert 'from_pretrained("out")' in card and "PEFT" not in card
     # Submission file: GLUE format, the test file's ids, SST-2 spelled 0/1.
     rows = read_tsv(out / "SST-2.tsv")
     assert rows[0] == ["index", "prediction"] and len(rows) == 11
@@ -217,7 +222,7 @@ def test_stsb_regression_and_baseline_without_swa(tmp_path, bert):
     expected["combined_score"] = (expected["pearson"] + expected["spearmanr"]) / 2
     assert {k: results[f"eval_{k}"] for k in expected} == pytest.approx(expected, abs=1e-4)  # float32 in the metric
     assert not any("swa" in key for key in results)  # a baseline run
-    assert not (out / CONFIG_FILE).exists()
+    assert not (out / CONFIG_FILE).exists() and not (out / "README.md").exists()  # no averaged model, no card
     rows_out = read_tsv(out / "STS-B.tsv")
     assert rows_out[0] == ["index", "prediction"] and len(rows_out) == 6
     for _, value in rows_out[1:]:

@@ -5,19 +5,19 @@ import os
 import subprocess
 import sys
 
+import kill_worker
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
-
-import kill_worker
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_worker.py")
 
 
 @pytest.mark.parametrize("seed", [0])
 def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, seed):
-    done = subprocess.run([sys.executable, WORKER, str(tmp_path), str(seed)], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, WORKER, str(tmp_path), str(seed)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     # The kills happened, and some left a partial checkpoint-N/ that the next resume had to skip.

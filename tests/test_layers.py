@@ -20,7 +20,7 @@ except ModuleNotFoundError:  # Python 3.10
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "hf_swa"
 HEAVY = ("datasets", "evaluate", "matplotlib", "sklearn", "pandas")
-ENGINE = ("averaging", "strategies", "distributed", "checkpoint")
+ENGINE = ("averaging", "candidates", "parameters", "selection", "strategies", "distributed", "checkpoint")
 APPLICATIONS = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
 # Which extra a user of each application installs (the core's own dependencies come with every extra).
 EXTRA_OF = {"glue": "glue", "hub": "glue", "demo": "demo", "posthoc": "glue"}

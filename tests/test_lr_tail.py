@@ -2,21 +2,33 @@
 
 import math
 
-import torch
-
 import pytest
-from transformers import Trainer, TrainerCallback, TrainingArguments
+import torch
+from tiny_models import (
+    LearningRateRecorder,
+    OverflowAt,
+    StopAt,
+    classification_data,
+    give_cpu_fp16_a_loss_scaler,
+    tiny_bert,
+)
+from transformers import Trainer, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
 from hf_swa.schedule import install_lr_tail
-from tiny_models import (
-    LearningRateRecorder, OverflowAt, StopAt, classification_data, give_cpu_fp16_a_loss_scaler, tiny_bert,
-)
 
 LR, N = 1e-2, 12
 COMMON = dict(
-    per_device_train_batch_size=4, learning_rate=LR, report_to="none", use_cpu=True, disable_tqdm=True,
-    logging_strategy="steps", logging_steps=1, save_strategy="no", max_steps=N, lr_scheduler_type="linear",
+    per_device_train_batch_size=4,
+    learning_rate=LR,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="steps",
+    logging_steps=1,
+    save_strategy="no",
+    max_steps=N,
+    lr_scheduler_type="linear",
 )
 
 
@@ -38,10 +50,15 @@ def expected_tail(step, start, swa_lr, anneal_steps, strategy):
 @pytest.mark.parametrize("strategy,anneal_steps", [("cos", 4), ("linear", 4), ("cos", 0), ("linear", 20)])
 def test_lr_used_by_each_step_matches_formula(tmp_path, strategy, anneal_steps):
     recorder = LearningRateRecorder()
-    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=0.5, swa_lr=2e-3,
-                                swa_anneal_steps=anneal_steps, swa_anneal_strategy=strategy, **COMMON)
-    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(48),
-                         callbacks=[recorder])
+    args = SWATrainingArguments(
+        output_dir=str(tmp_path),
+        swa_start=0.5,
+        swa_lr=2e-3,
+        swa_anneal_steps=anneal_steps,
+        swa_anneal_strategy=strategy,
+        **COMMON,
+    )
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(48), callbacks=[recorder])
     trainer.train()
     assert sorted(recorder.lrs) == list(range(1, N + 1))
     for step, lrs in recorder.lrs.items():
@@ -58,8 +75,7 @@ def test_tail_from_step_one_applies_to_the_first_step(tmp_path):
     recorder = LearningRateRecorder()
     callback = SWACallback(SWAConfig(swa_start=1, swa_lr=3e-3))
     args = TrainingArguments(output_dir=str(tmp_path), **COMMON)
-    Trainer(model=tiny_bert(), args=args, train_dataset=classification_data(48),
-            callbacks=[recorder, callback]).train()
+    Trainer(model=tiny_bert(), args=args, train_dataset=classification_data(48), callbacks=[recorder, callback]).train()
     assert all(lrs[0] == pytest.approx(3e-3, rel=1e-12) for lrs in recorder.lrs.values())
 
 
@@ -78,9 +94,13 @@ def test_swa_lr_with_a_non_lambda_schedule_is_a_clear_error(tmp_path):
         SWATrainingArguments(output_dir=str(tmp_path), swa_start=0.5, swa_lr=1e-3, **plateau)
     # The same through the callback on a plain Trainer: refused before the first step.
     data = classification_data(48)
-    trainer = Trainer(model=tiny_bert(), args=TrainingArguments(output_dir=str(tmp_path), **plateau),
-                      train_dataset=data, eval_dataset=data[:8],
-                      callbacks=[SWACallback(SWAConfig(swa_start=0.5, swa_lr=1e-3))])
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=TrainingArguments(output_dir=str(tmp_path), **plateau),
+        train_dataset=data,
+        eval_dataset=data[:8],
+        callbacks=[SWACallback(SWAConfig(swa_start=0.5, swa_lr=1e-3))],
+    )
     with pytest.raises(TypeError, match="LambdaLR"):
         trainer.train()
     assert trainer.state.global_step == 0
@@ -92,10 +112,19 @@ def test_param_groups_keep_their_lr_ratios(tmp_path):
     body = [p for n, p in model.named_parameters() if not n.startswith("classifier")]
     optimizer = torch.optim.AdamW([{"params": body, "lr": 1e-3}, {"params": head, "lr": 1e-2}])
     recorder = LearningRateRecorder()
-    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=4, swa_lr=5e-4,
-                                **{**COMMON, "max_steps": 8, "lr_scheduler_type": "constant"})
-    SWATrainer(model=model, args=args, train_dataset=classification_data(48), optimizers=(optimizer, None),
-               callbacks=[recorder]).train()
+    args = SWATrainingArguments(
+        output_dir=str(tmp_path),
+        swa_start=4,
+        swa_lr=5e-4,
+        **{**COMMON, "max_steps": 8, "lr_scheduler_type": "constant"},
+    )
+    SWATrainer(
+        model=model,
+        args=args,
+        train_dataset=classification_data(48),
+        optimizers=(optimizer, None),
+        callbacks=[recorder],
+    ).train()
     for step, lrs in recorder.lrs.items():
         expected = [1e-3, 1e-2] if step < 4 else [5e-5, 5e-4]  # the peak group goes to swa_lr, ratio 10 kept
         assert lrs == pytest.approx(expected, rel=1e-12), step
@@ -111,14 +140,24 @@ OVERFLOWS = (2, 4, 8)  # two before the tail starts at step 6, one in its anneal
 
 def run_with_overflows(output_dir, optim, resume_at=None):
     """LRs used by each step, the logged LRs, and the steps the scheduler did not take."""
+
     def trainer(callbacks=()):
         recorder = LearningRateRecorder()
         args = SWATrainingArguments(
-            output_dir=str(output_dir), swa_start=6, swa_lr=2e-3, swa_anneal_steps=4, swa_anneal_strategy="linear",
-            fp16=True, **{**COMMON, "optim": optim, "save_strategy": "steps", "save_steps": 1},
+            output_dir=str(output_dir),
+            swa_start=6,
+            swa_lr=2e-3,
+            swa_anneal_steps=4,
+            swa_anneal_strategy="linear",
+            fp16=True,
+            **{**COMMON, "optim": optim, "save_strategy": "steps", "save_steps": 1},
         )
-        return SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(48),
-                          callbacks=[OverflowAt(OVERFLOWS), recorder, *callbacks]), recorder
+        return SWATrainer(
+            model=tiny_bert(),
+            args=args,
+            train_dataset=classification_data(48),
+            callbacks=[OverflowAt(OVERFLOWS), recorder, *callbacks],
+        ), recorder
 
     run, recorder = trainer([StopAt(resume_at)] if resume_at else [])
     run.train()

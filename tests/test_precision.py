@@ -9,19 +9,34 @@ benchmarks/gpu_check.py covers fp16 on a GPU.
 import pytest
 import torch
 from safetensors import safe_open
+from tiny_models import (
+    OverflowAt,
+    SnapshotRecorder,
+    classification_data,
+    expected_snapshot_steps,
+    give_cpu_fp16_a_loss_scaler,
+    max_relative_error,
+    tiny_bert,
+)
 from transformers import AutoModelForSequenceClassification
 
 from hf_swa import SWATrainer, SWATrainingArguments
-from tiny_models import (
-    OverflowAt, SnapshotRecorder, classification_data, expected_snapshot_steps, give_cpu_fp16_a_loss_scaler,
-    max_relative_error, tiny_bert,
-)
 
 MAX_STEPS, SWA_START, SWA_FREQ = 6, 3, 1
 COMMON = dict(
-    per_device_train_batch_size=4, learning_rate=1e-2, report_to="none", use_cpu=True, disable_tqdm=True,
-    logging_strategy="no", save_strategy="no", seed=0, data_seed=0, max_steps=MAX_STEPS, swa_start=SWA_START,
-    swa_freq=SWA_FREQ, swa_lr=5e-3,
+    per_device_train_batch_size=4,
+    learning_rate=1e-2,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="no",
+    save_strategy="no",
+    seed=0,
+    data_seed=0,
+    max_steps=MAX_STEPS,
+    swa_start=SWA_START,
+    swa_freq=SWA_FREQ,
+    swa_lr=5e-3,
 )
 STEPS = expected_snapshot_steps(SWA_START, SWA_FREQ, MAX_STEPS)
 
@@ -37,8 +52,9 @@ class DtypeRecorder:
 def train(tmp_path, model, callbacks=(), **kwargs):
     recorder = SnapshotRecorder(STEPS)
     args = SWATrainingArguments(output_dir=str(tmp_path / "out"), **COMMON, **kwargs)
-    trainer = SWATrainer(model=model, args=args, train_dataset=classification_data(32),
-                         callbacks=[*callbacks, recorder])
+    trainer = SWATrainer(
+        model=model, args=args, train_dataset=classification_data(32), callbacks=[*callbacks, recorder]
+    )
     outputs = DtypeRecorder(trainer.model.classifier)
     trainer.train()
     assert sorted(recorder.snapshots) == STEPS
@@ -72,8 +88,9 @@ def test_fp16_autocast_with_skipped_steps_averages_the_fp32_weights_in_fp32(tmp_
     assert trainer.accelerator.scaler is not None
     assert outputs.dtypes == {torch.float16}  # the forward really ran under fp16 autocast
     assert trainer.state.global_step - trainer.lr_scheduler.last_epoch == 2  # both steps were skipped
-    assert torch.equal(recorder.snapshots[SWA_START + 1]["classifier.weight"],
-                       recorder.snapshots[SWA_START]["classifier.weight"])
+    assert torch.equal(
+        recorder.snapshots[SWA_START + 1]["classifier.weight"], recorder.snapshots[SWA_START]["classifier.weight"]
+    )
     assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
     assert_fp32_mean_of_snapshots(trainer.swa_callback.averager, recorder)
 

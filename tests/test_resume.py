@@ -5,16 +5,25 @@ import shutil
 
 import pytest
 import torch
+from tiny_models import StopAt, classification_data, tiny_bert
 from transformers import Trainer, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from tiny_models import StopAt, classification_data, tiny_bert
 
 MAX_STEPS = 12
 SWA = dict(swa_start=5, swa_freq=2, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear")
 COMMON = dict(
-    per_device_train_batch_size=4, learning_rate=1e-2, report_to="none", use_cpu=True, disable_tqdm=True,
-    logging_strategy="no", save_strategy="steps", save_steps=3, seed=0, data_seed=0, max_steps=MAX_STEPS,
+    per_device_train_batch_size=4,
+    learning_rate=1e-2,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="no",
+    save_strategy="steps",
+    save_steps=3,
+    seed=0,
+    data_seed=0,
+    max_steps=MAX_STEPS,
 )
 DATA = classification_data(40)  # 10 batches an epoch: resuming also crosses an epoch boundary
 
@@ -26,8 +35,11 @@ def swa_trainer(output_dir, callbacks=()):
 
 def final_state(trainer):
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, SWACallback))
-    return callback.averager.n_averaged, {k: v.clone() for k, v in callback.averager.averages().items()}, {
-        k: v.clone() for k, v in trainer.model.state_dict().items()}
+    return (
+        callback.averager.n_averaged,
+        {k: v.clone() for k, v in callback.averager.averages().items()},
+        {k: v.clone() for k, v in trainer.model.state_dict().items()},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +75,9 @@ def test_resumed_swa_trainer_equals_uninterrupted(tmp_path, uninterrupted, inter
 def test_resumed_plain_trainer_with_callback_equals_uninterrupted(tmp_path, uninterrupted):
     def trainer(callbacks):
         args = TrainingArguments(output_dir=str(tmp_path), **COMMON)
-        return Trainer(model=tiny_bert(), args=args, train_dataset=DATA,
-                       callbacks=callbacks + [SWACallback(SWAConfig(**SWA))])
+        return Trainer(
+            model=tiny_bert(), args=args, train_dataset=DATA, callbacks=callbacks + [SWACallback(SWAConfig(**SWA))]
+        )
 
     trainer([StopAt(6)]).train()
     resumed = trainer([])
@@ -149,8 +162,7 @@ def test_rerunning_a_finished_run_with_resume_keeps_the_average(tmp_path, uninte
 
 def test_state_from_another_step_is_refused(tmp_path):
     swa_trainer(tmp_path, callbacks=[StopAt(9)]).train()
-    args = TrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint=str(tmp_path / "checkpoint-6"),
-                             **COMMON)
+    args = TrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint=str(tmp_path / "checkpoint-6"), **COMMON)
     trainer = Trainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=[SWACallback(SWAConfig(**SWA))])
     with pytest.raises(ValueError, match="saved at step 6, but training resumes at step 9"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-9"))

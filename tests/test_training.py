@@ -6,15 +6,6 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
-
-from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
 from tiny_models import (
     QUICK_RUN,
     SnapshotRecorder,
@@ -27,6 +18,15 @@ from tiny_models import (
     tiny_gpt2_lm,
     trainable_float_weights,
 )
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
 
 COMMON = QUICK_RUN
 
@@ -59,10 +59,16 @@ def test_average_equals_mean_of_recorded_snapshots(tmp_path, make_model, accumul
     steps = expected_snapshot_steps(swa_start, swa_freq, max_steps)
     assert steps == [6, 8, 10, 12]
     recorder = SnapshotRecorder(steps)
-    args = swa_args(tmp_path, max_steps=max_steps, gradient_accumulation_steps=accumulation,
-                    swa_start=swa_start, swa_freq=swa_freq, swa_lr=5e-3, swa_device=device)
-    trainer = SWATrainer(model=make_model(), args=args, train_dataset=classification_data(64),
-                         callbacks=[recorder])
+    args = swa_args(
+        tmp_path,
+        max_steps=max_steps,
+        gradient_accumulation_steps=accumulation,
+        swa_start=swa_start,
+        swa_freq=swa_freq,
+        swa_lr=5e-3,
+        swa_device=device,
+    )
+    trainer = SWATrainer(model=make_model(), args=args, train_dataset=classification_data(64), callbacks=[recorder])
     trainer.train()
     assert sorted(recorder.snapshots) == steps
     averager = trainer.swa_callback.averager
@@ -103,8 +109,7 @@ def test_saved_model_holds_the_average_and_checkpoints_the_live_weights(tmp_path
     steps = expected_snapshot_steps(0.5, 1, max_steps)
     recorder = SnapshotRecorder(steps + [4])
     args = swa_args(tmp_path, max_steps=max_steps, swa_start=0.5, swa_lr=5e-3, save_strategy="steps", save_steps=4)
-    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(32),
-                         callbacks=[recorder])
+    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(32), callbacks=[recorder])
     trainer.train()
     live_4 = recorder.snapshots[4]  # step 4 is a snapshot too (swa_start=0.5 of 8 steps)
     mean = {n: torch.stack([recorder.snapshots[s][n] for s in steps]).mean(0) for n in live_4}
@@ -164,8 +169,14 @@ def test_evaluate_during_training_restores_live_weights_even_on_error(tmp_path):
 
     recorder = SnapshotRecorder([4])
     args = swa_args(tmp_path, max_steps=8, swa_start=3, swa_lr=5e-3, eval_strategy="steps", eval_steps=2)
-    trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:8],
-                         compute_metrics=metrics_failing_on_the_averaged_pass, callbacks=[recorder])
+    trainer = SWATrainer(
+        model=tiny_bert(),
+        args=args,
+        train_dataset=data,
+        eval_dataset=data[:8],
+        compute_metrics=metrics_failing_on_the_averaged_pass,
+        callbacks=[recorder],
+    )
     with pytest.raises(RuntimeError, match="metric failed"):
         trainer.train()
     assert trainer.state.global_step == 4
@@ -179,8 +190,15 @@ def test_swa_evaluation_does_not_change_the_training_trajectory(tmp_path):
     data = classification_data(48)
 
     def final_live_weights(swa):
-        args = swa_args(tmp_path / str(swa), max_steps=10, swa=swa, swa_start=3, eval_strategy="steps",
-                        eval_steps=1, lr_scheduler_type="constant")
+        args = swa_args(
+            tmp_path / str(swa),
+            max_steps=10,
+            swa=swa,
+            swa_start=3,
+            eval_strategy="steps",
+            eval_steps=1,
+            lr_scheduler_type="constant",
+        )
         trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data[:8])
         trainer.train()
         if swa:
@@ -238,8 +256,9 @@ def test_a_baseline_saved_over_an_swa_folder_is_not_taken_for_an_average(tmp_pat
     swa.train()
     swa.save_model(str(folder))
     assert (folder / "swa_config.json").exists()
-    baseline = SWATrainer(model=tiny_bert(), args=swa_args(tmp_path, max_steps=4, swa=False),
-                          train_dataset=classification_data(16))
+    baseline = SWATrainer(
+        model=tiny_bert(), args=swa_args(tmp_path, max_steps=4, swa=False), train_dataset=classification_data(16)
+    )
     baseline.train()
     baseline.save_model(str(folder))
     assert not (folder / "swa_config.json").exists()

@@ -11,9 +11,6 @@ trl = pytest.importorskip("trl")
 peft = pytest.importorskip("peft")
 from datasets import Dataset  # noqa: E402
 from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
-from trl import SFTConfig, SFTTrainer  # noqa: E402
-
-from hf_swa import SWAArgumentsMixin, SWACallback, SWAConfig, SWATrainer, SWATrainerMixin, SWATrainingArguments  # noqa: E402
 from tiny_models import (  # noqa: E402
     SnapshotRecorder,
     StopAt,
@@ -24,12 +21,24 @@ from tiny_models import (  # noqa: E402
     tiny_tokenizer,
     trainable_float_weights,
 )
+from trl import SFTConfig, SFTTrainer  # noqa: E402
+
+from hf_swa import SWAArgumentsMixin, SWACallback, SWAConfig, SWATrainer, SWATrainerMixin, SWATrainingArguments  # noqa: E402
 
 MAX_STEPS, SWA_START, SWA_FREQ = 8, 4, 2
 STEPS = expected_snapshot_steps(SWA_START, SWA_FREQ, MAX_STEPS)
 TRAIN = dict(
-    max_steps=MAX_STEPS, per_device_train_batch_size=4, learning_rate=1e-2, report_to="none", use_cpu=True,
-    disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0, data_seed=0, bf16=False,
+    max_steps=MAX_STEPS,
+    per_device_train_batch_size=4,
+    learning_rate=1e-2,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="no",
+    save_strategy="no",
+    seed=0,
+    data_seed=0,
+    bf16=False,
 )
 
 
@@ -63,10 +72,23 @@ def assert_saved_model_is_the_average(folder, averages):
 
 def test_sft_trainer_with_the_mixin(tmp_path):
     recorder = SnapshotRecorder(STEPS)
-    args = SWASFTConfig(output_dir=str(tmp_path / "out"), swa_start=str(SWA_START), swa_freq=SWA_FREQ,
-                        swa_lr=5e-3, eval_strategy="steps", eval_steps=4, **TRAIN)
-    trainer = SWASFTTrainer(model=tiny_gpt2_lm(), args=args, train_dataset=sft_data(),
-                            eval_dataset=sft_data(8), processing_class=tiny_tokenizer(), callbacks=[recorder])
+    args = SWASFTConfig(
+        output_dir=str(tmp_path / "out"),
+        swa_start=str(SWA_START),
+        swa_freq=SWA_FREQ,
+        swa_lr=5e-3,
+        eval_strategy="steps",
+        eval_steps=4,
+        **TRAIN,
+    )
+    trainer = SWASFTTrainer(
+        model=tiny_gpt2_lm(),
+        args=args,
+        train_dataset=sft_data(),
+        eval_dataset=sft_data(8),
+        processing_class=tiny_tokenizer(),
+        callbacks=[recorder],
+    )
     assert args.gradient_checkpointing  # TRL's default: checkpointed activations under SWA
     trainer.train()
     averages = trainer.swa_callback.averager.averages()
@@ -81,8 +103,13 @@ def test_sft_trainer_with_the_callback(tmp_path):
     recorder = SnapshotRecorder(STEPS)
     callback = SWACallback(SWAConfig(swa_start=SWA_START, swa_freq=SWA_FREQ, swa_lr=5e-3))
     args = SFTConfig(output_dir=str(tmp_path / "out"), **TRAIN)
-    trainer = SFTTrainer(model=tiny_gpt2_lm(), args=args, train_dataset=sft_data(),
-                         processing_class=tiny_tokenizer(), callbacks=[recorder, callback])
+    trainer = SFTTrainer(
+        model=tiny_gpt2_lm(),
+        args=args,
+        train_dataset=sft_data(),
+        processing_class=tiny_tokenizer(),
+        callbacks=[recorder, callback],
+    )
     trainer.train()
     assert_average_of_snapshots(callback.averager.averages(), trainer.model, recorder)
     trainer.save_model(str(tmp_path / "final"))
@@ -129,7 +156,8 @@ def test_lora_averages_the_adapter_only(lora_run):
 def test_saved_adapter_reloads_as_the_average(lora_run):
     trainer, recorder, _, folder = lora_run
     adapter = folder / "adapter"
-    assert {"adapter_model.safetensors", "adapter_config.json", "swa_config.json"} <= {p.name for p in adapter.iterdir()}
+    files = {p.name for p in adapter.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "swa_config.json"} <= files
     assert not (adapter / "model.safetensors").exists()
     reloaded = PeftModel.from_pretrained(tiny_gpt2_lm(), str(adapter))
     mean = recorder.mean()
@@ -150,3 +178,32 @@ def test_lora_resume_is_exact(tmp_path, lora_run):
     got = resumed.swa_callback.averager.averages()
     assert resumed.swa_callback.averager.n_averaged == len(STEPS)
     assert all(torch.equal(got[k], v) for k, v in expected.items())
+
+
+def test_model_card_of_an_adapter_says_so_and_its_snippet_loads_the_average(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from hf_swa.hub import write_model_card
+    from hf_swa.hub.push import check_pushable
+
+    tiny_gpt2_lm().save_pretrained(tmp_path / "base")
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(tmp_path / "base")), LoraConfig(task_type="CAUSAL_LM", **LORA)
+    )
+    args = SWATrainingArguments(output_dir=str(tmp_path / "out"), swa_start=SWA_START, swa_freq=SWA_FREQ, **TRAIN)
+    trainer = SWATrainer(model=model, args=args, train_dataset=lm_data(32))
+    trainer.train()
+    adapter = tmp_path / "adapter"
+    trainer.save_model(str(adapter))
+    assert check_pushable(adapter)["n_averaged"] == len(STEPS)  # an adapter folder is a pushable model
+
+    card = write_model_card(adapter, {"eval_loss": 2.0, "eval_swa_loss": 1.9}, repo_id=str(adapter)).read_text()
+    assert "**PEFT adapter** (LORA)" in card and f"[`{tmp_path / 'base'}`]" in card
+    assert "library_name: peft" in card and f"base_model: {tmp_path / 'base'}" in card
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "PeftModel.from_pretrained(base" in snippet and "AutoModelForCausalLM" in snippet
+    namespace = {}
+    exec(snippet, namespace)  # the card's own "How to use", run as written
+    loaded = {n: p.detach() for n, p in namespace["model"].named_parameters() if "lora_" in n}
+    averages = trainer.swa_callback.averager.averages()
+    assert set(loaded) == set(averages) and all(torch.equal(loaded[k], averages[k]) for k in averages)

@@ -19,16 +19,29 @@ VOCAB = 64
 SEQ_LEN = 8
 # TrainingArguments for quick, quiet, deterministic CPU runs without checkpoints.
 QUICK_RUN = dict(
-    per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=1e-2, report_to="none",
-    use_cpu=True, disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0, data_seed=0,
+    per_device_train_batch_size=4,
+    per_device_eval_batch_size=8,
+    learning_rate=1e-2,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="no",
+    save_strategy="no",
+    seed=0,
+    data_seed=0,
 )
 
 
 def tiny_bert(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassification:
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=32, num_labels=num_labels,
+        vocab_size=VOCAB,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=num_labels,
     )
     return BertForSequenceClassification(config)
 
@@ -63,15 +76,19 @@ def classification_data(n: int = 32, num_labels: int = 2, seed: int = 1) -> list
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, VOCAB, (n, SEQ_LEN), generator=generator)
     labels = ids[:, 0] % num_labels
-    return [{"input_ids": ids[i], "attention_mask": torch.ones(SEQ_LEN, dtype=torch.long), "labels": labels[i]}
-            for i in range(n)]
+    return [
+        {"input_ids": ids[i], "attention_mask": torch.ones(SEQ_LEN, dtype=torch.long), "labels": labels[i]}
+        for i in range(n)
+    ]
 
 
 def lm_data(n: int = 32, seed: int = 1) -> list:
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, VOCAB, (n, SEQ_LEN), generator=generator)
-    return [{"input_ids": ids[i], "attention_mask": torch.ones(SEQ_LEN, dtype=torch.long), "labels": ids[i]}
-            for i in range(n)]
+    return [
+        {"input_ids": ids[i], "attention_mask": torch.ones(SEQ_LEN, dtype=torch.long), "labels": ids[i]}
+        for i in range(n)
+    ]
 
 
 def expected_snapshot_steps(swa_start, swa_freq: int, max_steps: int) -> list:

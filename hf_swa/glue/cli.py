@@ -18,14 +18,12 @@ with the results. Checkpoints (live weights) are never pushed.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
-from hf_swa.hub import push_to_hub, write_model_card
+from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, model_card_fields, run_glue
+from hf_swa.hub import push_to_hub
 
 
 def parse_args(argv: list[str]) -> tuple:
@@ -37,14 +35,11 @@ def parse_args(argv: list[str]) -> tuple:
 
 
 def push_average(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
-    """Write this run's card and push the averaged model in ``output_dir``; returns the commit URL."""
-    base = model_args.model_name_or_path
-    repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
-    card = dict(base_model=None if os.path.isdir(base) else base, task_name=data_args.task_name)
-    write_model_card(training_args.output_dir, repo_id=repo_id, **card)  # this run's results, not an older card
+    """Push the averaged model in ``output_dir`` with the card ``run_glue`` wrote there; returns the commit URL."""
+    card = model_card_fields(model_args, data_args, training_args)
     return push_to_hub(
         training_args.output_dir,
-        repo_id,
+        card.pop("repo_id"),
         token=training_args.hub_token,
         private=bool(training_args.hub_private_repo),
         **card,

@@ -15,9 +15,10 @@ Example (local files, a model saved in ``./tiny-bert``)::
     results["eval_f1"], results["eval_swa_f1"]  # live weights vs the average
 
 Files written to ``output_dir``: the averaged model, or the candidate chosen
-(plain Transformers checkpoint + ``swa_config.json``), ``train_results.json``,
-``eval_results.json``, ``all_results.json`` (MNLI mismatched metrics end in
-``_mm``), with ``--swa_select_split`` the held-out rows (``swa_select_rows.json``), and with
+(plain Transformers checkpoint + ``swa_config.json``) and its model card (``README.md``, written after
+training whether or not the model is pushed), ``train_results.json``, ``eval_results.json``,
+``all_results.json`` (MNLI mismatched metrics end in ``_mm``), with ``--swa_select_split``
+the held-out rows (``swa_select_rows.json``), and with
 ``do_predict`` one GLUE submission file per test split (``CoLA.tsv``,
 ``MNLI-m.tsv``, ``MNLI-mm.tsv``, ...; ``predictions.tsv`` for a custom data set).
 """
@@ -55,7 +56,7 @@ from hf_swa.glue.selection import (
     write_selection_rows,
 )
 from hf_swa.glue.tasks import get_task
-from hf_swa.hub.card import MODEL_CARD_NAME
+from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.trainer import SWATrainer, SWATrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -199,6 +200,15 @@ def _model_and_data(raw, eval_splits, model_args: ModelArguments, data_args: Dat
     return label_info, model, tokenizer, label2id, data
 
 
+def _compute_metrics(task_name: Optional[str], num_labels: int, label_info: LabelInfo, label2id):
+    return make_compute_metrics(
+        task_name,
+        num_labels=num_labels,
+        is_regression=label_info.is_regression,
+        positive_label_id=_positive_label_id(task_name, label2id),
+    )
+
+
 def _collator(tokenizer, data_args: DataTrainingArguments, training_args):
     if data_args.pad_to_max_length:
         return default_data_collator
@@ -278,12 +288,7 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
     label_info, model, tokenizer, label2id, data = _model_and_data(
         raw, eval_splits, model_args, data_args, training_args
     )
-    compute_metrics = make_compute_metrics(
-        data_args.task_name,
-        num_labels=model.config.num_labels,
-        is_regression=label_info.is_regression,
-        positive_label_id=_positive_label_id(data_args.task_name, label2id),
-    )
+    compute_metrics = _compute_metrics(data_args.task_name, model.config.num_labels, label_info, label2id)
     held_out = None
     if training_args.do_train:  # selection: checked, and its rows held out, before training
         held_out = prepare_selection(data, data_args.swa_select_split, training_args, compute_metrics, model.config)
@@ -313,4 +318,17 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
             model.config.id2label,
             training_args.output_dir,
         )
+    if training_args.do_train and trainer.is_world_process_zero() and os.path.isfile(
+            os.path.join(training_args.output_dir, CONFIG_FILE)):  # the averaged model was saved there
+        write_model_card(training_args.output_dir, **model_card_fields(model_args, data_args, training_args))
     return results
+
+
+def model_card_fields(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:
+    """What the model card of a run names: the repository, the base model (a Hub id, not a local folder), the task."""
+    base = model_args.model_name_or_path
+    return dict(
+        repo_id=training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir)),
+        base_model=None if os.path.isdir(base) else base,
+        task_name=data_args.task_name,
+    )

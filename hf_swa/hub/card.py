@@ -14,13 +14,17 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_swa.glue.metric_keys import LIVE_PREFIX, MISMATCHED_SUFFIX, is_lower_better, is_score, metric_names, score_key
 from hf_swa.glue.tasks import HUB_DATASET, find_task
-from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_results, load_swa_config
+from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_adapter_config, load_results, load_swa_config
 from hf_swa.hub.shipped import ShippedWeights, shipped_weights
 
 __all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "render_model_card", "write_model_card"]
 
 MODEL_CARD_NAME = "README.md"
 TEMPLATE_NAME = "swa_model_card.md"
+# The transformers class a PEFT task type loads its base model with.
+_PEFT_AUTO_CLASSES = {"SEQ_CLS": "AutoModelForSequenceClassification", "CAUSAL_LM": "AutoModelForCausalLM",
+                      "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM", "TOKEN_CLS": "AutoModelForTokenClassification",
+                      "QUESTION_ANS": "AutoModelForQuestionAnswering", "FEATURE_EXTRACTION": "AutoModel"}
 
 
 def _template() -> str:
@@ -171,12 +175,13 @@ def _card_data(
     base_model: Optional[str],
     license: Optional[str],
     language: Optional[str],
+    adapter: bool = False,
 ) -> ModelCardData:
     return ModelCardData(
         base_model=base_model,
         datasets=[dataset_id] if dataset_id else None,
         language=language,
-        library_name="transformers",
+        library_name="peft" if adapter else "transformers",
         license=license,
         metrics=[r.metric_type for r in eval_results] or None,
         pipeline_tag="text-classification",
@@ -208,6 +213,15 @@ def _fill_template(
     )
 
 
+def _how_to_load(repo_id: Optional[str], has_tokenizer: bool, adapter: Optional[Mapping[str, Any]]) -> dict:
+    """The fields of the card's "How to use": where from, with a tokenizer or not, as an adapter or not."""
+    fields = dict(load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer, adapter_type=None)
+    if adapter is not None:  # loaded with PEFT on top of its base model, by the class of its task
+        fields.update(adapter_type=adapter.get("peft_type") or "PEFT",
+                      auto_class=_PEFT_AUTO_CLASSES.get(adapter.get("task_type"), "AutoModelForSequenceClassification"))
+    return fields
+
+
 def render_model_card(
     swa_config: Mapping[str, Any],
     results: Optional[Mapping[str, Any]] = None,
@@ -222,6 +236,7 @@ def render_model_card(
     license: Optional[str] = None,
     language: Optional[str] = None,
     has_tokenizer: bool = False,
+    adapter: Optional[Mapping[str, Any]] = None,
     averaging_section: Optional[str] = None,
 ) -> ModelCard:
     """Build the model card of an averaged model.
@@ -235,14 +250,14 @@ def render_model_card(
         base_model: Hub id of the model that was fine-tuned (metadata ``base_model``).
         task_name: a GLUE task (``"sst2"``) selects its Hub dataset; else pass ``dataset_id`` and ``dataset_name``.
         has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
+        adapter: a PEFT ``adapter_config.json``: the card says the folder holds an adapter of ``base_model``.
         averaging_section: Markdown replacing the SWA settings (e.g. a post-hoc average of checkpoints).
 
     Example:
         >>> card = render_model_card(
         ...     {"swa_start": 0.75, "swa_start_step": 150, "swa_freq": 10, "swa_lr": 2e-05, "n_averaged": 12},
         ...     {"eval_accuracy": 0.90, "eval_swa_accuracy": 0.91},
-        ...     repo_id="me/bert-sst2-swa", base_model="bert-base-uncased", task_name="sst2",
-        ... )
+        ...     repo_id="me/bert-sst2-swa", base_model="bert-base-uncased", task_name="sst2")
         >>> card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"]
         0.91
         >>> "| Snapshots averaged (`n_averaged`) | 12 |" in str(card)
@@ -254,7 +269,7 @@ def render_model_card(
     dataset_id, dataset_name = _dataset(task, glue_task is not None, dataset_id, dataset_name)
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
     eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split, shipped_weights(swa_config))
-    card_data = _card_data(eval_results, title, task, dataset_id, base_model, license, language)
+    card_data = _card_data(eval_results, title, task, dataset_id, base_model, license, language, adapter is not None)
     return _fill_template(
         card_data,
         swa_config,
@@ -263,9 +278,8 @@ def render_model_card(
         base_model=base_model,
         dataset_pretty=dataset_name,
         eval_split=eval_split,
-        load_id=repo_id or "path/to/this/model",
-        has_tokenizer=has_tokenizer,
         task_phrase=glue_task.purpose if glue_task else "sequence classification",
+        **_how_to_load(repo_id, has_tokenizer, adapter),
         averaging_section=averaging_section,
     )
 
@@ -292,6 +306,9 @@ def write_model_card(
     folder = Path(output_dir)
     swa_config = load_swa_config(folder)
     card_kwargs.setdefault("has_tokenizer", any((folder / name).is_file() for name in TOKENIZER_FILES))
+    adapter = card_kwargs.setdefault("adapter", load_adapter_config(folder))
+    if adapter is not None and card_kwargs.get("base_model") is None:  # the model the adapter goes on
+        card_kwargs["base_model"] = adapter.get("base_model_name_or_path")
     card = render_model_card(swa_config, load_results(results, folder), **card_kwargs)
     path = folder / MODEL_CARD_NAME
     card.save(path)

@@ -12,12 +12,14 @@ from hf_swa.glue.metric_keys import RESULTS_FILES
 
 __all__ = ["RESULTS_FILES", "WEIGHT_FILES", "TOKENIZER_FILES", "load_swa_config", "load_results", "find_weight_files"]
 
+ADAPTER_CONFIG = "adapter_config.json"
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
     "adapter_model.safetensors",
+    "adapter_model.bin",
 )
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -97,3 +99,14 @@ def find_weight_files(output_dir: PathLike) -> list[str]:
     names += sorted(p.name for p in folder.glob("model-*-of-*.safetensors"))
     names += sorted(p.name for p in folder.glob("pytorch_model-*-of-*.bin"))
     return names
+
+
+def load_adapter_config(output_dir: PathLike) -> Optional[dict]:
+    """The folder's PEFT ``adapter_config.json`` (the folder holds an adapter, not a full model), or ``None``."""
+    path = Path(output_dir) / ADAPTER_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}).") from None

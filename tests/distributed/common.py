@@ -25,12 +25,29 @@ GLOBAL_BATCH = 8
 MAX_STEPS = 8
 INTERRUPT_AT = 5  # checkpoint-5 holds 2 snapshots (steps 3 and 5); the run ends with 3 (3, 5, 7)
 # Candidates too: windows from steps 3 and 5 (swa, swa_from5) and an EMA (ema_0.5).
-SWA = dict(swa_start=3, swa_freq=2, swa_lr=0.2, swa_anneal_steps=2, swa_anneal_strategy="linear", swa_windows=2,
-           swa_ema_decays=[0.5])
+SWA = dict(
+    swa_start=3,
+    swa_freq=2,
+    swa_lr=0.2,
+    swa_anneal_steps=2,
+    swa_anneal_strategy="linear",
+    swa_windows=2,
+    swa_ema_decays=[0.5],
+)
 CANDIDATES = ["swa", "swa_from5", "ema_0.5"]
 TRAIN = dict(
-    optim="sgd", learning_rate=0.5, report_to="none", use_cpu=True, disable_tqdm=True, logging_strategy="no", seed=0,
-    data_seed=0, max_steps=MAX_STEPS, per_device_eval_batch_size=4, save_strategy="steps", save_steps=INTERRUPT_AT,
+    optim="sgd",
+    learning_rate=0.5,
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    logging_strategy="no",
+    seed=0,
+    data_seed=0,
+    max_steps=MAX_STEPS,
+    per_device_eval_batch_size=4,
+    save_strategy="steps",
+    save_steps=INTERRUPT_AT,
 )
 # The FSDP2 Trainer worker trains with SGD with momentum: torch cannot load an FSDP2 optimizer
 # checkpoint that holds no tensors (plain SGD's empty state).
@@ -54,11 +71,19 @@ def swa_trainer(output_dir: str, callbacks=(), **train):
     from hf_swa import SWATrainer, SWATrainingArguments
 
     args = SWATrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=GLOBAL_BATCH // WORLD_SIZE, **SWA, **dict(TRAIN, **train),
+        output_dir=output_dir,
+        per_device_train_batch_size=GLOBAL_BATCH // WORLD_SIZE,
+        **SWA,
+        **dict(TRAIN, **train),
     )
     assert args.world_size == WORLD_SIZE, f"launched with world_size={args.world_size}, expected {WORLD_SIZE}"
-    return SWATrainer(model=tiny_bert_without_dropout(), args=args, train_dataset=TRAIN_DATA,
-                      eval_dataset=EVAL_DATA, callbacks=list(callbacks))
+    return SWATrainer(
+        model=tiny_bert_without_dropout(),
+        args=args,
+        train_dataset=TRAIN_DATA,
+        eval_dataset=EVAL_DATA,
+        callbacks=list(callbacks),
+    )
 
 
 def allow_fsdp_on_cpu() -> None:
@@ -103,8 +128,11 @@ def candidate_averages(averager, model) -> dict:
     from hf_swa.distributed import full_averages
 
     assert averager.candidate_names() == CANDIDATES, averager.candidate_names()
-    return {f"{name}/{key}": tensor for name in CANDIDATES
-            for key, tensor in full_averages(averager, model, name=name).items()}
+    return {
+        f"{name}/{key}": tensor
+        for name in CANDIDATES
+        for key, tensor in full_averages(averager, model, name=name).items()
+    }
 
 
 def dump_json(path: str, data: dict) -> None:

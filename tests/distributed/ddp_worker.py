@@ -44,11 +44,14 @@ def main(out):
     train_loss = full.train().training_loss
     metrics = full.evaluate()
     full.save_model(os.path.join(out, "final"))
-    common.dump_tensors(os.path.join(out, f"averages-full-rank{rank}.safetensors"),
-                        full.swa_callback.averager.averages())
+    common.dump_tensors(
+        os.path.join(out, f"averages-full-rank{rank}.safetensors"), full.swa_callback.averager.averages()
+    )
     common.dump_tensors(os.path.join(out, f"model-full-rank{rank}.safetensors"), dict(full.model.named_parameters()))
-    common.dump_tensors(os.path.join(out, f"candidates-full-rank{rank}.safetensors"),
-                        common.candidate_averages(full.swa_callback.averager, full.model))
+    common.dump_tensors(
+        os.path.join(out, f"candidates-full-rank{rank}.safetensors"),
+        common.candidate_averages(full.swa_callback.averager, full.model),
+    )
     # What transformers' own Trainer reports for the same model (recorded, not asserted: see the README).
     plain = Trainer(model=full.model, args=full.args, eval_dataset=common.EVAL_DATA)
     plain_eval_loss = plain.evaluate()["eval_loss"]
@@ -57,15 +60,24 @@ def main(out):
     common.swa_trainer(os.path.join(out, "resumed"), callbacks=[StopAt(common.INTERRUPT_AT)]).train()
     resumed = common.swa_trainer(os.path.join(out, "resumed"))
     resumed.train(resume_from_checkpoint=os.path.join(out, "resumed", f"checkpoint-{common.INTERRUPT_AT}"))
-    common.dump_tensors(os.path.join(out, f"averages-resumed-rank{rank}.safetensors"),
-                        resumed.swa_callback.averager.averages())
-    common.dump_json(os.path.join(out, f"report-rank{rank}.json"), {
-        "rank": rank, "world_size": torch.distributed.get_world_size(), "train_loss": train_loss,
-        "eval_loss": metrics["eval_loss"], "eval_swa_loss": metrics["eval_swa_loss"],
-        "plain_trainer_eval_loss": plain_eval_loss, "n_averaged": full.swa_callback.averager.n_averaged,
-        "n_averaged_resumed": resumed.swa_callback.averager.n_averaged, "writes_full_run": writes_full,
-        "writes_all_runs": dict(writes),
-    })
+    common.dump_tensors(
+        os.path.join(out, f"averages-resumed-rank{rank}.safetensors"), resumed.swa_callback.averager.averages()
+    )
+    common.dump_json(
+        os.path.join(out, f"report-rank{rank}.json"),
+        {
+            "rank": rank,
+            "world_size": torch.distributed.get_world_size(),
+            "train_loss": train_loss,
+            "eval_loss": metrics["eval_loss"],
+            "eval_swa_loss": metrics["eval_swa_loss"],
+            "plain_trainer_eval_loss": plain_eval_loss,
+            "n_averaged": full.swa_callback.averager.n_averaged,
+            "n_averaged_resumed": resumed.swa_callback.averager.n_averaged,
+            "writes_full_run": writes_full,
+            "writes_all_runs": dict(writes),
+        },
+    )
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 

@@ -26,8 +26,11 @@ deep_copied_modules = []
 def deepspeed_config(stage):
     return {
         "zero_optimization": {"stage": stage, "stage3_gather_16bit_weights_on_model_save": True},
-        "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto", "gradient_accumulation_steps": "auto",
-        "gradient_clipping": "auto", "zero_allow_untested_optimizer": True,
+        "train_micro_batch_size_per_gpu": "auto",
+        "train_batch_size": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "zero_allow_untested_optimizer": True,
     }
 
 
@@ -45,12 +48,20 @@ def watch_deepcopy():
 
 def trainer(stage, output_dir, callbacks=()):
     args = SWATrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=common.GLOBAL_BATCH // common.WORLD_SIZE,
-        deepspeed=deepspeed_config(stage), **common.SWA, **common.TRAIN,
+        output_dir=output_dir,
+        per_device_train_batch_size=common.GLOBAL_BATCH // common.WORLD_SIZE,
+        deepspeed=deepspeed_config(stage),
+        **common.SWA,
+        **common.TRAIN,
     )
     assert args.world_size == common.WORLD_SIZE, f"launched with world_size={args.world_size}, expected 2"
-    return SWATrainer(model=common.tiny_bert_without_dropout(), args=args, train_dataset=common.TRAIN_DATA,
-                      eval_dataset=common.EVAL_DATA, callbacks=list(callbacks))
+    return SWATrainer(
+        model=common.tiny_bert_without_dropout(),
+        args=args,
+        train_dataset=common.TRAIN_DATA,
+        eval_dataset=common.EVAL_DATA,
+        callbacks=list(callbacks),
+    )
 
 
 def main(stage, out):
@@ -67,16 +78,27 @@ def main(stage, out):
     trainer(stage, os.path.join(out, "resumed"), callbacks=[StopAt(common.INTERRUPT_AT)]).train()
     resumed = trainer(stage, os.path.join(out, "resumed"))
     resumed.train(resume_from_checkpoint=os.path.join(out, "resumed", f"checkpoint-{common.INTERRUPT_AT}"))
-    common.dump_tensors(os.path.join(out, f"averages-resumed-rank{rank}.safetensors"),
-                        full_averages(resumed.swa_callback.averager, resumed.model))
-    common.dump_json(os.path.join(out, f"report-rank{rank}.json"), {
-        "rank": rank, "world_size": torch.distributed.get_world_size(), "stage": stage,
-        "sharded": averager.sharded, "train_loss": train_loss, "eval_loss": metrics["eval_loss"],
-        "eval_swa_loss": metrics["eval_swa_loss"], "n_averaged": averager.n_averaged,
-        "n_averaged_resumed": resumed.swa_callback.averager.n_averaged,
-        "numel_local": sum(t.numel() for t in averager.averages().values()),
-        "numel_full": sum(t.numel() for t in gathered.values()), "deep_copied_modules": deep_copied_modules,
-    })
+    common.dump_tensors(
+        os.path.join(out, f"averages-resumed-rank{rank}.safetensors"),
+        full_averages(resumed.swa_callback.averager, resumed.model),
+    )
+    common.dump_json(
+        os.path.join(out, f"report-rank{rank}.json"),
+        {
+            "rank": rank,
+            "world_size": torch.distributed.get_world_size(),
+            "stage": stage,
+            "sharded": averager.sharded,
+            "train_loss": train_loss,
+            "eval_loss": metrics["eval_loss"],
+            "eval_swa_loss": metrics["eval_swa_loss"],
+            "n_averaged": averager.n_averaged,
+            "n_averaged_resumed": resumed.swa_callback.averager.n_averaged,
+            "numel_local": sum(t.numel() for t in averager.averages().values()),
+            "numel_full": sum(t.numel() for t in gathered.values()),
+            "deep_copied_modules": deep_copied_modules,
+        },
+    )
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 

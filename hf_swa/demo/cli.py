@@ -1,4 +1,4 @@
-"""``hf-swa-demo``: baseline vs SWA on the embedded default task, the report, the averaged model and its card.
+"""``hf-swa-demo``: baseline vs SWA on the embedded default task, the report, the shipped model and its card.
 
     hf-swa-demo                                   # writes outputs/
     hf-swa-demo --seeds 1 2 3 --n_train 4000
@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     report = run_demo(args)
     print(report.read_text(encoding="utf-8"))
-    print(f"Report: {report}\nAveraged model and card: {Path(args.output_root) / 'model'}")
+    print(f"Report: {report}\nShipped model and card: {Path(args.output_root) / 'model'}")
     return 0
 
 

@@ -3,7 +3,8 @@
 Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``, the layout
 `hf_swa.glue.summary.collect_runs` reads. The two runs of a seed differ only in SWA, that
 is the averaging and its LR tail (``swa=False`` for the baseline: same data, model,
-seed, budget and base schedule, without the tail). The report's "SWA live" column
+seed, budget and base schedule, without the tail; given ``swa_select_split`` both hold
+out the same rows). The report's "SWA live" column
 (the SWA run's last live weights) separates the two effects: averaged − live is the
 averaging alone, live − baseline the LR tail.
 """

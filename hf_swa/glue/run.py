@@ -14,10 +14,11 @@ Example (local files, a model saved in ``./tiny-bert``)::
     )
     results["eval_f1"], results["eval_swa_f1"]  # live weights vs the average
 
-Files written to ``output_dir``: the averaged model (plain Transformers
-checkpoint + ``swa_config.json``) and its model card (``README.md``, written after
+Files written to ``output_dir``: the averaged model, or the candidate chosen
+(plain Transformers checkpoint + ``swa_config.json``) and its model card (``README.md``, written after
 training whether or not the model is pushed), ``train_results.json``, ``eval_results.json``,
-``all_results.json`` (MNLI mismatched metrics end in ``_mm``), and with
+``all_results.json`` (MNLI mismatched metrics end in ``_mm``), with ``--swa_select_split``
+the held-out rows (``swa_select_rows.json``), and with
 ``do_predict`` one GLUE submission file per test split (``CoLA.tsv``,
 ``MNLI-m.tsv``, ``MNLI-mm.tsv``, ...; ``predictions.tsv`` for a custom data set).
 """
@@ -25,16 +26,15 @@ training whether or not the model is pushed), ``train_results.json``, ``eval_res
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 from transformers import AutoConfig, DataCollatorWithPadding, default_data_collator, set_seed
 
 from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.data import (
     check_columns,
     evaluation_splits,
@@ -45,9 +45,16 @@ from hf_swa.glue.data import (
     tokenize_datasets,
 )
 from hf_swa.glue.labels import LabelInfo, infer_labels
-from hf_swa.glue.metric_keys import MISMATCHED_SUFFIX, RESULTS_FILES, TRAIN_RESULTS_FILE
+from hf_swa.glue.metric_keys import CHOSEN_NAME_KEY, MISMATCHED_SUFFIX, RESULTS_FILES, TRAIN_RESULTS_FILE, chosen_scores
 from hf_swa.glue.metrics import make_compute_metrics
 from hf_swa.glue.modeling import prepare_model_and_tokenizer
+from hf_swa.glue.selection import (
+    SELECT_ROWS_FILE,
+    SELECT_SPLIT,
+    prepare_selection,
+    selection_results,
+    write_selection_rows,
+)
 from hf_swa.glue.tasks import get_task
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.trainer import SWATrainer, SWATrainingArguments
@@ -55,99 +62,6 @@ from hf_swa.trainer import SWATrainer, SWATrainingArguments
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "run_glue", "write_submission"]
-
-
-@dataclass
-class ModelArguments:
-    """Which model/config/tokenizer to fine-tune from."""
-
-    model_name_or_path: str = field(metadata={"help": "Model id on the Hub or path to a local model folder."})
-    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer if not the model's own."})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where Hub downloads are cached."})
-    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the model."})
-    token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub repo."})
-    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (Rust) tokenizer."})
-    ignore_mismatched_sizes: bool = field(
-        default=False, metadata={"help": "Re-initialise a classification head whose size differs from the data's."}
-    )
-
-
-@dataclass
-class DataTrainingArguments:
-    """What data to train/evaluate/predict on, and how to tokenize it."""
-
-    task_name: Optional[str] = field(
-        default=None, metadata={"help": "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli."}
-    )
-    train_file: Optional[str] = field(default=None, metadata={"help": "Training data (.csv, .tsv, .json/.jsonl)."})
-    validation_file: Optional[str] = field(default=None, metadata={"help": "Evaluation data (MNLI: matched)."})
-    test_file: Optional[str] = field(default=None, metadata={"help": "Prediction data (MNLI: matched)."})
-    validation_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched dev set."})
-    test_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched test set."})
-    text_columns: Optional[list[str]] = field(
-        default=None, metadata={"help": "One or two text column names (default: the task's, or sentence1/sentence2)."}
-    )
-    label_column: Optional[str] = field(default=None, metadata={"help": "Label column name (default: label)."})
-    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "Pad every input to max_seq_length (default: pad each batch)."}
-    )
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N train examples."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N eval examples."})
-    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
-    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
-
-    def __post_init__(self):
-        if self.task_name:
-            self.task_name = get_task(self.task_name).name  # unknown names fail here, listing the valid ones
-        if not self.task_name and not (self.train_file or self.validation_file or self.test_file):
-            raise ValueError(
-                "Pass --task_name (a GLUE task) or data files (--train_file / --validation_file / --test_file)."
-            )
-        for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be >= 1, got {value}.")
-
-
-@dataclass
-class GlueTrainingArguments(SWATrainingArguments):
-    """``SWATrainingArguments`` with the GLUE script's defaults: an SWA LR tail from half-way.
-
-    Unless ``swa_lr`` is given, the LR is held at ``swa_lr_ratio * learning_rate``
-    from ``swa_start`` (measured to help; averaging under a schedule that decays
-    to 0 gained nothing). ``--swa_lr_ratio 0`` keeps the base schedule. The ratio
-    is applied when the SWA config is built, so ``dataclasses.replace(args,
-    learning_rate=...)`` moves the tail with the new peak.
-
-    Example:
-        >>> args = GlueTrainingArguments(output_dir="/tmp/out", learning_rate=2e-5, report_to="none")
-        >>> args.swa_start, args.swa_lr, args.to_swa_config().swa_lr
-        (0.5, None, 1e-05)
-    """
-
-    swa_start: str = field(
-        default="0.5",
-        metadata={"help": "When averaging starts: a fraction of the optimizer steps in (0, 1] or a step >= 1."},
-    )
-    swa_lr_ratio: float = field(
-        default=0.5,
-        metadata={"help": "If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start (0: off)."},
-    )
-
-    def __post_init__(self):
-        if not 0 <= self.swa_lr_ratio <= 1:
-            raise ValueError(f"--swa_lr_ratio must be in [0, 1] (0 keeps the base schedule), got {self.swa_lr_ratio}.")
-        super().__post_init__()
-
-    def to_swa_config(self):
-        """The SWA settings, with ``swa_lr = swa_lr_ratio * learning_rate`` when ``swa_lr`` is unset."""
-        config = super().to_swa_config()
-        if self.swa_lr is None and self.swa_lr_ratio > 0:
-            config = dataclasses.replace(config, swa_lr=self.swa_lr_ratio * self.learning_rate)
-        return config
 
 
 def _mismatched_suffix(split: str) -> str:
@@ -172,7 +86,7 @@ def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArg
 
 
 # Written by an earlier run into the same folder; left there they would describe this run's model.
-_RUN_OUTPUTS = (CONFIG_FILE, *RESULTS_FILES, TRAIN_RESULTS_FILE, MODEL_CARD_NAME)
+_RUN_OUTPUTS = (CONFIG_FILE, *RESULTS_FILES, TRAIN_RESULTS_FILE, MODEL_CARD_NAME, SELECT_ROWS_FILE)
 
 
 def _remove_stale_outputs(output_dir: str) -> None:
@@ -286,6 +200,15 @@ def _model_and_data(raw, eval_splits, model_args: ModelArguments, data_args: Dat
     return label_info, model, tokenizer, label2id, data
 
 
+def _compute_metrics(task_name: Optional[str], num_labels: int, label_info: LabelInfo, label2id):
+    return make_compute_metrics(
+        task_name,
+        num_labels=num_labels,
+        is_regression=label_info.is_regression,
+        positive_label_id=_positive_label_id(task_name, label2id),
+    )
+
+
 def _collator(tokenizer, data_args: DataTrainingArguments, training_args):
     if data_args.pad_to_max_length:
         return default_data_collator
@@ -293,12 +216,17 @@ def _collator(tokenizer, data_args: DataTrainingArguments, training_args):
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
 
 
-def _train(trainer: SWATrainer, train_dataset, training_args) -> dict:
+def _train(trainer: SWATrainer, train_dataset, training_args, held_out: Optional[dict] = None) -> dict:
     if trainer.is_world_process_zero():
         _remove_stale_outputs(training_args.output_dir)
+        if held_out is not None:
+            write_selection_rows(training_args.output_dir, held_out)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()  # the averaged weights (when SWA ran) + swa_config.json
+    trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
     metrics = dict(train_result.metrics, train_samples=len(train_dataset))
+    if held_out is not None:
+        metrics["select_samples"] = len(held_out["held_out_rows"])
+    metrics.update(selection_results(trainer))
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
@@ -311,6 +239,9 @@ def _evaluate(trainer: SWATrainer, data, eval_splits) -> dict:
         metrics = dict(trainer.evaluate(eval_dataset=data[split]), eval_samples=len(data[split]))
         suffix = _mismatched_suffix(split)
         eval_metrics.update({key + suffix: value for key, value in metrics.items()})
+    selection = selection_results(trainer)
+    if selection:  # the shipped weights' scores again, under eval_chosen_*
+        eval_metrics.update(chosen_scores(eval_metrics, selection[CHOSEN_NAME_KEY]), **selection)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
     return eval_metrics
@@ -340,7 +271,11 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
 
     Evaluation reports the live weights as ``eval_*`` and the SWA average as
     ``eval_swa_*`` (once a snapshot exists); MNLI's mismatched set adds the same
-    keys ending in ``_mm``. See the module docstring for the files written.
+    keys ending in ``_mm``. With ``swa_select_metric`` the candidate shipped is
+    ``swa_chosen``, its scores are repeated as ``eval_chosen_*`` and each
+    candidate's selection score is ``select_<name>_<metric>``; with
+    ``swa_select_split`` the selection data is that share of the training rows,
+    held out (``select_samples``). See the module docstring for the files written.
     """
     # Sequence classification losses are a mean over the batch and ignore `num_items_in_batch`. With
     # average_tokens_across_devices=True the Trainer multiplies the loss of any model it believes uses that
@@ -353,6 +288,10 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
     label_info, model, tokenizer, label2id, data = _model_and_data(
         raw, eval_splits, model_args, data_args, training_args
     )
+    compute_metrics = _compute_metrics(data_args.task_name, model.config.num_labels, label_info, label2id)
+    held_out = None
+    if training_args.do_train:  # selection: checked, and its rows held out, before training
+        held_out = prepare_selection(data, data_args.swa_select_split, training_args, compute_metrics, model.config)
     trainer = SWATrainer(
         model=model,
         args=training_args,
@@ -360,16 +299,12 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
         eval_dataset=data[eval_splits[0]] if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=_collator(tokenizer, data_args, training_args),
-        compute_metrics=make_compute_metrics(
-            data_args.task_name,
-            num_labels=model.config.num_labels,
-            is_regression=label_info.is_regression,
-            positive_label_id=_positive_label_id(data_args.task_name, label2id),
-        ),
+        compute_metrics=compute_metrics,
+        swa_select_dataset=data.get(SELECT_SPLIT),
     )
     results: dict = {}
     if training_args.do_train:
-        results.update(_train(trainer, data["train"], training_args))
+        results.update(_train(trainer, data["train"], training_args, held_out))
     if training_args.do_eval:
         results.update(_evaluate(trainer, data, eval_splits))
     if training_args.do_predict:

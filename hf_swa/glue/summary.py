@@ -6,7 +6,9 @@ Layout under ``runs_root``::
     <task>/<baseline|swa>/seed<k>/trainer_state.json   # optional: log_history, for the plot
 
 In an SWA run ``eval_swa_<m>`` is the averaged weights' score and ``eval_<m>`` the live
-(last-step) weights' score of the same run; a baseline run only has ``eval_<m>``.
+(last-step) weights' score of the same run; a baseline run only has ``eval_<m>``. A run
+that chose among candidates names the one it shipped (``swa_chosen``) and repeats its
+scores as ``eval_chosen_<m>``; the comparison is then about what was shipped.
 
 Example:
     >>> import json, pathlib, tempfile
@@ -35,13 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
+from hf_swa.glue.candidate_summary import CandidateSummary, summarize_candidates
 from hf_swa.glue.metric_keys import (
     ALL_RESULTS_FILE,
-    AVERAGED_PREFIX,
-    LIVE_PREFIX,
+    CHOSEN,
+    CHOSEN_NAME_KEY,
+    LIVE,
     MISMATCHED_SUFFIX,
     is_score,
     metric_names,
+    score_key,
 )
 from hf_swa.glue.tasks import find_task
 
@@ -76,17 +81,24 @@ class RunResult:
     def complete(self) -> bool:
         return bool(self.metrics)
 
-    def score(self, metric: str, averaged: bool = False, fold_mm: bool = False) -> Optional[float]:
-        """``eval_swa_<metric>`` (averaged weights) or ``eval_<metric>`` (live weights).
+    @property
+    def chosen(self) -> Optional[str]:
+        """The candidate (or ``live``) a selection shipped; None when the run did not select."""
+        return self.metrics.get(CHOSEN_NAME_KEY)
+
+    def score(self, metric: str, weights: str = LIVE, fold_mm: bool = False) -> Optional[float]:
+        """The score of `weights`: ``live`` (``eval_<metric>``), ``swa``, another candidate, or
+        ``chosen``, the weights the run shipped (its chosen candidate, else the SWA average).
 
         With ``fold_mm`` an MNLI-style ``<metric>_mm`` (mismatched) score is averaged in, as
         the GLUE average does.
         """
-        prefix = AVERAGED_PREFIX if averaged else LIVE_PREFIX
-        value = self.metrics.get(prefix + metric)
+        if weights == CHOSEN and self.chosen is None:
+            weights = "swa"
+        value = self.metrics.get(score_key(metric, weights))
         if value is None:
             return None
-        mismatched = self.metrics.get(prefix + metric + MISMATCHED_SUFFIX) if fold_mm else None
+        mismatched = self.metrics.get(score_key(metric + MISMATCHED_SUFFIX, weights)) if fold_mm else None
         return float(value) if mismatched is None else (float(value) + float(mismatched)) / 2
 
 
@@ -111,18 +123,29 @@ class Stat:
 
 @dataclass(frozen=True)
 class MetricComparison:
-    """One metric of one task: baseline runs, SWA runs (averaged weights) and the same SWA runs' live weights."""
+    """One metric of one task: baseline runs, SWA runs (averaged weights), the same SWA runs' live
+    weights, and the weights they shipped (``chosen``: the candidate each chose, else the average)."""
 
     task: str
     metric: str
     baseline: Stat
     swa: Stat
     swa_live: Stat
+    chosen: Stat = Stat(())
+    selected: bool = False  # some SWA run chose among candidates: the comparison is about `chosen`
+
+    @property
+    def shipped(self) -> Stat:
+        return self.chosen if self.selected else self.swa
+
+    @property
+    def shipped_name(self) -> str:
+        return "SWA (chosen)" if self.selected else "SWA"
 
     @property
     def delta(self) -> float:
-        """mean(SWA, averaged weights) − mean(baseline); NaN when one side has no runs."""
-        return self.swa.mean - self.baseline.mean
+        """mean(SWA, shipped weights) − mean(baseline); NaN when one side has no runs."""
+        return self.shipped.mean - self.baseline.mean
 
 
 @dataclass
@@ -134,31 +157,34 @@ class TaskSummary:
     main_metric: str
     metrics: list
     glue_score: MetricComparison
+    candidates: Optional[CandidateSummary] = None  # with selection or per-candidate scores
 
     @property
     def main(self) -> MetricComparison:
         return self.metrics[0]
 
     def verdict(self, scale: float = 100.0) -> str:
-        """One plain sentence: did SWA beat the baseline on the main metric, and is it beyond noise?
+        """One plain sentence: did what SWA shipped beat the baseline on the main metric, and is it beyond noise?
 
-        The main metric as the GLUE average counts it (MNLI: matched and mismatched averaged),
-        so the verdict and the task's share of the average never disagree.
+        What SWA shipped is the average, or with selection the candidate each run chose. The
+        main metric as the GLUE average counts it (MNLI: matched and mismatched averaged), so
+        the verdict and the task's share of the average never disagree.
         """
         m = self.glue_score
-        folded = (m.baseline.values, m.swa.values) != (self.main.baseline.values, self.main.swa.values)
+        shipped, name = m.shipped, m.shipped_name
+        folded = (m.baseline.values, shipped.values) != (self.main.baseline.values, self.main.shipped.values)
         metric = f"{m.metric} (matched/mismatched mean)" if folded else m.metric
-        if not (m.baseline.n and m.swa.n):
-            return f"No comparison: {m.baseline.n} baseline and {m.swa.n} SWA runs report {m.metric}."
+        if not (m.baseline.n and shipped.n):
+            return f"No comparison: {m.baseline.n} baseline and {shipped.n} SWA runs report {m.metric}."
         delta = round(m.delta * scale, 2) + 0.0
-        runs = f"{metric}, {m.baseline.n} seed{'s' if m.baseline.n != 1 else ''} baseline / {m.swa.n} SWA"
+        runs = f"{metric}, {m.baseline.n} seed{'s' if m.baseline.n != 1 else ''} baseline / {shipped.n} SWA"
         if delta > 0:
-            text = f"SWA helped by {delta:+.2f} points ({runs})"
+            text = f"{name} helped by {delta:+.2f} points ({runs})"
         elif delta < 0:
-            text = f"SWA did not help ({delta:+.2f} points, {runs})"
+            text = f"{name} did not help ({delta:+.2f} points, {runs})"
         else:
-            return f"SWA made no difference ({delta:+.2f} points, {runs})."
-        spread = max(m.baseline.std, m.swa.std) * scale
+            return f"{name} made no difference ({delta:+.2f} points, {runs})."
+        spread = max(m.baseline.std, shipped.std) * scale
         if math.isnan(spread):
             return text + "; one seed on a side, so no estimate of seed-to-seed noise."
         if abs(delta) <= spread:
@@ -173,13 +199,18 @@ class ReportSummary:
 
     def glue_average(self) -> dict:
         """Mean over tasks of each task's main-metric mean, for the tasks every side has."""
-        included = [t for t in self.tasks if t.glue_score.baseline.n and t.glue_score.swa.n]
+        included = [t for t in self.tasks if t.glue_score.baseline.n and t.glue_score.shipped.n]
         out = {"tasks": [t.task for t in included]}
-        for side in ("baseline", "swa", "swa_live"):
+        for side in ("baseline", "swa", "swa_live", "chosen", "shipped"):
             means = [getattr(t.glue_score, side).mean for t in included]
             out[side] = statistics.fmean(means) if means and not any(map(math.isnan, means)) else math.nan
-        out["delta"] = out["swa"] - out["baseline"]
+        out["delta"] = out["shipped"] - out["baseline"]
         return out
+
+    @property
+    def selected(self) -> bool:
+        """Whether any SWA run chose among candidates: the report then shows the chosen weights."""
+        return any(m.selected for t in self.tasks for m in t.metrics)
 
 
 # -- collecting --------------------------------------------------------------------------------
@@ -264,16 +295,27 @@ def summarize(runs: Sequence[RunResult], main_metrics: Optional[Mapping[str, str
                 f"and SWA {sorted(r.seed for r in swa)}; means use the runs each side has."
             )
         for r in swa:
-            if r.score(main, averaged=True) is None:
+            if r.score(main, "swa") is None:
                 notes.append(f"{task}/swa/seed{r.seed}: no eval_swa_{main} (no snapshot taken?); left out of SWA.")
         comparisons = [_compare(task, name, baseline, swa) for name in [main] + [n for n in names if n != main]]
-        tasks.append(TaskSummary(task, main, comparisons, _compare(task, main, baseline, swa, fold_mm=True)))
+        tasks.append(
+            TaskSummary(
+                task,
+                main,
+                comparisons,
+                _compare(task, main, baseline, swa, fold_mm=True),
+                summarize_candidates(task, main, swa),
+            )
+        )
     return ReportSummary(tasks, notes)
 
 
 def _compare(task: str, metric: str, baseline: Sequence[RunResult], swa: Sequence[RunResult], fold_mm: bool = False):
-    def stat(runs, averaged):
-        scores = (r.score(metric, averaged, fold_mm) for r in runs)
+    def stat(runs, weights):
+        scores = (r.score(metric, weights, fold_mm) for r in runs)
         return Stat(tuple(v for v in scores if v is not None))
 
-    return MetricComparison(task, metric, stat(baseline, False), stat(swa, True), stat(swa, False))
+    selected = any(r.chosen is not None for r in swa)
+    return MetricComparison(
+        task, metric, stat(baseline, LIVE), stat(swa, "swa"), stat(swa, LIVE), stat(swa, CHOSEN), selected
+    )

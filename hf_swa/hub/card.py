@@ -12,16 +12,10 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hf_swa.glue.metric_keys import (
-    AVERAGED_PREFIX,
-    LIVE_PREFIX,
-    MISMATCHED_SUFFIX,
-    is_lower_better,
-    is_score,
-    metric_names,
-)
+from hf_swa.glue.metric_keys import LIVE_PREFIX, MISMATCHED_SUFFIX, is_lower_better, is_score, metric_names, score_key
 from hf_swa.glue.tasks import HUB_DATASET, find_task
 from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_adapter_config, load_results, load_swa_config
+from hf_swa.hub.shipped import ShippedWeights, shipped_weights
 
 __all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "render_model_card", "write_model_card"]
 
@@ -95,10 +89,11 @@ def _paired_metrics(results: Mapping[str, Any]) -> list[str]:
     return sorted(names, key=lambda n: (is_lower_better(n), names.index(n)))
 
 
-def _result_rows(results: Mapping[str, Any]) -> tuple[list[dict], list[str], list[str]]:
+def _result_rows(results: Mapping[str, Any], shipped: str = "swa") -> tuple[list[dict], list[str], list[str]]:
+    """The live and the `shipped` weights' scores (``eval_<shipped>_<m>``) side by side."""
     rows, better, worse = [], [], []
     for name in _paired_metrics(results):
-        live, averaged = results.get(LIVE_PREFIX + name), results.get(AVERAGED_PREFIX + name)
+        live, averaged = results.get(LIVE_PREFIX + name), results.get(score_key(name, shipped))
         # Rounded to the shown precision, so "+0.0000" never counts as better or worse.
         delta = round(averaged - live, 4) + 0.0 if live is not None and averaged is not None else None
         lower = is_lower_better(name)
@@ -116,17 +111,17 @@ def _result_rows(results: Mapping[str, Any]) -> tuple[list[dict], list[str], lis
     return rows, better, worse
 
 
-def _verdict(rows: list[dict], better: list[str], worse: list[str]) -> str:
+def _verdict(rows: list[dict], better: list[str], worse: list[str], weights: str = "averaged weights") -> str:
     if not any(row["delta"] != "–" for row in rows):
         return "No metric has both a live and an averaged score, so the two cannot be compared here."
     if not better and not worse:
-        return "On this run the averaged weights scored the same as the live weights (to 4 decimals)."
+        return f"On this run the {weights} scored the same as the live weights (to 4 decimals)."
     parts = []
     if better:
         parts.append("better than the live weights on " + ", ".join(better))
     if worse:
         parts.append("worse on " + ", ".join(worse))
-    return "On this run the averaged weights did " + "; ".join(parts) + "."
+    return f"On this run the {weights} did " + "; ".join(parts) + "."
 
 
 def _dataset(task: Optional[str], is_glue: bool, dataset_id: Optional[str], dataset_name: Optional[str]):
@@ -144,13 +139,16 @@ def _eval_results(
     dataset_id: Optional[str],
     dataset_name: Optional[str],
     eval_split: str,
+    shipped: Optional[ShippedWeights] = None,
 ) -> list[EvalResult]:
-    """The averaged weights' scores as ``model-index`` entries (no losses, no combined score)."""
+    """The shipped weights' scores as ``model-index`` entries (no losses, no combined score)."""
     if dataset_id is None:
         return []
+    shipped = shipped or ShippedWeights("swa", "Averaged weights")
+    weights = f"SWA candidate {shipped.name}, chosen on held-out data" if shipped.chosen else "SWA-averaged weights"
     entries = []
     for name in _paired_metrics(results):
-        value = results.get(AVERAGED_PREFIX + name)
+        value = results.get(score_key(name, shipped.name))
         if value is None or not is_score(name):
             continue
         split, metric = eval_split, name
@@ -167,7 +165,7 @@ def _eval_results(
                 dataset_config=task if dataset_id == HUB_DATASET else None,
                 dataset_split=split,
                 metric_type=metric,
-                metric_name=f"{name} (SWA-averaged weights)",
+                metric_name=f"{name} ({weights})",
                 metric_value=value,
             )
         )
@@ -202,7 +200,8 @@ def _fill_template(
     card_data: ModelCardData, swa_config: Mapping[str, Any], results: Mapping[str, Any], **fields: Any
 ) -> ModelCard:
     """The card's text: the template filled with the settings, the results and ``fields``."""
-    rows, better, worse = _result_rows(results)
+    shipped = shipped_weights(swa_config)
+    rows, better, worse = _result_rows(results, shipped.name)
     strategy = swa_config.get("strategy", "uniform")
     return ModelCard.from_template(
         card_data,
@@ -212,7 +211,8 @@ def _fill_template(
         n_averaged=swa_config.get("n_averaged", "an unknown number of"),
         settings=_settings_rows(swa_config, results),
         results=rows,
-        verdict=_verdict(rows, better, worse),
+        verdict=_verdict(rows, better, worse, shipped.label.lower()),
+        shipped=shipped,
         swa_worse=", ".join(worse),
         **fields,
     )
@@ -275,7 +275,7 @@ def render_model_card(
     task = glue_task.name if glue_task else (task_name.lower() if task_name else None)
     dataset_id, dataset_name = _dataset(task, glue_task is not None, dataset_id, dataset_name)
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
-    eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split)
+    eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split, shipped_weights(swa_config))
     card_data = _card_data(eval_results, title, task, dataset_id, base_model, license, language, adapter is not None)
     return _fill_template(
         card_data,

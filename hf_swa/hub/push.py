@@ -10,6 +10,7 @@ from huggingface_hub import HfApi
 from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.folder import WEIGHT_FILES, PathLike, find_weight_files, load_swa_config
+from hf_swa.hub.shipped import shipped_weights
 
 __all__ = ["PUSH_IGNORE_PATTERNS", "check_pushable", "push_to_hub"]
 
@@ -60,11 +61,17 @@ def push_to_hub(
     api = HfApi(token=token)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     n_averaged = swa_config.get("n_averaged", "?")
+    shipped = shipped_weights(swa_config)
+    what = (
+        f"SWA candidate {shipped.name}, chosen on held-out data,"
+        if shipped.chosen
+        else f"SWA-averaged model ({n_averaged} snapshots)"
+    )
     return str(
         api.upload_folder(
             repo_id=repo_url.repo_id,
             folder_path=folder,
-            commit_message=commit_message or f"Upload SWA-averaged model ({n_averaged} snapshots) with hf_swa",
+            commit_message=commit_message or f"Upload {what} with hf_swa",
             ignore_patterns=list(PUSH_IGNORE_PATTERNS),
         )
     )

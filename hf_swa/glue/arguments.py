@@ -1,0 +1,150 @@
+"""The arguments of ``run_glue``: the model, the data, and the training with the GLUE defaults for SWA.
+
+Each field is also a ``--flag`` through ``HfArgumentParser`` (see :mod:`hf_swa.glue.cli`).
+
+Example:
+    >>> from transformers import HfArgumentParser
+    >>> data, training = HfArgumentParser((DataTrainingArguments, GlueTrainingArguments)).parse_args_into_dataclasses(
+    ...     ["--task_name", "rte", "--swa_select_split", "0.2", "--output_dir", "/tmp/out", "--report_to", "none"])
+    >>> data.swa_select_split, training.swa_start, training.swa_windows
+    (0.2, 0.5, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
+
+from hf_swa.glue.selection import check_share
+from hf_swa.glue.tasks import get_task
+from hf_swa.trainer import SWATrainingArguments
+
+__all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments"]
+
+
+@dataclass
+class ModelArguments:
+    """Which model/config/tokenizer to fine-tune from."""
+
+    model_name_or_path: str = field(metadata={"help": "Model id on the Hub or path to a local model folder."})
+    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer if not the model's own."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the model."})
+    token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub repo."})
+    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (Rust) tokenizer."})
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Re-initialise a classification head whose size differs from the data's."}
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    """What data to train/evaluate/predict on, and how to tokenize it."""
+
+    task_name: Optional[str] = field(
+        default=None, metadata={"help": "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli."}
+    )
+    train_file: Optional[str] = field(default=None, metadata={"help": "Training data (.csv, .tsv, .json/.jsonl)."})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Evaluation data (MNLI: matched)."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Prediction data (MNLI: matched)."})
+    validation_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched dev set."})
+    test_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched test set."})
+    text_columns: Optional[list[str]] = field(
+        default=None, metadata={"help": "One or two text column names (default: the task's, or sentence1/sentence2)."}
+    )
+    label_column: Optional[str] = field(default=None, metadata={"help": "Label column name (default: label)."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "Pad every input to max_seq_length (default: pad each batch)."}
+    )
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N train examples."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N eval examples."})
+    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
+    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
+    #: The GLUE default of --swa_select_split (None: train on every row).
+    DEFAULT_SWA_SELECT_SPLIT: ClassVar[Optional[float]] = None
+    swa_select_split: Optional[float] = field(
+        default=DEFAULT_SWA_SELECT_SPLIT,
+        metadata={
+            "help": "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by "
+            "data_seed or seed) to choose among the SWA candidates on; a --no_swa run holds out the same rows."
+        },
+    )
+
+    def __post_init__(self):
+        if self.task_name:
+            self.task_name = get_task(self.task_name).name  # unknown names fail here, listing the valid ones
+        if not self.task_name and not (self.train_file or self.validation_file or self.test_file):
+            raise ValueError(
+                "Pass --task_name (a GLUE task) or data files (--train_file / --validation_file / --test_file)."
+            )
+        for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}.")
+        check_share(self.swa_select_split)
+
+
+@dataclass
+class GlueTrainingArguments(SWATrainingArguments):
+    """``SWATrainingArguments`` with the GLUE script's defaults: an SWA LR tail from half-way.
+
+    Unless ``swa_lr`` is given, the LR is held at ``swa_lr_ratio * learning_rate``
+    from ``swa_start`` (measured to help; averaging under a schedule that decays
+    to 0 gained nothing). ``--swa_lr_ratio 0`` keeps the base schedule. The ratio
+    is applied when the SWA config is built, so ``dataclasses.replace(args,
+    learning_rate=...)`` moves the tail with the new peak. The candidates and the
+    selection default to the ``DEFAULT_*`` class constants.
+
+    Example:
+        >>> args = GlueTrainingArguments(output_dir="/tmp/out", learning_rate=2e-5, report_to="none")
+        >>> args.swa_start, args.swa_lr, args.to_swa_config().swa_lr
+        (0.5, None, 1e-05)
+    """
+
+    #: GLUE defaults of the candidates and the selection (see also DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT).
+    DEFAULT_SWA_WINDOWS: ClassVar[int] = 1
+    DEFAULT_SWA_EMA_DECAYS: ClassVar[tuple] = ()
+    DEFAULT_SWA_SELECT_METRIC: ClassVar[Optional[str]] = None
+
+    swa_windows: int = field(
+        default=DEFAULT_SWA_WINDOWS,
+        metadata={
+            "help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
+            "snapshots from each later window start on (1: the classic average only)."
+        },
+    )
+    swa_ema_decays: list[float] = field(
+        default_factory=lambda: list(GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS),
+        metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."},
+    )
+    swa_select_metric: Optional[str] = field(
+        default=DEFAULT_SWA_SELECT_METRIC,
+        metadata={
+            "help": "Score every candidate and the live weights on the selection data (--swa_select_split, "
+            "else the eval set) at the end of training and ship the best, by this metric (loss, accuracy, ...)."
+        },
+    )
+    swa_start: str = field(
+        default="0.5",
+        metadata={"help": "When averaging starts: a fraction of the optimizer steps in (0, 1] or a step >= 1."},
+    )
+    swa_lr_ratio: float = field(
+        default=0.5,
+        metadata={"help": "If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start (0: off)."},
+    )
+
+    def __post_init__(self):
+        if not 0 <= self.swa_lr_ratio <= 1:
+            raise ValueError(f"--swa_lr_ratio must be in [0, 1] (0 keeps the base schedule), got {self.swa_lr_ratio}.")
+        super().__post_init__()
+
+    def to_swa_config(self):
+        """The SWA settings, with ``swa_lr = swa_lr_ratio * learning_rate`` when ``swa_lr`` is unset."""
+        config = super().to_swa_config()
+        if self.swa_lr is None and self.swa_lr_ratio > 0:
+            config = dataclasses.replace(config, swa_lr=self.swa_lr_ratio * self.learning_rate)
+        return config

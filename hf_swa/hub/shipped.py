@@ -1,0 +1,75 @@
+"""Which weights a model folder holds, in words for its card: the SWA average, or the candidate chosen.
+
+Read from ``swa_config.json``: without a ``selection`` the folder holds the SWA average; with
+one it holds ``selection["chosen"]`` (a candidate average or ``live``), described from the
+candidate's record.
+
+Example:
+    >>> config = {"candidates": [{"name": "swa_from60", "kind": "window_mean", "start_step": 60, "n_averaged": 21}],
+    ...           "selection": {"chosen": "swa_from60", "metric": "loss", "scores": {"swa_from60": 0.3, "live": 0.4},
+    ...                         "dataset": {"name": "swa_select_dataset", "size": 480}}}
+    >>> weights = shipped_weights(config)
+    >>> weights.name, weights.label
+    ('swa_from60', 'Chosen weights')
+    >>> weights.phrase
+    'the equal-weight mean of the 21 snapshots taken from optimizer step 60 on'
+    >>> weights.selection_phrase
+    'loss on 480 training rows held out for the choice, among 2 candidates (the live weights included)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hf_swa.glue.metric_keys import LIVE
+
+__all__ = ["ShippedWeights", "shipped_weights"]
+
+
+@dataclass(frozen=True)
+class ShippedWeights:
+    """The weights a folder holds: ``name`` (``swa``, a candidate or ``live``) and how the card speaks of them."""
+
+    name: str
+    label: str  # the results column: "Averaged weights" or "Chosen weights"
+    phrase: Optional[str] = None  # what the chosen weights are (None: the SWA average, as the card says)
+    selection_phrase: Optional[str] = None  # how they were chosen
+
+    @property
+    def chosen(self) -> bool:
+        return self.phrase is not None
+
+
+def _candidate_phrase(name: str, records: list) -> str:
+    if name == LIVE:
+        return "the weights of the last training step (no average scored better)"
+    record = next((r for r in records if r.get("name") == name), {})
+    count = record.get("n_averaged", "the")
+    if record.get("kind") == "ema":
+        return f"a bias-corrected exponential moving average (decay {record.get('decay')}) of {count} snapshots"
+    if record.get("start_step") is not None and name != "swa":
+        return f"the equal-weight mean of the {count} snapshots taken from optimizer step {record['start_step']} on"
+    return f"the equal-weight mean of all {count} snapshots"
+
+
+def _data_phrase(dataset: Mapping[str, Any]) -> str:
+    size = dataset.get("size")
+    if dataset.get("name") == "swa_select_dataset":
+        return f"{size} training rows held out for the choice" if size else "training rows held out for the choice"
+    return f"the evaluation set{f' ({size} rows)' if size else ''}, so its scores there are optimistic"
+
+
+def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
+    """What the folder of this ``swa_config.json`` holds."""
+    selection = swa_config.get("selection")
+    if not selection:
+        return ShippedWeights("swa", "Averaged weights")
+    chosen = selection["chosen"]
+    count = len(selection.get("scores", {}))
+    how = (
+        f"{selection.get('metric')} on {_data_phrase(selection.get('dataset', {}))}, among {count} candidates "
+        "(the live weights included)"
+    )
+    return ShippedWeights(chosen, "Chosen weights", _candidate_phrase(chosen, swa_config.get("candidates", [])), how)

@@ -1,0 +1,319 @@
+"""run_glue with candidates and selection: the held-out split, and the chosen model's scores in the results."""
+
+import dataclasses
+import json
+import logging
+from collections import Counter
+
+import pytest
+from glue_fixtures import pair_rows, save_tiny_bert, sentiment_rows, write_rows
+from test_glue_run import TRAIN as GLUE_RUN_TRAIN
+from transformers import AutoTokenizer
+
+import hf_swa.glue.run as run_module
+from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.glue.metric_keys import chosen_scores, metric_names, weights_and_metric
+from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
+from hf_swa.glue.selection import SELECT_ROWS_FILE, check_select_metric, hold_out_selection_rows, selection_rows
+from hf_swa.trainer import SWATrainer
+
+TRAIN = {**GLUE_RUN_TRAIN, "seed": 3, "learning_rate": 5e-3}
+
+
+def glue(bert, out, train, dev=None, task="sst2", split=None, **training):
+    """run_glue on local files: train, and evaluate when `dev` is given, with the quick settings."""
+    data = DataTrainingArguments(
+        task_name=task, train_file=str(train), validation_file=dev and str(dev), swa_select_split=split
+    )
+    args = GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval=dev is not None, **{**TRAIN, **training})
+    return run_glue(ModelArguments(model_name_or_path=str(bert)), data, args)
+
+
+# -- the split ------------------------------------------------------------------------------------
+
+
+def test_split_is_stratified_with_exact_class_counts_and_seeded():
+    labels = ["a"] * 30 + ["b"] * 20 + ["c"] * 7
+    rows = selection_rows(labels, share=0.2, seed=1)
+    assert Counter(labels[i] for i in rows) == {"a": 6, "b": 4, "c": 1}  # 0.2 x 30, 0.2 x 20, round(1.4)
+    assert rows == sorted(set(rows))
+    assert selection_rows(labels, share=0.2, seed=1) == rows
+    assert selection_rows(labels, share=0.2, seed=2) != rows
+    assert Counter(labels[i] for i in selection_rows(labels, share=0.25, seed=2)) == {"a": 8, "b": 5, "c": 2}
+
+
+def test_split_of_regression_rows_is_plain_random():
+    rows = selection_rows([None] * 23, share=0.25, seed=0)
+    assert len(rows) == 6 and len(set(rows)) == 6 and all(0 <= i < 23 for i in rows)  # round(5.75)
+    assert rows == selection_rows([None] * 23, share=0.25, seed=0) != selection_rows([None] * 23, 0.25, seed=1)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, 1.5, -0.2])
+def test_split_outside_zero_one_is_refused(share):
+    with pytest.raises(ValueError, match=r"--swa_select_split .*must be a share of the training rows in \(0, 1\)"):
+        DataTrainingArguments(task_name="sst2", swa_select_split=share)
+
+
+def test_split_that_empties_a_class_or_holds_none_of_it_is_refused():
+    with pytest.raises(ValueError, match=r"holds out all 1 training rows of class 'c', leaving none to train on"):
+        selection_rows(["a"] * 10 + ["c"], share=0.6, seed=0)
+    with pytest.raises(ValueError, match=r"holds out no row of the 10 training rows of class 'a'.* at least 0\.05"):
+        selection_rows(["a"] * 10 + ["b"] * 40, share=0.04, seed=0)
+
+
+# -- run_glue -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("models") / "bert")
+
+
+@pytest.fixture
+def files(tmp_path):
+    rows = sentiment_rows(60, seed=0)
+    rows[-8:] = [dict(r, label="1") for r in rows[-8:]]  # 26 negative, 34 positive: counts differ by class
+    return rows, write_rows(tmp_path / "train.tsv", rows), write_rows(tmp_path / "dev.tsv", sentiment_rows(24, seed=1))
+
+
+class RecordingTrainer(SWATrainer):
+    """Records the rows each run trains and selects on."""
+
+    seen = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        select = self.swa_select_dataset
+        RecordingTrainer.seen.append(
+            {
+                "train": [tuple(ids) for ids in self.train_dataset["input_ids"]],
+                "select": None if select is None else [tuple(ids) for ids in select["input_ids"]],
+            }
+        )
+
+
+@pytest.mark.slow
+def test_baseline_and_swa_train_on_the_same_rows(tmp_path, bert, files, monkeypatch):
+    rows, train, dev = files
+    monkeypatch.setattr(run_module, "SWATrainer", RecordingTrainer)
+    RecordingTrainer.seen = []
+    results, held = {}, {}
+    for swa in (True, False):
+        out = tmp_path / f"swa{swa}"
+        results[swa] = glue(bert, out, train, dev, split=0.25, max_steps=4, swa=swa, swa_select_metric="accuracy")
+        held[swa] = json.loads((out / SELECT_ROWS_FILE).read_text())
+    assert held[True] == held[False]
+    assert held[True]["seed"] == 3 and held[True]["train_rows"] == 60 and held[True]["swa_select_split"] == 0.25
+    rows_out = held[True]["held_out_rows"]
+    assert Counter(rows[i]["label"] for i in rows_out) == {"0": 7, "1": 9}  # round(6.5), round(8.5): half up
+    assert [r["select_samples"] for r in results.values()] == [16, 16]
+    assert [r["train_samples"] for r in results.values()] == [44, 44]
+    swa_run, baseline_run = RecordingTrainer.seen
+    assert swa_run == baseline_run
+    # The rows held out are the recorded ones; every other row is trained on, in the file's order.
+    tokenizer = AutoTokenizer.from_pretrained(str(bert))
+    ids = [tuple(tokenizer(row["sentence"], truncation=True, max_length=128)["input_ids"]) for row in rows]
+    assert swa_run["select"] == [ids[i] for i in rows_out]
+    assert swa_run["train"] == [ids[i] for i in range(60) if i not in rows_out]
+    # Another seed holds out other rows.
+    other = hold_out_selection_rows(
+        {"train": _labelled(60, rows)},
+        {0: "negative", 1: "positive"},
+        0.25,
+        GlueTrainingArguments(output_dir=str(tmp_path / "x"), seed=4, report_to="none", use_cpu=True),
+    )
+    assert other["held_out_rows"] != rows_out and len(other["held_out_rows"]) == 16
+
+
+def _labelled(n, rows):
+    import datasets
+
+    return datasets.Dataset.from_dict({"labels": [int(r["label"]) for r in rows[:n]]})
+
+
+@pytest.mark.slow
+def test_selection_results_name_the_chosen_and_repeat_its_eval_scores(tmp_path, bert, files):
+    _, train, dev = files
+    out = tmp_path / "out"
+    results = glue(
+        bert,
+        out,
+        train,
+        dev,
+        split=0.3,
+        max_steps=8,
+        swa_start="0.25",
+        swa_windows=2,
+        swa_ema_decays=[0.5],
+        swa_select_metric="loss",
+        swa_eval_candidates=True,
+    )
+    record = json.loads((out / CONFIG_FILE).read_text())
+    selection = record["selection"]
+    chosen = results["swa_chosen"]
+    assert chosen == selection["chosen"] == record["shipped"]
+    assert selection["dataset"]["name"] == "swa_select_dataset" and selection["dataset"]["size"] == 18
+    names = ["swa", "swa_from5", "ema_0.5", "live"]  # snapshots at steps 2..8, windows from 2 and 5
+    assert sorted(selection["scores"]) == sorted(names)
+    for name, score in selection["scores"].items():
+        assert results[f"select_{name}_loss"] == score
+    assert min(selection["scores"].values()) == selection["scores"][chosen]
+    own = {"live": "eval_{}", "swa": "eval_swa_{}"}.get(chosen, f"eval_{chosen}_{{}}")
+    for metric in ("accuracy", "loss"):
+        assert results[f"eval_chosen_{metric}"] == results[own.format(metric)]
+        for name in names[1:-1]:  # every candidate was evaluated too (swa_eval_candidates)
+            assert f"eval_{name}_{metric}" in results
+    saved = json.loads((out / "all_results.json").read_text())
+    assert saved["swa_chosen"] == chosen and saved["eval_chosen_accuracy"] == results["eval_chosen_accuracy"]
+    assert json.loads((out / "eval_results.json").read_text())["swa_chosen"] == chosen
+    assert metric_names(saved) == ["accuracy", "loss"]  # candidates' keys are not metrics of their own
+
+
+@pytest.mark.slow
+def test_selection_without_a_split_uses_the_eval_set_with_a_warning(tmp_path, bert, files, caplog):
+    _, train, dev = files
+    with caplog.at_level(logging.WARNING):
+        results = glue(bert, tmp_path / "out", train, dev, max_steps=4, swa_select_metric="accuracy")
+    assert "selects among the candidates on eval_dataset" in caplog.text
+    record = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["selection"]
+    assert record["dataset"]["name"] == "eval_dataset" and record["dataset"]["size"] == 24
+    assert "select_samples" not in results and results["train_samples"] == 60
+    assert not (tmp_path / "out" / SELECT_ROWS_FILE).exists()
+
+
+def test_a_split_leaving_a_class_without_training_rows_is_refused_before_training(tmp_path, bert, monkeypatch):
+    rows = pair_rows(
+        9, seed=0, label_names=("entailment", "not_entailment", "entailment"), keys=("sentence1", "sentence2")
+    )
+    train = write_rows(tmp_path / "train.jsonl", rows[:4] + [dict(rows[1], label="not_entailment")])  # 3 e, 2 n
+    monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ValueError, match="holds out all 2 training rows of class 'not_entailment', leaving none"):
+        glue(bert, tmp_path / "out", train, task="rte", split=0.75, max_steps=2)
+
+
+def test_chosen_scores_take_the_chosen_weights_keys():
+    metrics = {
+        "eval_accuracy": 0.8,
+        "eval_loss": 0.5,
+        "eval_runtime": 1.0,
+        "eval_swa_accuracy": 0.82,
+        "eval_swa_loss": 0.45,
+        "eval_swa_from6_accuracy": 0.84,
+        "eval_swa_from6_loss": 0.4,
+        "eval_ema_0.99_accuracy": 0.7,
+        "eval_ema_0.99_loss": 0.6,
+        "eval_accuracy_mm": 0.81,
+        "eval_swa_from6_accuracy_mm": 0.83,
+        "eval_samples": 24,
+    }
+    assert chosen_scores(metrics, "live") == {
+        "eval_chosen_accuracy": 0.8,
+        "eval_chosen_loss": 0.5,
+        "eval_chosen_accuracy_mm": 0.81,
+    }
+    assert chosen_scores(metrics, "swa") == {"eval_chosen_accuracy": 0.82, "eval_chosen_loss": 0.45}
+    assert chosen_scores(metrics, "swa_from6") == {
+        "eval_chosen_accuracy": 0.84,
+        "eval_chosen_loss": 0.4,
+        "eval_chosen_accuracy_mm": 0.83,
+    }
+    assert chosen_scores(metrics, "ema_0.99") == {"eval_chosen_accuracy": 0.7, "eval_chosen_loss": 0.6}
+    assert weights_and_metric("eval_ema_1e-05_f1") == ("ema_1e-05", "f1")
+    assert weights_and_metric("train_loss") is None
+
+
+def test_every_candidate_name_the_engine_gives_is_parsed_back():
+    import torch
+    from torch import nn
+
+    from hf_swa import WeightAverager
+
+    model = nn.Linear(2, 1)
+    averager = WeightAverager(model, window_starts=[1, 3, 150], ema_decays=[0.9, 0.999, 1e-05])
+    for step in range(1, 200, 7):
+        averager.update(model, step=step)
+    names = averager.candidate_names()
+    assert len(names) == 6
+    for name in names:
+        assert weights_and_metric(f"eval_{name}_matthews_correlation_mm") == (name, "matthews_correlation_mm")
+    assert torch.is_tensor(averager.averages("swa")[next(iter(averager.averages("swa")))])
+
+
+def test_a_selection_metric_the_task_does_not_produce_is_refused_before_training(tmp_path, bert, files, monkeypatch):
+    _, train, dev = files
+    monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(
+        ValueError,
+        match=r"--swa_select_metric 'eval_f1': the evaluation of this task produces only "
+        r"loss, accuracy\. Set --swa_select_metric to one of these\.",
+    ):
+        glue(bert, tmp_path / "out", train, dev, max_steps=2, swa_select_metric="eval_f1")
+
+
+@pytest.mark.parametrize("task,metric", [("stsb", "pearson"), ("mrpc", "f1"), ("cola", "matthews_correlation")])
+def test_the_metrics_a_task_produces_pass_the_check(task, metric):
+    from hf_swa.glue.metrics import make_compute_metrics
+    from hf_swa.glue.tasks import get_task
+
+    spec = get_task(task)
+    args = GlueTrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True, swa_select_metric=metric)
+    compute = make_compute_metrics(task)
+    check_select_metric(args, compute, spec.num_labels, spec.is_regression)
+    with pytest.raises(ValueError, match="produces only"):
+        check_select_metric(
+            dataclasses.replace(args, swa_select_metric="spearman_r"), compute, spec.num_labels, spec.is_regression
+        )
+
+
+def test_glue_defaults_for_candidates_and_selection_are_neutral_and_come_from_the_constants():
+    from transformers import HfArgumentParser
+
+    args = GlueTrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True)
+    assert (args.swa_windows, args.swa_ema_decays, args.swa_select_metric) == (1, [], None)
+    assert (
+        GlueTrainingArguments.DEFAULT_SWA_WINDOWS,
+        GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS,
+        GlueTrainingArguments.DEFAULT_SWA_SELECT_METRIC,
+        DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT,
+    ) == (1, (), None, None)
+    assert DataTrainingArguments(task_name="rte").swa_select_split is None
+    parser = HfArgumentParser((DataTrainingArguments, GlueTrainingArguments))
+    data, training = parser.parse_args_into_dataclasses(
+        [
+            "--task_name",
+            "rte",
+            "--output_dir",
+            "/tmp/unused",
+            "--swa_select_split",
+            "0.2",
+            "--swa_windows",
+            "3",
+            "--swa_ema_decays",
+            "0.9",
+            "0.99",
+            "--swa_select_metric",
+            "loss",
+            "--report_to",
+            "none",
+        ]
+    )
+    assert data.swa_select_split == 0.2
+    config = training.to_swa_config()
+    assert (config.swa_windows, config.swa_ema_decays, config.swa_select_metric) == (3, [0.9, 0.99], "loss")
+
+
+@pytest.mark.slow
+def test_regression_rows_are_held_out_at_random(tmp_path, bert):
+    rows = [
+        dict(r, label=f"{(i * 0.37) % 5:.2f}") for i, r in enumerate(pair_rows(24, 0, keys=("sentence1", "sentence2")))
+    ]
+    train = write_rows(tmp_path / "train.tsv", rows)
+    dev = write_rows(tmp_path / "dev.tsv", rows[:8])
+    results = glue(bert, tmp_path / "out", train, dev, task="stsb", split=0.25, max_steps=4, swa_select_metric="loss")
+    held = json.loads((tmp_path / "out" / SELECT_ROWS_FILE).read_text())["held_out_rows"]
+    assert held == selection_rows([None] * 24, share=0.25, seed=3) and len(held) == 6
+    assert results["select_samples"] == 6 and results["train_samples"] == 18
+    assert (
+        results["eval_chosen_pearson"]
+        == results[{"live": "eval_pearson"}.get(results["swa_chosen"], f"eval_{results['swa_chosen']}_pearson")]
+    )

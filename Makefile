@@ -25,7 +25,7 @@ $(DEEPSPEED_STAMP): $(STAMP)
 		|| echo "deepspeed did not install: its tests will be skipped"
 	touch $(DEEPSPEED_STAMP)
 
-test: $(STAMP) $(DEEPSPEED_STAMP)
+test: lint $(STAMP) $(DEEPSPEED_STAMP)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

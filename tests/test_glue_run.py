@@ -85,7 +85,8 @@ def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
     assert (out / CONFIG_FILE).is_file()
     # The model card, written without a push (as transformers' run_glue does): this run's numbers.
     card = (out / "README.md").read_text()
-    assert f"| Snapshots averaged (`n_averaged`) | {json.loads((out / CONFIG_FILE).read_text())['n_averaged']} |" in card
+    n_averaged = json.loads((out / CONFIG_FILE).read_text())["n_averaged"]
+    assert f"| Snapshots averaged (`n_averaged`) | {n_averaged} |" in card
     assert f"{results['eval_swa_accuracy']:.4f}" in card and f"{results['eval_accuracy']:.4f}" in card
     assert 'from_pretrained("out")' in card and "PEFT" not in card
     # Submission file: GLUE format, the test file's ids, SST-2 spelled 0/1.

@@ -150,13 +150,14 @@ def test_extras_declare_what_the_applications_import():
         assert_declared(sorted((PACKAGE / application).rglob("*.py")), declared(extra, project), f"the [{extra}] extra")
 
 
-def test_application_modules_and_functions_stay_small():
-    """A module past ~400 lines or a function past ~60 is asking to be split."""
-    for application in APPLICATIONS:
-        for path in sorted((PACKAGE / application).rglob("*.py")):
-            source = path.read_text(encoding="utf-8")
-            assert len(source.splitlines()) <= 400, f"{path.relative_to(REPO)}: split this module"
-            for node in ast.walk(ast.parse(source)):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    length = node.end_lineno - node.lineno + 1
-                    assert length <= 60, f"{path.relative_to(REPO)}: {node.name} is {length} lines, split it"
+def test_modules_and_functions_stay_small():
+    """A module past ~400 lines or a function past ~60 is asking to be split: the core and the applications."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "metric" in path.parts:  # the evaluate metric module keeps the upstream layout
+            continue
+        source = path.read_text(encoding="utf-8")
+        assert len(source.splitlines()) <= 400, f"{path.relative_to(REPO)}: split this module"
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 60, f"{path.relative_to(REPO)}: {node.name} is {length} lines, split it"

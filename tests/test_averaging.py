@@ -176,9 +176,11 @@ def test_non_finite_snapshot_is_skipped_and_counted(caplog):
 def test_large_finite_weights_are_not_mistaken_for_non_finite():
     model = nn.Linear(4, 4)
     with torch.no_grad():
-        model.weight.fill_(1e30)  # its norm overflows fp32, the values do not
+        model.weight.fill_(3e38)  # the fp32 sum of these 16 values is inf, every value is finite
+    assert torch.isinf(model.weight.sum(dtype=torch.float32))  # so the one-read check falls back ...
     averager = WeightAverager(model)
-    assert averager.update(model) is True
+    assert averager.update(model) is True  # ... to the element-wise check, which keeps the snapshot
+    assert averager.n_skipped == 0 and torch.equal(averager.averages()["weight"], model.weight.detach())
 
 
 def test_no_trainable_parameters_is_an_error():

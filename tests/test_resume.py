@@ -1,7 +1,6 @@
 """Interrupted-and-resumed runs end with the same averaged weights as uninterrupted ones."""
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -143,10 +142,25 @@ def test_corrupt_state_files_are_refused_and_kept(checkpoint_9, damage):
     assert path.exists()  # nothing already saved is deleted
 
 
-def test_state_is_written_atomically(checkpoint_9):
-    leftovers = [p.name for p in checkpoint_9.iterdir() if p.name.startswith(".tmp-")]
-    assert leftovers == []
-    shutil.rmtree(checkpoint_9)
+def test_state_is_written_atomically(checkpoint_9, monkeypatch):
+    from hf_swa import checkpoint
+
+    before = {name: (checkpoint_9 / name).read_bytes() for name in ("swa_state.json", "swa_averages.safetensors")}
+    saved = checkpoint.load_swa_state(str(checkpoint_9))
+
+    def write_half_then_die(tensors, path, metadata=None):  # a crash in the middle of writing the averages
+        with open(path, "wb") as f:
+            f.write(b"\x00" * 100)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", write_half_then_die)
+    state = {**saved, "n_averaged": saved["n_averaged"] + 1, "averages": saved["averages"]}
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save_swa_state(str(checkpoint_9), state, {"global_step": 10})
+    # The old state survives whole and still loads; the half-written file is gone.
+    assert {name: (checkpoint_9 / name).read_bytes() for name in before} == before
+    assert checkpoint.load_swa_state(str(checkpoint_9))["n_averaged"] == saved["n_averaged"]
+    assert [p.name for p in checkpoint_9.iterdir() if p.name.startswith(".tmp-")] == []
 
 
 def test_rerunning_a_finished_run_with_resume_keeps_the_average(tmp_path, uninterrupted):

@@ -246,7 +246,19 @@ def test_baseline_mode_is_a_plain_trainer(tmp_path):
     trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(16))
     assert trainer.swa_callback is None
     trainer.train()
-    assert "eval_swa_loss" not in trainer.evaluate(eval_dataset=classification_data(8))
+    metrics = trainer.evaluate(eval_dataset=classification_data(8))
+    assert "eval_swa_loss" not in metrics
+    # The same run with a plain Trainer and the same seed: the same weights and evaluation, bit for bit.
+    plain = Trainer(
+        model=tiny_bert(),
+        args=TrainingArguments(str(tmp_path / "plain"), max_steps=4, **COMMON),
+        train_dataset=classification_data(16),
+    )
+    plain.train()
+    assert all(
+        torch.equal(a, b) for a, b in zip(trainer.model.state_dict().values(), plain.model.state_dict().values())
+    )
+    assert plain.evaluate(eval_dataset=classification_data(8))["eval_loss"] == metrics["eval_loss"]
 
 
 def test_a_baseline_saved_over_an_swa_folder_is_not_taken_for_an_average(tmp_path):

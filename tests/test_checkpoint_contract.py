@@ -214,7 +214,7 @@ sys.path.insert(0, {tests!r})
 from hf_swa import SWATrainer, SWATrainingArguments
 from tiny_models import classification_data, tiny_bert
 args = SWATrainingArguments(output_dir={out!r}, max_steps=6, push_to_hub=True, hub_model_id="me/swa",
-                            hub_strategy={strategy!r}, swa_start=3, **json.loads({common!r}))
+                            hub_strategy={strategy!r}, hub_always_push=True, swa_start=3, **json.loads({common!r}))
 trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(24))
 trainer.train()
 trainer.push_to_hub()

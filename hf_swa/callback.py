@@ -229,9 +229,7 @@ class SWACallback(TrainerCallback):
         if not self.has_average:
             raise RuntimeError("SWA has no snapshot yet: train past the start step before selecting.")
         metric = metric or self.config.select_metric_name() or "score"
-        greater = (
-            self.config.select_greater_is_better() if self.config.swa_select_metric else not metric.endswith("loss")
-        )
+        greater = self.config.select_greater_is_better(metric)
         self.selection = select_candidate(self.averager, model, lambda name: score_fn(model), metric, greater, dataset)
         return self.selection
 

@@ -98,14 +98,22 @@ class WindowMeans:
     def _name(self, index: int) -> str:
         return MAIN_CANDIDATE if index == 0 else f"{MAIN_CANDIDATE}_from{self.starts[index]}"
 
+    def _suffix_from(self, index: int) -> List[_RunningMean]:
+        """The windows from `index` on that hold a snapshot."""
+        return [w for w in self.windows[index:] if w.n_averaged > 0]
+
     def _suffix(self, name: str) -> List[_RunningMean]:
         for index in range(len(self.windows)):
             if self._name(index) == name:
-                return [w for w in self.windows[index:] if w.n_averaged > 0]
+                return self._suffix_from(index)
         raise KeyError(name)
 
+    def _held(self) -> List[int]:
+        """The window indexes whose suffix candidate holds at least one snapshot."""
+        return [i for i in range(len(self.windows)) if self._suffix_from(i)]
+
     def names(self) -> List[str]:
-        return [self._name(i) for i in range(len(self.windows)) if self._suffix(self._name(i))]
+        return [self._name(i) for i in self._held()]
 
     def n_averaged(self, name: str = MAIN_CANDIDATE) -> int:
         return sum(w.n_averaged for w in self._suffix(name))
@@ -134,9 +142,13 @@ class WindowMeans:
 
     def records(self) -> List[dict]:
         return [
-            {"name": name, "kind": self.kind, "start_step": self.starts[i], "n_averaged": self.n_averaged(name)}
-            for i, name in ((i, self._name(i)) for i in range(len(self.windows)))
-            if name in self.names()
+            {
+                "name": self._name(i),
+                "kind": self.kind,
+                "start_step": self.starts[i],
+                "n_averaged": sum(w.n_averaged for w in self._suffix_from(i)),
+            }
+            for i in self._held()
         ]
 
     def slots(self) -> Dict[str, _RunningMean]:
@@ -190,10 +202,9 @@ class ExponentialMean:
         return self.mean.buffers
 
     def records(self) -> List[dict]:
-        return [
-            {"name": self.name, "kind": self.kind, "decay": self.decay, "n_averaged": self.mean.n_averaged}
-            for _ in self.names()
-        ]
+        if self.mean.n_averaged == 0:
+            return []
+        return [{"name": self.name, "kind": self.kind, "decay": self.decay, "n_averaged": self.mean.n_averaged}]
 
     def slots(self) -> Dict[str, _RunningMean]:
         return {self.name: self.mean}

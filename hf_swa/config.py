@@ -183,11 +183,15 @@ class SWAConfig:
         name = self.swa_select_metric.strip()
         return name[len("eval_") :] if name.startswith("eval_") else name
 
-    def select_greater_is_better(self) -> bool:
-        """Whether a higher selection score is better: as set, else False for a ``loss`` and True otherwise."""
+    def select_greater_is_better(self, metric: Optional[str] = None) -> bool:
+        """Whether a higher score of `metric` (default: the selection metric) is better.
+
+        As `swa_select_greater_is_better` says when set; else False for a name ending in
+        ``loss`` and True otherwise.
+        """
         if self.swa_select_greater_is_better is not None:
             return bool(self.swa_select_greater_is_better)
-        return not (self.select_metric_name() or "").endswith("loss")
+        return not (metric or self.select_metric_name() or "").endswith("loss")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -28,26 +28,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from safetensors.torch import save_file  # noqa: E402
-from tiny_models import classification_data, tiny_bert  # noqa: E402
+from tiny_models import QUICK_RUN, classification_data, tiny_bert  # noqa: E402
 
 from hf_swa import SWATrainer, SWATrainingArguments  # noqa: E402
 from hf_swa.resume import checkpoint_problems  # noqa: E402
 
 MAX_STEPS = 16
 SWA = dict(swa_start=5, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear")
-COMMON = dict(
-    per_device_train_batch_size=4,
-    learning_rate=1e-2,
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    logging_strategy="no",
-    save_strategy="steps",
-    save_steps=2,
-    seed=0,
-    data_seed=0,
-    max_steps=MAX_STEPS,
-)
+COMMON = dict(QUICK_RUN, save_strategy="steps", save_steps=2, max_steps=MAX_STEPS)
 SLOW_SAVE_S = 0.4
 KILLS = 4
 

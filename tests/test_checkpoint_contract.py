@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load, load_file, save_file
 from tiny_models import (
+    QUICK_RUN,
     SnapshotRecorder,
     StopAt,
     checkpoint_swa_average,
@@ -21,19 +22,7 @@ from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, las
 from hf_swa.resume import checkpoint_problems
 
 SWA = dict(swa_start=3, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=2, swa_anneal_strategy="linear")
-COMMON = dict(
-    per_device_train_batch_size=4,
-    learning_rate=1e-2,
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    logging_strategy="no",
-    save_strategy="steps",
-    save_steps=2,
-    seed=0,
-    data_seed=0,
-    lr_scheduler_type="constant",
-)
+COMMON = dict(QUICK_RUN, save_strategy="steps", save_steps=2, lr_scheduler_type="constant")
 DATA = classification_data(24)  # 6 batches an epoch
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from tiny_models import (
+    QUICK_RUN,
     SnapshotRecorder,
     StopAt,
     classification_data,
@@ -22,18 +23,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
 from hf_swa.resume import checkpoint_problems
 
-COMMON = dict(
-    per_device_train_batch_size=4,
-    per_device_eval_batch_size=8,
-    learning_rate=1e-2,
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    logging_strategy="no",
-    save_strategy="no",
-    seed=0,
-    data_seed=0,
-)
+COMMON = QUICK_RUN
 DATA = classification_data(32)
 
 

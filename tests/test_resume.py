@@ -4,26 +4,14 @@ import json
 
 import pytest
 import torch
-from tiny_models import StopAt, classification_data, tiny_bert
+from tiny_models import QUICK_RUN, StopAt, classification_data, tiny_bert
 from transformers import Trainer, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
 
 MAX_STEPS = 12
 SWA = dict(swa_start=5, swa_freq=2, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear")
-COMMON = dict(
-    per_device_train_batch_size=4,
-    learning_rate=1e-2,
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    logging_strategy="no",
-    save_strategy="steps",
-    save_steps=3,
-    seed=0,
-    data_seed=0,
-    max_steps=MAX_STEPS,
-)
+COMMON = dict(QUICK_RUN, save_strategy="steps", save_steps=3, max_steps=MAX_STEPS)
 DATA = classification_data(40)  # 10 batches an epoch: resuming also crosses an epoch boundary
 
 

@@ -187,9 +187,10 @@ class WeightAverager:
         """The snapshot as fp32 tensors on the averages' devices: the weights themselves or their staging copies."""
         if not self._staging:
             return tensors
-        staged = [i for i in self._staging]
-        torch._foreach_copy_([self._staging[i] for i in staged], [tensors[i] for i in staged], non_blocking=True)
-        if any(tensors[i].is_cuda for i in staged) and self._staging[staged[0]].device.type == "cpu":
+        buffers = list(self._staging.values())
+        weights = [tensors[i] for i in self._staging]
+        torch._foreach_copy_(buffers, weights, non_blocking=True)
+        if any(t.is_cuda for t in weights) and buffers[0].device.type == "cpu":
             torch.cuda.current_stream().synchronize()
         return [self._staging.get(i, t) for i, t in enumerate(tensors)]
 

@@ -10,7 +10,7 @@ from typing import List, Literal, Optional
 from transformers import TrainingArguments
 
 from .callback import LOAD_BEST_MESSAGE
-from .config import SWAConfig, parse_swa_start
+from .config import SWAConfig, parse_select_metric, parse_swa_start
 from .distributed import FSDP1_MESSAGE
 
 
@@ -69,6 +69,10 @@ class SWAArgumentsMixin:
             "snapshots from each later window start on (1: the classic average only)."
         },
     )
+    swa_windows_at_most: bool = field(
+        default=False,
+        metadata={"help": "Treat swa_windows as an upper bound: a run with fewer snapshots gets one window each."},
+    )
     swa_ema_decays: List[float] = field(
         default_factory=list, metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."}
     )
@@ -76,7 +80,7 @@ class SWAArgumentsMixin:
         default=None,
         metadata={
             "help": "Score every candidate and the live weights on the selection data at the end of training "
-            "and ship the best, by this metric (loss, accuracy, eval_f1, ...). Unset: ship swa."
+            "and ship the best, by this metric (loss, accuracy, eval_f1, ...). Unset or 'none': ship swa."
         },
     )
     swa_select_greater_is_better: Optional[bool] = field(
@@ -97,6 +101,7 @@ class SWAArgumentsMixin:
             )
         super().__post_init__()
         self.swa_start = parse_swa_start(self.swa_start)
+        self.swa_select_metric = parse_select_metric(self.swa_select_metric)
         if self.swa and self.fsdp and int((self.fsdp_config or {}).get("version", 2)) == 1:
             raise ValueError(FSDP1_MESSAGE)
         if self.swa:
@@ -122,6 +127,7 @@ class SWAArgumentsMixin:
             strategy=self.swa_strategy,
             ema_decay=self.swa_ema_decay,
             swa_windows=self.swa_windows,
+            swa_windows_at_most=self.swa_windows_at_most,
             swa_ema_decays=list(self.swa_ema_decays or []),
             swa_select_metric=self.swa_select_metric,
             swa_select_greater_is_better=self.swa_select_greater_is_better,

@@ -12,6 +12,17 @@ from .strategies import check_ema_decay, check_ema_decays, make_strategy
 ANNEAL_STRATEGIES = ("cos", "linear")
 
 
+def parse_select_metric(value: Optional[str]) -> Optional[str]:
+    """A `swa_select_metric` setting: ``"none"`` (any case) turns selection off, like ``report_to="none"``.
+
+    >>> parse_select_metric("loss"), parse_select_metric("None"), parse_select_metric(None)
+    ('loss', None, None)
+    """
+    if value is not None and str(value).strip().lower() == "none":
+        return None
+    return value
+
+
 def parse_swa_start(value: Union[str, int, float]) -> Union[int, float]:
     """Turn a `swa_start` setting into an int step or a float fraction.
 
@@ -61,6 +72,8 @@ class SWAConfig:
         swa_windows: split the snapshots into this many windows of nearly equal length,
             one fp32 mean each; the candidates are ``swa`` (every snapshot) and
             ``swa_from{s}`` (the snapshots from each later window start ``s`` on).
+        swa_windows_at_most: treat ``swa_windows`` as an upper bound: a run that takes
+            fewer snapshots keeps one window per snapshot instead of being refused.
         swa_ema_decays: one bias-corrected EMA candidate ``ema_{d}`` per decay.
         swa_select_metric: if set, every candidate and the live weights (``live``) are
             scored on the selection data at the end of training and the best is shipped
@@ -90,6 +103,7 @@ class SWAConfig:
     strategy: str = "uniform"
     ema_decay: float = 0.999
     swa_windows: int = 1
+    swa_windows_at_most: bool = False
     swa_ema_decays: List[float] = dataclasses.field(default_factory=list)
     swa_select_metric: Optional[str] = None
     swa_select_greater_is_better: Optional[bool] = None
@@ -134,6 +148,7 @@ class SWAConfig:
                 "use strategy='uniform' with windows, and swa_ema_decays for EMA candidates."
             )
         self.swa_ema_decays = check_ema_decays(self.swa_ema_decays or [])
+        self.swa_select_metric = parse_select_metric(self.swa_select_metric)
         if self.swa_select_metric is not None and not str(self.swa_select_metric).strip():
             raise ValueError(
                 "swa_select_metric is empty: name a metric such as 'loss' or 'accuracy', or leave it unset"
@@ -167,14 +182,19 @@ class SWAConfig:
         return (max_steps - self.start_step(max_steps)) // self.swa_freq + 1
 
     def window_starts(self, max_steps: int) -> List[int]:
-        """The first step of each of the `swa_windows` windows: the snapshots split into nearly equal parts."""
+        """The first step of each window: the snapshots split into `swa_windows` nearly equal parts.
+
+        With `swa_windows_at_most`, a run of fewer snapshots than `swa_windows` gets one window per snapshot.
+        """
         start, count = self.start_step(max_steps), self.n_snapshots(max_steps)
-        if self.swa_windows > count:
+        windows = min(self.swa_windows, count) if self.swa_windows_at_most else self.swa_windows
+        if windows > count:
             raise ValueError(
                 f"swa_windows={self.swa_windows} but the run takes only {count} snapshot(s) (every {self.swa_freq} "
-                f"step(s) from step {start} to {max_steps}): each window needs one. Lower swa_windows or swa_freq."
+                f"step(s) from step {start} to {max_steps}): each window needs one. Lower swa_windows or swa_freq, "
+                "or set swa_windows_at_most to keep one window per snapshot."
             )
-        return [start + self.swa_freq * (k * count // self.swa_windows) for k in range(self.swa_windows)]
+        return [start + self.swa_freq * (k * count // windows) for k in range(windows)]
 
     def select_metric_name(self) -> Optional[str]:
         """The selection metric without an ``eval_`` prefix (``"eval_f1"`` -> ``"f1"``), or ``None``."""

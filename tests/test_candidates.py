@@ -104,6 +104,18 @@ def test_trainer_candidates_equal_recorded_snapshots(tmp_path):
     assert by_name["ema_0.9"] == {"name": "ema_0.9", "kind": "ema", "decay": 0.9, "start_step": 4, "n_averaged": 6}
 
 
+def test_windows_at_most_gives_one_window_per_snapshot_when_the_run_takes_fewer(tmp_path):
+    recorder = SnapshotRecorder(SNAPSHOT_STEPS)
+    trainer = swa_trainer(tmp_path, callbacks=[recorder], swa_windows=8, swa_windows_at_most=True, swa_ema_decays=[])
+    trainer.train()
+    averager = trainer.swa_callback.averager
+    expected = {"swa": SNAPSHOT_STEPS, **{f"swa_from{s}": SNAPSHOT_STEPS[i:] for i, s in enumerate(SNAPSHOT_STEPS)}}
+    expected.pop("swa_from4")  # the first window's suffix is swa itself
+    assert averager.candidate_names() == list(expected)
+    for name, steps in expected.items():
+        assert max_relative_error(averager.averages(name), mean_of(recorder.snapshots, steps)) <= 1e-6, name
+
+
 def test_evaluate_reports_every_candidate_on_request(tmp_path):
     trainer = swa_trainer(tmp_path, swa_eval_candidates=True)
     trainer.train()

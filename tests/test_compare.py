@@ -58,19 +58,30 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     assert "eval_swa_accuracy" not in results[("baseline", 1)]
     swa_config = json.loads((runs / "sst2" / "swa" / "seed1" / CONFIG_FILE).read_text())
     assert swa_config["start_step"] == 4 and swa_config["swa_lr"] == pytest.approx(2.5e-3)
+    # The GLUE defaults: both sides train on the same 80% of the rows, the SWA run chose among 4 windows and live.
+    for seed in (1, 2):
+        held_out = results[("swa", seed)]["select_samples"]
+        assert results[("baseline", seed)]["train_samples"] == results[("swa", seed)]["train_samples"] == 64 - held_out
+        assert abs(held_out - 0.2 * 64) <= 1  # rounded per class
+        assert results[("swa", seed)]["swa_chosen"] in {"swa", "swa_from5", "swa_from6", "swa_from7", "live"}
 
-    # The table holds the means of the runs' own numbers, and the delta between them.
+    # The table holds the means of the runs' own numbers, and the delta between the shipped side and the baseline.
     baseline = statistics.mean(results[("baseline", s)]["eval_accuracy"] for s in (1, 2)) * 100
     swa = statistics.mean(results[("swa", s)]["eval_swa_accuracy"] for s in (1, 2)) * 100
+    chosen = statistics.mean(results[("swa", s)]["eval_chosen_accuracy"] for s in (1, 2)) * 100
     live = statistics.mean(results[("swa", s)]["eval_accuracy"] for s in (1, 2)) * 100
-    row = next(line for line in (runs / "glue_report.md").read_text().splitlines() if line.startswith("| sst2"))
+    report = (runs / "glue_report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| sst2"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     mean = lambda cell: float(cell.split("±")[0])  # noqa: E731
     assert mean(cells[2]) == pytest.approx(baseline, abs=0.006)
     assert mean(cells[3]) == pytest.approx(swa, abs=0.006)
-    assert float(cells[4]) == pytest.approx(swa - baseline, abs=0.011)
-    assert mean(cells[5]) == pytest.approx(live, abs=0.006)
-    assert cells[6] == "2 / 2"
+    assert mean(cells[4]) == pytest.approx(chosen, abs=0.006)
+    assert float(cells[5]) == pytest.approx(chosen - baseline, abs=0.011)
+    assert mean(cells[6]) == pytest.approx(live, abs=0.006)
+    assert cells[7] == "2 / 2"
+    choices = ", ".join(f"seed {s} → `{results[('swa', s)]['swa_chosen']}`" for s in (1, 2))
+    assert choices in report
     assert (runs / "glue_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Finished runs are not run again.

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from hf_swa.checkpoint import CONFIG_FILE
 from hf_swa.demo import run as demo
+from hf_swa.glue.arguments import GlueTrainingArguments
 from hf_swa.glue.selection import SELECT_ROWS_FILE
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     # Both runs hold out the same stratified 20% of the training tweets.
     held = json.loads((swa / SELECT_ROWS_FILE).read_text())
     assert held == json.loads((baseline / SELECT_ROWS_FILE).read_text())
-    assert held["swa_select_split"] == demo.SELECT_SPLIT and held["seed"] == 7
+    assert held["swa_select_split"] == demo.SELECT_SPLIT == 0.2 and held["seed"] == 7
     labels = [line.rsplit("\t", 1)[1] for line in (tmp_path / "data" / "train.tsv").read_text().splitlines()[1:]]
     per_class = Counter(labels)
     assert Counter(labels[i] for i in held["held_out_rows"]) == {
@@ -47,9 +48,10 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     record = json.loads((swa / CONFIG_FILE).read_text())
     chosen = record["selection"]["chosen"]
     assert results["swa_chosen"] == chosen == record["shipped"]
-    assert record["selection"]["metric"] == demo.SELECT_METRIC
+    assert record["selection"]["metric"] == GlueTrainingArguments.DEFAULT_SWA_SELECT_METRIC == "loss"
     assert record["selection"]["dataset"]["size"] == len(held["held_out_rows"]) == results["select_samples"]
-    assert len([c for c in record["candidates"] if c["kind"] == "window_mean"]) == demo.SWA_WINDOWS
+    windows = [c for c in record["candidates"] if c["kind"] == "window_mean"]
+    assert len(windows) == GlueTrainingArguments.DEFAULT_SWA_WINDOWS == 4
     assert results["train_samples"] == 150 - len(held["held_out_rows"])
 
     # The published model is the one the run shipped; the report shows it.

@@ -53,8 +53,8 @@ def bert(tmp_path_factory):
     return save_tiny_bert(tmp_path_factory.mktemp("models") / "bert")
 
 
-def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
-    train = write_rows(tmp_path / "train.tsv", sentiment_rows(64, seed=0))
+def test_sst2_train_eval_predict_with_the_default_recipe(tmp_path, bert):
+    train = write_rows(tmp_path / "train.tsv", sentiment_rows(80, seed=0))
     dev = write_rows(tmp_path / "dev.tsv", sentiment_rows(32, seed=1))
     test_rows = unlabelled(sentiment_rows(10, seed=2))
     for i, row in enumerate(test_rows):
@@ -74,13 +74,20 @@ def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
             **TRAIN,
         ),
     )
-    # Live and averaged metrics, both learnt the keyword task.
+    # Live, averaged and shipped metrics; all learnt the keyword task.
     for key in ("eval_accuracy", "eval_swa_accuracy", "eval_loss", "eval_swa_loss", "train_runtime", "train_loss"):
         assert key in results, sorted(results)
     assert results["eval_accuracy"] >= 0.8 and results["eval_swa_accuracy"] >= 0.8, results
-    assert results["eval_samples"] == 32 and results["train_samples"] == 64
+    # The GLUE defaults: 20% of the 80 training rows held out (stratified), 4 windows, chosen by loss.
+    assert results["eval_samples"] == 32 and results["train_samples"] == 64 and results["select_samples"] == 16
+    chosen = results["swa_chosen"]
+    scores = {name: results[f"select_{name}_loss"] for name in ("swa", "live")}
+    assert len([k for k in results if k.startswith("select_swa_from")]) == 3
+    assert results[f"select_{chosen}_loss"] == min(
+        v for k, v in results.items() if k.startswith("select_") and k.endswith("_loss")
+    ), scores
     saved = json.loads((out / "all_results.json").read_text())
-    assert saved["eval_swa_accuracy"] == results["eval_swa_accuracy"] and "train_runtime" in saved
+    assert saved["eval_chosen_accuracy"] == results["eval_chosen_accuracy"] and "train_runtime" in saved
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == results["eval_accuracy"]
     assert (out / CONFIG_FILE).is_file()
     # The model card, written without a push (as transformers' run_glue does): this run's numbers.
@@ -94,7 +101,7 @@ def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
     assert rows[0] == ["index", "prediction"] and len(rows) == 11
     assert [r[0] for r in rows[1:]] == [str(100 + i) for i in range(10)]
     assert {r[1] for r in rows[1:]} <= {"0", "1"}
-    # The saved model is the average: evaluating it plainly reproduces eval_swa_*.
+    # The saved model is the chosen weights: evaluating it plainly reproduces eval_chosen_*.
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "negative", 1: "positive"}
     again = run_glue(
@@ -102,8 +109,8 @@ def test_sst2_train_eval_predict_with_swa(tmp_path, bert):
         DataTrainingArguments(task_name="sst2", validation_file=str(dev)),
         GlueTrainingArguments(output_dir=str(tmp_path / "again"), do_eval=True, swa=False, **TRAIN),
     )
-    assert again["eval_loss"] == pytest.approx(results["eval_swa_loss"], rel=1e-5)
-    assert again["eval_accuracy"] == results["eval_swa_accuracy"]
+    assert again["eval_loss"] == pytest.approx(results["eval_chosen_loss"], rel=1e-5)
+    assert again["eval_accuracy"] == results["eval_chosen_accuracy"]
     assert not any(key.startswith("eval_swa") for key in again)
 
 
@@ -139,11 +146,11 @@ def test_mnli_matched_and_mismatched(tmp_path, bert):
         ),
     )
     assert {"eval_accuracy", "eval_swa_accuracy", "eval_accuracy_mm", "eval_swa_accuracy_mm"} <= set(results)
-    # The saved model is the average: its answers, one example at a time, give the averaged scores by hand.
+    # The saved model is the chosen weights: its answers, one example at a time, give their scores by hand.
     for split, suffix in (("dev_m", ""), ("dev_mm", "_mm")):
         predicted = predict_rows(out, data[split], ("premise", "hypothesis"))
         expected = accuracy([r["label"] for r in data[split]], predicted)
-        assert results[f"eval_swa_accuracy{suffix}"] == pytest.approx(expected), split
+        assert results[f"eval_chosen_accuracy{suffix}"] == pytest.approx(expected), split
     assert results["eval_samples"] == 12 and results["eval_samples_mm"] == 9
     for name, n in (("MNLI-m.tsv", 5), ("MNLI-mm.tsv", 4)):
         rows = read_tsv(out / name)
@@ -181,7 +188,7 @@ def test_gpt2_custom_columns_string_labels(tmp_path):
     gold, predicted = [r["stars"] for r in dev], predict_rows(out, dev, ("review",), max_length=16)
     expected = {"accuracy": accuracy(gold, predicted), "f1": f1(gold, predicted, positive="low")}
     expected["combined_score"] = (expected["accuracy"] + expected["f1"]) / 2
-    assert {k: results[f"eval_swa_{k}"] for k in expected} == pytest.approx(expected)
+    assert {k: results[f"eval_chosen_{k}"] for k in expected} == pytest.approx(expected)
     assert results["eval_combined_score"] == pytest.approx((results["eval_accuracy"] + results["eval_f1"]) / 2)
     assert model.config.pad_token_id == model.config.eos_token_id is not None
     rows_out = read_tsv(out / "predictions.tsv")
@@ -344,12 +351,22 @@ def test_hub_layout_end_to_end(tmp_path, bert, monkeypatch):
     out = tmp_path / "out"
     results = run_glue(
         ModelArguments(model_name_or_path=str(bert)),
-        DataTrainingArguments(task_name="cola", max_train_samples=16, max_predict_samples=5),
+        DataTrainingArguments(task_name="cola", max_train_samples=16, max_predict_samples=5, swa_select_split=0),
         GlueTrainingArguments(
-            output_dir=str(out), do_train=True, do_eval=True, do_predict=True, max_steps=24, learning_rate=1e-3, **TRAIN
+            output_dir=str(out),
+            do_train=True,
+            do_eval=True,
+            do_predict=True,
+            max_steps=24,
+            learning_rate=1e-3,
+            swa_windows=1,
+            swa_select_metric="none",
+            **TRAIN,
         ),
     )
+    # Selection off (split 0, metric none): every row trained on, the classic average shipped.
     assert results["train_samples"] == 16 and results["eval_samples"] == 12
+    assert "select_samples" not in results and "swa_chosen" not in results
     dev = sentiment_rows(12, 1)
     gold = [("unacceptable", "acceptable")[int(r["label"])] for r in dev]
     expected = matthews(gold, predict_rows(out, dev, ("sentence",)), positive="acceptable")

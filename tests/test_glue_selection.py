@@ -48,10 +48,15 @@ def test_split_of_regression_rows_is_plain_random():
     assert rows == selection_rows([None] * 23, share=0.25, seed=0) != selection_rows([None] * 23, 0.25, seed=1)
 
 
-@pytest.mark.parametrize("share", [0.0, 1.0, 1.5, -0.2])
+@pytest.mark.parametrize("share", [1.0, 1.5, -0.2])
 def test_split_outside_zero_one_is_refused(share):
     with pytest.raises(ValueError, match=r"--swa_select_split .*must be a share of the training rows in \(0, 1\)"):
         DataTrainingArguments(task_name="sst2", swa_select_split=share)
+
+
+def test_split_zero_turns_the_held_out_rows_off():
+    assert DataTrainingArguments(task_name="sst2", swa_select_split=0).swa_select_split is None
+    assert DataTrainingArguments(task_name="sst2", swa_select_split=0.0).swa_select_split is None
 
 
 def test_split_that_empties_a_class_or_holds_none_of_it_is_refused():
@@ -265,18 +270,27 @@ def test_the_metrics_a_task_produces_pass_the_check(task, metric):
         )
 
 
-def test_glue_defaults_for_candidates_and_selection_are_neutral_and_come_from_the_constants():
+def test_glue_defaults_are_the_measured_recipe_and_each_can_be_turned_off():
     from transformers import HfArgumentParser
 
     args = GlueTrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True)
-    assert (args.swa_windows, args.swa_ema_decays, args.swa_select_metric) == (1, [], None)
+    assert (args.swa_windows, args.swa_windows_at_most, args.swa_ema_decays, args.swa_select_metric) == (
+        4,
+        True,
+        [],
+        "loss",
+    )
     assert (
         GlueTrainingArguments.DEFAULT_SWA_WINDOWS,
         GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS,
         GlueTrainingArguments.DEFAULT_SWA_SELECT_METRIC,
         DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT,
-    ) == (1, (), None, None)
-    assert DataTrainingArguments(task_name="rte").swa_select_split is None
+    ) == (4, (), "loss", 0.2)
+    assert DataTrainingArguments(task_name="rte").swa_select_split == 0.2
+    # The defaults fit short runs: 3 snapshots get 3 windows; a strict run refuses them.
+    config = args.to_swa_config()
+    assert config.window_starts(max_steps=4) == [2, 3, 4]
+    assert config.window_starts(max_steps=40) == [20, 25, 30, 35]
     parser = HfArgumentParser((DataTrainingArguments, GlueTrainingArguments))
     data, training = parser.parse_args_into_dataclasses(
         [
@@ -285,21 +299,25 @@ def test_glue_defaults_for_candidates_and_selection_are_neutral_and_come_from_th
             "--output_dir",
             "/tmp/unused",
             "--swa_select_split",
-            "0.2",
+            "0",
             "--swa_windows",
             "3",
+            "--swa_windows_at_most",
+            "false",
             "--swa_ema_decays",
             "0.9",
             "0.99",
             "--swa_select_metric",
-            "loss",
+            "none",
             "--report_to",
             "none",
         ]
     )
-    assert data.swa_select_split == 0.2
+    assert data.swa_select_split is None and training.swa_select_metric is None
     config = training.to_swa_config()
-    assert (config.swa_windows, config.swa_ema_decays, config.swa_select_metric) == (3, [0.9, 0.99], "loss")
+    assert (config.swa_windows, config.swa_ema_decays, config.swa_select_metric) == (3, [0.9, 0.99], None)
+    with pytest.raises(ValueError, match="only 2 snapshot"):
+        config.window_starts(max_steps=2)
 
 
 @pytest.mark.slow

@@ -320,7 +320,7 @@ def test_template_ships_in_a_non_editable_install(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
+def test_run_glue_push_to_hub_pushes_the_shipped_model_once(tmp_path):
     from safetensors.torch import load_file
 
     model = save_tiny_bert(tmp_path / "bert")
@@ -351,6 +351,7 @@ def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
                     push_to_hub=True,
                     hub_model_id="me/sst2-swa",
                     disable_tqdm="True",
+                    swa_windows=1,  # candidates swa and live, chosen by loss on 20% of the rows (GLUE defaults)
                 ),
             ],
             env=env,
@@ -365,13 +366,19 @@ def test_run_glue_push_to_hub_pushes_the_averaged_model_once(tmp_path):
     assert {"config.json", "model.safetensors", CONFIG_FILE, "README.md"} <= set(pushed)
     assert not any(name.startswith("checkpoint-") for name in pushed)
     assert pushed["model.safetensors"] == (out / "model.safetensors").read_bytes()
-    # What was pushed is the average of steps 3-6 (GLUE default swa_start=0.5): the SWA state of the final
-    # checkpoint, which itself holds the live weights.
-    averages = checkpoint_swa_average(out / "checkpoint-6")
+    # What was pushed is the chosen weights: the average of steps 3-6 (GLUE default swa_start=0.5) in the SWA
+    # state of the final checkpoint, or the live weights that checkpoint itself holds.
+    results = json.loads((out / "all_results.json").read_text())
+    record = json.loads(pushed[CONFIG_FILE])
+    assert record["shipped"] == record["selection"]["chosen"] == results["swa_chosen"] in ("swa", "live")
+    if record["shipped"] == "swa":
+        expected = checkpoint_swa_average(out / "checkpoint-6")
+    else:
+        expected = load_file(str(out / "checkpoint-6" / "model.safetensors"))
     saved = load_file(str(out / "model.safetensors"))
-    assert all(torch.equal(averages[k], saved[k]) for k in averages)
-    assert json.loads(pushed[CONFIG_FILE])["n_averaged"] == 4
+    assert all(torch.equal(expected[k], saved[k]) for k in checkpoint_swa_average(out / "checkpoint-6"))
+    assert record["n_averaged"] == 4
     card = pushed["README.md"].decode()
     assert "| Snapshots averaged (`n_averaged`) | 4 |" in card
-    results = json.loads((out / "all_results.json").read_text())
-    assert f"{results['eval_swa_accuracy']:.4f}" in card  # this run's averaged score
+    assert f"`{record['shipped']}`" in card
+    assert f"{results['eval_chosen_accuracy']:.4f}" in card  # this run's shipped score

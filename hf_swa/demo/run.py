@@ -36,12 +36,9 @@ logger = logging.getLogger(__name__)
 
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
-# The SWA run's candidates and how one is chosen (the settings the measurements favour go here).
-SWA_WINDOWS = 4  # swa plus averages from 3 later starts
-SWA_EMA_DECAYS: tuple = ()  # one EMA candidate per decay
-SELECT_METRIC = "loss"  # scored on the held-out tweets
-SELECT_SPLIT = 0.2  # share of the training tweets held out for the choice (baseline too)
-EVAL_CANDIDATES = False  # also evaluate every candidate on the validation tweets (one evaluation each)
+# The SWA run keeps run_glue's default candidates and chooses among them as run_glue does by default
+# (GlueTrainingArguments.DEFAULT_*: 4 windows, chosen by loss), on this share of the training tweets:
+SELECT_SPLIT = DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT
 
 
 @dataclasses.dataclass
@@ -84,10 +81,6 @@ def demo_training_arguments(args: DemoArguments) -> GlueTrainingArguments:
         dataloader_pin_memory=torch.cuda.is_available(),
         swa_start="0.5",  # average the second half, holding the LR at half its peak (swa_lr_ratio=0.5)
         swa_freq=max(1, steps // 40),
-        swa_windows=SWA_WINDOWS,
-        swa_ema_decays=list(SWA_EMA_DECAYS),
-        swa_select_metric=SELECT_METRIC,
-        swa_eval_candidates=EVAL_CANDIDATES,
     )
 
 

@@ -5,9 +5,9 @@ Each field is also a ``--flag`` through ``HfArgumentParser`` (see :mod:`hf_swa.g
 Example:
     >>> from transformers import HfArgumentParser
     >>> data, training = HfArgumentParser((DataTrainingArguments, GlueTrainingArguments)).parse_args_into_dataclasses(
-    ...     ["--task_name", "rte", "--swa_select_split", "0.2", "--output_dir", "/tmp/out", "--report_to", "none"])
-    >>> data.swa_select_split, training.swa_start, training.swa_windows
-    (0.2, 0.5, 1)
+    ...     ["--task_name", "rte", "--swa_select_split", "0.1", "--output_dir", "/tmp/out", "--report_to", "none"])
+    >>> data.swa_select_split, training.swa_start, training.swa_windows, training.swa_select_metric
+    (0.1, 0.5, 4, 'loss')
 """
 
 from __future__ import annotations
@@ -64,13 +64,14 @@ class DataTrainingArguments:
     max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
     preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
-    #: The GLUE default of --swa_select_split (None: train on every row).
-    DEFAULT_SWA_SELECT_SPLIT: ClassVar[Optional[float]] = None
+    #: The GLUE default of --swa_select_split: the share measured to choose well (docs/candidates.md).
+    DEFAULT_SWA_SELECT_SPLIT: ClassVar[Optional[float]] = 0.2
     swa_select_split: Optional[float] = field(
         default=DEFAULT_SWA_SELECT_SPLIT,
         metadata={
             "help": "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by "
-            "data_seed or seed) to choose among the SWA candidates on; a --no_swa run holds out the same rows."
+            "data_seed or seed) to choose among the SWA candidates on; a --no_swa run holds out the same rows. "
+            "0: train on every row."
         },
     )
 
@@ -86,6 +87,8 @@ class DataTrainingArguments:
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}.")
         check_share(self.swa_select_split)
+        if self.swa_select_split == 0:
+            self.swa_select_split = None
 
 
 @dataclass
@@ -105,16 +108,23 @@ class GlueTrainingArguments(SWATrainingArguments):
         (0.5, None, 1e-05)
     """
 
-    #: GLUE defaults of the candidates and the selection (see also DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT).
-    DEFAULT_SWA_WINDOWS: ClassVar[int] = 1
+    #: GLUE defaults of the candidates and the selection, as measured in docs/candidates.md (see also
+    #: DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT): 4 windows, no EMA (never the best there), by loss.
+    DEFAULT_SWA_WINDOWS: ClassVar[int] = 4
     DEFAULT_SWA_EMA_DECAYS: ClassVar[tuple] = ()
-    DEFAULT_SWA_SELECT_METRIC: ClassVar[Optional[str]] = None
+    DEFAULT_SWA_SELECT_METRIC: ClassVar[Optional[str]] = "loss"
 
     swa_windows: int = field(
         default=DEFAULT_SWA_WINDOWS,
         metadata={
             "help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
             "snapshots from each later window start on (1: the classic average only)."
+        },
+    )
+    swa_windows_at_most: bool = field(
+        default=True,
+        metadata={
+            "help": "A run with fewer snapshots than swa_windows gets one window per snapshot (false: refuse it)."
         },
     )
     swa_ema_decays: list[float] = field(
@@ -125,7 +135,8 @@ class GlueTrainingArguments(SWATrainingArguments):
         default=DEFAULT_SWA_SELECT_METRIC,
         metadata={
             "help": "Score every candidate and the live weights on the selection data (--swa_select_split, "
-            "else the eval set) at the end of training and ship the best, by this metric (loss, accuracy, ...)."
+            "else the eval set) at the end of training and ship the best, by this metric (loss, accuracy, ...); "
+            "'none': ship swa."
         },
     )
     swa_start: str = field(

@@ -53,11 +53,11 @@ SELECT_ROWS_FILE = "swa_select_rows.json"
 
 
 def check_share(share: Optional[float]) -> None:
-    """``--swa_select_split`` is unset or a share of the training rows in (0, 1)."""
-    if share is not None and not (0.0 < share < 1.0):
+    """``--swa_select_split`` is unset, 0 (off) or a share of the training rows in (0, 1)."""
+    if share is not None and share != 0 and not (0.0 < share < 1.0):
         raise ValueError(
             f"--swa_select_split {share}: must be a share of the training rows in (0, 1), e.g. 0.2 to hold out "
-            "20% of them for choosing among the SWA candidates; leave it unset to train on every row."
+            "20% of them for choosing among the SWA candidates; 0 trains on every row."
         )
 
 

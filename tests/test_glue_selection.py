@@ -64,6 +64,8 @@ def test_split_that_empties_a_class_or_holds_none_of_it_is_refused():
         selection_rows(["a"] * 10 + ["c"], share=0.6, seed=0)
     with pytest.raises(ValueError, match=r"holds out no row of the 10 training rows of class 'a'.* at least 0\.05"):
         selection_rows(["a"] * 10 + ["b"] * 40, share=0.04, seed=0)
+    with pytest.raises(ValueError, match=r"pass --swa_select_split 0 to train on every row"):
+        selection_rows(["a"] * 2 + ["b"] * 40, share=0.2, seed=0)
 
 
 # -- run_glue -------------------------------------------------------------------------------------
@@ -196,6 +198,29 @@ def test_a_split_leaving_a_class_without_training_rows_is_refused_before_trainin
         glue(bert, tmp_path / "out", train, task="rte", split=0.75, max_steps=2)
 
 
+def test_no_split_and_no_eval_set_is_refused_in_flag_terms_before_anything_loads(tmp_path, bert, files, monkeypatch):
+    _, train, _ = files
+    monkeypatch.setattr(run_module, "_load_splits", lambda *a, **k: pytest.fail("data loaded"))
+    with pytest.raises(ValueError, match=r"--swa_select_split 0 holds out no training row and there is no --do_eval"):
+        glue(bert, tmp_path / "out", train, split=0, max_steps=2)  # the default --swa_select_metric loss
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_runs_that_do_not_train_choose_nothing_and_need_no_selection_data(tmp_path, bert, files, caplog):
+    rows, _, dev = files
+    test = write_rows(tmp_path / "test.tsv", [{"sentence": r["sentence"]} for r in rows[:5]])
+    with caplog.at_level(logging.WARNING):
+        results = run_glue(  # the defaults (selection by loss on 20% of the training rows), predict and evaluate only
+            ModelArguments(model_name_or_path=str(bert)),
+            DataTrainingArguments(task_name="sst2", validation_file=str(dev), test_file=str(test)),
+            GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_eval=True, do_predict=True, **TRAIN),
+        )
+    assert results["eval_samples"] == 24 and "swa_chosen" not in results
+    assert (tmp_path / "out" / "SST-2.tsv").is_file()
+    assert "eval_dataset" not in caplog.text  # no warning about selecting on the evaluation set
+
+
 def test_chosen_scores_take_the_chosen_weights_keys():
     metrics = {
         "eval_accuracy": 0.8,
@@ -282,10 +307,11 @@ def test_glue_defaults_are_the_measured_recipe_and_each_can_be_turned_off():
     )
     assert (
         GlueTrainingArguments.DEFAULT_SWA_WINDOWS,
+        GlueTrainingArguments.DEFAULT_SWA_WINDOWS_AT_MOST,
         GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS,
         GlueTrainingArguments.DEFAULT_SWA_SELECT_METRIC,
         DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT,
-    ) == (4, (), "loss", 0.2)
+    ) == (4, True, (), "loss", 0.2)
     assert DataTrainingArguments(task_name="rte").swa_select_split == 0.2
     # The defaults fit short runs: 3 snapshots get 3 windows; a strict run refuses them.
     config = args.to_swa_config()

@@ -111,6 +111,7 @@ class GlueTrainingArguments(SWATrainingArguments):
     #: GLUE defaults of the candidates and the selection, as measured in docs/candidates.md (see also
     #: DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT): 4 windows, no EMA (never the best there), by loss.
     DEFAULT_SWA_WINDOWS: ClassVar[int] = 4
+    DEFAULT_SWA_WINDOWS_AT_MOST: ClassVar[bool] = True  # short runs get one window per snapshot
     DEFAULT_SWA_EMA_DECAYS: ClassVar[tuple] = ()
     DEFAULT_SWA_SELECT_METRIC: ClassVar[Optional[str]] = "loss"
 
@@ -122,7 +123,7 @@ class GlueTrainingArguments(SWATrainingArguments):
         },
     )
     swa_windows_at_most: bool = field(
-        default=True,
+        default=DEFAULT_SWA_WINDOWS_AT_MOST,
         metadata={
             "help": "A run with fewer snapshots than swa_windows gets one window per snapshot (false: refuse it)."
         },

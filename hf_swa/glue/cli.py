@@ -11,8 +11,8 @@ Every TrainingArguments flag works, plus the SWA flags (--swa, --swa_start, --sw
 :mod:`hf_swa.glue.run`.
 
 With --push_to_hub (and --hub_model_id, default: the output folder's name) an SWA run
-pushes once, after training: the averaged model, its swa_config.json and a model card
-with the results. Checkpoints (live weights) are never pushed.
+pushes once, after training: the model it shipped (the candidate chosen, or the average),
+its swa_config.json and a model card with the results. Checkpoints (live weights) are never pushed.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def parse_args(argv: list[str]) -> tuple:
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def push_average(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
-    """Push the averaged model in ``output_dir`` with the card ``run_glue`` wrote there; returns the commit URL."""
+def push_shipped(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
+    """Push the model in ``output_dir`` (what the run shipped) with the card ``run_glue`` wrote; returns the URL."""
     card = model_card_fields(model_args, data_args, training_args)
     return push_to_hub(
         training_args.output_dir,
@@ -54,11 +54,11 @@ def main(argv=None) -> int:
         level=logging.INFO if training_args.should_log else logging.WARNING,
     )
     push = training_args.push_to_hub and training_args.swa
-    if push:  # the Trainer would push every checkpoint, i.e. live weights: push the average once at the end
+    if push:  # the Trainer would push every checkpoint, i.e. live weights: push the shipped model once at the end
         training_args.push_to_hub = False
     run_glue(model_args, data_args, training_args)
     if push and training_args.should_save:
-        print(f"Pushed the averaged model: {push_average(model_args, data_args, training_args)}")
+        print(f"Pushed the shipped model: {push_shipped(model_args, data_args, training_args)}")
     return 0
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "split_rows",
     "hold_out_selection_rows",
     "write_selection_rows",
+    "resolve_selection_settings",
     "check_select_metric",
     "selection_results",
     "prepare_selection",
@@ -88,13 +89,14 @@ def selection_rows(labels: Sequence[Optional[Hashable]], share: float, seed: int
         if count == 0:
             raise ValueError(
                 f"--swa_select_split {share} holds out no row of the {len(indices)} training {what}: the selection "
-                f"data needs at least one. Raise --swa_select_split to at least {0.5 / len(indices):.3g}, or train "
-                "on more rows."
+                f"data needs at least one. Raise --swa_select_split to at least {0.5 / len(indices):.3g}, train "
+                "on more rows, or pass --swa_select_split 0 to train on every row (then --swa_select_metric none, "
+                "or --do_eval to choose on the evaluation set)."
             )
         if count == len(indices):
             raise ValueError(
                 f"--swa_select_split {share} holds out all {len(indices)} training {what}, leaving none to train "
-                "on. Lower --swa_select_split, or train on more rows."
+                "on. Lower --swa_select_split, train on more rows, or pass --swa_select_split 0 to train on every row."
             )
         rng.shuffle(indices)
         held_out.extend(indices[:count])
@@ -125,11 +127,27 @@ def hold_out_selection_rows(data, id2label: Optional[dict], share: float, traini
     data["train"] = train.select(split_rows(len(train), held_out))
     if training_args.swa and not training_args.swa_select_metric:
         logger.warning(
-            "--swa_select_split %s holds out %d training rows, but no --swa_select_metric uses them.",
+            "--swa_select_split %s holds out %d training rows, but no --swa_select_metric uses them "
+            "(--swa_select_split 0 trains on every row).",
             share,
             len(held_out),
         )
     return {"swa_select_split": share, "seed": seed, "train_rows": len(train), "held_out_rows": held_out}
+
+
+def resolve_selection_settings(share: Optional[float], training_args) -> None:
+    """Before anything loads: a run that does not train chooses nothing (its selection metric is
+    dropped); one that trains and selects needs data to choose on, else it is refused in the flags' terms."""
+    metric = training_args.swa_select_metric
+    if not training_args.do_train:
+        training_args.swa_select_metric = None
+    elif training_args.swa and metric and not share and not training_args.do_eval:
+        raise ValueError(
+            f"--swa_select_metric {metric} (run_glue's default is loss) chooses the shipped weights on held-out "
+            "data, but --swa_select_split 0 holds out no training row and there is no --do_eval: keep "
+            "--swa_select_split above 0 (default 0.2), add --do_eval with a validation set, or pass "
+            "--swa_select_metric none to ship the SWA average."
+        )
 
 
 def check_select_metric(training_args, compute_metrics, num_labels: int, is_regression: bool) -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from tiny_models import (
+    QUICK_RUN,
     OverflowAt,
     SnapshotRecorder,
     classification_data,
@@ -24,15 +25,7 @@ from hf_swa import SWATrainer, SWATrainingArguments
 
 MAX_STEPS, SWA_START, SWA_FREQ = 6, 3, 1
 COMMON = dict(
-    per_device_train_batch_size=4,
-    learning_rate=1e-2,
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    logging_strategy="no",
-    save_strategy="no",
-    seed=0,
-    data_seed=0,
+    QUICK_RUN,
     max_steps=MAX_STEPS,
     swa_start=SWA_START,
     swa_freq=SWA_FREQ,

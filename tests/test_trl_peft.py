@@ -12,6 +12,7 @@ peft = pytest.importorskip("peft")
 from datasets import Dataset  # noqa: E402
 from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 from tiny_models import (  # noqa: E402
+    QUICK_RUN,
     SnapshotRecorder,
     StopAt,
     expected_snapshot_steps,
@@ -27,19 +28,7 @@ from hf_swa import SWAArgumentsMixin, SWACallback, SWAConfig, SWATrainer, SWATra
 
 MAX_STEPS, SWA_START, SWA_FREQ = 8, 4, 2
 STEPS = expected_snapshot_steps(SWA_START, SWA_FREQ, MAX_STEPS)
-TRAIN = dict(
-    max_steps=MAX_STEPS,
-    per_device_train_batch_size=4,
-    learning_rate=1e-2,
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    logging_strategy="no",
-    save_strategy="no",
-    seed=0,
-    data_seed=0,
-    bf16=False,
-)
+TRAIN = dict(QUICK_RUN, max_steps=MAX_STEPS, bf16=False)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from glue_fixtures import (
     spearman,
     write_rows,
 )
+from test_distributed import accelerate_launch
 from transformers import AutoModelForSequenceClassification
 
 from hf_swa.checkpoint import CONFIG_FILE
@@ -282,22 +283,7 @@ def test_script_with_a_json_config(tmp_path, bert):
 @pytest.mark.distributed
 def test_accelerate_launch_two_processes(tmp_path, bert):
     config = _script_config(tmp_path, bert)
-    # accelerate 1.x: `--cpu --num_processes 2` starts ONE process; `--multi_gpu` starts two, and
-    # use_cpu=True in the training arguments makes them a MULTI_CPU (gloo) group.
-    launcher = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
+    launcher = [sys.executable, "-m", *accelerate_launch(tmp_path)]  # two gloo processes, a port of their own
     done = subprocess.run(
         launcher + [str(REPO / "scripts" / "run_glue.py"), str(config)],
         env=_env(),
@@ -307,11 +293,14 @@ def test_accelerate_launch_two_processes(tmp_path, bert):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
-    assert results["epoch"] == 2.0  # 4 steps x 8 examples x 2 processes over 32 examples: two ranks trained
+    # 32 rows, 20% held out for the choice: 4 steps x 8 examples x 2 processes are two epochs of the rest,
+    # so both ranks trained.
+    assert results["train_samples"] + results["select_samples"] == 32 and 16 < results["train_samples"] <= 32
+    assert results["epoch"] == 2.0
     assert results["eval_samples"] == 16
     dev = sentiment_rows(16, seed=1)  # as _script_config wrote it
     gold = [("negative", "positive")[int(r["label"])] for r in dev]
-    assert results["eval_swa_accuracy"] == pytest.approx(
+    assert results["eval_chosen_accuracy"] == pytest.approx(  # the saved model is the chosen weights
         accuracy(gold, predict_rows(tmp_path / "out", dev, ("sentence",)))
     )
     # Loss near ln(2) for an untrained-ish binary head: not inflated by the world size.

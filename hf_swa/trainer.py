@@ -109,9 +109,14 @@ class SWATrainerMixin:
         self.swa_callback = SWACallback(swa_config)
         self.swa_callback.trainer_writes_state = True
         self.add_callback(self.swa_callback)
-        self._check_selection_data()
+        self._selection_data_checked = False
+        if self.train_dataset is not None:  # a trainer that only evaluates or predicts chooses nothing
+            self._check_selection_data()
 
     def _check_selection_data(self) -> None:
+        """Selection (at the end of `train()`) has data to score on: checked when the trainer is built
+        with a training set, else when `train()` starts."""
+        self._selection_data_checked = True
         if self.swa_callback.config.swa_select_metric is None:
             return
         if self.swa_select_dataset is None and self.eval_dataset is None:
@@ -161,6 +166,8 @@ class SWATrainerMixin:
             if resume_from_checkpoint is None:
                 raise ValueError(f"No complete checkpoint found in output directory ({self.args.output_dir}).")
         if self.swa_callback is not None:
+            if not self._selection_data_checked:
+                self._check_selection_data()
             self.swa_callback.resume_from_checkpoint = resume_from_checkpoint or None
         output = super().train(resume_from_checkpoint, *args, **kwargs)
         callback = self.swa_callback

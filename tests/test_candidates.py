@@ -1,6 +1,7 @@
 """Candidate averages (window suffixes, EMAs) and selection: numbers against independently recorded snapshots."""
 
 import json
+import logging
 import math
 
 import pytest
@@ -255,3 +256,16 @@ def test_selection_without_data_is_refused_up_front(tmp_path):
     args = SWATrainingArguments(str(tmp_path), max_steps=4, swa_start=2, swa_select_metric="loss", **COMMON)
     with pytest.raises(ValueError, match="swa_select_dataset"):
         SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(8))
+
+
+def test_a_trainer_that_does_not_train_needs_no_selection_data_until_train_starts(tmp_path, caplog):
+    args = SWATrainingArguments(str(tmp_path), max_steps=4, swa_start=2, swa_select_metric="loss", **COMMON)
+    with caplog.at_level(logging.WARNING, logger="hf_swa"):
+        evaluating = SWATrainer(model=tiny_bert(), args=args, eval_dataset=classification_data(8))
+        assert "eval_loss" in evaluating.evaluate()
+    assert "selects among the candidates on eval_dataset" not in caplog.text  # nothing is chosen here
+    later = SWATrainer(model=tiny_bert(), args=args)  # no data yet: nothing to check
+    later.train_dataset = classification_data(8)
+    with pytest.raises(ValueError, match="swa_select_dataset"):  # checked when train() starts, before step 1
+        later.train()
+    assert later.state.global_step == 0 and not (tmp_path / "checkpoint-1").exists()

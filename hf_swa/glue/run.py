@@ -51,8 +51,8 @@ from hf_swa.glue.modeling import prepare_model_and_tokenizer
 from hf_swa.glue.selection import (
     SELECT_ROWS_FILE,
     SELECT_SPLIT,
+    check_selection_data,
     prepare_selection,
-    resolve_selection_settings,
     selection_results,
     write_selection_rows,
 )
@@ -284,7 +284,7 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
     # and the gradients world_size-fold. SWATrainer already detects the common mean-loss heads; this also
     # covers models whose forward it cannot inspect. Token averaging has no meaning for one label per example.
     training_args.average_tokens_across_devices = False
-    resolve_selection_settings(data_args.swa_select_split, training_args)
+    check_selection_data(data_args.swa_select_split, training_args)
     set_seed(training_args.seed)
     raw, eval_splits, predict_splits = _load_splits(data_args, model_args, training_args)
     label_info, model, tokenizer, label2id, data = _model_and_data(

@@ -41,7 +41,7 @@ __all__ = [
     "split_rows",
     "hold_out_selection_rows",
     "write_selection_rows",
-    "resolve_selection_settings",
+    "check_selection_data",
     "check_select_metric",
     "selection_results",
     "prepare_selection",
@@ -135,13 +135,11 @@ def hold_out_selection_rows(data, id2label: Optional[dict], share: float, traini
     return {"swa_select_split": share, "seed": seed, "train_rows": len(train), "held_out_rows": held_out}
 
 
-def resolve_selection_settings(share: Optional[float], training_args) -> None:
-    """Before anything loads: a run that does not train chooses nothing (its selection metric is
-    dropped); one that trains and selects needs data to choose on, else it is refused in the flags' terms."""
+def check_selection_data(share: Optional[float], training_args) -> None:
+    """Refuse, before anything loads and in the flags' terms, a training run that selects with no data to
+    choose on (no held-out rows, no evaluation set)."""
     metric = training_args.swa_select_metric
-    if not training_args.do_train:
-        training_args.swa_select_metric = None
-    elif training_args.swa and metric and not share and not training_args.do_eval:
+    if training_args.do_train and training_args.swa and metric and not share and not training_args.do_eval:
         raise ValueError(
             f"--swa_select_metric {metric} (run_glue's default is loss) chooses the shipped weights on held-out "
             "data, but --swa_select_split 0 holds out no training row and there is no --do_eval: keep "

@@ -24,6 +24,7 @@ _EXPORTS = {
     "last_complete_checkpoint": ".resume",
     "average_checkpoints": ".checkpoint_average",
     "greedy_soup": ".soup",
+    "reconstruct_power_ema": ".power_ema_reconstruction",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

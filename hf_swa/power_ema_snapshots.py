@@ -1,0 +1,158 @@
+"""Power-EMA snapshots on disk: one safetensors file per width and step, written atomically.
+
+A snapshot is one power EMA (`hf_swa.candidates.PowerFunctionMeans`) at one optimizer
+step: ``<folder>/pema-<σ_rel>-<step:09d>.safetensors``. Its tensors are named as the
+model's parameters (those the averager keeps), so a snapshot reads like a state dict, and
+its safetensors metadata header holds ``std`` (σ_rel), ``gamma`` (γ) and ``step`` (t): the
+profile that reconstruction (`hf_swa.power_ema_reconstruction`) needs, read from the file
+itself and never from its name. One file per (width, step), rather than one per step
+holding every width, keeps the tensor names the model's own, lets a width's history be
+read, copied or pruned on its own, and makes each file one column of the solve.
+
+A file is written tensor by tensor into a temporary file of the same folder, flushed to
+disk (``fsync``) and renamed into place, so a crash (even ``kill -9``) leaves either the
+whole snapshot or none; leftover ``.tmp-*`` files are ignored by the reader.
+
+Example:
+    >>> import tempfile, torch
+    >>> from torch import nn
+    >>> from hf_swa import WeightAverager
+    >>> model = nn.Linear(2, 1)
+    >>> averager = WeightAverager(model, power_ema_stds=[0.05, 0.1])
+    >>> for step in (1, 2, 3):
+    ...     _ = averager.update_power_emas(model, step)
+    >>> folder = tempfile.mkdtemp()
+    >>> [os.path.basename(p) for p in save_power_ema_snapshots(averager, folder)]
+    ['pema-0.05-000000003.safetensors', 'pema-0.1-000000003.safetensors']
+    >>> [(s.std, round(s.gamma, 2), s.step, s.names) for s in list_power_ema_snapshots(folder)]
+    [(0.05, 16.97, 3, ['bias', 'weight']), (0.1, 6.94, 3, ['bias', 'weight'])]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import List, Mapping, Optional, Union
+
+import torch
+from safetensors import safe_open
+
+from .checkpoint import _atomic_write  # the one home of write-to-temporary-then-rename
+from .checkpoint_writer import write_safetensors
+from .power_ema import check_std, std_to_exp
+
+__all__ = ["PowerEMASnapshot", "list_power_ema_snapshots", "save_power_ema_snapshots", "write_power_ema_snapshot"]
+
+#: The run's subfolder that holds the snapshots (``output_dir/swa_power_ema``).
+SNAPSHOT_DIR = "swa_power_ema"
+#: The ``hf_swa`` entry of a snapshot's metadata header.
+SNAPSHOT_FORMAT = "power_ema_snapshot/1"
+_FILE = re.compile(r"pema-[0-9.e+-]+-(\d{9,})\.safetensors")
+_DTYPE_BY_NAME = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def snapshot_file_name(std: float, step: int) -> str:
+    """``pema-0.05-000000120.safetensors`` for width 0.05 at step 120.
+
+    >>> snapshot_file_name(0.1, 42)
+    'pema-0.1-000000042.safetensors'
+    """
+    return f"pema-{std:g}-{step:09d}.safetensors"
+
+
+@dataclass(frozen=True)
+class PowerEMASnapshot:
+    """A snapshot file, from its header: ``path``, ``std`` (σ_rel), ``gamma``, ``step``, ``names``, ``dtype``."""
+
+    path: str
+    std: float
+    gamma: float
+    step: int
+    names: list
+    dtype: str
+
+
+def _snapshot_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+    dtype = _DTYPE_BY_NAME.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if dtype not in _DTYPE_BY_NAME.values():
+        raise ValueError(f"Power-EMA snapshots are float32 (default) or bfloat16, not {dtype!r}.")
+    return dtype
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_power_ema_snapshot(
+    folder: str, std: float, step: int, tensors: Mapping[str, torch.Tensor], dtype="float32"
+) -> str:
+    """Write one power EMA (``tensors`` by parameter name) at ``step`` into ``folder``; return the file's path.
+
+    ``dtype``: ``"float32"`` (default, exact) or ``"bfloat16"`` (half the bytes, rounded).
+    Each tensor is cast and copied to the host one at a time.
+    """
+    std, dtype = check_std(std), _snapshot_dtype(dtype)
+    if isinstance(step, bool) or not isinstance(step, int) or step <= 0:
+        raise ValueError(f"A power-EMA snapshot needs the optimizer step t > 0 of its last update, got {step!r}.")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, snapshot_file_name(std, step))
+    entries = [(name, dtype, tuple(tensor.shape)) for name, tensor in tensors.items()]
+    metadata = {"format": "pt", "hf_swa": SNAPSHOT_FORMAT, "std": repr(std)}
+    metadata.update(gamma=repr(float(std_to_exp(std))), step=str(step), dtype=str(dtype).removeprefix("torch."))
+
+    def write(tmp: str) -> None:
+        write_safetensors(tmp, entries, lambda name: [tensors[name].detach().to(dtype)], metadata)
+        _fsync(tmp)
+
+    _atomic_write(path, write)
+    _fsync(folder)  # the rename itself reaches the disk
+    return path
+
+
+def save_power_ema_snapshots(averager, folder: str, dtype="float32", tensors_for=None) -> List[str]:
+    """Write each power EMA of a `WeightAverager` as a snapshot at the step of its last update.
+
+    ``tensors_for(name)`` gives the full tensors of candidate ``name`` (default:
+    ``averager.averages(name)``); under FSDP2/ZeRO-3 pass one that gathers them (e.g.
+    `hf_swa.distributed.full_averages`) and call it on the process that writes.
+    """
+    if averager.power_emas is None:
+        raise ValueError("This averager keeps no power EMAs (power_ema_stds is empty): there is nothing to snapshot.")
+    if averager.sharded and tensors_for is None:
+        raise ValueError("The power EMAs are sharded: pass tensors_for= that gathers them (full_averages).")
+    tensors_for = tensors_for or averager.averages
+    paths = []
+    for record in averager.power_emas.records():
+        tensors = tensors_for(record["name"])
+        paths.append(write_power_ema_snapshot(folder, record["std"], record["step"], tensors, dtype))
+    return paths
+
+
+def read_snapshot(path: str) -> PowerEMASnapshot:
+    """A snapshot's header; ``ValueError`` naming the file when it is not an hf_swa power-EMA snapshot."""
+    with safe_open(path, framework="pt") as handle:
+        metadata, names = handle.metadata() or {}, list(handle.keys())
+    if metadata.get("hf_swa") != SNAPSHOT_FORMAT:
+        raise ValueError(f"{path} is not an hf_swa power-EMA snapshot (its header lacks hf_swa={SNAPSHOT_FORMAT}).")
+    return PowerEMASnapshot(
+        path=path,
+        std=float(metadata["std"]),
+        gamma=float(metadata["gamma"]),
+        step=int(metadata["step"]),
+        names=names,
+        dtype=metadata.get("dtype", "float32"),
+    )
+
+
+def list_power_ema_snapshots(folder: str, std: Optional[float] = None) -> List[PowerEMASnapshot]:
+    """The snapshots in ``folder`` (of width ``std`` only, if given), ordered by step then width."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Power-EMA snapshot folder {folder!r} does not exist.")
+    found = [read_snapshot(os.path.join(folder, f)) for f in sorted(os.listdir(folder)) if _FILE.fullmatch(f)]
+    found = [s for s in found if std is None or s.std == std]
+    return sorted(found, key=lambda s: (s.step, s.std))

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -50,6 +51,17 @@ SNAPSHOT_DIR = "swa_power_ema"
 SNAPSHOT_FORMAT = "power_ema_snapshot/1"
 _FILE = re.compile(r"pema-[0-9.e+-]+-(\d{9,})\.safetensors")
 _DTYPE_BY_NAME = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+#: About how many snapshots a run keeps by default.
+SNAPSHOTS_PER_RUN = 32
+
+
+def default_snapshot_every(max_steps: int) -> int:
+    """Every how many optimizer steps to snapshot by default: about `SNAPSHOTS_PER_RUN` per run, at most one a step.
+
+    >>> default_snapshot_every(1000), default_snapshot_every(100), default_snapshot_every(10)
+    (32, 4, 1)
+    """
+    return max(1, math.ceil(max_steps / SNAPSHOTS_PER_RUN))
 
 
 def snapshot_file_name(std: float, step: int) -> str:

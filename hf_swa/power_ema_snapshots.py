@@ -126,12 +126,13 @@ def write_power_ema_snapshot(
     return path
 
 
-def save_power_ema_snapshots(averager, folder: str, dtype="float32", tensors_for=None) -> List[str]:
+def save_power_ema_snapshots(averager, folder: str, dtype="float32", tensors_for=None, write=True) -> List[str]:
     """Write each power EMA of a `WeightAverager` as a snapshot at the step of its last update.
 
     ``tensors_for(name)`` gives the full tensors of candidate ``name`` (default:
-    ``averager.averages(name)``); under FSDP2/ZeRO-3 pass one that gathers them (e.g.
-    `hf_swa.distributed.full_averages`) and call it on the process that writes.
+    ``averager.averages(name)``). Under FSDP2/ZeRO-3 pass one that gathers them (e.g.
+    ``lambda name: full_averages(averager, model, name=name)``) and call this on every
+    rank (the gather is collective), with ``write=True`` on the one process that writes.
     """
     if averager.power_emas is None:
         raise ValueError("This averager keeps no power EMAs (power_ema_stds is empty): there is nothing to snapshot.")
@@ -141,7 +142,8 @@ def save_power_ema_snapshots(averager, folder: str, dtype="float32", tensors_for
     paths = []
     for record in averager.power_emas.records():
         tensors = tensors_for(record["name"])
-        paths.append(write_power_ema_snapshot(folder, record["std"], record["step"], tensors, dtype))
+        if write:
+            paths.append(write_power_ema_snapshot(folder, record["std"], record["step"], tensors, dtype))
     return paths
 
 

@@ -118,6 +118,10 @@ def test_engine_ema_is_the_power_profile_also_with_gaps():
         assert averager.averages(f"pema_{std:g}")["bias"].item() == pytest.approx(expected, abs=1e-6)
     record = {r["name"]: r for r in averager.candidates()}["pema_0.2"]
     assert (record["step"], record["n_averaged"], record["kind"]) == (13, 6, "power_ema")
+    with pytest.raises(ValueError, match="increasing: got step=13 after step 13"):
+        averager.update_power_emas(model, 13)
+    with pytest.raises(RuntimeError, match="power_ema_stds"):
+        WeightAverager(model).update_power_emas(model, 1)
 
 
 def test_coefficients_sum_to_one_for_each_target():
@@ -146,6 +150,17 @@ def test_a_stored_width_reproduces_the_stored_ema(trained):
             max_abs_diff(earlier.state_dict(), load_file(trained["snapshots"] / f"pema-{std:g}-000000100.safetensors"))
             <= 1e-6
         )
+
+
+def test_tensors_streamed_in_pieces_of_rows_equal_whole_ones(trained, monkeypatch):
+    from hf_swa import power_ema_reconstruction
+    from hf_swa.checkpoint_files import row_chunks
+
+    whole = reconstruct_power_ema(trained["snapshots"], 0.07).state_dict()
+    monkeypatch.setattr(power_ema_reconstruction, "row_chunks", lambda shape, dtype: row_chunks(shape, dtype, 256))
+    result = reconstruct_power_ema(trained["snapshots"], 0.07)
+    assert len(list(result.chunks("bert.embeddings.word_embeddings.weight"))) == 16  # 64 rows of 16 fp32 in 256 B
+    assert all(torch.equal(t, whole[n]) for n, t in result.tensors())
 
 
 def test_an_intermediate_width_matches_a_power_ema_run_directly(trained):

@@ -15,17 +15,17 @@ from tiny_models import tiny_bert
 from transformers import AutoModelForSequenceClassification
 
 from hf_swa import WeightAverager
-from hf_swa.checkpoint import CONFIG_FILE
-from hf_swa.parameters import averaged_parameters
-from hf_swa.posthoc.cli import main
-from hf_swa.power_ema import check_std, solve_coefficients, std_to_exp
-from hf_swa.power_ema_reconstruction import power_ema_coefficients, reconstruct_power_ema, write_power_ema_models
-from hf_swa.power_ema_snapshots import (
+from hf_swa.averaging.parameters import averaged_parameters
+from hf_swa.averaging.power_ema import check_std, solve_coefficients, std_to_exp
+from hf_swa.checkpointing.names import CONFIG_FILE
+from hf_swa.checkpointing.power_ema import (
     SNAPSHOT_DIR,
     list_power_ema_snapshots,
     save_power_ema_snapshots,
     write_power_ema_snapshot,
 )
+from hf_swa.posthoc.cli import main
+from hf_swa.posthoc.power_ema import power_ema_coefficients, reconstruct_power_ema, write_power_ema_models
 
 STDS = (0.05, 0.10)
 STEPS, EVERY = 200, 10
@@ -153,8 +153,8 @@ def test_a_stored_width_reproduces_the_stored_ema(trained):
 
 
 def test_tensors_streamed_in_pieces_of_rows_equal_whole_ones(trained, monkeypatch):
-    from hf_swa import power_ema_reconstruction
-    from hf_swa.checkpoint_files import row_chunks
+    from hf_swa.checkpointing.files import row_chunks
+    from hf_swa.posthoc import power_ema as power_ema_reconstruction
 
     whole = reconstruct_power_ema(trained["snapshots"], 0.07).state_dict()
     monkeypatch.setattr(power_ema_reconstruction, "row_chunks", lambda shape, dtype: row_chunks(shape, dtype, 256))
@@ -227,7 +227,7 @@ def test_nan_in_a_snapshot_is_refused(tmp_path, trained, stds):
     shutil.copytree(trained["snapshots"], broken)
     tensors = load_file(broken / "pema-0.1-000000150.safetensors")
     tensors["bert.pooler.dense.bias"][3] = float("nan")
-    write_power_ema_snapshot(broken, 0.1, 150, tensors)
+    write_power_ema_snapshot(broken, 0.1, float(std_to_exp(0.1)), 150, tensors)
     refused(
         tmp_path, broken, trained["root"] / f"checkpoint-{STEPS}", r"pema-0.1-000000150.*NaN/inf.*before", stds=stds
     )
@@ -267,12 +267,13 @@ def test_snapshots_hold_the_parameters_with_their_profile(tmp_path, trained):
     assert sorted(snapshots[-1].names) == sorted(names) and FROZEN not in names
     assert [(s.std, s.gamma) for s in snapshots[-2:]] == [(w, float(std_to_exp(w))) for w in STDS]
     # bfloat16 on request; leftovers of an interrupted write are not snapshots.
-    write_power_ema_snapshot(tmp_path, 0.05, 7, trained["averager"].averages("pema_0.05"), dtype="bfloat16")
+    gamma = float(std_to_exp(0.05))
+    write_power_ema_snapshot(tmp_path, 0.05, gamma, 7, trained["averager"].averages("pema_0.05"), dtype="bfloat16")
     (tmp_path / ".tmp-xyz-pema-0.05-000000008.safetensors").write_bytes(b"partial")
     (only,) = list_power_ema_snapshots(tmp_path)
     assert only.dtype == "bfloat16" and load_file(only.path)[names[0]].dtype == torch.bfloat16
     with pytest.raises(ValueError, match="float32 .* or bfloat16"):
-        write_power_ema_snapshot(tmp_path, 0.05, 8, {}, dtype="float16")
+        write_power_ema_snapshot(tmp_path, 0.05, gamma, 8, {}, dtype="float16")
 
 
 # -- the command line ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ offers named candidates behind one interface:
 are the suffix averages (``swa``: every snapshot; ``swa_from{s}``: the snapshots taken at
 steps ``>= s``). A snapshot changes only the current window's mean, so any number of
 windows costs one update per snapshot. `ExponentialMean` keeps one bias-corrected EMA.
-`PowerFunctionMeans` keeps power-function EMAs (EDM2, `hf_swa.power_ema`), ``pema_{σ_rel}``,
+`PowerFunctionMeans` keeps power-function EMAs (EDM2, `hf_swa.averaging.power_ema`), ``pema_{σ_rel}``,
 updated on their own clock (every optimizer step from the start of training).
 """
 
@@ -246,7 +246,7 @@ class _PowerMean:
 
 
 class PowerFunctionMeans:
-    """Power-function EMAs of the weights, one per width σ_rel (`hf_swa.power_ema`): ``pema_{σ_rel}``.
+    """Power-function EMAs of the weights, one per width σ_rel (`hf_swa.averaging.power_ema`): ``pema_{σ_rel}``.
 
     ``fold(sources, step)`` takes the weights after optimizer step ``step`` and updates
     each EMA with ``β = (1 − Δt/t)^(γ + 1)``, ``t = step`` and ``Δt`` the steps since its

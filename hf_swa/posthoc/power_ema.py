@@ -2,7 +2,7 @@
 
 After EDM2 (Karras et al. 2024, Appendix C.3; ``reconstruct_phema.py`` of NVlabs/edm2):
 the snapshots at or before the target step, of at least two widths, are combined with
-the least-squares coefficients of `hf_swa.power_ema.solve_coefficients` (each target's
+the least-squares coefficients of `hf_swa.averaging.power_ema.solve_coefficients` (each target's
 coefficients sum to 1). The combination is streamed tensor by tensor (in pieces of rows)
 in fp32, so memory stays near one piece per snapshot, never a model per snapshot.
 
@@ -16,7 +16,7 @@ Example:
     >>> import tempfile, torch
     >>> from torch import nn
     >>> from hf_swa import WeightAverager
-    >>> from hf_swa.power_ema_snapshots import save_power_ema_snapshots
+    >>> from hf_swa.checkpointing.power_ema import save_power_ema_snapshots
     >>> model, folder = nn.Linear(2, 1), tempfile.mkdtemp()
     >>> averager = WeightAverager(model, power_ema_stds=[0.05, 0.1])
     >>> for step in range(1, 31):
@@ -41,11 +41,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from safetensors import safe_open
 
-from .checkpoint_average import weighted_sum, write_averaged_checkpoint
-from .checkpoint_files import CheckpointWeights, row_chunks
-from .checkpoint_writer import check_output_dir
-from .power_ema import check_std, solve_coefficients
-from .power_ema_snapshots import PowerEMASnapshot, list_power_ema_snapshots
+from ..averaging.candidates import power_ema_candidate_name
+from ..averaging.power_ema import check_std, solve_coefficients, std_to_exp
+from ..checkpointing.files import CheckpointWeights, row_chunks
+from ..checkpointing.power_ema import PowerEMASnapshot, list_power_ema_snapshots
+from ..checkpointing.writer import check_output_dir
+from .average import weighted_sum, write_averaged_checkpoint
 
 __all__ = [
     "PowerEMAReconstruction",
@@ -103,8 +104,7 @@ class PowerEMAReconstruction:
 
     def record(self) -> dict:
         """What ``swa_config.json`` records: width, γ, step, and each snapshot with its coefficient."""
-        from . import __version__
-        from .power_ema import std_to_exp
+        from .. import __version__
 
         return {
             "method": "power_ema",
@@ -196,8 +196,6 @@ def check_snapshots_finite(snapshots: Sequence[PowerEMASnapshot]) -> None:
 
 def power_ema_folder(output_dir: str, std: float) -> str:
     """``output_dir/pema_0.05``: where the model of width 0.05 goes (one folder per width, however many)."""
-    from .candidates import power_ema_candidate_name
-
     return os.path.join(output_dir, power_ema_candidate_name(std))
 
 

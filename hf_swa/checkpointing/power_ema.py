@@ -1,10 +1,10 @@
 """Power-EMA snapshots on disk: one safetensors file per width and step, written atomically.
 
-A snapshot is one power EMA (`hf_swa.candidates.PowerFunctionMeans`) at one optimizer
+A snapshot is one power EMA (`hf_swa.averaging.candidates.PowerFunctionMeans`) at one optimizer
 step: ``<folder>/pema-<σ_rel>-<step:09d>.safetensors``. Its tensors are named as the
 model's parameters (those the averager keeps), so a snapshot reads like a state dict, and
 its safetensors metadata header holds ``std`` (σ_rel), ``gamma`` (γ) and ``step`` (t): the
-profile that reconstruction (`hf_swa.power_ema_reconstruction`) needs, read from the file
+profile that reconstruction (`hf_swa.posthoc.power_ema`) needs, read from the file
 itself and never from its name. One file per (width, step), rather than one per step
 holding every width, keeps the tensor names the model's own, lets a width's history be
 read, copied or pruned on its own, and makes each file one column of the solve.
@@ -32,24 +32,22 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Union
 
 import torch
 from safetensors import safe_open
 
-from .checkpoint import _atomic_write  # the one home of write-to-temporary-then-rename
-from .checkpoint_writer import write_safetensors
-from .power_ema import check_std, std_to_exp
+from .names import POWER_EMA_DIR, POWER_EMA_FILE, power_ema_file
+from .state import _atomic_write  # the one home of write-to-temporary-then-rename
+from .writer import write_safetensors
 
 __all__ = ["PowerEMASnapshot", "list_power_ema_snapshots", "save_power_ema_snapshots", "write_power_ema_snapshot"]
 
 #: The run's subfolder that holds the snapshots (``output_dir/swa_power_ema``).
-SNAPSHOT_DIR = "swa_power_ema"
+SNAPSHOT_DIR = POWER_EMA_DIR
 #: The ``hf_swa`` entry of a snapshot's metadata header.
 SNAPSHOT_FORMAT = "power_ema_snapshot/1"
-_FILE = re.compile(r"pema-[0-9.e+-]+-(\d{9,})\.safetensors")
 _DTYPE_BY_NAME = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 #: About how many snapshots a run keeps by default.
 SNAPSHOTS_PER_RUN = 32
@@ -62,15 +60,6 @@ def default_snapshot_every(max_steps: int) -> int:
     (32, 4, 1)
     """
     return max(1, math.ceil(max_steps / SNAPSHOTS_PER_RUN))
-
-
-def snapshot_file_name(std: float, step: int) -> str:
-    """``pema-0.05-000000120.safetensors`` for width 0.05 at step 120.
-
-    >>> snapshot_file_name(0.1, 42)
-    'pema-0.1-000000042.safetensors'
-    """
-    return f"pema-{std:g}-{step:09d}.safetensors"
 
 
 @dataclass(frozen=True)
@@ -101,21 +90,25 @@ def _fsync(path: str) -> None:
 
 
 def write_power_ema_snapshot(
-    folder: str, std: float, step: int, tensors: Mapping[str, torch.Tensor], dtype="float32"
+    folder: str, std: float, gamma: float, step: int, tensors: Mapping[str, torch.Tensor], dtype="float32"
 ) -> str:
-    """Write one power EMA (``tensors`` by parameter name) at ``step`` into ``folder``; return the file's path.
+    """Write one power EMA (``tensors`` by parameter name) of width ``std`` (exponent ``gamma``) at ``step``.
 
-    ``dtype``: ``"float32"`` (default, exact) or ``"bfloat16"`` (half the bytes, rounded).
-    Each tensor is cast and copied to the host one at a time.
+    Returns the file's path. ``dtype``: ``"float32"`` (default, exact) or ``"bfloat16"``
+    (half the bytes, rounded). Each tensor is cast and copied to the host one at a time.
     """
-    std, dtype = check_std(std), _snapshot_dtype(dtype)
+    dtype = _snapshot_dtype(dtype)
+    if not (isinstance(std, float) and 0.0 < std < 1.0 and isinstance(gamma, float)):
+        raise ValueError(
+            f"A power-EMA snapshot needs its width σ_rel and exponent γ as floats, got {std!r}, {gamma!r}."
+        )
     if isinstance(step, bool) or not isinstance(step, int) or step <= 0:
         raise ValueError(f"A power-EMA snapshot needs the optimizer step t > 0 of its last update, got {step!r}.")
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, snapshot_file_name(std, step))
+    path = os.path.join(folder, power_ema_file(std, step))
     entries = [(name, dtype, tuple(tensor.shape)) for name, tensor in tensors.items()]
     metadata = {"format": "pt", "hf_swa": SNAPSHOT_FORMAT, "std": repr(std)}
-    metadata.update(gamma=repr(float(std_to_exp(std))), step=str(step), dtype=str(dtype).removeprefix("torch."))
+    metadata.update(gamma=repr(gamma), step=str(step), dtype=str(dtype).removeprefix("torch."))
 
     def write(tmp: str) -> None:
         write_safetensors(tmp, entries, lambda name: [tensors[name].detach().to(dtype)], metadata)
@@ -143,7 +136,9 @@ def save_power_ema_snapshots(averager, folder: str, dtype="float32", tensors_for
     for record in averager.power_emas.records():
         tensors = tensors_for(record["name"])
         if write:
-            paths.append(write_power_ema_snapshot(folder, record["std"], record["step"], tensors, dtype))
+            paths.append(
+                write_power_ema_snapshot(folder, record["std"], record["gamma"], record["step"], tensors, dtype)
+            )
     return paths
 
 
@@ -167,6 +162,6 @@ def list_power_ema_snapshots(folder: str, std: Optional[float] = None) -> List[P
     """The snapshots in ``folder`` (of width ``std`` only, if given), ordered by step then width."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Power-EMA snapshot folder {folder!r} does not exist.")
-    found = [read_snapshot(os.path.join(folder, f)) for f in sorted(os.listdir(folder)) if _FILE.fullmatch(f)]
+    found = [read_snapshot(os.path.join(folder, f)) for f in sorted(os.listdir(folder)) if POWER_EMA_FILE.fullmatch(f)]
     found = [s for s in found if std is None or s.std == std]
     return sorted(found, key=lambda s: (s.step, s.std))

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from tiny_models import tiny_bert
 from transformers import AutoModelForSequenceClassification
 
+import hf_swa
 from hf_swa import WeightAverager
 from hf_swa.averaging.parameters import averaged_parameters
 from hf_swa.averaging.power_ema import check_std, solve_coefficients, std_to_exp
@@ -180,6 +181,9 @@ def test_an_intermediate_width_matches_a_power_ema_run_directly(trained):
     error = max_abs_diff(result.state_dict(), direct)
     stored = [trained["averager"].averages(f"pema_{w:g}") for w in STDS]
     assert error <= tolerance < max_abs_diff(*stored)
+    # The continuous fit error, recorded in swa_config.json: nil for a stored width, larger when extrapolating.
+    fits = {w: reconstruct_power_ema(trained["snapshots"], w).fit_error() for w in (0.05, 0.07, 0.25)}
+    assert fits[0.05] < 1e-6 < fits[0.07] < fits[0.25] and fits[0.07] < 0.05
     assert all(error < max_abs_diff(s, direct) / 10 for s in stored)
 
 
@@ -294,6 +298,7 @@ def test_cli_writes_models_that_load_and_equal_the_reconstruction(tmp_path, trai
         assert record["weights"] == pytest.approx(expected.coefficients, abs=0) and record["step"] == STEPS
         assert record["std"] == std and f"σ_rel = {std:g}" in (folder / "README.md").read_text()
     assert power_ema_coefficients(expected.sources, STEPS, [0.07])[0] == pytest.approx(expected.coefficients)
+    assert hf_swa.reconstruct_power_ema is reconstruct_power_ema  # the public name
     assert main(["--run_dir", str(trained["root"]), "--power_ema_std", "0.3", "--output_dir", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="0 < σ_rel"):

@@ -129,3 +129,23 @@ def solve_coefficients(in_steps, in_stds, out_step, out_stds) -> np.ndarray:
     rhs = power_function_correlation(in_steps, in_gammas, np.float64(out_step), out_gammas)
     coefficients = np.linalg.solve(gram, rhs)
     return coefficients / coefficients.sum(axis=0, keepdims=True)
+
+
+def fit_error(in_steps, in_stds, out_step, out_std, coefficients) -> float:
+    """How far ``Σ x_i p_i`` is from the target profile ``p_T``: ``‖Σ x_i p_i − p_T‖ / ‖p_T‖`` in L2 over time.
+
+    0 when a stored profile is asked for; it grows as the target width leaves the stored ones.
+
+    >>> steps, stds = [10, 20, 10, 20], [0.05, 0.05, 0.10, 0.10]
+    >>> x = solve_coefficients(steps, stds, 20, [0.10])[:, 0]
+    >>> fit_error(steps, stds, 20, 0.10, x) < 1e-6
+    True
+    """
+    steps = np.asarray(in_steps, dtype=np.float64)
+    gammas = std_to_exp(np.asarray(in_stds, dtype=np.float64))
+    x = np.asarray(coefficients, dtype=np.float64)
+    gamma = std_to_exp(out_std)
+    gram = power_function_correlation(steps[:, None], gammas[:, None], steps[None, :], gammas[None, :])
+    rhs = power_function_correlation(steps, gammas, np.float64(out_step), gamma)
+    target = power_function_correlation(np.float64(out_step), gamma, np.float64(out_step), gamma)
+    return float(np.sqrt(max(x @ gram @ x - 2.0 * x @ rhs + target, 0.0) / target))

@@ -103,7 +103,8 @@ def power_ema_section(record: Mapping[str, Any]) -> str:
         f"EDM2) of relative width σ_rel = {record['std']:g} (exponent γ = {record['gamma']:.3f}) at step "
         f"{record['step']}. `hf-swa-average --power_ema_std` reconstructed it after training from "
         f"{record['n_averaged']} snapshots of power EMAs of widths {widths}, by EDM2's least-squares solve "
-        f"(tensor by tensor, in fp32), and stored it in {record.get('dtype')}.",
+        f"(tensor by tensor, in fp32), and stored it in {record.get('dtype')}. The combined profile is "
+        f"{record.get('fit_error', float('nan')):.2%} off the target's (relative L2).",
         "",
         "| Snapshot step | Stored σ_rel | Coefficient |",
         "|---:|---:|---:|",

@@ -42,7 +42,7 @@ import torch
 from safetensors import safe_open
 
 from ..averaging.candidates import power_ema_candidate_name
-from ..averaging.power_ema import check_std, solve_coefficients, std_to_exp
+from ..averaging.power_ema import check_std, fit_error, solve_coefficients, std_to_exp
 from ..checkpointing.files import CheckpointWeights, row_chunks
 from ..checkpointing.power_ema import PowerEMASnapshot, list_power_ema_snapshots
 from ..checkpointing.writer import check_output_dir
@@ -102,6 +102,11 @@ class PowerEMAReconstruction:
     def state_dict(self) -> Dict[str, torch.Tensor]:
         return dict(self.tensors())
 
+    def fit_error(self) -> float:
+        """The relative L2 distance between the reconstructed profile and the target's (`fit_error`)."""
+        steps, stds = [s.step for s in self.sources], [s.std for s in self.sources]
+        return fit_error(steps, stds, self.step, self.std, self.coefficients)
+
     def record(self) -> dict:
         """What ``swa_config.json`` records: width, γ, step, and each snapshot with its coefficient."""
         from .. import __version__
@@ -115,6 +120,7 @@ class PowerEMAReconstruction:
             "n_averaged": len(self.sources),
             "sources": [{"file": s.path, "std": s.std, "step": s.step} for s in self.sources],
             "weights": list(self.coefficients),
+            "fit_error": self.fit_error(),
             "hf_swa_version": __version__,
         }
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .candidates import MAIN_CANDIDATE, ExponentialMean, PowerFunctionMeans, WindowMeans
+from .candidates import MAIN_CANDIDATE, ExponentialMean, PowerFunctionMeans, ReconstructedCandidates, WindowMeans
 from .parameters import (  # noqa: F401  (averaged_parameters and clean_parameter_name: public here too)
     averaged_parameters,
     clean_parameter_name,
@@ -120,6 +120,7 @@ class WeightAverager:
         self.stores = [self._main_store(new_buffers, window_starts)]
         self.stores += [ExponentialMean(new_buffers, decay) for decay in check_ema_decays(ema_decays)]
         self.power_emas = PowerFunctionMeans(new_buffers, power_ema_stds) if power_ema_stds else None
+        self.reconstructed = ReconstructedCandidates(next(iter(self.stores[0].slots().values())).buffers)
         # Tensors folded in directly (fp32, on the averages' device) or through a staging buffer allocated once.
         self._staging: Dict[int, torch.Tensor] = {
             i: self._new_buffer(t, torch.float32)
@@ -243,8 +244,8 @@ class WeightAverager:
 
     # ---------------------------------------------------------------- candidates
     @property
-    def candidate_stores(self) -> list:  # the main store, the EMAs, then the power EMAs if any
-        return self.stores + ([self.power_emas] if self.power_emas is not None else [])
+    def candidate_stores(self) -> list:  # the main store, the EMAs, the power EMAs if any, the reconstructed ones
+        return self.stores + ([self.power_emas] if self.power_emas is not None else []) + [self.reconstructed]
 
     def candidate_names(self) -> List[str]:
         """The candidates holding at least one snapshot: ``swa``, the later window starts, the EMAs, the power EMAs."""
@@ -367,7 +368,7 @@ class WeightAverager:
 
     def settings(self) -> List[dict]:
         """How the candidates are laid out (window starts, decays), compared on resume."""
-        return [store.settings() for store in self.candidate_stores]
+        return [store.settings() for store in self.candidate_stores if store.settings() is not None]
 
     def state_dict(self) -> dict:
         """Averages (fp32 tensors by ``slot/name``), counters and layout, for checkpoints."""

@@ -320,3 +320,51 @@ class PowerFunctionMeans:
 
     def settings(self) -> dict:
         return {"kind": self.kind, "stds": self.stds}
+
+
+class ReconstructedCandidates:
+    """Candidates computed after training and handed in whole, e.g. power EMAs reconstructed from snapshots.
+
+    They are fp32 copies beside the running averages, not training state: they are not
+    checkpointed and not compared on resume (``slots()`` is empty, ``settings()`` ``None``).
+
+    Example:
+        >>> import torch
+        >>> added = ReconstructedCandidates([torch.zeros(2)])
+        >>> added.add("pema_0.07", [torch.tensor([1.0, 2.0])], {"kind": "power_ema_posthoc", "std": 0.07})
+        >>> added.names(), added.materialize("pema_0.07")[0].tolist()
+        (['pema_0.07'], [1.0, 2.0])
+    """
+
+    kind = "power_ema_posthoc"
+
+    def __init__(self, like: List[torch.Tensor]):
+        self.like = like  # one fp32 buffer per averaged tensor: the shapes and device every candidate takes
+        self.held: Dict[str, List[torch.Tensor]] = {}
+        self.info: Dict[str, dict] = {}
+
+    def add(self, name: str, tensors: Sequence[torch.Tensor], record: dict) -> None:
+        shapes = [tuple(t.shape) for t in tensors]
+        if shapes != [tuple(t.shape) for t in self.like]:
+            raise ValueError(f"Candidate {name!r} does not match the averaged parameters' shapes.")
+        self.held[name] = [t.to(device=b.device, dtype=torch.float32, copy=True) for t, b in zip(tensors, self.like)]
+        self.info[name] = {"name": name, **record}
+
+    def names(self) -> List[str]:
+        return list(self.held)
+
+    @torch.no_grad()
+    def write(self, name: str, targets: List[torch.Tensor]) -> None:
+        torch._foreach_copy_(targets, self.held[name])
+
+    def materialize(self, name: str) -> List[torch.Tensor]:
+        return self.held[name]
+
+    def records(self) -> List[dict]:
+        return [dict(record) for record in self.info.values()]
+
+    def slots(self) -> dict:
+        return {}
+
+    def settings(self) -> None:
+        return None

@@ -249,9 +249,15 @@ class WeightAverager:
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> None:
-        """Overwrite the model's weights with a candidate (cast to each parameter's dtype)."""
+        """Overwrite the model's weights with a candidate (cast to each parameter's dtype).
+
+        The model then holds `name` (`held`), and a later `averaged_weights()` puts it back.
+        Live weights kept aside by `swap_in` stay kept; over live weights nothing is kept,
+        and `swap_out`/`live_weights` refuse.
+        """
         self._require_snapshot()
         self._store(name).write(name, self._tensors(model))
+        self._held = name
         self._written(model)
 
     # ---------------------------------------------------------------- swapping
@@ -259,6 +265,11 @@ class WeightAverager:
     def holds_averages(self) -> bool:
         """True while `swap_in` has put a candidate into the model (live weights kept aside)."""
         return self._held is not None
+
+    @property
+    def keeps_live_weights(self) -> bool:
+        """True while `swap_in` keeps the live weights aside for `swap_out` to put back."""
+        return self._backup is not None
 
     @property
     def held(self) -> Optional[str]:
@@ -286,6 +297,11 @@ class WeightAverager:
         """Put the live weights kept by `swap_in` back into the model."""
         if self._held is None:
             return
+        if self._backup is None:
+            raise RuntimeError(
+                f"The model holds {self._held!r}, which copy_to overwrote the live weights with: no live weights "
+                "are kept to put back. Use swap_in (or averaged_weights) to keep them aside."
+            )
         torch._foreach_copy_(self._tensors(model), self._backup)
         self._held = None
         self._written(model)

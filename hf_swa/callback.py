@@ -121,8 +121,9 @@ class SWACallback(TrainerCallback):
             raise ValueError(LOAD_BEST_MESSAGE)
         if state.is_hyper_param_search and args.save_strategy != "no" and not self.trainer_writes_state:
             raise ValueError(HYPERPARAMETER_SEARCH_MESSAGE)
-        if self.averager is not None and self.averager.holds_averages:
-            # A second train() on the same trainer continues from the live weights, not from the average.
+        if self.averager is not None and self.averager.keeps_live_weights:
+            # A second train() on the same trainer continues from the live weights, not from the average
+            # (or from the candidate copy_to put over them, when no live weights are kept).
             self.averager.swap_out(model)
         self.max_steps = state.max_steps
         self.start_step = self.config.start_step(state.max_steps)

@@ -278,15 +278,18 @@ class WeightAverager:
 
     @torch.no_grad()
     def swap_in(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> None:
-        """Put a candidate into the model, keeping the live weights aside bit-exactly."""
+        """Put a candidate into the model, keeping the live weights aside bit-exactly.
+
+        The live weights are kept in one copy of the averaged parameters (their dtype, their
+        device) until `swap_out` puts them back and frees it.
+        """
         self._require_snapshot()
         store = self._store(name)
         if self._held == name:
             return
         tensors = self._tensors(model)
-        if self._held is None:
-            if self._backup is None:
-                self._backup = [self._new_buffer(t, t.dtype) for t in tensors]
+        if self._held is None:  # a copy of the live weights, in their dtype, beside them; freed by swap_out
+            self._backup = [self._new_buffer(t, t.dtype) for t in tensors]
             torch._foreach_copy_(self._backup, tensors)
         store.write(name, tensors)
         self._held = name
@@ -304,6 +307,7 @@ class WeightAverager:
             )
         torch._foreach_copy_(self._tensors(model), self._backup)
         self._held = None
+        self._backup = None
         self._written(model)
 
     def _restore(self, model: nn.Module, held: Optional[str]) -> None:

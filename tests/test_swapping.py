@@ -4,6 +4,7 @@ import pytest
 import torch
 from tiny_models import QUICK_RUN, classification_data, tiny_bert, trainable_float_weights
 from torch import nn
+from transformers import TrainerCallback
 
 from hf_swa import SWATrainer, SWATrainingArguments, WeightAverager
 
@@ -71,3 +72,45 @@ def test_summary_names_the_candidate_copied_into_the_model(tmp_path):
     expected = callback.averager.averages(later)
     weights = dict(trainer.model.named_parameters())
     assert all(torch.equal(weights[k], v) for k, v in expected.items())
+
+
+def test_live_weights_kept_aside_are_freed_after_the_swap_back_and_come_back_bit_for_bit():
+    model, averager, _ = averaged_linear()
+    live = {k: v.detach().clone() for k, v in model.named_parameters()}
+    with averager.averaged_weights(model, "swa"):
+        assert averager._backup is not None  # the live weights, kept aside while the candidate is in
+    assert averager._backup is None
+    with pytest.raises(ZeroDivisionError):
+        with averager.averaged_weights(model, "swa_from3"):
+            raise ZeroDivisionError
+    assert averager._backup is None
+    assert all(torch.equal(p, live[k]) for k, p in model.named_parameters())
+
+
+class BackupAfterEvaluation(TrainerCallback):
+    """Whether the averager still keeps a copy of the weights once each evaluation has ended."""
+
+    def __init__(self):
+        self.trainer, self.kept = None, []
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        averager = self.trainer.swa_callback.averager
+        self.kept.append((state.global_step, "eval_swa_loss" in metrics, averager._backup is not None))
+
+
+def test_evaluation_during_training_frees_the_copy_of_the_live_weights(tmp_path):
+    recorder = BackupAfterEvaluation()
+    settings = {**QUICK_RUN, "max_steps": 6, "output_dir": str(tmp_path / "out")}
+    args = SWATrainingArguments(**settings, swa_start=2, eval_strategy="steps", eval_steps=3)
+    trainer = SWATrainer(
+        model=tiny_bert(),
+        args=args,
+        train_dataset=classification_data(24),
+        eval_dataset=classification_data(8, seed=5),
+        callbacks=[recorder],
+    )
+    recorder.trainer = trainer
+    trainer.train()
+    assert recorder.kept == [(3, True, False), (6, True, False)]
+    # After training the model holds the average: the live weights stay kept aside for live_weights().
+    assert trainer.swa_callback.averager._backup is not None

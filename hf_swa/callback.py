@@ -114,6 +114,8 @@ class SWACallback(TrainerCallback):
         self.selection: Optional[dict] = None
         # Set by SWATrainer, which writes the SWA state into each checkpoint before old ones rotate.
         self.trainer_writes_state = False
+        # The folder whose swa_config.json on_train_end wrote: rewritten when select() changes the choice.
+        self.record_folder: Optional[str] = None
 
     # ---------------------------------------------------------------- events
     def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
@@ -137,6 +139,7 @@ class SWACallback(TrainerCallback):
             ema_decays=self.config.swa_ema_decays,
         )
         self.selection = None
+        self.record_folder = None
         if state.global_step > 0:
             self._resume(args, state)
         schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
@@ -199,6 +202,7 @@ class SWACallback(TrainerCallback):
             return
         self.averager.swap_in(model)
         if args.should_save:
+            self.record_folder = args.output_dir
             self.write_config(args.output_dir)
         logger.info(
             "SWA: the model now holds the average of %d snapshot(s) (%d skipped as non-finite).",
@@ -223,16 +227,25 @@ class SWACallback(TrainerCallback):
     def select(self, model, score_fn, metric: Optional[str] = None, dataset: Optional[dict] = None) -> dict:
         """Score every candidate and the live weights with ``score_fn(model) -> float``, ship the best.
 
-        The model ends holding the chosen weights; `summary()` and `swa_config.json` record
-        the choice. Higher is better unless the config says otherwise (names ending in
-        ``loss``: lower). For use with a plain `Trainer` or a subclass after `train()`.
+        The model ends holding the chosen weights; `summary()` records the choice, and the
+        `swa_config.json` written into ``output_dir`` at the end of training is rewritten with it
+        (so a `save_model()` after `select()` leaves a folder that names what it holds). Higher
+        is better unless the config says otherwise (names ending in ``loss``: lower). For use
+        with a plain `Trainer` or a subclass after `train()`.
         """
         if not self.has_average:
             raise RuntimeError("SWA has no snapshot yet: train past the start step before selecting.")
         metric = metric or self.config.select_metric_name() or "score"
         greater = self.config.select_greater_is_better(metric)
-        self.selection = select_candidate(self.averager, model, lambda name: score_fn(model), metric, greater, dataset)
-        return self.selection
+        record = select_candidate(self.averager, model, lambda name: score_fn(model), metric, greater, dataset)
+        self.record_selection(record)
+        return record
+
+    def record_selection(self, record: dict) -> None:
+        """Keep the record of a choice and rewrite the `swa_config.json` that `on_train_end` wrote with it."""
+        self.selection = record
+        if self.record_folder is not None:
+            self.write_config(self.record_folder)
 
     @property
     def has_average(self) -> bool:

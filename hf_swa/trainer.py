@@ -209,7 +209,7 @@ class SWATrainerMixin:
             folder = os.path.join(self.args.output_dir, "swa_candidates")
             self.save_candidates(folder)
             raise type(error)(f"{error} (Selection failed; every candidate was saved to {folder} first.)") from error
-        callback.selection = record
+        callback.record_selection(record)
         logger.info("SWA: chose %r by %s: %s", record["chosen"], metric, record["scores"])
         return record
 

@@ -89,6 +89,13 @@ class SWAArgumentsMixin:
     swa_eval_candidates: bool = field(
         default=False, metadata={"help": "evaluate() also reports eval_<candidate>_* for every candidate."}
     )
+    swa_update_bn: Optional[bool] = field(
+        default=None,
+        metadata={
+            "help": "Recompute BatchNorm statistics for the shipped weights over the training data at the end "
+            "of training, as torch's update_bn (default: when the model has BatchNorm)."
+        },
+    )
 
     def __post_init__(self):
         # Checked before TrainingArguments sets up DeepSpeed and the process group.
@@ -132,6 +139,7 @@ class SWAArgumentsMixin:
             swa_select_metric=self.swa_select_metric,
             swa_select_greater_is_better=self.swa_select_greater_is_better,
             swa_eval_candidates=self.swa_eval_candidates,
+            swa_update_bn=self.swa_update_bn,
         )
 
 

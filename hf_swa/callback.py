@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -12,6 +13,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import __version__, distributed
 from .averaging import WeightAverager
+from .batchnorm import LIVE, UPDATE_BN_MESSAGE, CandidateStatistics, has_batchnorm
 from .checkpoint import CONFIG_FILE, load_swa_state, save_swa_state, write_json_atomic
 from .config import SWAConfig
 from .schedule import install_lr_tail, sync_lr_tail
@@ -116,11 +118,17 @@ class SWACallback(TrainerCallback):
         self.trainer_writes_state = False
         # The folder whose swa_config.json on_train_end wrote: rewritten when select() changes the choice.
         self.record_folder: Optional[str] = None
+        # BatchNorm statistics of the live weights and of each candidate, from the end of training (swa_update_bn).
+        self.batchnorm: Optional[CandidateStatistics] = None
 
     # ---------------------------------------------------------------- events
-    def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, train_dataloader=None, **kwargs):
         if args.load_best_model_at_end:
             raise ValueError(LOAD_BEST_MESSAGE)
+        if self.config.updates_bn(has_batchnorm(model)) and train_dataloader is None:
+            raise ValueError(UPDATE_BN_MESSAGE)
+        self.use_batchnorm_statistics(model, LIVE)
+        self.batchnorm = None
         if state.is_hyper_param_search and args.save_strategy != "no" and not self.trainer_writes_state:
             raise ValueError(HYPERPARAMETER_SEARCH_MESSAGE)
         if self.averager is not None and self.averager.keeps_live_weights:
@@ -190,7 +198,7 @@ class SWACallback(TrainerCallback):
                 return
             save_swa_state(folder, self.averager.state_dict(), self._metadata(state.global_step))
 
-    def on_train_end(self, args, state, control, model=None, **kwargs):
+    def on_train_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         if self.averager is None:
             return
         if self.averager.n_averaged == 0:
@@ -201,6 +209,11 @@ class SWACallback(TrainerCallback):
             )
             return
         self.averager.swap_in(model)
+        if self.config.updates_bn(has_batchnorm(model)):
+            if train_dataloader is None:
+                raise ValueError(UPDATE_BN_MESSAGE)
+            self.batchnorm = CandidateStatistics(model, train_dataloader)  # keeps the live statistics aside
+            self.use_batchnorm_statistics(model, self.averager.held)
         if args.should_save:
             self.record_folder = args.output_dir
             self.write_config(args.output_dir)
@@ -211,13 +224,33 @@ class SWACallback(TrainerCallback):
         )
 
     # ---------------------------------------------------------------- helpers
+    @contextlib.contextmanager
     def live_weights(self, model):
         """Context manager: the model holds its live (not averaged) weights within the block."""
-        return self.averager.live_weights(model)
+        with self.averager.live_weights(model), self._statistics_of(model, LIVE):
+            yield model
 
+    @contextlib.contextmanager
     def averaged_weights(self, model, name: str = "swa"):
         """Context manager: the model holds a candidate (``swa``: the SWA average) within the block."""
-        return self.averager.averaged_weights(model, name)
+        with self.averager.averaged_weights(model, name), self._statistics_of(model, name):
+            yield model
+
+    @contextlib.contextmanager
+    def _statistics_of(self, model, name: str):
+        before = self.batchnorm.current if self.batchnorm is not None else None
+        self.use_batchnorm_statistics(model, name)
+        try:
+            yield
+        finally:
+            if before is not None:
+                self.batchnorm.use(model, before)
+
+    def use_batchnorm_statistics(self, model, name: str) -> None:
+        """With `swa_update_bn`, after training: give the model the BatchNorm statistics of `name`
+        (``live`` or a candidate, which the model must hold), recomputed the first time."""
+        if self.batchnorm is not None:
+            self.batchnorm.use(model, name)
 
     @property
     def candidates(self) -> list:
@@ -237,12 +270,19 @@ class SWACallback(TrainerCallback):
             raise RuntimeError("SWA has no snapshot yet: train past the start step before selecting.")
         metric = metric or self.config.select_metric_name() or "score"
         greater = self.config.select_greater_is_better(metric)
-        record = select_candidate(self.averager, model, lambda name: score_fn(model), metric, greater, dataset)
-        self.record_selection(record)
+
+        def score(name: str) -> float:
+            self.use_batchnorm_statistics(model, name)
+            return score_fn(model)
+
+        record = select_candidate(self.averager, model, score, metric, greater, dataset)
+        self.record_selection(model, record)
         return record
 
-    def record_selection(self, record: dict) -> None:
-        """Keep the record of a choice and rewrite the `swa_config.json` that `on_train_end` wrote with it."""
+    def record_selection(self, model, record: dict) -> None:
+        """Keep the record of a choice the model holds now, give it its BatchNorm statistics
+        (`swa_update_bn`) and rewrite the `swa_config.json` that `on_train_end` wrote with it."""
+        self.use_batchnorm_statistics(model, record["chosen"])
         self.selection = record
         if self.record_folder is not None:
             self.write_config(self.record_folder)

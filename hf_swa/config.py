@@ -82,6 +82,10 @@ class SWAConfig:
             for names ending in ``loss``, True otherwise).
         swa_eval_candidates: `SWATrainer.evaluate()` also reports ``eval_<candidate>_*``
             for every candidate (one evaluation each).
+        swa_update_bn: recompute BatchNorm running statistics for the shipped weights at the
+            end of training, with one pass over the training data (as
+            `torch.optim.swa_utils.update_bn`); ``None`` (default): when the model has a torch
+            BatchNorm module.
 
     Example:
         >>> from hf_swa import SWAConfig
@@ -108,6 +112,7 @@ class SWAConfig:
     swa_select_metric: Optional[str] = None
     swa_select_greater_is_better: Optional[bool] = None
     swa_eval_candidates: bool = False
+    swa_update_bn: Optional[bool] = None
 
     def __post_init__(self) -> None:
         self.swa_start = parse_swa_start(self.swa_start)
@@ -212,6 +217,10 @@ class SWAConfig:
         if self.swa_select_greater_is_better is not None:
             return bool(self.swa_select_greater_is_better)
         return not (metric or self.select_metric_name() or "").endswith("loss")
+
+    def updates_bn(self, has_batchnorm: bool) -> bool:
+        """Whether BatchNorm statistics are recomputed for the shipped weights (`swa_update_bn`)."""
+        return has_batchnorm and self.swa_update_bn is not False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -190,6 +190,7 @@ class SWATrainerMixin:
         plain_evaluate = super().evaluate
 
         def score(name: str) -> float:
+            callback.use_batchnorm_statistics(self.model, name)
             with preserved_rng_state():
                 metrics = plain_evaluate(dataset, metric_key_prefix=f"select_{name}")
             key = f"select_{name}_{metric}"
@@ -209,7 +210,7 @@ class SWATrainerMixin:
             folder = os.path.join(self.args.output_dir, "swa_candidates")
             self.save_candidates(folder)
             raise type(error)(f"{error} (Selection failed; every candidate was saved to {folder} first.)") from error
-        callback.record_selection(record)
+        callback.record_selection(self.model, record)
         logger.info("SWA: chose %r by %s: %s", record["chosen"], metric, record["scores"])
         return record
 

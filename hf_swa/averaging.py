@@ -15,6 +15,7 @@ from torch import nn
 from . import distributed
 from .candidates import MAIN_CANDIDATE, ExponentialMean, WindowMeans
 from .parameters import (  # noqa: F401  (averaged_parameters and clean_parameter_name: public here too)
+    all_finite,
     averaged_parameters,
     clean_parameter_name,
     local_tensor,
@@ -172,17 +173,6 @@ class WeightAverager:
     def _agree(self, flag: bool) -> bool:
         return distributed.all_ranks(flag) if self.sharded else flag
 
-    @staticmethod
-    def _all_finite(tensors: List[torch.Tensor]) -> bool:
-        # One read of the weights: a sum is NaN/inf when an element is (and one host sync per device).
-        by_device: Dict[torch.device, List[torch.Tensor]] = {}
-        for tensor in tensors:
-            by_device.setdefault(tensor.device, []).append(tensor.sum(dtype=torch.float32))
-        if all(bool(torch.stack(sums).isfinite().all()) for sums in by_device.values()):
-            return True
-        # A sum can overflow for large finite weights: confirm element by element.
-        return all(bool(t.isfinite().all()) for t in tensors)
-
     def _fp32_sources(self, tensors: List[torch.Tensor]) -> List[torch.Tensor]:
         """The snapshot as fp32 tensors on the averages' devices: the weights themselves or their staging copies."""
         if not self._staging:
@@ -206,7 +196,7 @@ class WeightAverager:
         """
         tensors = self._tensors(model)
         # Sharded: each rank checks its own shard, and all ranks must agree to keep the counters equal.
-        if self.skip_non_finite and not self._agree(self._all_finite(tensors)):
+        if self.skip_non_finite and not self._agree(all_finite(tensors)):
             self.n_skipped += 1
             logger.warning(
                 "SWA: skipped a snapshot with NaN/inf weights (%d skipped so far); the averages are unchanged.",
@@ -384,11 +374,9 @@ class WeightAverager:
         if state.get("strategy", self.strategy.to_dict()) != self.strategy.to_dict():
             raise ValueError(
                 f"SWA state was saved with strategy {state['strategy']} but this averager uses "
-                f"{self.strategy.to_dict()}: use the same strategy to resume (the EMA is bias-corrected since "
-                "hf_swa 0.2, so an EMA state from earlier versions cannot continue)."
+                f"{self.strategy.to_dict()}: use the same strategy to resume."
             )
-        averages, counts = _slotted(state, next(iter(self._slots())))
-        saved_names = state.get("names") or list(dict.fromkeys(key.split("/", 1)[1] for key in averages))
+        averages, counts, saved_names = state["averages"], state["slots"], state["names"]
         if saved_names != self.names and set(saved_names) != set(self.names):
             raise ValueError(mismatch_message(saved_names, self.names, "the saved SWA state has", "this model has"))
         slots = self._slots()
@@ -410,11 +398,3 @@ class WeightAverager:
             mean.n_averaged = int(counts[key])
         self.n_averaged = int(state["n_averaged"])
         self.n_skipped = int(state.get("n_skipped", 0))
-
-
-def _slotted(state: dict, first_slot: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, int]]:
-    """Averages by ``slot/name`` and counts by slot (hf_swa 0.1 state: one average by name, the first slot)."""
-    averages = state["averages"]
-    if state.get("slots"):
-        return averages, state["slots"]
-    return {f"{first_slot}/{name}": tensor for name, tensor in averages.items()}, {first_slot: state["n_averaged"]}

@@ -339,8 +339,6 @@ class SWACallback(TrainerCallback):
             "strategy": self.averager.strategy.to_dict(),
             "candidates": self.averager.settings(),
         }
-        # State from hf_swa 0.1 has no candidates: it holds the single SWA average.
-        saved.setdefault("candidates", [{"kind": "window_mean", "starts": [saved.get("start_step")]}])
         changed = [
             f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
             for key in _AVERAGING_SETTINGS
@@ -388,11 +386,4 @@ class SWACallback(TrainerCallback):
             self.averager.n_skipped = int(saved.get("n_skipped", 0))
         else:
             self.averager.load_state_dict(saved)
-        if saved.get("holds_averages"):
-            logger.warning(
-                "SWA: %s was written by an earlier hf_swa, whose final checkpoint holds the averaged weights in "
-                "place of the live ones (which it did not save): training continues from the average. Checkpoints "
-                "written now hold the live weights.",
-                folder,
-            )
         logger.info("SWA: resumed %d snapshot(s) from %s.", self.averager.n_averaged, folder)

@@ -12,7 +12,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, unwrap_peft_model
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 from transformers.utils.hub import PushInProgress, hf_api
 
 from .arguments import SWAArgumentsMixin, SWATrainingArguments  # noqa: F401  (hf_swa.trainer's public names)
@@ -20,7 +20,6 @@ from .averaging import require_averaged_parameters
 from .callback import LOAD_BEST_MESSAGE, SWACallback
 from .checkpoint import CONFIG_FILE
 from .config import SWAConfig
-from .loss_kwargs import loss_uses_num_items_in_batch
 from .resume import last_complete_checkpoint
 from .selection import LIVE, select_candidate
 
@@ -54,9 +53,10 @@ class SWATrainerMixin:
       ``swa_config.json`` beside it; checkpoints pushed during training (``hub_strategy``)
       never replace the model on the Hub;
     - with ``swa_select_metric``, `train()` ends by scoring every candidate average and the
-      live weights on ``swa_select_dataset`` (or ``eval_dataset``) and the model takes the best;
-    - models whose loss is a plain mean get their loss averaged over gradient accumulation
-      and processes (see `loss_uses_num_items_in_batch`).
+      live weights on ``swa_select_dataset`` (or ``eval_dataset``) and the model takes the best.
+
+    Training itself (the loss, its scaling over gradient accumulation and processes) is the
+    Trainer's own: the live weights follow the plain Trainer's trajectory bit for bit.
 
     The SWA settings come from arguments with `SWAArgumentsMixin` (`SWATrainingArguments`),
     or ``swa_config=SWAConfig(...)``; with ``args.swa=False`` the trainer is the plain one.
@@ -84,7 +84,6 @@ class SWATrainerMixin:
 
     def __init__(self, *args, swa_config: Optional[SWAConfig] = None, swa_select_dataset=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._check_loss_kwargs()
         self.swa_callback: Optional[SWACallback] = None
         self.swa_select_dataset = swa_select_dataset
         if not getattr(self.args, "swa", True):
@@ -137,25 +136,6 @@ class SWATrainerMixin:
             return self.swa_select_dataset, {"name": "swa_select_dataset"}
         note = "selected on eval_dataset: scores reported on it for the chosen model are optimistic"
         return self.eval_dataset, {"name": "eval_dataset", "note": note}
-
-    def _check_loss_kwargs(self) -> None:
-        # See loss_uses_num_items_in_batch: a model whose loss is a plain mean must not be treated as
-        # normalised by num_items_in_batch, or gradient accumulation sums instead of averaging and DDP
-        # multiplies the loss (training and evaluation) by the number of processes.
-        if self.model is None or self.compute_loss_func is not None:
-            return
-        if not getattr(self, "model_accepts_loss_kwargs", False):
-            return
-        base = unwrap_peft_model(self.accelerator.unwrap_model(self.model))  # as Trainer.__init__ does
-        if hasattr(base, "accepts_loss_kwargs"):  # the model says so itself: Trainer followed it
-            return
-        if loss_uses_num_items_in_batch(base) is False:
-            self.model_accepts_loss_kwargs = False
-            logger.info(
-                "%s computes a mean loss and ignores num_items_in_batch: the loss is averaged over gradient "
-                "accumulation steps and processes as for any mean loss.",
-                type(base).__name__,
-            )
 
     # ---------------------------------------------------------------- training and checkpoints
     def train(self, resume_from_checkpoint=None, *args, **kwargs):

@@ -26,12 +26,29 @@ def clean_parameter_name(name: str) -> str:
     return _WRAPPER_PREFIX.sub("", name)
 
 
+def is_dtensor(tensor: torch.Tensor) -> bool:
+    """A torch DTensor (FSDP2, tensor parallel), by its public class.
+
+    >>> is_dtensor(torch.zeros(2))
+    False
+    """
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
 def local_tensor(param: torch.Tensor) -> torch.Tensor:
-    """The part of `param` this process holds: a DTensor's local shard, a ZeRO-3 partition, or the tensor itself."""
+    """The part of `param` this process holds: a DTensor's local shard, a ZeRO-3 partition, or the tensor itself.
+
+    Writes into it (under ``torch.no_grad()``) land in `param`: `DTensor.to_local` returns a
+    view of the local shard.
+    """
     if hasattr(param, "ds_tensor"):  # DeepSpeed ZeRO-3: param.data is empty, the partition lives in ds_tensor
         return param.ds_tensor
-    if hasattr(param, "_local_tensor"):  # torch DTensor (FSDP2, tensor parallel)
-        return param._local_tensor
+    if is_dtensor(param):
+        return param.detach().to_local()
     return param.detach()
 
 

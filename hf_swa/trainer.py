@@ -262,22 +262,25 @@ class SWATrainerMixin:
             in_progress.jobs.append(job)
 
     # ---------------------------------------------------------------- evaluation and saving
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        """Evaluate the live weights (`eval_*`) and, once a snapshot exists, the average (`eval_swa_*`)."""
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", **kwargs):
+        """Evaluate the live weights (`eval_*`) and, once a snapshot exists, the average (`eval_swa_*`).
+
+        Options of the Trainer class's own `evaluate` (``**gen_kwargs`` of `Seq2SeqTrainer`) pass on to each pass.
+        """
         callback = self.swa_callback
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         several = isinstance(dataset, dict) and not isinstance(eval_dataset, str)
         if callback is None or not callback.has_average or several:
             # Several datasets: Trainer.evaluate calls back into this method once per dataset.
-            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix, **kwargs)
         with self._one_evaluation_event():
             with callback.live_weights(self.model):
-                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix, **kwargs)
             # The extra passes must not shift the random streams training goes on with (dataloader seeds,
             # dropout): with or without SWA evaluation, the live weights follow the same trajectory.
             for name in self._evaluated_candidates():
                 with preserved_rng_state(), callback.averaged_weights(self.model, name):
-                    metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+                    metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}", **kwargs))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -306,7 +309,7 @@ class SWATrainerMixin:
         finally:
             del self.log, handler.on_evaluate
 
-    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False):
+    def save_model(self, output_dir: Optional[str] = None, *args, **kwargs):
         """Save the model; when it holds the average, also write `swa_config.json` beside it."""
         callback = self.swa_callback
         folder = output_dir if output_dir is not None else self.args.output_dir
@@ -320,7 +323,7 @@ class SWATrainerMixin:
             elif os.path.isfile(os.path.join(folder, CONFIG_FILE)):
                 # Live weights must not be taken for an average by what an earlier run left here.
                 os.remove(os.path.join(folder, CONFIG_FILE))
-        super().save_model(output_dir, _internal_call)
+        super().save_model(output_dir, *args, **kwargs)
 
 
 class SWATrainer(SWATrainerMixin, Trainer):

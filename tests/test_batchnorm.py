@@ -128,7 +128,7 @@ def assert_statistics_close(actual: dict, expected: dict) -> None:
 
 
 def test_update_bn_on_dict_batches_equals_torch_update_bn_and_restores_modes():
-    from hf_swa.batchnorm import update_bn
+    from hf_swa.training.batchnorm import update_bn
 
     data = images(20)
     ours, theirs = tiny_resnet(seed=3), tiny_resnet(seed=3)

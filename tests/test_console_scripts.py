@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,24 @@ def test_console_script_help_runs_from_the_installed_environment(command):
     done = subprocess.run([str(executable), "--help"], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith(f"usage: {command} ")
+
+
+# What a command line's `--help` must leave unloaded: argparse describes its flags without them.
+NOT_FOR_HELP = {
+    "hf_swa.posthoc.cli": ("torch", "transformers", "peft", "datasets", "pandas"),
+}
+
+
+@pytest.mark.parametrize("module", sorted(NOT_FOR_HELP))
+def test_help_loads_nothing_heavy(module):
+    probe = (
+        f"import contextlib, io, json, sys, {module}\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    {module}.main(['--help'])\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    heavy = sorted({m for m in loaded if m.split(".")[0] in NOT_FOR_HELP[module]})
+    assert not heavy, f"{module} --help loads {heavy[:5]}"

@@ -11,11 +11,11 @@ from test_glue_run import TRAIN as GLUE_RUN_TRAIN
 from transformers import AutoTokenizer
 
 import hf_swa.glue.run as run_module
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.metric_keys import chosen_scores, metric_names, weights_and_metric
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
 from hf_swa.glue.selection import SELECT_ROWS_FILE, check_select_metric, hold_out_selection_rows, selection_rows
-from hf_swa.trainer import SWATrainer
+from hf_swa.training.trainer import SWATrainer
 
 TRAIN = {**GLUE_RUN_TRAIN, "seed": 3, "learning_rate": 5e-3}
 

@@ -112,7 +112,7 @@ def test_save_checkpoint_names_the_folder_then_pushes_then_rotates():
 
 def test_lambda_lr_reports_the_lr_set_by_the_swa_tail():
     """The SWA tail sets LambdaLR's `_last_lr` (what get_last_lr() returns, and the Trainer logs)."""
-    from hf_swa.schedule import set_last_lr
+    from hf_swa.training.schedule import set_last_lr
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

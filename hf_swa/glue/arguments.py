@@ -18,7 +18,7 @@ from typing import ClassVar, Optional
 
 from hf_swa.glue.selection import check_share
 from hf_swa.glue.tasks import get_task
-from hf_swa.trainer import SWATrainingArguments
+from hf_swa.training.trainer import SWATrainingArguments
 
 __all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments"]
 

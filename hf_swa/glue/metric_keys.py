@@ -25,8 +25,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from hf_swa.candidates import CANDIDATE_NAME_PATTERN
-from hf_swa.selection import LIVE
+from hf_swa.averaging.candidates import CANDIDATE_NAME_PATTERN
+from hf_swa.training.selection import LIVE
 
 __all__ = [
     "ALL_RESULTS_FILE",

@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 from transformers import AutoConfig, DataCollatorWithPadding, default_data_collator, set_seed
 
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.data import (
     check_columns,
@@ -58,7 +58,7 @@ from hf_swa.glue.selection import (
 )
 from hf_swa.glue.tasks import get_task
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
-from hf_swa.trainer import SWATrainer, SWATrainingArguments
+from hf_swa.training.trainer import SWATrainer, SWATrainingArguments
 
 logger = logging.getLogger(__name__)
 

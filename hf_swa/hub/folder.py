@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.metric_keys import RESULTS_FILES
 
 __all__ = ["RESULTS_FILES", "WEIGHT_FILES", "TOKENIZER_FILES", "load_swa_config", "load_results", "find_weight_files"]

@@ -62,7 +62,7 @@ def tiny_bert_without_dropout(seed: int = 0):
     Its loss is declared a plain mean (`declare_mean_loss`), so that 2 processes with half the batch
     each train as one process with the whole batch.
     """
-    from hf_swa.loss_kwargs import declare_mean_loss
+    from hf_swa.training.loss_kwargs import declare_mean_loss
 
     model = tiny_bert(seed=seed)
     assert declare_mean_loss(model)
@@ -132,7 +132,7 @@ def dump_tensors(path: str, tensors: dict) -> None:
 
 def candidate_averages(averager, model) -> dict:
     """Every candidate's full fp32 averages, keyed ``<candidate>/<parameter>``. Collective under sharding."""
-    from hf_swa.distributed import full_averages
+    from hf_swa.averaging.distributed import full_averages
 
     assert averager.candidate_names() == CANDIDATES, averager.candidate_names()
     return {

@@ -1,0 +1,26 @@
+"""The Trainer integration: when to average, the LR tail, the callback, the trainer, the choice.
+
+- :mod:`.config`: `SWAConfig`, the settings validated up front (the snapshot and window rules);
+- :mod:`.arguments`: the same settings as ``TrainingArguments`` fields (`SWATrainingArguments`);
+- :mod:`.schedule`: the SWA LR tail, composed with the Trainer's schedule;
+- :mod:`.callback`: `SWACallback`, averaging inside any ``Trainer``;
+- :mod:`.trainer`: `SWATrainerMixin` / `SWATrainer`: evaluation of the averages, selection, crash-safe saving;
+- :mod:`.selection`: choosing among the candidates and the live weights on held-out data;
+- :mod:`.batchnorm`: BatchNorm statistics recomputed for averaged weights (`swa_update_bn`), as torch's `update_bn`;
+- :mod:`.loss_kwargs`: which models compute a plain mean loss (`declare_mean_loss`, the user's opt-in).
+
+Example:
+    >>> from hf_swa.training import SWAConfig, SWATrainingArguments
+    >>> SWAConfig(swa_start=0.75, swa_freq=10).swa_start
+    0.75
+    >>> args = SWATrainingArguments(output_dir="unused", swa_start=0.5, swa_windows=4, report_to="none")
+    >>> args.to_swa_config().swa_windows
+    4
+"""
+
+from .arguments import SWAArgumentsMixin, SWATrainingArguments
+from .callback import SWACallback
+from .config import SWAConfig
+from .trainer import SWATrainer, SWATrainerMixin
+
+__all__ = ["SWAConfig", "SWACallback", "SWATrainer", "SWATrainerMixin", "SWATrainingArguments", "SWAArgumentsMixin"]

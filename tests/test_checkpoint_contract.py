@@ -78,33 +78,22 @@ def test_a_new_max_steps_under_a_fractional_start_is_refused(tmp_path):
     assert longer.state.global_step == 8  # nothing trained
 
 
-def old_format(checkpoint, averages):
-    """What an earlier hf_swa wrote as its final checkpoint: the average in place of the live weights."""
-    weights = load_file(checkpoint / "model.safetensors")
-    weights.update({k: averages[k].clone() for k in averages})
-    save_file(weights, checkpoint / "model.safetensors", metadata={"format": "pt"})
+def unreleased_format(checkpoint):
+    """SWA state in the one-average layout of hf_swa's development (never released): averages keyed by name."""
+    averages = {k.split("/", 1)[1]: v for k, v in load_file(checkpoint / "swa_averages.safetensors").items()}
+    save_file(averages, checkpoint / "swa_averages.safetensors")
     state = json.loads((checkpoint / "swa_state.json").read_text())
-    (checkpoint / "swa_state.json").write_text(json.dumps({**state, "holds_averages": True}))
+    state.pop("slots")
+    (checkpoint / "swa_state.json").write_text(json.dumps({**state, "format_version": 1}))
 
 
-class WeightsAtStart(TrainerCallback):
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.weights = trainable_float_weights(model)
-
-
-def test_checkpoints_of_an_earlier_version_resume_with_a_warning(tmp_path, caplog):
-    finished = trainer(tmp_path, 8)
-    finished.train()
-    n, averages, _, _ = result(finished)
-    old_format(tmp_path / "checkpoint-8", averages)
-
-    start = WeightsAtStart()
-    longer = trainer(tmp_path, 10, callbacks=[start])
-    with caplog.at_level(logging.WARNING, logger="hf_swa"):
-        longer.train(resume_from_checkpoint=True)
-    assert "written by an earlier hf_swa" in caplog.text and "continues from the average" in caplog.text
-    assert all(torch.equal(start.weights[k], averages[k].double()) for k in start.weights)
-    assert longer.swa_callback.averager.n_averaged == n + 2
+def test_swa_state_in_another_format_is_refused_naming_the_format(tmp_path):
+    trainer(tmp_path, 6).train()  # checkpoints 2, 4 and 6
+    unreleased_format(tmp_path / "checkpoint-6")
+    assert last_complete_checkpoint(str(tmp_path), 3) == str(tmp_path / "checkpoint-4")
+    longer = trainer(tmp_path, 8)
+    with pytest.raises(ValueError, match=r"format_version 1.*reads format 2"):
+        longer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-6"))
 
 
 def damage(path, how):

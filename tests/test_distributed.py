@@ -322,9 +322,9 @@ def test_deepspeed_scheduler_with_swa_lr_is_refused_before_anything_runs(tmp_pat
         SWATrainingArguments(output_dir=str(tmp_path), deepspeed=config, swa_lr=1e-5, use_cpu=True)
 
 
-def test_mean_loss_is_averaged_over_accumulation_like_one_big_batch(tmp_path):
-    """The loss fix behind the DDP numbers, in one process: BERT ignores num_items_in_batch, so 2 x 4
-    accumulated samples must train like one batch of 8 (transformers alone sums the two losses)."""
+def test_a_declared_mean_loss_is_averaged_over_accumulation_like_one_big_batch(tmp_path):
+    """The loss scaling behind the DDP numbers, in one process: BERT declared a mean loss (declare_mean_loss),
+    2 x 4 accumulated samples train like one batch of 8 (transformers alone sums the two losses)."""
 
     def averages(batch, accumulation):
         args = SWATrainingArguments(
@@ -357,17 +357,29 @@ def test_averager_on_one_process_is_not_sharded():
 def test_loss_heuristic_follows_the_model_classes_and_their_own_declarations(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from hf_swa.training.trainer import loss_uses_num_items_in_batch
+    from hf_swa.training.loss_kwargs import declare_mean_loss, loss_uses_num_items_in_batch
 
     lm = GPT2LMHeadModel(GPT2Config(n_embd=8, n_layer=1, n_head=2, vocab_size=10))
     assert loss_uses_num_items_in_batch(lm) is True
     assert loss_uses_num_items_in_batch(torch.compile(lm)) is True  # looks through the compile wrapper
     assert loss_uses_num_items_in_batch(torch.nn.Module()) is None  # no forward of its own to read
+    assert declare_mean_loss(lm) is False and not hasattr(lm, "accepts_loss_kwargs")
 
-    class DeclaresItself(type(common.tiny_bert_without_dropout())):
+    class DeclaresItself(type(common.tiny_bert(seed=0))):
         accepts_loss_kwargs = True
 
-    model = common.tiny_bert_without_dropout()
+    model = common.tiny_bert(seed=0)
     model.__class__ = DeclaresItself
-    args = SWATrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    assert SWATrainer(model=model, args=args).model_accepts_loss_kwargs is True  # its own word wins
+    assert declare_mean_loss(model) is False and model.accepts_loss_kwargs is True  # its own word wins
+
+
+@pytest.mark.distributed
+def test_two_processes_train_as_the_plain_trainer_bit_for_bit_with_accumulation(tmp_path):
+    launch(accelerate_launch(tmp_path), "plain_parity_worker.py", tmp_path, tmp_path=tmp_path)
+    for r in range(common.WORLD_SIZE):
+        plain = load_file(tmp_path / f"plain-rank{r}.safetensors")
+        losses = json.loads((tmp_path / f"losses-rank{r}.json").read_text())
+        assert losses["no_swa"] == losses["plain"] and losses["swa"] == losses["plain"]
+        for run in ("no_swa", "swa"):
+            weights = load_file(tmp_path / f"{run}-rank{r}.safetensors")
+            assert set(weights) == set(plain) and all(torch.equal(weights[k], plain[k]) for k in plain), run

@@ -15,6 +15,7 @@ from torch import nn
 from . import distributed
 from .candidates import MAIN_CANDIDATE, ExponentialMean, PowerFunctionMeans, ReconstructedCandidates, WindowMeans
 from .parameters import (  # noqa: F401  (averaged_parameters and clean_parameter_name: public here too)
+    all_finite,
     averaged_parameters,
     clean_parameter_name,
     local_tensor,
@@ -44,10 +45,9 @@ class WeightAverager:
     adds a power-function EMA ``pema_{σ_rel}`` (EDM2), fed by `update_power_emas` on its own
     clock: every optimizer step from the first, whatever the averaging phase.
 
-    Sharded models (FSDP2 ``fully_shard``, DeepSpeed ZeRO-3): each rank averages the
-    shard it holds (`local_tensor`), with no gather per step; `sharded` is then True and
-    `hf_swa.averaging.distributed.full_averages` gathers the full averages, only to save. Under
-    DDP and ZeRO-1/2 every rank averages the same full weights and holds the same averages.
+    Sharded models (FSDP2, ZeRO-3): each rank averages its shard (`local_tensor`), with no gather
+    per step (`sharded`); `distributed.full_averages` gathers them, only to save. Under DDP and
+    ZeRO-1/2 every rank averages the same full weights and holds the same averages.
 
     Args:
         model: the model whose weights are averaged (fixes the set of averaged tensors).
@@ -70,19 +70,13 @@ class WeightAverager:
         >>> for step, value in enumerate((1.0, 2.0, 6.0), start=1):
         ...     with torch.no_grad():
         ...         _ = model.weight.fill_(value)
-        ...     averager.update(model, step=step)
-        True
-        True
-        True
+        ...     _ = averager.update(model, step=step)
         >>> averager.n_averaged, averager.candidate_names()
         (3, ['swa', 'swa_from3', 'ema_0.5'])
-        >>> with averager.averaged_weights(model):
+        >>> with averager.averaged_weights(model):  # swa: the mean of 1, 2 and 6
         ...     print(model.weight.tolist())
         [[3.0, 3.0]]
-        >>> with averager.averaged_weights(model, "swa_from3"):
-        ...     print(model.weight.tolist())
-        [[6.0, 6.0]]
-        >>> model.weight.tolist()
+        >>> model.weight.tolist()  # the live weights are back
         [[6.0, 6.0]]
     """
 
@@ -135,11 +129,8 @@ class WeightAverager:
             raise ValueError("Windows split a uniform average: use strategy='uniform' with several windows.")
         if isinstance(self.strategy, ExponentialAverage):
             return ExponentialMean(new_buffers, self.strategy.decay, name=MAIN_CANDIDATE)
-        raise ValueError(
-            f"strategy={self.strategy!r}: must be 'uniform', 'ema' or an UniformAverage/ExponentialAverage"
-        )
+        raise ValueError(f"strategy={self.strategy!r}: must be 'uniform', 'ema', UniformAverage or ExponentialAverage")
 
-    # ---------------------------------------------------------------- helpers
     def _pin(self) -> bool:
         return self.device is not None and self.device.type == "cpu" and torch.cuda.is_available()
 
@@ -167,8 +158,7 @@ class WeightAverager:
     def _tensors(self, model: nn.Module) -> List[torch.Tensor]:
         """The model's averaged tensors (this rank's part), in the order of the averages; refuses another model."""
         tensors = [local_tensor(p) for _, p in self.matched_parameters(model)]
-        buffers = next(iter(self.stores[0].slots().values())).buffers
-        for name, tensor, average in zip(self.names, tensors, buffers):
+        for name, tensor, average in zip(self.names, tensors, self.reconstructed.like):
             if tensor.shape != average.shape:
                 raise ValueError(
                     f"Parameter {name!r} has shape {tuple(tensor.shape)} but its average has {tuple(average.shape)}: "
@@ -178,17 +168,6 @@ class WeightAverager:
 
     def _agree(self, flag: bool) -> bool:
         return distributed.all_ranks(flag) if self.sharded else flag
-
-    @staticmethod
-    def _all_finite(tensors: List[torch.Tensor]) -> bool:
-        # One read of the weights: a sum is NaN/inf when an element is (and one host sync per device).
-        by_device: Dict[torch.device, List[torch.Tensor]] = {}
-        for tensor in tensors:
-            by_device.setdefault(tensor.device, []).append(tensor.sum(dtype=torch.float32))
-        if all(bool(torch.stack(sums).isfinite().all()) for sums in by_device.values()):
-            return True
-        # A sum can overflow for large finite weights: confirm element by element.
-        return all(bool(t.isfinite().all()) for t in tensors)
 
     def _fp32_sources(self, tensors: List[torch.Tensor]) -> List[torch.Tensor]:
         """The snapshot as fp32 tensors on the averages' devices: the weights themselves or their staging copies."""
@@ -238,7 +217,7 @@ class WeightAverager:
     def _finite_sources(self, model: nn.Module) -> Optional[List[torch.Tensor]]:
         """The model's weights as fp32 sources, or ``None`` when they hold NaN/inf (and ``skip_non_finite``)."""
         tensors = self._tensors(model)  # sharded: all ranks must agree, to keep the counters equal
-        if self.skip_non_finite and not self._agree(self._all_finite(tensors)):
+        if self.skip_non_finite and not self._agree(all_finite(tensors)):
             return None
         return self._fp32_sources(tensors)
 
@@ -276,9 +255,15 @@ class WeightAverager:
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> None:
-        """Overwrite the model's weights with a candidate (cast to each parameter's dtype)."""
+        """Overwrite the model's weights with a candidate (cast to each parameter's dtype).
+
+        The model then holds `name` (`held`), and a later `averaged_weights()` puts it back.
+        Live weights kept aside by `swap_in` stay kept; over live weights nothing is kept,
+        and `swap_out`/`live_weights` refuse.
+        """
         self._require_snapshot()
         self._store(name).write(name, self._tensors(model))
+        self._held = name
         self._written(model)
 
     # ---------------------------------------------------------------- swapping
@@ -288,21 +273,29 @@ class WeightAverager:
         return self._held is not None
 
     @property
+    def keeps_live_weights(self) -> bool:
+        """True while `swap_in` keeps the live weights aside for `swap_out` to put back."""
+        return self._backup is not None
+
+    @property
     def held(self) -> Optional[str]:
         """The name of the candidate in the model, or ``None`` while it holds its live weights."""
         return self._held
 
     @torch.no_grad()
     def swap_in(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> None:
-        """Put a candidate into the model, keeping the live weights aside bit-exactly."""
+        """Put a candidate into the model, keeping the live weights aside bit-exactly.
+
+        The live weights are kept in one copy of the averaged parameters (their dtype, their
+        device) until `swap_out` puts them back and frees it.
+        """
         self._require_snapshot()
         store = self._store(name)
         if self._held == name:
             return
         tensors = self._tensors(model)
-        if self._held is None:
-            if self._backup is None:
-                self._backup = [self._new_buffer(t, t.dtype) for t in tensors]
+        if self._held is None:  # a copy of the live weights, in their dtype, beside them; freed by swap_out
+            self._backup = [self._new_buffer(t, t.dtype) for t in tensors]
             torch._foreach_copy_(self._backup, tensors)
         store.write(name, tensors)
         self._held = name
@@ -313,8 +306,14 @@ class WeightAverager:
         """Put the live weights kept by `swap_in` back into the model."""
         if self._held is None:
             return
+        if self._backup is None:
+            raise RuntimeError(
+                f"The model holds {self._held!r}, which copy_to overwrote the live weights with: no live weights "
+                "are kept to put back. Use swap_in (or averaged_weights) to keep them aside."
+            )
         torch._foreach_copy_(self._tensors(model), self._backup)
         self._held = None
+        self._backup = None
         self._written(model)
 
     def _restore(self, model: nn.Module, held: Optional[str]) -> None:

@@ -26,17 +26,14 @@ from typing import Dict, Iterable, List, Optional, Union
 import torch
 from torch import nn
 
+from .parameters import is_dtensor, local_tensor  # noqa: F401  (is_dtensor: a public name here too)
+
 FSDP1_MESSAGE = (
     "SWA does not support FSDP1 (FullyShardedDataParallel): it flattens the parameters into per-rank "
     "flat buffers, so the averaged weights could not be matched to the model's parameters or saved. "
     "Use FSDP2 instead: `fsdp_version: 2` in the Accelerate config, or "
     "fsdp_config={'version': 2} in TrainingArguments (the default in transformers 5)."
 )
-
-
-def is_dtensor(tensor: torch.Tensor) -> bool:
-    """A torch DTensor (FSDP2, tensor parallel)."""
-    return hasattr(tensor, "_local_tensor") and hasattr(tensor, "placements")
 
 
 def is_zero3_parameter(tensor: torch.Tensor) -> bool:
@@ -158,7 +155,7 @@ def full_tensor(param: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
     if is_dtensor(param):
         from torch.distributed.tensor import DTensor
 
-        device = param._local_tensor.device
+        device = local_tensor(param).device
         sharded = DTensor.from_local(
             local.to(device),
             param.device_mesh,

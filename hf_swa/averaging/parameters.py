@@ -8,7 +8,7 @@ the unwrapped model: the prefixes that DDP, FSDP, activation checkpointing and
 from __future__ import annotations
 
 import re
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -26,12 +26,29 @@ def clean_parameter_name(name: str) -> str:
     return _WRAPPER_PREFIX.sub("", name)
 
 
+def is_dtensor(tensor: torch.Tensor) -> bool:
+    """A torch DTensor (FSDP2, tensor parallel), by its public class.
+
+    >>> is_dtensor(torch.zeros(2))
+    False
+    """
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
 def local_tensor(param: torch.Tensor) -> torch.Tensor:
-    """The part of `param` this process holds: a DTensor's local shard, a ZeRO-3 partition, or the tensor itself."""
+    """The part of `param` this process holds: a DTensor's local shard, a ZeRO-3 partition, or the tensor itself.
+
+    Writes into it (under ``torch.no_grad()``) land in `param`: `DTensor.to_local` returns a
+    view of the local shard.
+    """
     if hasattr(param, "ds_tensor"):  # DeepSpeed ZeRO-3: param.data is empty, the partition lives in ds_tensor
         return param.ds_tensor
-    if hasattr(param, "_local_tensor"):  # torch DTensor (FSDP2, tensor parallel)
-        return param._local_tensor
+    if is_dtensor(param):
+        return param.detach().to_local()
     return param.detach()
 
 
@@ -85,3 +102,14 @@ def mismatch_message(expected: List[str], found: List[str], expected_label: str,
         parts.append("Same names in another order.")
     parts.append("SWA state must come from the same model with the same trainable parameters.")
     return " ".join(parts)
+
+
+def all_finite(tensors: List[torch.Tensor]) -> bool:
+    """Whether every element of `tensors` is finite: one read of each and one host sync per device."""
+    by_device: Dict[torch.device, List[torch.Tensor]] = {}
+    for tensor in tensors:
+        by_device.setdefault(tensor.device, []).append(tensor.sum(dtype=torch.float32))
+    if all(bool(torch.stack(sums).isfinite().all()) for sums in by_device.values()):
+        return True
+    # A sum can overflow for large finite weights: confirm element by element.
+    return all(bool(t.isfinite().all()) for t in tensors)

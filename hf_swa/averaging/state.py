@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-import torch
-
 from .parameters import mismatch_message
 
 
@@ -24,12 +22,10 @@ def check_saved_state(state: dict, names: list, slots: dict, strategy: dict) -> 
     """
     if state.get("strategy", strategy) != strategy:
         raise ValueError(
-            f"SWA state was saved with strategy {state['strategy']} but this averager uses "
-            f"{strategy}: use the same strategy to resume (the EMA is bias-corrected since "
-            "hf_swa 0.2, so an EMA state from earlier versions cannot continue)."
+            f"SWA state was saved with strategy {state['strategy']} but this averager uses {strategy}: "
+            "use the same strategy to resume."
         )
-    averages, counts = _slotted(state, next(iter(slots)))
-    saved_names = state.get("names") or list(dict.fromkeys(key.split("/", 1)[1] for key in averages))
+    averages, counts, saved_names = state["averages"], state["slots"], state["names"]
     if saved_names != names and set(saved_names) != set(names):
         raise ValueError(mismatch_message(saved_names, names, "the saved SWA state has", "this model has"))
     if set(counts) != set(slots):
@@ -46,11 +42,3 @@ def check_saved_state(state: dict, names: list, slots: dict, strategy: dict) -> 
                     f"{tuple(buffer.shape)}: the state was saved for another model."
                 )
     return averages, counts
-
-
-def _slotted(state: dict, first_slot: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, int]]:
-    """Averages by ``slot/name`` and counts by slot (hf_swa 0.1 state: one average by name, the first slot)."""
-    averages = state["averages"]
-    if state.get("slots"):
-        return averages, state["slots"]
-    return {f"{first_slot}/{name}": tensor for name, tensor in averages.items()}, {first_slot: state["n_averaged"]}

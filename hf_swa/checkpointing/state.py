@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from .names import AVERAGES_FILE, SHARDED_AVERAGES_FILE, STATE_FILE
 
-FORMAT_VERSION = 2  # 2: averages keyed "slot/name" (candidates); 1: one average keyed by name
+FORMAT_VERSION = 2  # averages keyed "slot/name" (one slot a candidate store); the only format hf_swa reads
 
 
 def _atomic_write(path: str, write) -> None:
@@ -177,6 +177,12 @@ def _read_record(folder: str) -> Optional[dict]:
             f"The SWA state file {state_path} is corrupt ({error}). Resume from another checkpoint, "
             "or delete this file to restart averaging from this checkpoint."
         ) from None
+    if record.get("format_version") != FORMAT_VERSION or not record.get("slots"):
+        raise ValueError(
+            f"The SWA state file {state_path} has format_version {record.get('format_version')}, but this hf_swa "
+            f"reads format {FORMAT_VERSION} only. Resume with the hf_swa that wrote it, or delete the SWA state "
+            "files to restart averaging from this checkpoint."
+        )
     return record
 
 
@@ -208,9 +214,8 @@ def swa_state_problem(folder: str) -> Optional[str]:
 
 
 def expected_tensor_keys(record: dict) -> set:
-    """The tensors an averages file holds: ``slot/name`` for each slot and parameter (format 1: the names)."""
-    slots = record.get("slots")
-    return {f"{slot}/{name}" for slot in slots for name in record["names"]} if slots else set(record["names"])
+    """The tensors an averages file holds: ``slot/name`` for each slot and parameter."""
+    return {f"{slot}/{name}" for slot in record["slots"] for name in record["names"]}
 
 
 def _file_keys(path: str) -> set:

@@ -3,8 +3,10 @@
 ``average_checkpoints`` reads the checkpoints tensor by tensor, in pieces of about
 16 MiB (see :mod:`hf_swa.checkpointing.files`), and writes each piece of the mean as it
 is done, so memory stays near a few such pieces however many checkpoints are averaged. Each mean is taken in
-fp32 and written in the checkpoints' dtype. Tensors that are not floating point are
-copied and must be equal in every input. The output has the layout of the newest
+fp32 and written in the checkpoints' dtype; float buffers such as BatchNorm's running
+statistics are averaged like the weights. Tensors that are not floating point are copied
+from the newest input: BatchNorm's counter ``num_batches_tracked`` as it is there, any
+other one only when it is equal in every input. The output has the layout of the newest
 input (single file, shards, or a PEFT adapter), its config, tokenizer and generation
 config, and an ``swa_config.json`` recording the sources, their steps and weights.
 
@@ -194,9 +196,28 @@ def find_non_finite(readers: list, name: str, rows: Optional[tuple] = None) -> N
             )
 
 
+# Integer counters that differ between checkpoints of one run: BatchNorm's count of the batches it has seen.
+COUNTER_SUFFIXES = ("num_batches_tracked",)
+
+
+def is_counter(name: str) -> bool:
+    """Whether tensor ``name`` is a counter, taken from the newest input (BatchNorm's ``num_batches_tracked``).
+
+    >>> is_counter("resnet.embedder.normalization.num_batches_tracked"), is_counter("bert.position_ids")
+    (True, False)
+    """
+    return name.endswith(COUNTER_SUFFIXES)
+
+
 def check_equal_across(readers: list, name: str) -> torch.Tensor:
-    """A tensor that is copied, not averaged (not floating point): equal in every input, else an error naming both."""
+    """A tensor that is copied, not averaged (not floating point), from the newest input (the last).
+
+    A counter (`is_counter`) is taken as it is there; any other such tensor must be equal in
+    every input, else an error names both.
+    """
     reference = readers[-1].tensor(name)
+    if is_counter(name):
+        return reference
     for reader in readers[:-1]:
         if not torch.equal(reader.tensor(name), reference):
             raise ValueError(
@@ -225,7 +246,7 @@ def mean_chunks(readers: list, name: str, weights: Sequence[float]) -> Iterator[
 
     The weights are scaled so that the smallest is 1 and the sum is divided once at the
     end: the uniform mean of bf16 or fp16 inputs is then exact in fp32 before its one
-    rounding to the output dtype. Non-float tensors must be equal in every input and are copied.
+    rounding to the output dtype. Non-float tensors are copied (see `check_equal_across`).
     """
     newest = readers[-1]
     dtype = newest.dtype(name)

@@ -6,20 +6,20 @@
 - :mod:`.callback`: `SWACallback`, averaging inside any ``Trainer``;
 - :mod:`.trainer`: `SWATrainerMixin` / `SWATrainer`: evaluation of the averages, selection, crash-safe saving;
 - :mod:`.selection`: choosing among the candidates and the live weights on held-out data;
-- :mod:`.loss_kwargs`: which models compute the plain mean loss the Trainer's scaling assumes.
+- :mod:`.checks`: a run's settings checked against SWA when training starts;
+- :mod:`.power_emas`: power EMAs in a run (snapshots, pruning on resume, widths reconstructed at the end);
+- :mod:`.batchnorm`: BatchNorm statistics recomputed for the shipped weights;
+- :mod:`.batchnorm`: BatchNorm statistics recomputed for averaged weights (`swa_update_bn`), as torch's `update_bn`;
+- :mod:`.loss_kwargs`: which models compute a plain mean loss (`declare_mean_loss`, the user's opt-in).
+
+The modules are imported where they are used (``from hf_swa import SWAConfig`` loads the
+config, not the Trainer).
 
 Example:
-    >>> from hf_swa.training import SWAConfig, SWATrainingArguments
+    >>> from hf_swa import SWAConfig, SWATrainingArguments
     >>> SWAConfig(swa_start=0.75, swa_freq=10).swa_start
     0.75
     >>> args = SWATrainingArguments(output_dir="unused", swa_start=0.5, swa_windows=4, report_to="none")
     >>> args.to_swa_config().swa_windows
     4
 """
-
-from .arguments import SWAArgumentsMixin, SWATrainingArguments
-from .callback import SWACallback
-from .config import SWAConfig
-from .trainer import SWATrainer, SWATrainerMixin
-
-__all__ = ["SWAConfig", "SWACallback", "SWATrainer", "SWATrainerMixin", "SWATrainingArguments", "SWAArgumentsMixin"]

@@ -10,7 +10,7 @@ from typing import List, Literal, Optional
 from transformers import TrainingArguments
 
 from ..averaging.distributed import FSDP1_MESSAGE
-from .callback import LOAD_BEST_MESSAGE
+from .checks import LOAD_BEST_MESSAGE
 from .config import SWAConfig, parse_select_metric, parse_swa_start
 
 
@@ -109,6 +109,13 @@ class SWAArgumentsMixin:
             "as candidates pema_<std>; needs two or more swa_power_ema_stds."
         },
     )
+    swa_update_bn: Optional[bool] = field(
+        default=None,
+        metadata={
+            "help": "Recompute BatchNorm statistics for the shipped weights over the training data at the end "
+            "of training, as torch's update_bn (default: when the model has BatchNorm)."
+        },
+    )
 
     def __post_init__(self):
         # Checked before TrainingArguments sets up DeepSpeed and the process group.
@@ -156,6 +163,7 @@ class SWAArgumentsMixin:
             swa_power_ema_every=self.swa_power_ema_every,
             swa_power_ema_dtype=self.swa_power_ema_dtype,
             swa_power_ema_candidates=list(self.swa_power_ema_candidates or []),
+            swa_update_bn=self.swa_update_bn,
         )
 
 

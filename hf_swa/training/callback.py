@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import os
 from typing import Optional
 
@@ -15,57 +15,13 @@ from ..averaging.averager import WeightAverager
 from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
 from ..checkpointing.state import load_swa_state, save_swa_state, write_json_atomic
 from . import power_emas
+from .batchnorm import LIVE, UPDATE_BN_MESSAGE, CandidateStatistics, has_batchnorm
+from .checks import HYPERPARAMETER_SEARCH_MESSAGE, LOAD_BEST_MESSAGE, check_best_metric, warn_if_the_schedule_decays
 from .config import SWAConfig
 from .schedule import install_lr_tail, sync_lr_tail
 from .selection import select_candidate
 
 logger = logging.getLogger(__name__)
-
-# transformers schedules whose LR reaches (or nearly reaches) 0 at the end of training.
-DECAYING_SCHEDULES = {
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-    "cosine_with_min_lr",
-    "warmup_stable_decay",
-}
-
-LOAD_BEST_MESSAGE = (
-    "load_best_model_at_end=True would replace the averaged weights with a live checkpoint at the end. "
-    "Set load_best_model_at_end=False when using SWA (evaluation reports eval_swa_* for the average)."
-)
-
-HYPERPARAMETER_SEARCH_MESSAGE = (
-    "hyperparameter_search writes each trial's checkpoints into a run-* folder that SWACallback cannot see, so "
-    "their SWA state would be lost. Use SWATrainer (or SWATrainerMixin on your Trainer class), or save_strategy='no'."
-)
-
-
-def _first_evaluation_step(args, state) -> Optional[int]:
-    strategy = getattr(args, "eval_strategy", "no")
-    strategy = str(getattr(strategy, "value", strategy))
-    if strategy == "steps":
-        every = args.eval_steps or args.logging_steps
-        return math.ceil(every * state.max_steps) if every < 1 else int(every)
-    if strategy == "epoch":
-        return math.ceil(state.max_steps / max(state.num_train_epochs, 1))
-    return None
-
-
-def _check_best_metric(args, state, start_step: int) -> None:
-    """A best-metric on the averaged weights needs them at every evaluation: refuse one that comes earlier."""
-    metric = getattr(args, "metric_for_best_model", None) or ""
-    if "swa_" not in metric:
-        return
-    first = _first_evaluation_step(args, state)
-    if args.eval_on_start or (first is not None and first < start_step):
-        raise ValueError(
-            f"metric_for_best_model={metric!r} reads the averaged weights, but the first evaluation (step "
-            f"{0 if args.eval_on_start else first}) comes before averaging starts (step {start_step}), where no "
-            "eval_swa_* metric exists. Evaluate from the start step on, or use a live metric."
-        )
-
 
 # Settings that change which snapshots make the averages: a resumed run must keep them.
 _AVERAGING_SETTINGS = ("start_step", "swa_freq", "strategy", "candidates")
@@ -117,19 +73,28 @@ class SWACallback(TrainerCallback):
         self.selection: Optional[dict] = None
         # Set by SWATrainer, which writes the SWA state into each checkpoint before old ones rotate.
         self.trainer_writes_state = False
+        # The folder whose swa_config.json on_train_end wrote: rewritten when select() changes the choice.
+        self.record_folder: Optional[str] = None
+        # BatchNorm statistics of the live weights and of each candidate, from the end of training (swa_update_bn).
+        self.batchnorm: Optional[CandidateStatistics] = None
 
     # ---------------------------------------------------------------- events
-    def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, lr_scheduler=None, train_dataloader=None, **kwargs):
         if args.load_best_model_at_end:
             raise ValueError(LOAD_BEST_MESSAGE)
+        if self.config.updates_bn(has_batchnorm(model)) and train_dataloader is None:
+            raise ValueError(UPDATE_BN_MESSAGE)
+        self.use_batchnorm_statistics(model, LIVE)
+        self.batchnorm = None
         if state.is_hyper_param_search and args.save_strategy != "no" and not self.trainer_writes_state:
             raise ValueError(HYPERPARAMETER_SEARCH_MESSAGE)
-        if self.averager is not None and self.averager.holds_averages:
-            # A second train() on the same trainer continues from the live weights, not from the average.
+        if self.averager is not None and self.averager.keeps_live_weights:
+            # A second train() on the same trainer continues from the live weights, not from the average
+            # (or from the candidate copy_to put over them, when no live weights are kept).
             self.averager.swap_out(model)
         self.max_steps = state.max_steps
         self.start_step = self.config.start_step(state.max_steps)
-        _check_best_metric(args, state, self.start_step)
+        check_best_metric(args, state, self.start_step)
         self.averager = WeightAverager(
             model,
             device=self.config.swa_device,
@@ -141,18 +106,12 @@ class SWACallback(TrainerCallback):
         )
         self.selection = None
         if self.config.swa_power_ema_stds:
-            self._check_power_emas(args, state)
+            power_emas.begin(self.config, self.averager, args, state)
+        self.record_folder = None
         if state.global_step > 0:
             self._resume(args, state)
-        schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
         if self.config.swa_lr is None:
-            if schedule in DECAYING_SCHEDULES:
-                logger.warning(
-                    "SWA without swa_lr keeps the %r schedule, which decays the LR towards 0: the late weights "
-                    "barely move, so averaging them is nearly a no-op. Set swa_lr (e.g. half the peak LR) to hold "
-                    "the LR up while averaging.",
-                    schedule,
-                )
+            warn_if_the_schedule_decays(args)
         else:
             install_lr_tail(lr_scheduler, self.config, self.start_step, state.global_step)
         logger.info(
@@ -168,10 +127,8 @@ class SWACallback(TrainerCallback):
             sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
         if self.config.is_snapshot_step(step, state.max_steps):
             self.averager.update(model, step=step)
-        if self.config.swa_power_ema_stds and step <= state.max_steps:
-            self.averager.update_power_emas(model, step)  # every optimizer step, from the first
-            if self.config.is_power_ema_snapshot_step(step, state.max_steps):
-                power_emas.write_snapshots(self.averager, model, args.output_dir, self._pema_dtype, args.should_save)
+        if self.config.swa_power_ema_stds:
+            power_emas.step(self.config, self.averager, model, args, state)
 
     def on_save(self, args, state, control, **kwargs):
         if not self.trainer_writes_state:  # SWATrainer writes it earlier, before old checkpoints rotate
@@ -196,11 +153,11 @@ class SWACallback(TrainerCallback):
                 return
             save_swa_state(folder, self.averager.state_dict(), self._metadata(state.global_step))
 
-    def on_train_end(self, args, state, control, model=None, **kwargs):
+    def on_train_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         if self.averager is None:
             return
         if self.config.swa_power_ema_candidates:
-            self._reconstruct_power_emas(args, state, model)
+            power_emas.reconstruct_at_the_end(self.config, self.averager, model, args, state)
         if self.averager.n_averaged == 0:
             logger.warning(
                 "SWA: training ended at step %d before the first snapshot (step %d); the model keeps its live weights.",
@@ -209,7 +166,13 @@ class SWACallback(TrainerCallback):
             )
             return
         self.averager.swap_in(model)
+        if self.config.updates_bn(has_batchnorm(model)):
+            if train_dataloader is None:
+                raise ValueError(UPDATE_BN_MESSAGE)
+            self.batchnorm = CandidateStatistics(model, train_dataloader)  # keeps the live statistics aside
+            self.use_batchnorm_statistics(model, self.averager.held)
         if args.should_save:
+            self.record_folder = args.output_dir
             self.write_config(args.output_dir)
         logger.info(
             "SWA: the model now holds the average of %d snapshot(s) (%d skipped as non-finite).",
@@ -217,35 +180,34 @@ class SWACallback(TrainerCallback):
             self.averager.n_skipped,
         )
 
-    # ---------------------------------------------------------------- power EMAs
-    @property
-    def _pema_dtype(self) -> str:
-        return self.config.swa_power_ema_dtype
-
-    def _check_power_emas(self, args, state) -> None:
-        if state.is_hyper_param_search:
-            raise ValueError("Power EMAs write snapshots into output_dir, which trials would share: unset them.")
-        if self.config.swa_power_ema_candidates and self.averager.sharded:
-            raise ValueError(power_emas.SHARDED_CANDIDATES_MESSAGE)
-        power_emas.prune_snapshots(args.output_dir, state.global_step, args.should_save)
-
-    def _reconstruct_power_emas(self, args, state, model) -> None:
-        last = self.averager.power_emas.last_step
-        if last and not self.config.is_power_ema_snapshot_step(last, state.max_steps):
-            power_emas.write_snapshots(self.averager, model, args.output_dir, self._pema_dtype, args.should_save)
-        if last:
-            power_emas.add_reconstructed_candidates(
-                self.averager, args.output_dir, self.config.swa_power_ema_candidates, last
-            )
-
     # ---------------------------------------------------------------- helpers
+    @contextlib.contextmanager
     def live_weights(self, model):
         """Context manager: the model holds its live (not averaged) weights within the block."""
-        return self.averager.live_weights(model)
+        with self.averager.live_weights(model), self._statistics_of(model, LIVE):
+            yield model
 
+    @contextlib.contextmanager
     def averaged_weights(self, model, name: str = "swa"):
         """Context manager: the model holds a candidate (``swa``: the SWA average) within the block."""
-        return self.averager.averaged_weights(model, name)
+        with self.averager.averaged_weights(model, name), self._statistics_of(model, name):
+            yield model
+
+    @contextlib.contextmanager
+    def _statistics_of(self, model, name: str):
+        before = self.batchnorm.current if self.batchnorm is not None else None
+        self.use_batchnorm_statistics(model, name)
+        try:
+            yield
+        finally:
+            if before is not None:
+                self.batchnorm.use(model, before)
+
+    def use_batchnorm_statistics(self, model, name: str) -> None:
+        """With `swa_update_bn`, after training: give the model the BatchNorm statistics of `name`
+        (``live`` or a candidate, which the model must hold), recomputed the first time."""
+        if self.batchnorm is not None:
+            self.batchnorm.use(model, name)
 
     @property
     def candidates(self) -> list:
@@ -255,16 +217,32 @@ class SWACallback(TrainerCallback):
     def select(self, model, score_fn, metric: Optional[str] = None, dataset: Optional[dict] = None) -> dict:
         """Score every candidate and the live weights with ``score_fn(model) -> float``, ship the best.
 
-        The model ends holding the chosen weights; `summary()` and `swa_config.json` record
-        the choice. Higher is better unless the config says otherwise (names ending in
-        ``loss``: lower). For use with a plain `Trainer` or a subclass after `train()`.
+        The model ends holding the chosen weights; `summary()` records the choice, and the
+        `swa_config.json` written into ``output_dir`` at the end of training is rewritten with it
+        (so a `save_model()` after `select()` leaves a folder that names what it holds). Higher
+        is better unless the config says otherwise (names ending in ``loss``: lower). For use
+        with a plain `Trainer` or a subclass after `train()`.
         """
         if not self.has_average:
             raise RuntimeError("SWA has no snapshot yet: train past the start step before selecting.")
         metric = metric or self.config.select_metric_name() or "score"
         greater = self.config.select_greater_is_better(metric)
-        self.selection = select_candidate(self.averager, model, lambda name: score_fn(model), metric, greater, dataset)
-        return self.selection
+
+        def score(name: str) -> float:
+            self.use_batchnorm_statistics(model, name)
+            return score_fn(model)
+
+        record = select_candidate(self.averager, model, score, metric, greater, dataset)
+        self.record_selection(model, record)
+        return record
+
+    def record_selection(self, model, record: dict) -> None:
+        """Keep the record of a choice the model holds now, give it its BatchNorm statistics
+        (`swa_update_bn`) and rewrite the `swa_config.json` that `on_train_end` wrote with it."""
+        self.use_batchnorm_statistics(model, record["chosen"])
+        self.selection = record
+        if self.record_folder is not None:
+            self.write_config(self.record_folder)
 
     @property
     def has_average(self) -> bool:
@@ -318,8 +296,6 @@ class SWACallback(TrainerCallback):
             "strategy": self.averager.strategy.to_dict(),
             "candidates": self.averager.settings(),
         }
-        # State from hf_swa 0.1 has no candidates: it holds the single SWA average.
-        saved.setdefault("candidates", [{"kind": "window_mean", "starts": [saved.get("start_step")]}])
         changed = [
             f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
             for key in _AVERAGING_SETTINGS
@@ -373,11 +349,4 @@ class SWACallback(TrainerCallback):
             self.averager.n_skipped = int(saved.get("n_skipped", 0))
         else:
             self.averager.load_state_dict(saved)
-        if saved.get("holds_averages"):
-            logger.warning(
-                "SWA: %s was written by an earlier hf_swa, whose final checkpoint holds the averaged weights in "
-                "place of the live ones (which it did not save): training continues from the average. Checkpoints "
-                "written now hold the live weights.",
-                folder,
-            )
         logger.info("SWA: resumed %d snapshot(s) from %s.", self.averager.n_averaged, folder)

@@ -93,6 +93,10 @@ class SWAConfig:
         swa_power_ema_candidates: widths reconstructed from the snapshots at the end of
             training (EDM2's post-hoc EMA) and added as candidates ``pema_{σ_rel}``; needs at
             least two stored widths.
+        swa_update_bn: recompute BatchNorm running statistics for the shipped weights at the
+            end of training, with one pass over the training data (as
+            `torch.optim.swa_utils.update_bn`); ``None`` (default): when the model has a torch
+            BatchNorm module.
 
     Example:
         >>> from hf_swa import SWAConfig
@@ -123,6 +127,7 @@ class SWAConfig:
     swa_power_ema_every: Optional[int] = None
     swa_power_ema_dtype: str = "float32"
     swa_power_ema_candidates: List[float] = dataclasses.field(default_factory=list)
+    swa_update_bn: Optional[bool] = None
 
     def __post_init__(self) -> None:
         self.swa_start = parse_swa_start(self.swa_start)
@@ -259,6 +264,10 @@ class SWAConfig:
         if self.swa_select_greater_is_better is not None:
             return bool(self.swa_select_greater_is_better)
         return not (metric or self.select_metric_name() or "").endswith("loss")
+
+    def updates_bn(self, has_batchnorm: bool) -> bool:
+        """Whether BatchNorm statistics are recomputed for the shipped weights (`swa_update_bn`)."""
+        return has_batchnorm and self.swa_update_bn is not False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

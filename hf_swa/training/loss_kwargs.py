@@ -1,4 +1,9 @@
-"""Whether a model's loss uses transformers' `num_items_in_batch` (the Trainer's loss-scaling guess)."""
+"""Whether a model's loss uses transformers' `num_items_in_batch` (the Trainer's loss-scaling guess).
+
+hf_swa does not change how the Trainer scales the loss (an SWA run trains exactly as a plain
+one). `declare_mean_loss` is an opt-in for the user, applied to the model before the trainer is
+built, for baseline and SWA runs alike.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +52,27 @@ def loss_uses_num_items_in_batch(model) -> Optional[bool]:
             if any(keyword.arg is None for keyword in node.keywords):  # hands **kwargs to a loss
                 return True
     return False
+
+
+def declare_mean_loss(model) -> bool:
+    """Tell transformers' `Trainer` that `model`'s loss is a plain mean, when its forward ignores the count.
+
+    Sets ``model.accepts_loss_kwargs = False`` (the attribute the `Trainer` reads) when
+    `loss_uses_num_items_in_batch` says False; the loss is then divided by the gradient
+    accumulation steps and not multiplied by the number of processes, as for any mean loss.
+    Returns whether it did. Call it on the Transformers model (before PEFT wraps it) before
+    building the trainer, for the baseline too, so that both runs train alike.
+
+    >>> from transformers import BertConfig, BertForSequenceClassification
+    >>> model = BertForSequenceClassification(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+    ...     intermediate_size=8, vocab_size=10))
+    >>> declare_mean_loss(model), model.accepts_loss_kwargs
+    (True, False)
+    """
+    if hasattr(type(model), "accepts_loss_kwargs") or loss_uses_num_items_in_batch(model) is not False:
+        return False  # the class says so itself, or its loss may use the count
+    model.accepts_loss_kwargs = False
+    return True
 
 
 def _callee_name(func: ast.expr) -> str:

@@ -55,6 +55,34 @@ SHARDED_CANDIDATES_MESSAGE = (
 )
 
 
+def begin(config, averager, args, state) -> None:
+    """When training starts: refuse what power EMAs cannot do here, and prune snapshots past the start."""
+    if state.is_hyper_param_search:
+        raise ValueError("Power EMAs write snapshots into output_dir, which trials would share: unset them.")
+    if config.swa_power_ema_candidates and averager.sharded:
+        raise ValueError(SHARDED_CANDIDATES_MESSAGE)
+    prune_snapshots(args.output_dir, state.global_step, args.should_save)
+
+
+def step(config, averager, model, args, state) -> None:
+    """After each optimizer step: update the power EMAs, and write them on the snapshot steps."""
+    if state.global_step > state.max_steps:
+        return  # a step past the end (resuming a finished run) is never averaged
+    averager.update_power_emas(model, state.global_step)
+    if config.is_power_ema_snapshot_step(state.global_step, state.max_steps):
+        write_snapshots(averager, model, args.output_dir, config.swa_power_ema_dtype, args.should_save)
+
+
+def reconstruct_at_the_end(config, averager, model, args, state) -> None:
+    """When training ends: snapshot the last step if that was not a snapshot step, then add the reconstructed widths."""
+    last = averager.power_emas.last_step
+    if not last:
+        return
+    if not config.is_power_ema_snapshot_step(last, state.max_steps):
+        write_snapshots(averager, model, args.output_dir, config.swa_power_ema_dtype, args.should_save)
+    add_reconstructed_candidates(averager, args.output_dir, config.swa_power_ema_candidates, last)
+
+
 def snapshot_folder(output_dir: str) -> str:
     return os.path.join(output_dir, POWER_EMA_DIR)
 

@@ -92,7 +92,15 @@ def _refresh_lrs(inner) -> None:
             group["lr"].fill_(lr)
         else:
             group["lr"] = lr
-    inner._last_lr = new_lrs
+    set_last_lr(inner, new_lrs)
+
+
+def set_last_lr(scheduler, lrs: list) -> None:
+    """What `scheduler.get_last_lr()` returns (and the Trainer logs): torch keeps it in ``_last_lr``.
+
+    The one place hf_swa writes a torch scheduler's private state; tests/test_transformers_internals.py guards it.
+    """
+    scheduler._last_lr = list(lrs)
 
 
 def sync_lr_tail(scheduler, global_step: int) -> None:

@@ -12,16 +12,16 @@ from typing import List, Optional
 import numpy as np
 import torch
 from transformers import Trainer
-from transformers.trainer_utils import HubStrategy, unwrap_peft_model
+from transformers.trainer_utils import HubStrategy
 from transformers.utils.hub import PushInProgress, hf_api
 
 from ..averaging.parameters import require_averaged_parameters
 from ..checkpointing.names import CHECKPOINT_PREFIX, CONFIG_FILE
 from ..checkpointing.resume import last_complete_checkpoint
 from .arguments import SWAArgumentsMixin, SWATrainingArguments  # noqa: F401  (hf_swa.training.trainer's public names)
-from .callback import LOAD_BEST_MESSAGE, SWACallback
+from .callback import SWACallback
+from .checks import LOAD_BEST_MESSAGE
 from .config import SWAConfig
-from .loss_kwargs import loss_uses_num_items_in_batch
 from .selection import LIVE, select_candidate
 
 logger = logging.getLogger(__name__)
@@ -54,9 +54,10 @@ class SWATrainerMixin:
       ``swa_config.json`` beside it; checkpoints pushed during training (``hub_strategy``)
       never replace the model on the Hub;
     - with ``swa_select_metric``, `train()` ends by scoring every candidate average and the
-      live weights on ``swa_select_dataset`` (or ``eval_dataset``) and the model takes the best;
-    - models whose loss is a plain mean get their loss averaged over gradient accumulation
-      and processes (see `loss_uses_num_items_in_batch`).
+      live weights on ``swa_select_dataset`` (or ``eval_dataset``) and the model takes the best.
+
+    Training itself (the loss, its scaling over gradient accumulation and processes) is the
+    Trainer's own: the live weights follow the plain Trainer's trajectory bit for bit.
 
     The SWA settings come from arguments with `SWAArgumentsMixin` (`SWATrainingArguments`),
     or ``swa_config=SWAConfig(...)``; with ``args.swa=False`` the trainer is the plain one.
@@ -85,7 +86,6 @@ class SWATrainerMixin:
 
     def __init__(self, *args, swa_config: Optional[SWAConfig] = None, swa_select_dataset=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._check_loss_kwargs()
         self.swa_callback: Optional[SWACallback] = None
         self.swa_select_dataset = swa_select_dataset
         if not getattr(self.args, "swa", True):
@@ -139,25 +139,6 @@ class SWATrainerMixin:
         note = "selected on eval_dataset: scores reported on it for the chosen model are optimistic"
         return self.eval_dataset, {"name": "eval_dataset", "note": note}
 
-    def _check_loss_kwargs(self) -> None:
-        # See loss_uses_num_items_in_batch: a model whose loss is a plain mean must not be treated as
-        # normalised by num_items_in_batch, or gradient accumulation sums instead of averaging and DDP
-        # multiplies the loss (training and evaluation) by the number of processes.
-        if self.model is None or self.compute_loss_func is not None:
-            return
-        if not getattr(self, "model_accepts_loss_kwargs", False):
-            return
-        base = unwrap_peft_model(self.accelerator.unwrap_model(self.model))  # as Trainer.__init__ does
-        if hasattr(base, "accepts_loss_kwargs"):  # the model says so itself: Trainer followed it
-            return
-        if loss_uses_num_items_in_batch(base) is False:
-            self.model_accepts_loss_kwargs = False
-            logger.info(
-                "%s computes a mean loss and ignores num_items_in_batch: the loss is averaged over gradient "
-                "accumulation steps and processes as for any mean loss.",
-                type(base).__name__,
-            )
-
     # ---------------------------------------------------------------- training and checkpoints
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         if resume_from_checkpoint is True:
@@ -191,6 +172,7 @@ class SWATrainerMixin:
         plain_evaluate = super().evaluate
 
         def score(name: str) -> float:
+            callback.use_batchnorm_statistics(self.model, name)
             with preserved_rng_state():
                 metrics = plain_evaluate(dataset, metric_key_prefix=f"select_{name}")
             key = f"select_{name}_{metric}"
@@ -210,7 +192,7 @@ class SWATrainerMixin:
             folder = os.path.join(self.args.output_dir, "swa_candidates")
             self.save_candidates(folder)
             raise type(error)(f"{error} (Selection failed; every candidate was saved to {folder} first.)") from error
-        callback.selection = record
+        callback.record_selection(self.model, record)
         logger.info("SWA: chose %r by %s: %s", record["chosen"], metric, record["scores"])
         return record
 
@@ -284,22 +266,25 @@ class SWATrainerMixin:
             in_progress.jobs.append(job)
 
     # ---------------------------------------------------------------- evaluation and saving
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        """Evaluate the live weights (`eval_*`) and, once a snapshot exists, the average (`eval_swa_*`)."""
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", **kwargs):
+        """Evaluate the live weights (`eval_*`) and, once a snapshot exists, the average (`eval_swa_*`).
+
+        Options of the Trainer class's own `evaluate` (``**gen_kwargs`` of `Seq2SeqTrainer`) pass on to each pass.
+        """
         callback = self.swa_callback
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         several = isinstance(dataset, dict) and not isinstance(eval_dataset, str)
         if callback is None or not callback.has_average or several:
             # Several datasets: Trainer.evaluate calls back into this method once per dataset.
-            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix, **kwargs)
         with self._one_evaluation_event():
             with callback.live_weights(self.model):
-                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix, **kwargs)
             # The extra passes must not shift the random streams training goes on with (dataloader seeds,
             # dropout): with or without SWA evaluation, the live weights follow the same trajectory.
             for name in self._evaluated_candidates():
                 with preserved_rng_state(), callback.averaged_weights(self.model, name):
-                    metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+                    metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}", **kwargs))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -328,7 +313,7 @@ class SWATrainerMixin:
         finally:
             del self.log, handler.on_evaluate
 
-    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False):
+    def save_model(self, output_dir: Optional[str] = None, *args, **kwargs):
         """Save the model; when it holds the average, also write `swa_config.json` beside it."""
         callback = self.swa_callback
         folder = output_dir if output_dir is not None else self.args.output_dir
@@ -342,7 +327,7 @@ class SWATrainerMixin:
             elif os.path.isfile(os.path.join(folder, CONFIG_FILE)):
                 # Live weights must not be taken for an average by what an earlier run left here.
                 os.remove(os.path.join(folder, CONFIG_FILE))
-        super().save_model(output_dir, _internal_call)
+        super().save_model(output_dir, *args, **kwargs)
 
 
 class SWATrainer(SWATrainerMixin, Trainer):

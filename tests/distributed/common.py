@@ -60,8 +60,15 @@ EVAL_DATA = classification_data(16, seed=2)
 
 
 def tiny_bert_without_dropout(seed: int = 0):
-    """The tests' tiny BERT with dropout off, so that processes draw no random numbers in the forward."""
+    """The tests' tiny BERT with dropout off, so that processes draw no random numbers in the forward.
+
+    Its loss is declared a plain mean (`declare_mean_loss`), so that 2 processes with half the batch
+    each train as one process with the whole batch.
+    """
+    from hf_swa.training.loss_kwargs import declare_mean_loss
+
     model = tiny_bert(seed=seed)
+    assert declare_mean_loss(model)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0

@@ -1,0 +1,66 @@
+"""Checks of a run's settings against SWA, made when training starts, with the messages they give."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Optional
+
+logger = logging.getLogger(__name__)
+
+# transformers schedules whose LR reaches (or nearly reaches) 0 at the end of training.
+DECAYING_SCHEDULES = {
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+}
+
+LOAD_BEST_MESSAGE = (
+    "load_best_model_at_end=True would replace the averaged weights with a live checkpoint at the end. "
+    "Set load_best_model_at_end=False when using SWA (evaluation reports eval_swa_* for the average)."
+)
+
+HYPERPARAMETER_SEARCH_MESSAGE = (
+    "hyperparameter_search writes each trial's checkpoints into a run-* folder that SWACallback cannot see, so "
+    "their SWA state would be lost. Use SWATrainer (or SWATrainerMixin on your Trainer class), or save_strategy='no'."
+)
+
+
+def first_evaluation_step(args, state) -> Optional[int]:
+    strategy = getattr(args, "eval_strategy", "no")
+    strategy = str(getattr(strategy, "value", strategy))
+    if strategy == "steps":
+        every = args.eval_steps or args.logging_steps
+        return math.ceil(every * state.max_steps) if every < 1 else int(every)
+    if strategy == "epoch":
+        return math.ceil(state.max_steps / max(state.num_train_epochs, 1))
+    return None
+
+
+def check_best_metric(args, state, start_step: int) -> None:
+    """A best-metric on the averaged weights needs them at every evaluation: refuse one that comes earlier."""
+    metric = getattr(args, "metric_for_best_model", None) or ""
+    if "swa_" not in metric:
+        return
+    first = first_evaluation_step(args, state)
+    if args.eval_on_start or (first is not None and first < start_step):
+        raise ValueError(
+            f"metric_for_best_model={metric!r} reads the averaged weights, but the first evaluation (step "
+            f"{0 if args.eval_on_start else first}) comes before averaging starts (step {start_step}), where no "
+            "eval_swa_* metric exists. Evaluate from the start step on, or use a live metric."
+        )
+
+
+def warn_if_the_schedule_decays(args) -> None:
+    """Without swa_lr a decaying schedule leaves the late weights nearly still: averaging them does little."""
+    schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+    if schedule in DECAYING_SCHEDULES:
+        logger.warning(
+            "SWA without swa_lr keeps the %r schedule, which decays the LR towards 0: the late weights "
+            "barely move, so averaging them is nearly a no-op. Set swa_lr (e.g. half the peak LR) to hold "
+            "the LR up while averaging.",
+            schedule,
+        )

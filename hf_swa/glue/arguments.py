@@ -13,14 +13,42 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
-from hf_swa.glue.selection import check_share
-from hf_swa.glue.tasks import get_task
-from hf_swa.trainer import SWATrainingArguments
+from hf_swa import SWATrainingArguments
+from hf_swa.glue.tasks import GlueTask, find_task, get_task
 
-__all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments"]
+__all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "check_share"]
+
+#: The data files ``run_glue`` reads, and the loader of each (``datasets.load_dataset``).
+FILE_TYPES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+FILE_FLAGS = ("train_file", "validation_file", "test_file", "validation_mismatched_file", "test_mismatched_file")
+
+
+def check_share(share: Optional[float]) -> None:
+    """``--swa_select_split`` is unset, 0 (off) or a share of the training rows in (0, 1)."""
+    if share is not None and share != 0 and not (0.0 < share < 1.0):
+        raise ValueError(
+            f"--swa_select_split {share}: must be a share of the training rows in (0, 1), e.g. 0.2 to hold out "
+            "20% of them for choosing among the SWA candidates; 0 trains on every row."
+        )
+
+
+def check_files(data: "DataTrainingArguments") -> None:
+    """Each data file exists, has a type the loaders read, and the same type as the others."""
+    given = {flag: getattr(data, flag) for flag in FILE_FLAGS if getattr(data, flag)}
+    for flag, path in given.items():
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--{flag} {path!r}: no such file.")
+        if os.path.splitext(path)[1].lower() not in FILE_TYPES:
+            raise ValueError(f"--{flag} {path!r}: unsupported file type; expected one of {', '.join(FILE_TYPES)}.")
+        if "mismatched" in flag and data.task_name != "mnli":
+            raise ValueError(f"--{flag} only applies to --task_name mnli.")
+    kinds = {os.path.splitext(path)[1].lower().replace(".jsonl", ".json") for path in given.values()}
+    if len(kinds) > 1:
+        raise ValueError(f"The data files mix types {sorted(kinds)}: pass files of one type (csv, tsv or json).")
 
 
 @dataclass
@@ -86,9 +114,15 @@ class DataTrainingArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}.")
+        check_files(self)
         check_share(self.swa_select_split)
         if self.swa_select_split == 0:
             self.swa_select_split = None
+
+    @property
+    def glue_task(self) -> Optional[GlueTask]:
+        """The GLUE task, or None for another data set."""
+        return find_task(self.task_name)
 
 
 @dataclass

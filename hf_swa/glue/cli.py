@@ -22,8 +22,7 @@ import sys
 
 from transformers import HfArgumentParser
 
-from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, model_card_fields, run_glue
-from hf_swa.hub import push_to_hub
+from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 
 
 def parse_args(argv: list[str]) -> tuple:
@@ -36,6 +35,9 @@ def parse_args(argv: list[str]) -> tuple:
 
 def push_shipped(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
     """Push the model in ``output_dir`` (what the run shipped) with the card ``run_glue`` wrote; returns the URL."""
+    from hf_swa.glue.run import model_card_fields
+    from hf_swa.hub import push_to_hub
+
     card = model_card_fields(model_args, data_args, training_args)
     return push_to_hub(
         training_args.output_dir,
@@ -56,6 +58,8 @@ def main(argv=None) -> int:
     push = training_args.push_to_hub and training_args.swa
     if push:  # the Trainer would push every checkpoint, i.e. live weights: push the shipped model once at the end
         training_args.push_to_hub = False
+    from hf_swa.glue.run import run_glue  # datasets, evaluate and the Trainer: only to run
+
     run_glue(model_args, data_args, training_args)
     if push and training_args.should_save:
         print(f"Pushed the shipped model: {push_shipped(model_args, data_args, training_args)}")

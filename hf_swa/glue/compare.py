@@ -1,12 +1,10 @@
-"""Baseline vs SWA over seeds and tasks: run both, then write the report.
+"""Baseline vs SWA over seeds: run both on one task, into the folders the report reads.
 
-Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``, the layout
-`hf_swa.glue.summary.collect_runs` reads. The two runs of a seed differ only in SWA, that
-is the averaging and its LR tail (``swa=False`` for the baseline: same data, model,
-seed, budget and base schedule, without the tail; given ``swa_select_split`` both hold
-out the same rows). The report's "SWA live" column
-(the SWA run's last live weights) separates the two effects: averaged − live is the
-averaging alone, live − baseline the LR tail.
+Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``. The two runs of a seed differ only
+in SWA, that is the averaging and its LR tail (``swa=False`` for the baseline: same data, model,
+seed, budget and base schedule; given ``swa_select_split`` both hold out the same rows). The
+report's "SWA live" column (the SWA run's last live weights) separates the two effects:
+averaged − live is the averaging alone, live − baseline the LR tail.
 """
 
 from __future__ import annotations
@@ -18,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from hf_swa.glue.metric_keys import ALL_RESULTS_FILE
-from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
+from hf_swa.glue.run import run_glue
+from hf_swa.hub.results import LIVE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -36,21 +34,19 @@ def run_dir(runs_root: str, task: str, mode: str, seed: int) -> str:
 
 
 def is_finished(output_dir: str, mode: str) -> bool:
-    """A run is finished when its results hold the evaluation (a crash during evaluation leaves only training)."""
-    path = Path(output_dir, ALL_RESULTS_FILE)
-    if not path.is_file():
-        return False
+    """A run is finished when its results hold the evaluation (of the average too, in an SWA run)."""
+    path = Path(output_dir, RESULTS_FILE)
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
+        scores = json.loads(path.read_text(encoding="utf-8")).get("eval", {})
+    except (OSError, ValueError):
         return False
-    return "eval_loss" in results and (mode != "swa" or "eval_swa_loss" in results)
+    return LIVE in scores and (mode != "swa" or "swa" in scores)
 
 
 def run_comparison(
-    model_args: ModelArguments,
-    data_args: DataTrainingArguments,
-    training_args: GlueTrainingArguments,
+    model_args,
+    data_args,
+    training_args,
     seeds: Iterable[int],
     runs_root: str,
     task_label: Optional[str] = None,
@@ -60,7 +56,6 @@ def run_comparison(
     """Run `modes` (baseline, swa) for every seed on one task; returns ``{(mode, seed): results}``.
 
     `task_label` names the task's folder (default: the GLUE task name, or ``custom``).
-    A run whose ``all_results.json`` exists is not run again when `skip_finished`.
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown:

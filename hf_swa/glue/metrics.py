@@ -7,7 +7,7 @@ Example:
     >>> compute = make_compute_metrics("mrpc")
     >>> logits = np.array([[2.0, -1.0], [0.1, 0.3], [-1.0, 1.0]])
     >>> compute(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 0])))
-    {'accuracy': 0.6666666666666666, 'f1': 0.6666666666666666, 'combined_score': 0.6666666666666666}
+    {'accuracy': 0.6666666666666666, 'f1': 0.6666666666666666}
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from hf_swa.glue.tasks import get_task
 
-__all__ = ["METRIC_SCRIPT", "load_glue_metric", "metric_config_name", "make_compute_metrics"]
+__all__ = ["METRIC_SCRIPT", "load_glue_metric", "metric_config_name", "metric_names", "make_compute_metrics"]
 
 #: The ``evaluate`` script, shipped as package data (``hf_swa/glue/metric/glue.py``).
 METRIC_SCRIPT = Path(__file__).resolve().parent / "metric" / "glue.py"
@@ -43,6 +43,17 @@ def metric_config_name(task_name: Optional[str], num_labels: int = 2, is_regress
     if is_regression:
         return "stsb"
     return "mrpc" if num_labels == 2 else "mnli"
+
+
+def metric_names(task_name: Optional[str], num_labels: int = 2, is_regression: bool = False) -> tuple:
+    """The metrics the evaluation reports, main first (``loss`` aside).
+
+    >>> metric_names("mrpc"), metric_names(None, 3), metric_names(None, is_regression=True)
+    (('f1', 'accuracy'), ('accuracy',), ('spearmanr', 'pearson'))
+    """
+    config = metric_config_name(task_name, num_labels, is_regression)
+    task = get_task(config)
+    return (task.main_metric, *(m for m in task.metrics if m != task.main_metric))
 
 
 def load_glue_metric(task_name: str, **kwargs):
@@ -78,8 +89,7 @@ def make_compute_metrics(
     """Build a ``compute_metrics(EvalPrediction) -> dict`` for the Trainer.
 
     Logits become class ids with argmax (classification) or are squeezed to one
-    score per example (regression). When a task has several metrics their mean is
-    added as ``combined_score``.
+    score per example (regression).
 
     Args:
         task_name: a GLUE task, or ``None`` for a custom data set.
@@ -115,9 +125,6 @@ def make_compute_metrics(
                 # The metric scores F1 of id 1: relabel so that the positive class is 1.
                 preds = (preds == positive_label_id).astype(np.int64)
                 references = (references == positive_label_id).astype(np.int64)
-        result = metric.compute(predictions=preds, references=references)
-        if len(result) > 1:
-            result["combined_score"] = float(np.mean(list(result.values())))
-        return result
+        return metric.compute(predictions=preds, references=references)
 
     return compute_metrics

@@ -20,11 +20,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["HUB_DATASET", "GlueTask", "GLUE_TASKS", "TASK_NAMES", "get_task", "find_task", "glue_average"]
+__all__ = ["HUB_DATASET", "GlueTask", "GLUE_TASKS", "TASK_NAMES", "get_task", "find_task", "dataset_facts"]
 
 #: The GLUE benchmark on the Hugging Face Hub: one config per task.
 HUB_DATASET = "nyu-mll/glue"
@@ -221,30 +220,14 @@ def find_task(name: Optional[str]) -> Optional[GlueTask]:
         return None
 
 
-def glue_average(results: Mapping[str, Mapping[str, float]], prefix: str = "") -> float:
-    """Average of each task's main metric (the usual one-number GLUE summary).
-
-    ``results`` maps task name to that task's metrics dict; ``prefix`` is
-    prepended to the metric name when looking it up (``"eval_"`` for Trainer
-    output, ``"eval_swa_"`` for the averaged weights). For MNLI the matched and
-    mismatched accuracies (keys ``<prefix>accuracy`` and ``<prefix>accuracy_mm``)
-    are averaged into one task score when both are present.
+def dataset_facts(task_name: Optional[str]) -> dict:
+    """What a model card says of a GLUE task's data: Hub id, config, display name, what the task asks.
 
     Example:
-        >>> glue_average({"cola": {"eval_matthews_correlation": 0.5},
-        ...               "mrpc": {"eval_f1": 0.9, "eval_accuracy": 0.85}}, prefix="eval_")
-        0.7
+        >>> dataset_facts("mrpc")["name"], dataset_facts(None)
+        ('GLUE MRPC', {})
     """
-    if not results:
-        raise ValueError("glue_average needs at least one task's results.")
-    scores = []
-    for name, metrics in results.items():
-        task = get_task(name)
-        key = prefix + task.main_metric
-        if key not in metrics:
-            raise KeyError(f"{task.name}: metric {key!r} not found; available keys: {sorted(metrics)}")
-        values = [metrics[key]]
-        if key + "_mm" in metrics:
-            values.append(metrics[key + "_mm"])
-        scores.append(sum(values) / len(values))
-    return round(sum(scores) / len(scores), 10)
+    task = find_task(task_name)
+    if task is None:
+        return {}
+    return {"id": HUB_DATASET, "config": task.name, "name": f"GLUE {task.name.upper()}", "purpose": task.purpose}

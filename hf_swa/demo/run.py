@@ -18,6 +18,7 @@ Runs offline on CPU: ``hf-swa-demo`` (or ``make demo``, or ``python scripts/demo
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -36,7 +37,7 @@ BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def demo_training_arguments(args: DemoArguments) -> GlueTrainingArguments:
-    train_rows = args.n_train - round(args.n_train * SELECT_SPLIT)  # the rest is held out for the choice
+    train_rows = args.n_train - math.ceil(args.n_train * SELECT_SPLIT)  # the rest is held out for the choice
     steps = int(args.num_train_epochs * -(-train_rows // args.batch_size))
     every = max(1, steps // args.evaluations)
     return GlueTrainingArguments(

@@ -131,6 +131,14 @@ def collect_runs(runs_root: Union[str, Path]) -> list:
     return sorted(runs, key=lambda r: (r.task, r.variant, r.seed))
 
 
+def _order(name: str) -> tuple:
+    """``swa``, later window starts, EMAs by decay, then ``live``."""
+    for rank, prefix in ((1, "swa_from"), (2, "ema_")):
+        if name.startswith(prefix):
+            return (rank, float(name[len(prefix) :]))
+    return (0 if name == "swa" else 3, 0.0)
+
+
 def _candidates(swa: list, metric: str) -> dict:
     """Which weights each seed shipped, each candidate's mean score (eval, main metric) and selection score."""
     chosen = {r.seed: r.results["chosen"] for r in swa if r.results.get("chosen")}
@@ -145,7 +153,7 @@ def _candidates(swa: list, metric: str) -> dict:
             selects.setdefault(name, []).append(score)
     if not chosen and set(evals) <= {"swa", LIVE}:
         return {}
-    names = sorted(set(evals) | set(selects), key=lambda n: (n == LIVE, n != "swa", n))
+    names = sorted(set(evals) | set(selects), key=_order)
     means = {k: {n: statistics.fmean(v) for n, v in d.items()} for k, d in (("eval", evals), ("select", selects))}
     return dict(
         names=names, chosen_by_seed=chosen, eval=means["eval"], select=means["select"], select_metric=select_metric
@@ -236,6 +244,10 @@ def render_markdown(tasks: list, notes: list, scale: float = 100.0, plot_name: O
         cells += [_signed(avg["delta"], scale), f"{avg['live'] * scale:.2f}"]
         lines.append(f"| **{name}** | main metrics of {len(avg['tasks'])} task(s) | " + " | ".join(cells) + " | |")
     lines += ["", "## Verdict", ""] + [f"- **{t.task}**: {t.verdict(scale)}" for t in tasks]
+    if len(avg["tasks"]) > 1:
+        delta = round(avg["delta"] * scale, 2) + 0.0
+        word = "helped" if delta > 0 else "did not help" if delta < 0 else "made no difference"
+        lines.append(f"- **{name}** ({', '.join(avg['tasks'])}): SWA shipped {word} ({delta:+.2f} points).")
     lines += _render_candidates(tasks, scale)
     if plot_name:
         lines += ["", "## Evaluation during training", "", f"![eval metric over steps]({plot_name})"]
@@ -249,9 +261,7 @@ def _render_candidates(tasks: list, scale: float) -> list:
     with_candidates = [t for t in tasks if t.candidates]
     if not with_candidates:
         return []
-    names = sorted(
-        {n for t in with_candidates for n in t.candidates["names"]}, key=lambda n: (n == LIVE, n != "swa", n)
-    )
+    names = sorted({n for t in with_candidates for n in t.candidates["names"]}, key=_order)
     lines = [
         "",
         "## Candidates",

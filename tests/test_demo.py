@@ -60,6 +60,8 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     assert json.loads((tmp_path / "model" / CONFIG_FILE).read_text())["shipped"] == chosen
     card = (tmp_path / "model" / "README.md").read_text()
     assert f"The weights in this repository are the candidate **`{chosen}`**" in card
-    assert "| SWA shipped | Δ shipped − baseline |" in report and f"- **tweet_sentiment**: seed 7 → `{chosen}`" in report
+    assert (
+        "| SWA shipped | Δ shipped − baseline |" in report and f"- **tweet_sentiment**: seed 7 → `{chosen}`" in report
+    )
     row = next(line for line in report.splitlines() if line.startswith("| tweet_sentiment | **accuracy** (main)"))
     assert row.split("|")[5].strip() == f"{results['eval']['chosen']['validation']['accuracy'] * 100:.2f}"

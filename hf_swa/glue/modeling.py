@@ -31,7 +31,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_model", "model_labels", "ensure_pad_token"]
+__all__ = ["load_model", "load_config_and_tokenizer", "model_labels", "ensure_pad_token"]
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
@@ -71,16 +71,12 @@ def _align_labels(config, label_list: list, training: bool) -> Optional[dict]:
 
 
 def ensure_pad_token(model, tokenizer) -> None:
-    """A tokenizer without a pad token (GPT-2) pads with eos; the model is told (it pools the last non-pad token)."""
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no pad token and no eos token to pad with.")
-        tokenizer.pad_token = tokenizer.eos_token
+    """The model pads as its tokenizer does (a decoder pools the last non-pad token)."""
     model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def load_model(model_args, task, label_list: Optional[list], training: bool):
-    """``(model, tokenizer, label_to_id)`` for the classes `label_list` (None: regression); see the module doc."""
+def load_config_and_tokenizer(model_args, task, label_list: Optional[list], training: bool):
+    """``(config, tokenizer, label_to_id)`` for the classes `label_list` (None: regression); see the module doc."""
     hub = _hub_kwargs(model_args)
     num_labels = 1 if label_list is None else len(label_list)
     config = AutoConfig.from_pretrained(
@@ -91,19 +87,29 @@ def load_model(model_args, task, label_list: Optional[list], training: bool):
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.tokenizer_name or model_args.model_name_or_path, use_fast=model_args.use_fast_tokenizer, **hub
     )
+    if tokenizer.pad_token is None:  # GPT-2: pad with eos
+        if tokenizer.eos_token is None:
+            raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no pad token and no eos token to pad with.")
+        tokenizer.pad_token = tokenizer.eos_token
+    config.pad_token_id = tokenizer.pad_token_id
+    return config, tokenizer, label_to_id
+
+
+def load_model(model_args, task, label_list: Optional[list], training: bool):
+    """``(model, tokenizer, label_to_id)``: :func:`load_config_and_tokenizer` and the model for that config."""
+    config, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_args.model_name_or_path,
             config=config,
             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **hub,
+            **_hub_kwargs(model_args),
         )
     except RuntimeError as err:
         if "ignore_mismatched_sizes" not in str(err):
             raise
         raise ValueError(
             f"{model_args.model_name_or_path} has a classification head whose size differs from the data's "
-            f"{num_labels} output(s). Pass --ignore_mismatched_sizes to train a new head, or use the base model."
+            f"{config.num_labels} output(s). Pass --ignore_mismatched_sizes to train a new head, or use the base model."
         ) from err
-    ensure_pad_token(model, tokenizer)
     return model, tokenizer, label_to_id

@@ -48,7 +48,7 @@ from hf_swa.glue.data import (
     tokenize,
 )
 from hf_swa.glue.metrics import make_compute_metrics, metric_names
-from hf_swa.glue.modeling import load_model, model_labels
+from hf_swa.glue.modeling import load_config_and_tokenizer, load_model, model_labels
 from hf_swa.glue.tasks import dataset_facts
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest_metrics
@@ -153,19 +153,11 @@ def _prepare(model_args, data_args, training_args):
         labelled.append(SELECT_SPLIT)
     with training_args.main_process_first(desc="dataset tokenization"):
         data = tokenize(raw, tokenizer, columns, data_args, labelled, label_column, label_to_id)
-    positive = None  # the model's id of the class F1 is about (MRPC: equivalent), when the task has F1
-    if task is not None and "f1" in task.metrics:
-        positive = label_to_id[1] if label_to_id else 1
     facts = dict(
         eval_splits=eval_splits,
         predict_splits=predict_splits,
         held_out=held_out,
-        compute_metrics=make_compute_metrics(
-            data_args.task_name,
-            num_labels=num_labels(label_list),
-            is_regression=label_list is None,
-            positive_label_id=positive,
-        ),
+        compute_metrics=_compute_metrics(task, label_list, label_to_id),
         metrics=metric_names(data_args.task_name, num_labels(label_list), label_list is None),
     )
     return raw, data, model, tokenizer, facts
@@ -173,6 +165,31 @@ def _prepare(model_args, data_args, training_args):
 
 def num_labels(label_list) -> int:
     return 1 if label_list is None else len(label_list)
+
+
+def _compute_metrics(task, label_list, label_to_id):
+    positive = None  # the model's id of the class F1 is about (MRPC: equivalent), when the task has F1
+    if task is not None and "f1" in task.metrics:
+        positive = label_to_id[1] if label_to_id else 1
+    name, count, regression = task.name if task else None, num_labels(label_list), label_list is None
+    return make_compute_metrics(name, num_labels=count, is_regression=regression, positive_label_id=positive)
+
+
+def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments) -> tuple:
+    """``(dataset, tokenizer, compute_metrics, is_regression)``: the first evaluation set, prepared as ``run_glue``
+    prepares it for the model in ``model_args`` (whose weights are not loaded), to score checkpoints on."""
+    task, column = data_args.glue_task, data_args.label_column or "label"
+    raw = load_raw_datasets(data_args, model_args.cache_dir, model_args.token)
+    splits = evaluation_splits(raw, task)
+    if not splits:
+        raise ValueError(f"No validation split to score on (splits found: {list(raw)}); pass --validation_file.")
+    count = len(raw[splits[0]]) if data_args.max_eval_samples is None else data_args.max_eval_samples
+    raw = raw.__class__({splits[0]: raw[splits[0]].select(range(min(count, len(raw[splits[0]]))))})
+    columns = text_columns(raw, task, data_args.text_columns)
+    label_list = encode_labels(raw, task, column, splits[:1])
+    _, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training=False)
+    data = tokenize(raw, tokenizer, columns, data_args, splits[:1], column, label_to_id)[splits[0]]
+    return data, tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None
 
 
 def _remove_stale_outputs(output_dir: str) -> None:

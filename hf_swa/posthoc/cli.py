@@ -24,6 +24,7 @@ from transformers import HfArgumentParser
 from hf_swa.checkpoint import CONFIG_FILE, write_json_atomic
 from hf_swa.checkpoint_average import average_checkpoints, open_checkpoints, resolve_checkpoints
 from hf_swa.checkpoint_writer import check_output_dir
+from hf_swa.glue.tasks import dataset_facts
 from hf_swa.hub import push_to_hub
 from hf_swa.posthoc.card import write_posthoc_card
 from hf_swa.posthoc.scoring import SoupEvaluationArguments, glue_score_fn
@@ -113,7 +114,9 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
             average_score = score_checkpoints([args.output_dir], score_fn)
             record["scores"] = {"metric": metric, "inputs": scores, "average": next(iter(average_score.values()))}
     write_json_atomic(os.path.join(args.output_dir, CONFIG_FILE), record)
+    facts = dataset_facts(evaluation.task_name)  # a GLUE task's data set, for the card's metadata
     card = dict(repo_id=args.hub_model_id, base_model=args.base_model, task_name=evaluation.task_name)
+    card.update(dataset_id=facts.get("id"), dataset_name=facts.get("name"), task_phrase=facts.get("purpose"))
     write_posthoc_card(args.output_dir, record, **card)
     if args.push_to_hub:
         url = push_to_hub(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,18 @@ def test_console_script_help_runs_from_the_installed_environment(command):
     done = subprocess.run([str(executable), "--help"], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith(f"usage: {command} ")
+
+
+# What each command line's module may not import before it runs (--help included): the heavy stacks load
+# inside the functions that need them. The flags of hf-swa-glue and hf-swa-demo are TrainingArguments (torch).
+HEAVY = ("peft", "datasets", "pandas", "transformers.trainer")
+LIGHT_CLIS = {"hf_swa.glue.cli": HEAVY, "hf_swa.demo.cli": HEAVY, "hf_swa.glue.report_cli": (*HEAVY, "torch")}
+
+
+@pytest.mark.parametrize("module", sorted(LIGHT_CLIS))
+def test_command_line_modules_import_only_what_their_flags_need(module):
+    probe = f"import json, sys, {module}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert not {name for name in LIGHT_CLIS[module] if name in loaded}, f"{module} imports them"

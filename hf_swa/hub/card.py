@@ -209,6 +209,13 @@ def _fill_template(
     )
 
 
+def _dataset(results: Mapping[str, Any], **given: Optional[str]) -> dict:
+    """What the results say of the data set, overridden by what is `given`."""
+    dataset = {**results.get("dataset", {}), **{k: v for k, v in given.items() if v}}
+    dataset.setdefault("name", dataset.get("id"))
+    return dataset
+
+
 def _how_to_load(repo_id: Optional[str], has_tokenizer: bool, adapter: Optional[Mapping[str, Any]]) -> dict:
     """The fields of the card's "How to use": where from, with a tokenizer or not, as an adapter or not."""
     fields = dict(load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer, adapter_type=None)
@@ -242,13 +249,11 @@ def render_model_card(
 
     Args:
         swa_config: the contents of ``swa_config.json``.
-        results: the nested results (:mod:`hf_swa.hub.results`; a flat Trainer metrics dict is nested).
-            The shipped weights' scores go into the ``model-index`` metadata, and the dataset they were
-            measured on comes from ``results["dataset"]`` unless ``dataset_*`` say otherwise.
+        results: the nested results (:mod:`hf_swa.hub.results`; flat Trainer metrics are nested); the shipped
+            weights' scores go into the ``model-index``, on ``results["dataset"]`` unless ``dataset_*`` are given.
         repo_id: where the model will live; used in "How to use" and as the default title.
         base_model: Hub id of the model that was fine-tuned (metadata ``base_model``).
-        task_name: a tag (and the dataset's config unless ``dataset_config`` is given).
-        task_phrase: what the model does, in a few words (default: ``results["dataset"]["purpose"]``).
+        task_name: a tag (and the dataset's config); task_phrase: what the model does (default: the dataset's).
         has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
         adapter: a PEFT ``adapter_config.json``: the card says the folder holds an adapter of ``base_model``.
         averaging_section: Markdown replacing the SWA settings (e.g. a post-hoc average of checkpoints).
@@ -264,9 +269,8 @@ def render_model_card(
         True
     """
     results = load_results(results or {}, swa_config=swa_config)
-    given = {"id": dataset_id, "name": dataset_name, "config": dataset_config or task_name, "purpose": task_phrase}
-    dataset = {**results.get("dataset", {}), **{k: v for k, v in given.items() if v}}
-    dataset.setdefault("name", dataset.get("id"))
+    given = dict(id=dataset_id, name=dataset_name, config=dataset_config or task_name, purpose=task_phrase)
+    dataset = _dataset(results, **given)
     task = task_name or dataset.get("config")
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
     eval_results = _eval_results(results, dataset, shipped_weights(swa_config))
@@ -278,7 +282,7 @@ def render_model_card(
         title=title,
         base_model=base_model,
         dataset_pretty=dataset.get("name"),
-        eval_split=" and ".join(dict.fromkeys(s for w in results.get("eval", {}).values() for s in w)) or "validation",
+        eval_split=" and ".join(dict.fromkeys(s for w in results.get("eval", {}).values() for s in w)) or "evaluation",
         task_phrase=dataset.get("purpose") or "sequence classification",
         **_how_to_load(repo_id, has_tokenizer, adapter),
         averaging_section=averaging_section,

@@ -1,19 +1,16 @@
-"""The data of ``run_glue``: a GLUE task from the Hub or local CSV/TSV/JSON files, labels as classes, the held-out rows.
+"""The data of ``run_glue``: a GLUE task from the Hub or local files, labels as classes, the held-out rows.
 
-Local files go through ``datasets.load_dataset("csv"/"json", data_files=...)``; a TSV is read
-as CSV with a tab delimiter and quoting off (GLUE TSVs hold stray quote characters). Labels
-become a ``ClassLabel``: a GLUE task's own classes (ids or names in the files), else the
-train file's distinct labels in sorted order (``class_encode_column``); float labels are
-regression. The rows held out to choose among the SWA candidates come from
-``train_test_split(stratify_by_column=...)``, so they depend only on the data, the share and
-the seed.
+Local files go through ``datasets.load_dataset("csv"/"json", data_files=...)``, a TSV as CSV with a tab delimiter
+and quoting off (GLUE TSVs hold stray quotes). Labels become a ``ClassLabel``: a GLUE task's classes (ids or names
+in the files), else the first labelled split's labels sorted (``class_encode_column``); float labels are
+regression. The rows held out for the selection come from ``train_test_split(stratify_by_column=...)``.
 
 Example:
     >>> import pathlib, tempfile
     >>> from hf_swa.glue.arguments import DataTrainingArguments
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (folder / "train.tsv").write_text('sentence\\tlabel\\n"odd quote\\tpos\\nfine\\tneg\\n')
-    >>> raw = load_raw_datasets(DataTrainingArguments(train_file=str(folder / "train.tsv")))
+    >>> raw = load_raw_datasets(DataTrainingArguments(train_file=str(folder / "train.tsv")), str(folder / "cache"))
     >>> encode_labels(raw, None, "label", ["train"]), raw["train"][0]
     (['neg', 'pos'], {'sentence': '"odd quote', 'label': 1})
 """

@@ -1,25 +1,15 @@
 """Fine-tune and evaluate on a GLUE task (or any sentence(-pair) classification set) with SWA.
 
-``run_glue`` follows transformers' ``examples/pytorch/text-classification/run_glue.py``: load the
-data, the model and the tokenizer, tokenize, train, evaluate, predict. With
-``--swa_select_split`` a stratified share of the training rows is held out (also by a
-``--no_swa`` baseline, so both train on the same rows) and SWATrainer chooses the weights to
-ship on it. ``hf-swa-glue`` (``scripts/run_glue.py``) is its command line.
+``run_glue`` reads like transformers' ``examples/pytorch/text-classification/run_glue.py``: data, model,
+tokenizer, tokenize, train, evaluate, predict. With ``--swa_select_split`` a stratified share of the training rows
+is held out (by a ``--no_swa`` baseline too) and SWATrainer chooses the weights to ship on it. It writes into
+``output_dir`` the model shipped (+ ``swa_config.json``) and its card, ``results.json`` (per weights, per evaluation
+set, per metric: :mod:`hf_swa.hub.results`; with the choice and the data set), the Trainer's
+``train_results.json`` and ``trainer_state.json``, ``swa_select_rows.json`` and, with ``do_predict``, one GLUE
+submission file per test split (``CoLA.tsv``, ``MNLI-m.tsv``, ...; ``predictions.tsv`` for another data set)::
 
-Files written to ``output_dir``: the model shipped (the average or the candidate chosen, a plain
-Transformers checkpoint + ``swa_config.json``) and its card (``README.md``); ``results.json``, the
-results nested per weights, per evaluation set, per metric (:mod:`hf_swa.hub.results`), with the
-selection and the data set; the Trainer's ``train_results.json`` and ``trainer_state.json``; the
-held-out rows (``swa_select_rows.json``); with ``do_predict`` one GLUE submission file per test
-split (``CoLA.tsv``, ``MNLI-m.tsv``, ...; ``predictions.tsv`` for another data set).
-
-Example (local files, a model saved in ``./tiny-bert``)::
-
-    results = run_glue(
-        ModelArguments(model_name_or_path="./tiny-bert"),
-        DataTrainingArguments(task_name="mrpc", train_file="train.tsv", validation_file="dev.tsv"),
-        GlueTrainingArguments(output_dir="out", do_train=True, do_eval=True, num_train_epochs=3),
-    )
+    results = run_glue(ModelArguments("./tiny-bert"), DataTrainingArguments("mrpc", train_file="train.tsv",
+        validation_file="dev.tsv"), GlueTrainingArguments("out", do_train=True, do_eval=True))
     results["eval"]["live"]["validation"]["f1"], results["eval"]["chosen"]["validation"]["f1"]
 """
 
@@ -60,8 +50,14 @@ __all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "
 #: Written beside a run's results: the share, the seed and the numbers of the training rows held out.
 SELECT_ROWS_FILE = "swa_select_rows.json"
 # Written by an earlier run into the same folder; left there they would describe this run's model.
-_RUN_OUTPUTS = (CONFIG_FILE, RESULTS_FILE, *TRAINER_RESULTS_FILES, "train_results.json", MODEL_CARD_NAME)
-_RUN_OUTPUTS += (SELECT_ROWS_FILE,)
+_RUN_OUTPUTS = (
+    CONFIG_FILE,
+    RESULTS_FILE,
+    *TRAINER_RESULTS_FILES,
+    "train_results.json",
+    MODEL_CARD_NAME,
+    SELECT_ROWS_FILE,
+)
 
 
 def check_selection_data(data_args: DataTrainingArguments, training_args) -> None:
@@ -105,26 +101,29 @@ def write_submission(path: str, ids, predictions, label_names=None) -> None:
             writer.writerow([index, f"{float(value):.3f}" if label_names is None else label_names[int(value)]])
 
 
-def _limit(raw, data_args, training_args, eval_splits, predict_splits):
-    """Keep the splits the stages use, cut to ``--max_*_samples``; refuse a stage without its split."""
+def _load(model_args, data_args, do: dict) -> tuple:
+    """The raw splits each stage in `do` (train, eval, predict: bool) uses, cut to ``--max_*_samples``, their
+    text columns and classes: ``(raw, eval_splits, predict_splits, columns, labelled, label_list)``."""
+    task, column = data_args.glue_task, data_args.label_column or "label"
+    raw = load_raw_datasets(data_args, model_args.cache_dir, model_args.token)
+    eval_splits, predict_splits = evaluation_splits(raw, task), prediction_splits(raw, task)
     stages = {
-        "train": ["train"] if "train" in raw else [],
+        "train": [s for s in ("train",) if s in raw],
         "eval": eval_splits,
         "predict": [s for s, _ in predict_splits],
     }
     flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
-    limits = {"train": data_args.max_train_samples, "eval": data_args.max_eval_samples}
-    limits["predict"] = data_args.max_predict_samples
     kept = {}
-    for stage, splits in stages.items():
-        if not getattr(training_args, f"do_{stage}"):
-            continue
-        if not splits:
+    for stage in (stage for stage, wanted in do.items() if wanted):
+        if not stages[stage]:
             raise ValueError(f"--do_{stage} needs data to work on: pass {flags[stage]} (splits found: {list(raw)}).")
-        for split in splits:
-            n = len(raw[split]) if limits[stage] is None else min(limits[stage], len(raw[split]))
-            kept[split] = raw[split].select(range(n))
-    return raw.__class__(kept)
+        limit = getattr(data_args, f"max_{stage}_samples")
+        kept.update({s: raw[s].select(range(min(limit or len(raw[s]), len(raw[s])))) for s in stages[stage]})
+    raw = raw.__class__(kept)
+    columns = text_columns(raw, task, data_args.text_columns)
+    labelled = [s for s in raw if s == "train" or s in eval_splits]
+    label_list = encode_labels(raw, task, column, labelled) if labelled else model_labels(model_args)
+    return raw, eval_splits, predict_splits, columns, labelled, label_list
 
 
 def _hold_out(raw, data_args, training_args, label_column) -> dict:
@@ -139,57 +138,42 @@ def _hold_out(raw, data_args, training_args, label_column) -> dict:
 
 def _prepare(model_args, data_args, training_args):
     """Data, model and tokenizer: ``(raw, data, model, tokenizer, facts)``."""
-    task, label_column = data_args.glue_task, data_args.label_column or "label"
-    raw = load_raw_datasets(data_args, model_args.cache_dir, model_args.token)
-    eval_splits, predict_splits = evaluation_splits(raw, task), prediction_splits(raw, task)
-    raw = _limit(raw, data_args, training_args, eval_splits, predict_splits)
-    columns = text_columns(raw, task, data_args.text_columns)
-    labelled = [s for s in raw if s == "train" or s in eval_splits]
-    label_list = encode_labels(raw, task, label_column, labelled) if labelled else model_labels(model_args)
+    do = {stage: getattr(training_args, f"do_{stage}") for stage in ("train", "eval", "predict")}
+    raw, eval_splits, predict_splits, columns, labelled, label_list = _load(model_args, data_args, do)
+    task, column = data_args.glue_task, data_args.label_column or "label"
     model, tokenizer, label_to_id = load_model(model_args, task, label_list, training_args.do_train)
     held_out = None
     if training_args.do_train and data_args.swa_select_split:
-        held_out = _hold_out(raw, data_args, training_args, label_column)
+        held_out = _hold_out(raw, data_args, training_args, column)
         labelled.append(SELECT_SPLIT)
     with training_args.main_process_first(desc="dataset tokenization"):
-        data = tokenize(raw, tokenizer, columns, data_args, labelled, label_column, label_to_id)
-    facts = dict(
-        eval_splits=eval_splits,
-        predict_splits=predict_splits,
-        held_out=held_out,
-        compute_metrics=_compute_metrics(task, label_list, label_to_id),
-        metrics=metric_names(data_args.task_name, num_labels(label_list), label_list is None),
-    )
+        data = tokenize(raw, tokenizer, columns, data_args, labelled, column, label_to_id)
+    count, regression = 1 if label_list is None else len(label_list), label_list is None
+    facts = dict(eval_splits=eval_splits, predict_splits=predict_splits, held_out=held_out)
+    facts.update(compute_metrics=_compute_metrics(task, label_list, label_to_id))
+    facts.update(metrics=metric_names(data_args.task_name, count, regression))
     return raw, data, model, tokenizer, facts
-
-
-def num_labels(label_list) -> int:
-    return 1 if label_list is None else len(label_list)
 
 
 def _compute_metrics(task, label_list, label_to_id):
     positive = None  # the model's id of the class F1 is about (MRPC: equivalent), when the task has F1
     if task is not None and "f1" in task.metrics:
         positive = label_to_id[1] if label_to_id else 1
-    name, count, regression = task.name if task else None, num_labels(label_list), label_list is None
+    count, regression = 1 if label_list is None else len(label_list), label_list is None
+    name = task.name if task else None
     return make_compute_metrics(name, num_labels=count, is_regression=regression, positive_label_id=positive)
 
 
 def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments) -> tuple:
     """``(dataset, tokenizer, compute_metrics, is_regression)``: the first evaluation set, prepared as ``run_glue``
     prepares it for the model in ``model_args`` (whose weights are not loaded), to score checkpoints on."""
+    raw, splits, _, columns, _, label_list = _load(model_args, data_args, {"eval": True})
     task, column = data_args.glue_task, data_args.label_column or "label"
-    raw = load_raw_datasets(data_args, model_args.cache_dir, model_args.token)
-    splits = evaluation_splits(raw, task)
-    if not splits:
-        raise ValueError(f"No validation split to score on (splits found: {list(raw)}); pass --validation_file.")
-    count = len(raw[splits[0]]) if data_args.max_eval_samples is None else data_args.max_eval_samples
-    raw = raw.__class__({splits[0]: raw[splits[0]].select(range(min(count, len(raw[splits[0]]))))})
-    columns = text_columns(raw, task, data_args.text_columns)
-    label_list = encode_labels(raw, task, column, splits[:1])
     _, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training=False)
-    data = tokenize(raw, tokenizer, columns, data_args, splits[:1], column, label_to_id)[splits[0]]
-    return data, tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None
+    data = tokenize(
+        raw.__class__({splits[0]: raw[splits[0]]}), tokenizer, columns, data_args, splits[:1], column, label_to_id
+    )
+    return data[splits[0]], tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None
 
 
 def _remove_stale_outputs(output_dir: str) -> None:

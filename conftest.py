@@ -3,9 +3,19 @@
 import contextlib
 import importlib.util
 import io
+import tempfile
+
+import pytest
 
 # DeepSpeed (the optional `deepspeed` extra) logs a line to stdout when it is first imported, which
 # Accelerate does inside `Trainer`; import it here, quietly, so that line never lands in a doctest.
 if importlib.util.find_spec("deepspeed") is not None:
     with contextlib.redirect_stdout(io.StringIO()):
         import deepspeed  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def temporary_files_under_tmp_path(tmp_path, monkeypatch):
+    """Every temporary file of a test or doctest, and of the processes it starts, lands in its own tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))

@@ -77,7 +77,7 @@ def child(approach: str, folders: list, output_dir: str) -> dict:
     from safetensors.torch import load_file
 
     import hf_swa  # noqa: F401  (imports done before the baseline is taken)
-    from hf_swa.checkpoint_average import average_checkpoints
+    from hf_swa.posthoc.average import average_checkpoints
 
     files = [os.path.join(f, "model.safetensors") for f in folders]
     baseline = reset_peak_rss()

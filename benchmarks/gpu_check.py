@@ -63,8 +63,8 @@ from transformers import BertConfig, BertForSequenceClassification, TrainerCallb
 
 import hf_swa
 from hf_swa import SWATrainer, SWATrainingArguments, WeightAverager
-from hf_swa.distributed import full_averages, is_dtensor
-from hf_swa.schedule import skipped_steps
+from hf_swa.averaging.distributed import full_averages, is_dtensor
+from hf_swa.training.schedule import skipped_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIXED = {"bf16-autocast": torch.bfloat16, "fp16-autocast": torch.float16}  # FSDP2's compute dtype

@@ -14,16 +14,16 @@ __version__ = "0.1.0"
 
 # Each public name and the module that defines it.
 _EXPORTS = {
-    "SWAConfig": ".config",
-    "WeightAverager": ".averaging",
-    "SWACallback": ".callback",
-    "SWATrainer": ".trainer",
-    "SWATrainingArguments": ".trainer",
-    "SWATrainerMixin": ".trainer",
-    "SWAArgumentsMixin": ".trainer",
-    "last_complete_checkpoint": ".resume",
-    "average_checkpoints": ".checkpoint_average",
-    "greedy_soup": ".soup",
+    "SWAConfig": ".training.config",
+    "WeightAverager": ".averaging.averager",
+    "SWACallback": ".training.callback",
+    "SWATrainer": ".training.trainer",
+    "SWATrainingArguments": ".training.arguments",
+    "SWATrainerMixin": ".training.trainer",
+    "SWAArgumentsMixin": ".training.arguments",
+    "last_complete_checkpoint": ".checkpointing.resume",
+    "average_checkpoints": ".posthoc.average",
+    "greedy_soup": ".posthoc.soup",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

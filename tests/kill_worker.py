@@ -31,7 +31,7 @@ from safetensors.torch import save_file  # noqa: E402
 from tiny_models import QUICK_RUN, classification_data, tiny_bert  # noqa: E402
 
 from hf_swa import SWATrainer, SWATrainingArguments  # noqa: E402
-from hf_swa.resume import checkpoint_problems  # noqa: E402
+from hf_swa.checkpointing.resume import checkpoint_problems  # noqa: E402
 
 MAX_STEPS = 16
 SWA = dict(swa_start=5, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear")

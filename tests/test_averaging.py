@@ -6,7 +6,7 @@ from tiny_models import max_relative_error, tiny_bert, tiny_gpt2_lm, trainable_f
 from torch import nn
 
 from hf_swa import WeightAverager
-from hf_swa.averaging import averaged_parameters
+from hf_swa.averaging.averager import averaged_parameters
 
 
 def perturb(model, seed):

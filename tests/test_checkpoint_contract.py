@@ -19,7 +19,7 @@ from tiny_models import (
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, last_complete_checkpoint
-from hf_swa.resume import checkpoint_problems
+from hf_swa.checkpointing.resume import checkpoint_problems
 
 SWA = dict(swa_start=3, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=2, swa_anneal_strategy="linear")
 COMMON = dict(QUICK_RUN, save_strategy="steps", save_steps=2, lr_scheduler_type="constant")
@@ -246,3 +246,13 @@ def test_checkpoints_pushed_during_training_never_replace_the_model(tmp_path, st
             pushed["last-checkpoint/model.safetensors"]
             == (tmp_path / "out" / "checkpoint-6" / "model.safetensors").read_bytes()
         )
+
+
+def test_checkpoint_folder_names_agree_with_transformers():
+    """hf_swa names checkpoint folders without importing the Trainer's stack; the name must stay transformers'."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    from hf_swa.checkpointing.names import CHECKPOINT_PREFIX, checkpoint_folder, checkpoint_step
+
+    assert CHECKPOINT_PREFIX == PREFIX_CHECKPOINT_DIR
+    assert checkpoint_step(checkpoint_folder("run", 40)) == 40 and checkpoint_step("run/checkpoint-4x") is None

@@ -21,7 +21,7 @@ from tiny_models import (
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from hf_swa.resume import checkpoint_problems
+from hf_swa.checkpointing.resume import checkpoint_problems
 
 COMMON = QUICK_RUN
 DATA = classification_data(32)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from glue_fixtures import flags, save_tiny_bert, sentiment_rows, write_rows
 
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.demo.embedded import LABELS, read_tweet_sentiment, write_tweet_sentiment_splits
 
 REPO = Path(__file__).resolve().parents[1]

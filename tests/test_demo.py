@@ -7,7 +7,7 @@ import pytest
 from glue_fixtures import save_tiny_bert
 from safetensors.torch import load_file
 
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.demo import run as demo
 from hf_swa.glue.arguments import GlueTrainingArguments
 from hf_swa.glue.run import SELECT_ROWS_FILE

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
 from hf_swa import SWATrainer, SWATrainingArguments, WeightAverager
-from hf_swa.checkpoint import load_swa_state
+from hf_swa.checkpointing.state import load_swa_state
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed"))
 import common  # noqa: E402
@@ -337,10 +337,10 @@ def test_averager_on_one_process_is_not_sharded():
     assert averager.sharded is False
 
 
-def test_loss_heuristic_follows_the_model_classes_and_their_own_declarations():
+def test_loss_heuristic_follows_the_model_classes_and_their_own_declarations(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from hf_swa.trainer import loss_uses_num_items_in_batch
+    from hf_swa.training.trainer import loss_uses_num_items_in_batch
 
     lm = GPT2LMHeadModel(GPT2Config(n_embd=8, n_layer=1, n_head=2, vocab_size=10))
     assert loss_uses_num_items_in_batch(lm) is True
@@ -352,5 +352,5 @@ def test_loss_heuristic_follows_the_model_classes_and_their_own_declarations():
 
     model = common.tiny_bert_without_dropout()
     model.__class__ = DeclaresItself
-    args = SWATrainingArguments(output_dir="/tmp/hf_swa_declares", report_to="none", use_cpu=True)
+    args = SWATrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     assert SWATrainer(model=model, args=args).model_accepts_loss_kwargs is True  # its own word wins

@@ -24,7 +24,7 @@ from glue_fixtures import (
 from test_distributed import accelerate_launch
 from transformers import AutoModelForSequenceClassification
 
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from test_glue_run import TRAIN as GLUE_RUN_TRAIN
 from transformers import AutoTokenizer
 
 import hf_swa.glue.run as run_module
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.data import hold_out_rows
 from hf_swa.glue.metrics import metric_names
 from hf_swa.glue.run import (
@@ -23,7 +23,7 @@ from hf_swa.glue.run import (
     run_glue,
 )
 from hf_swa.hub.results import nest_metrics
-from hf_swa.trainer import SWATrainer
+from hf_swa.training.trainer import SWATrainer
 
 TRAIN = {**GLUE_RUN_TRAIN, "seed": 3, "learning_rate": 5e-3}
 

@@ -20,7 +20,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from hf_swa import hub
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from glue_fixtures import flags, save_tiny_bert, sentiment_rows, write_rows  # noqa: E402

@@ -20,8 +20,14 @@ except ModuleNotFoundError:  # Python 3.10
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "hf_swa"
 HEAVY = ("datasets", "evaluate", "matplotlib", "sklearn", "pandas")
-ENGINE = ("averaging", "candidates", "parameters", "selection", "strategies", "distributed", "checkpoint")
-APPLICATIONS = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+# The core, in rooms by role, and what each room may import of the others (DESIGN.md's layers).
+ROOM_IMPORTS = {
+    "averaging": set(),  # the engine: tensors and modules only
+    "checkpointing": set(),
+    "training": {"averaging", "checkpointing"},
+}
+POSTHOC_CORE = ("average", "soup")  # the post-hoc engine, in the room of its command line
+APPLICATIONS = ("demo", "glue", "hub", "posthoc")
 # Which extra a user of each application installs (None: the base install; the core's own dependencies come with
 # every extra).
 EXTRA_OF = {"glue": "glue", "hub": None, "demo": "demo", "posthoc": "glue"}
@@ -61,26 +67,47 @@ def hf_swa_files() -> list:
     return sorted(p for p in PACKAGE.rglob("*.py") if "metric" not in p.parent.name)
 
 
+def core_files() -> list:
+    rooms = [p for room in ROOM_IMPORTS for p in sorted((PACKAGE / room).glob("*.py"))]
+    return [PACKAGE / "__init__.py", *rooms, *(PACKAGE / "posthoc" / f"{name}.py" for name in POSTHOC_CORE)]
+
+
+def test_every_module_has_a_room():
+    rooms = set(ROOM_IMPORTS) | set(APPLICATIONS) | {"model_cards"}
+    assert [p.name for p in PACKAGE.glob("*.py")] == ["__init__.py"], "new core modules go into a room"
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} <= rooms
+
+
 def test_import_hf_swa_is_light():
     loaded = imported_after("import hf_swa")
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}
     assert "transformers.trainer" not in loaded
     # The public names still come on demand (transformers' Trainer itself imports datasets when it is there).
     loaded = imported_after("from hf_swa import SWATrainer, SWACallback, WeightAverager, SWAConfig, __version__")
-    assert {"transformers.trainer", "hf_swa.trainer", "hf_swa.callback"} <= loaded
+    assert {"transformers.trainer", "hf_swa.training.trainer", "hf_swa.training.callback"} <= loaded
 
 
 def test_engine_does_not_import_the_trainer():
-    loaded = imported_after("\n".join(f"import hf_swa.{name}" for name in ENGINE))
-    assert "transformers.trainer" not in loaded and "hf_swa.callback" not in loaded
+    engine = [module_name(p) for p in sorted((PACKAGE / "averaging").glob("*.py"))]
+    loaded = imported_after("\n".join(f"import {name}" for name in engine))
+    assert "transformers.trainer" not in loaded and not {m for m in loaded if m.startswith("hf_swa.training")}
+
+
+def test_rooms_import_only_the_rooms_below_them():
+    for room, allowed in ROOM_IMPORTS.items():
+        others = {f"hf_swa.{r}" for r in ROOM_IMPORTS if r != room and r not in allowed}
+        for path in sorted((PACKAGE / room).glob("*.py")):
+            bad = {m for m in imports_of(path) if m.startswith(tuple(others))}
+            assert not bad, f"{path.relative_to(REPO)} ({room}) imports {sorted(bad)}"
 
 
 def test_core_never_imports_an_application():
-    assert {"glue", "hub", "demo"} <= set(APPLICATIONS)
-    applications = tuple(f"hf_swa.{name}" for name in APPLICATIONS)
-    for path in sorted(PACKAGE.glob("*.py")):
+    applications = tuple(f"hf_swa.{name}" for name in APPLICATIONS if name != "posthoc")
+    applications += tuple(f"hf_swa.posthoc.{p.stem}" for p in (PACKAGE / "posthoc").glob("*.py"))
+    applications = tuple(a for a in applications if a.rpartition(".")[2] not in (*POSTHOC_CORE, "__init__"))
+    for path in core_files():
         bad = {m for m in imports_of(path) if m == "hf_swa.model_cards" or m.startswith(applications)}
-        assert not bad, f"{path.name} (core) imports {sorted(bad)}"
+        assert not bad, f"{path.relative_to(REPO)} (core) imports {sorted(bad)}"
 
 
 def test_no_import_circle_between_modules():
@@ -168,7 +195,7 @@ def assert_declared(paths, wanted: set, where: str) -> None:
 def test_dependencies_declare_what_the_core_imports():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     core = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
-    assert_declared(sorted(PACKAGE.glob("*.py")), core, "[project] dependencies")
+    assert_declared(core_files(), core, "[project] dependencies")
 
 
 def test_extras_declare_what_the_applications_import():

@@ -15,7 +15,7 @@ from tiny_models import (
 from transformers import Trainer, TrainingArguments
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from hf_swa.schedule import install_lr_tail
+from hf_swa.training.schedule import install_lr_tail
 
 LR, N = 1e-2, 12
 COMMON = dict(

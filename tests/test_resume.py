@@ -103,7 +103,8 @@ def test_checkpoint_without_swa_state_before_start_starts_averaging_there(tmp_pa
 
 def test_checkpoint_with_state_of_another_model_is_refused(checkpoint_9):
     from hf_swa import WeightAverager
-    from hf_swa.checkpoint import STATE_FILE, save_swa_state
+    from hf_swa.checkpointing.names import STATE_FILE
+    from hf_swa.checkpointing.state import save_swa_state
 
     state = json.loads((checkpoint_9 / STATE_FILE).read_text())
     other = tiny_bert(num_labels=3)  # same parameter names, another classifier shape
@@ -131,7 +132,7 @@ def test_corrupt_state_files_are_refused_and_kept(checkpoint_9, damage):
 
 
 def test_state_is_written_atomically(checkpoint_9, monkeypatch):
-    from hf_swa import checkpoint
+    from hf_swa.checkpointing import state as checkpoint
 
     before = {name: (checkpoint_9 / name).read_bytes() for name in ("swa_state.json", "swa_averages.safetensors")}
     saved = checkpoint.load_swa_state(str(checkpoint_9))

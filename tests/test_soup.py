@@ -133,8 +133,9 @@ def sentiment_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_cli_greedy_soup_scored_on_a_file_leaves_a_broken_checkpoint_out(sentiment_run, tmp_path):
+    from hf_swa.posthoc.arguments import SoupEvaluationArguments
     from hf_swa.posthoc.cli import main
-    from hf_swa.posthoc.scoring import SoupEvaluationArguments, glue_score_fn
+    from hf_swa.posthoc.scoring import glue_score_fn
 
     root, dev = sentiment_run
     run = root / "run"
@@ -193,8 +194,9 @@ def test_cli_greedy_soup_scored_on_a_file_leaves_a_broken_checkpoint_out(sentime
 
 @pytest.mark.slow
 def test_cli_uniform_mean_with_evaluation_data_records_every_score(sentiment_run, tmp_path):
+    from hf_swa.posthoc.arguments import SoupEvaluationArguments
     from hf_swa.posthoc.cli import main
-    from hf_swa.posthoc.scoring import SoupEvaluationArguments, glue_score_fn
+    from hf_swa.posthoc.scoring import glue_score_fn
 
     root, dev = sentiment_run
     out = tmp_path / "avg"

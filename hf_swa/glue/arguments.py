@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
-from hf_swa.arguments import SWATrainingArguments  # not the Trainer: --help stays light
+from hf_swa import SWATrainingArguments
 from hf_swa.glue.tasks import GlueTask, find_task, get_task
 
 __all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "check_share"]

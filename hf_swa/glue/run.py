@@ -24,7 +24,7 @@ import numpy as np
 from transformers import DataCollatorWithPadding, default_data_collator, set_seed
 
 from hf_swa import SWATrainer
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.data import (
     SELECT_SPLIT,

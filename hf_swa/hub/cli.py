@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hf_swa.hub.card import write_model_card
-from hf_swa.hub.push import check_pushable, push_to_hub
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -41,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from hf_swa.hub.card import write_model_card
+    from hf_swa.hub.push import check_pushable, push_to_hub
+
     try:
         check_pushable(args.model_dir)  # refuse before writing anything into the folder
     except (FileNotFoundError, ValueError) as err:

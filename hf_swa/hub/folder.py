@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional, Union
 
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 
 __all__ = ["WEIGHT_FILES", "TOKENIZER_FILES", "load_swa_config", "find_weight_files"]
 

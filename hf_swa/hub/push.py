@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from huggingface_hub import HfApi
 
-from hf_swa.checkpoint import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.folder import WEIGHT_FILES, PathLike, find_weight_files, load_swa_config
 from hf_swa.hub.shipped import shipped_weights

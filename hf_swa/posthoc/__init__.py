@@ -1,5 +1,17 @@
-"""Post-hoc averaging as an application: the ``hf-swa-average`` command, GLUE scoring for soups, the card section.
+"""Averaging runs that are already saved: a streamed fp32 mean, greedy soups, and ``hf-swa-average``.
 
-The averaging itself is in the core (:func:`hf_swa.average_checkpoints`, :func:`hf_swa.greedy_soup`);
-this package adds what a command line user needs around it.
+- :mod:`.average`: `average_checkpoints`, the mean of saved checkpoints, tensor by tensor (core);
+- :mod:`.soup`: `greedy_soup`, inputs joined while a held-out score does not drop (core);
+- :mod:`.cli`: the ``hf-swa-average`` command line (an application);
+- :mod:`.scoring`: the GLUE score a soup is chosen by, from the command line (an application);
+- :mod:`.card`: the averaging section of the model card (an application).
+
+The core parts depend on torch, transformers and safetensors only; the command line adds
+the GLUE scoring and the Hub push, imported only when a run asks for them.
+
+Example:
+    >>> from hf_swa import average_checkpoints, greedy_soup   # the same functions
+    >>> from hf_swa.posthoc.average import average_checkpoints as same
+    >>> same is average_checkpoints
+    True
 """

@@ -19,16 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-from transformers import HfArgumentParser
-
-from hf_swa.checkpoint import CONFIG_FILE, write_json_atomic
-from hf_swa.checkpoint_average import average_checkpoints, open_checkpoints, resolve_checkpoints
-from hf_swa.checkpoint_writer import check_output_dir
-from hf_swa.glue.tasks import dataset_facts
-from hf_swa.hub import push_to_hub
-from hf_swa.posthoc.card import write_posthoc_card
-from hf_swa.posthoc.scoring import SoupEvaluationArguments, glue_score_fn
-from hf_swa.soup import greedy_soup, score_checkpoints
+from hf_swa.checkpointing.names import CONFIG_FILE
+from hf_swa.posthoc.arguments import SoupEvaluationArguments, dataclass_parser, parse_into
 
 __all__ = ["AverageArguments", "main", "run_average"]
 
@@ -38,9 +30,9 @@ class AverageArguments:
     """Which checkpoints to average, how, and where the result goes.
 
     Example:
-        >>> args, evaluation, rest = parser().parse_args_into_dataclasses(
-        ...     args=["--run_dir", "out/run", "--last", "4", "--output_dir", "out/avg"])
-        >>> args.run_dir, args.last, args.soup, rest.checkpoints
+        >>> args, evaluation, checkpoints = parse_args(
+        ...     ["--run_dir", "out/run", "--last", "4", "--output_dir", "out/avg"])
+        >>> args.run_dir, args.last, args.soup, checkpoints
         ('out/run', 4, 'uniform', [])
     """
 
@@ -78,9 +70,10 @@ class AverageArguments:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. me/model).")
 
 
-def parser() -> HfArgumentParser:
-    p = HfArgumentParser(
-        (AverageArguments, SoupEvaluationArguments),
+def parser():
+    p = dataclass_parser(
+        [AverageArguments, SoupEvaluationArguments],
+        prog="hf-swa-average",
         description="Average or greedy-soup saved checkpoints into a plain Transformers model.",
         usage="hf-swa-average [CKPT_DIR ...] --output_dir OUT [options]",
     )
@@ -88,8 +81,20 @@ def parser() -> HfArgumentParser:
     return p
 
 
+def parse_args(argv: Optional[list] = None) -> tuple:
+    """``(AverageArguments, SoupEvaluationArguments, checkpoint folders)`` from the command line."""
+    (args, evaluation), namespace = parse_into(parser(), [AverageArguments, SoupEvaluationArguments], argv)
+    return args, evaluation, namespace.checkpoints
+
+
 def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, checkpoints: list) -> dict:
     """Average (or soup) as the command line asks; return what ``swa_config.json`` records."""
+    from hf_swa.checkpointing.state import write_json_atomic
+    from hf_swa.checkpointing.writer import check_output_dir
+    from hf_swa.posthoc.average import average_checkpoints, open_checkpoints, resolve_checkpoints
+    from hf_swa.posthoc.card import write_posthoc_card
+    from hf_swa.posthoc.soup import greedy_soup, score_checkpoints
+
     folders = resolve_checkpoints(checkpoints, args.run_dir, args.last, args.steps)
     # Bad input is refused before the evaluation data is loaded.
     check_output_dir(args.output_dir, folders, args.overwrite_output_dir)
@@ -99,13 +104,13 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
             raise ValueError("--soup greedy scores checkpoints: pass --task_name or --validation_file.")
         if args.weights:
             raise ValueError("--weights applies to --soup uniform; a greedy soup weights its members equally.")
-        score_fn, metric = glue_score_fn(evaluation, _newest(folders))
+        score_fn, metric = _score_fn(evaluation, folders)
         record = greedy_soup(folders, args.output_dir, score_fn, overwrite_output_dir=args.overwrite_output_dir)
         record["soup"]["metric"] = metric
     else:
         scores, score_fn, metric = None, None, None
         if evaluation.given:
-            score_fn, metric = glue_score_fn(evaluation, _newest(folders))
+            score_fn, metric = _score_fn(evaluation, folders)
             scores = score_checkpoints(folders, score_fn)
         record = average_checkpoints(
             folders, args.output_dir, weights=args.weights, overwrite_output_dir=args.overwrite_output_dir
@@ -114,11 +119,15 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
             average_score = score_checkpoints([args.output_dir], score_fn)
             record["scores"] = {"metric": metric, "inputs": scores, "average": next(iter(average_score.values()))}
     write_json_atomic(os.path.join(args.output_dir, CONFIG_FILE), record)
-    facts = dataset_facts(evaluation.task_name)  # a GLUE task's data set, for the card's metadata
+    from hf_swa.glue.tasks import dataset_facts  # static data: a GLUE task's data set, for the card's metadata
+
+    facts = dataset_facts(evaluation.task_name)
     card = dict(repo_id=args.hub_model_id, base_model=args.base_model, task_name=evaluation.task_name)
     card.update(dataset_id=facts.get("id"), dataset_name=facts.get("name"), task_phrase=facts.get("purpose"))
     write_posthoc_card(args.output_dir, record, **card)
     if args.push_to_hub:
+        from hf_swa.hub import push_to_hub
+
         url = push_to_hub(
             args.output_dir,
             args.hub_model_id,
@@ -130,17 +139,19 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
     return record
 
 
-def _newest(folders: list) -> str:
-    from hf_swa.checkpoint_files import checkpoint_step
+def _score_fn(evaluation: SoupEvaluationArguments, folders: list) -> tuple:
+    """The GLUE scorer, set up with the config and tokenizer of the newest input."""
+    from hf_swa.checkpointing.files import saved_step
+    from hf_swa.posthoc.scoring import glue_score_fn
 
-    steps = [(checkpoint_step(f) is not None, checkpoint_step(f) or 0, i) for i, f in enumerate(folders)]
-    return folders[max(steps)[2]]
+    steps = [(saved_step(f) is not None, saved_step(f) or 0, i) for i, f in enumerate(folders)]
+    return glue_score_fn(evaluation, folders[max(steps)[2]])
 
 
 def main(argv: Optional[list] = None) -> int:
     try:
-        args, evaluation, rest = parser().parse_args_into_dataclasses(args=argv)
-        record = run_average(args, evaluation, rest.checkpoints)
+        args, evaluation, checkpoints = parse_args(argv)
+        record = run_average(args, evaluation, checkpoints)
     except (ValueError, FileNotFoundError) as err:
         print(f"hf-swa-average: error: {err}", file=sys.stderr)
         return 2

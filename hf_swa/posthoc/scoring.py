@@ -8,10 +8,9 @@ split. Data loading, columns, labels, tokenization and metrics are those of
 
 from __future__ import annotations
 
-import os
 import tempfile
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+import weakref
+from typing import Callable
 
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -20,50 +19,20 @@ from hf_swa.glue.arguments import DataTrainingArguments, ModelArguments
 from hf_swa.glue.modeling import ensure_pad_token
 from hf_swa.glue.run import evaluation_data
 from hf_swa.glue.tasks import get_task
+from hf_swa.posthoc.arguments import SoupEvaluationArguments
 
-__all__ = ["SoupEvaluationArguments", "glue_score_fn"]
-
-
-@dataclass
-class SoupEvaluationArguments:
-    """Held-out data that scores checkpoints (for ``--soup greedy``, or to report scores of a uniform mean).
-
-    Example:
-        >>> evaluation = SoupEvaluationArguments(validation_file="dev.csv", text_columns=["text"], metric="f1")
-        >>> evaluation.given, _metric_key(evaluation, is_regression=False)
-        (True, 'eval_f1')
-        >>> _metric_key(SoupEvaluationArguments(task_name="cola"), is_regression=False)
-        'eval_matthews_correlation'
-    """
-
-    task_name: Optional[str] = field(
-        default=None, metadata={"help": "GLUE task whose validation split scores the checkpoints (from the Hub)."}
-    )
-    validation_file: Optional[str] = field(
-        default=None, metadata={"help": "Labelled data that scores the checkpoints (.csv, .tsv, .json/.jsonl)."}
-    )
-    text_columns: Optional[list[str]] = field(
-        default=None, metadata={"help": "One or two text column names (default: the task's, or sentence1/sentence2)."}
-    )
-    label_column: Optional[str] = field(default=None, metadata={"help": "Label column name (default: label)."})
-    metric: Optional[str] = field(
-        default=None,
-        metadata={
-            "help": "Metric to maximise, e.g. accuracy, f1, loss (lower is better). Default: the task's main "
-            "metric, else accuracy (spearmanr for regression)."
-        },
-    )
-    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Batch size for scoring."})
-    use_cpu: bool = field(default=False, metadata={"help": "Score on the CPU even where a GPU is available."})
-    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Score on the first N examples only."})
-
-    @property
-    def given(self) -> bool:
-        return bool(self.task_name or self.validation_file)
+__all__ = ["glue_score_fn"]
 
 
 def _metric_key(args: SoupEvaluationArguments, is_regression: bool) -> str:
+    """The ``eval_*`` key a score is read from.
+
+    Example:
+        >>> _metric_key(SoupEvaluationArguments(validation_file="dev.csv", metric="f1"), is_regression=False)
+        'eval_f1'
+        >>> _metric_key(SoupEvaluationArguments(task_name="cola"), is_regression=False)
+        'eval_matthews_correlation'
+    """
     name = args.metric or (
         get_task(args.task_name).main_metric if args.task_name else ("spearmanr" if is_regression else "accuracy")
     )
@@ -94,12 +63,13 @@ def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Cal
     key = _metric_key(args, is_regression)
     sign = -1.0 if key.endswith("loss") else 1.0
     trainers = {}
+    scratch = tempfile.TemporaryDirectory(prefix="hf-swa-score-")  # the Trainer's output_dir: evaluation writes nothing
 
     def score_fn(model) -> float:
         if id(model) not in trainers:
             ensure_pad_token(model, tokenizer)
             eval_args = TrainingArguments(
-                output_dir=os.path.join(tempfile.gettempdir(), "hf-swa-score"),  # evaluation writes nothing
+                output_dir=scratch.name,
                 per_device_eval_batch_size=args.per_device_eval_batch_size,
                 use_cpu=args.use_cpu,
                 dataloader_pin_memory=torch.cuda.is_available() and not args.use_cpu,
@@ -120,4 +90,5 @@ def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Cal
             raise ValueError(f"--metric {key.removeprefix('eval_')!r} is not among the scores: {found}.")
         return sign * float(metrics[key])
 
+    weakref.finalize(score_fn, scratch.cleanup)  # gone with the score function
     return score_fn, key

@@ -125,7 +125,7 @@ def dump_tensors(path: str, tensors: dict) -> None:
 
 def candidate_averages(averager, model) -> dict:
     """Every candidate's full fp32 averages, keyed ``<candidate>/<parameter>``. Collective under sharding."""
-    from hf_swa.distributed import full_averages
+    from hf_swa.averaging.distributed import full_averages
 
     assert averager.candidate_names() == CANDIDATES, averager.candidate_names()
     return {

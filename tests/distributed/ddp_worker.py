@@ -15,14 +15,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from tiny_models import StopAt  # noqa: E402
 
-import hf_swa.callback  # noqa: E402
+import hf_swa.training.callback  # noqa: E402
 
 writes = {"save_swa_state": 0, "write_config": 0}
 
 
 def count_writes():
     """Count, in this process, the calls that write SWA state and swa_config.json."""
-    save, write_config = hf_swa.callback.save_swa_state, hf_swa.callback.SWACallback.write_config
+    save, write_config = hf_swa.training.callback.save_swa_state, hf_swa.training.callback.SWACallback.write_config
 
     def counting_save(*args, **kwargs):
         writes["save_swa_state"] += 1
@@ -32,8 +32,8 @@ def count_writes():
         writes["write_config"] += 1
         return write_config(self, folder)
 
-    hf_swa.callback.save_swa_state = counting_save
-    hf_swa.callback.SWACallback.write_config = counting_write_config
+    hf_swa.training.callback.save_swa_state = counting_save
+    hf_swa.training.callback.SWACallback.write_config = counting_write_config
 
 
 def main(out):

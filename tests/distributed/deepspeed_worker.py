@@ -18,7 +18,7 @@ import common  # noqa: E402
 from tiny_models import StopAt  # noqa: E402
 
 from hf_swa import SWATrainer, SWATrainingArguments  # noqa: E402
-from hf_swa.distributed import full_averages  # noqa: E402
+from hf_swa.averaging.distributed import full_averages  # noqa: E402
 
 deep_copied_modules = []
 

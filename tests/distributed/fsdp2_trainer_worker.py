@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from tiny_models import SnapshotRecorder, StopAt  # noqa: E402
 
-from hf_swa.distributed import fsdp2_modules, full_averages, is_dtensor  # noqa: E402
+from hf_swa.averaging.distributed import fsdp2_modules, full_averages, is_dtensor  # noqa: E402
 
 FSDP = dict(fsdp=True, fsdp_config={"version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]})
 

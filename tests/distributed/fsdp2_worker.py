@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from hf_swa import SWACallback, SWAConfig, WeightAverager  # noqa: E402
-from hf_swa.averaging import local_tensor  # noqa: E402
-from hf_swa.distributed import full_averages  # noqa: E402
+from hf_swa.averaging.averager import local_tensor  # noqa: E402
+from hf_swa.averaging.distributed import full_averages  # noqa: E402
 
 LR = 0.5
 CONFIG = SWAConfig(swa_start=3, swa_freq=2)

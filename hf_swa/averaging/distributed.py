@@ -1,7 +1,7 @@
 """Sharded weights: FSDP2 (DTensor) shards and DeepSpeed ZeRO-3 partitions.
 
 The averaging engine reads and writes the part of each parameter this process holds
-(`hf_swa.averaging.local_tensor`). Under DDP and ZeRO-1/2 that is the whole parameter,
+(`hf_swa.averaging.parameters.local_tensor`). Under DDP and ZeRO-1/2 that is the whole parameter,
 the same on every rank, so every rank holds the same averages. Under FSDP2 and ZeRO-3
 it is this rank's shard: each rank averages its own shard, nothing is gathered per
 step, and the full averages are gathered only to save (`full_averages`, or by the
@@ -191,7 +191,7 @@ def full_averages(
         >>> import torch
         >>> from torch import nn
         >>> from hf_swa import WeightAverager
-        >>> from hf_swa.distributed import full_averages
+        >>> from hf_swa.averaging.distributed import full_averages
         >>> model = nn.Linear(2, 1)
         >>> averager = WeightAverager(model)
         >>> _ = averager.update(model)

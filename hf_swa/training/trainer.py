@@ -12,16 +12,16 @@ from typing import List, Optional
 import numpy as np
 import torch
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, unwrap_peft_model
+from transformers.trainer_utils import HubStrategy, unwrap_peft_model
 from transformers.utils.hub import PushInProgress, hf_api
 
-from .arguments import SWAArgumentsMixin, SWATrainingArguments  # noqa: F401  (hf_swa.trainer's public names)
-from .averaging import require_averaged_parameters
+from ..averaging.parameters import require_averaged_parameters
+from ..checkpointing.names import CHECKPOINT_PREFIX, CONFIG_FILE
+from ..checkpointing.resume import last_complete_checkpoint
+from .arguments import SWAArgumentsMixin, SWATrainingArguments  # noqa: F401  (hf_swa.training.trainer's public names)
 from .callback import LOAD_BEST_MESSAGE, SWACallback
-from .checkpoint import CONFIG_FILE
 from .config import SWAConfig
 from .loss_kwargs import loss_uses_num_items_in_batch
-from .resume import last_complete_checkpoint
 from .selection import LIVE, select_candidate
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class SWATrainerMixin:
         >>> model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
         ...     num_attention_heads=2, intermediate_size=8))
         >>> data = [{"input_ids": torch.tensor([1, 2, 3]), "labels": torch.tensor(1)}] * 8
-        >>> args = TrainingArguments("/tmp/hf_swa_doctest_mixin", max_steps=4, per_device_train_batch_size=2,
+        >>> import tempfile
+        >>> args = TrainingArguments(tempfile.mkdtemp(), max_steps=4, per_device_train_batch_size=2,
         ...     report_to="none", save_strategy="no", use_cpu=True)
         >>> trainer = SWAMyTrainer(model=model, args=args, train_dataset=data, eval_dataset=data[:2],
         ...     swa_config=SWAConfig(swa_start=3))
@@ -248,7 +249,7 @@ class SWATrainerMixin:
         # (save_total_limit) right after writing it, and only then calls on_save.
         callback = self.swa_callback
         if callback is not None and callback.averager is not None:
-            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            name = f"{CHECKPOINT_PREFIX}-{self.state.global_step}"
             folder = os.path.join(self._get_output_dir(trial=trial), name)
             if self.args.should_save:
                 os.makedirs(folder, exist_ok=True)
@@ -360,7 +361,9 @@ class SWATrainer(SWATrainerMixin, Trainer):
         >>> model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
         ...     num_attention_heads=2, intermediate_size=8))
         >>> data = [{"input_ids": torch.tensor([1, 2, 3]), "labels": torch.tensor(1)}] * 8
-        >>> args = SWATrainingArguments("/tmp/hf_swa_doctest", max_steps=4, per_device_train_batch_size=2,
+        >>> import os, tempfile
+        >>> out = tempfile.mkdtemp()
+        >>> args = SWATrainingArguments(out, max_steps=4, per_device_train_batch_size=2,
         ...     report_to="none", save_strategy="no", use_cpu=True, swa_start=0.5, swa_lr=1e-4)
         >>> trainer = SWATrainer(model=model, args=args, train_dataset=data, eval_dataset=data[:2])
         >>> _ = trainer.train()  # doctest: +ELLIPSIS
@@ -368,5 +371,5 @@ class SWATrainer(SWATrainerMixin, Trainer):
         >>> metrics = trainer.evaluate()
         >>> "eval_loss" in metrics and "eval_swa_loss" in metrics
         True
-        >>> trainer.save_model("/tmp/hf_swa_doctest/final")  # averaged model + swa_config.json
+        >>> trainer.save_model(os.path.join(out, "final"))  # averaged model + swa_config.json
     """

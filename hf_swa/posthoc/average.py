@@ -1,7 +1,7 @@
 """Average checkpoints you already have: a streamed fp32 mean, written as a plain Transformers model.
 
 ``average_checkpoints`` reads the checkpoints tensor by tensor, in pieces of about
-16 MiB (see :mod:`hf_swa.checkpoint_files`), and writes each piece of the mean as it
+16 MiB (see :mod:`hf_swa.checkpointing.files`), and writes each piece of the mean as it
 is done, so memory stays near a few such pieces however many checkpoints are averaged. Each mean is taken in
 fp32 and written in the checkpoints' dtype. Tensors that are not floating point are
 copied and must be equal in every input. The output has the layout of the newest
@@ -40,9 +40,9 @@ from typing import Callable, Iterable, Iterator, Optional
 import torch
 from transformers.utils import logging
 
-from .checkpoint import CONFIG_FILE
-from .checkpoint_files import MODEL_INDEX_FILE, CheckpointWeights, find_checkpoints, row_chunks
-from .checkpoint_writer import check_output_dir, staged_folder, write_safetensors
+from ..checkpointing.files import CheckpointWeights, find_checkpoints, row_chunks
+from ..checkpointing.names import CONFIG_FILE, MODEL_INDEX_FILE
+from ..checkpointing.writer import check_output_dir, staged_folder, write_safetensors
 
 __all__ = ["average_checkpoints", "open_checkpoints", "resolve_checkpoints", "write_averaged_checkpoint"]
 
@@ -274,7 +274,7 @@ def write_averaged_checkpoint(
 
 def source_record(readers: list, method: str, weights: Sequence[float]) -> dict:
     """What ``swa_config.json`` records about a post-hoc average: method, sources with steps, weights, dtype."""
-    from . import __version__
+    from .. import __version__
 
     newest = readers[-1]
     dtypes = sorted(

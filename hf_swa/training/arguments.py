@@ -9,9 +9,9 @@ from typing import List, Literal, Optional
 
 from transformers import TrainingArguments
 
+from ..averaging.distributed import FSDP1_MESSAGE
 from .callback import LOAD_BEST_MESSAGE
 from .config import SWAConfig, parse_select_metric, parse_swa_start
-from .distributed import FSDP1_MESSAGE
 
 
 @dataclass

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 
-from .checkpoint_files import DTYPE_NAMES
+from .files import DTYPE_NAMES
 
 __all__ = ["write_safetensors", "staged_folder", "check_output_dir"]
 

@@ -29,28 +29,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from typing import Optional, Union
 
 import torch
 from safetensors import safe_open
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .names import ADAPTER_FILE, CHECKPOINT_FOLDER, CHECKPOINT_PREFIX, MODEL_FILE, MODEL_INDEX_FILE, checkpoint_step
 
 __all__ = [
     "CheckpointWeights",
     "find_checkpoints",
     "parse_steps",
     "row_chunks",
-    "MODEL_FILE",
-    "MODEL_INDEX_FILE",
-    "ADAPTER_FILE",
 ]
 
-MODEL_FILE = "model.safetensors"
-MODEL_INDEX_FILE = "model.safetensors.index.json"
-ADAPTER_FILE = "adapter_model.safetensors"
 _UNSUPPORTED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin")
-_CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # safetensors' dtype names, as the file headers spell them.
 _DTYPES = {
     "F64": torch.float64,
@@ -67,11 +60,10 @@ _DTYPES = {
 DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 
-def checkpoint_step(folder: str) -> Optional[int]:
+def saved_step(folder: str) -> Optional[int]:
     """The N of a ``checkpoint-N`` folder, else the ``global_step`` of its ``trainer_state.json``, else None."""
-    match = _CHECKPOINT_NAME.match(os.path.basename(os.path.normpath(folder)))
-    if match:
-        return int(match.group(1))
+    if (step := checkpoint_step(folder)) is not None:
+        return step
     try:
         with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as f:
             return int(json.load(f)["global_step"])
@@ -114,7 +106,7 @@ def find_checkpoints(run_dir: str, last: Optional[int] = None, steps: Union[None
     found = sorted(
         (int(m.group(1)), os.path.join(run_dir, name))
         for name in os.listdir(run_dir)
-        if (m := _CHECKPOINT_NAME.match(name)) and os.path.isdir(os.path.join(run_dir, name))
+        if (m := CHECKPOINT_FOLDER.match(name)) and os.path.isdir(os.path.join(run_dir, name))
     )
     selected = found
     if steps is not None:
@@ -125,7 +117,7 @@ def find_checkpoints(run_dir: str, last: Optional[int] = None, steps: Union[None
         raise ValueError(
             f"No checkpoint of {run_dir} matches --steps {steps}: it has {have}. Pick steps among these."
             if steps is not None
-            else f"{run_dir} has no {PREFIX_CHECKPOINT_DIR}-N folders to average."
+            else f"{run_dir} has no {CHECKPOINT_PREFIX}-N folders to average."
         )
     if last is not None:
         if last < 1:
@@ -157,7 +149,7 @@ class CheckpointWeights:
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"Checkpoint folder {folder!r} does not exist.")
         self.folder = folder
-        self.step = checkpoint_step(folder)
+        self.step = saved_step(folder)
         self.kind, self.files, self.index = self._layout(folder)
         self._dtypes, self._shapes, self.names, self.metadata = {}, {}, [], {}
         self._file_of = {}

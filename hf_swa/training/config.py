@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
-from .strategies import check_ema_decay, check_ema_decays, make_strategy
+from ..averaging.strategies import check_ema_decay, check_ema_decays, make_strategy
 
 ANNEAL_STRATEGIES = ("cos", "linear")
 

@@ -35,15 +35,15 @@ from typing import Callable, Optional
 import torch
 from transformers.utils import logging
 
-from .checkpoint_average import (
+from ..checkpointing.files import CheckpointWeights, row_chunks
+from ..checkpointing.writer import check_output_dir
+from .average import (
     check_equal_across,
     find_non_finite,
     open_checkpoints,
     source_record,
     write_averaged_checkpoint,
 )
-from .checkpoint_files import CheckpointWeights, row_chunks
-from .checkpoint_writer import check_output_dir
 
 __all__ = ["greedy_soup", "score_checkpoints", "load_model_for_soup"]
 

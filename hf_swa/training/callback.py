@@ -8,11 +8,12 @@ import os
 from typing import Optional
 
 from transformers import TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from . import __version__, distributed
-from .averaging import WeightAverager
-from .checkpoint import CONFIG_FILE, load_swa_state, save_swa_state, write_json_atomic
+from .. import __version__
+from ..averaging import distributed
+from ..averaging.averager import WeightAverager
+from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
+from ..checkpointing.state import load_swa_state, save_swa_state, write_json_atomic
 from .config import SWAConfig
 from .schedule import install_lr_tail, sync_lr_tail
 from .selection import select_candidate
@@ -90,7 +91,8 @@ class SWACallback(TrainerCallback):
         >>> model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
         ...     num_attention_heads=2, intermediate_size=8))
         >>> data = [{"input_ids": torch.tensor([1, 2, 3]), "labels": torch.tensor(1)}] * 8
-        >>> args = TrainingArguments("/tmp/hf_swa_doctest", max_steps=4, per_device_train_batch_size=2,
+        >>> import tempfile
+        >>> args = TrainingArguments(tempfile.mkdtemp(), max_steps=4, per_device_train_batch_size=2,
         ...     report_to="none", save_strategy="no", use_cpu=True)
         >>> callback = SWACallback(SWAConfig(swa_start=0.5, swa_freq=1))
         >>> trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[callback])
@@ -165,7 +167,7 @@ class SWACallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if not self.trainer_writes_state:  # SWATrainer writes it earlier, before old checkpoints rotate
-            self.save_state(args, state, os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
+            self.save_state(args, state, checkpoint_folder(args.output_dir, state.global_step))
 
     def save_state(self, args, state, folder: str) -> None:
         """Write the SWA state (averages and counters) into the checkpoint folder `folder`."""
@@ -275,7 +277,7 @@ class SWACallback(TrainerCallback):
             return self.resume_from_checkpoint
         if isinstance(args.resume_from_checkpoint, str) and os.path.isdir(args.resume_from_checkpoint):
             return args.resume_from_checkpoint
-        return os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        return checkpoint_folder(args.output_dir, state.global_step)
 
     def _check_same_averaging(self, folder: str, saved: dict) -> None:
         """Refuse resuming SWA state averaged with settings that change which snapshots the averages hold."""

@@ -22,31 +22,19 @@ import glob
 import json
 import logging
 import os
-import re
 import zipfile
 from typing import List, Optional
 
 from safetensors import SafetensorError, safe_open
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .checkpoint import swa_state_problem
+from .names import STATE_FILE, checkpoint_step
+from .state import swa_state_problem
 
 logger = logging.getLogger(__name__)
 
-_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _SAFETENSORS_WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
 _TORCH_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin")
 _INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-
-
-def checkpoint_step(folder: str) -> Optional[int]:
-    """The step in a ``checkpoint-N`` folder name, or ``None`` for another name.
-
-    >>> checkpoint_step("out/checkpoint-30"), checkpoint_step("out/final")
-    (30, None)
-    """
-    match = _CHECKPOINT.match(os.path.basename(os.path.normpath(folder)))
-    return int(match.group(1)) if match else None
 
 
 def checkpoint_problems(folder: str, swa_start_step: Optional[int] = 1, save_only_model: bool = False) -> List[str]:
@@ -71,7 +59,7 @@ def checkpoint_problems(folder: str, swa_start_step: Optional[int] = 1, save_onl
         swa_start_step is not None
         and step is not None
         and step >= swa_start_step
-        and not os.path.isfile(os.path.join(folder, "swa_state.json"))
+        and not os.path.isfile(os.path.join(folder, STATE_FILE))
     ):
         problems.append("no SWA state (swa_state.json)")
     return problems

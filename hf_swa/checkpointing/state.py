@@ -21,10 +21,8 @@ from typing import Optional, Tuple
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-STATE_FILE = "swa_state.json"
-AVERAGES_FILE = "swa_averages.safetensors"
-CONFIG_FILE = "swa_config.json"
-SHARDED_AVERAGES_FILE = "swa_averages-rank{rank}.safetensors"
+from .names import AVERAGES_FILE, SHARDED_AVERAGES_FILE, STATE_FILE
+
 FORMAT_VERSION = 2  # 2: averages keyed "slot/name" (candidates); 1: one average keyed by name
 
 

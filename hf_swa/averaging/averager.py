@@ -35,7 +35,7 @@ class WeightAverager:
     (bf16/fp16) or on another device first go through staging buffers allocated once.
     The model is never deep-copied.
 
-    Besides the main average (``swa``) it keeps candidates (`hf_swa.candidates`): with
+    Besides the main average (``swa``) it keeps candidates (`hf_swa.averaging.candidates`): with
     ``window_starts`` the averaging phase is split into windows, one uniform mean each,
     and ``swa_from{s}`` averages the snapshots from step ``s`` on (one update per
     snapshot whatever the number of windows); each decay in ``ema_decays`` adds a
@@ -43,7 +43,7 @@ class WeightAverager:
 
     Sharded models (FSDP2 ``fully_shard``, DeepSpeed ZeRO-3): each rank averages the
     shard it holds (`local_tensor`), with no gather per step; `sharded` is then True and
-    `hf_swa.distributed.full_averages` gathers the full averages, only to save. Under
+    `hf_swa.averaging.distributed.full_averages` gathers the full averages, only to save. Under
     DDP and ZeRO-1/2 every rank averages the same full weights and holds the same averages.
 
     Args:

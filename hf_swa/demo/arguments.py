@@ -15,6 +15,12 @@ SELECT_SPLIT = DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT
 
 @dataclasses.dataclass
 class DemoArguments:
+    """The demo's flags: how much data, which seeds, the training budget.
+
+    >>> DemoArguments(seeds=[1, 2]).seeds, DemoArguments().n_validation
+    ([1, 2], 800)
+    """
+
     output_root: str = dataclasses.field(default="outputs", metadata={"help": "Where everything is written."})
     n_train: int = dataclasses.field(
         default=2400,

@@ -332,3 +332,15 @@ def test_classification_head_of_another_size_needs_ignore_mismatched_sizes(tmp_p
         load_model(ModelArguments(str(folder)), None, ["a", "b", "c"], training=True)
     model, _, _ = load_model(ModelArguments(str(folder), ignore_mismatched_sizes=True), None, ["a", "b", "c"], True)
     assert model.classifier.out_features == 3
+
+
+def test_local_files_without_a_cache_dir_leave_no_cache_behind(tmp_path):
+    from pathlib import Path
+
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    before = set(cache.rglob("*")) if cache.exists() else set()
+    path = write_rows(tmp_path / "train.tsv", sentiment_rows(4, seed=0))
+    raw = load_raw_datasets(DataTrainingArguments(train_file=str(path)))  # no --cache_dir: read into memory
+    assert raw["train"]["label"] == [0, 1, 0, 1] and raw["train"].cache_files == []
+    assert (set(cache.rglob("*")) if cache.exists() else set()) == before
+    assert list(tmp_path.iterdir()) == [path]  # the scratch folder is gone too

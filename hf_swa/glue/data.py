@@ -1,9 +1,10 @@
 """The data of ``run_glue``: a GLUE task from the Hub or local files, labels as classes, the held-out rows.
 
 Local files go through ``datasets.load_dataset("csv"/"json", data_files=...)``, a TSV as CSV with a tab delimiter
-and quoting off (GLUE TSVs hold stray quotes). Labels become a ``ClassLabel``: a GLUE task's classes (ids or names
-in the files), else the first labelled split's labels sorted (``class_encode_column``); float labels are
-regression. The rows held out for the selection come from ``train_test_split(stratify_by_column=...)``.
+and quoting off (GLUE TSVs hold stray quotes); without ``--cache_dir`` they are read into memory and leave no cache.
+Labels become a ``ClassLabel``: a GLUE task's classes (ids or names in the files), else the first labelled split's
+labels sorted (``class_encode_column``); float labels are regression. The rows held out for the selection come from
+``train_test_split(stratify_by_column=...)``.
 
 Example:
     >>> import pathlib, tempfile
@@ -20,6 +21,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import tempfile
 from typing import Optional
 
 import datasets
@@ -62,7 +64,12 @@ def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) ->
     elif FILE_TYPES[extension] == "json":
         options = {}
     try:
-        return datasets.load_dataset(FILE_TYPES[extension], data_files=files, cache_dir=cache_dir, **options)
+        if cache_dir is not None:
+            return datasets.load_dataset(FILE_TYPES[extension], data_files=files, cache_dir=cache_dir, **options)
+        with tempfile.TemporaryDirectory(prefix="hf-swa-data-") as scratch:  # read into memory, nothing left behind
+            return datasets.load_dataset(
+                FILE_TYPES[extension], data_files=files, cache_dir=scratch, keep_in_memory=True, **options
+            )
     except datasets.exceptions.DatasetGenerationError as err:
         raise ValueError(f"Could not read the data files {files}: {err.__cause__ or err}") from err
 

@@ -19,3 +19,10 @@ def temporary_files_under_tmp_path(tmp_path, monkeypatch):
     """Every temporary file of a test or doctest, and of the processes it starts, lands in its own tmp_path."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
+def pytest_collection_modifyitems(items):
+    """A doctest that trains a model is an end-to-end run: `slow`, like the tests that do."""
+    for item in items:
+        if isinstance(item, pytest.DoctestItem) and ".train()" in "".join(e.source for e in item.dtest.examples):
+            item.add_marker(pytest.mark.slow)

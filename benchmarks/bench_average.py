@@ -9,11 +9,14 @@ then measures, each approach in its own subprocess so that peaks do not mix:
   and averages the state dicts;
 - ``read``: reading the same files and nothing else (plain ``readinto`` of 16 MiB blocks);
 - ``read_safetensors``: reading every tensor of the same files as safetensors does (memory-mapped),
-  touching each once (a ``sum``).
+  touching each once (a ``sum``);
+- ``power_ema``: reconstructing one power EMA (σ_rel 0.07) from power-EMA snapshots of widths
+  0.05 and 0.10 taken at the checkpoints' steps (``2 x checkpoints`` fp32 files), written as a model
+  (``hf_swa.posthoc.power_ema.write_power_ema_models``).
 
 Memory is the growth of peak RSS (``VmHWM``, its count restarted with ``/proc/self/clear_refs``
 once the imports are done) over the RSS at that point, as a ratio to one checkpoint's weight bytes
-(target for ``stream``: <= 1.5x).
+(target for ``stream`` and ``power_ema``: <= 1.5x).
 Speed is each approach's time relative to ``read``. The files are read from the page
 cache (they were just written), so the times measure the work, not the disk.
 
@@ -31,7 +34,8 @@ import tempfile
 import time
 
 CHILD = "--child"
-APPROACHES = ("read", "read_safetensors", "stream", "load_all")
+APPROACHES = ("read", "read_safetensors", "stream", "power_ema", "load_all")
+SNAPSHOTS = "swa_power_ema"
 
 
 def _status_bytes(field: str) -> int:
@@ -57,9 +61,13 @@ def make_checkpoints(root: str, count: int, hidden: int, layers: int, vocab: int
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from hf_swa import WeightAverager
+    from hf_swa.checkpointing.power_ema import save_power_ema_snapshots
+
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=vocab, n_positions=512, n_embd=hidden, n_layer=layers, n_head=8)
     model = GPT2LMHeadModel(config)
+    averager = WeightAverager(model, power_ema_stds=[0.05, 0.10])
     folders = []
     for i in range(count):
         with torch.no_grad():
@@ -68,6 +76,8 @@ def make_checkpoints(root: str, count: int, hidden: int, layers: int, vocab: int
         folder = os.path.join(root, f"checkpoint-{(i + 1) * 100}")
         model.save_pretrained(folder)
         folders.append(folder)
+        averager.update_power_emas(model, (i + 1) * 100)
+        save_power_ema_snapshots(averager, os.path.join(root, SNAPSHOTS))
     return folders
 
 
@@ -78,12 +88,16 @@ def child(approach: str, folders: list, output_dir: str) -> dict:
 
     import hf_swa  # noqa: F401  (imports done before the baseline is taken)
     from hf_swa.posthoc.average import average_checkpoints
+    from hf_swa.posthoc.power_ema import write_power_ema_models
 
     files = [os.path.join(f, "model.safetensors") for f in folders]
     baseline = reset_peak_rss()
     start = time.perf_counter()
     if approach == "stream":
         average_checkpoints(folders, output_dir, progress=False)
+    elif approach == "power_ema":
+        snapshots = os.path.join(os.path.dirname(folders[0]), SNAPSHOTS)
+        write_power_ema_models(snapshots, [0.07], output_dir, folders[-1], progress=False)
     elif approach == "load_all":
         states = [load_file(path) for path in files]
         mean = {name: torch.stack([s[name].float() for s in states]).mean(0) for name in states[0]}

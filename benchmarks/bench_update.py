@@ -11,12 +11,14 @@ Compares, on the same model and device:
 - a plain multi-tensor copy of the same bytes (the floor: read 4 + write 4 bytes a
   parameter; an average must also read the mean, 12 bytes, so 1.5x is the ideal),
 - candidates: `swa_windows=4` (one update per snapshot whatever the windows) and two
-  EMAs (one more update each), as ratios to the single average's update.
+  EMAs (one more update each), as ratios to the single average's update;
+- two power-function EMAs (`power_ema_stds=[0.05, 0.10]`, `update_power_emas`, every step).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -71,6 +73,9 @@ def bench_update(config: BertConfig, repeats: int, device: str) -> None:
         windows.update(model, step=step)
     emas = WeightAverager(model, ema_decays=[0.9, 0.99])
     emas.update(model)
+    power_emas = WeightAverager(model, power_ema_stds=[0.05, 0.10])
+    steps = itertools.count(1)
+    power_emas.update_power_emas(model, next(steps))  # the first update is a copy
 
     results = {
         "plain copy of the weights": median_seconds(lambda: torch._foreach_copy_(copies, params), repeats),
@@ -79,6 +84,9 @@ def bench_update(config: BertConfig, repeats: int, device: str) -> None:
         "AveragedModel.update_parameters": median_seconds(lambda: averaged_model.update_parameters(model), repeats),
         "update, swa_windows=4": median_seconds(lambda: windows.update(model, step=4), repeats),
         "update, 2 EMAs besides swa": median_seconds(lambda: emas.update(model), repeats),
+        "update_power_emas, 2 widths besides swa": median_seconds(
+            lambda: power_emas.update_power_emas(model, next(steps)), repeats
+        ),
     }
     extra = {
         "plain copy of the weights": tensor_bytes(copies),
@@ -86,6 +94,7 @@ def bench_update(config: BertConfig, repeats: int, device: str) -> None:
         "WeightAverager.update (no NaN check)": unchecked.nbytes(),
         "update, swa_windows=4": windows.nbytes(),
         "update, 2 EMAs besides swa": emas.nbytes(),
+        "update_power_emas, 2 widths besides swa": power_emas.nbytes(),
         "AveragedModel.update_parameters": tensor_bytes(averaged_model.parameters())
         + tensor_bytes(averaged_model.buffers()),
     }

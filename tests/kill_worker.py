@@ -11,8 +11,9 @@ op itself before forking, so each child starts with fresh thread pools.
   ``SLOW_SAVE_S`` between writing the optimizer and writing ``trainer_state.json``, as on
   a slow disk, so such a kill leaves a partial ``checkpoint-N/``.
 
-Each finished run writes ``result.safetensors`` (averages, live weights, the weights the
-model holds); ``report.json`` records the kills and the incomplete checkpoints left.
+Each finished run writes ``result.safetensors`` (averages, power EMAs, live weights, the
+weights the model holds) beside its power-EMA snapshots (``swa_power_ema/``);
+``report.json`` records the kills and the incomplete checkpoints left.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from hf_swa.checkpointing.resume import checkpoint_problems  # noqa: E402
 
 MAX_STEPS = 16
 SWA = dict(swa_start=5, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear")
+# Power EMAs from step 1, snapshots every 3 steps (and at the last): they too must survive every kill.
+SWA.update(swa_power_ema_stds=[0.05, 0.1], swa_power_ema_every=3)
 COMMON = dict(QUICK_RUN, save_strategy="steps", save_steps=2, max_steps=MAX_STEPS)
 SLOW_SAVE_S = 0.4
 KILLS = 4
@@ -68,6 +71,8 @@ def train(output_dir: str, pipe: int, slow: bool) -> None:
     trainer.train(resume_from_checkpoint=True if resume else None)
     averager = trainer.swa_callback.averager
     tensors = {f"average.{k}": v for k, v in averager.averages().items()}
+    for name in ("pema_0.05", "pema_0.1"):
+        tensors.update({f"{name}.{k}": v for k, v in averager.averages(name).items()})
     tensors.update({f"model.{k}": v for k, v in trainer.model.state_dict().items()})
     with averager.live_weights(trainer.model):
         tensors.update({f"live.{k}": v.clone() for k, v in trainer.model.state_dict().items()})

@@ -28,7 +28,14 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, seed):
     reference = load_file(tmp_path / "reference" / "result.safetensors")
     resumed = load_file(tmp_path / "killed" / "result.safetensors")
     assert set(resumed) == set(reference)
-    for name, value in reference.items():  # averages, live weights and the model, bit for bit
+    for name, value in reference.items():  # averages, power EMAs, live weights and the model, bit for bit
         assert value.equal(resumed[name]), name
+    snapshots = {run: tmp_path / run / "swa_power_ema" for run in ("reference", "killed")}
+    names = sorted(p.name for p in snapshots["reference"].iterdir())
+    assert len(names) == 2 * 6  # two widths at steps 3, 6, 9, 12, 15 and the last, 16
+    assert sorted(p.name for p in snapshots["killed"].iterdir()) == names  # none missing, none left over
+    for name in names:
+        killed, uninterrupted = (load_file(snapshots[run] / name) for run in ("killed", "reference"))
+        assert killed.keys() == uninterrupted.keys() and all(killed[k].equal(uninterrupted[k]) for k in killed), name
     with safe_open(tmp_path / "killed" / "result.safetensors", "pt") as f:
         assert f.metadata()["n_averaged"] == str(kill_worker.MAX_STEPS - kill_worker.SWA["swa_start"] + 1)

@@ -3,7 +3,9 @@
 It knows tensors and modules only, nothing of ``Trainer``, GLUE or the Hub.
 
 - :mod:`.averager`: `WeightAverager`, one multi-tensor update a snapshot, swap in and back, state;
-- :mod:`.candidates`: the averages it can hold (window means, EMAs) behind one interface;
+- :mod:`.candidates`: the averages it can hold (window means, EMAs, power EMAs) behind one interface;
+- :mod:`.power_ema`: power-function EMAs (EDM2): width and exponent, per-step decay, the post-hoc solve;
+- :mod:`.state`: a saved averager state checked against the averager that resumes it;
 - :mod:`.strategies`: how much weight the next snapshot gets (uniform or EMA);
 - :mod:`.parameters`: which parameters are averaged, and under which names;
 - :mod:`.distributed`: FSDP2 shards and ZeRO-3 partitions, averaged where they live.

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .candidates import MAIN_CANDIDATE, ExponentialMean, WindowMeans
+from .candidates import MAIN_CANDIDATE, ExponentialMean, PowerFunctionMeans, ReconstructedCandidates, WindowMeans
 from .parameters import (  # noqa: F401  (averaged_parameters and clean_parameter_name: public here too)
     averaged_parameters,
     clean_parameter_name,
@@ -21,6 +21,7 @@ from .parameters import (  # noqa: F401  (averaged_parameters and clean_paramete
     mismatch_message,
     require_averaged_parameters,
 )
+from .state import check_saved_state
 from .strategies import ExponentialAverage, UniformAverage, check_ema_decays, make_strategy
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ class WeightAverager:
     ``window_starts`` the averaging phase is split into windows, one uniform mean each,
     and ``swa_from{s}`` averages the snapshots from step ``s`` on (one update per
     snapshot whatever the number of windows); each decay in ``ema_decays`` adds a
-    bias-corrected EMA ``ema_{d}`` (one more update each).
+    bias-corrected EMA ``ema_{d}`` (one more update each). Each width in ``power_ema_stds``
+    adds a power-function EMA ``pema_{σ_rel}`` (EDM2), fed by `update_power_emas` on its own
+    clock: every optimizer step from the first, whatever the averaging phase.
 
     Sharded models (FSDP2 ``fully_shard``, DeepSpeed ZeRO-3): each rank averages the
     shard it holds (`local_tensor`), with no gather per step; `sharded` is then True and
@@ -56,6 +59,7 @@ class WeightAverager:
         window_starts: the first step of each window of the main (uniform) average;
             `update` then needs the step.
         ema_decays: one EMA candidate per decay.
+        power_ema_stds: one power-function EMA per relative width σ_rel (``0 < σ_rel < 0.289``).
 
     Example:
         >>> import torch
@@ -91,6 +95,7 @@ class WeightAverager:
         skip_non_finite: bool = True,
         window_starts: Optional[Sequence[int]] = None,
         ema_decays: Sequence[float] = (),
+        power_ema_stds: Sequence[float] = (),
     ):
         distributed.check_supported(model)
         self._has_fsdp2 = bool(distributed.fsdp2_modules(model))
@@ -114,6 +119,8 @@ class WeightAverager:
 
         self.stores = [self._main_store(new_buffers, window_starts)]
         self.stores += [ExponentialMean(new_buffers, decay) for decay in check_ema_decays(ema_decays)]
+        self.power_emas = PowerFunctionMeans(new_buffers, power_ema_stds) if power_ema_stds else None
+        self.reconstructed = ReconstructedCandidates(next(iter(self.stores[0].slots().values())).buffers)
         # Tensors folded in directly (fp32, on the averages' device) or through a staging buffer allocated once.
         self._staging: Dict[int, torch.Tensor] = {
             i: self._new_buffer(t, torch.float32)
@@ -199,41 +206,61 @@ class WeightAverager:
     def update(self, model: nn.Module, step: Optional[int] = None) -> bool:
         """Fold the model's current weights into every candidate average.
 
-        `step`: the optimizer step of the snapshot, which picks its window (needed with
-        several windows). Returns ``False`` (and counts it in ``n_skipped``, with a
-        warning) when the snapshot holds NaN or inf and ``skip_non_finite`` is set; the
-        averages are then untouched.
+        `step`: the optimizer step of the snapshot, which picks its window (needed with several
+        windows). Returns ``False`` (counted in ``n_skipped``, with a warning) when the snapshot
+        holds NaN or inf and ``skip_non_finite`` is set; the averages are then untouched.
         """
-        tensors = self._tensors(model)
-        # Sharded: each rank checks its own shard, and all ranks must agree to keep the counters equal.
-        if self.skip_non_finite and not self._agree(self._all_finite(tensors)):
+        sources = self._finite_sources(model)
+        if sources is None:
             self.n_skipped += 1
-            logger.warning(
-                "SWA: skipped a snapshot with NaN/inf weights (%d skipped so far); the averages are unchanged.",
-                self.n_skipped,
-            )
+            logger.warning("SWA: skipped a snapshot with NaN/inf weights (%d skipped so far).", self.n_skipped)
             return False
-        sources = self._fp32_sources(tensors)
         for store in self.stores:
             store.fold(sources, step)
         self.n_averaged += 1
         return True
 
+    @torch.no_grad()
+    def update_power_emas(self, model: nn.Module, step: int) -> bool:
+        """Fold the weights after optimizer step ``step`` (t = 0: the start of training) into the power EMAs.
+
+        Call it every optimizer step from the first (``Δt``: the steps since the last update). NaN/inf
+        weights are skipped (``skip_non_finite``), ``False`` returned, and the next update spans them.
+        """
+        if self.power_emas is None:
+            raise RuntimeError("This averager keeps no power EMAs: build it with power_ema_stds=[...].")
+        if (sources := self._finite_sources(model)) is None:
+            logger.warning("SWA: power EMAs skipped the NaN/inf weights of step %s.", step)
+            return False
+        self.power_emas.fold(sources, step)
+        return True
+
+    def _finite_sources(self, model: nn.Module) -> Optional[List[torch.Tensor]]:
+        """The model's weights as fp32 sources, or ``None`` when they hold NaN/inf (and ``skip_non_finite``)."""
+        tensors = self._tensors(model)  # sharded: all ranks must agree, to keep the counters equal
+        if self.skip_non_finite and not self._agree(self._all_finite(tensors)):
+            return None
+        return self._fp32_sources(tensors)
+
     # ---------------------------------------------------------------- candidates
+    @property
+    def candidate_stores(self) -> list:  # the main store, the EMAs, the power EMAs if any, the reconstructed ones
+        return self.stores + ([self.power_emas] if self.power_emas is not None else []) + [self.reconstructed]
+
     def candidate_names(self) -> List[str]:
-        """The candidates holding at least one snapshot: ``swa``, the later window starts, then the EMAs."""
-        return [name for store in self.stores for name in store.names()]
+        """The candidates holding at least one snapshot: ``swa``, the later window starts, the EMAs, the power EMAs."""
+        return [name for store in self.candidate_stores for name in store.names()]
 
     def candidates(self) -> List[dict]:
         """A record per candidate: name, kind, start step, ``n_averaged`` and, for EMAs, the decay."""
         start = self.stores[0].records()[0].get("start_step") if self.stores[0].names() else None
-        records = [record for store in self.stores for record in store.records()]
+        records = [record for store in self.candidate_stores for record in store.records()]
         for record in records:
             record.setdefault("start_step", start)
         return records
 
     def _store(self, name: str):
-        for store in self.stores:
+        for store in self.candidate_stores:
             if name in store.names():
                 return store
         known = self.candidate_names()
@@ -327,7 +354,7 @@ class WeightAverager:
         self._backup = None
 
     def _require_snapshot(self) -> None:
-        if self.n_averaged == 0:
+        if self.n_averaged == 0 and not self.candidate_names():
             raise RuntimeError("No snapshot has been averaged yet: call update(model) first.")
 
     def nbytes(self) -> int:
@@ -337,11 +364,11 @@ class WeightAverager:
 
     # ---------------------------------------------------------------- state
     def _slots(self) -> Dict[str, object]:
-        return {key: mean for store in self.stores for key, mean in store.slots().items()}
+        return {key: mean for store in self.candidate_stores for key, mean in store.slots().items()}
 
     def settings(self) -> List[dict]:
         """How the candidates are laid out (window starts, decays), compared on resume."""
-        return [store.settings() for store in self.stores]
+        return [store.settings() for store in self.candidate_stores if store.settings() is not None]
 
     def state_dict(self) -> dict:
         """Averages (fp32 tensors by ``slot/name``), counters and layout, for checkpoints."""
@@ -352,6 +379,7 @@ class WeightAverager:
             },
             "names": list(self.names),
             "slots": {key: mean.n_averaged for key, mean in slots.items()},
+            "last_steps": {key: mean.last_step for key, mean in slots.items() if hasattr(mean, "last_step")},
             "n_averaged": self.n_averaged,
             "n_skipped": self.n_skipped,
             "strategy": self.strategy.to_dict(),
@@ -361,40 +389,12 @@ class WeightAverager:
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
         """Restore averages and counters; refuses state written for another model, strategy or layout."""
-        if state.get("strategy", self.strategy.to_dict()) != self.strategy.to_dict():
-            raise ValueError(
-                f"SWA state was saved with strategy {state['strategy']} but this averager uses "
-                f"{self.strategy.to_dict()}: use the same strategy to resume (the EMA is bias-corrected since "
-                "hf_swa 0.2, so an EMA state from earlier versions cannot continue)."
-            )
-        averages, counts = _slotted(state, next(iter(self._slots())))
-        saved_names = state.get("names") or list(dict.fromkeys(key.split("/", 1)[1] for key in averages))
-        if saved_names != self.names and set(saved_names) != set(self.names):
-            raise ValueError(mismatch_message(saved_names, self.names, "the saved SWA state has", "this model has"))
         slots = self._slots()
-        if set(counts) != set(slots):
-            raise ValueError(
-                f"SWA state holds the averages {sorted(counts)} but these settings keep {sorted(slots)}: "
-                "resume with the same swa_windows, swa_ema_decays and max_steps."
-            )
-        for key, mean in slots.items():
-            for name, buffer in zip(self.names, mean.buffers):
-                saved = averages[f"{key}/{name}"]
-                if saved.shape != buffer.shape:
-                    raise ValueError(
-                        f"SWA state for {name!r} has shape {tuple(saved.shape)} but this model's parameter has "
-                        f"{tuple(buffer.shape)}: the state was saved for another model."
-                    )
+        averages, counts = check_saved_state(state, self.names, slots, self.strategy.to_dict())
         for key, mean in slots.items():
             torch._foreach_copy_(mean.buffers, [averages[f"{key}/{name}"] for name in self.names])
             mean.n_averaged = int(counts[key])
+            if hasattr(mean, "last_step"):
+                mean.last_step = int(state.get("last_steps", {}).get(key, 0))
         self.n_averaged = int(state["n_averaged"])
         self.n_skipped = int(state.get("n_skipped", 0))
-
-
-def _slotted(state: dict, first_slot: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, int]]:
-    """Averages by ``slot/name`` and counts by slot (hf_swa 0.1 state: one average by name, the first slot)."""
-    averages = state["averages"]
-    if state.get("slots"):
-        return averages, state["slots"]
-    return {f"{first_slot}/{name}": tensor for name, tensor in averages.items()}, {first_slot: state["n_averaged"]}

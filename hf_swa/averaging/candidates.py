@@ -13,6 +13,8 @@ offers named candidates behind one interface:
 are the suffix averages (``swa``: every snapshot; ``swa_from{s}``: the snapshots taken at
 steps ``>= s``). A snapshot changes only the current window's mean, so any number of
 windows costs one update per snapshot. `ExponentialMean` keeps one bias-corrected EMA.
+`PowerFunctionMeans` keeps power-function EMAs (EDM2, `hf_swa.averaging.power_ema`), ``pema_{σ_rel}``,
+updated on their own clock (every optimizer step from the start of training).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .power_ema import check_stds, power_function_beta, std_to_exp
 from .strategies import ExponentialAverage, UniformAverage
 
 MAIN_CANDIDATE = "swa"
 #: A regular expression every candidate's name matches (``swa``, ``swa_from{s}``, ``ema_{d}``), for
 #: telling the candidates' metric keys (``eval_swa_from75_loss``) apart.
-CANDIDATE_NAME_PATTERN = rf"{MAIN_CANDIDATE}_from\d+|{MAIN_CANDIDATE}|ema_[0-9.e+-]+"
+CANDIDATE_NAME_PATTERN = rf"{MAIN_CANDIDATE}_from\d+|{MAIN_CANDIDATE}|p?ema_[0-9.e+-]+"
 
 BufferFactory = Callable[[], List[torch.Tensor]]
 
@@ -39,6 +42,15 @@ def ema_candidate_name(decay: float) -> str:
     ('ema_0.99', 'ema_0.999')
     """
     return f"ema_{decay:g}"
+
+
+def power_ema_candidate_name(std: float) -> str:
+    """``pema_0.05`` for width σ_rel 0.05: the name of a power-EMA candidate.
+
+    >>> power_ema_candidate_name(0.05), power_ema_candidate_name(0.1)
+    ('pema_0.05', 'pema_0.1')
+    """
+    return f"pema_{std:g}"
 
 
 class _RunningMean:
@@ -211,3 +223,148 @@ class ExponentialMean:
 
     def settings(self) -> dict:
         return {"kind": self.kind, "decay": self.decay, "name": self.name}
+
+
+class _PowerMean:
+    """One fp32 power-function EMA: its buffers, its update count and the step of its last update."""
+
+    def __init__(self, buffers: List[torch.Tensor], gamma: float):
+        self.buffers = buffers
+        self.gamma = gamma
+        self.n_averaged = 0
+        self.last_step = 0  # t of the last update; 0: none yet (training time starts at t = 0)
+
+    @torch.no_grad()
+    def fold(self, sources: List[torch.Tensor], step: int) -> None:
+        beta = power_function_beta(self.gamma, step, step - self.last_step)
+        if beta == 0.0:  # the first update (Δt = t): an exact copy
+            torch._foreach_copy_(self.buffers, sources)
+        else:
+            torch._foreach_lerp_(self.buffers, sources, 1.0 - beta)
+        self.n_averaged += 1
+        self.last_step = step
+
+
+class PowerFunctionMeans:
+    """Power-function EMAs of the weights, one per width σ_rel (`hf_swa.averaging.power_ema`): ``pema_{σ_rel}``.
+
+    ``fold(sources, step)`` takes the weights after optimizer step ``step`` and updates
+    each EMA with ``β = (1 − Δt/t)^(γ + 1)``, ``t = step`` and ``Δt`` the steps since its
+    previous update (``Δt = t`` for the first: a copy). Fold every optimizer step from the
+    start of training, so that the EMA at step t weighs the run's weights by the power profile.
+
+    Example:
+        >>> import torch
+        >>> emas = PowerFunctionMeans(lambda: [torch.zeros(1)], stds=[0.2])
+        >>> g = emas.gammas[0]  # γ of σ_rel 0.2
+        >>> round(g, 4)
+        1.8262
+        >>> for step in (1, 2, 3, 4):
+        ...     emas.fold([torch.tensor([float(step)])], step)
+        >>> # step k's weights carry the mass (k^(γ+1) − (k−1)^(γ+1)) / 4^(γ+1) of the power profile
+        >>> profile = [(k ** (g + 1) - (k - 1) ** (g + 1)) / 4 ** (g + 1) for k in (1, 2, 3, 4)]
+        >>> expected = sum(w * k for w, k in zip(profile, (1, 2, 3, 4)))
+        >>> abs(emas.materialize("pema_0.2")[0].item() - expected) < 1e-6, round(expected, 4)
+        (True, 3.3956)
+    """
+
+    kind = "power_ema"
+
+    def __init__(self, new_buffers: BufferFactory, stds: Sequence[float]):
+        self.stds = check_stds(stds)
+        self.gammas = [float(std_to_exp(std)) for std in self.stds]
+        names = [power_ema_candidate_name(std) for std in self.stds]
+        self.means = {name: _PowerMean(new_buffers(), gamma) for name, gamma in zip(names, self.gammas)}
+
+    @property
+    def last_step(self) -> int:
+        return max(mean.last_step for mean in self.means.values())
+
+    def fold(self, sources: List[torch.Tensor], step: Optional[int] = None) -> None:
+        if step is None or isinstance(step, bool) or int(step) != step or step <= self.last_step:
+            raise ValueError(
+                f"A power-EMA update needs the optimizer step t, increasing: got step={step!r} after "
+                f"step {self.last_step}."
+            )
+        for mean in self.means.values():
+            mean.fold(sources, int(step))
+
+    def names(self) -> List[str]:
+        return [name for name, mean in self.means.items() if mean.n_averaged > 0]
+
+    def _mean(self, name: str) -> _PowerMean:
+        if name not in self.means:
+            raise KeyError(name)
+        return self.means[name]
+
+    def n_averaged(self, name: str) -> int:
+        return self._mean(name).n_averaged
+
+    @torch.no_grad()
+    def write(self, name: str, targets: List[torch.Tensor]) -> None:
+        torch._foreach_copy_(targets, self._mean(name).buffers)
+
+    def materialize(self, name: str) -> List[torch.Tensor]:
+        return self._mean(name).buffers
+
+    def records(self) -> List[dict]:
+        return [
+            {"name": name, "kind": self.kind, "std": std, "gamma": mean.gamma}
+            | {"step": mean.last_step, "n_averaged": mean.n_averaged}
+            for (name, mean), std in zip(self.means.items(), self.stds)
+            if mean.n_averaged > 0
+        ]
+
+    def slots(self) -> Dict[str, _PowerMean]:
+        return dict(self.means)
+
+    def settings(self) -> dict:
+        return {"kind": self.kind, "stds": self.stds}
+
+
+class ReconstructedCandidates:
+    """Candidates computed after training and handed in whole, e.g. power EMAs reconstructed from snapshots.
+
+    They are fp32 copies beside the running averages, not training state: they are not
+    checkpointed and not compared on resume (``slots()`` is empty, ``settings()`` ``None``).
+
+    Example:
+        >>> import torch
+        >>> added = ReconstructedCandidates([torch.zeros(2)])
+        >>> added.add("pema_0.07", [torch.tensor([1.0, 2.0])], {"kind": "power_ema_posthoc", "std": 0.07})
+        >>> added.names(), added.materialize("pema_0.07")[0].tolist()
+        (['pema_0.07'], [1.0, 2.0])
+    """
+
+    kind = "power_ema_posthoc"
+
+    def __init__(self, like: List[torch.Tensor]):
+        self.like = like  # one fp32 buffer per averaged tensor: the shapes and device every candidate takes
+        self.held: Dict[str, List[torch.Tensor]] = {}
+        self.info: Dict[str, dict] = {}
+
+    def add(self, name: str, tensors: Sequence[torch.Tensor], record: dict) -> None:
+        shapes = [tuple(t.shape) for t in tensors]
+        if shapes != [tuple(t.shape) for t in self.like]:
+            raise ValueError(f"Candidate {name!r} does not match the averaged parameters' shapes.")
+        self.held[name] = [t.to(device=b.device, dtype=torch.float32, copy=True) for t, b in zip(tensors, self.like)]
+        self.info[name] = {"name": name, **record}
+
+    def names(self) -> List[str]:
+        return list(self.held)
+
+    @torch.no_grad()
+    def write(self, name: str, targets: List[torch.Tensor]) -> None:
+        torch._foreach_copy_(targets, self.held[name])
+
+    def materialize(self, name: str) -> List[torch.Tensor]:
+        return self.held[name]
+
+    def records(self) -> List[dict]:
+        return [dict(record) for record in self.info.values()]
+
+    def slots(self) -> dict:
+        return {}
+
+    def settings(self) -> None:
+        return None

@@ -31,11 +31,23 @@ CONFIG_FILE = "swa_config.json"
 MODEL_FILE = "model.safetensors"
 MODEL_INDEX_FILE = "model.safetensors.index.json"
 ADAPTER_FILE = "adapter_model.safetensors"
+# A run's power-EMA snapshots: output_dir/swa_power_ema/pema-<σ_rel>-<step:09d>.safetensors.
+POWER_EMA_DIR = "swa_power_ema"
+POWER_EMA_FILE = re.compile(r"pema-[0-9.e+-]+-(\d{9,})\.safetensors")
 
 
 def checkpoint_folder(output_dir: str, step: int) -> str:
     """The ``checkpoint-N`` folder a Trainer writes at optimizer step ``step``."""
     return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}-{step}")
+
+
+def power_ema_file(std: float, step: int) -> str:
+    """The snapshot file of the power EMA of width ``std`` at optimizer step ``step``.
+
+    >>> power_ema_file(0.1, 42)
+    'pema-0.1-000000042.safetensors'
+    """
+    return f"pema-{std:g}-{step:09d}.safetensors"
 
 
 def checkpoint_step(folder: str) -> Optional[int]:

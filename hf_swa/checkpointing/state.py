@@ -67,7 +67,8 @@ def save_swa_state(
     """
     os.makedirs(folder, exist_ok=True)
     averages = averager_state["averages"]
-    has_averages = averager_state["n_averaged"] > 0
+    # Power EMAs hold averages from the first step, before any SWA snapshot.
+    has_averages = averager_state["n_averaged"] > 0 or any((averager_state.get("slots") or {}).values())
     if has_averages and write_averages:
         tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in averages.items()}
         if shard is None:
@@ -90,6 +91,7 @@ def save_swa_state(
         names=averager_state.get("names", list(averages)),
         slots=averager_state.get("slots"),
         candidates=averager_state.get("candidates"),
+        last_steps=averager_state.get("last_steps") or {},
         n_averaged=averager_state["n_averaged"],
         n_skipped=averager_state["n_skipped"],
         strategy=averager_state["strategy"],

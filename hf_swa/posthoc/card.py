@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from hf_swa.hub import write_model_card
 
-__all__ = ["averaging_section", "write_posthoc_card"]
+__all__ = ["averaging_section", "power_ema_section", "write_posthoc_card"]
 
 
 def _short(folder: str) -> str:
@@ -37,7 +37,9 @@ def _score(value) -> str:
 
 
 def averaging_section(record: Mapping[str, Any]) -> str:
-    """Markdown describing a post-hoc average or greedy soup from its ``swa_config.json`` record."""
+    """Markdown describing a post-hoc average, greedy soup or power EMA from its ``swa_config.json`` record."""
+    if record.get("method") == "power_ema":
+        return power_ema_section(record)
     soup = record.get("soup")
     scores = record.get("scores") or {}
     input_scores = (soup or {}).get("input_scores") or scores.get("inputs") or {}
@@ -82,6 +84,33 @@ def averaging_section(record: Mapping[str, Any]) -> str:
         lines += ["", f"The soup in this repository scores {_score(soup['score'])}."]
     elif "average" in scores:
         lines += ["", f"The average in this repository scores {_score(scores['average'])} ({metric})."]
+    return "\n".join(lines)
+
+
+def power_ema_section(record: Mapping[str, Any]) -> str:
+    """Markdown describing a post-hoc power EMA: its width, step, and each snapshot's coefficient.
+
+    >>> record = {"std": 0.07, "gamma": 4.83, "step": 200, "n_averaged": 2, "dtype": "float32",
+    ...           "sources": [{"std": 0.05, "step": 200}, {"std": 0.1, "step": 200}], "weights": [0.6, 0.4]}
+    >>> print(power_ema_section(record).splitlines()[0])
+    ## Post-hoc power EMA, σ_rel = 0.07
+    """
+    widths = ", ".join(f"{w:g}" for w in sorted({s["std"] for s in record["sources"]}))
+    lines = [
+        f"## Post-hoc power EMA, σ_rel = {record['std']:g}",
+        "",
+        f"The weights in this repository are a power-function EMA of the training weights (Karras et al., 2024, "
+        f"EDM2) of relative width σ_rel = {record['std']:g} (exponent γ = {record['gamma']:.3f}) at step "
+        f"{record['step']}. `hf-swa-average --power_ema_std` reconstructed it after training from "
+        f"{record['n_averaged']} snapshots of power EMAs of widths {widths}, by EDM2's least-squares solve "
+        f"(tensor by tensor, in fp32), and stored it in {record.get('dtype')}. The combined profile is "
+        f"{record.get('fit_error', float('nan')):.2%} off the target's (relative L2).",
+        "",
+        "| Snapshot step | Stored σ_rel | Coefficient |",
+        "|---:|---:|---:|",
+    ]
+    for source, weight in zip(record["sources"], record["weights"], strict=True):
+        lines.append(f"| {source['step']} | {source['std']:g} | {weight:.4g} |")
     return "\n".join(lines)
 
 

@@ -6,9 +6,12 @@
     hf-swa-average ... --weights 1 2 3                              # a weighted mean (normalised)
     hf-swa-average SEED_DIRS ... --soup greedy --task_name sst2 --output_dir OUT
     hf-swa-average ... --push_to_hub --hub_model_id me/model
+    hf-swa-average --run_dir RUN --power_ema_std 0.02 0.05 0.1 --output_dir OUT   # OUT/pema_0.02, ...
 
 The output holds the averaged weights, the newest input's config and tokenizer,
-``swa_config.json`` (sources, steps, weights, scores) and a model card.
+``swa_config.json`` (sources, steps, weights, scores) and a model card. With
+``--power_ema_std`` it reconstructs power EMAs of those widths (EDM2's post-hoc EMA) from
+the run's snapshots, one model per width in ``OUT/pema_{std}``.
 """
 
 from __future__ import annotations
@@ -64,6 +67,19 @@ class AverageArguments:
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
     hub_token: Optional[str] = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the login)."})
     base_model: Optional[str] = field(default=None, metadata={"help": "Hub id of the fine-tuned base model (card)."})
+    power_ema_std: Optional[list[float]] = field(
+        default=None,
+        metadata={
+            "help": "Reconstruct power EMAs of these relative widths (0 < std < 0.289) from the run's snapshots, "
+            "one model per width in OUTPUT_DIR/pema_{std}; the newest checkpoint given supplies config and tokenizer."
+        },
+    )
+    power_ema_dir: Optional[str] = field(
+        default=None, metadata={"help": "With --power_ema_std: the snapshot folder (default RUN_DIR/swa_power_ema)."}
+    )
+    power_ema_step: Optional[int] = field(
+        default=None, metadata={"help": "With --power_ema_std: the step to reconstruct (default: the last snapshot)."}
+    )
 
     def __post_init__(self):
         if self.push_to_hub and not self.hub_model_id:
@@ -89,6 +105,8 @@ def parse_args(argv: Optional[list] = None) -> tuple:
 
 def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, checkpoints: list) -> dict:
     """Average (or soup) as the command line asks; return what ``swa_config.json`` records."""
+    if args.power_ema_std:
+        return run_power_ema(args, evaluation, checkpoints)
     from hf_swa.checkpointing.state import write_json_atomic
     from hf_swa.checkpointing.writer import check_output_dir
     from hf_swa.posthoc.average import average_checkpoints, open_checkpoints, resolve_checkpoints
@@ -125,6 +143,42 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
     card = dict(repo_id=args.hub_model_id, base_model=args.base_model, task_name=evaluation.task_name)
     card.update(dataset_id=facts.get("id"), dataset_name=facts.get("name"), task_phrase=facts.get("purpose"))
     write_posthoc_card(args.output_dir, record, **card)
+    _push(args, record)
+    return record
+
+
+def run_power_ema(args: AverageArguments, evaluation: SoupEvaluationArguments, checkpoints: list) -> dict:
+    """Reconstruct one model per ``--power_ema_std``; return ``{"method": "power_ema", "models": [records]}``."""
+    from hf_swa.checkpointing.power_ema import SNAPSHOT_DIR
+    from hf_swa.posthoc.average import resolve_checkpoints
+    from hf_swa.posthoc.card import write_posthoc_card
+    from hf_swa.posthoc.power_ema import power_ema_folder, write_power_ema_models
+
+    if args.soup != "uniform" or args.weights or args.push_to_hub:
+        raise ValueError("--power_ema_std writes one model per width: leave out --soup, --weights and --push_to_hub.")
+    if evaluation.given:
+        raise ValueError("--power_ema_std does not score its models yet: leave out --task_name/--validation_file.")
+    snapshot_dir = args.power_ema_dir or (os.path.join(args.run_dir, SNAPSHOT_DIR) if args.run_dir else None)
+    if snapshot_dir is None:
+        raise ValueError("--power_ema_std needs the snapshots: pass --run_dir RUN or --power_ema_dir DIR.")
+    if not checkpoints and args.run_dir is None:
+        raise ValueError("--power_ema_std needs a model folder for config and tokenizer: pass CKPT_DIR or --run_dir.")
+    base = _newest(resolve_checkpoints(checkpoints, args.run_dir, args.last, args.steps))
+    records = write_power_ema_models(
+        snapshot_dir,
+        args.power_ema_std,
+        args.output_dir,
+        base,
+        step=args.power_ema_step,
+        overwrite_output_dir=args.overwrite_output_dir,
+    )
+    card = dict(repo_id=None, base_model=args.base_model, task_name=None)
+    for std, record in zip(args.power_ema_std, records):
+        write_posthoc_card(power_ema_folder(args.output_dir, std), record, **card)
+    return {"method": "power_ema", "strategy": "power_ema", "models": records}
+
+
+def _push(args: AverageArguments, record: dict) -> None:
     if args.push_to_hub:
         from hf_swa.hub import push_to_hub
 
@@ -136,16 +190,21 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
             commit_message=f"Upload a post-hoc average of {record['n_averaged']} checkpoints (hf_swa)",
         )
         print(f"Pushed {args.output_dir} to {url}")
-    return record
 
 
 def _score_fn(evaluation: SoupEvaluationArguments, folders: list) -> tuple:
     """The GLUE scorer, set up with the config and tokenizer of the newest input."""
-    from hf_swa.checkpointing.files import saved_step
     from hf_swa.posthoc.scoring import glue_score_fn
 
+    return glue_score_fn(evaluation, _newest(folders))
+
+
+def _newest(folders: list) -> str:
+    """The input with the highest step (else the last given): it supplies config, tokenizer and layout."""
+    from hf_swa.checkpointing.files import saved_step
+
     steps = [(saved_step(f) is not None, saved_step(f) or 0, i) for i, f in enumerate(folders)]
-    return glue_score_fn(evaluation, folders[max(steps)[2]])
+    return folders[max(steps)[2]]
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -155,6 +214,11 @@ def main(argv: Optional[list] = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"hf-swa-average: error: {err}", file=sys.stderr)
         return 2
+    if record["method"] == "power_ema":
+        for model in record["models"]:
+            print(json.dumps({k: model[k] for k in ("method", "std", "step", "n_averaged", "weights")}))
+        print(f"Wrote {len(record['models'])} power-EMA model(s) to {args.output_dir}/pema_*")
+        return 0
     print(json.dumps({k: record[k] for k in ("method", "strategy", "n_averaged", "weights")}))
     print(f"Wrote the average of {record['n_averaged']} checkpoints to {args.output_dir}")
     return 0

@@ -89,6 +89,26 @@ class SWAArgumentsMixin:
     swa_eval_candidates: bool = field(
         default=False, metadata={"help": "evaluate() also reports eval_<candidate>_* for every candidate."}
     )
+    swa_power_ema_stds: List[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Keep one power-function EMA (EDM2) per relative width, e.g. 0.05 0.10, from step 1; "
+            "each is a candidate pema_<std> and is written to output_dir/swa_power_ema/ as snapshots."
+        },
+    )
+    swa_power_ema_every: Optional[int] = field(
+        default=None, metadata={"help": "Snapshot the power EMAs every N optimizer steps (default: ~32 a run)."}
+    )
+    swa_power_ema_dtype: Literal["float32", "bfloat16"] = field(
+        default="float32", metadata={"help": "dtype of the power-EMA snapshots."}
+    )
+    swa_power_ema_candidates: List[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Widths reconstructed from the snapshots at the end of training (EDM2's post-hoc EMA), added "
+            "as candidates pema_<std>; needs two or more swa_power_ema_stds."
+        },
+    )
 
     def __post_init__(self):
         # Checked before TrainingArguments sets up DeepSpeed and the process group.
@@ -132,6 +152,10 @@ class SWAArgumentsMixin:
             swa_select_metric=self.swa_select_metric,
             swa_select_greater_is_better=self.swa_select_greater_is_better,
             swa_eval_candidates=self.swa_eval_candidates,
+            swa_power_ema_stds=list(self.swa_power_ema_stds or []),
+            swa_power_ema_every=self.swa_power_ema_every,
+            swa_power_ema_dtype=self.swa_power_ema_dtype,
+            swa_power_ema_candidates=list(self.swa_power_ema_candidates or []),
         )
 
 

@@ -14,6 +14,7 @@ from ..averaging import distributed
 from ..averaging.averager import WeightAverager
 from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
 from ..checkpointing.state import load_swa_state, save_swa_state, write_json_atomic
+from . import power_emas
 from .config import SWAConfig
 from .schedule import install_lr_tail, sync_lr_tail
 from .selection import select_candidate
@@ -136,8 +137,11 @@ class SWACallback(TrainerCallback):
             ema_decay=self.config.ema_decay,
             window_starts=self.config.window_starts(state.max_steps),
             ema_decays=self.config.swa_ema_decays,
+            power_ema_stds=self.config.swa_power_ema_stds,
         )
         self.selection = None
+        if self.config.swa_power_ema_stds:
+            self._check_power_emas(args, state)
         if state.global_step > 0:
             self._resume(args, state)
         schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
@@ -164,6 +168,10 @@ class SWACallback(TrainerCallback):
             sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
         if self.config.is_snapshot_step(step, state.max_steps):
             self.averager.update(model, step=step)
+        if self.config.swa_power_ema_stds and step <= state.max_steps:
+            self.averager.update_power_emas(model, step)  # every optimizer step, from the first
+            if self.config.is_power_ema_snapshot_step(step, state.max_steps):
+                power_emas.write_snapshots(self.averager, model, args.output_dir, self._pema_dtype, args.should_save)
 
     def on_save(self, args, state, control, **kwargs):
         if not self.trainer_writes_state:  # SWATrainer writes it earlier, before old checkpoints rotate
@@ -191,6 +199,8 @@ class SWACallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self.averager is None:
             return
+        if self.config.swa_power_ema_candidates:
+            self._reconstruct_power_emas(args, state, model)
         if self.averager.n_averaged == 0:
             logger.warning(
                 "SWA: training ended at step %d before the first snapshot (step %d); the model keeps its live weights.",
@@ -206,6 +216,27 @@ class SWACallback(TrainerCallback):
             self.averager.n_averaged,
             self.averager.n_skipped,
         )
+
+    # ---------------------------------------------------------------- power EMAs
+    @property
+    def _pema_dtype(self) -> str:
+        return self.config.swa_power_ema_dtype
+
+    def _check_power_emas(self, args, state) -> None:
+        if state.is_hyper_param_search:
+            raise ValueError("Power EMAs write snapshots into output_dir, which trials would share: unset them.")
+        if self.config.swa_power_ema_candidates and self.averager.sharded:
+            raise ValueError(power_emas.SHARDED_CANDIDATES_MESSAGE)
+        power_emas.prune_snapshots(args.output_dir, state.global_step, args.should_save)
+
+    def _reconstruct_power_emas(self, args, state, model) -> None:
+        last = self.averager.power_emas.last_step
+        if last and not self.config.is_power_ema_snapshot_step(last, state.max_steps):
+            power_emas.write_snapshots(self.averager, model, args.output_dir, self._pema_dtype, args.should_save)
+        if last:
+            power_emas.add_reconstructed_candidates(
+                self.averager, args.output_dir, self.config.swa_power_ema_candidates, last
+            )
 
     # ---------------------------------------------------------------- helpers
     def live_weights(self, model):
@@ -314,6 +345,12 @@ class SWACallback(TrainerCallback):
         saved = load_swa_state(folder, shard=distributed.rank_and_world_size() if self.averager.sharded else None)
         step = state.global_step
         if saved is None:
+            if self.config.swa_power_ema_stds:
+                raise ValueError(
+                    f"Resuming at step {step} from {folder}, which has no SWA state, but the power EMAs average every "
+                    "step from the first: their history is lost. Resume from a checkpoint written with them, or "
+                    "unset swa_power_ema_stds."
+                )
             if step < self.start_step:
                 logger.info("SWA: resuming at step %d, before averaging starts (step %d).", step, self.start_step)
                 return

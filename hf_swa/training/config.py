@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
+from ..averaging.power_ema import check_std, check_stds
 from ..averaging.strategies import check_ema_decay, check_ema_decays, make_strategy
+from ..checkpointing.power_ema import default_snapshot_every
 
 ANNEAL_STRATEGIES = ("cos", "linear")
 
@@ -82,6 +84,15 @@ class SWAConfig:
             for names ending in ``loss``, True otherwise).
         swa_eval_candidates: `SWATrainer.evaluate()` also reports ``eval_<candidate>_*``
             for every candidate (one evaluation each).
+        swa_power_ema_stds: keep one power-function EMA (EDM2) per relative width σ_rel
+            (``0 < σ_rel < 0.289``, e.g. ``[0.05, 0.10]``), updated every optimizer step from
+            the first; each is a candidate ``pema_{σ_rel}``. Off when empty.
+        swa_power_ema_every: write each power EMA to ``output_dir/swa_power_ema/`` every this
+            many optimizer steps, and at the last step (``None``: about 32 snapshots a run).
+        swa_power_ema_dtype: ``"float32"`` (exact) or ``"bfloat16"`` (half the bytes) snapshots.
+        swa_power_ema_candidates: widths reconstructed from the snapshots at the end of
+            training (EDM2's post-hoc EMA) and added as candidates ``pema_{σ_rel}``; needs at
+            least two stored widths.
 
     Example:
         >>> from hf_swa import SWAConfig
@@ -108,6 +119,10 @@ class SWAConfig:
     swa_select_metric: Optional[str] = None
     swa_select_greater_is_better: Optional[bool] = None
     swa_eval_candidates: bool = False
+    swa_power_ema_stds: List[float] = dataclasses.field(default_factory=list)
+    swa_power_ema_every: Optional[int] = None
+    swa_power_ema_dtype: str = "float32"
+    swa_power_ema_candidates: List[float] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.swa_start = parse_swa_start(self.swa_start)
@@ -138,6 +153,7 @@ class SWAConfig:
             )
         make_strategy(self.strategy, check_ema_decay(self.ema_decay, "ema_decay"))
         self._check_candidates()
+        self._check_power_emas()
 
     def _check_candidates(self) -> None:
         if isinstance(self.swa_windows, bool) or not isinstance(self.swa_windows, int) or self.swa_windows < 1:
@@ -153,6 +169,37 @@ class SWAConfig:
             raise ValueError(
                 "swa_select_metric is empty: name a metric such as 'loss' or 'accuracy', or leave it unset"
             )
+
+    def _check_power_emas(self) -> None:
+        self.swa_power_ema_stds = check_stds(self.swa_power_ema_stds or [], "swa_power_ema_stds")
+        every = self.swa_power_ema_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"swa_power_ema_every={every!r}: must be an int >= 1 (optimizer steps), or None")
+        if self.swa_power_ema_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"swa_power_ema_dtype={self.swa_power_ema_dtype!r}: must be 'float32' or 'bfloat16'")
+        self.swa_power_ema_candidates = [
+            check_std(s, "swa_power_ema_candidates") for s in self.swa_power_ema_candidates or []
+        ]
+        if self.swa_power_ema_candidates and len(self.swa_power_ema_stds) < 2:
+            raise ValueError(
+                f"swa_power_ema_candidates={self.swa_power_ema_candidates} are reconstructed from stored power EMAs of "
+                f"at least two widths, but swa_power_ema_stds={self.swa_power_ema_stds}: store two, e.g. [0.05, 0.10]."
+            )
+
+    def power_ema_every(self, max_steps: int) -> int:
+        """Every how many optimizer steps the power EMAs are written as snapshots (the last step is one too)."""
+        return self.swa_power_ema_every or default_snapshot_every(max_steps)
+
+    def is_power_ema_snapshot_step(self, global_step: int, max_steps: int) -> bool:
+        """Whether the power EMAs are written after optimizer step `global_step`.
+
+        >>> config = SWAConfig(swa_power_ema_stds=[0.05, 0.1], swa_power_ema_every=10)
+        >>> [s for s in range(1, 26) if config.is_power_ema_snapshot_step(s, max_steps=25)]
+        [10, 20, 25]
+        """
+        if not self.swa_power_ema_stds or not 1 <= global_step <= max_steps:
+            return False
+        return global_step % self.power_ema_every(max_steps) == 0 or global_step == max_steps
 
     def start_step(self, max_steps: int) -> int:
         """The first optimizer step whose weights are averaged; checks it is within training."""

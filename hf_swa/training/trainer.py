@@ -238,6 +238,8 @@ class SWATrainerMixin:
         if self.swa_callback is None:
             return None
         config = self.swa_callback.config
+        if config.swa_power_ema_stds:
+            return 1  # power EMAs are updated from the first step
         if isinstance(config.swa_start, int):
             return config.swa_start
         if self.args.max_steps > 0:

@@ -1,0 +1,135 @@
+"""Power EMAs inside training: the stored widths, their snapshots, widths reconstructed at the end, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny_models import QUICK_RUN, SnapshotRecorder, StopAt, classification_data, tiny_bert
+
+from hf_swa import SWAConfig, SWATrainer, SWATrainingArguments
+from hf_swa.posthoc.power_ema import reconstruct_power_ema
+
+MAX_STEPS = 24
+STORED, RECONSTRUCTED = (0.05, 0.15), 0.1
+PEMA = dict(swa_power_ema_stds=list(STORED), swa_power_ema_every=6, swa_power_ema_candidates=[RECONSTRUCTED])
+SWA = dict(swa_start=13, swa_lr=4e-3, swa_select_metric="loss", **PEMA)
+DATA, HELD_OUT = classification_data(40), classification_data(16, seed=7)
+
+
+def trainer_for(output_dir, callbacks=(), **overrides) -> SWATrainer:
+    common = dict(QUICK_RUN, max_steps=MAX_STEPS, save_strategy="steps", save_steps=5)
+    args = SWATrainingArguments(output_dir=str(output_dir), **{**common, **SWA, **overrides})
+    return SWATrainer(
+        model=tiny_bert(), args=args, train_dataset=DATA, swa_select_dataset=HELD_OUT, callbacks=list(callbacks)
+    )
+
+
+def gamma_of(std: float) -> float:
+    """γ with σ_rel² = (γ+1) / ((γ+2)² (γ+3)): the largest real root of that cubic, found here with numpy."""
+    # std² (γ+2)² (γ+3) − (γ+1) = 0, expanded in powers of γ.
+    s = std**2
+    roots = np.roots([s, 7 * s, 16 * s - 1, 12 * s - 1])
+    return float(max(r.real for r in roots if abs(r.imag) < 1e-9))
+
+
+def profile_mean(history: dict, std: float, t: int) -> dict:
+    """The power-profile mean at step t: step k's weights carry (k^(γ+1) − (k−1)^(γ+1)) / t^(γ+1), in float64."""
+    g = gamma_of(std) + 1
+    mass = {k: (k**g - (k - 1) ** g) / t**g for k in range(1, t + 1)}
+    return {n: sum(mass[k] * history[k][n] for k in mass) for n in history[1]}
+
+
+def max_difference(a: dict, b: dict) -> float:
+    return max(float((a[n].double() - b[n].double()).abs().max()) for n in b)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pema")
+    recorder = SnapshotRecorder(range(1, MAX_STEPS + 1))
+    trainer = trainer_for(root, callbacks=[recorder])
+    trainer.train()
+    return trainer, recorder.snapshots, root
+
+
+def test_stored_widths_are_the_power_profile_means_of_every_step(finished):
+    trainer, history, _ = finished
+    averager = trainer.swa_callback.averager
+    for std in STORED:
+        expected = profile_mean(history, std, MAX_STEPS)
+        assert max_difference(averager.averages(f"pema_{std:g}"), expected) < 1e-5
+
+
+def test_snapshots_are_written_every_n_steps_and_at_the_end(finished):
+    trainer, history, root = finished
+    folder = root / "swa_power_ema"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(f"pema-{std:g}-{step:09d}.safetensors" for std in STORED for step in (6, 12, 18, 24))
+    at_12 = load_file(folder / "pema-0.05-000000012.safetensors")
+    assert max_difference(at_12, profile_mean(history, 0.05, 12)) < 1e-5  # the EMA as it was at step 12
+
+
+def test_a_reconstructed_width_joins_the_candidates_and_the_selection(finished):
+    trainer, history, root = finished
+    averager, name = trainer.swa_callback.averager, f"pema_{RECONSTRUCTED:g}"
+    assert {"swa", "pema_0.05", "pema_0.15", name} <= set(averager.candidate_names())
+    reconstructed = averager.averages(name)
+    # The same solve as hf-swa-average on the run's snapshots ...
+    after = reconstruct_power_ema(str(root / "swa_power_ema"), RECONSTRUCTED).state_dict()
+    assert max_difference(reconstructed, after) == 0.0
+    # ... close to a power EMA of that width run directly on every step, far closer than the stored widths are.
+    error = max_difference(reconstructed, profile_mean(history, RECONSTRUCTED, MAX_STEPS))
+    apart = max_difference(averager.averages("pema_0.05"), averager.averages("pema_0.15"))
+    assert error < apart / 20, (error, apart)
+    selection = trainer.swa_callback.selection
+    assert {"live", "swa", "pema_0.05", "pema_0.15", name} <= set(selection["scores"])
+    record = json.loads((root / "swa_config.json").read_text())
+    pema = next(c for c in record["candidates"] if c["name"] == name)
+    assert pema["kind"] == "power_ema_posthoc" and pema["step"] == MAX_STEPS and 0 <= pema["fit_error"] < 0.1
+
+
+def test_the_shipped_model_is_the_chosen_candidate(finished):
+    trainer, _, _ = finished
+    chosen = trainer.swa_callback.selection["chosen"]
+    if chosen != "live":
+        shipped = dict(trainer.model.named_parameters())
+        for key, value in trainer.swa_callback.averager.averages(chosen).items():
+            assert torch.equal(shipped[key].detach(), value), key
+
+
+def test_resume_prunes_later_snapshots_and_ends_bit_exact(tmp_path, finished):
+    reference, _, reference_root = finished
+    trainer_for(tmp_path, callbacks=[StopAt(13)]).train()  # checkpoint-10, snapshots at 6 and 12
+    folder = tmp_path / "swa_power_ema"
+    assert (folder / "pema-0.05-000000012.safetensors").exists()
+    # A snapshot the resumed run will not write again (as from a run with another swa_power_ema_every).
+    (folder / "pema-0.05-000000014.safetensors").write_bytes((folder / "pema-0.05-000000012.safetensors").read_bytes())
+    resumed = trainer_for(tmp_path)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-10"))
+    for name in ("pema_0.05", "pema_0.15", "pema_0.1", "swa"):
+        a, b = resumed.swa_callback.averager.averages(name), reference.swa_callback.averager.averages(name)
+        assert all(torch.equal(a[k], b[k]) for k in b), name
+    files = sorted(p.name for p in (reference_root / "swa_power_ema").iterdir())
+    assert sorted(p.name for p in (tmp_path / "swa_power_ema").iterdir()) == files
+    for file in files:
+        a, b = (load_file(root / "swa_power_ema" / file) for root in (tmp_path, reference_root))
+        assert all(torch.equal(a[k], b[k]) for k in b), file
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(swa_power_ema_stds=[0.05], swa_power_ema_candidates=[0.1]), "at least two widths"),
+        (dict(swa_power_ema_stds=[0.05, 0.3]), "swa_power_ema_stds=0.3: .* 0 < σ_rel < 0.289"),
+        (dict(swa_power_ema_stds=[0.05, 0.1], swa_power_ema_candidates=[0.0]), "swa_power_ema_candidates"),
+        (dict(swa_power_ema_stds=[0.05, 0.1], swa_power_ema_every=0), "swa_power_ema_every"),
+        (dict(swa_power_ema_stds=[0.05, 0.1], swa_power_ema_dtype="float16"), "swa_power_ema_dtype"),
+    ],
+)
+def test_bad_power_ema_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SWAConfig(**settings)

@@ -132,11 +132,11 @@ def collect_runs(runs_root: Union[str, Path]) -> list:
 
 
 def _order(name: str) -> tuple:
-    """``swa``, later window starts, EMAs by decay, then ``live``."""
-    for rank, prefix in ((1, "swa_from"), (2, "ema_")):
+    """``swa``, later window starts, EMAs by decay, power EMAs by width, then ``live``."""
+    for rank, prefix in ((1, "swa_from"), (2, "ema_"), (3, "pema_")):
         if name.startswith(prefix):
             return (rank, float(name[len(prefix) :]))
-    return (0 if name == "swa" else 3, 0.0)
+    return (0 if name == "swa" else 4, 0.0)
 
 
 def _candidates(swa: list, metric: str) -> dict:

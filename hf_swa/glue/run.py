@@ -207,7 +207,7 @@ def _evaluate(trainer, data, eval_splits, chosen) -> dict:
     callback = trainer.swa_callback
     names = [CHOSEN, "swa"]
     if callback is not None and callback.averager is not None:
-        names += callback.averager.candidate_names()
+        names += callback.averager.candidate_names() + list((callback.selection or {}).get("scores", {}))
     scores: dict = {}
     for i, split in enumerate(eval_splits):
         prefix = "eval" if i == 0 else f"eval_{split}"  # one key per metric in the logs, whatever the set

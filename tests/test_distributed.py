@@ -112,7 +112,21 @@ def run_single_process(output_dir, **train):
     candidates = {
         k: v.clone() for k, v in common.candidate_averages(trainer.swa_callback.averager, trainer.model).items()
     }
-    return {"averages": averages, "candidates": candidates, "train_loss": train_loss, **metrics}
+    snapshots = output_dir / "swa_power_ema"
+    return {"averages": averages, "candidates": candidates, "train_loss": train_loss, "snapshots": snapshots, **metrics}
+
+
+def assert_power_ema_snapshots_match(folder, single):
+    """Written once, as the single process writes them; the resumed run's equal the full run's, bit for bit."""
+    expected = sorted(p.name for p in single["snapshots"].iterdir())
+    assert len(expected) == 2 * 2  # widths 0.05 and 0.1, at steps 4 and 8
+    full, resumed = folder / "full" / "swa_power_ema", folder / "resumed" / "swa_power_ema"
+    assert sorted(p.name for p in full.iterdir()) == sorted(p.name for p in resumed.iterdir()) == expected
+    for name in expected:
+        reference = load_file(full / name)
+        assert relative_error(reference, load_file(single["snapshots"] / name)) <= TOLERANCE, name
+        again = load_file(resumed / name)
+        assert all(torch.equal(again[k], reference[k]) for k in reference), name
 
 
 def assert_candidates_match(folder, single):
@@ -152,6 +166,7 @@ def assert_saved_model_is_average(folder, averages):
 def test_ddp_ranks_hold_the_single_process_average_and_resume(tmp_path, single_process):
     launch(accelerate_launch(tmp_path), "ddp_worker.py", tmp_path, tmp_path=tmp_path)
     assert_candidates_match(tmp_path, single_process)
+    assert_power_ema_snapshots_match(tmp_path, single_process)
     rank0, rank1 = reports(tmp_path)
     assert rank0["world_size"] == rank1["world_size"] == 2
     full = [load_file(tmp_path / f"averages-full-rank{r}.safetensors") for r in range(2)]
@@ -194,6 +209,7 @@ def test_fsdp2_through_swa_trainer_matches_single_process_and_resumes(tmp_path):
     assert all(torch.equal(full[0][k], full[1][k]) for k in full[0])
     assert relative_error(full[0], single["averages"]) <= TOLERANCE
     assert_candidates_match(tmp_path, single)
+    assert_power_ema_snapshots_match(tmp_path, single)  # gathered from the shards, written once
     # What the Trainer saved (Accelerate's full state dict) loads in plain transformers as the average.
     assert_saved_model_is_average(tmp_path / "final", single["averages"])
     # The last checkpoint is training state: the live weights with the SWA state beside them.
@@ -297,6 +313,7 @@ def test_deepspeed_zero_matches_single_process(tmp_path, single_process, stage):
     assert_saved_model_is_average(tmp_path / "final", single_process["averages"])
     resumed = load_file(tmp_path / "averages-resumed-rank0.safetensors")
     assert rank0["n_averaged_resumed"] == 3 and all(torch.equal(resumed[k], full[0][k]) for k in resumed)
+    assert_power_ema_snapshots_match(tmp_path, single_process)  # ZeRO-3: gathered from the partitions
 
 
 def test_deepspeed_scheduler_with_swa_lr_is_refused_before_anything_runs(tmp_path):

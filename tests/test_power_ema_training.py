@@ -133,3 +133,56 @@ def test_resume_prunes_later_snapshots_and_ends_bit_exact(tmp_path, finished):
 def test_bad_power_ema_settings_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
         SWAConfig(**settings)
+
+
+@pytest.mark.slow
+def test_cli_scores_each_width_and_the_checkpoint_and_names_the_best(tmp_path, capsys):
+    """After training: hf-swa-average reconstructs widths, scores them and the checkpoint, and says which is best."""
+    import csv
+
+    from tiny_models import tiny_tokenizer
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_swa.posthoc.arguments import SoupEvaluationArguments
+    from hf_swa.posthoc.cli import main
+    from hf_swa.posthoc.scoring import glue_score_fn
+
+    tokenizer = tiny_tokenizer()
+
+    def texts(rows):
+        return [(" ".join(f"t{int(i)}" for i in row["input_ids"]), int(row["labels"])) for row in rows]
+
+    train = [dict(tokenizer(text), labels=label) for text, label in texts(DATA)]
+    dev = tmp_path / "dev.csv"
+    with open(dev, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *texts(HELD_OUT)])
+    run = tmp_path / "run"
+    args = SWATrainingArguments(
+        output_dir=str(run),
+        **dict(QUICK_RUN, max_steps=MAX_STEPS, save_strategy="steps", save_steps=MAX_STEPS),
+        swa_power_ema_stds=list(STORED),
+        swa_power_ema_every=6,
+    )
+    SWATrainer(model=tiny_bert(), args=args, train_dataset=train, processing_class=tokenizer).train()
+
+    out = tmp_path / "pema"
+    flags = ["--validation_file", str(dev), "--text_columns", "text", "--metric", "loss"]
+    assert main(["--run_dir", str(run), "--power_ema_std", "0.07", "0.1", "--output_dir", str(out), *flags]) == 0
+    printed = capsys.readouterr().out
+    selection = json.loads(printed.splitlines()[-2])
+    assert selection["metric"] == "eval_loss" and set(selection["scores"]) == {"pema_0.07", "pema_0.1", "live"}
+    assert selection["chosen"] == min(selection["scores"], key=selection["scores"].get)
+    assert f"Best by eval_loss: {selection['chosen']}" in printed
+    # Each recorded score is that model's loss on the file, as an independent evaluation gives it.
+    evaluation = SoupEvaluationArguments(validation_file=str(dev), text_columns=["text"], metric="loss")
+    score_fn, _ = glue_score_fn(evaluation, str(run / f"checkpoint-{MAX_STEPS}"))
+    folders = {"pema_0.07": out / "pema_0.07", "pema_0.1": out / "pema_0.1", "live": run / f"checkpoint-{MAX_STEPS}"}
+    for name, folder in folders.items():
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        assert -score_fn(model) == pytest.approx(selection["scores"][name], rel=1e-6), name
+    record = json.loads((out / "pema_0.07" / "swa_config.json").read_text())
+    assert record["scores"] == {
+        "metric": "eval_loss",
+        "average": selection["scores"]["pema_0.07"],
+        "live": selection["scores"]["live"],
+    }

@@ -156,8 +156,6 @@ def run_power_ema(args: AverageArguments, evaluation: SoupEvaluationArguments, c
 
     if args.soup != "uniform" or args.weights or args.push_to_hub:
         raise ValueError("--power_ema_std writes one model per width: leave out --soup, --weights and --push_to_hub.")
-    if evaluation.given:
-        raise ValueError("--power_ema_std does not score its models yet: leave out --task_name/--validation_file.")
     snapshot_dir = args.power_ema_dir or (os.path.join(args.run_dir, SNAPSHOT_DIR) if args.run_dir else None)
     if snapshot_dir is None:
         raise ValueError("--power_ema_std needs the snapshots: pass --run_dir RUN or --power_ema_dir DIR.")
@@ -172,10 +170,31 @@ def run_power_ema(args: AverageArguments, evaluation: SoupEvaluationArguments, c
         step=args.power_ema_step,
         overwrite_output_dir=args.overwrite_output_dir,
     )
-    card = dict(repo_id=None, base_model=args.base_model, task_name=None)
-    for std, record in zip(args.power_ema_std, records):
-        write_posthoc_card(power_ema_folder(args.output_dir, std), record, **card)
-    return {"method": "power_ema", "strategy": "power_ema", "models": records}
+    folders = [power_ema_folder(args.output_dir, std) for std in args.power_ema_std]
+    summary = {"method": "power_ema", "strategy": "power_ema", "models": records}
+    if evaluation.given:
+        summary["selection"] = _score_power_emas(evaluation, base, folders, records)
+    card = dict(repo_id=None, base_model=args.base_model, task_name=evaluation.task_name)
+    for folder, record in zip(folders, records):
+        write_posthoc_card(folder, record, **card)
+    return summary
+
+
+def _score_power_emas(evaluation: SoupEvaluationArguments, base: str, folders: list, records: list) -> dict:
+    """Score each reconstructed width and the base checkpoint (``live``); name the best, in each record too."""
+    from hf_swa.checkpointing.state import write_json_atomic
+    from hf_swa.posthoc.soup import score_checkpoints
+
+    score_fn, metric = _score_fn(evaluation, [base])
+    names = [f"pema_{record['std']:g}" for record in records] + ["live"]
+    scores = dict(zip(names, score_checkpoints([*folders, base], score_fn).values()))
+    # score_fn is higher-is-better (a loss is negated): report the metric as it reads.
+    shown = {name: -value if metric.endswith("loss") else value for name, value in scores.items()}
+    selection = {"metric": metric, "scores": shown, "chosen": max(names, key=lambda name: scores[name])}
+    for folder, record in zip(folders, records):
+        record["scores"] = {"metric": metric, "average": shown[f"pema_{record['std']:g}"], "live": shown["live"]}
+        write_json_atomic(os.path.join(folder, CONFIG_FILE), record)
+    return selection
 
 
 def _push(args: AverageArguments, record: dict) -> None:
@@ -218,6 +237,13 @@ def main(argv: Optional[list] = None) -> int:
         for model in record["models"]:
             print(json.dumps({k: model[k] for k in ("method", "std", "step", "n_averaged", "weights")}))
         print(f"Wrote {len(record['models'])} power-EMA model(s) to {args.output_dir}/pema_*")
+        if "selection" in record:
+            selection = record["selection"]
+            print(json.dumps(selection))
+            print(
+                f"Best by {selection['metric']}: {selection['chosen']}"
+                + (" (the checkpoint itself: no width scored better)" if selection["chosen"] == "live" else "")
+            )
         return 0
     print(json.dumps({k: record[k] for k in ("method", "strategy", "n_averaged", "weights")}))
     print(f"Wrote the average of {record['n_averaged']} checkpoints to {args.output_dir}")

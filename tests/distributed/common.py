@@ -24,7 +24,8 @@ WORLD_SIZE = 2
 GLOBAL_BATCH = 8
 MAX_STEPS = 8
 INTERRUPT_AT = 5  # checkpoint-5 holds 2 snapshots (steps 3 and 5); the run ends with 3 (3, 5, 7)
-# Candidates too: windows from steps 3 and 5 (swa, swa_from5) and an EMA (ema_0.5).
+# Candidates too: windows from steps 3 and 5 (swa, swa_from5), an EMA (ema_0.5) and two power EMAs
+# (from step 1, written as snapshots at steps 4 and 8).
 SWA = dict(
     swa_start=3,
     swa_freq=2,
@@ -33,8 +34,10 @@ SWA = dict(
     swa_anneal_strategy="linear",
     swa_windows=2,
     swa_ema_decays=[0.5],
+    swa_power_ema_stds=[0.05, 0.1],
+    swa_power_ema_every=4,
 )
-CANDIDATES = ["swa", "swa_from5", "ema_0.5"]
+CANDIDATES = ["swa", "swa_from5", "ema_0.5", "pema_0.05", "pema_0.1"]
 TRAIN = dict(
     optim="sgd",
     learning_rate=0.5,

@@ -24,21 +24,19 @@ CONFIG = {
         "scores": {"swa": 0.52, "swa_from90": 0.50, "ema_0.9": 0.51, "live": 0.55},
     },
 }
-RESULTS = {
-    "eval_accuracy": 0.70,
-    "eval_swa_accuracy": 0.71,
-    "eval_swa_from90_accuracy": 0.725,
-    "eval_chosen_accuracy": 0.725,
-    "eval_loss": 0.6,
-    "eval_swa_loss": 0.58,
-    "eval_swa_from90_loss": 0.57,
-    "eval_chosen_loss": 0.57,
-    "swa_chosen": "swa_from90",
+RESULTS = {  # as run_glue writes them: per weights, per evaluation set, per metric
+    "eval": {
+        "live": {"validation": {"accuracy": 0.70, "loss": 0.6}},
+        "swa": {"validation": {"accuracy": 0.71, "loss": 0.58}},
+        "swa_from90": {"validation": {"accuracy": 0.725, "loss": 0.57}},
+        "chosen": {"validation": {"accuracy": 0.725, "loss": 0.57}},
+    },
+    "chosen": "swa_from90",
 }
 
 
 def test_card_names_the_chosen_candidate_and_reports_its_scores():
-    card = render_model_card(CONFIG, RESULTS, repo_id="me/tweets", task_name="sst2")
+    card = render_model_card(CONFIG, RESULTS, repo_id="me/tweets", task_name="sst2", dataset_id="nyu-mll/glue")
     text = card.text
     assert (
         "The weights in this repository are the candidate **`swa_from90`**: the equal-weight mean of the 11 "
@@ -55,7 +53,8 @@ def test_card_names_the_chosen_candidate_and_reports_its_scores():
 
 def test_card_of_live_weights_chosen_says_so():
     config = {**CONFIG, "shipped": "live", "selection": {**CONFIG["selection"], "chosen": "live"}}
-    text = render_model_card(config, {**RESULTS, "swa_chosen": "live"}).text
+    chosen = {**RESULTS["eval"], "chosen": RESULTS["eval"]["live"]}
+    text = render_model_card(config, {"eval": chosen, "chosen": "live"}).text
     assert "the candidate **`live`**: the weights of the last training step (no average scored better)" in text
     assert "| accuracy | 0.7000 | 0.7000 | +0.0000 |" in text
     assert "On this run the chosen weights scored the same as the live weights" in text

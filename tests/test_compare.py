@@ -49,27 +49,28 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     assert load_script("glue_report").main(argv) == 0
     for mode in ("baseline", "swa"):
         for seed in (1, 2):
-            assert (runs / "sst2" / mode / f"seed{seed}" / "all_results.json").is_file()
+            assert (runs / "sst2" / mode / f"seed{seed}" / "results.json").is_file()
     results = {
-        (mode, seed): json.loads((runs / "sst2" / mode / f"seed{seed}" / "all_results.json").read_text())
+        (mode, seed): json.loads((runs / "sst2" / mode / f"seed{seed}" / "results.json").read_text())
         for mode in ("baseline", "swa")
         for seed in (1, 2)
     }
-    assert "eval_swa_accuracy" not in results[("baseline", 1)]
+    assert set(results[("baseline", 1)]["eval"]) == {"live"}
     swa_config = json.loads((runs / "sst2" / "swa" / "seed1" / CONFIG_FILE).read_text())
     assert swa_config["start_step"] == 4 and swa_config["swa_lr"] == pytest.approx(2.5e-3)
     # The GLUE defaults: both sides train on the same 80% of the rows, the SWA run chose among 4 windows and live.
     for seed in (1, 2):
-        held_out = results[("swa", seed)]["select_samples"]
-        assert results[("baseline", seed)]["train_samples"] == results[("swa", seed)]["train_samples"] == 64 - held_out
-        assert abs(held_out - 0.2 * 64) <= 1  # rounded per class
-        assert results[("swa", seed)]["swa_chosen"] in {"swa", "swa_from5", "swa_from6", "swa_from7", "live"}
+        held_out = results[("swa", seed)]["train"]["select_samples"]
+        trained = [results[(mode, seed)]["train"]["train_samples"] for mode in ("baseline", "swa")]
+        assert trained == [64 - held_out] * 2 and held_out == 13  # ceil(0.2 x 64)
+        assert results[("swa", seed)]["chosen"] in {"swa", "swa_from5", "swa_from6", "swa_from7", "live"}
 
     # The table holds the means of the runs' own numbers, and the delta between the shipped side and the baseline.
-    baseline = statistics.mean(results[("baseline", s)]["eval_accuracy"] for s in (1, 2)) * 100
-    swa = statistics.mean(results[("swa", s)]["eval_swa_accuracy"] for s in (1, 2)) * 100
-    chosen = statistics.mean(results[("swa", s)]["eval_chosen_accuracy"] for s in (1, 2)) * 100
-    live = statistics.mean(results[("swa", s)]["eval_accuracy"] for s in (1, 2)) * 100
+    def mean_of(mode, weights):
+        return statistics.mean(results[(mode, s)]["eval"][weights]["validation"]["accuracy"] for s in (1, 2)) * 100
+
+    baseline, swa, chosen, live = (mean_of("baseline", "live"), mean_of("swa", "swa"), mean_of("swa", "chosen"),
+                                   mean_of("swa", "live"))  # fmt: skip
     report = (runs / "glue_report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| sst2"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
@@ -80,14 +81,14 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     assert float(cells[5]) == pytest.approx(chosen - baseline, abs=0.011)
     assert mean(cells[6]) == pytest.approx(live, abs=0.006)
     assert cells[7] == "2 / 2"
-    choices = ", ".join(f"seed {s} → `{results[('swa', s)]['swa_chosen']}`" for s in (1, 2))
+    choices = ", ".join(f"seed {s} → `{results[('swa', s)]['chosen']}`" for s in (1, 2))
     assert choices in report
     assert (runs / "glue_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Finished runs are not run again.
-    before = (runs / "sst2" / "swa" / "seed1" / "all_results.json").stat().st_mtime_ns
+    before = (runs / "sst2" / "swa" / "seed1" / "results.json").stat().st_mtime_ns
     assert load_script("glue_report").main(argv) == 0
-    assert (runs / "sst2" / "swa" / "seed1" / "all_results.json").stat().st_mtime_ns == before
+    assert (runs / "sst2" / "swa" / "seed1" / "results.json").stat().st_mtime_ns == before
     capsys.readouterr()
 
 
@@ -137,9 +138,10 @@ def test_a_run_that_died_before_evaluation_is_not_finished(tmp_path):
     run = tmp_path / "swa" / "seed1"
     run.mkdir(parents=True)
     assert not is_finished(str(run), "swa")
-    (run / "all_results.json").write_text(json.dumps({"train_loss": 0.5}))  # written before evaluation
+    (run / "results.json").write_text(json.dumps({"train": {"train_loss": 0.5}}))  # a crash during evaluation
     assert not is_finished(str(run), "swa")
-    (run / "all_results.json").write_text(json.dumps({"train_loss": 0.5, "eval_loss": 0.4}))
+    live = {"validation": {"loss": 0.4}}
+    (run / "results.json").write_text(json.dumps({"eval": {"live": live}}))
     assert is_finished(str(run), "baseline") and not is_finished(str(run), "swa")
-    (run / "all_results.json").write_text(json.dumps({"eval_loss": 0.4, "eval_swa_loss": 0.3}))
+    (run / "results.json").write_text(json.dumps({"eval": {"live": live, "swa": {"validation": {"loss": 0.3}}}}))
     assert is_finished(str(run), "swa")

@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import EvalPrediction
 
 from hf_swa.glue.metrics import METRIC_SCRIPT, load_glue_metric, make_compute_metrics, metric_config_name
-from hf_swa.glue.tasks import GLUE_TASKS, TASK_NAMES, get_task, glue_average
+from hf_swa.glue.tasks import GLUE_TASKS, TASK_NAMES, dataset_facts, get_task
 
 # ----------------------------------------------------------------------------- registry
 
@@ -62,15 +62,14 @@ def test_unknown_task_lists_the_valid_ones():
         get_task("squad")
 
 
-def test_glue_average_uses_main_metrics_and_mnli_mm():
-    results = {
-        "cola": {"eval_matthews_correlation": 0.4},
-        "mrpc": {"eval_accuracy": 0.0, "eval_f1": 0.9},
-        "mnli": {"eval_accuracy": 0.8, "eval_accuracy_mm": 0.6},
+def test_dataset_facts_name_the_hub_copy_of_each_task():
+    assert dataset_facts("SST-2") == {
+        "id": "nyu-mll/glue",
+        "config": "sst2",
+        "name": "GLUE SST2",
+        "purpose": "classifying the sentiment of a sentence",
     }
-    assert glue_average(results, prefix="eval_") == pytest.approx((0.4 + 0.9 + 0.7) / 3)
-    with pytest.raises(KeyError, match="eval_swa_f1"):
-        glue_average({"mrpc": {"eval_f1": 0.9}}, prefix="eval_swa_")
+    assert dataset_facts("tweets") == {} and dataset_facts(None) == {}
 
 
 # ----------------------------------------------------------------------------- metric module
@@ -138,11 +137,11 @@ def test_metric_rejects_unknown_config():
 # ----------------------------------------------------------------------------- compute_metrics for the Trainer
 
 
-def test_compute_metrics_argmax_for_classification_and_combined_score():
+def test_compute_metrics_argmax_for_classification():
     logits = np.array([[2.0, -1.0], [0.1, 0.3], [-1.0, 1.0], [0.5, 0.4]])
     labels = np.array([0, 1, 0, 0])  # argmax -> [0, 1, 1, 0]
     result = make_compute_metrics("mrpc")(EvalPrediction(predictions=logits, label_ids=labels))
-    assert result == pytest.approx({"accuracy": 0.75, "f1": 2 / 3, "combined_score": (0.75 + 2 / 3) / 2})
+    assert result == pytest.approx({"accuracy": 0.75, "f1": 2 / 3})
     # A tuple of outputs (logits first) is accepted.
     result = make_compute_metrics("sst2")(EvalPrediction(predictions=(logits, logits), label_ids=labels))
     assert result == pytest.approx({"accuracy": 0.75})
@@ -154,7 +153,7 @@ def test_compute_metrics_squeezes_regression_outputs():
     result = make_compute_metrics("stsb")(EvalPrediction(predictions=scores, label_ids=labels))
     assert result["spearmanr"] == pytest.approx(spearmanr(scores[:, 0], labels)[0])
     assert result["pearson"] == pytest.approx(pearsonr(scores[:, 0], labels)[0], abs=1e-6)
-    assert result["combined_score"] == pytest.approx((result["pearson"] + result["spearmanr"]) / 2)
+    assert set(result) == {"pearson", "spearmanr"}
 
 
 def test_custom_datasets_borrow_the_closest_glue_metric():

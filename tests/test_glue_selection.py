@@ -12,9 +12,17 @@ from transformers import AutoTokenizer
 
 import hf_swa.glue.run as run_module
 from hf_swa.checkpointing.names import CONFIG_FILE
-from hf_swa.glue.metric_keys import chosen_scores, metric_names, weights_and_metric
-from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
-from hf_swa.glue.selection import SELECT_ROWS_FILE, check_select_metric, hold_out_selection_rows, selection_rows
+from hf_swa.glue.data import hold_out_rows
+from hf_swa.glue.metrics import metric_names
+from hf_swa.glue.run import (
+    SELECT_ROWS_FILE,
+    DataTrainingArguments,
+    GlueTrainingArguments,
+    ModelArguments,
+    check_select_metric,
+    run_glue,
+)
+from hf_swa.hub.results import nest_metrics
 from hf_swa.training.trainer import SWATrainer
 
 TRAIN = {**GLUE_RUN_TRAIN, "seed": 3, "learning_rate": 5e-3}
@@ -32,20 +40,30 @@ def glue(bert, out, train, dev=None, task="sst2", split=None, **training):
 # -- the split ------------------------------------------------------------------------------------
 
 
-def test_split_is_stratified_with_exact_class_counts_and_seeded():
-    labels = ["a"] * 30 + ["b"] * 20 + ["c"] * 7
-    rows = selection_rows(labels, share=0.2, seed=1)
-    assert Counter(labels[i] for i in rows) == {"a": 6, "b": 4, "c": 1}  # 0.2 x 30, 0.2 x 20, round(1.4)
-    assert rows == sorted(set(rows))
-    assert selection_rows(labels, share=0.2, seed=1) == rows
-    assert selection_rows(labels, share=0.2, seed=2) != rows
-    assert Counter(labels[i] for i in selection_rows(labels, share=0.25, seed=2)) == {"a": 8, "b": 5, "c": 2}
+def labelled(labels, names=None):
+    import datasets
+
+    names = names or sorted(set(labels))
+    return datasets.Dataset.from_dict({"label": labels}, datasets.Features({"label": datasets.ClassLabel(names=names)}))
+
+
+def test_split_is_stratified_and_seeded():
+    labels = ["a"] * 30 + ["b"] * 20 + ["c"] * 10
+    rows = hold_out_rows(labelled(labels), share=0.2, seed=1, column="label")
+    counts = Counter(labels[i] for i in rows)
+    assert len(rows) == 12 and rows == sorted(set(rows))
+    assert counts == {"a": 6, "b": 4, "c": 2}  # 0.2 of each class: the proportions of the whole
+    assert hold_out_rows(labelled(labels), share=0.2, seed=1, column="label") == rows
+    assert hold_out_rows(labelled(labels), share=0.2, seed=2, column="label") != rows
 
 
 def test_split_of_regression_rows_is_plain_random():
-    rows = selection_rows([None] * 23, share=0.25, seed=0)
-    assert len(rows) == 6 and len(set(rows)) == 6 and all(0 <= i < 23 for i in rows)  # round(5.75)
-    assert rows == selection_rows([None] * 23, share=0.25, seed=0) != selection_rows([None] * 23, 0.25, seed=1)
+    import datasets
+
+    values = datasets.Dataset.from_dict({"label": [i / 10 for i in range(23)]})
+    rows = hold_out_rows(values, share=0.25, seed=0, column="label")
+    assert len(rows) == 6 and len(set(rows)) == 6 and all(0 <= i < 23 for i in rows)  # ceil(5.75)
+    assert rows == hold_out_rows(values, 0.25, 0, "label") != hold_out_rows(values, 0.25, 1, "label")
 
 
 @pytest.mark.parametrize("share", [1.0, 1.5, -0.2])
@@ -59,13 +77,11 @@ def test_split_zero_turns_the_held_out_rows_off():
     assert DataTrainingArguments(task_name="sst2", swa_select_split=0.0).swa_select_split is None
 
 
-def test_split_that_empties_a_class_or_holds_none_of_it_is_refused():
-    with pytest.raises(ValueError, match=r"holds out all 1 training rows of class 'c', leaving none to train on"):
-        selection_rows(["a"] * 10 + ["c"], share=0.6, seed=0)
-    with pytest.raises(ValueError, match=r"holds out no row of the 10 training rows of class 'a'.* at least 0\.05"):
-        selection_rows(["a"] * 10 + ["b"] * 40, share=0.04, seed=0)
+def test_split_too_small_for_a_class_is_refused_in_flag_terms():
+    with pytest.raises(ValueError, match=r"--swa_select_split 0.2 cannot hold out a stratified share of 41 training"):
+        hold_out_rows(labelled(["a"] + ["b"] * 40), share=0.2, seed=0, column="label")
     with pytest.raises(ValueError, match=r"pass --swa_select_split 0 to train on every row"):
-        selection_rows(["a"] * 2 + ["b"] * 40, share=0.2, seed=0)
+        hold_out_rows(labelled(["a"] * 2 + ["b"] * 40), share=0.01, seed=0, column="label")
 
 
 # -- run_glue -------------------------------------------------------------------------------------
@@ -112,9 +128,10 @@ def test_baseline_and_swa_train_on_the_same_rows(tmp_path, bert, files, monkeypa
     assert held[True] == held[False]
     assert held[True]["seed"] == 3 and held[True]["train_rows"] == 60 and held[True]["swa_select_split"] == 0.25
     rows_out = held[True]["held_out_rows"]
-    assert Counter(rows[i]["label"] for i in rows_out) == {"0": 7, "1": 9}  # round(6.5), round(8.5): half up
-    assert [r["select_samples"] for r in results.values()] == [16, 16]
-    assert [r["train_samples"] for r in results.values()] == [44, 44]
+    counts = Counter(rows[i]["label"] for i in rows_out)  # 26 negative and 34 positive rows: 6.5 and 8.5 of them
+    assert sum(counts.values()) == 15 and counts["0"] in (6, 7) and counts["1"] in (8, 9)
+    assert [r["train"]["select_samples"] for r in results.values()] == [15, 15]
+    assert [r["train"]["train_samples"] for r in results.values()] == [45, 45]
     swa_run, baseline_run = RecordingTrainer.seen
     assert swa_run == baseline_run
     # The rows held out are the recorded ones; every other row is trained on, in the file's order.
@@ -123,19 +140,8 @@ def test_baseline_and_swa_train_on_the_same_rows(tmp_path, bert, files, monkeypa
     assert swa_run["select"] == [ids[i] for i in rows_out]
     assert swa_run["train"] == [ids[i] for i in range(60) if i not in rows_out]
     # Another seed holds out other rows.
-    other = hold_out_selection_rows(
-        {"train": _labelled(60, rows)},
-        {0: "negative", 1: "positive"},
-        0.25,
-        GlueTrainingArguments(output_dir=str(tmp_path / "x"), seed=4, report_to="none", use_cpu=True),
-    )
-    assert other["held_out_rows"] != rows_out and len(other["held_out_rows"]) == 16
-
-
-def _labelled(n, rows):
-    import datasets
-
-    return datasets.Dataset.from_dict({"labels": [int(r["label"]) for r in rows[:n]]})
+    other = hold_out_rows(labelled([int(r["label"]) for r in rows], [0, 1]), 0.25, seed=4, column="label")
+    assert other != rows_out and len(other) == 15
 
 
 @pytest.mark.slow
@@ -157,23 +163,19 @@ def test_selection_results_name_the_chosen_and_repeat_its_eval_scores(tmp_path, 
     )
     record = json.loads((out / CONFIG_FILE).read_text())
     selection = record["selection"]
-    chosen = results["swa_chosen"]
-    assert chosen == selection["chosen"] == record["shipped"]
+    chosen = results["chosen"]
+    assert chosen == selection["chosen"] == record["shipped"] and results["selection"] == selection
     assert selection["dataset"]["name"] == "swa_select_dataset" and selection["dataset"]["size"] == 18
     names = ["swa", "swa_from5", "ema_0.5", "live"]  # snapshots at steps 2..8, windows from 2 and 5
     assert sorted(selection["scores"]) == sorted(names)
-    for name, score in selection["scores"].items():
-        assert results[f"select_{name}_loss"] == score
     assert min(selection["scores"].values()) == selection["scores"][chosen]
-    own = {"live": "eval_{}", "swa": "eval_swa_{}"}.get(chosen, f"eval_{chosen}_{{}}")
-    for metric in ("accuracy", "loss"):
-        assert results[f"eval_chosen_{metric}"] == results[own.format(metric)]
-        for name in names[1:-1]:  # every candidate was evaluated too (swa_eval_candidates)
-            assert f"eval_{name}_{metric}" in results
-    saved = json.loads((out / "all_results.json").read_text())
-    assert saved["swa_chosen"] == chosen and saved["eval_chosen_accuracy"] == results["eval_chosen_accuracy"]
-    assert json.loads((out / "eval_results.json").read_text())["swa_chosen"] == chosen
-    assert metric_names(saved) == ["accuracy", "loss"]  # candidates' keys are not metrics of their own
+    scores = results["eval"]
+    assert scores["chosen"] == scores[chosen]
+    assert set(scores) == {*names, "chosen"}  # every candidate was evaluated too (swa_eval_candidates)
+    for name in names:
+        assert set(scores[name]["validation"]) == {"accuracy", "loss"}  # a candidate's scores, not new metrics
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["chosen"] == chosen and saved["eval"] == scores
 
 
 @pytest.mark.slow
@@ -184,7 +186,7 @@ def test_selection_without_a_split_uses_the_eval_set_with_a_warning(tmp_path, be
     assert "selects among the candidates on eval_dataset" in caplog.text
     record = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["selection"]
     assert record["dataset"]["name"] == "eval_dataset" and record["dataset"]["size"] == 24
-    assert "select_samples" not in results and results["train_samples"] == 60
+    assert "select_samples" not in results["train"] and results["train"]["train_samples"] == 60
     assert not (tmp_path / "out" / SELECT_ROWS_FILE).exists()
 
 
@@ -194,13 +196,13 @@ def test_a_split_leaving_a_class_without_training_rows_is_refused_before_trainin
     )
     train = write_rows(tmp_path / "train.jsonl", rows[:4] + [dict(rows[1], label="not_entailment")])  # 3 e, 2 n
     monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
-    with pytest.raises(ValueError, match="holds out all 2 training rows of class 'not_entailment', leaving none"):
+    with pytest.raises(ValueError, match="--swa_select_split 0.75 cannot hold out a stratified share of 5 training"):
         glue(bert, tmp_path / "out", train, task="rte", split=0.75, max_steps=2)
 
 
 def test_no_split_and_no_eval_set_is_refused_in_flag_terms_before_anything_loads(tmp_path, bert, files, monkeypatch):
     _, train, _ = files
-    monkeypatch.setattr(run_module, "_load_splits", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(run_module, "_prepare", lambda *a, **k: pytest.fail("data loaded"))
     with pytest.raises(ValueError, match=r"--swa_select_split 0 holds out no training row and there is no --do_eval"):
         glue(bert, tmp_path / "out", train, split=0, max_steps=2)  # the default --swa_select_metric loss
     assert not (tmp_path / "out").exists()
@@ -216,44 +218,12 @@ def test_runs_that_do_not_train_choose_nothing_and_need_no_selection_data(tmp_pa
             DataTrainingArguments(task_name="sst2", validation_file=str(dev), test_file=str(test)),
             GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_eval=True, do_predict=True, **TRAIN),
         )
-    assert results["eval_samples"] == 24 and "swa_chosen" not in results
+    assert results["eval_samples"] == {"validation": 24} and "chosen" not in results and "chosen" not in results["eval"]
     assert (tmp_path / "out" / "SST-2.tsv").is_file()
     assert "eval_dataset" not in caplog.text  # no warning about selecting on the evaluation set
 
 
-def test_chosen_scores_take_the_chosen_weights_keys():
-    metrics = {
-        "eval_accuracy": 0.8,
-        "eval_loss": 0.5,
-        "eval_runtime": 1.0,
-        "eval_swa_accuracy": 0.82,
-        "eval_swa_loss": 0.45,
-        "eval_swa_from6_accuracy": 0.84,
-        "eval_swa_from6_loss": 0.4,
-        "eval_ema_0.99_accuracy": 0.7,
-        "eval_ema_0.99_loss": 0.6,
-        "eval_accuracy_mm": 0.81,
-        "eval_swa_from6_accuracy_mm": 0.83,
-        "eval_samples": 24,
-    }
-    assert chosen_scores(metrics, "live") == {
-        "eval_chosen_accuracy": 0.8,
-        "eval_chosen_loss": 0.5,
-        "eval_chosen_accuracy_mm": 0.81,
-    }
-    assert chosen_scores(metrics, "swa") == {"eval_chosen_accuracy": 0.82, "eval_chosen_loss": 0.45}
-    assert chosen_scores(metrics, "swa_from6") == {
-        "eval_chosen_accuracy": 0.84,
-        "eval_chosen_loss": 0.4,
-        "eval_chosen_accuracy_mm": 0.83,
-    }
-    assert chosen_scores(metrics, "ema_0.99") == {"eval_chosen_accuracy": 0.7, "eval_chosen_loss": 0.6}
-    assert weights_and_metric("eval_ema_1e-05_f1") == ("ema_1e-05", "f1")
-    assert weights_and_metric("train_loss") is None
-
-
-def test_every_candidate_name_the_engine_gives_is_parsed_back():
-    import torch
+def test_every_candidate_name_the_engine_gives_is_nested_back_per_evaluation_set():
     from torch import nn
 
     from hf_swa import WeightAverager
@@ -264,9 +234,14 @@ def test_every_candidate_name_the_engine_gives_is_parsed_back():
         averager.update(model, step=step)
     names = averager.candidate_names()
     assert len(names) == 6
-    for name in names:
-        assert weights_and_metric(f"eval_{name}_matthews_correlation_mm") == (name, "matthews_correlation_mm")
-    assert torch.is_tensor(averager.averages("swa")[next(iter(averager.averages("swa")))])
+    prefix = "eval_validation_mismatched"
+    metrics = {f"{prefix}_{name}_matthews_correlation": i / 10 for i, name in enumerate(names)}
+    metrics.update({f"{prefix}_matthews_correlation": 0.9, f"{prefix}_loss": 0.3, f"{prefix}_runtime": 1.0})
+    nested = nest_metrics(metrics, ["chosen", *names], prefix, "validation_mismatched")
+    assert nested == {
+        "live": {"validation_mismatched": {"matthews_correlation": 0.9, "loss": 0.3}},
+        **{name: {"validation_mismatched": {"matthews_correlation": i / 10}} for i, name in enumerate(names)},
+    }
 
 
 def test_a_selection_metric_the_task_does_not_produce_is_refused_before_training(tmp_path, bert, files, monkeypatch):
@@ -282,23 +257,21 @@ def test_a_selection_metric_the_task_does_not_produce_is_refused_before_training
 
 @pytest.mark.parametrize("task,metric", [("stsb", "pearson"), ("mrpc", "f1"), ("cola", "matthews_correlation")])
 def test_the_metrics_a_task_produces_pass_the_check(task, metric):
-    from hf_swa.glue.metrics import make_compute_metrics
     from hf_swa.glue.tasks import get_task
 
     spec = get_task(task)
-    args = GlueTrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True, swa_select_metric=metric)
-    compute = make_compute_metrics(task)
-    check_select_metric(args, compute, spec.num_labels, spec.is_regression)
+    args = GlueTrainingArguments(output_dir="unused", report_to="none", use_cpu=True, swa_select_metric=metric)
+    produced = metric_names(task)
+    assert set(produced) == set(spec.metrics) and produced[0] == spec.main_metric
+    check_select_metric(args, produced)
     with pytest.raises(ValueError, match="produces only"):
-        check_select_metric(
-            dataclasses.replace(args, swa_select_metric="spearman_r"), compute, spec.num_labels, spec.is_regression
-        )
+        check_select_metric(dataclasses.replace(args, swa_select_metric="spearman_r"), produced)
 
 
 def test_glue_defaults_are_the_measured_recipe_and_each_can_be_turned_off():
     from transformers import HfArgumentParser
 
-    args = GlueTrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True)
+    args = GlueTrainingArguments(output_dir="unused", report_to="none", use_cpu=True)
     assert (args.swa_windows, args.swa_windows_at_most, args.swa_ema_decays, args.swa_select_metric) == (
         4,
         True,
@@ -355,9 +328,12 @@ def test_regression_rows_are_held_out_at_random(tmp_path, bert):
     dev = write_rows(tmp_path / "dev.tsv", rows[:8])
     results = glue(bert, tmp_path / "out", train, dev, task="stsb", split=0.25, max_steps=4, swa_select_metric="loss")
     held = json.loads((tmp_path / "out" / SELECT_ROWS_FILE).read_text())["held_out_rows"]
-    assert held == selection_rows([None] * 24, share=0.25, seed=3) and len(held) == 6
-    assert results["select_samples"] == 6 and results["train_samples"] == 18
-    assert (
-        results["eval_chosen_pearson"]
-        == results[{"live": "eval_pearson"}.get(results["swa_chosen"], f"eval_{results['swa_chosen']}_pearson")]
-    )
+    assert held == hold_out_rows(_values(rows), share=0.25, seed=3, column="label") and len(held) == 6
+    assert results["train"]["select_samples"] == 6 and results["train"]["train_samples"] == 18
+    assert results["eval"]["chosen"] == results["eval"][results["chosen"]]
+
+
+def _values(rows):
+    import datasets
+
+    return datasets.Dataset.from_dict({"label": [float(r["label"]) for r in rows]})

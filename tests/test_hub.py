@@ -42,8 +42,8 @@ SWA_CONFIG = {
     "n_skipped": 0,
     "hf_swa_version": "0.1.0",
 }
-# SWA better on accuracy, worse on F1: both must show in the card.
-RESULTS = {
+# SWA better on accuracy, worse on F1: both must show in the card. As a plain SWATrainer writes them (flat keys) ...
+FLAT_RESULTS = {
     "epoch": 3.0,
     "eval_accuracy": 0.8431372549,
     "eval_swa_accuracy": 0.8602941176,
@@ -51,12 +51,21 @@ RESULTS = {
     "eval_swa_f1": 0.8881118881,
     "eval_loss": 0.41,
     "eval_swa_loss": 0.37,
-    "eval_combined_score": 0.8672208014,  # run_glue's mean of accuracy and F1: not a model-index metric
-    "eval_swa_combined_score": 0.8742030029,
     "eval_runtime": 1.5,
     "eval_samples_per_second": 272.0,
     "eval_samples": 408,
     "train_runtime": 123.4,
+}
+# ... and as run_glue writes them (results.json): per weights, per evaluation set, per metric, with the data set.
+RESULTS = {
+    "eval": {
+        "live": {"validation": {"accuracy": 0.8431372549, "f1": 0.8913043478, "loss": 0.41}},
+        "swa": {"validation": {"accuracy": 0.8602941176, "f1": 0.8881118881, "loss": 0.37}},
+    },
+    "metrics": ["f1", "accuracy"],
+    "lower_is_better": ["loss"],
+    "dataset": {"id": "nyu-mll/glue", "config": "mrpc", "name": "GLUE MRPC", "purpose": "paraphrase detection"},
+    "train": {"train_runtime": 123.4},
 }
 
 
@@ -111,7 +120,7 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
     (model_dir / "checkpoint-5").mkdir()
     (model_dir / "checkpoint-5" / "optimizer.pt").write_bytes(b"not part of the model")
     (model_dir / "optimizer.pt").write_bytes(b"not part of the model")
-    results_file = tmp_path / "all_results.json"
+    results_file = tmp_path / "results.json"
     results_file.write_text(json.dumps(RESULTS))
 
     with FakeHub() as fake:
@@ -122,7 +131,6 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
                 repo_id="me/tiny-swa",
                 private=True,
                 results_file=results_file,
-                task_name="mrpc",
                 base_model="bert-base-uncased",
             ),
             env,
@@ -163,8 +171,8 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
     assert card.data.base_model == "bert-base-uncased"
     assert card.data.datasets == ["nyu-mll/glue"]
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
-        "accuracy": RESULTS["eval_swa_accuracy"],
-        "f1": RESULTS["eval_swa_f1"],
+        "accuracy": RESULTS["eval"]["swa"]["validation"]["accuracy"],
+        "f1": RESULTS["eval"]["swa"]["validation"]["f1"],
     }
     assert {(r.dataset_type, r.dataset_config, r.dataset_split) for r in card.data.eval_results} == {
         ("nyu-mll/glue", "mrpc", "validation")
@@ -238,8 +246,8 @@ def test_corrupt_swa_config_is_named(tmp_path):
 
 def test_write_model_card_reads_folder_and_says_where_swa_did_worse(tmp_path):
     folder = save_averaged_model(tmp_path / "model")
-    (folder / "all_results.json").write_text(json.dumps(RESULTS))
-    path = hub.write_model_card(folder, task_name="mrpc")
+    (folder / "all_results.json").write_text(json.dumps(FLAT_RESULTS))  # a plain SWATrainer's
+    path = hub.write_model_card(folder, task_name="mrpc", dataset_id="nyu-mll/glue")
     assert path == folder / "README.md"
     card = ModelCard.load(path)
     text = card.text
@@ -368,9 +376,9 @@ def test_run_glue_push_to_hub_pushes_the_shipped_model_once(tmp_path):
     assert pushed["model.safetensors"] == (out / "model.safetensors").read_bytes()
     # What was pushed is the chosen weights: the average of steps 3-6 (GLUE default swa_start=0.5) in the SWA
     # state of the final checkpoint, or the live weights that checkpoint itself holds.
-    results = json.loads((out / "all_results.json").read_text())
+    results = json.loads((out / "results.json").read_text())
     record = json.loads(pushed[CONFIG_FILE])
-    assert record["shipped"] == record["selection"]["chosen"] == results["swa_chosen"] in ("swa", "live")
+    assert record["shipped"] == record["selection"]["chosen"] == results["chosen"] in ("swa", "live")
     if record["shipped"] == "swa":
         expected = checkpoint_swa_average(out / "checkpoint-6")
     else:
@@ -381,4 +389,5 @@ def test_run_glue_push_to_hub_pushes_the_shipped_model_once(tmp_path):
     card = pushed["README.md"].decode()
     assert "| Snapshots averaged (`n_averaged`) | 4 |" in card
     assert f"`{record['shipped']}`" in card
-    assert f"{results['eval_chosen_accuracy']:.4f}" in card  # this run's shipped score
+    assert f"{results['eval']['chosen']['validation']['accuracy']:.4f}" in card  # this run's shipped score
+    assert ModelCard(card).data.datasets == ["nyu-mll/glue"]  # the data set run_glue named in results.json

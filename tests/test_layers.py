@@ -28,8 +28,9 @@ ROOM_IMPORTS = {
 }
 POSTHOC_CORE = ("average", "soup", "power_ema")  # the post-hoc engine, in the room of its command line
 APPLICATIONS = ("demo", "glue", "hub", "posthoc")
-# Which extra a user of each application installs (the core's own dependencies come with every extra).
-EXTRA_OF = {"glue": "glue", "hub": "glue", "demo": "demo", "posthoc": "glue"}
+# Which extra a user of each application installs (None: the base install; the core's own dependencies come with
+# every extra).
+EXTRA_OF = {"glue": "glue", "hub": None, "demo": "demo", "posthoc": "glue"}
 
 
 def imported_after(code: str) -> set:
@@ -131,6 +132,34 @@ def test_no_import_circle_between_modules():
         visit(name)
 
 
+def package_of(module: str) -> str:
+    """The room a module of hf_swa lives in: its subpackage (``glue``, ``hub`` ...), or ``core`` at the top."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (PACKAGE / parts[-1]).is_dir() else "core"
+
+
+def test_no_import_circle_between_packages_and_hub_never_imports_glue():
+    modules = {module_name(p): p for p in hf_swa_files()}
+    graph: dict = {}
+    for name, path in modules.items():
+        rooms = {package_of(m) for m in imports_of(path) if m in modules} - {package_of(name)}
+        graph.setdefault(package_of(name), set()).update(rooms)
+    assert "glue" not in graph["hub"] and "demo" not in graph["hub"], graph["hub"]
+    assert not graph["core"] & set(APPLICATIONS), graph["core"]
+    done: set = set()
+
+    def visit(room, path):
+        if room in path:
+            raise AssertionError("package circle: " + " -> ".join(path[path.index(room) :] + [room]))
+        if room not in done:
+            for dep in sorted(graph.get(room, ())):
+                visit(dep, path + [room])
+            done.add(room)
+
+    for room in sorted(graph):
+        visit(room, [])
+
+
 def declared(extra: str, project: dict) -> set:
     """Distribution names an extra installs, following ``hf_swa[...]`` self-references, core included."""
     names = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
@@ -174,7 +203,13 @@ def test_extras_declare_what_the_applications_import():
     for application in APPLICATIONS:
         assert application in EXTRA_OF, f"hf_swa/{application}/ is new: say in EXTRA_OF which extra its users install"
         extra = EXTRA_OF[application]
-        assert_declared(sorted((PACKAGE / application).rglob("*.py")), declared(extra, project), f"the [{extra}] extra")
+        wanted = (
+            declared(extra, project)
+            if extra
+            else {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+        )
+        where = f"the [{extra}] extra" if extra else "[project] dependencies (the base install)"
+        assert_declared(sorted((PACKAGE / application).rglob("*.py")), wanted, where)
 
 
 def test_modules_and_functions_stay_small():

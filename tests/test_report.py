@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hf_swa.glue import report
-from hf_swa.glue.summary import collect_runs, summarize
+from hf_swa.glue.report import collect_runs, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,16 +31,30 @@ RTE = {
         3: {"accuracy": 0.6859, "swa_accuracy": 0.6643},
     },
 }
-MRPC = {  # two metrics (main: f1) and run_glue's combined_score, which is not compared
+MRPC = {  # two metrics (main: f1) and the loss, which is not compared
     "baseline": {
-        1: {"f1": 0.88, "accuracy": 0.83, "combined_score": 0.855},
-        2: {"f1": 0.89, "accuracy": 0.84, "combined_score": 0.865},
+        1: {"f1": 0.88, "accuracy": 0.83, "loss": 0.3},
+        2: {"f1": 0.89, "accuracy": 0.84, "loss": 0.3},
     },
     "swa": {
-        1: {"f1": 0.90, "accuracy": 0.85, "swa_f1": 0.91, "swa_accuracy": 0.86, "swa_combined_score": 0.885},
+        1: {"f1": 0.90, "accuracy": 0.85, "swa_f1": 0.91, "swa_accuracy": 0.86, "swa_loss": 0.2},
         2: {"f1": 0.89, "accuracy": 0.84, "swa_f1": 0.905, "swa_accuracy": 0.855},
     },
 }
+
+
+MAIN = {"mrpc": ["f1", "accuracy"]}
+
+
+def nested(scores: dict, task: str) -> dict:
+    """The fixture's scores (``accuracy``, ``swa_accuracy``, ``accuracy_mm`` ...) as run_glue nests them."""
+    sets = ("validation_matched", "validation_mismatched") if task == "mnli" else ("validation", None)
+    out = {}
+    for key, value in scores.items():
+        weights, metric = ("swa", key[4:]) if key.startswith("swa_") else ("live", key)
+        eval_set = sets[1] if metric.endswith("_mm") else sets[0]
+        out.setdefault(weights, {}).setdefault(eval_set, {})[metric.removesuffix("_mm")] = value
+    return out
 
 
 def write_runs(root: Path, task: str, runs: dict) -> None:
@@ -48,11 +62,13 @@ def write_runs(root: Path, task: str, runs: dict) -> None:
         for seed, scores in seeds.items():
             folder = root / task / variant / f"seed{seed}"
             folder.mkdir(parents=True)
-            metrics = {f"eval_{k}": v for k, v in scores.items()}
-            metrics.update(
-                eval_loss=0.3, eval_runtime=2.0, eval_samples_per_second=400.0, epoch=3.0, train_runtime=60.0
-            )
-            (folder / "all_results.json").write_text(json.dumps(metrics))
+            results = {
+                "metrics": MAIN.get(task, ["accuracy"]),
+                "lower_is_better": ["loss"],
+                "eval": nested(scores, task),
+            }
+            results["train"] = {"train_runtime": 60.0, "epoch": 3.0}
+            (folder / "results.json").write_text(json.dumps(results))
             history = [{"loss": 0.5, "step": 10}]  # a training log line: no eval key, must be skipped
             for step in (50, 100):
                 history.append({"step": step, **{f"eval_{k}": v - (100 - step) / 1000 for k, v in scores.items()}})
@@ -95,6 +111,7 @@ def test_table_holds_independently_computed_means_stds_and_deltas(report_md):
         assert row[2:] == [
             mean_std(base),
             mean_std(swa),
+            mean_std(swa),  # shipped: the average, as no run selected
             f"{(swa.mean() - base.mean()) * 100:+.2f}",
             mean_std(live),
             "3 / 3",
@@ -105,8 +122,9 @@ def test_table_holds_independently_computed_means_stds_and_deltas(report_md):
     avg_swa = np.mean([values(r, "swa", "swa_accuracy").mean() for r in tasks])
     avg_live = np.mean([values(r, "swa", "accuracy").mean() for r in tasks])
     row = table_row(md, "**GLUE average**", "main metrics of 2 task(s)")
-    assert row[2:6] == [
+    assert row[2:7] == [
         f"{avg_base * 100:.2f}",
+        f"{avg_swa * 100:.2f}",
         f"{avg_swa * 100:.2f}",
         f"{(avg_swa - avg_base) * 100:+.2f}",
         f"{avg_live * 100:.2f}",
@@ -117,7 +135,7 @@ def test_task_where_swa_was_worse_is_shown_with_negative_delta_and_verdict(repor
     _, md = report_md
     delta = (values(RTE, "swa", "swa_accuracy").mean() - values(RTE, "baseline", "accuracy").mean()) * 100
     assert delta < 0  # the fixture really is a loss for SWA
-    assert table_row(md, "rte", "**accuracy** (main)")[4] == f"{delta:+.2f}"
+    assert table_row(md, "rte", "**accuracy** (main)")[5] == f"{delta:+.2f}"
     assert f"- **rte**: SWA did not help ({delta:+.2f} points, accuracy, 3 seeds baseline / 3 SWA)" in md
     gain = (values(SST2, "swa", "swa_accuracy").mean() - values(SST2, "baseline", "accuracy").mean()) * 100
     assert f"- **sst2**: SWA helped by {gain:+.2f} points" in md
@@ -138,60 +156,45 @@ def test_png_plot_is_written_and_valid(report_md):
 def test_json_has_the_same_numbers_unscaled(report_md):
     path, _ = report_md
     data = json.loads(path.with_suffix(".json").read_text())
-    rte = data["tasks"]["rte"]["metrics"]["accuracy"]
+    rte = data["tasks"]["rte"]["eval"]["validation"]["accuracy"]
     assert rte["baseline"]["values"] == list(values(RTE, "baseline", "accuracy"))
     assert rte["swa"]["std"] == pytest.approx(values(RTE, "swa", "swa_accuracy").std(ddof=1))
-    assert rte["delta"] < 0
+    assert rte["delta"] < 0 and data["tasks"]["rte"]["main"]["delta"] == rte["delta"]
 
 
 def test_every_metric_is_compared_main_first_and_loss_is_not(tmp_path):
     write_runs(tmp_path, "mrpc", MRPC)
-    summary = summarize(collect_runs(tmp_path))
-    (mrpc,) = summary.tasks
-    assert [m.metric for m in mrpc.metrics] == ["f1", "accuracy"]  # GLUE's main metric for MRPC is F1
-    acc = mrpc.metrics[1]
-    assert acc.swa.values == (0.86, 0.855) and acc.baseline.values == (0.83, 0.84)
-    assert acc.delta == pytest.approx(np.mean([0.86, 0.855]) - np.mean([0.83, 0.84]))
+    (mrpc,), _ = summarize(collect_runs(tmp_path))
+    assert list(mrpc.rows) == [("validation", "f1"), ("validation", "accuracy")]  # GLUE's main metric for MRPC: F1
+    acc = mrpc.rows["validation", "accuracy"]
+    assert acc["swa"].values == (0.86, 0.855) and acc["baseline"].values == (0.83, 0.84)
+    assert acc["shipped"].mean - acc["baseline"].mean == pytest.approx(np.mean([0.86, 0.855]) - np.mean([0.83, 0.84]))
 
 
-def test_mnli_mismatched_is_its_own_row_and_folded_into_the_glue_average(tmp_path):
-    write_runs(
-        tmp_path,
-        "mnli",
-        {  # as run_glue writes it: every eval key again with _mm
-            "baseline": {
-                1: {"accuracy": 0.84, "accuracy_mm": 0.85, "loss_mm": 0.5, "runtime_mm": 3.0, "samples_mm": 98}
-            },
-            "swa": {
-                1: {
-                    "accuracy": 0.845,
-                    "accuracy_mm": 0.85,
-                    "swa_accuracy": 0.85,
-                    "swa_accuracy_mm": 0.86,
-                    "swa_runtime_mm": 3.0,
-                    "samples_mm": 98,
-                }
-            },
-        },
-    )
-    summary = summarize(collect_runs(tmp_path))
-    (mnli,) = summary.tasks
-    assert [m.metric for m in mnli.metrics] == ["accuracy", "accuracy_mm"]
-    assert mnli.glue_score.baseline.values == (pytest.approx(0.845),)
-    assert summary.glue_average()["swa"] == pytest.approx(0.855)
+def test_mnli_mismatched_is_its_own_row_and_folded_into_the_average(tmp_path):
+    runs = {
+        "baseline": {1: {"accuracy": 0.84, "accuracy_mm": 0.85, "loss_mm": 0.5}},
+        "swa": {1: {"accuracy": 0.845, "accuracy_mm": 0.85, "swa_accuracy": 0.85, "swa_accuracy_mm": 0.86}},
+    }
+    write_runs(tmp_path, "mnli", runs)
+    tasks, _ = summarize(collect_runs(tmp_path))
+    (mnli,) = tasks
+    assert list(mnli.rows) == [("validation_matched", "accuracy"), ("validation_mismatched", "accuracy")]
+    assert mnli.main["baseline"].values == (pytest.approx(0.845),)
+    assert mnli.main["swa"].values == (pytest.approx(0.855),)
     assert "one seed on a side" in mnli.verdict()
 
 
 def test_missing_runs_are_reported_not_hidden(tmp_path):
     write_runs(tmp_path, "rte", RTE)
     (tmp_path / "rte" / "swa" / "seed4").mkdir()  # launched, never finished
-    (tmp_path / "rte" / "baseline" / "seed3" / "all_results.json").unlink()
-    summary = summarize(collect_runs(tmp_path))
-    notes = "\n".join(summary.notes)
-    assert "rte/swa/seed4: no all_results.json" in notes
-    assert "rte/baseline/seed3: no all_results.json" in notes
-    assert "seeds differ between baseline [1, 2] and SWA [1, 2, 3]" in notes
-    assert summary.tasks[0].main.baseline.n == 2
+    (tmp_path / "rte" / "baseline" / "seed3" / "results.json").unlink()
+    tasks, notes = summarize(collect_runs(tmp_path))
+    notes = "\n".join(notes)
+    assert "rte/swa/seed4: no results.json" in notes
+    assert "rte/baseline/seed3: no results.json" in notes
+    assert "rte: seeds differ between baseline and SWA" in notes
+    assert tasks[0].main["baseline"].n == 2 and tasks[0].main["shipped"].n == 3
 
 
 def test_empty_root_is_a_clear_error(tmp_path):
@@ -236,4 +239,4 @@ def test_mnli_verdict_uses_the_matched_mismatched_mean_like_the_average(tmp_path
     md = report.write_report(tmp_path, tmp_path).read_text()
     verdict = next(line for line in md.splitlines() if line.startswith("- **mnli**"))
     # matched -1.00, mismatched +5.00: the mean, (79 + 75) / 2 - (80 + 70) / 2 = +2.00, decides
-    assert "SWA helped by +2.00 points (accuracy (matched/mismatched mean)" in verdict
+    assert "SWA helped by +2.00 points (accuracy (mean over the evaluation sets)" in verdict

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hf_swa.glue import report
-from hf_swa.glue.summary import collect_runs, summarize
+from hf_swa.glue.report import collect_runs, summarize
 
 # Per seed: the live, average, window and EMA scores on the evaluation set, the candidate shipped, and every
 # candidate's loss on the selection data. The chosen scores are written as run_glue writes them.
@@ -29,24 +29,26 @@ def scores(name: str, part: int = 0) -> np.ndarray:
     return np.array([run[part][CANDIDATES.index(name)] for run in SWA_RUNS.values()])
 
 
-def eval_key(name: str) -> str:
-    return "eval_accuracy" if name == "live" else f"eval_{name}_accuracy"
+def results(scores: dict, chosen=None, selection=None) -> str:
+    """A run's results.json: ``scores`` per weights on the validation set, as run_glue nests them."""
+    nested = {name: {"validation": {"accuracy": value, "loss": 0.3}} for name, value in scores.items()}
+    out = {"metrics": ["accuracy"], "lower_is_better": ["loss"], "eval": nested, "chosen": chosen}
+    if chosen:
+        nested["chosen"] = nested[chosen]
+        out["selection"] = {"metric": "loss", "scores": selection, "dataset": {"name": "swa_select_dataset"}}
+    return json.dumps(out, sort_keys=True)
 
 
 def write_selection_runs(root: Path) -> None:
     for seed, accuracy in BASELINE.items():
         folder = root / "sst2" / "baseline" / f"seed{seed}"
         folder.mkdir(parents=True)
-        (folder / "all_results.json").write_text(json.dumps({"eval_accuracy": accuracy, "eval_loss": 0.3}))
+        (folder / "results.json").write_text(results({"live": accuracy}))
     for seed, (accuracies, chosen, losses) in SWA_RUNS.items():
         folder = root / "sst2" / "swa" / f"seed{seed}"
         folder.mkdir(parents=True)
-        metrics = {eval_key(name): value for name, value in zip(CANDIDATES, accuracies, strict=True)}
-        metrics["eval_chosen_accuracy"] = metrics[eval_key(chosen)]
-        metrics["swa_chosen"] = chosen
-        metrics.update({f"select_{name}_loss": value for name, value in zip(CANDIDATES, losses, strict=True)})
-        metrics.update(eval_loss=0.3, eval_runtime=1.0, select_samples=90, train_samples=360)
-        (folder / "all_results.json").write_text(json.dumps(metrics, sort_keys=True))
+        scores = dict(zip(CANDIDATES, accuracies, strict=True))
+        (folder / "results.json").write_text(results(scores, chosen, dict(zip(CANDIDATES, losses, strict=True))))
 
 
 def cells(markdown: str, prefix: str) -> list:
@@ -73,7 +75,7 @@ def test_chosen_column_holds_the_shipped_models_means_and_the_delta_judges_them(
     swa, live = scores("swa"), scores("live")
     chosen = np.array([run[0][CANDIDATES.index(run[1])] for run in SWA_RUNS.values()])
     assert list(chosen) == [0.9230, 0.9048, 0.9163]
-    assert "| Task | Metric | Baseline | SWA | SWA (chosen) | Δ chosen − baseline | SWA live |" in md
+    assert "| Task | Metric | Baseline | SWA average | SWA shipped | Δ shipped − baseline | SWA live |" in md
     assert cells(md, "| sst2 | **accuracy** (main)")[2:] == [
         mean_std(base),
         mean_std(swa),
@@ -104,17 +106,18 @@ def test_candidate_table_and_the_candidate_each_seed_chose(selection_report):
 def test_json_holds_the_chosen_side_and_the_candidates(selection_report):
     path, _ = selection_report
     data = json.loads(path.with_suffix(".json").read_text())["tasks"]["sst2"]
-    assert data["metrics"]["accuracy"]["swa_chosen"]["values"] == [0.9230, 0.9048, 0.9163]
+    assert data["eval"]["validation"]["accuracy"]["shipped"]["values"] == [0.9230, 0.9048, 0.9163]
     assert data["candidates"]["chosen_by_seed"] == {"1": "swa_from50", "2": "live", "3": "swa"}
-    assert data["candidates"]["select_means"]["ema_0.9"] == pytest.approx(np.mean([0.33, 0.31, 0.30]))
+    assert data["candidates"]["select"]["ema_0.9"] == pytest.approx(np.mean([0.33, 0.31, 0.30]))
+    assert data["candidates"]["eval"]["swa_from50"] == pytest.approx(scores("swa_from50").mean())
 
 
 def test_plain_verdict_when_the_chosen_model_did_worse(tmp_path):
     write_selection_runs(tmp_path)
     for seed in BASELINE:  # a baseline far above every SWA model
-        path = tmp_path / "sst2" / "baseline" / f"seed{seed}" / "all_results.json"
-        path.write_text(json.dumps({"eval_accuracy": 0.95 + seed / 1000}))
-    (task,) = summarize(collect_runs(tmp_path)).tasks
+        path = tmp_path / "sst2" / "baseline" / f"seed{seed}" / "results.json"
+        path.write_text(results({"live": 0.95 + seed / 1000}))
+    (task,), _ = summarize(collect_runs(tmp_path))
     chosen = np.mean([0.9230, 0.9048, 0.9163])
     delta = (chosen - np.mean([0.951, 0.952, 0.953])) * 100
     assert task.verdict().startswith(f"SWA (chosen) did not help ({delta:+.2f} points, accuracy, 3 seeds")
@@ -124,25 +127,26 @@ def test_plain_verdict_when_the_chosen_model_did_worse(tmp_path):
 GOLDEN = """\
 # SWA vs baseline
 
-Scores ×100, mean ± sample std over seeds. **SWA** is the averaged weights (`eval_swa_*`); *SWA live* is the same \
-SWA runs evaluated with their last-step weights (`eval_*`). Δ = mean(SWA) − mean(baseline); a negative Δ means SWA \
-did worse.
-The GLUE average is the mean over tasks of each task's main metric (MNLI: matched and mismatched averaged).
+Scores ×100, mean ± sample std over seeds. **SWA shipped** is what each SWA run shipped: the weights it chose \
+on its selection data, else the average (**SWA average**). *SWA live* is the same SWA runs' last-step \
+weights. Δ = mean(SWA shipped) − mean(baseline); a negative Δ means SWA did worse.
 
-| Task | Metric | Baseline | SWA | Δ SWA − baseline | SWA live | Seeds (baseline / SWA) |
-|---|---|---:|---:|---:|---:|---:|
-| mrpc | **f1** (main) | 62.00 ± 2.83 | 65.50 ± 0.71 | +3.50 | 62.00 ± 1.41 | 2 / 2 |
-| mrpc | accuracy | 71.00 ± 1.41 | 72.50 ± 2.12 | +1.50 | 71.00 ± 2.83 | 2 / 2 |
-| rte | **accuracy** (main) | 71.00 ± 1.41 | 72.50 ± 2.12 | +1.50 | 71.00 ± 2.83 | 2 / 2 |
-| rte | f1 | 62.00 ± 2.83 | 65.50 ± 0.71 | +3.50 | 62.00 ± 1.41 | 2 / 2 |
-| **GLUE average** | main metrics of 2 task(s) | 66.50 | 69.00 | +2.50 | 66.50 | |
+| Task | Metric | Baseline | SWA average | SWA shipped | Δ shipped − baseline | SWA live | Seeds (baseline / \
+SWA) |
+|---|---|---:|---:|---:|---:|---:|---:|
+| mrpc | **f1** (main) | 62.00 ± 2.83 | 65.50 ± 0.71 | 65.50 ± 0.71 | +3.50 | 62.00 ± 1.41 | 2 / 2 |
+| mrpc | accuracy | 71.00 ± 1.41 | 72.50 ± 2.12 | 72.50 ± 2.12 | +1.50 | 71.00 ± 2.83 | 2 / 2 |
+| rte | **accuracy** (main) | 71.00 ± 1.41 | 72.50 ± 2.12 | 72.50 ± 2.12 | +1.50 | 71.00 ± 2.83 | 2 / 2 |
+| rte | f1 | 62.00 ± 2.83 | 65.50 ± 0.71 | 65.50 ± 0.71 | +3.50 | 62.00 ± 1.41 | 2 / 2 |
+| **GLUE average** | main metrics of 2 task(s) | 66.50 | 69.00 | 69.00 | +2.50 | 66.50 | |
 
 ## Verdict
 
-- **mrpc**: SWA helped by +3.50 points (f1, 2 seeds baseline / 2 SWA), more than the seed-to-seed spread (std 2.83).
+- **mrpc**: SWA helped by +3.50 points (f1, 2 seeds baseline / 2 SWA), more than the seed-to-seed spread (std \
+2.83).
 - **rte**: SWA helped by +1.50 points (accuracy, 2 seeds baseline / 2 SWA), within the seed-to-seed spread \
 (std 2.12): not conclusive.
-- **GLUE average** (mrpc, rte): SWA helped (+2.50 points).
+- **GLUE average** (mrpc, rte): SWA shipped helped (+2.50 points).
 
 ## Evaluation during training
 
@@ -150,7 +154,7 @@ The GLUE average is the mean over tasks of each task's main metric (MNLI: matche
 """
 
 
-def test_report_of_runs_without_selection_is_unchanged(tmp_path):
+def test_report_of_runs_without_selection_reads_as_written(tmp_path):
     runs = {
         "baseline": {1: {"accuracy": 0.70, "f1": 0.6}, 2: {"accuracy": 0.72, "f1": 0.64}},
         "swa": {
@@ -163,7 +167,11 @@ def test_report_of_runs_without_selection_is_unchanged(tmp_path):
             for seed, scores in seeds.items():
                 folder = tmp_path / task / variant / f"seed{seed}"
                 folder.mkdir(parents=True)
-                (folder / "all_results.json").write_text(json.dumps({f"eval_{k}": v for k, v in scores.items()}))
-    summary = summarize(collect_runs(tmp_path))
-    assert report.render_markdown(summary, plot_name="glue_report.png") == GOLDEN
-    assert not summary.selected and all(t.candidates is None for t in summary.tasks)
+                nested = {"live": {"validation": {}}, "swa": {"validation": {}}}
+                for key, value in scores.items():
+                    nested["swa" if key.startswith("swa_") else "live"]["validation"][key.removeprefix("swa_")] = value
+                main = ["f1", "accuracy"] if task == "mrpc" else ["accuracy", "f1"]
+                (folder / "results.json").write_text(json.dumps({"metrics": main, "eval": nested}))
+    tasks, notes = summarize(collect_runs(tmp_path))
+    assert report.render_markdown(tasks, notes, plot_name="glue_report.png") == GOLDEN
+    assert all(not t.candidates for t in tasks)

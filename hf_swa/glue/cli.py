@@ -1,18 +1,13 @@
 """``hf-swa-glue``: fine-tune on a GLUE task (or your own sentence(-pair) classification files) with SWA.
 
-    hf-swa-glue --model_name_or_path bert-base-cased --task_name mrpc \\
-        --do_train --do_eval --output_dir out/mrpc
+    hf-swa-glue --model_name_or_path bert-base-cased --task_name mrpc --do_train --do_eval --output_dir out/mrpc
     accelerate launch -m hf_swa.glue.cli --model_name_or_path ./my-model --task_name rte \\
         --train_file train.tsv --validation_file dev.tsv --do_train --do_eval --output_dir out/rte
     hf-swa-glue config.json       # all arguments from one JSON file
 
-Every TrainingArguments flag works, plus the SWA flags (--swa, --swa_start, --swa_freq,
---swa_lr, --swa_lr_ratio, ...). ``scripts/run_glue.py`` is the same command. See
-:mod:`hf_swa.glue.run`.
-
-With --push_to_hub (and --hub_model_id, default: the output folder's name) an SWA run
-pushes once, after training: the model it shipped (the candidate chosen, or the average),
-its swa_config.json and a model card with the results. Checkpoints (live weights) are never pushed.
+Every TrainingArguments flag works, plus the SWA flags (--swa, --swa_start, --swa_lr_ratio, ...); see
+:mod:`hf_swa.glue.run`. With --push_to_hub an SWA run pushes once, after training: the model it shipped, its
+swa_config.json and its card; checkpoints (live weights) are never pushed. ``scripts/run_glue.py`` is the same.
 """
 
 from __future__ import annotations
@@ -22,11 +17,10 @@ import sys
 
 from transformers import HfArgumentParser
 
-from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, model_card_fields, run_glue
-from hf_swa.hub import push_to_hub
+from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 
 
-def parse_args(argv: list[str]) -> tuple:
+def parse_args(argv: list) -> tuple:
     """The three argument dataclasses, from flags or from one JSON file."""
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, GlueTrainingArguments))
     if len(argv) == 1 and argv[0].endswith(".json"):
@@ -34,31 +28,22 @@ def parse_args(argv: list[str]) -> tuple:
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def push_shipped(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
-    """Push the model in ``output_dir`` (what the run shipped) with the card ``run_glue`` wrote; returns the URL."""
-    card = model_card_fields(model_args, data_args, training_args)
-    return push_to_hub(
-        training_args.output_dir,
-        card.pop("repo_id"),
-        token=training_args.hub_token,
-        private=bool(training_args.hub_private_repo),
-        **card,
-    )
-
-
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    model_args, data_args, training_args = parse_args(argv)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.should_log else logging.WARNING,
-    )
+    model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    level = logging.INFO if training_args.should_log else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    from hf_swa.glue.run import model_card_fields, run_glue  # datasets, evaluate and the Trainer: only to run
+
     push = training_args.push_to_hub and training_args.swa
-    if push:  # the Trainer would push every checkpoint, i.e. live weights: push the shipped model once at the end
-        training_args.push_to_hub = False
+    training_args.push_to_hub = training_args.push_to_hub and not push  # the Trainer would push live checkpoints
     run_glue(model_args, data_args, training_args)
     if push and training_args.should_save:
-        print(f"Pushed the shipped model: {push_shipped(model_args, data_args, training_args)}")
+        from hf_swa.hub import push_to_hub
+
+        card = model_card_fields(model_args, data_args, training_args)
+        token, private = training_args.hub_token, bool(training_args.hub_private_repo)
+        url = push_to_hub(training_args.output_dir, card.pop("repo_id"), token=token, private=private, **card)
+        print(f"Pushed the shipped model: {url}")
     return 0
 
 

@@ -1,12 +1,8 @@
-"""Baseline vs SWA over seeds and tasks: run both, then write the report.
+"""Baseline vs SWA over seeds: both runs of every seed on one task, in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``.
 
-Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``, the layout
-`hf_swa.glue.summary.collect_runs` reads. The two runs of a seed differ only in SWA, that
-is the averaging and its LR tail (``swa=False`` for the baseline: same data, model,
-seed, budget and base schedule, without the tail; given ``swa_select_split`` both hold
-out the same rows). The report's "SWA live" column
-(the SWA run's last live weights) separates the two effects: averaged − live is the
-averaging alone, live − baseline the LR tail.
+The two runs of a seed differ only in SWA, the averaging and its LR tail (the baseline: same data, model, seed,
+budget and base schedule; given ``swa_select_split`` both hold out the same rows). The report's "SWA live" column
+(the SWA run's last live weights) separates the two: averaged − live is the averaging, live − baseline the tail.
 """
 
 from __future__ import annotations
@@ -16,10 +12,9 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
-from hf_swa.glue.metric_keys import ALL_RESULTS_FILE
-from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
+from hf_swa.glue.run import run_glue
+from hf_swa.hub.results import LIVE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -36,52 +31,32 @@ def run_dir(runs_root: str, task: str, mode: str, seed: int) -> str:
 
 
 def is_finished(output_dir: str, mode: str) -> bool:
-    """A run is finished when its results hold the evaluation (a crash during evaluation leaves only training)."""
-    path = Path(output_dir, ALL_RESULTS_FILE)
-    if not path.is_file():
-        return False
+    """A run is finished when its results hold the evaluation (of the average too, in an SWA run)."""
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
+        scores = json.loads(Path(output_dir, RESULTS_FILE).read_text(encoding="utf-8")).get("eval", {})
+    except (OSError, ValueError):
         return False
-    return "eval_loss" in results and (mode != "swa" or "eval_swa_loss" in results)
+    return LIVE in scores and (mode != "swa" or "swa" in scores)
 
 
-def run_comparison(
-    model_args: ModelArguments,
-    data_args: DataTrainingArguments,
-    training_args: GlueTrainingArguments,
-    seeds: Iterable[int],
-    runs_root: str,
-    task_label: Optional[str] = None,
-    modes: Sequence[str] = MODES,
-    skip_finished: bool = True,
-) -> dict:
-    """Run `modes` (baseline, swa) for every seed on one task; returns ``{(mode, seed): results}``.
+def run_comparison(model_args, data_args, training_args, seeds, runs_root: str, task_label=None, modes=MODES) -> dict:
+    """Run `modes` for every seed on one task (a finished run is not run again); ``{(mode, seed): results}``.
 
     `task_label` names the task's folder (default: the GLUE task name, or ``custom``).
-    A run whose ``all_results.json`` exists is not run again when `skip_finished`.
     """
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise ValueError(f"modes must be among {MODES}, got {unknown}")
-    task = task_label or data_args.task_name or "custom"
-    results = {}
+    if set(modes) - set(MODES):
+        raise ValueError(f"modes must be among {MODES}, got {list(modes)}")
+    task, results = task_label or data_args.task_name or "custom", {}
     for seed in seeds:
         for mode in modes:
             output_dir = run_dir(runs_root, task, mode, seed)
-            if skip_finished and is_finished(output_dir, mode):
+            if is_finished(output_dir, mode):
                 logger.info("%s: finished already, skipped", output_dir)
                 continue
-            args = dataclasses.replace(
-                training_args,
-                output_dir=output_dir,
-                seed=seed,
-                swa=(mode == "swa"),
-                do_train=True,
-                do_eval=True,
-                push_to_hub=False,  # every checkpoint and the baseline would go up: push a chosen run afterwards
-            )
+            args = dataclasses.replace(  # push a chosen run afterwards: here every checkpoint would go up
+                training_args, output_dir=output_dir, seed=seed, swa=mode == "swa", do_train=True, do_eval=True,
+                push_to_hub=False,
+            )  # fmt: skip
             logger.info("Running %s on %s, seed %d -> %s", mode, task, seed, output_dir)
             results[(mode, seed)] = run_glue(model_args, data_args, args)
     return results

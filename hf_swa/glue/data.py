@@ -1,350 +1,222 @@
-"""Load a GLUE task (Hub or local files) or any sentence(-pair) classification set.
+"""The data of ``run_glue``: a GLUE task from the Hub or local files, labels as classes, the held-out rows.
 
-Local files may be CSV (``.csv``), TSV (``.tsv``, read with quoting disabled
-because GLUE TSVs contain stray quote characters) or JSON lines
-(``.json``/``.jsonl``; a ``.json`` holding one JSON array also works). CSV/TSV
-cells are read as text, never as NaN; the label column is then read as ints if
-every value is an integer, floats if every value is a number, text otherwise.
+Local files go through ``datasets.load_dataset("csv"/"json", data_files=...)``, a TSV as CSV with a tab delimiter
+and quoting off (GLUE TSVs hold stray quotes); without ``--cache_dir`` they are read into memory and leave no cache.
+Labels become a ``ClassLabel``: a GLUE task's classes (ids or names in the files), else the first labelled split's
+labels sorted (``class_encode_column``); float labels are regression. The rows held out for the selection come from
+``train_test_split(stratify_by_column=...)``.
 
 Example:
     >>> import pathlib, tempfile
-    >>> from hf_swa.glue.data import load_raw_datasets, resolve_text_columns
+    >>> from hf_swa.glue.arguments import DataTrainingArguments
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (folder / "train.tsv").write_text('sentence\\tlabel\\n"odd quote\\t1\\nfine\\t0\\n')
-    >>> raw = load_raw_datasets(train_file=str(folder / "train.tsv"))
-    >>> raw["train"][0]
-    {'sentence': '"odd quote', 'label': 1}
-    >>> resolve_text_columns(raw)
-    ('sentence',)
+    >>> _ = (folder / "train.tsv").write_text('sentence\\tlabel\\n"odd quote\\tpos\\nfine\\tneg\\n')
+    >>> raw = load_raw_datasets(DataTrainingArguments(train_file=str(folder / "train.tsv")), str(folder / "cache"))
+    >>> encode_labels(raw, None, "label", ["train"]), raw["train"][0]
+    (['neg', 'pos'], {'sentence': '"odd quote', 'label': 1})
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
-from collections.abc import Sequence
-from pathlib import Path
+import os
+import tempfile
 from typing import Optional
 
 import datasets
-import pandas as pd
 
-from hf_swa.glue.tasks import HUB_DATASET, GlueTask, get_task
+from hf_swa.glue.arguments import FILE_FLAGS, FILE_TYPES
+from hf_swa.glue.tasks import HUB_DATASET, GlueTask
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "HUB_DATASET",
-    "load_raw_datasets",
-    "read_table",
-    "resolve_text_columns",
-    "check_columns",
-    "evaluation_splits",
-    "prediction_splits",
-    "example_ids",
-    "tokenize_datasets",
-]
+__all__ = ["load_raw_datasets", "evaluation_splits", "prediction_splits", "text_columns", "encode_labels"]
+__all__ += ["hold_out_rows", "tokenize", "example_ids"]
 
-SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl")
+SELECT_SPLIT = "swa_select"
 
 
-# --------------------------------------------------------------------------- reading files
-def _check_tsv_fields(file: Path, argument: str) -> None:
-    """Every line of a TSV must have as many tab-separated fields as its header (a stray tab shifts columns)."""
-    with open(file, encoding="utf-8", errors="replace", newline="") as handle:
-        expected = None
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if expected is None:
-                expected = line.count("\t") + 1
-            elif line and line.count("\t") + 1 != expected:
-                raise ValueError(
-                    f"--{argument} {str(file)!r}: line {number} has {line.count(chr(9)) + 1} tab-separated fields, "
-                    f"the header has {expected} (a tab inside a text field?)."
-                )
-
-
-def _coerce_labels(values: pd.Series) -> pd.Series:
-    """Text cells (stripped) to int, else float, else left as text (empty cells stay empty text)."""
-    values = values.str.strip()
-    if (values == "").any():
-        return values
-    for kind in (int, float):
-        try:
-            converted = values.map(kind)
-        except (TypeError, ValueError):
-            continue
-        return converted
-    return values
-
-
-def _read_json(path: Path) -> pd.DataFrame:
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        rows = json.loads(text)
-    else:
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}: line {number} is not valid JSON ({err}).") from None
-    if not rows or not all(isinstance(row, dict) for row in rows):
-        raise ValueError(f"{path}: expected JSON lines with one object per example (or a JSON array of objects).")
-    return pd.DataFrame.from_records(rows)
-
-
-def read_table(path: str, label_column: Optional[str] = "label", *, argument: str = "file") -> datasets.Dataset:
-    """Read one CSV/TSV/JSON-lines file into a ``datasets.Dataset``.
-
-    ``label_column`` (when present in a CSV/TSV file) is converted from text to
-    numbers where possible. ``argument`` names the option in error messages.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: unsupported extension or unreadable content.
-    """
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"--{argument} {path!r}: no such file.")
-    suffix = file.suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        raise ValueError(
-            f"--{argument} {path!r}: unsupported file type {suffix or '(none)'!r}; "
-            f"expected one of {', '.join(SUPPORTED_EXTENSIONS)}."
-        )
-    if suffix in (".json", ".jsonl"):
-        frame = _read_json(file)
-    else:
-        if suffix == ".tsv":
-            _check_tsv_fields(file, argument)
-        try:
-            frame = pd.read_csv(
-                file,
-                sep="\t" if suffix == ".tsv" else ",",
-                # GLUE TSVs hold unbalanced quotes ("a 'quote), which csv quoting would swallow.
-                quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                encoding="utf-8",
-            )
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise ValueError(f"--{argument} {path!r}: could not parse the file ({err}).") from None
-        if label_column and label_column in frame.columns:
-            frame[label_column] = _coerce_labels(frame[label_column])
-    if len(frame) == 0:
-        raise ValueError(f"--{argument} {path!r}: the file has no examples.")
-    return datasets.Dataset.from_pandas(frame, preserve_index=False)
-
-
-def _local_split_names(task: Optional[GlueTask]) -> dict[str, str]:
-    """Which split each file argument fills."""
+def _split_names(task: Optional[GlueTask]) -> dict:
+    """Which split each file flag fills (MNLI: matched and mismatched, as on the Hub)."""
     if task is not None and task.name == "mnli":
-        return {
-            "train_file": "train",
-            "validation_file": "validation_matched",
-            "validation_mismatched_file": "validation_mismatched",
-            "test_file": "test_matched",
-            "test_mismatched_file": "test_mismatched",
-        }
-    return {"train_file": "train", "validation_file": "validation", "test_file": "test"}
+        splits = ("train", "validation_matched", "test_matched", "validation_mismatched", "test_mismatched")
+        return dict(zip(FILE_FLAGS, splits, strict=True))
+    return dict(zip(FILE_FLAGS[:3], ("train", "validation", "test"), strict=True))
 
 
-def load_raw_datasets(
-    task_name: Optional[str] = None,
-    *,
-    train_file: Optional[str] = None,
-    validation_file: Optional[str] = None,
-    test_file: Optional[str] = None,
-    validation_mismatched_file: Optional[str] = None,
-    test_mismatched_file: Optional[str] = None,
-    label_column: Optional[str] = None,
-    cache_dir: Optional[str] = None,
-    token: Optional[str] = None,
-) -> datasets.DatasetDict:
-    """Load the raw (untokenized) splits.
-
-    With any file given, the splits come from the files: ``train``,
-    ``validation``, ``test`` (for MNLI: ``validation_matched`` /
-    ``validation_mismatched`` / ``test_matched`` / ``test_mismatched``, the
-    mismatched ones from the ``*_mismatched_file`` arguments). With no file,
-    ``task_name`` is loaded from the Hub (``nyu-mll/glue``).
-
-    Raises:
-        ValueError: neither a task nor files, an unknown task, or a mismatched
-            file argument given for a task other than MNLI.
-        FileNotFoundError: a file that does not exist.
-        ConnectionError: the Hub cannot be reached (the message says to pass local files).
-    """
-    task = get_task(task_name) if task_name else None
-    files = {
-        "train_file": train_file,
-        "validation_file": validation_file,
-        "test_file": test_file,
-        "validation_mismatched_file": validation_mismatched_file,
-        "test_mismatched_file": test_mismatched_file,
-    }
-    given = {name: path for name, path in files.items() if path}
-    if given:
-        split_of = _local_split_names(task)
-        unexpected = sorted(set(given) - set(split_of))
-        if unexpected:
-            raise ValueError(f"{', '.join('--' + u for u in unexpected)} only apply to task_name=mnli.")
-        label_key = label_column or "label"
-        return datasets.DatasetDict(
-            {split_of[name]: read_table(path, label_key, argument=name) for name, path in given.items()}
-        )
-    if task is None:
-        raise ValueError(
-            "Nothing to load: pass task_name (one of the GLUE tasks, loaded from the Hub) "
-            "or local files with --train_file / --validation_file / --test_file."
-        )
+def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) -> datasets.DatasetDict:
+    """The raw splits: from the data files when given, else the GLUE task from the Hub (``nyu-mll/glue``)."""
+    task = data_args.glue_task
+    files = {_split_names(task)[f]: getattr(data_args, f) for f in FILE_FLAGS if getattr(data_args, f)}
+    if not files:
+        try:
+            return datasets.load_dataset(HUB_DATASET, task.name, cache_dir=cache_dir, token=token)
+        except (ConnectionError, OSError) as err:
+            raise ConnectionError(
+                f"Could not load {HUB_DATASET}/{task.name} from the Hub ({err}). Offline, pass local files: "
+                f"--train_file, --validation_file, --test_file with the columns {[*task.sentence_keys, 'label']}."
+            ) from err
+    extension = os.path.splitext(next(iter(files.values())))[1].lower()
+    options = {"keep_default_na": False}  # an empty cell is empty text, "NA" is the text NA
+    if extension == ".tsv":
+        options.update(delimiter="\t", quoting=csv.QUOTE_NONE)
+    elif FILE_TYPES[extension] == "json":
+        options = {}
     try:
-        return datasets.load_dataset(HUB_DATASET, task.name, cache_dir=cache_dir, token=token)
-    except (ConnectionError, OSError) as err:
-        raise ConnectionError(
-            f"Could not load GLUE task {task.name!r} from the Hugging Face Hub ({HUB_DATASET}): {err}. "
-            "If you are offline, pass local files instead: --train_file, --validation_file and --test_file "
-            "(CSV, TSV or JSON lines) with the GLUE column names "
-            f"{list(task.sentence_keys) + ['label']} (or set --text_columns / --label_column)."
-        ) from err
-
-
-# --------------------------------------------------------------------------- columns and splits
-def resolve_text_columns(
-    raw: datasets.DatasetDict, task_name: Optional[str] = None, text_columns: Optional[Sequence[str]] = None
-) -> tuple[str, ...]:
-    """The one or two text columns: given, else the task's, else guessed from common names.
-
-    Example:
-        >>> raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
-        ...     {"sentence1": ["a"], "sentence2": ["b"], "label": [0]})})
-        >>> resolve_text_columns(raw)
-        ('sentence1', 'sentence2')
-    """
-    if text_columns:
-        columns = tuple(text_columns)
-        if not 1 <= len(columns) <= 2:
-            raise ValueError(f"text_columns takes one or two column names, got {len(columns)}: {list(columns)}.")
-        return columns
-    if task_name:
-        return get_task(task_name).sentence_keys
-    found = set(next(iter(raw.values())).column_names)
-    for guess in (("sentence1", "sentence2"), ("sentence",), ("text",)):
-        if found.issuperset(guess):
-            return guess
-    raise ValueError(
-        f"Cannot tell which columns hold the text; columns found: {sorted(found)}. "
-        "Pass --text_columns with one or two column names (and --label_column if it is not 'label')."
-    )
-
-
-def check_columns(
-    raw: datasets.DatasetDict, text_columns: Sequence[str], label_column: str, label_splits: Sequence[str]
-) -> None:
-    """Fail with a clear message when a split lacks a text column, or a labelled split lacks the label column.
-
-    Example:
-        >>> raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a"], "y": [1]})})
-        >>> check_columns(raw, ["sentence"], "y", ["train"])  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: The train split lacks the column 'sentence' (columns found: ['text', 'y']). Pass --text_columns ...
-    """
-    for split, dataset in raw.items():
-        needed = list(text_columns) + ([label_column] if split in label_splits else [])
-        missing = [column for column in needed if column not in dataset.column_names]
-        if missing:
-            names = ", ".join(repr(column) for column in missing)
-            raise ValueError(
-                f"The {split} split lacks the column{'s' if len(missing) > 1 else ''} {names} "
-                f"(columns found: {dataset.column_names}). "
-                "Pass --text_columns (one or two names) and --label_column to name the columns of your files."
+        if cache_dir is not None:
+            return datasets.load_dataset(FILE_TYPES[extension], data_files=files, cache_dir=cache_dir, **options)
+        with tempfile.TemporaryDirectory(prefix="hf-swa-data-") as scratch:  # read into memory, nothing left behind
+            return datasets.load_dataset(
+                FILE_TYPES[extension], data_files=files, cache_dir=scratch, keep_in_memory=True, **options
             )
+    except datasets.exceptions.DatasetGenerationError as err:
+        raise ValueError(f"Could not read the data files {files}: {err.__cause__ or err}") from err
 
 
-def evaluation_splits(raw: datasets.DatasetDict, task_name: Optional[str] = None) -> list[str]:
+def evaluation_splits(raw, task: Optional[GlueTask]) -> list:
     """Splits to evaluate on, in order (MNLI: matched, then mismatched)."""
-    names = get_task(task_name).validation_splits if task_name else ("validation",)
-    return [name for name in names if name in raw]
+    return [name for name in (task.validation_splits if task else ("validation",)) if name in raw]
 
 
-def prediction_splits(raw: datasets.DatasetDict, task_name: Optional[str] = None) -> list[tuple[str, str]]:
-    """``(split, submission file stem)`` pairs to predict on (``("test", "CoLA")``).
-
-    A custom data set writes ``predict_results.tsv``-style stems: ``"predictions"``.
-    """
-    if not task_name:
+def prediction_splits(raw, task: Optional[GlueTask]) -> list:
+    """``(split, submission file stem)`` pairs to predict on: ``("test", "CoLA")``; ``predictions`` without a task."""
+    if task is None:
         return [("test", "predictions")] if "test" in raw else []
-    task = get_task(task_name)
     return [(split, stem) for split, stem in zip(task.test_splits, task.submission_names, strict=True) if split in raw]
 
 
-def example_ids(dataset: datasets.Dataset) -> list:
+def text_columns(raw, task: Optional[GlueTask], given=None) -> tuple:
+    """The one or two text columns: given, else the task's, else ``sentence1/sentence2``, ``sentence`` or ``text``."""
+    if given:
+        if not 1 <= len(given) <= 2:
+            raise ValueError(f"--text_columns takes one or two column names, got {list(given)}.")
+        columns = tuple(given)
+    elif task is not None:
+        columns = task.sentence_keys
+    else:
+        found = set(next(iter(raw.values())).column_names)
+        guesses = [g for g in (("sentence1", "sentence2"), ("sentence",), ("text",)) if found.issuperset(g)]
+        columns = guesses[0] if guesses else ()
+    for split, dataset in raw.items():
+        missing = [c for c in columns if c not in dataset.column_names]
+        if missing or not columns:
+            raise ValueError(
+                f"The {split} split lacks the text column(s) {missing or '?'} (columns found: {dataset.column_names})."
+                " Pass --text_columns (one or two names) and --label_column to name the columns of your files."
+            )
+    return columns
+
+
+def _class_names(raw, split: str, task: Optional[GlueTask], column: str) -> list:
+    """The classes: the Hub's ``ClassLabel``, the task's, else the `split`'s labels sorted (numbers numerically)."""
+    feature = raw[split].features[column]
+    if isinstance(feature, datasets.ClassLabel):
+        return feature.names
+    if task is not None:
+        return list(task.label_names)
+    if feature.dtype in ("string", "large_string"):
+        raw[split] = raw[split].class_encode_column(column)
+        names = raw[split].features[column].names
+    else:
+        names = [str(v) for v in sorted(raw[split].unique(column))]
+    if len(names) < 2:
+        raise ValueError(f"The {split} labels in column {column!r} hold one class {names}: classification needs two.")
+    return names
+
+
+def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) -> Optional[list]:
+    """Make `column` of the `labelled` splits a ``ClassLabel`` (in place); return the class names, None for regression.
+
+    Raises:
+        ValueError: a split lacks the label column, or holds a label that is not one of the classes.
+    """
+    for split in labelled:
+        if column not in raw[split].column_names:
+            raise ValueError(
+                f"The {split} split lacks the label column {column!r} (columns found: {raw[split].column_names})."
+                " Pass --label_column to name it."
+            )
+        empty = [i for i, v in enumerate(raw[split][column]) if v is None or v == ""]
+        if empty:
+            raise ValueError(f"The {split} split has no label in column {column!r} for example {empty[0]} (from 0).")
+    first = raw[labelled[0]]
+    dtype = getattr(first.features[column], "dtype", "")
+    if task.is_regression if task else dtype.startswith("float"):
+        for split in labelled:
+            raw[split] = raw[split].cast_column(column, datasets.Value("float32"))
+        return None
+    names = _class_names(raw, labelled[0], task, column)
+    target = datasets.ClassLabel(names=names)
+    for split in labelled:
+        data = raw[split]
+        if isinstance(data.features[column], datasets.ClassLabel):
+            continue
+        ids = [str(i) for i in range(len(names))] if task is not None and dtype.startswith("int") else []
+        known = set(names) | set(ids)
+        unknown = sorted({str(v) for v in data.unique(column)} - known)
+        if unknown:
+            raise ValueError(
+                f"The {split} split has labels {unknown} in column {column!r} that are not the classes {names}"
+                f"{' (or their ids)' if ids else ''}: check the files use one label column and spelling."
+            )
+        if not ids:  # names (or numbers standing for names): as text, then classes
+            data = data.cast_column(column, datasets.Value("string"))
+        raw[split] = data.cast_column(column, target)
+    return names
+
+
+def hold_out_rows(train: datasets.Dataset, share: float, seed: int, column: str) -> list:
+    """The training rows (numbers, increasing) held out for the selection: a stratified, seeded share.
+
+    Raises:
+        ValueError: in flag terms, when a class is too small to give rows to both sides.
+    """
+    rows = train.select_columns([column]).add_column("row", list(range(len(train))))
+    stratify = column if isinstance(train.features[column], datasets.ClassLabel) else None
+    try:
+        held_out = rows.train_test_split(test_size=share, stratify_by_column=stratify, seed=seed)["test"]["row"]
+    except ValueError as err:
+        raise ValueError(
+            f"--swa_select_split {share} cannot hold out a stratified share of {len(train)} training rows ({err}). "
+            "Raise --swa_select_split, train on more rows, or pass --swa_select_split 0 to train on every row "
+            "(then --swa_select_metric none, or --do_eval to choose on the evaluation set)."
+        ) from None
+    return sorted(held_out)
+
+
+def tokenize(raw, tokenizer, columns, data_args, labelled: list, label_column: str, label_to_id=None):
+    """Tokenize every split: only the model inputs remain, and ``labels`` in the `labelled` splits
+    (``label_to_id`` maps the data's class ids to the model's)."""
+    max_length = min(data_args.max_seq_length, tokenizer.model_max_length)
+    padding = "max_length" if data_args.pad_to_max_length else False
+
+    def encode(batch, with_labels):
+        texts = [["" if v is None else str(v) for v in batch[c]] for c in columns]
+        result = tokenizer(*texts, padding=padding, max_length=max_length, truncation=True)
+        if with_labels:
+            result["labels"] = [label_to_id[v] if label_to_id else v for v in batch[label_column]]
+        return result
+
+    return datasets.DatasetDict(
+        {
+            split: data.map(
+                encode,
+                batched=True,
+                fn_kwargs={"with_labels": split in labelled},
+                remove_columns=data.column_names,
+                num_proc=data_args.preprocessing_num_workers,
+                load_from_cache_file=not data_args.overwrite_cache,
+                desc=f"Tokenizing {split}",
+            )
+            for split, data in raw.items()
+        }
+    )
+
+
+def example_ids(dataset) -> list:
     """The ids a GLUE submission uses: the ``idx`` (Hub) or ``index`` (GLUE TSV) column, else row numbers."""
     for column in ("idx", "index"):
         if column in dataset.column_names:
             return list(dataset[column])
     return list(range(len(dataset)))
-
-
-# --------------------------------------------------------------------------- tokenization
-def tokenize_datasets(
-    raw: datasets.DatasetDict,
-    tokenizer,
-    text_columns: Sequence[str],
-    *,
-    max_seq_length: int = 128,
-    pad_to_max_length: bool = False,
-    label_column: Optional[str] = None,
-    label_fn=None,
-    labelled_splits: Sequence[str] = (),
-    num_proc: Optional[int] = None,
-    load_from_cache_file: bool = True,
-) -> datasets.DatasetDict:
-    """Tokenize every split; labelled splits get a ``labels`` column from ``label_fn(raw_label)``.
-
-    Only the model inputs (and ``labels``) remain. Padding is left to a
-    ``DataCollatorWithPadding`` unless ``pad_to_max_length``. Texts are cast to
-    ``str`` (empty/missing cells become ``""``).
-    """
-    if max_seq_length > tokenizer.model_max_length:
-        logger.warning(
-            "max_seq_length=%d is longer than the tokenizer's model_max_length=%d; using %d.",
-            max_seq_length,
-            tokenizer.model_max_length,
-            tokenizer.model_max_length,
-        )
-        max_seq_length = tokenizer.model_max_length
-
-    def as_text(values):
-        return ["" if value is None else str(value) for value in values]
-
-    def encode(batch, with_labels):
-        texts = [as_text(batch[column]) for column in text_columns]
-        result = tokenizer(
-            *texts,
-            padding="max_length" if pad_to_max_length else False,
-            max_length=max_seq_length,
-            truncation=True,
-        )
-        if with_labels:
-            result["labels"] = [label_fn(value) for value in batch[label_column]]
-        return result
-
-    tokenized = {}
-    for split, dataset in raw.items():
-        with_labels = split in labelled_splits
-        tokenized[split] = dataset.map(
-            encode,
-            batched=True,
-            fn_kwargs={"with_labels": with_labels},
-            remove_columns=dataset.column_names,
-            num_proc=num_proc,
-            load_from_cache_file=load_from_cache_file,
-            desc=f"Tokenizing {split}",
-        )
-    return datasets.DatasetDict(tokenized)

@@ -1,95 +1,115 @@
-"""Build the sequence-classification model and its tokenizer for a data set's labels.
+"""The sequence-classification model and tokenizer for a data set's classes, as HF's ``run_glue.py`` loads them.
 
-Example (a tiny GPT-2 built from config; the tokenizer has no pad token):
+A model already fine-tuned on the same classes (names compared ignoring case) keeps its own
+label ids, so ``roberta-large-mnli`` keeps its order; a head naming other classes is
+retrained with a warning, or refused when only evaluating. A tokenizer without a pad token
+(GPT-2) pads with its eos token.
+
+Example (a tiny GPT-2 built from config; its tokenizer has no pad token):
     >>> import tempfile
     >>> from tokenizers import Tokenizer, models, pre_tokenizers
     >>> from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
-    >>> from hf_swa.glue.labels import LabelInfo
-    >>> from hf_swa.glue.modeling import prepare_model_and_tokenizer
+    >>> from hf_swa.glue.arguments import ModelArguments
     >>> folder = tempfile.mkdtemp()
-    >>> vocab = {"<|endoftext|>": 0, "a": 1, "b": 2}
-    >>> backend = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    >>> backend = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "a": 1, "b": 2}, unk_token="<|endoftext|>"))
     >>> backend.pre_tokenizer = pre_tokenizers.Whitespace()
     >>> _ = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>").save_pretrained(folder)
     >>> GPT2ForSequenceClassification(GPT2Config(vocab_size=3, n_embd=8, n_layer=1, n_head=2,
     ...     bos_token_id=0, eos_token_id=0)).save_pretrained(folder)
-    >>> model, tokenizer, label2id = prepare_model_and_tokenizer(folder, LabelInfo(["neg", "pos"]))
-    >>> tokenizer.pad_token, model.config.pad_token_id, label2id
-    ('<|endoftext|>', 0, {'neg': 0, 'pos': 1})
+    >>> model, tokenizer, label_to_id = load_model(ModelArguments(folder), None, ["neg", "pos"], training=True)
+    >>> tokenizer.pad_token, model.config.pad_token_id, model.config.label2id, label_to_id
+    ('<|endoftext|>', 0, {'neg': 0, 'pos': 1}, None)
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Optional
 
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_swa.glue.labels import LabelInfo, align_with_model_config
-
 logger = logging.getLogger(__name__)
 
-__all__ = ["prepare_model_and_tokenizer", "ensure_pad_token"]
+__all__ = ["load_model", "load_config_and_tokenizer", "model_labels", "ensure_pad_token"]
+
+_DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+def _hub_kwargs(model_args) -> dict:
+    return dict(
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+
+
+def model_labels(model_args) -> Optional[list]:
+    """The classes of a fine-tuned model (None: regression), for predicting without labelled data."""
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path, **_hub_kwargs(model_args))
+    return None if config.problem_type == "regression" else [config.id2label[i] for i in sorted(config.id2label)]
+
+
+def _align_labels(config, label_list: list, training: bool) -> Optional[dict]:
+    """Put the classes into ``config``; return ``{data id: model id}`` when the model keeps its own ids."""
+    names = {str(name).lower(): int(i) for i, name in (config.id2label or {}).items()}
+    if names and not all(_DEFAULT_LABEL.match(name.upper()) for name in names):
+        data = [label.lower() for label in label_list]
+        if set(data) == set(names) or (not training and set(data) < set(names)):
+            spelled = dict(zip(data, label_list, strict=True))
+            config.id2label = {i: spelled.get(name, name) for name, i in names.items()}
+            config.label2id = {name: i for i, name in config.id2label.items()}
+            return {i: names[label] for i, label in enumerate(data)}
+        message = f"The model was fine-tuned on classes {sorted(names)} but the data has {label_list}."
+        if not training:
+            raise ValueError(message + " Evaluating or predicting with it would be meaningless; train it first.")
+        logger.warning("%s Training a new classification head for the data's classes.", message)
+    config.label2id = {label: i for i, label in enumerate(label_list)}
+    config.id2label = dict(enumerate(label_list))
+    return None
 
 
 def ensure_pad_token(model, tokenizer) -> None:
-    """Give a tokenizer without a pad token (GPT-2 style) ``pad = eos``, and tell the model.
-
-    Sequence classification with a decoder pools the last non-pad token, found
-    through ``model.config.pad_token_id``, so the two must agree.
-
-    Raises:
-        ValueError: the tokenizer has neither a pad nor an eos token.
-    """
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ValueError(
-                f"The tokenizer {type(tokenizer).__name__} has no pad token and no eos token to pad with; "
-                "set tokenizer.pad_token (e.g. add a special token and resize the embeddings) first."
-            )
-        tokenizer.pad_token = tokenizer.eos_token
-        logger.info("Tokenizer has no pad token: padding with the eos token %r.", tokenizer.eos_token)
-    if model.config.pad_token_id != tokenizer.pad_token_id:
-        model.config.pad_token_id = tokenizer.pad_token_id
+    """The model pads as its tokenizer does (a decoder pools the last non-pad token)."""
+    model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def prepare_model_and_tokenizer(
-    model_name_or_path: str,
-    label_info: LabelInfo,
-    *,
-    task_name: Optional[str] = None,
-    training: bool = True,
-    tokenizer_name: Optional[str] = None,
-    cache_dir: Optional[str] = None,
-    revision: str = "main",
-    token: Optional[str] = None,
-    trust_remote_code: bool = False,
-    use_fast_tokenizer: bool = True,
-    ignore_mismatched_sizes: bool = False,
-):
-    """Load config, tokenizer and ``AutoModelForSequenceClassification`` for ``label_info``.
-
-    Returns ``(model, tokenizer, label2id)``; ``label2id`` is empty for regression.
-    See :func:`hf_swa.glue.labels.align_with_model_config` for how the model's
-    own label ids are kept or replaced.
-    """
-    hub_kwargs = {"cache_dir": cache_dir, "revision": revision, "token": token, "trust_remote_code": trust_remote_code}
-    config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
-    label2id = align_with_model_config(config, label_info, training=training, task_name=task_name)
-    tokenizer = AutoTokenizer.from_pretrained(
-        tokenizer_name or model_name_or_path, use_fast=use_fast_tokenizer, **hub_kwargs
+def load_config_and_tokenizer(model_args, task, label_list: Optional[list], training: bool):
+    """``(config, tokenizer, label_to_id)`` for the classes `label_list` (None: regression); see the module doc."""
+    hub = _hub_kwargs(model_args)
+    num_labels = 1 if label_list is None else len(label_list)
+    config = AutoConfig.from_pretrained(
+        model_args.model_name_or_path, num_labels=num_labels, finetuning_task=task.name if task else None, **hub
     )
+    config.problem_type = "regression" if label_list is None else "single_label_classification"
+    label_to_id = None if label_list is None else _align_labels(config, label_list, training)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name or model_args.model_name_or_path, use_fast=model_args.use_fast_tokenizer, **hub
+    )
+    if tokenizer.pad_token is None:  # GPT-2: pad with eos
+        if tokenizer.eos_token is None:
+            raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no pad token and no eos token to pad with.")
+        tokenizer.pad_token = tokenizer.eos_token
+    config.pad_token_id = tokenizer.pad_token_id
+    return config, tokenizer, label_to_id
+
+
+def load_model(model_args, task, label_list: Optional[list], training: bool):
+    """``(model, tokenizer, label_to_id)``: :func:`load_config_and_tokenizer` and the model for that config."""
+    config, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_name_or_path, config=config, ignore_mismatched_sizes=ignore_mismatched_sizes, **hub_kwargs
+            model_args.model_name_or_path,
+            config=config,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **_hub_kwargs(model_args),
         )
     except RuntimeError as err:
         if "ignore_mismatched_sizes" not in str(err):
             raise
         raise ValueError(
-            f"{model_name_or_path} has a classification head whose size differs from the data's "
-            f"{label_info.num_labels} output(s) (see the load report above). Pass --ignore_mismatched_sizes "
-            "to train a new head, or use the base model."
+            f"{model_args.model_name_or_path} has a classification head whose size differs from the data's "
+            f"{config.num_labels} output(s). Pass --ignore_mismatched_sizes to train a new head, or use the base model."
         ) from err
-    ensure_pad_token(model, tokenizer)
-    return model, tokenizer, label2id
+    return model, tokenizer, label_to_id

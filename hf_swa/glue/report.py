@@ -1,243 +1,338 @@
-"""The baseline-vs-SWA report: a Markdown table with a verdict per task, a plot and a JSON copy.
+"""The baseline-vs-SWA report over seeds: a Markdown table with a verdict per task, a plot and a JSON copy.
 
-The report only reads result files (see :mod:`hf_swa.glue.summary` for the layout), so it
-does not care how the runs were launched.
+It reads each run's ``results.json`` (:mod:`hf_swa.hub.results`) under
+``<runs_root>/<task>/<baseline|swa>/seed<k>/``, and ``trainer_state.json`` for the plot. Per
+task and metric it compares the baseline's live weights with what the SWA runs shipped
+(their chosen weights, else the average); "SWA live" is the SWA runs' last-step weights.
+
+Example:
+    >>> import json, pathlib, tempfile
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for variant, seed, scores in [("baseline", 1, {"live": .90}), ("baseline", 2, {"live": .92}),
+    ...                               ("swa", 1, {"live": .91, "swa": .93}), ("swa", 2, {"live": .91, "swa": .93})]:
+    ...     run = root / "sst2" / variant / f"seed{seed}"
+    ...     run.mkdir(parents=True)
+    ...     nested = {w: {"validation": {"accuracy": v}} for w, v in scores.items()}
+    ...     _ = (run / "results.json").write_text(json.dumps({"metrics": ["accuracy"], "eval": nested}))
+    >>> path = write_report(root, root)
+    >>> [line for line in path.read_text().splitlines() if line.startswith("- **sst2**")][0]
+    '- **sst2**: SWA helped by +2.00 points (accuracy, 2 seeds baseline / 2 SWA), more than the seed-to-seed \
+spread (std 1.41).'
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
+import re
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
-from hf_swa.glue.metric_keys import candidate_order, is_lower_better
-from hf_swa.glue.report_plot import plot_curves
-from hf_swa.glue.summary import ReportSummary, Stat, collect_runs, summarize
 from hf_swa.glue.tasks import find_task
+from hf_swa.hub.results import CHOSEN, LIVE, RESULTS_FILE, lower_is_better
 
-__all__ = ["REPORT_NAME", "render_markdown", "render_candidates", "write_report"]
+__all__ = ["REPORT_NAME", "Run", "Stat", "collect_runs", "summarize", "render_markdown", "write_report"]
 
 REPORT_NAME = "glue_report"
+VARIANTS = ("baseline", "swa")
+SIDES = ("baseline", "swa", "shipped", "live")  # baseline: its live weights; live: the SWA runs' live weights
+_SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
 
 
-# -- rendering ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    """One run's nested results (``{}`` if it did not finish) and its evaluation log."""
+
+    task: str
+    variant: str
+    seed: int
+    results: Mapping
+    history: tuple = ()
+
+    def score(self, side: str, metric: str, eval_set: Optional[str] = None) -> Optional[float]:
+        """The score of `side` on `eval_set` (None: the mean over the evaluation sets, as the GLUE average)."""
+        by_weights = self.results.get("eval", {})
+        weights = {"baseline": LIVE, "live": LIVE, "swa": "swa"}.get(side, CHOSEN if CHOSEN in by_weights else "swa")
+        sets = by_weights.get(weights, {})
+        values = [scores[metric] for name, scores in sets.items() if eval_set in (None, name) and metric in scores]
+        return statistics.fmean(values) if values else None
 
 
-def _mean_std(stat: Stat, scale: float) -> str:
+@dataclass(frozen=True)
+class Stat:
+    """Values over seeds; ``std`` is the sample standard deviation (n − 1), NaN for fewer than two."""
+
+    values: tuple
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if self.n >= 2 else math.nan
+
+
+@dataclass
+class TaskSummary:
+    """A task's rows ``{(eval_set, metric): {side: Stat}}``, main metric first, and its main metric folded."""
+
+    task: str
+    main_metric: str
+    rows: dict
+    main: dict  # {side: Stat} of the main metric, the mean over the evaluation sets
+    candidates: dict = field(default_factory=dict)
+
+    def verdict(self, scale: float = 100.0) -> str:
+        """One plain sentence: did what SWA shipped beat the baseline on the main metric, beyond seed noise?"""
+        base, shipped = self.main["baseline"], self.main["shipped"]
+        folded = len({eval_set for eval_set, _ in self.rows}) > 1
+        metric = f"{self.main_metric} (mean over the evaluation sets)" if folded else self.main_metric
+        if not (base.n and shipped.n):
+            return f"No comparison: {base.n} baseline and {shipped.n} SWA runs report {self.main_metric}."
+        delta = round((shipped.mean - base.mean) * scale, 2) + 0.0
+        runs = f"{metric}, {base.n} seed{'s' if base.n != 1 else ''} baseline / {shipped.n} SWA"
+        name = "SWA (chosen)" if self.candidates.get("chosen_by_seed") else "SWA"
+        if delta == 0:
+            return f"{name} made no difference ({delta:+.2f} points, {runs})."
+        text = (
+            f"{name} helped by {delta:+.2f} points ({runs})"
+            if delta > 0
+            else f"{name} did not help ({delta:+.2f} points, {runs})"
+        )
+        spread = max(base.std, shipped.std) * scale
+        if math.isnan(spread):
+            return text + "; one seed on a side, so no estimate of seed-to-seed noise."
+        if abs(delta) <= spread:
+            return text + f", within the seed-to-seed spread (std {spread:.2f}): not conclusive."
+        return text + f", more than the seed-to-seed spread (std {spread:.2f})."
+
+
+def collect_runs(runs_root: Union[str, Path]) -> list:
+    """Every ``<task>/<baseline|swa>/seed<k>/`` run under `runs_root` (a run without results: ``results={}``)."""
+    root = Path(runs_root)
+    runs = []
+    for folder in sorted(root.glob("*/*/seed*")):
+        match, task, variant = _SEED_DIR.match(folder.name), folder.parent.parent.name, folder.parent.name
+        if not (match and folder.is_dir() and variant in VARIANTS):
+            continue
+        results, state = folder / RESULTS_FILE, folder / "trainer_state.json"
+        loaded = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else {}
+        history = json.loads(state.read_text(encoding="utf-8")).get("log_history", ()) if state.is_file() else ()
+        runs.append(Run(task, variant, int(match[1]), loaded, tuple(history)))
+    if not runs:
+        raise FileNotFoundError(f"no runs under {root}: expected <task>/<baseline|swa>/seed<k>/{RESULTS_FILE}")
+    return sorted(runs, key=lambda r: (r.task, r.variant, r.seed))
+
+
+def _order(name: str) -> tuple:
+    """``swa``, later window starts, EMAs by decay, power EMAs by width, then ``live``."""
+    for rank, prefix in ((1, "swa_from"), (2, "ema_"), (3, "pema_")):
+        if name.startswith(prefix):
+            return (rank, float(name[len(prefix) :]))
+    return (0 if name == "swa" else 4, 0.0)
+
+
+def _candidates(swa: list, metric: str) -> dict:
+    """Which weights each seed shipped, each candidate's mean score (eval, main metric) and selection score."""
+    chosen = {r.seed: r.results["chosen"] for r in swa if r.results.get("chosen")}
+    evals, selects, select_metric = {}, {}, None
+    for run in swa:
+        for name, sets in run.results.get("eval", {}).items():
+            if name != CHOSEN and metric in next(iter(sets.values()), {}):
+                evals.setdefault(name, []).append(next(iter(sets.values()))[metric])
+        selection = run.results.get("selection") or {}
+        select_metric = selection.get("metric", select_metric)
+        for name, score in selection.get("scores", {}).items():
+            selects.setdefault(name, []).append(score)
+    if not chosen and set(evals) <= {"swa", LIVE}:
+        return {}
+    names = sorted(set(evals) | set(selects), key=_order)
+    means = {k: {n: statistics.fmean(v) for n, v in d.items()} for k, d in (("eval", evals), ("select", selects))}
+    return dict(
+        names=names, chosen_by_seed=chosen, eval=means["eval"], select=means["select"], select_metric=select_metric
+    )
+
+
+def _summarize_task(task: str, runs: list, main_metric: Optional[str], notes: list) -> Optional[TaskSummary]:
+    first = runs[0].results
+    quality = [m for m in first.get("metrics", []) if m not in lower_is_better(first)]
+    sets = list(dict.fromkeys(s for r in runs for s in r.results.get("eval", {}).get(LIVE, {})))
+    if not quality or not sets:
+        notes.append(f"{task}: no evaluation scores in any run; left out.")
+        return None
+    main = main_metric or quality[0]
+    if main not in quality:
+        notes.append(f"{task}: main metric {main!r} not reported (found {', '.join(quality)}); using {quality[0]!r}.")
+        main = quality[0]
+    by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
+    if {r.seed for r in by["baseline"]} != {r.seed for r in by["swa"]}:
+        notes.append(f"{task}: seeds differ between baseline and SWA; means use the runs each side has.")
+
+    def stats(metric, eval_set=None):
+        sides = {s: by["baseline" if s == "baseline" else "swa"] for s in SIDES}
+        return {
+            s: Stat(tuple(v for r in rs if (v := r.score(s, metric, eval_set)) is not None)) for s, rs in sides.items()
+        }
+
+    rows = {(s, m): stats(m, s) for s in sets for m in [main] + [q for q in quality if q != main]}
+    return TaskSummary(task, main, rows, stats(main), _candidates(by["swa"], main))
+
+
+def summarize(runs: list, main_metrics: Optional[Mapping[str, str]] = None) -> tuple:
+    """``(task summaries, notes)``: the runs grouped by task, baseline and SWA compared on every metric."""
+    notes, by_task = [], {}
+    for run in runs:
+        if not run.results:
+            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {RESULTS_FILE} (did the run finish?); left out.")
+        else:
+            by_task.setdefault(run.task, []).append(run)
+    tasks = [_summarize_task(t, rs, (main_metrics or {}).get(t), notes) for t, rs in sorted(by_task.items())]
+    return [t for t in tasks if t is not None], notes
+
+
+def _cell(stat: Stat, scale: float) -> str:
     if not stat.n:
         return "–"
-    if stat.n == 1:
-        return f"{stat.mean * scale:.2f}"
-    return f"{stat.mean * scale:.2f} ± {stat.std * scale:.2f}"
+    return f"{stat.mean * scale:.2f}" + (f" ± {stat.std * scale:.2f}" if stat.n > 1 else "")
 
 
 def _signed(value: float, scale: float) -> str:
-    return "–" if math.isnan(value) else f"{round(value * scale, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
+    return "–" if math.isnan(value) else f"{round(value * scale, 2) + 0.0:+.2f}"
 
 
-def _plain(value: float, scale: float) -> str:
-    return "–" if math.isnan(value) else f"{value * scale:.2f}"
+def _average(tasks: list) -> dict:
+    """The mean over tasks of each side's main-metric mean, for the tasks both sides report."""
+    included = [t for t in tasks if t.main["baseline"].n and t.main["shipped"].n]
+    out = {side: statistics.fmean([t.main[side].mean for t in included]) if included else math.nan for side in SIDES}
+    return {"tasks": [t.task for t in included], **out, "delta": out["shipped"] - out["baseline"]}
 
 
+_DELTA = "Δ shipped − baseline"
 _INTRO = (
-    "Scores ×{scale:g}, mean ± sample std over seeds. **SWA** is the averaged weights (`eval_swa_*`); "
-    "*SWA live* is the same SWA runs evaluated with their last-step weights (`eval_*`). "
-    "Δ = mean(SWA) − mean(baseline); a negative Δ means SWA did worse."
-)
-_INTRO_SELECTED = (
-    "Scores ×{scale:g}, mean ± sample std over seeds. **SWA** is the averaged weights (`eval_swa_*`); "
-    "**SWA (chosen)** is what each SWA run shipped: the candidate average, or the live weights, that scored "
-    "best on its selection data (`eval_chosen_*`; the average where a run did not select); "
-    "*SWA live* is the same SWA runs evaluated with their last-step weights (`eval_*`). "
-    "Δ = mean(SWA (chosen)) − mean(baseline); a negative Δ means SWA did worse."
+    "Scores ×{scale:g}, mean ± sample std over seeds. **SWA shipped** is what each SWA run shipped: the weights "
+    "it chose on its selection data, else the average (**SWA average**). *SWA live* is the same SWA runs' "
+    "last-step weights. Δ = mean(SWA shipped) − mean(baseline); a negative Δ means SWA did worse."
 )
 
 
-def _columns(selected: bool) -> list:
-    if selected:
-        return [
-            "| Task | Metric | Baseline | SWA | SWA (chosen) | Δ chosen − baseline | SWA live "
-            "| Seeds (baseline / SWA) |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
-        ]
-    return [
-        "| Task | Metric | Baseline | SWA | Δ SWA − baseline | SWA live | Seeds (baseline / SWA) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+def render_markdown(tasks: list, notes: list, scale: float = 100.0, plot_name: Optional[str] = None) -> str:
+    """The report: a row per task, evaluation set and metric, an average row, a verdict per task, the candidates."""
+    several_sets = any(len({s for s, _ in t.rows}) > 1 for t in tasks)
+    lines = ["# SWA vs baseline", "", _INTRO.format(scale=scale), ""]
+    lines += [
+        f"| Task | Metric | Baseline | SWA average | SWA shipped | {_DELTA} | SWA live | Seeds (baseline / SWA) |"
     ]
-
-
-def _shipped_cell(value: str, selected: bool) -> str:
-    return f" {value} |" if selected else ""
-
-
-def render_markdown(summary: ReportSummary, scale: float = 100.0, plot_name: Optional[str] = None) -> str:
-    """The report as Markdown: one row per task and metric, a GLUE-average row, a verdict per task, and with
-    selection the candidates."""
-    avg = summary.glue_average()
-    selected = summary.selected
-    # One task needs no average; tasks outside GLUE make an average, not a GLUE score.
-    show_average = len(avg["tasks"]) > 1
-    average_name = "GLUE average" if all(find_task(t) for t in avg["tasks"]) else "Average"
-    lines = [
-        "# SWA vs baseline",
-        "",
-        (_INTRO_SELECTED if selected else _INTRO).format(scale=scale),
-        *(
-            [
-                f"The {average_name} is the mean over tasks of each task's main metric (MNLI: matched and mismatched "
-                "averaged).",
-                "",
-            ]
-            if show_average
-            else [""]
-        ),
-        *_columns(selected),
-    ]
-    for task in summary.tasks:
-        for m in task.metrics:
-            label = f"**{m.metric}** (main)" if m.metric == task.main_metric else m.metric
-            lines.append(
-                f"| {task.task} | {label} | {_mean_std(m.baseline, scale)} | {_mean_std(m.swa, scale)} |"
-                f"{_shipped_cell(_mean_std(m.chosen, scale), selected)} "
-                f"{_signed(m.delta, scale)} | {_mean_std(m.swa_live, scale)} | {m.baseline.n} / {m.swa.n} |"
-            )
-    if show_average:
-        lines.append(
-            f"| **{average_name}** | main metrics of {len(avg['tasks'])} task(s) | {_plain(avg['baseline'], scale)} | "
-            f"{_plain(avg['swa'], scale)} |{_shipped_cell(_plain(avg['chosen'], scale), selected)} "
-            f"{_signed(avg['delta'], scale)} | {_plain(avg['swa_live'], scale)} | |"
-        )
-    lines += ["", "## Verdict", ""]
-    lines += [f"- **{task.task}**: {task.verdict(scale)}" for task in summary.tasks]
-    if show_average:
+    lines += ["|---|---|---:|---:|---:|---:|---:|---:|"]
+    for t in tasks:
+        for (eval_set, metric), s in t.rows.items():
+            label = f"**{metric}** (main)" if metric == t.main_metric else metric
+            label += f" [{eval_set}]" if several_sets else ""
+            delta = _signed(s["shipped"].mean - s["baseline"].mean, scale)
+            cells = [_cell(s[k], scale) for k in ("baseline", "swa", "shipped")] + [delta, _cell(s["live"], scale)]
+            lines.append(f"| {t.task} | {label} | " + " | ".join(cells) + f" | {s['baseline'].n} / {s['swa'].n} |")
+    avg = _average(tasks)
+    name = "GLUE average" if all(find_task(t) for t in avg["tasks"]) else "Average"
+    if len(avg["tasks"]) > 1:
+        cells = [f"{avg[k] * scale:.2f}" for k in ("baseline", "swa", "shipped")]
+        cells += [_signed(avg["delta"], scale), f"{avg['live'] * scale:.2f}"]
+        lines.append(f"| **{name}** | main metrics of {len(avg['tasks'])} task(s) | " + " | ".join(cells) + " | |")
+    lines += ["", "## Verdict", ""] + [f"- **{t.task}**: {t.verdict(scale)}" for t in tasks]
+    if len(avg["tasks"]) > 1:
         delta = round(avg["delta"] * scale, 2) + 0.0
         word = "helped" if delta > 0 else "did not help" if delta < 0 else "made no difference"
-        shipped = "SWA (chosen)" if selected else "SWA"
-        lines.append(f"- **{average_name}** ({', '.join(avg['tasks'])}): {shipped} {word} ({delta:+.2f} points).")
-    lines += render_candidates(summary, scale)
+        lines.append(f"- **{name}** ({', '.join(avg['tasks'])}): SWA shipped {word} ({delta:+.2f} points).")
+    lines += _render_candidates(tasks, scale)
     if plot_name:
         lines += ["", "## Evaluation during training", "", f"![eval metric over steps]({plot_name})"]
-    if summary.notes:
-        lines += ["", "## Notes", ""] + [f"- {note}" for note in summary.notes]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
 
-def _score(value: Optional[float], metric: str, scale: float) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.4f}" if is_lower_better(metric) else f"{value * scale:.2f}"
-
-
-def render_candidates(summary: ReportSummary, scale: float = 100.0) -> list:
-    """Markdown lines for the candidates: a table of mean scores per candidate, and the one each seed chose."""
-    tasks = [t for t in summary.tasks if t.candidates is not None]
-    if not tasks:
+def _render_candidates(tasks: list, scale: float) -> list:
+    """A row per task and kind of score, a column per candidate; which candidate each seed shipped."""
+    with_candidates = [t for t in tasks if t.candidates]
+    if not with_candidates:
         return []
-    names = sorted({name for t in tasks for name in t.candidates.names}, key=candidate_order)
+    names = sorted({n for t in with_candidates for n in t.candidates["names"]}, key=_order)
     lines = [
         "",
         "## Candidates",
         "",
-        f"Means over each task's SWA runs. *eval*: on the evaluation set (×{scale:g}); *selection*: on the "
-        "held-out data the choice was made on (losses not scaled); *chosen*: how many seeds shipped it. "
-        "`live` is the last-step weights.",
+        "Mean score of each candidate over the SWA runs (`live`: the last-step weights).",
         "",
-        "| Task | Scores | " + " | ".join(f"`{name}`" for name in names) + " |",
-        "|---|---|" + "---:|" * len(names),
     ]
-    for task in tasks:
-        c = task.candidates
-        rows = []
-        if c.eval_means:
-            rows.append((f"eval {c.metric}", [_score(c.eval_means.get(n), c.metric, scale) for n in names]))
-        if c.select_means:
-            better = "lower" if is_lower_better(c.select_metric) else "higher"
-            rows.append(
-                (
-                    f"selection {c.select_metric} ({better} is better)",
-                    [_score(c.select_means.get(n), c.select_metric, scale) for n in names],
-                )
+    lines += ["| Task | Scores | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|---|" + "---:|" * len(names)]
+    for t in with_candidates:
+        c = t.candidates
+
+        def cells(means, lower=False):
+            return " | ".join(
+                "–" if n not in means else f"{means[n]:.4f}" if lower else f"{means[n] * scale:.2f}" for n in names
             )
-        if c.chosen_by_seed:
-            rows.append((f"chosen (of {len(c.chosen_by_seed)} seeds)", [str(c.times_chosen(n)) for n in names]))
-        lines += [f"| {task.task} | {label} | " + " | ".join(cells) + " |" for label, cells in rows]
-    chosen = [t for t in tasks if t.candidates.chosen_by_seed]
+
+        if c["eval"]:
+            lines.append(f"| {t.task} | eval {t.main_metric} | {cells(c['eval'])} |")
+        if c["select"]:
+            lower = c["select_metric"] == "loss"
+            label = f"selection {c['select_metric']} ({'lower' if lower else 'higher'} is better)"
+            lines.append(f"| {t.task} | {label} | {cells(c['select'], lower)} |")
+        if c["chosen_by_seed"]:
+            counts = " | ".join(str(list(c["chosen_by_seed"].values()).count(n)) for n in names)
+            lines.append(f"| {t.task} | chosen (of {len(c['chosen_by_seed'])} seeds) | {counts} |")
+    chosen = [(t.task, t.candidates["chosen_by_seed"]) for t in with_candidates if t.candidates["chosen_by_seed"]]
     if chosen:
         lines += ["", "Chosen per seed:", ""]
         lines += [
-            f"- **{t.task}**: "
-            + ", ".join(f"seed {seed} → `{name}`" for seed, name in t.candidates.chosen_by_seed.items())
-            for t in chosen
+            f"- **{task}**: " + ", ".join(f"seed {s} → `{n}`" for s, n in by_seed.items()) for task, by_seed in chosen
         ]
     return lines
 
 
-def write_report(
-    runs_root: Union[str, Path],
-    output_dir: Union[str, Path],
-    *,
-    main_metrics: Optional[Mapping[str, str]] = None,
-    scale: float = 100.0,
-) -> Path:
-    """Collect the runs under ``runs_root`` and write ``glue_report.md``, ``.png`` and ``.json``.
-
-    Returns the path of the Markdown file; the PNG is linked from it and the JSON holds the
-    same numbers (unscaled) for other tools.
-
-    Example:
-        >>> import json, pathlib, tempfile
-        >>> root = pathlib.Path(tempfile.mkdtemp())
-        >>> for variant, metrics in [("baseline", {"eval_accuracy": 0.70}),
-        ...                          ("swa", {"eval_accuracy": 0.69, "eval_swa_accuracy": 0.68})]:
-        ...     (root / "rte" / variant / "seed1").mkdir(parents=True)
-        ...     _ = (root / "rte" / variant / "seed1" / "all_results.json").write_text(json.dumps(metrics))
-        >>> path = write_report(root, root / "report")
-        >>> sorted(p.name for p in path.parent.iterdir())
-        ['glue_report.json', 'glue_report.md', 'glue_report.png']
-        >>> print([line for line in path.read_text().splitlines() if line.startswith("| rte")][0])
-        | rte | **accuracy** (main) | 70.00 | 68.00 | -2.00 | 69.00 | 1 / 1 |
-    """
-    runs = collect_runs(runs_root)
-    summary = summarize(runs, main_metrics)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    png = plot_curves(runs, summary, out / f"{REPORT_NAME}.png", scale)
-    md = out / f"{REPORT_NAME}.md"
-    md.write_text(render_markdown(summary, scale, plot_name=png.name), encoding="utf-8")
-    (out / f"{REPORT_NAME}.json").write_text(json.dumps(_to_json(summary), indent=2, allow_nan=False), encoding="utf-8")
-    return md
-
-
-def _to_json(summary: ReportSummary) -> dict:
-    def num(x: float):
-        return None if math.isnan(x) else x
+def _to_json(tasks: list, notes: list) -> dict:
+    def num(x):
+        return None if isinstance(x, float) and math.isnan(x) else x
 
     def stat(s: Stat) -> dict:
-        return {"values": [num(v) for v in s.values], "mean": num(s.mean), "std": num(s.std), "n": s.n}
+        return {"values": list(s.values), "mean": num(s.mean), "std": num(s.std), "n": s.n}
 
-    def comparison(m) -> dict:
-        sides = {"baseline": stat(m.baseline), "swa": stat(m.swa), "swa_live": stat(m.swa_live)}
-        if m.selected:
-            sides["swa_chosen"] = stat(m.chosen)
-        return {**sides, "delta": num(m.delta)}
+    def sides(s: dict) -> dict:
+        return {**{k: stat(v) for k, v in s.items()}, "delta": num(s["shipped"].mean - s["baseline"].mean)}
 
-    def task(t) -> dict:
-        out = {
+    out = {
+        t.task: {
             "main_metric": t.main_metric,
             "verdict": t.verdict(),
-            "metrics": {m.metric: comparison(m) for m in t.metrics},
+            "main": sides(t.main),
+            "eval": {
+                eval_set: {m: sides(s) for (e, m), s in t.rows.items() if e == eval_set} for eval_set, _ in t.rows
+            },
+            "candidates": t.candidates,
         }
-        if t.candidates is not None:
-            out["candidates"] = dataclasses.asdict(t.candidates)
-        return out
-
-    avg = summary.glue_average()
-    if not summary.selected:  # the shipped weights are the average: nothing to add
-        avg = {k: v for k, v in avg.items() if k not in ("chosen", "shipped")}
-    return {
-        "tasks": {t.task: task(t) for t in summary.tasks},
-        "glue_average": {k: (num(v) if isinstance(v, float) else v) for k, v in avg.items()},
-        "notes": summary.notes,
+        for t in tasks
     }
+    average = {k: num(v) for k, v in _average(tasks).items()}
+    return {"tasks": out, "average": average, "notes": notes}
+
+
+def write_report(runs_root, output_dir, *, main_metrics: Optional[Mapping[str, str]] = None, scale=100.0) -> Path:
+    """Collect the runs under `runs_root` and write ``glue_report.md``, ``.png`` and ``.json``; return the ``.md``."""
+    from hf_swa.glue.report_plot import plot_curves  # matplotlib: only to draw
+
+    runs = collect_runs(runs_root)
+    tasks, notes = summarize(runs, main_metrics)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_curves(runs, tasks, out / f"{REPORT_NAME}.png", scale)
+    md = out / f"{REPORT_NAME}.md"
+    md.write_text(render_markdown(tasks, notes, scale, plot_name=png.name), encoding="utf-8")
+    text = json.dumps(_to_json(tasks, notes), indent=2, allow_nan=False)
+    (out / f"{REPORT_NAME}.json").write_text(text, encoding="utf-8")
+    return md

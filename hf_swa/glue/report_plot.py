@@ -5,65 +5,53 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import Sequence, Union
 
-from hf_swa.glue.summary import ReportSummary, RunResult
+SERIES = (  # variant, the logged key of the weights, label, colour, line style
+    ("baseline", "eval_{}", "baseline", "tab:gray", "--"),
+    ("swa", "eval_{}", "SWA run, live weights", "tab:blue", "-"),
+    ("swa", "eval_swa_{}", "SWA run, averaged weights", "tab:orange", "-"),
+)
 
 
-def _curve(runs: Sequence[RunResult], key: str) -> tuple:
-    """Steps and per-step mean/min/max of ``key`` over the runs' eval logs."""
+def _curve(runs, key: str) -> tuple:
+    """Steps and the per-step mean, min and max of `key` over the runs' evaluation logs."""
     by_step: dict = {}
     for run in runs:
-        for entry in run.log_history:
+        for entry in run.history:
             if key in entry and "step" in entry:
                 by_step.setdefault(entry["step"], []).append(float(entry[key]))
     steps = sorted(by_step)
-    return (
-        steps,
-        [statistics.fmean(by_step[s]) for s in steps],
-        [min(by_step[s]) for s in steps],
-        [max(by_step[s]) for s in steps],
-    )
+    return steps, *([f(by_step[s]) for s in steps] for f in (statistics.fmean, min, max))
 
 
-def plot_curves(
-    runs: Sequence[RunResult], summary: ReportSummary, path: Union[str, Path], scale: float = 100.0
-) -> Path:
+def plot_curves(runs, tasks, path, scale: float = 100.0) -> Path:
     """PNG of each task's main metric over training steps: baseline, SWA live and SWA averaged."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    n = max(1, len(summary.tasks))
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
+    cols = min(3, max(1, len(tasks)))
+    rows = math.ceil(max(1, len(tasks)) / cols)
     fig = Figure(figsize=(5 * cols, 3.6 * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    series = (
-        ("baseline", "eval_{}", "baseline", "tab:gray", "--"),
-        ("swa", "eval_{}", "SWA run, live weights", "tab:blue", "-"),
-        ("swa", "eval_swa_{}", "SWA run, averaged weights", "tab:orange", "-"),
-    )
-    for ax, task in zip(axes, summary.tasks, strict=False):  # the grid may have more axes than tasks
+    for ax, task in zip(axes, tasks, strict=False):  # the grid may have more axes than tasks
         drawn = False
-        for variant, key, label, color, style in series:
+        for variant, key, label, color, style in SERIES:
             task_runs = [r for r in runs if r.task == task.task and r.variant == variant]
             steps, mean, low, high = _curve(task_runs, key.format(task.main_metric))
-            if not steps:
-                continue
-            ax.plot(steps, [v * scale for v in mean], style, color=color, marker=".", label=label)
-            if len(task_runs) > 1:
-                ax.fill_between(steps, [v * scale for v in low], [v * scale for v in high], color=color, alpha=0.15)
-            drawn = True
-        ax.set_title(f"{task.task}: {task.main_metric}")
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel(f"{task.main_metric} ×{scale:g}")
+            if steps:
+                ax.plot(steps, [v * scale for v in mean], style, color=color, marker=".", label=label)
+                if len(task_runs) > 1:
+                    ax.fill_between(steps, [v * scale for v in low], [v * scale for v in high], color=color, alpha=0.15)
+                drawn = True
+        ax.set(
+            title=f"{task.task}: {task.main_metric}", xlabel="optimizer step", ylabel=f"{task.main_metric} ×{scale:g}"
+        )
         if drawn:
             ax.legend(fontsize="small")
         else:
             ax.text(0.5, 0.5, "no eval logs in trainer_state.json", ha="center", va="center", transform=ax.transAxes)
-    for ax in axes[len(summary.tasks) :]:
+    for ax in axes[len(tasks) :]:
         ax.set_visible(False)
-    path = Path(path)
     fig.savefig(path, dpi=110)
-    return path
+    return Path(path)

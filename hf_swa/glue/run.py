@@ -1,118 +1,92 @@
 """Fine-tune and evaluate on a GLUE task (or any sentence(-pair) classification set) with SWA.
 
-The arguments mirror transformers' ``examples/pytorch/text-classification/run_glue.py``.
-``run_glue`` is what ``hf-swa-glue`` (``scripts/run_glue.py``) calls; it is importable so tests and
-other code can run it in-process.
+``run_glue`` reads like transformers' ``examples/pytorch/text-classification/run_glue.py``: data, model,
+tokenizer, tokenize, train, evaluate, predict. With ``--swa_select_split`` a stratified share of the training rows
+is held out (by a ``--no_swa`` baseline too) and SWATrainer chooses the weights to ship on it. It writes into
+``output_dir`` the model shipped (+ ``swa_config.json``) and its card, ``results.json`` (per weights, per evaluation
+set, per metric: :mod:`hf_swa.hub.results`; with the choice and the data set), the Trainer's
+``train_results.json`` and ``trainer_state.json``, ``swa_select_rows.json`` and, with ``do_predict``, one GLUE
+submission file per test split (``CoLA.tsv``, ``MNLI-m.tsv``, ...; ``predictions.tsv`` for another data set)::
 
-Example (local files, a model saved in ``./tiny-bert``)::
-
-    from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
-    results = run_glue(
-        ModelArguments(model_name_or_path="./tiny-bert"),
-        DataTrainingArguments(task_name="mrpc", train_file="train.tsv", validation_file="dev.tsv"),
-        GlueTrainingArguments(output_dir="out", do_train=True, do_eval=True, num_train_epochs=3),
-    )
-    results["eval_f1"], results["eval_swa_f1"]  # live weights vs the average
-
-Files written to ``output_dir``: the averaged model, or the candidate chosen
-(plain Transformers checkpoint + ``swa_config.json``) and its model card (``README.md``, written after
-training whether or not the model is pushed), ``train_results.json``, ``eval_results.json``,
-``all_results.json`` (MNLI mismatched metrics end in ``_mm``), with ``--swa_select_split``
-the held-out rows (``swa_select_rows.json``), and with
-``do_predict`` one GLUE submission file per test split (``CoLA.tsv``,
-``MNLI-m.tsv``, ``MNLI-mm.tsv``, ...; ``predictions.tsv`` for a custom data set).
+    results = run_glue(ModelArguments("./tiny-bert"), DataTrainingArguments("mrpc", train_file="train.tsv",
+        validation_file="dev.tsv"), GlueTrainingArguments("out", do_train=True, do_eval=True))
+    results["eval"]["live"]["validation"]["f1"], results["eval"]["chosen"]["validation"]["f1"]
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
-from typing import Optional
 
 import numpy as np
-from transformers import AutoConfig, DataCollatorWithPadding, default_data_collator, set_seed
+from transformers import DataCollatorWithPadding, default_data_collator, set_seed
 
+from hf_swa import SWATrainer
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.data import (
-    check_columns,
+    SELECT_SPLIT,
+    encode_labels,
     evaluation_splits,
     example_ids,
+    hold_out_rows,
     load_raw_datasets,
     prediction_splits,
-    resolve_text_columns,
-    tokenize_datasets,
+    text_columns,
+    tokenize,
 )
-from hf_swa.glue.labels import LabelInfo, infer_labels
-from hf_swa.glue.metric_keys import CHOSEN_NAME_KEY, MISMATCHED_SUFFIX, RESULTS_FILES, TRAIN_RESULTS_FILE, chosen_scores
-from hf_swa.glue.metrics import make_compute_metrics
-from hf_swa.glue.modeling import prepare_model_and_tokenizer
-from hf_swa.glue.selection import (
-    SELECT_ROWS_FILE,
-    SELECT_SPLIT,
-    check_selection_data,
-    prepare_selection,
-    selection_results,
-    write_selection_rows,
-)
-from hf_swa.glue.tasks import get_task
+from hf_swa.glue.metrics import make_compute_metrics, metric_names
+from hf_swa.glue.modeling import load_config_and_tokenizer, load_model, model_labels
+from hf_swa.glue.tasks import dataset_facts
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
-from hf_swa.training.trainer import SWATrainer, SWATrainingArguments
+from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest_metrics
+from hf_swa.training.loss_kwargs import declare_mean_loss
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "run_glue", "write_submission"]
 
-
-def _mismatched_suffix(split: str) -> str:
-    return MISMATCHED_SUFFIX if split.endswith("mismatched") else ""
-
-
-def _labels_without_labelled_data(task_name: Optional[str], model_args: ModelArguments) -> LabelInfo:
-    """Predict-only on a custom data set: the classes are the fine-tuned model's own."""
-    if task_name:
-        task = get_task(task_name)
-        return LabelInfo(list(task.label_names), is_regression=task.is_regression)
-    config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path,
-        cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
-    )
-    if config.problem_type == "regression":
-        return LabelInfo([], is_regression=True)
-    return LabelInfo([config.id2label[i] for i in sorted(config.id2label)])
-
-
+#: Written beside a run's results: the share, the seed and the numbers of the training rows held out.
+SELECT_ROWS_FILE = "swa_select_rows.json"
 # Written by an earlier run into the same folder; left there they would describe this run's model.
-_RUN_OUTPUTS = (CONFIG_FILE, *RESULTS_FILES, TRAIN_RESULTS_FILE, MODEL_CARD_NAME, SELECT_ROWS_FILE)
+_RUN_OUTPUTS = (
+    CONFIG_FILE,
+    RESULTS_FILE,
+    *TRAINER_RESULTS_FILES,
+    "train_results.json",
+    MODEL_CARD_NAME,
+    SELECT_ROWS_FILE,
+)
 
 
-def _remove_stale_outputs(output_dir: str) -> None:
-    for name in _RUN_OUTPUTS:
-        path = os.path.join(output_dir, name)
-        if os.path.isfile(path):
-            logger.info("Removing %s from an earlier run", path)
-            os.remove(path)
+def check_selection_data(data_args: DataTrainingArguments, training_args) -> None:
+    """Refuse, before anything loads and in flag terms, a run that selects with no data to choose on."""
+    metric = training_args.swa_select_metric
+    if training_args.do_train and training_args.swa and metric and not data_args.swa_select_split:
+        if not training_args.do_eval:
+            raise ValueError(
+                f"--swa_select_metric {metric} (run_glue's default is loss) chooses the shipped weights on held-out "
+                "data, but --swa_select_split 0 holds out no training row and there is no --do_eval: keep "
+                "--swa_select_split above 0 (default 0.2), add --do_eval with a validation set, or pass "
+                "--swa_select_metric none to ship the SWA average."
+            )
 
 
-def _positive_label_id(task_name: Optional[str], label2id) -> Optional[int]:
-    """The model's id of the class a GLUE task's F1 is about (its second label name), if it has F1."""
-    if not task_name or not label2id:
-        return None
-    task = get_task(task_name)
-    if "f1" not in task.metrics or len(task.label_names) != 2:
-        return None
-    return label2id.get(task.label_names[1])
+def check_select_metric(training_args, produced: tuple) -> None:
+    """Refuse, before training, a selection metric that the evaluation does not produce."""
+    if training_args.swa and training_args.swa_select_metric:
+        wanted = training_args.to_swa_config().select_metric_name()
+        if wanted not in ("loss", *produced):
+            raise ValueError(
+                f"--swa_select_metric {training_args.swa_select_metric!r}: the evaluation of this task produces only "
+                f"{', '.join(('loss', *produced))}. Set --swa_select_metric to one of these."
+            )
 
 
-def write_submission(path: str, ids, predictions, label_names: Optional[list[str]] = None) -> None:
-    r"""Write a GLUE-style submission TSV: ``index<TAB>prediction`` per example.
-
-    ``label_names`` turns class ids into the names to write; ``None`` writes
-    regression scores with three decimals.
+def write_submission(path: str, ids, predictions, label_names=None) -> None:
+    r"""Write a GLUE-style submission TSV: ``index<TAB>prediction``; ``label_names`` None writes regression scores.
 
     Example:
         >>> import tempfile, os
@@ -124,209 +98,199 @@ def write_submission(path: str, ids, predictions, label_names: Optional[list[str
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["index", "prediction"])
-        for index, prediction in zip(ids, predictions, strict=True):
-            value = f"{float(prediction):.3f}" if label_names is None else label_names[int(prediction)]
-            writer.writerow([index, value])
+        for index, value in zip(ids, predictions, strict=True):
+            writer.writerow([index, f"{float(value):.3f}" if label_names is None else label_names[int(value)]])
 
 
-def _load_splits(data_args: DataTrainingArguments, model_args: ModelArguments, training_args) -> tuple:
-    """The raw splits this run uses, cut to the requested sizes; also the evaluation and prediction splits."""
-    task_name = data_args.task_name
-    raw = load_raw_datasets(
-        task_name,
-        train_file=data_args.train_file,
-        validation_file=data_args.validation_file,
-        test_file=data_args.test_file,
-        validation_mismatched_file=data_args.validation_mismatched_file,
-        test_mismatched_file=data_args.test_mismatched_file,
-        label_column=data_args.label_column or "label",
-        cache_dir=model_args.cache_dir,
-        token=model_args.token,
-    )
-    eval_splits = evaluation_splits(raw, task_name)
-    predict_splits = prediction_splits(raw, task_name)
-    needed = {"do_train": "train" in raw, "do_eval": bool(eval_splits), "do_predict": bool(predict_splits)}
-    for flag, present in needed.items():
-        if getattr(training_args, flag) and not present:
-            what = {"do_train": "--train_file", "do_eval": "--validation_file", "do_predict": "--test_file"}[flag]
-            raise ValueError(f"--{flag} needs data to work on: pass {what} (splits found: {list(raw)}).")
-    keep = {"train": training_args.do_train, **{s: training_args.do_eval for s in eval_splits}}
-    keep.update({s: training_args.do_predict for s, _ in predict_splits})
-    limits = {"train": data_args.max_train_samples, **{s: data_args.max_eval_samples for s in eval_splits}}
-    limits.update({s: data_args.max_predict_samples for s, _ in predict_splits})
-    for split in list(raw):
-        if not keep.get(split, False):
-            del raw[split]
-        elif limits.get(split) is not None:
-            raw[split] = raw[split].select(range(min(limits[split], len(raw[split]))))
-    return raw, eval_splits, predict_splits
-
-
-def _model_and_data(raw, eval_splits, model_args: ModelArguments, data_args: DataTrainingArguments, training_args):
-    """Labels, model, tokenizer and the tokenized splits."""
-    task_name, label_column = data_args.task_name, data_args.label_column or "label"
-    text_columns = resolve_text_columns(raw, task_name, data_args.text_columns) if len(raw) else ()
+def _load(model_args, data_args, do: dict) -> tuple:
+    """The raw splits each stage in `do` (train, eval, predict: bool) uses, cut to ``--max_*_samples``, their
+    text columns and classes: ``(raw, eval_splits, predict_splits, columns, labelled, label_list)``."""
+    task, column = data_args.glue_task, data_args.label_column or "label"
+    raw = load_raw_datasets(data_args, model_args.cache_dir, model_args.token)
+    eval_splits, predict_splits = evaluation_splits(raw, task), prediction_splits(raw, task)
+    stages = {
+        "train": [s for s in ("train",) if s in raw],
+        "eval": eval_splits,
+        "predict": [s for s, _ in predict_splits],
+    }
+    flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
+    kept = {}
+    for stage in (stage for stage, wanted in do.items() if wanted):
+        if not stages[stage]:
+            raise ValueError(f"--do_{stage} needs data to work on: pass {flags[stage]} (splits found: {list(raw)}).")
+        limit = getattr(data_args, f"max_{stage}_samples")
+        kept.update({s: raw[s].select(range(min(limit or len(raw[s]), len(raw[s])))) for s in stages[stage]})
+    raw = raw.__class__(kept)
+    columns = text_columns(raw, task, data_args.text_columns)
     labelled = [s for s in raw if s == "train" or s in eval_splits]
-    check_columns(raw, text_columns, label_column, labelled)
-    if labelled:
-        label_info = infer_labels(raw, task_name, label_column, labelled)
-    else:
-        label_info = _labels_without_labelled_data(task_name, model_args)
-    model, tokenizer, label2id = prepare_model_and_tokenizer(
-        model_args.model_name_or_path,
-        label_info,
-        task_name=task_name,
-        training=training_args.do_train,
-        tokenizer_name=model_args.tokenizer_name,
-        cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
-        use_fast_tokenizer=model_args.use_fast_tokenizer,
-        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-    )
+    label_list = encode_labels(raw, task, column, labelled) if labelled else model_labels(model_args)
+    return raw, eval_splits, predict_splits, columns, labelled, label_list
+
+
+def _hold_out(raw, data_args, training_args, label_column) -> dict:
+    """Move the selection rows out of the training split; return the record of them."""
+    share = data_args.swa_select_split
+    seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    rows = hold_out_rows(raw["train"], share, seed, label_column)
+    kept = sorted(set(range(len(raw["train"]))) - set(rows))
+    raw[SELECT_SPLIT], raw["train"] = raw["train"].select(rows), raw["train"].select(kept)
+    return {"swa_select_split": share, "seed": seed, "train_rows": len(rows) + len(kept), "held_out_rows": rows}
+
+
+def _prepare(model_args, data_args, training_args):
+    """Data, model and tokenizer: ``(raw, data, model, tokenizer, facts)``."""
+    do = {stage: getattr(training_args, f"do_{stage}") for stage in ("train", "eval", "predict")}
+    raw, eval_splits, predict_splits, columns, labelled, label_list = _load(model_args, data_args, do)
+    task, column = data_args.glue_task, data_args.label_column or "label"
+    model, tokenizer, label_to_id = load_model(model_args, task, label_list, training_args.do_train)
+    held_out = None
+    if training_args.do_train and data_args.swa_select_split:
+        held_out = _hold_out(raw, data_args, training_args, column)
+        labelled.append(SELECT_SPLIT)
     with training_args.main_process_first(desc="dataset tokenization"):
-        data = tokenize_datasets(
-            raw,
-            tokenizer,
-            text_columns,
-            max_seq_length=data_args.max_seq_length,
-            pad_to_max_length=data_args.pad_to_max_length,
-            label_column=label_column,
-            label_fn=label_info.label_fn(label2id) if labelled else None,
-            labelled_splits=labelled,
-            num_proc=data_args.preprocessing_num_workers,
-            load_from_cache_file=not data_args.overwrite_cache,
-        )
-    return label_info, model, tokenizer, label2id, data
+        data = tokenize(raw, tokenizer, columns, data_args, labelled, column, label_to_id)
+    count, regression = 1 if label_list is None else len(label_list), label_list is None
+    facts = dict(eval_splits=eval_splits, predict_splits=predict_splits, held_out=held_out)
+    facts.update(compute_metrics=_compute_metrics(task, label_list, label_to_id))
+    facts.update(metrics=metric_names(data_args.task_name, count, regression))
+    return raw, data, model, tokenizer, facts
 
 
-def _compute_metrics(task_name: Optional[str], num_labels: int, label_info: LabelInfo, label2id):
-    return make_compute_metrics(
-        task_name,
-        num_labels=num_labels,
-        is_regression=label_info.is_regression,
-        positive_label_id=_positive_label_id(task_name, label2id),
+def _compute_metrics(task, label_list, label_to_id):
+    positive = None  # the model's id of the class F1 is about (MRPC: equivalent), when the task has F1
+    if task is not None and "f1" in task.metrics:
+        positive = label_to_id[1] if label_to_id else 1
+    count, regression = 1 if label_list is None else len(label_list), label_list is None
+    name = task.name if task else None
+    return make_compute_metrics(name, num_labels=count, is_regression=regression, positive_label_id=positive)
+
+
+def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments) -> tuple:
+    """``(dataset, tokenizer, compute_metrics, is_regression)``: the first evaluation set, prepared as ``run_glue``
+    prepares it for the model in ``model_args`` (whose weights are not loaded), to score checkpoints on."""
+    raw, splits, _, columns, _, label_list = _load(model_args, data_args, {"eval": True})
+    task, column = data_args.glue_task, data_args.label_column or "label"
+    _, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training=False)
+    data = tokenize(
+        raw.__class__({splits[0]: raw[splits[0]]}), tokenizer, columns, data_args, splits[:1], column, label_to_id
     )
+    return data[splits[0]], tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None
 
 
-def _collator(tokenizer, data_args: DataTrainingArguments, training_args):
-    if data_args.pad_to_max_length:
-        return default_data_collator
-    multiple = 8 if (training_args.fp16 or training_args.bf16) else None
-    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
+def _remove_stale_outputs(output_dir: str) -> None:
+    for name in _RUN_OUTPUTS:
+        path = os.path.join(output_dir, name)
+        if os.path.isfile(path):
+            logger.info("Removing %s from an earlier run", path)
+            os.remove(path)
 
 
-def _train(trainer: SWATrainer, train_dataset, training_args, held_out: Optional[dict] = None) -> dict:
+def _train(trainer, data, training_args, held_out) -> dict:
     if trainer.is_world_process_zero():
         _remove_stale_outputs(training_args.output_dir)
         if held_out is not None:
-            write_selection_rows(training_args.output_dir, held_out)
+            with open(os.path.join(training_args.output_dir, SELECT_ROWS_FILE), "w", encoding="utf-8") as f:
+                json.dump(held_out, f)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
-    metrics = dict(train_result.metrics, train_samples=len(train_dataset))
+    metrics = dict(train_result.metrics, train_samples=len(data["train"]))
     if held_out is not None:
         metrics["select_samples"] = len(held_out["held_out_rows"])
-    metrics.update(selection_results(trainer))
     trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    trainer.save_metrics("train", metrics, combined=False)
     trainer.save_state()
-    return metrics
+    selection = trainer.swa_callback.selection if trainer.swa_callback is not None else None
+    return {"train": metrics, "chosen": selection and selection["chosen"], "selection": selection}
 
 
-def _evaluate(trainer: SWATrainer, data, eval_splits) -> dict:
-    eval_metrics = {}
-    for split in eval_splits:
-        metrics = dict(trainer.evaluate(eval_dataset=data[split]), eval_samples=len(data[split]))
-        suffix = _mismatched_suffix(split)
-        eval_metrics.update({key + suffix: value for key, value in metrics.items()})
-    selection = selection_results(trainer)
-    if selection:  # the shipped weights' scores again, under eval_chosen_*
-        eval_metrics.update(chosen_scores(eval_metrics, selection[CHOSEN_NAME_KEY]), **selection)
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
-    return eval_metrics
+def _evaluate(trainer, data, eval_splits, chosen) -> dict:
+    """Every evaluation set scored by the live weights and each candidate evaluated: ``{weights: {set: {metric}}}``."""
+    callback = trainer.swa_callback
+    names = [CHOSEN, "swa"]
+    if callback is not None and callback.averager is not None:
+        names += callback.averager.candidate_names() + list((callback.selection or {}).get("scores", {}))
+    scores: dict = {}
+    for i, split in enumerate(eval_splits):
+        prefix = "eval" if i == 0 else f"eval_{split}"  # one key per metric in the logs, whatever the set
+        metrics = trainer.evaluate(eval_dataset=data[split], metric_key_prefix=prefix)
+        trainer.log_metrics(split, metrics)
+        for weights, sets in nest_metrics(metrics, names, prefix, split).items():
+            scores.setdefault(weights, {}).update(sets)
+    if chosen in scores:  # the shipped weights' scores, whichever they are (the live weights included)
+        scores[CHOSEN] = scores[chosen]
+    return {"eval": scores, "eval_samples": {split: len(data[split]) for split in eval_splits}}
 
 
-def _predict(trainer: SWATrainer, raw, data, predict_splits, task_name, label_info: LabelInfo, id2label, output_dir):
-    """Write one submission file per test split, with the leaderboard's spelling of the classes."""
-    task = get_task(task_name) if task_name else None
-    names = None
-    if not label_info.is_regression:
-        names = [id2label[i] for i in range(len(id2label))]
-        if task is not None:  # the leaderboard's spelling (0/1 for CoLA, SST-2, MRPC, QQP, WNLI)
-            names = [task.submission_labels[task.label_names.index(name)] for name in names]
+def _predict(trainer, raw, data, predict_splits, task, output_dir) -> None:
+    """One submission file per test split, with the leaderboard's spelling of the classes."""
+    config = trainer.model.config
+    names = None if config.problem_type == "regression" else [config.id2label[i] for i in range(config.num_labels)]
+    if names and task is not None:  # the leaderboard's spelling (0/1 for CoLA, SST-2, MRPC, QQP, WNLI)
+        spelling = {name.lower(): task.submission_labels[i] for i, name in enumerate(task.label_names)}
+        names = [spelling.get(str(name).lower(), name) for name in names]
     for split, stem in predict_splits:
-        ids = example_ids(raw[split])
         output = trainer.predict(data[split], metric_key_prefix="predict")
         logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-        predictions = np.squeeze(logits, axis=-1) if label_info.is_regression else np.argmax(logits, axis=-1)
+        predictions = np.argmax(logits, axis=-1) if names else np.squeeze(logits, axis=-1)
         if trainer.is_world_process_zero():
             path = os.path.join(output_dir, f"{stem}.tsv")
-            write_submission(path, ids, predictions, names)
+            write_submission(path, example_ids(raw[split]), predictions, names)
             logger.info("Wrote %d predictions to %s", len(predictions), path)
 
 
-def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SWATrainingArguments) -> dict:
-    """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return all metrics.
+def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:
+    """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return the nested results.
 
-    Evaluation reports the live weights as ``eval_*`` and the SWA average as
-    ``eval_swa_*`` (once a snapshot exists); MNLI's mismatched set adds the same
-    keys ending in ``_mm``. With ``swa_select_metric`` the candidate shipped is
-    ``swa_chosen``, its scores are repeated as ``eval_chosen_*`` and each
-    candidate's selection score is ``select_<name>_<metric>``; with
-    ``swa_select_split`` the selection data is that share of the training rows,
-    held out (``select_samples``). See the module docstring for the files written.
+    ``results["eval"][weights][eval_set][metric]``: weights ``live``, ``swa``, each candidate evaluated
+    and ``chosen`` (what the run shipped, when it selected); ``results["chosen"]`` and
+    ``results["selection"]`` record the choice. See the module docstring for the files written.
     """
-    # Sequence classification losses are a mean over the batch and ignore `num_items_in_batch`. With
-    # average_tokens_across_devices=True the Trainer multiplies the loss of any model it believes uses that
-    # count by the world size under DDP (a correction meant for token-summed LM losses), inflating the loss
-    # and the gradients world_size-fold. SWATrainer already detects the common mean-loss heads; this also
-    # covers models whose forward it cannot inspect. Token averaging has no meaning for one label per example.
-    training_args.average_tokens_across_devices = False
-    check_selection_data(data_args.swa_select_split, training_args)
+    check_selection_data(data_args, training_args)
     set_seed(training_args.seed)
-    raw, eval_splits, predict_splits = _load_splits(data_args, model_args, training_args)
-    label_info, model, tokenizer, label2id, data = _model_and_data(
-        raw, eval_splits, model_args, data_args, training_args
+    raw, data, model, tokenizer, facts = _prepare(model_args, data_args, training_args)
+    if training_args.do_train:
+        check_select_metric(training_args, facts["metrics"])
+    collator = (
+        default_data_collator
+        if data_args.pad_to_max_length
+        else DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None
+        )
     )
-    compute_metrics = _compute_metrics(data_args.task_name, model.config.num_labels, label_info, label2id)
-    held_out = None
-    if training_args.do_train:  # selection: checked, and its rows held out, before training
-        held_out = prepare_selection(data, data_args.swa_select_split, training_args, compute_metrics, model.config)
+    # BERT-style losses are plain means: scaled as such under accumulation and DDP, for the baseline and SWA alike.
+    declare_mean_loss(model)
     trainer = SWATrainer(
         model=model,
         args=training_args,
-        train_dataset=data["train"] if training_args.do_train else None,
-        eval_dataset=data[eval_splits[0]] if training_args.do_eval else None,
+        train_dataset=data.get("train") if training_args.do_train else None,
+        eval_dataset=data[facts["eval_splits"][0]] if training_args.do_eval else None,
         processing_class=tokenizer,
-        data_collator=_collator(tokenizer, data_args, training_args),
-        compute_metrics=compute_metrics,
+        data_collator=collator,
+        compute_metrics=facts["compute_metrics"],
         swa_select_dataset=data.get(SELECT_SPLIT),
     )
-    results: dict = {}
+    task = data_args.glue_task
+    results = {"task": data_args.task_name, "dataset": dataset_facts(data_args.task_name)}
+    results.update(metrics=list(facts["metrics"]), lower_is_better=["loss"])
     if training_args.do_train:
-        results.update(_train(trainer, data["train"], training_args, held_out))
+        results.update(_train(trainer, data, training_args, facts["held_out"]))
     if training_args.do_eval:
-        results.update(_evaluate(trainer, data, eval_splits))
+        results.update(_evaluate(trainer, data, facts["eval_splits"], results.get("chosen")))
     if training_args.do_predict:
-        _predict(
-            trainer,
-            raw,
-            data,
-            predict_splits,
-            data_args.task_name,
-            label_info,
-            model.config.id2label,
-            training_args.output_dir,
-        )
-    if (
-        training_args.do_train
-        and trainer.is_world_process_zero()
-        and os.path.isfile(os.path.join(training_args.output_dir, CONFIG_FILE))
-    ):  # the averaged model was saved there
-        write_model_card(training_args.output_dir, **model_card_fields(model_args, data_args, training_args))
+        _predict(trainer, raw, data, facts["predict_splits"], task, training_args.output_dir)
+    _write_results(results, model_args, data_args, training_args, trainer)
     return results
+
+
+def _write_results(results: dict, model_args, data_args, training_args, trainer) -> None:
+    """``results.json`` beside the model, and the card of an SWA run's shipped model."""
+    if not trainer.is_world_process_zero() or not (training_args.do_train or training_args.do_eval):
+        return
+    os.makedirs(training_args.output_dir, exist_ok=True)
+    with open(os.path.join(training_args.output_dir, RESULTS_FILE), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    if training_args.do_train and os.path.isfile(os.path.join(training_args.output_dir, CONFIG_FILE)):
+        write_model_card(training_args.output_dir, results, **model_card_fields(model_args, data_args, training_args))
 
 
 def model_card_fields(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:

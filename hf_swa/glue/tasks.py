@@ -1,30 +1,22 @@
-"""Registry of the nine GLUE tasks: columns, labels, splits, metrics.
+"""The nine GLUE tasks: columns, classes, splits, metrics, as static data (nothing is downloaded).
 
-Everything here is static data about the benchmark; nothing is downloaded.
-Column and label names follow the ``nyu-mll/glue`` dataset on the Hugging Face
-Hub, and label ids follow its ``ClassLabel`` order, so a model trained on local
-files and one trained on the Hub copy agree on what label 0 means.
+Column and class names follow ``nyu-mll/glue`` on the Hub, and class ids its ``ClassLabel`` order, so a
+model trained on local files and one trained on the Hub copy agree on what label 0 means.
 
 Example:
-    >>> from hf_swa.glue.tasks import get_task
     >>> task = get_task("mnli")
-    >>> task.sentence_keys
-    ('premise', 'hypothesis')
-    >>> task.label_names
-    ('entailment', 'neutral', 'contradiction')
-    >>> task.validation_splits
-    ('validation_matched', 'validation_mismatched')
-    >>> get_task("stsb").is_regression, get_task("stsb").num_labels
-    (True, 1)
+    >>> task.sentence_keys, task.label_names
+    (('premise', 'hypothesis'), ('entailment', 'neutral', 'contradiction'))
+    >>> task.validation_splits, get_task("stsb").is_regression
+    (('validation_matched', 'validation_mismatched'), True)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["HUB_DATASET", "GlueTask", "GLUE_TASKS", "TASK_NAMES", "get_task", "find_task", "glue_average"]
+__all__ = ["HUB_DATASET", "GlueTask", "GLUE_TASKS", "TASK_NAMES", "get_task", "find_task", "dataset_facts"]
 
 #: The GLUE benchmark on the Hugging Face Hub: one config per task.
 HUB_DATASET = "nyu-mll/glue"
@@ -32,39 +24,28 @@ HUB_DATASET = "nyu-mll/glue"
 
 @dataclass(frozen=True)
 class GlueTask:
-    """Static description of one GLUE task.
+    """One GLUE task. ``metrics`` are the official ones, ``main_metric`` the one a GLUE average counts (the BERT
+    paper's: F1 for MRPC/QQP, Spearman for STS-B, Matthews for CoLA, else accuracy). ``submission_names`` are the
+    leaderboard file stems of the test splits, ``submission_labels`` how it spells each class (0/1 where the raw
+    GLUE files do). ``purpose`` says what the task asks, for model cards.
 
-    Attributes:
-        name: the config name on the Hub (``"cola"``, ``"sst2"``, ...).
-        sentence_keys: one or two text column names.
-        label_names: class names in id order; empty for the regression task (STS-B).
-        metrics: the official metrics, in the order the GLUE paper lists them.
-        main_metric: the single number used for a GLUE average (the convention of
-            the BERT paper: F1 for MRPC/QQP, Spearman for STS-B, Matthews
-            correlation for CoLA, accuracy elsewhere).
-        validation_splits / test_splits: split names on the Hub.
-        submission_names: GLUE leaderboard file stem for each test split
-            (``CoLA`` -> ``CoLA.tsv``).
-        submission_labels: how the leaderboard spells each class in the
-            submission files, in id order: ``0``/``1`` for the binary tasks whose
-            raw GLUE files use 0/1, class names for the NLI tasks.
-        purpose: what the task asks of a model, in a few words (for model cards).
+    >>> get_task("qqp").metrics, get_task("qqp").main_metric, get_task("qqp").submission_names
+    (('accuracy', 'f1'), 'f1', ('QQP',))
     """
 
     name: str
-    sentence_keys: tuple[str, ...]
-    label_names: tuple[str, ...]
-    metrics: tuple[str, ...]
+    sentence_keys: tuple
+    label_names: tuple  # in id order; empty for the regression task (STS-B)
+    metrics: tuple
     main_metric: str
-    validation_splits: tuple[str, ...] = ("validation",)
-    test_splits: tuple[str, ...] = ("test",)
-    submission_names: tuple[str, ...] = ()
-    submission_labels: tuple[str, ...] = ()
-    purpose: str = ""
+    submission_names: tuple
+    submission_labels: tuple
+    purpose: str
+    validation_splits: tuple = ("validation",)
+    test_splits: tuple = ("test",)
 
     @property
     def is_regression(self) -> bool:
-        """True for STS-B (a similarity score, not a class)."""
         return not self.label_names
 
     @property
@@ -74,177 +55,73 @@ class GlueTask:
 
     @property
     def is_pair(self) -> bool:
-        """True when examples are sentence pairs."""
         return len(self.sentence_keys) == 2
 
 
-_BINARY01 = ("0", "1")
-
-GLUE_TASKS: dict[str, GlueTask] = {
+_PAIR, _01, _ACC = ("sentence1", "sentence2"), ("0", "1"), ("accuracy",)
+_NLI = ("entailment", "not_entailment")
+GLUE_TASKS: dict = {
     task.name: task
     for task in (
-        GlueTask(
-            "cola",
-            ("sentence",),
-            ("unacceptable", "acceptable"),
-            ("matthews_correlation",),
-            "matthews_correlation",
-            submission_names=("CoLA",),
-            submission_labels=_BINARY01,
-            purpose="judging whether a sentence is grammatically acceptable",
-        ),
-        GlueTask(
-            "sst2",
-            ("sentence",),
-            ("negative", "positive"),
-            ("accuracy",),
-            "accuracy",
-            submission_names=("SST-2",),
-            submission_labels=_BINARY01,
-            purpose="classifying the sentiment of a sentence",
-        ),
-        GlueTask(
-            "mrpc",
-            ("sentence1", "sentence2"),
-            ("not_equivalent", "equivalent"),
-            ("accuracy", "f1"),
-            "f1",
-            submission_names=("MRPC",),
-            submission_labels=_BINARY01,
-            purpose="deciding whether two sentences are paraphrases",
-        ),
-        GlueTask(
-            "qqp",
-            ("question1", "question2"),
-            ("not_duplicate", "duplicate"),
-            ("accuracy", "f1"),
-            "f1",
-            submission_names=("QQP",),
-            submission_labels=_BINARY01,
-            purpose="deciding whether two questions are duplicates",
-        ),
-        GlueTask(
-            "stsb",
-            ("sentence1", "sentence2"),
-            (),
-            ("pearson", "spearmanr"),
-            "spearmanr",
-            submission_names=("STS-B",),
-            purpose="scoring the semantic similarity of two sentences (regression)",
-        ),
-        GlueTask(
-            "mnli",
-            ("premise", "hypothesis"),
-            ("entailment", "neutral", "contradiction"),
-            ("accuracy",),
-            "accuracy",
-            validation_splits=("validation_matched", "validation_mismatched"),
-            test_splits=("test_matched", "test_mismatched"),
-            submission_names=("MNLI-m", "MNLI-mm"),
-            submission_labels=("entailment", "neutral", "contradiction"),
-            purpose="natural language inference (entailment, neutral, contradiction)",
-        ),
-        GlueTask(
-            "qnli",
-            ("question", "sentence"),
-            ("entailment", "not_entailment"),
-            ("accuracy",),
-            "accuracy",
-            submission_names=("QNLI",),
-            submission_labels=("entailment", "not_entailment"),
-            purpose="deciding whether a sentence answers a question",
-        ),
-        GlueTask(
-            "rte",
-            ("sentence1", "sentence2"),
-            ("entailment", "not_entailment"),
-            ("accuracy",),
-            "accuracy",
-            submission_names=("RTE",),
-            submission_labels=("entailment", "not_entailment"),
-            purpose="recognising textual entailment",
-        ),
-        GlueTask(
-            "wnli",
-            ("sentence1", "sentence2"),
-            ("not_entailment", "entailment"),
-            ("accuracy",),
-            "accuracy",
-            submission_names=("WNLI",),
-            submission_labels=_BINARY01,
-            purpose="pronoun-resolution entailment",
-        ),
+        GlueTask("cola", ("sentence",), ("unacceptable", "acceptable"), ("matthews_correlation",),
+                 "matthews_correlation", ("CoLA",), _01, "judging whether a sentence is grammatically acceptable"),
+        GlueTask("sst2", ("sentence",), ("negative", "positive"), _ACC, "accuracy", ("SST-2",), _01,
+                 "classifying the sentiment of a sentence"),
+        GlueTask("mrpc", _PAIR, ("not_equivalent", "equivalent"), ("accuracy", "f1"), "f1", ("MRPC",), _01,
+                 "deciding whether two sentences are paraphrases"),
+        GlueTask("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), ("accuracy", "f1"), "f1",
+                 ("QQP",), _01, "deciding whether two questions are duplicates"),
+        GlueTask("stsb", _PAIR, (), ("pearson", "spearmanr"), "spearmanr", ("STS-B",), (),
+                 "scoring the semantic similarity of two sentences (regression)"),
+        GlueTask("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), _ACC, "accuracy",
+                 ("MNLI-m", "MNLI-mm"), ("entailment", "neutral", "contradiction"),
+                 "natural language inference (entailment, neutral, contradiction)",
+                 ("validation_matched", "validation_mismatched"), ("test_matched", "test_mismatched")),
+        GlueTask("qnli", ("question", "sentence"), _NLI, _ACC, "accuracy", ("QNLI",), _NLI,
+                 "deciding whether a sentence answers a question"),
+        GlueTask("rte", _PAIR, _NLI, _ACC, "accuracy", ("RTE",), _NLI, "recognising textual entailment"),
+        GlueTask("wnli", _PAIR, _NLI[::-1], _ACC, "accuracy", ("WNLI",), _01, "pronoun-resolution entailment"),
     )
-}
-
-TASK_NAMES: tuple[str, ...] = tuple(GLUE_TASKS)
-
-# Spellings people type for the same task ("SST-2", "sts-b", "mnli-m").
-_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli_matched": "mnli"}
+}  # fmt: skip
+TASK_NAMES: tuple = tuple(GLUE_TASKS)
+_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli_matched": "mnli"}  # spellings people type
 
 
 def get_task(name: str) -> GlueTask:
-    """Return the :class:`GlueTask` called ``name`` (case-insensitive).
+    """The task called ``name`` (case-insensitive, ``SST-2`` too); a ValueError listing the valid names otherwise.
 
-    Raises:
-        ValueError: for an unknown name; the message lists the valid ones.
-
-    Example:
-        >>> get_task("SST-2").name
-        'sst2'
-        >>> get_task("qqp").metrics
-        ('accuracy', 'f1')
+    >>> get_task("SST-2").name
+    'sst2'
     """
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in GLUE_TASKS:
         raise ValueError(
-            f"Unknown GLUE task {name!r}. Valid task names: {', '.join(TASK_NAMES)}. "
-            "For another data set, leave task_name unset and pass train/validation files "
-            "with text_columns and label_column."
+            f"Unknown GLUE task {name!r}. Valid task names: {', '.join(TASK_NAMES)}. For another data set, leave "
+            "task_name unset and pass train/validation files with text_columns and label_column."
         )
     return GLUE_TASKS[key]
 
 
 def find_task(name: Optional[str]) -> Optional[GlueTask]:
-    """The :class:`GlueTask` called ``name``, or ``None`` for a name that is not a GLUE task.
+    """The task called ``name``, or None for a name that is not a GLUE task.
 
-    Example:
-        >>> find_task("STS-B").name, find_task("tweet_sentiment")
-        ('stsb', None)
+    >>> find_task("STS-B").name, find_task("tweet_sentiment")
+    ('stsb', None)
     """
-    if not name:
-        return None
     try:
-        return get_task(name)
+        return get_task(name) if name else None
     except ValueError:
         return None
 
 
-def glue_average(results: Mapping[str, Mapping[str, float]], prefix: str = "") -> float:
-    """Average of each task's main metric (the usual one-number GLUE summary).
+def dataset_facts(task_name: Optional[str]) -> dict:
+    """What a model card says of a GLUE task's data: Hub id, config, display name, what the task asks.
 
-    ``results`` maps task name to that task's metrics dict; ``prefix`` is
-    prepended to the metric name when looking it up (``"eval_"`` for Trainer
-    output, ``"eval_swa_"`` for the averaged weights). For MNLI the matched and
-    mismatched accuracies (keys ``<prefix>accuracy`` and ``<prefix>accuracy_mm``)
-    are averaged into one task score when both are present.
-
-    Example:
-        >>> glue_average({"cola": {"eval_matthews_correlation": 0.5},
-        ...               "mrpc": {"eval_f1": 0.9, "eval_accuracy": 0.85}}, prefix="eval_")
-        0.7
+    >>> dataset_facts("mrpc")["name"], dataset_facts(None)
+    ('GLUE MRPC', {})
     """
-    if not results:
-        raise ValueError("glue_average needs at least one task's results.")
-    scores = []
-    for name, metrics in results.items():
-        task = get_task(name)
-        key = prefix + task.main_metric
-        if key not in metrics:
-            raise KeyError(f"{task.name}: metric {key!r} not found; available keys: {sorted(metrics)}")
-        values = [metrics[key]]
-        if key + "_mm" in metrics:
-            values.append(metrics[key + "_mm"])
-        scores.append(sum(values) / len(values))
-    return round(sum(scores) / len(scores), 10)
+    task = find_task(task_name)
+    if task is None:
+        return {}
+    return {"id": HUB_DATASET, "config": task.name, "name": f"GLUE {task.name.upper()}", "purpose": task.purpose}

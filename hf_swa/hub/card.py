@@ -12,9 +12,8 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hf_swa.glue.metric_keys import LIVE_PREFIX, MISMATCHED_SUFFIX, is_lower_better, is_score, metric_names, score_key
-from hf_swa.glue.tasks import HUB_DATASET, find_task
-from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_adapter_config, load_results, load_swa_config
+from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_adapter_config, load_swa_config
+from hf_swa.hub.results import LIVE, load_results, lower_is_better, metric_names
 from hf_swa.hub.shipped import ShippedWeights, shipped_weights
 
 __all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "render_model_card", "write_model_card"]
@@ -78,30 +77,44 @@ def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[t
         steps = swa.get("swa_anneal_steps", 0)
         anneal = f"{swa.get('swa_anneal_strategy', 'cos')} over {steps} steps" if steps else "none (jump to `swa_lr`)"
         rows.append(("LR anneal (`swa_anneal_strategy`, `swa_anneal_steps`)", anneal))
-    if "train_runtime" in results:
-        rows.append(("Training time", f"{float(results['train_runtime']):.0f} s"))
+    runtime = results.get("train", results).get("train_runtime")
+    if runtime is not None:
+        rows.append(("Training time", f"{float(runtime):.0f} s"))
     return rows
 
 
-def _paired_metrics(results: Mapping[str, Any]) -> list[str]:
-    """Metric names with an ``eval_<m>`` or ``eval_swa_<m>`` score, scores first, loss last."""
+def _scores(results: Mapping[str, Any], weights: str) -> dict:
+    """``{eval_set: {metric: value}}`` of `weights`; the shipped weights' own scores if ``chosen`` is not recorded."""
+    by_weights = results.get("eval", {})
+    return by_weights.get(weights) or by_weights.get(results.get("chosen") or "", {})
+
+
+def _rows(results: Mapping[str, Any], shipped: str):
+    """``(eval_set, metric, live, shipped)`` for every metric of every evaluation set, scores first."""
+    live, ours = _scores(results, LIVE), _scores(results, shipped)
     names = metric_names(results)
-    return sorted(names, key=lambda n: (is_lower_better(n), names.index(n)))
+    for eval_set in dict.fromkeys([*live, *ours]):
+        for name in names:
+            a, b = live.get(eval_set, {}).get(name), ours.get(eval_set, {}).get(name)
+            if a is not None or b is not None:
+                yield eval_set, name, a, b
 
 
 def _result_rows(results: Mapping[str, Any], shipped: str = "swa") -> tuple[list[dict], list[str], list[str]]:
-    """The live and the `shipped` weights' scores (``eval_<shipped>_<m>``) side by side."""
+    """The live and the `shipped` weights' scores side by side."""
     rows, better, worse = [], [], []
-    for name in _paired_metrics(results):
-        live, averaged = results.get(LIVE_PREFIX + name), results.get(score_key(name, shipped))
+    lower_names = lower_is_better(results)
+    several = len({row[0] for row in _rows(results, shipped)}) > 1
+    for eval_set, name, live, averaged in _rows(results, shipped):
+        label = f"{name} ({eval_set})" if several else name
         # Rounded to the shown precision, so "+0.0000" never counts as better or worse.
         delta = round(averaged - live, 4) + 0.0 if live is not None and averaged is not None else None
-        lower = is_lower_better(name)
+        lower = name in lower_names
         if delta:
-            (better if (delta < 0) == lower else worse).append(f"{name} ({delta:+.4f})")
+            (better if (delta < 0) == lower else worse).append(f"{label} ({delta:+.4f})")
         rows.append(
             {
-                "metric": name,
+                "metric": label,
                 "lower_is_better": lower,
                 "live": "–" if live is None else f"{live:.4f}",
                 "averaged": "–" if averaged is None else f"{averaged:.4f}",
@@ -124,52 +137,30 @@ def _verdict(rows: list[dict], better: list[str], worse: list[str], weights: str
     return f"On this run the {weights} did " + "; ".join(parts) + "."
 
 
-def _dataset(task: Optional[str], is_glue: bool, dataset_id: Optional[str], dataset_name: Optional[str]):
-    """The dataset id and display name: GLUE's for a GLUE task unless another id is given."""
-    if dataset_id is None and is_glue:
-        dataset_id = HUB_DATASET
-    if dataset_name is None and dataset_id is not None:
-        dataset_name = f"GLUE {task.upper()}" if dataset_id == HUB_DATASET and task else (task or dataset_id)
-    return dataset_id, dataset_name
-
-
-def _eval_results(
-    results: Mapping[str, Any],
-    task: Optional[str],
-    dataset_id: Optional[str],
-    dataset_name: Optional[str],
-    eval_split: str,
-    shipped: Optional[ShippedWeights] = None,
-) -> list[EvalResult]:
-    """The shipped weights' scores as ``model-index`` entries (no losses, no combined score)."""
-    if dataset_id is None:
+def _eval_results(results: Mapping[str, Any], dataset: Mapping[str, Any], shipped: ShippedWeights) -> list[EvalResult]:
+    """The shipped weights' scores as ``model-index`` entries, one per evaluation set and quality metric."""
+    if not dataset.get("id"):
         return []
-    shipped = shipped or ShippedWeights("swa", "Averaged weights")
     weights = f"SWA candidate {shipped.name}, chosen on held-out data" if shipped.chosen else "SWA-averaged weights"
-    entries = []
-    for name in _paired_metrics(results):
-        value = results.get(score_key(name, shipped.name))
-        if value is None or not is_score(name):
-            continue
-        split, metric = eval_split, name
-        if task == "mnli" and dataset_id == HUB_DATASET:  # GLUE MNLI has no plain "validation" split
-            mismatched = name.endswith(MISMATCHED_SUFFIX)
-            split = "validation_mismatched" if mismatched else "validation_matched"
-            metric = name.removesuffix(MISMATCHED_SUFFIX)
-        entries.append(
-            EvalResult(
-                task_type="text-classification",
-                task_name="Text Classification",
-                dataset_type=dataset_id,
-                dataset_name=dataset_name,
-                dataset_config=task if dataset_id == HUB_DATASET else None,
-                dataset_split=split,
-                metric_type=metric,
-                metric_name=f"{name} ({weights})",
-                metric_value=value,
-            )
+    quality = [m for m in metric_names(results) if m not in lower_is_better(results)]
+    if results.get("metrics"):
+        quality = [m for m in quality if m in results["metrics"]]
+    return [
+        EvalResult(
+            task_type="text-classification",
+            task_name="Text Classification",
+            dataset_type=dataset["id"],
+            dataset_name=dataset.get("name") or dataset["id"],
+            dataset_config=dataset.get("config"),
+            dataset_split=eval_set,
+            metric_type=name,
+            metric_name=f"{name} ({weights})",
+            metric_value=scores[name],
         )
-    return entries
+        for eval_set, scores in _scores(results, shipped.name).items()
+        for name in quality
+        if scores.get(name) is not None
+    ]
 
 
 def _card_data(
@@ -218,6 +209,13 @@ def _fill_template(
     )
 
 
+def _dataset(results: Mapping[str, Any], **given: Optional[str]) -> dict:
+    """What the results say of the data set, overridden by what is `given`."""
+    dataset = {**results.get("dataset", {}), **{k: v for k, v in given.items() if v}}
+    dataset.setdefault("name", dataset.get("id"))
+    return dataset
+
+
 def _how_to_load(repo_id: Optional[str], has_tokenizer: bool, adapter: Optional[Mapping[str, Any]]) -> dict:
     """The fields of the card's "How to use": where from, with a tokenizer or not, as an adapter or not."""
     fields = dict(load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer, adapter_type=None)
@@ -239,7 +237,8 @@ def render_model_card(
     task_name: Optional[str] = None,
     dataset_id: Optional[str] = None,
     dataset_name: Optional[str] = None,
-    eval_split: str = "validation",
+    dataset_config: Optional[str] = None,
+    task_phrase: Optional[str] = None,
     license: Optional[str] = None,
     language: Optional[str] = None,
     has_tokenizer: bool = False,
@@ -250,12 +249,11 @@ def render_model_card(
 
     Args:
         swa_config: the contents of ``swa_config.json``.
-        results: a Trainer metrics dict: ``eval_<m>`` is the live weights' score and
-            ``eval_swa_<m>`` the averaged weights' (``all_results.json`` of an SWA run).
-            The averaged scores go into the ``model-index`` metadata.
+        results: the nested results (:mod:`hf_swa.hub.results`; flat Trainer metrics are nested); the shipped
+            weights' scores go into the ``model-index``, on ``results["dataset"]`` unless ``dataset_*`` are given.
         repo_id: where the model will live; used in "How to use" and as the default title.
         base_model: Hub id of the model that was fine-tuned (metadata ``base_model``).
-        task_name: a GLUE task (``"sst2"``) selects its Hub dataset; else pass ``dataset_id`` and ``dataset_name``.
+        task_name: a tag (and the dataset's config); task_phrase: what the model does (default: the dataset's).
         has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
         adapter: a PEFT ``adapter_config.json``: the card says the folder holds an adapter of ``base_model``.
         averaging_section: Markdown replacing the SWA settings (e.g. a post-hoc average of checkpoints).
@@ -263,29 +261,29 @@ def render_model_card(
     Example:
         >>> card = render_model_card(
         ...     {"swa_start": 0.75, "swa_start_step": 150, "swa_freq": 10, "swa_lr": 2e-05, "n_averaged": 12},
-        ...     {"eval_accuracy": 0.90, "eval_swa_accuracy": 0.91},
-        ...     repo_id="me/bert-sst2-swa", base_model="bert-base-uncased", task_name="sst2")
+        ...     {"eval": {"live": {"validation": {"accuracy": 0.90}}, "swa": {"validation": {"accuracy": 0.91}}}},
+        ...     repo_id="me/bert-sst2-swa", base_model="bert-base-uncased", task_name="sst2", dataset_id="nyu-mll/glue")
         >>> card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"]
         0.91
         >>> "| Snapshots averaged (`n_averaged`) | 12 |" in str(card)
         True
     """
-    results = dict(results or {})
-    glue_task = find_task(task_name)
-    task = glue_task.name if glue_task else (task_name.lower() if task_name else None)
-    dataset_id, dataset_name = _dataset(task, glue_task is not None, dataset_id, dataset_name)
+    results = load_results(results or {}, swa_config=swa_config)
+    given = dict(id=dataset_id, name=dataset_name, config=dataset_config or task_name, purpose=task_phrase)
+    dataset = _dataset(results, **given)
+    task = task_name or dataset.get("config")
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
-    eval_results = _eval_results(results, task, dataset_id, dataset_name, eval_split, shipped_weights(swa_config))
-    card_data = _card_data(eval_results, title, task, dataset_id, base_model, license, language, adapter is not None)
+    eval_results = _eval_results(results, dataset, shipped_weights(swa_config))
+    card_data = _card_data(eval_results, title, task, dataset.get("id"), base_model, license, language, bool(adapter))
     return _fill_template(
         card_data,
         swa_config,
         results,
         title=title,
         base_model=base_model,
-        dataset_pretty=dataset_name,
-        eval_split=eval_split,
-        task_phrase=glue_task.purpose if glue_task else "sequence classification",
+        dataset_pretty=dataset.get("name"),
+        eval_split=" and ".join(dict.fromkeys(s for w in results.get("eval", {}).values() for s in w)) or "evaluation",
+        task_phrase=dataset.get("purpose") or "sequence classification",
         **_how_to_load(repo_id, has_tokenizer, adapter),
         averaging_section=averaging_section,
     )
@@ -299,14 +297,14 @@ def write_model_card(
     """Render the card of the averaged model in ``output_dir`` and write it as ``README.md``.
 
     Reads ``swa_config.json`` (required) and, unless ``results`` is given, the folder's
-    ``all_results.json``. ``card_kwargs`` go to :func:`render_model_card`. Returns the
+    ``results.json`` (else ``all_results.json``). ``card_kwargs`` go to :func:`render_model_card`. Returns the
     path of the written ``README.md`` (an existing one is replaced).
 
     Example:
         >>> import json, tempfile, pathlib
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (folder / "swa_config.json").write_text(json.dumps({"swa_freq": 10, "n_averaged": 12}))
-        >>> path = write_model_card(folder, {"eval_f1": 0.88, "eval_swa_f1": 0.9}, task_name="mrpc")
+        >>> path = write_model_card(folder, {"eval_f1": 0.88, "eval_swa_f1": 0.9})
         >>> "| f1 | 0.8800 | 0.9000 | +0.0200 |" in path.read_text()
         True
     """
@@ -316,7 +314,7 @@ def write_model_card(
     adapter = card_kwargs.setdefault("adapter", load_adapter_config(folder))
     if adapter is not None and card_kwargs.get("base_model") is None:  # the model the adapter goes on
         card_kwargs["base_model"] = adapter.get("base_model_name_or_path")
-    card = render_model_card(swa_config, load_results(results, folder), **card_kwargs)
+    card = render_model_card(swa_config, load_results(results, folder, swa_config), **card_kwargs)
     path = folder / MODEL_CARD_NAME
     card.save(path)
     return path

@@ -25,11 +25,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--results_file",
         default=None,
-        help="metrics JSON with eval_* and eval_swa_* (default: <model_dir>/all_results.json)",
+        help="results JSON (default: <model_dir>/results.json, else all_results.json)",
     )
-    parser.add_argument("--task_name", default=None, help="GLUE task (sets the dataset metadata), e.g. sst2")
+    parser.add_argument("--task_name", default=None, help="task name: a tag, and the dataset config (e.g. sst2)")
     parser.add_argument("--base_model", default=None, help="Hub id of the fine-tuned base model")
-    parser.add_argument("--dataset_id", default=None, help="Hub dataset id for non-GLUE data")
+    parser.add_argument("--dataset_id", default=None, help="Hub dataset id (default: the one results.json names)")
     parser.add_argument("--license", default=None, help="license id for the card metadata, e.g. apache-2.0")
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--no_card", action="store_true", help="keep an existing README.md instead of rewriting it")

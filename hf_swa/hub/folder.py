@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from hf_swa.checkpointing.names import CONFIG_FILE
-from hf_swa.glue.metric_keys import RESULTS_FILES
 
-__all__ = ["RESULTS_FILES", "WEIGHT_FILES", "TOKENIZER_FILES", "load_swa_config", "load_results", "find_weight_files"]
+__all__ = ["WEIGHT_FILES", "TOKENIZER_FILES", "load_swa_config", "find_weight_files"]
 
 ADAPTER_CONFIG = "adapter_config.json"
 WEIGHT_FILES = (
@@ -47,40 +45,17 @@ def load_swa_config(output_dir: PathLike) -> dict:
             f"(which writes {CONFIG_FILE} next to the weights). Point to the final output_dir of an "
             "SWA run, not to a checkpoint-N/ folder or a plain Trainer output."
         )
+    return read_json_object(path, "SWA settings", "; re-save the model with SWATrainer.save_model")
+
+
+def read_json_object(path: Path, what: str, hint: str = "") -> dict:
+    """The JSON object in `path`; a ValueError naming the file otherwise."""
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); re-save the model with SWATrainer.save_model.") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} must hold a JSON object of SWA settings, got {type(config).__name__}.")
-    return config
-
-
-def load_results(results: Union[None, PathLike, Mapping[str, Any]], output_dir: Optional[PathLike] = None) -> dict:
-    """Return a metrics dict: ``results`` itself, the JSON file it names, or the folder's own.
-
-    With ``results=None`` the first of ``all_results.json`` / ``eval_results.json`` found in
-    ``output_dir`` is used, and ``{}`` when there is none (the card then has no results).
-
-    Example:
-        >>> load_results({"eval_accuracy": 0.9, "eval_swa_accuracy": 0.91})["eval_swa_accuracy"]
-        0.91
-    """
-    if isinstance(results, Mapping):
-        return dict(results)
-    if results is None:
-        if output_dir is None:
-            return {}
-        found = [Path(output_dir) / name for name in RESULTS_FILES if (Path(output_dir) / name).is_file()]
-        if not found:
-            return {}
-        results = found[0]
-    path = Path(results)
-    if not path.is_file():
-        raise FileNotFoundError(f"results file {path} not found (expected a JSON file such as all_results.json).")
-    data = json.loads(path.read_text(encoding="utf-8"))
+        raise ValueError(f"{path} is not valid JSON ({err}){hint}.") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object of metrics, got {type(data).__name__}.")
+        raise ValueError(f"{path} must hold a JSON object of {what}, got {type(data).__name__}.")
     return data
 
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from hf_swa.glue.metric_keys import LIVE
+from hf_swa.hub.results import LIVE
 
 __all__ = ["ShippedWeights", "shipped_weights"]
 

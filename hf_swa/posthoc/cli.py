@@ -137,7 +137,11 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
             average_score = score_checkpoints([args.output_dir], score_fn)
             record["scores"] = {"metric": metric, "inputs": scores, "average": next(iter(average_score.values()))}
     write_json_atomic(os.path.join(args.output_dir, CONFIG_FILE), record)
+    from hf_swa.glue.tasks import dataset_facts  # static data: a GLUE task's data set, for the card's metadata
+
+    facts = dataset_facts(evaluation.task_name)
     card = dict(repo_id=args.hub_model_id, base_model=args.base_model, task_name=evaluation.task_name)
+    card.update(dataset_id=facts.get("id"), dataset_name=facts.get("name"), task_phrase=facts.get("purpose"))
     write_posthoc_card(args.output_dir, record, **card)
     _push(args, record)
     return record

@@ -13,19 +13,11 @@ import weakref
 from typing import Callable
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from hf_swa.glue.data import (
-    check_columns,
-    evaluation_splits,
-    load_raw_datasets,
-    resolve_text_columns,
-    tokenize_datasets,
-)
-from hf_swa.glue.labels import align_with_model_config, infer_labels
-from hf_swa.glue.metrics import make_compute_metrics
+from hf_swa.glue.arguments import DataTrainingArguments, ModelArguments
 from hf_swa.glue.modeling import ensure_pad_token
-from hf_swa.glue.run import _positive_label_id
+from hf_swa.glue.run import evaluation_data
 from hf_swa.glue.tasks import get_task
 from hf_swa.posthoc.arguments import SoupEvaluationArguments
 
@@ -49,44 +41,20 @@ def _metric_key(args: SoupEvaluationArguments, is_regression: bool) -> str:
 
 def _validation_set(args: SoupEvaluationArguments, model_folder: str) -> tuple:
     """``(tokenized validation split, tokenizer, compute_metrics, is_regression)``, as ``run_glue`` prepares them."""
-    raw = load_raw_datasets(
-        args.task_name, validation_file=args.validation_file, label_column=args.label_column or "label"
+    data_args = DataTrainingArguments(
+        task_name=args.task_name,
+        validation_file=args.validation_file,
+        text_columns=args.text_columns,
+        label_column=args.label_column,
+        max_seq_length=args.max_seq_length,
+        max_eval_samples=args.max_eval_samples,
     )
-    splits = evaluation_splits(raw, args.task_name)
-    if not splits:
-        raise ValueError(f"No validation split to score on (splits found: {list(raw)}); pass --validation_file.")
-    split = splits[0]
-    raw = raw.__class__({split: raw[split]})
-    if args.max_eval_samples:
-        raw[split] = raw[split].select(range(min(args.max_eval_samples, len(raw[split]))))
-    label_column = args.label_column or "label"
-    text_columns = resolve_text_columns(raw, args.task_name, args.text_columns)
-    check_columns(raw, text_columns, label_column, [split])
-    label_info = infer_labels(raw, args.task_name, label_column, [split])
-    config = AutoConfig.from_pretrained(model_folder)
-    label2id = align_with_model_config(config, label_info, training=False, task_name=args.task_name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_folder)
-    except (OSError, ValueError) as err:
+        return evaluation_data(ModelArguments(model_folder), data_args)
+    except OSError as err:
         raise ValueError(
             f"{model_folder} holds no tokenizer to score with ({err}); save it with the checkpoints."
         ) from err
-    data = tokenize_datasets(
-        raw,
-        tokenizer,
-        text_columns,
-        max_seq_length=args.max_seq_length,
-        label_column=label_column,
-        label_fn=label_info.label_fn(label2id),
-        labelled_splits=[split],
-    )[split]
-    compute_metrics = make_compute_metrics(
-        args.task_name,
-        num_labels=config.num_labels,
-        is_regression=label_info.is_regression,
-        positive_label_id=_positive_label_id(args.task_name, label2id),
-    )
-    return data, tokenizer, compute_metrics, label_info.is_regression
 
 
 def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Callable, str]:

@@ -8,7 +8,6 @@
 - :mod:`.selection`: choosing among the candidates and the live weights on held-out data;
 - :mod:`.checks`: a run's settings checked against SWA when training starts;
 - :mod:`.power_emas`: power EMAs in a run (snapshots, pruning on resume, widths reconstructed at the end);
-- :mod:`.batchnorm`: BatchNorm statistics recomputed for the shipped weights;
 - :mod:`.batchnorm`: BatchNorm statistics recomputed for averaged weights (`swa_update_bn`), as torch's `update_bn`;
 - :mod:`.loss_kwargs`: which models compute a plain mean loss (`declare_mean_loss`, the user's opt-in).
 

@@ -1,18 +1,6 @@
-"""GLUE metric as a local ``evaluate`` module (works offline).
-
-Loaded by path, never from the Hub::
-
-    >>> from hf_swa.glue.metrics import load_glue_metric
-    >>> metric = load_glue_metric("mrpc")
-    >>> metric.compute(predictions=[0, 1, 1, 0], references=[0, 1, 0, 0])
-    {'accuracy': 0.75, 'f1': 0.6666666666666666}
-
-The config name is the task: ``cola`` (Matthews correlation), ``sst2``,
-``mnli``, ``mnli_matched``, ``mnli_mismatched``, ``qnli``, ``rte``, ``wnli``,
-``hans`` (accuracy), ``mrpc``, ``qqp`` (accuracy and F1 of class 1), ``stsb``
-(Pearson and Spearman correlation). The math is scikit-learn / scipy.
-This file is imported by ``evaluate`` from a copy in its module cache, so it may
-only import third-party packages, never ``hf_swa``.
+"""GLUE metric as a local ``evaluate`` module, loaded by path (offline): ``load_glue_metric`` in
+:mod:`hf_swa.glue.metrics`. The config is the task (``mnli_matched``, ``mnli_mismatched``, ``hans`` too); the math
+is scikit-learn / scipy. ``evaluate`` imports a copy of this file, so it imports third-party packages only.
 """
 
 import datasets
@@ -33,19 +21,9 @@ _CITATION = """\
 _DESCRIPTION = "Official metrics of the GLUE benchmark tasks (https://gluebenchmark.com/)."
 
 _KWARGS_DESCRIPTION = """
-Args:
-    predictions: predicted class ids (classification) or scores (stsb).
-    references: gold class ids (classification) or scores (stsb).
-Returns: a dict with
-    "accuracy" for sst2, mnli, mnli_matched, mnli_mismatched, qnli, rte, wnli, hans;
-    "accuracy" and "f1" for mrpc, qqp;
-    "pearson" and "spearmanr" for stsb;
-    "matthews_correlation" for cola.
-Example:
-    >>> from hf_swa.glue.metrics import METRIC_SCRIPT  # this file, inside the installed package
-    >>> metric = evaluate.load(str(METRIC_SCRIPT), "cola")
-    >>> metric.compute(predictions=[1, 1, 0, 0], references=[1, 0, 0, 0])["matthews_correlation"]
-    0.5773502691896258
+Args: predictions and references: class ids (classification) or scores (stsb).
+Returns: "accuracy" (sst2, mnli*, qnli, rte, wnli, hans), "accuracy" and "f1" (mrpc, qqp), "pearson" and
+"spearmanr" (stsb), "matthews_correlation" (cola).
 """
 
 ACCURACY_TASKS = ("sst2", "mnli", "mnli_matched", "mnli_mismatched", "qnli", "rte", "wnli", "hans")

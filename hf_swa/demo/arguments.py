@@ -1,0 +1,39 @@
+"""The demo's settings (each a ``--flag`` of ``hf-swa-demo``): light to import, so ``--help`` starts at once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hf_swa.glue.arguments import DataTrainingArguments
+
+__all__ = ["DemoArguments", "SELECT_SPLIT"]
+
+# The SWA run keeps run_glue's default candidates and chooses among them as run_glue does by default
+# (GlueTrainingArguments.DEFAULT_*: 4 windows, chosen by loss), on this share of the training tweets:
+SELECT_SPLIT = DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT
+
+
+@dataclasses.dataclass
+class DemoArguments:
+    """The demo's flags: how much data, which seeds, the training budget.
+
+    >>> DemoArguments(seeds=[1, 2]).seeds, DemoArguments().n_validation
+    ([1, 2], 800)
+    """
+
+    output_root: str = dataclasses.field(default="outputs", metadata={"help": "Where everything is written."})
+    n_train: int = dataclasses.field(
+        default=2400,
+        metadata={"help": "Training tweets (a random sample; SELECT_SPLIT of them held out for the choice)."},
+    )
+    n_validation: int = dataclasses.field(default=800, metadata={"help": "Held-out tweets for evaluation."})
+    seeds: list[int] = dataclasses.field(
+        default_factory=lambda: [42], metadata={"help": "Seeds (baseline + SWA each)."}
+    )
+    num_train_epochs: float = dataclasses.field(default=2.0, metadata={"help": "Epochs over the training sample."})
+    learning_rate: float = dataclasses.field(default=8e-5, metadata={"help": "Peak LR (SWA holds half of it)."})
+    batch_size: int = dataclasses.field(default=32, metadata={"help": "Training batch size."})
+    max_seq_length: int = dataclasses.field(
+        default=64, metadata={"help": "Tweets are short: 95 in 100 fit in 44 tokens."}
+    )
+    evaluations: int = dataclasses.field(default=4, metadata={"help": "Evaluations during training (for the plot)."})

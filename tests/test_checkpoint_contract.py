@@ -199,6 +199,7 @@ trainer.push_to_hub()
 """
 
 
+@pytest.mark.slow  # a fresh interpreter, a subprocess or many trainings
 @pytest.mark.parametrize("strategy", ["every_save", "checkpoint"])
 def test_checkpoints_pushed_during_training_never_replace_the_model(tmp_path, strategy):
     import os

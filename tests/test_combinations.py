@@ -218,6 +218,7 @@ def test_torch_compile(tmp_path, how):
 # ---------------------------------------------------------------- hyperparameter search
 
 
+@pytest.mark.slow  # a fresh interpreter, a subprocess or many trainings
 def test_hyperparameter_search_keeps_swa_state_in_each_run_folder(tmp_path):
     pytest.importorskip("optuna")
     args = swa_args(
@@ -241,6 +242,7 @@ def test_hyperparameter_search_keeps_swa_state_in_each_run_folder(tmp_path):
             assert json.loads((folder / "swa_state.json").read_text())["n_averaged"] == n_averaged
 
 
+@pytest.mark.slow  # a fresh interpreter, a subprocess or many trainings
 def test_hyperparameter_search_with_the_callback_alone_is_refused(tmp_path):
     pytest.importorskip("optuna")
     args = TrainingArguments(

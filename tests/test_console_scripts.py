@@ -43,6 +43,7 @@ def test_script_is_an_alias_of_the_console_script(command):
     assert alias.main is getattr(importlib.import_module(module), function)
 
 
+@pytest.mark.slow  # a fresh interpreter, a subprocess or many trainings
 @pytest.mark.parametrize("command", sorted(ALIASES))
 def test_console_script_help_runs_from_the_installed_environment(command):
     executable = Path(sys.executable).parent / command
@@ -79,6 +80,7 @@ def loaded_after(code: str) -> set:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
+@pytest.mark.slow  # a fresh interpreter, a subprocess or many trainings
 @pytest.mark.parametrize("module", sorted(NOT_FOR_HELP))
 def test_help_loads_nothing_heavy(module):
     loaded = loaded_after(

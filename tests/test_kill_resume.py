@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_worker.py")
 
 
+@pytest.mark.slow  # a fresh interpreter, a subprocess or many trainings
 @pytest.mark.parametrize("seed", [0])
 def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, seed):
     done = subprocess.run(

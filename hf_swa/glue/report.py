@@ -108,10 +108,22 @@ class TaskSummary:
         )
         spread = max(base.std, shipped.std) * scale
         if math.isnan(spread):
-            return text + "; one seed on a side, so no estimate of seed-to-seed noise."
+            return text + "; one seed on a side, so no estimate of seed-to-seed noise." + self._what_shipped()
         if abs(delta) <= spread:
-            return text + f", within the seed-to-seed spread (std {spread:.2f}): not conclusive."
-        return text + f", more than the seed-to-seed spread (std {spread:.2f})."
+            return text + f", within the seed-to-seed spread (std {spread:.2f}): not conclusive." + self._what_shipped()
+        return text + f", more than the seed-to-seed spread (std {spread:.2f})." + self._what_shipped()
+
+    def _what_shipped(self) -> str:
+        """Whether the runs shipped an average at all: a chosen ``live`` is the SWA run's schedule, not averaging."""
+        chosen = list(self.candidates.get("chosen_by_seed", {}).values())
+        averages = sum(name != "live" for name in chosen)
+        if not chosen or averages == len(chosen):
+            return ""
+        return (
+            f" It shipped an average on {averages} of {len(chosen)} seeds; on the others no average beat the live "
+            "weights on the selection data, so there the difference comes from the SWA run's LR schedule, not "
+            "from averaging."
+        )
 
 
 def collect_runs(runs_root: Union[str, Path]) -> list:

@@ -18,9 +18,8 @@ import hf_swa
 from hf_swa import WeightAverager
 from hf_swa.averaging.parameters import averaged_parameters
 from hf_swa.averaging.power_ema import check_std, solve_coefficients, std_to_exp
-from hf_swa.checkpointing.names import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE, POWER_EMA_DIR
 from hf_swa.checkpointing.power_ema import (
-    SNAPSHOT_DIR,
     list_power_ema_snapshots,
     save_power_ema_snapshots,
     write_power_ema_snapshot,
@@ -72,9 +71,9 @@ def trained(tmp_path_factory):
     model.get_parameter(FROZEN).requires_grad_(False)
     averager = WeightAverager(model, power_ema_stds=STDS)
     history = []
-    run(model, averager, history, 1, STEPS, root / SNAPSHOT_DIR)
+    run(model, averager, history, 1, STEPS, root / POWER_EMA_DIR)
     model.save_pretrained(root / f"checkpoint-{STEPS}")
-    return dict(root=root, snapshots=root / SNAPSHOT_DIR, averager=averager, history=history, model=model)
+    return dict(root=root, snapshots=root / POWER_EMA_DIR, averager=averager, history=history, model=model)
 
 
 def direct_ema(history, gamma: float) -> dict:

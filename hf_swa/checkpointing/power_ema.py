@@ -38,14 +38,12 @@ from typing import List, Mapping, Optional, Union
 import torch
 from safetensors import safe_open
 
-from .names import POWER_EMA_DIR, POWER_EMA_FILE, power_ema_file
+from .names import POWER_EMA_FILE, power_ema_file
 from .state import _atomic_write  # the one home of write-to-temporary-then-rename
 from .writer import write_safetensors
 
 __all__ = ["PowerEMASnapshot", "list_power_ema_snapshots", "save_power_ema_snapshots", "write_power_ema_snapshot"]
 
-#: The run's subfolder that holds the snapshots (``output_dir/swa_power_ema``).
-SNAPSHOT_DIR = POWER_EMA_DIR
 #: The ``hf_swa`` entry of a snapshot's metadata header.
 SNAPSHOT_FORMAT = "power_ema_snapshot/1"
 _DTYPE_BY_NAME = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-from hf_swa.checkpointing.names import CONFIG_FILE
+from hf_swa.checkpointing.names import CONFIG_FILE, POWER_EMA_DIR
 from hf_swa.posthoc.arguments import SoupEvaluationArguments, dataclass_parser, parse_into
 
 __all__ = ["AverageArguments", "main", "run_average"]
@@ -149,14 +149,13 @@ def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, che
 
 def run_power_ema(args: AverageArguments, evaluation: SoupEvaluationArguments, checkpoints: list) -> dict:
     """Reconstruct one model per ``--power_ema_std``; return ``{"method": "power_ema", "models": [records]}``."""
-    from hf_swa.checkpointing.power_ema import SNAPSHOT_DIR
     from hf_swa.posthoc.average import resolve_checkpoints
     from hf_swa.posthoc.card import write_posthoc_card
     from hf_swa.posthoc.power_ema import power_ema_folder, write_power_ema_models
 
     if args.soup != "uniform" or args.weights or args.push_to_hub:
         raise ValueError("--power_ema_std writes one model per width: leave out --soup, --weights and --push_to_hub.")
-    snapshot_dir = args.power_ema_dir or (os.path.join(args.run_dir, SNAPSHOT_DIR) if args.run_dir else None)
+    snapshot_dir = args.power_ema_dir or (os.path.join(args.run_dir, POWER_EMA_DIR) if args.run_dir else None)
     if snapshot_dir is None:
         raise ValueError("--power_ema_std needs the snapshots: pass --run_dir RUN or --power_ema_dir DIR.")
     if not checkpoints and args.run_dir is None:

@@ -25,6 +25,7 @@ _EXPORTS = {
     "average_checkpoints": ".posthoc.average",
     "greedy_soup": ".posthoc.soup",
     "reconstruct_power_ema": ".posthoc.power_ema",
+    "selection_split": ".training.splits",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -3,6 +3,7 @@
 import contextlib
 import importlib.util
 import io
+import os
 import tempfile
 
 import pytest
@@ -19,6 +20,16 @@ def temporary_files_under_tmp_path(tmp_path, monkeypatch):
     """Every temporary file of a test or doctest, and of the processes it starts, lands in its own tmp_path."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
+@pytest.fixture(autouse=True)
+def environment_restored():
+    """Each test ends with the environment it began with: transformers 4.x's TrainingArguments writes
+    ACCELERATE_* variables (mixed precision, FSDP) into os.environ, which later Trainers would pick up."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def pytest_collection_modifyitems(items):

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import torch
-from tokenizers import ByteLevelBPETokenizer
+from tokenizers import ByteLevelBPETokenizer, Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -32,8 +32,14 @@ def save_tiny_bert(folder: Path, num_labels: int = 2, seed: int = 0, head: bool 
     """
     folder.mkdir(parents=True, exist_ok=True)
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    # transformers 5 ignores `vocab_file=` here (it builds a 5-token vocab): pass the vocab itself.
-    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)})
+    # A `tokenizers` object: transformers 5 ignores `vocab_file=` (it builds a 5-token vocab), 4.x has no `vocab=`.
+    wordpiece = Tokenizer(models.WordPiece({token: i for i, token in enumerate(tokens)}, unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tokenizer = BertTokenizerFast(tokenizer_object=wordpiece)
     assert len(tokenizer) == len(tokens)
     torch.manual_seed(seed)
     config = BertConfig(

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import QUICK_RUN
+from tiny_models import QUICK_RUN, needs_transformers_5
 from transformers import ResNetConfig, ResNetForImageClassification, TrainerCallback
 
 from hf_swa import average_checkpoints, greedy_soup
@@ -154,6 +154,10 @@ class LiveStatistics(TrainerCallback):
         self.statistics = batchnorm_statistics(model)
 
 
+# The training tests compare with torch's update_bn over the batches in order: they need a sequential sampler.
+SEQUENTIAL = needs_transformers_5("TrainingArguments(train_sampling_strategy='sequential')")
+
+
 def bn_trainer(tmp_path, callbacks=(), **swa):
     from hf_swa import SWATrainer, SWATrainingArguments
 
@@ -172,6 +176,7 @@ def torch_statistics_for(weights: dict) -> dict:
     return batchnorm_statistics(model)
 
 
+@SEQUENTIAL
 def test_training_recomputes_the_statistics_of_the_shipped_average_as_torch_update_bn(tmp_path):
     live = LiveStatistics()
     trainer = bn_trainer(tmp_path, callbacks=[live])
@@ -190,6 +195,7 @@ def test_training_recomputes_the_statistics_of_the_shipped_average_as_torch_upda
     assert all(torch.equal(v, shipped[k]) for k, v in saved.items())
 
 
+@SEQUENTIAL
 def test_selection_scores_and_ships_each_candidate_with_its_own_statistics(tmp_path):
     trainer = bn_trainer(tmp_path, swa_windows=2)
     trainer.train()
@@ -208,6 +214,7 @@ def test_selection_scores_and_ships_each_candidate_with_its_own_statistics(tmp_p
     assert_statistics_close(batchnorm_statistics(trainer.model), expected)
 
 
+@SEQUENTIAL
 def test_swa_update_bn_off_ships_the_live_statistics(tmp_path):
     live = LiveStatistics()
     trainer = bn_trainer(tmp_path, callbacks=[live], swa_update_bn=False)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from tiny_models import (
     QUICK_RUN,
+    TRANSFORMERS_4,
     SnapshotRecorder,
     StopAt,
     classification_data,
@@ -134,14 +135,28 @@ def eight_steps(tmp_path_factory):
 def test_save_total_limit_rotates_only_after_the_swa_state_is_written(tmp_path, monkeypatch, eight_steps):
     import transformers.trainer
 
-    rotate, at_rotation = transformers.trainer.rotate_checkpoints, []
+    at_rotation = []
 
-    def recording_rotate(output_dir, *args, **kwargs):
+    def record(output_dir):
         newest = max(os.listdir(output_dir), key=lambda n: int(n.split("-")[1]) if n.startswith("checkpoint-") else -1)
         at_rotation.append((newest, checkpoint_problems(os.path.join(output_dir, newest))))
-        rotate(output_dir, *args, **kwargs)
 
-    monkeypatch.setattr(transformers.trainer, "rotate_checkpoints", recording_rotate)
+    if TRANSFORMERS_4:  # transformers 4.x rotates in a Trainer method
+        rotate = Trainer._rotate_checkpoints
+
+        def recording_method(self, use_mtime=False, output_dir=None):
+            record(output_dir)
+            rotate(self, use_mtime=use_mtime, output_dir=output_dir)
+
+        monkeypatch.setattr(Trainer, "_rotate_checkpoints", recording_method)
+    else:
+        rotate = transformers.trainer.rotate_checkpoints
+
+        def recording_rotate(output_dir, *args, **kwargs):
+            record(output_dir)
+            rotate(output_dir, *args, **kwargs)
+
+        monkeypatch.setattr(transformers.trainer, "rotate_checkpoints", recording_rotate)
 
     def run(callbacks=()):
         args = swa_args(
@@ -163,16 +178,20 @@ def test_save_total_limit_rotates_only_after_the_swa_state_is_written(tmp_path, 
 # ---------------------------------------------------------------- gradient checkpointing, torch.compile
 
 
+CHECKPOINTING_ARGUMENT = "gradient_checkpointing" if TRANSFORMERS_4 else "activation_checkpointing"  # renamed in 5.0
+
+
 class CheckpointingOn(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.on = model.is_activation_checkpointing if hasattr(model, "is_activation_checkpointing") else None
+        flag = "is_gradient_checkpointing" if TRANSFORMERS_4 else "is_activation_checkpointing"  # renamed in 5.0
+        self.on = getattr(model, flag, None)
 
 
 def test_gradient_checkpointing(tmp_path):
     steps = expected_snapshot_steps(0.5, 2, 8)
     recorder, checkpointing = SnapshotRecorder(steps), CheckpointingOn()
     args = swa_args(
-        tmp_path / "out", max_steps=8, swa_start=0.5, swa_freq=2, swa_lr=5e-3, activation_checkpointing=True
+        tmp_path / "out", max_steps=8, swa_start=0.5, swa_freq=2, swa_lr=5e-3, **{CHECKPOINTING_ARGUMENT: True}
     )
     trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=[recorder, checkpointing])
     trainer.train()

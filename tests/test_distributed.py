@@ -30,6 +30,7 @@ from hf_swa.checkpointing.state import load_swa_state
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed"))
 import common  # noqa: E402
+from tiny_models import TRANSFORMERS_4  # noqa: E402
 
 WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -339,7 +340,10 @@ def test_a_declared_mean_loss_is_averaged_over_accumulation_like_one_big_batch(t
         trainer.train()
         return trainer.swa_callback.averager.averages()
 
-    assert relative_error(averages(4, 2), averages(8, 1)) <= TOLERANCE
+    # transformers 4.57 lands 3.9e-5 away (measured; its accumulation rounds differently): a scaling error would be
+    # orders larger (plain SGD at lr 0.5).
+    tolerance = 1e-4 if TRANSFORMERS_4 else TOLERANCE
+    assert relative_error(averages(4, 2), averages(8, 1)) <= tolerance
 
 
 def test_fsdp1_is_refused_when_the_arguments_are_parsed(tmp_path):

@@ -15,6 +15,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
+import huggingface_hub
 import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
@@ -26,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from glue_fixtures import flags, save_tiny_bert, sentiment_rows, write_rows  # noqa: E402
 from hub_server import FakeHub  # noqa: E402
 from tiny_models import checkpoint_swa_average  # noqa: E402
+
+HUB_1 = int(huggingface_hub.__version__.split(".")[0]) >= 1
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,7 +156,9 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
     ):
         assert expected in calls
     creates = [r.json() for r in fake.requests if r.path == "/api/repos/create"]
-    assert creates[0] == {"name": "tiny-swa", "organization": "me", "visibility": "private", "type": "model"}
+    # huggingface_hub 1.x says "visibility", 0.x "private" (the oldest supported transformers, 4.x, needs hub 0.x)
+    private = {"visibility": "private"} if HUB_1 else {"private": True}
+    assert creates[0] == {"name": "tiny-swa", "organization": "me", **private, "type": "model"}
     assert all(r.headers["authorization"] == "Bearer dummy" for r in fake.requests if r.method == "POST")
 
     repo = fake.repos["me/tiny-swa"]

@@ -203,6 +203,20 @@ def test_dependencies_declare_what_the_core_imports():
     assert_declared(core_files(), core, "[project] dependencies")
 
 
+def test_make_test_compat_pins_the_declared_lower_bounds():
+    """pyproject.toml's lower bounds are the versions `make test-compat` tests (README: Supported versions)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    floors = {}
+    for requirement in map(Requirement, project["dependencies"]):
+        (lower,) = [s.version for s in requirement.specifier if s.operator == ">="]
+        floors[canonicalize_name(requirement.name)] = lower
+    (line,) = [line for line in (REPO / "Makefile").read_text().splitlines() if line.startswith("OLDEST :=")]
+    pins = dict(pin.split("==") for pin in line.split(":=")[1].split())
+    assert {canonicalize_name(name): version for name, version in pins.items()} == {
+        name: floors[name] for name in ("transformers", "accelerate", "huggingface-hub")
+    }
+
+
 def test_extras_declare_what_the_applications_import():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for application in APPLICATIONS:

@@ -118,3 +118,13 @@ def test_lambda_lr_reports_the_lr_set_by_the_swa_tail():
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     set_last_lr(scheduler, [0.25])
     assert scheduler.get_last_lr() == [0.25], f"{VERSIONS}: LambdaLR.get_last_lr() no longer returns _last_lr"
+
+
+def test_checkpoint_push_is_still_an_upload_folder_in_the_background():
+    """SWATrainerMixin._push_from_checkpoint is a copy of upstream's checkpoint push (through
+    `hf_swa.training.compat.hf_api` on every supported transformers): upstream must still push that way."""
+    source = inspect.getsource(Trainer._push_from_checkpoint)
+    assert "upload_folder(" in source and "run_as_future=True" in source and "PushInProgress(" in source, (
+        f"{VERSIONS}: Trainer._push_from_checkpoint no longer uploads the folder in the background; review "
+        "SWATrainerMixin._push_from_checkpoint."
+    )

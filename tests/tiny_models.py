@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+import transformers
 from accelerate import Accelerator
 from transformers import (
     BertConfig,
@@ -14,6 +16,15 @@ from transformers import (
     GPT2LMHeadModel,
     TrainerCallback,
 )
+
+# The oldest supported transformers is a 4.x (pyproject.toml): tests of what only 5.x has skip there, saying so.
+TRANSFORMERS_4 = int(transformers.__version__.split(".")[0]) < 5
+
+
+def needs_transformers_5(feature: str):
+    """Skip a test on transformers 4.x, which lacks `feature`."""
+    return pytest.mark.skipif(TRANSFORMERS_4, reason=f"{feature} is new in transformers 5 ({transformers.__version__})")
+
 
 VOCAB = 64
 SEQ_LEN = 8

@@ -29,6 +29,8 @@ from typing import Optional
 
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+from ..training.compat import MISMATCHED_SIZES_ERRORS
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["load_model", "load_config_and_tokenizer", "model_labels", "ensure_pad_token"]
@@ -106,7 +108,7 @@ def load_model(model_args, task, label_list: Optional[list], training: bool):
             **_hub_kwargs(model_args),
         )
     except RuntimeError as err:
-        if "ignore_mismatched_sizes" not in str(err):
+        if not any(words in str(err) for words in MISMATCHED_SIZES_ERRORS):
             raise
         raise ValueError(
             f"{model_args.model_name_or_path} has a classification head whose size differs from the data's "

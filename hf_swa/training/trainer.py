@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import Trainer
 from transformers.trainer_utils import HubStrategy
-from transformers.utils.hub import PushInProgress, hf_api
+from transformers.utils.hub import PushInProgress
 
 from ..averaging.parameters import require_averaged_parameters
 from ..checkpointing.names import CHECKPOINT_PREFIX, CONFIG_FILE
@@ -21,6 +21,7 @@ from ..checkpointing.resume import last_complete_checkpoint
 from .arguments import SWAArgumentsMixin, SWATrainingArguments  # noqa: F401  (hf_swa.training.trainer's public names)
 from .callback import SWACallback
 from .checks import LOAD_BEST_MESSAGE
+from .compat import hf_api
 from .config import SWAConfig
 from .selection import LIVE, select_candidate
 

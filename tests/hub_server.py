@@ -36,6 +36,7 @@ _REPO = r"(?P<repo>[^/]+/[^/]+)"
 _RESOLVE = re.compile(rf"^/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 _PREUPLOAD = re.compile(rf"^/api/models/{_REPO}/preupload/(?P<rev>[^/]+)$")
 _COMMIT = re.compile(rf"^/api/models/{_REPO}/commit/(?P<rev>[^/]+)$")
+_MODEL_INFO = re.compile(rf"^/api/models/{_REPO}/revision/(?P<rev>[^/]+)$")
 
 
 @dataclass
@@ -127,6 +128,10 @@ class FakeHub:
                     ]
                 },
             )
+        if req.method == "GET" and (m := _MODEL_INFO.match(req.path)):  # huggingface_hub 0.34 asks before uploading
+            if m["repo"] not in self.repos:
+                return _not_found("RepoNotFound", f"Repository {m['repo']} not found")
+            return _json(200, {"id": m["repo"], "xetEnabled": False})
         if req.method == "POST" and (m := _COMMIT.match(req.path)):
             return self._commit(m["repo"], req.body)
         with self.lock:

@@ -34,7 +34,10 @@ from tiny_models import TRANSFORMERS_4  # noqa: E402
 
 WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOLERANCE = 1e-6
+# On transformers 4.57 runs that should agree land up to 6e-5 apart (measured: accumulation and DDP round differently
+# there); a loss scaled wrongly would be orders further (plain SGD at lr 0.5).
+TOLERANCE = 1e-4 if TRANSFORMERS_4 else 1e-6
+METRIC_TOLERANCE = 1e-4 if TRANSFORMERS_4 else 1e-5  # losses and scores, relative
 HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
 
 
@@ -153,7 +156,7 @@ def single_process(tmp_path_factory):
 
 def assert_same_metrics(report, single_process):
     for key in ("eval_loss", "eval_swa_loss"):
-        assert report[key] == pytest.approx(single_process[key], rel=1e-5), key
+        assert report[key] == pytest.approx(single_process[key], rel=METRIC_TOLERANCE), key
 
 
 def assert_saved_model_is_average(folder, averages):
@@ -179,7 +182,9 @@ def test_ddp_ranks_hold_the_single_process_average_and_resume(tmp_path, single_p
     for report in (rank0, rank1):
         assert_same_metrics(report, single_process)
     # train_loss is each rank's own mean (transformers gathers it only at logging steps).
-    assert (rank0["train_loss"] + rank1["train_loss"]) / 2 == pytest.approx(single_process["train_loss"], rel=1e-5)
+    assert (rank0["train_loss"] + rank1["train_loss"]) / 2 == pytest.approx(
+        single_process["train_loss"], rel=METRIC_TOLERANCE
+    )
     # Only the main process writes SWA state and swa_config.json.
     assert rank0["writes_all_runs"]["save_swa_state"] == 4 and rank0["writes_all_runs"]["write_config"] > 0
     assert rank1["writes_all_runs"] == {"save_swa_state": 0, "write_config": 0}
@@ -204,7 +209,7 @@ def test_fsdp2_through_swa_trainer_matches_single_process_and_resumes(tmp_path):
         assert report["numel_local"] <= 0.55 * report["numel_full"]
         assert report["n_averaged"] == report["n_averaged_resumed"] == 3
         assert_same_metrics(report, single)
-    assert (rank0["train_loss"] + rank1["train_loss"]) / 2 == pytest.approx(single["train_loss"], rel=1e-5)
+    assert (rank0["train_loss"] + rank1["train_loss"]) / 2 == pytest.approx(single["train_loss"], rel=METRIC_TOLERANCE)
     # Gathered from the shards: the single-process average, on both ranks.
     full = [load_file(tmp_path / f"averages-full-rank{r}.safetensors") for r in range(2)]
     assert all(torch.equal(full[0][k], full[1][k]) for k in full[0])
@@ -340,10 +345,7 @@ def test_a_declared_mean_loss_is_averaged_over_accumulation_like_one_big_batch(t
         trainer.train()
         return trainer.swa_callback.averager.averages()
 
-    # transformers 4.57 lands 3.9e-5 away (measured; its accumulation rounds differently): a scaling error would be
-    # orders larger (plain SGD at lr 0.5).
-    tolerance = 1e-4 if TRANSFORMERS_4 else TOLERANCE
-    assert relative_error(averages(4, 2), averages(8, 1)) <= tolerance
+    assert relative_error(averages(4, 2), averages(8, 1)) <= TOLERANCE
 
 
 def test_fsdp1_is_refused_when_the_arguments_are_parsed(tmp_path):

@@ -21,7 +21,7 @@ from ..checkpointing.resume import last_complete_checkpoint
 from .arguments import SWAArgumentsMixin, SWATrainingArguments  # noqa: F401  (hf_swa.training.trainer's public names)
 from .callback import SWACallback
 from .checks import LOAD_BEST_MESSAGE
-from .compat import hf_api
+from .compat import hf_api, on_push_begin
 from .config import SWAConfig
 from .selection import LIVE, select_candidate
 
@@ -251,7 +251,7 @@ class SWATrainerMixin:
         in_progress = getattr(self, "push_in_progress", None)
         if not self.args.hub_always_push and in_progress is not None and not in_progress.is_done():
             return
-        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        on_push_begin(self)
         job = hf_api().upload_folder(
             repo_id=self.hub_model_id,
             folder_path=checkpoint_folder,

@@ -180,7 +180,7 @@ def hold_out_rows(train: datasets.Dataset, share: float, seed: int, column: str,
             f"--swa_select_group_column {groups!r}: the training data has no such column "
             f"(columns: {train.column_names})."
         )
-    labels = train[column] if isinstance(train.features[column], datasets.ClassLabel) else None
+    labels = list(train[column]) if isinstance(train.features[column], datasets.ClassLabel) else None
     try:
         return selection_split(share, labels or [None] * len(train), groups and train[groups], seed)[1]
     except ValueError as err:

@@ -133,7 +133,7 @@ def _load(model_args, data_args, do: dict) -> tuple:
             raise ValueError(f"--do_{stage} needs data to work on: pass {flags[stage]} (splits found: {list(raw)}).")
         limit = getattr(data_args, f"max_{stage}_samples")
         kept.update({s: raw[s].select(range(min(limit or len(raw[s]), len(raw[s])))) for s in stages[stage]})
-    if do["train"] and SELECT_SPLIT in raw:  # --select_file
+    if do.get("train") and SELECT_SPLIT in raw:  # --select_file
         kept[SELECT_SPLIT] = raw[SELECT_SPLIT]
     raw = raw.__class__(kept)
     columns = text_columns(raw, task, data_args.text_columns)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from glue_fixtures import flags, save_tiny_bert, sentiment_rows, write_rows
 
+from hf_swa import selection_split
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.demo.embedded import LABELS, read_tweet_sentiment, write_tweet_sentiment_splits
 
@@ -62,7 +63,8 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     for seed in (1, 2):
         held_out = results[("swa", seed)]["train"]["select_samples"]
         trained = [results[(mode, seed)]["train"]["train_samples"] for mode in ("baseline", "swa")]
-        assert trained == [64 - held_out] * 2 and held_out == 13  # ceil(0.2 x 64)
+        labels = [row["label"] for row in sentiment_rows(64, seed=0)]
+        assert trained == [64 - held_out] * 2 and held_out == len(selection_split(0.2, labels, seed=seed)[1])
         assert results[("swa", seed)]["chosen"] in {"swa", "swa_from5", "swa_from6", "swa_from7", "live"}
 
     # The table holds the means of the runs' own numbers, and the delta between the shipped side and the baseline.

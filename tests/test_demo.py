@@ -7,6 +7,7 @@ import pytest
 from glue_fixtures import save_tiny_bert
 from safetensors.torch import load_file
 
+from hf_swa import selection_split
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.demo import run as demo
 from hf_swa.glue.arguments import GlueTrainingArguments
@@ -39,7 +40,7 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     assert held["swa_select_split"] == demo.SELECT_SPLIT == 0.2 and held["seed"] == 7
     labels = [line.rsplit("\t", 1)[1] for line in (tmp_path / "data" / "train.tsv").read_text().splitlines()[1:]]
     per_class, held_per_class = Counter(labels), Counter(labels[i] for i in held["held_out_rows"])
-    assert len(held["held_out_rows"]) == 30  # ceil(0.2 x 150), each class in its share (stratified)
+    assert held["held_out_rows"] == selection_split(demo.SELECT_SPLIT, labels, seed=7)[1]  # stratified, seeded
     assert all(abs(held_per_class[label] - count * demo.SELECT_SPLIT) <= 1 for label, count in per_class.items())
 
     # The SWA run chose on them, by the demo's metric, among the demo's candidates.

@@ -4,13 +4,16 @@ import dataclasses
 import json
 import logging
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import torch
 from glue_fixtures import pair_rows, save_tiny_bert, sentiment_rows, write_rows
 from test_glue_run import TRAIN as GLUE_RUN_TRAIN
 from transformers import AutoTokenizer
 
 import hf_swa.glue.run as run_module
+from hf_swa import selection_split
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.data import hold_out_rows
 from hf_swa.glue.metrics import metric_names
@@ -20,6 +23,7 @@ from hf_swa.glue.run import (
     GlueTrainingArguments,
     ModelArguments,
     check_select_metric,
+    refit_candidate,
     run_glue,
 )
 from hf_swa.hub.results import nest_metrics
@@ -28,7 +32,7 @@ from hf_swa.training.trainer import SWATrainer
 TRAIN = {**GLUE_RUN_TRAIN, "seed": 3, "learning_rate": 5e-3}
 
 
-def glue(bert, out, train, dev=None, task="sst2", split=None, **training):
+def glue(bert, out, train, dev=None, task="sst2", split=0, **training):
     """run_glue on local files: train, and evaluate when `dev` is given, with the quick settings."""
     data = DataTrainingArguments(
         task_name=task, train_file=str(train), validation_file=dev and str(dev), swa_select_split=split
@@ -53,6 +57,7 @@ def test_split_is_stratified_and_seeded():
     counts = Counter(labels[i] for i in rows)
     assert len(rows) == 12 and rows == sorted(set(rows))
     assert counts == {"a": 6, "b": 4, "c": 2}  # 0.2 of each class: the proportions of the whole
+    assert rows == selection_split(0.2, labels, seed=1)[1]  # the core's rule, the one home of it
     assert hold_out_rows(labelled(labels), share=0.2, seed=1, column="label") == rows
     assert hold_out_rows(labelled(labels), share=0.2, seed=2, column="label") != rows
 
@@ -62,7 +67,8 @@ def test_split_of_regression_rows_is_plain_random():
 
     values = datasets.Dataset.from_dict({"label": [i / 10 for i in range(23)]})
     rows = hold_out_rows(values, share=0.25, seed=0, column="label")
-    assert len(rows) == 6 and len(set(rows)) == 6 and all(0 <= i < 23 for i in rows)  # ceil(5.75)
+    assert len(rows) == 6 and len(set(rows)) == 6 and all(0 <= i < 23 for i in rows)  # round(5.75)
+    assert rows == selection_split(0.25, labels=[None] * 23, seed=0)[1]
     assert rows == hold_out_rows(values, 0.25, 0, "label") != hold_out_rows(values, 0.25, 1, "label")
 
 
@@ -73,15 +79,18 @@ def test_split_outside_zero_one_is_refused(share):
 
 
 def test_split_zero_turns_the_held_out_rows_off():
-    assert DataTrainingArguments(task_name="sst2", swa_select_split=0).swa_select_split is None
-    assert DataTrainingArguments(task_name="sst2", swa_select_split=0.0).swa_select_split is None
+    assert DataTrainingArguments(task_name="sst2", swa_select_split=0).swa_select_split == 0
+    assert DataTrainingArguments(task_name="sst2").swa_select_split == DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT
 
 
-def test_split_too_small_for_a_class_is_refused_in_flag_terms():
-    with pytest.raises(ValueError, match=r"--swa_select_split 0.2 cannot hold out a stratified share of 41 training"):
-        hold_out_rows(labelled(["a"] + ["b"] * 40), share=0.2, seed=0, column="label")
+def test_a_class_too_small_to_split_stays_in_training_and_nothing_to_hold_out_is_refused_in_flag_terms():
+    rows = hold_out_rows(labelled(["a"] + ["b"] * 40), share=0.2, seed=0, column="label")
+    assert 0 not in rows and len(rows) == 8  # the one "a" row trains; 0.2 of the 40 "b" rows are held out
+    assert rows == selection_split(0.2, [0] + [1] * 40, seed=0)[1]
+    with pytest.raises(ValueError, match=r"--swa_select_split 0.2 cannot hold out a stratified share of 2 training"):
+        hold_out_rows(labelled(["a", "b"]), share=0.2, seed=0, column="label")
     with pytest.raises(ValueError, match=r"pass --swa_select_split 0 to train on every row"):
-        hold_out_rows(labelled(["a"] * 2 + ["b"] * 40), share=0.01, seed=0, column="label")
+        hold_out_rows(labelled(["a", "b"]), share=0.5, seed=0, column="label")
 
 
 # -- run_glue -------------------------------------------------------------------------------------
@@ -111,8 +120,14 @@ class RecordingTrainer(SWATrainer):
             {
                 "train": [tuple(ids) for ids in self.train_dataset["input_ids"]],
                 "select": None if select is None else [tuple(ids) for ids in select["input_ids"]],
+                "select_labels": None if select is None else list(select["labels"]),
             }
         )
+
+
+def token_ids(bert, rows):
+    tokenizer = AutoTokenizer.from_pretrained(str(bert))
+    return [tuple(tokenizer(row["sentence"], truncation=True, max_length=128)["input_ids"]) for row in rows]
 
 
 @pytest.mark.slow
@@ -128,20 +143,20 @@ def test_baseline_and_swa_train_on_the_same_rows(tmp_path, bert, files, monkeypa
     assert held[True] == held[False]
     assert held[True]["seed"] == 3 and held[True]["train_rows"] == 60 and held[True]["swa_select_split"] == 0.25
     rows_out = held[True]["held_out_rows"]
-    counts = Counter(rows[i]["label"] for i in rows_out)  # 26 negative and 34 positive rows: 6.5 and 8.5 of them
-    assert sum(counts.values()) == 15 and counts["0"] in (6, 7) and counts["1"] in (8, 9)
-    assert [r["train"]["select_samples"] for r in results.values()] == [15, 15]
-    assert [r["train"]["train_samples"] for r in results.values()] == [45, 45]
+    labels = [int(r["label"]) for r in rows]
+    assert rows_out == selection_split(0.25, labels, seed=3)[1]  # 26 negative and 34 positive: 6.5 and 8.5 of them
+    counts = Counter(labels[i] for i in rows_out)
+    assert counts[0] in (6, 7) and counts[1] in (8, 9)
+    assert [r["train"]["select_samples"] for r in results.values()] == [len(rows_out)] * 2
+    assert [r["train"]["train_samples"] for r in results.values()] == [60 - len(rows_out)] * 2
     swa_run, baseline_run = RecordingTrainer.seen
     assert swa_run == baseline_run
     # The rows held out are the recorded ones; every other row is trained on, in the file's order.
-    tokenizer = AutoTokenizer.from_pretrained(str(bert))
-    ids = [tuple(tokenizer(row["sentence"], truncation=True, max_length=128)["input_ids"]) for row in rows]
+    ids = token_ids(bert, rows)
     assert swa_run["select"] == [ids[i] for i in rows_out]
     assert swa_run["train"] == [ids[i] for i in range(60) if i not in rows_out]
     # Another seed holds out other rows.
-    other = hold_out_rows(labelled([int(r["label"]) for r in rows], [0, 1]), 0.25, seed=4, column="label")
-    assert other != rows_out and len(other) == 15
+    assert selection_split(0.25, labels, seed=4)[1] != rows_out
 
 
 @pytest.mark.slow
@@ -166,6 +181,9 @@ def test_selection_results_name_the_chosen_and_repeat_its_eval_scores(tmp_path, 
     chosen = results["chosen"]
     assert chosen == selection["chosen"] == record["shipped"] and results["selection"] == selection
     assert selection["dataset"]["name"] == "swa_select_dataset" and selection["dataset"]["size"] == 18
+    held = len(selection_split(0.3, [int(r["label"]) for r in files[0]], seed=3)[1])
+    assert selection["split"] == {"kind": "rows", "share": 0.3, "seed": 3, "held_out_rows": held} and held == 18
+    assert selection["optimistic"] is False
     names = ["swa", "swa_from5", "ema_0.5", "live"]  # snapshots at steps 2..8, windows from 2 and 5
     assert sorted(selection["scores"]) == sorted(names)
     assert min(selection["scores"].values()) == selection["scores"][chosen]
@@ -186,17 +204,22 @@ def test_selection_without_a_split_uses_the_eval_set_with_a_warning(tmp_path, be
     assert "selects among the candidates on eval_dataset" in caplog.text
     record = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["selection"]
     assert record["dataset"]["name"] == "eval_dataset" and record["dataset"]["size"] == 24
+    # Flagged as optimistic in results.json, swa_config.json and the model card.
+    split = {"kind": "eval_set", "set": "validation", "held_out_rows": 0, "optimistic": True}
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())["selection"]
+    assert saved["split"] == record["split"] == results["selection"]["split"] == split and saved["optimistic"] is True
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "**These scores are optimistic:** the weights were chosen on this same evaluation set." in card
+    assert f"SWA candidate {results['chosen']}, chosen on this evaluation set: optimistic" in card
     assert "select_samples" not in results["train"] and results["train"]["train_samples"] == 60
     assert not (tmp_path / "out" / SELECT_ROWS_FILE).exists()
 
 
-def test_a_split_leaving_a_class_without_training_rows_is_refused_before_training(tmp_path, bert, monkeypatch):
-    rows = pair_rows(
-        9, seed=0, label_names=("entailment", "not_entailment", "entailment"), keys=("sentence1", "sentence2")
-    )
-    train = write_rows(tmp_path / "train.jsonl", rows[:4] + [dict(rows[1], label="not_entailment")])  # 3 e, 2 n
+def test_rows_with_nothing_to_hold_out_are_refused_before_training(tmp_path, bert, monkeypatch):
+    rows = pair_rows(2, seed=0, label_names=("entailment", "not_entailment"), keys=("sentence1", "sentence2"))
+    train = write_rows(tmp_path / "train.jsonl", rows)  # one row of each class: each must train
     monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
-    with pytest.raises(ValueError, match="--swa_select_split 0.75 cannot hold out a stratified share of 5 training"):
+    with pytest.raises(ValueError, match="--swa_select_split 0.75 cannot hold out a stratified share of 2 training"):
         glue(bert, tmp_path / "out", train, task="rte", split=0.75, max_steps=2)
 
 
@@ -312,7 +335,7 @@ def test_glue_defaults_are_the_measured_recipe_and_each_can_be_turned_off():
             "none",
         ]
     )
-    assert data.swa_select_split is None and training.swa_select_metric is None
+    assert data.swa_select_split == 0 and training.swa_select_metric is None
     config = training.to_swa_config()
     assert (config.swa_windows, config.swa_ema_decays, config.swa_select_metric) == (3, [0.9, 0.99], None)
     with pytest.raises(ValueError, match="only 2 snapshot"):
@@ -328,12 +351,196 @@ def test_regression_rows_are_held_out_at_random(tmp_path, bert):
     dev = write_rows(tmp_path / "dev.tsv", rows[:8])
     results = glue(bert, tmp_path / "out", train, dev, task="stsb", split=0.25, max_steps=4, swa_select_metric="loss")
     held = json.loads((tmp_path / "out" / SELECT_ROWS_FILE).read_text())["held_out_rows"]
-    assert held == hold_out_rows(_values(rows), share=0.25, seed=3, column="label") and len(held) == 6
+    assert held == selection_split(0.25, labels=[None] * 24, seed=3)[1] and len(held) == 6
     assert results["train"]["select_samples"] == 6 and results["train"]["train_samples"] == 18
     assert results["eval"]["chosen"] == results["eval"][results["chosen"]]
 
 
-def _values(rows):
-    import datasets
+# -- whole groups, a selection file, refit, the report's flag ---------------------------------------------
 
-    return datasets.Dataset.from_dict({"label": [float(r["label"]) for r in rows]})
+
+def grouped_rows(n=60):
+    """Sentiment rows from 7 sources, each source with both labels."""
+    return [dict(r, source=f"site{i % 7}") for i, r in enumerate(sentiment_rows(n, seed=0))]
+
+
+def test_groups_are_held_out_whole_as_selection_split_holds_them_out():
+    rows = grouped_rows()
+    labels, sources = [r["label"] for r in rows], [r["source"] for r in rows]
+    held = hold_out_rows(labelled(labels).add_column("source", sources), 0.25, seed=3, column="label", groups="source")
+    trained = [i for i in range(60) if i not in held]
+    assert {sources[i] for i in held}.isdisjoint(sources[i] for i in trained) and 0 < len(held) < 60
+    assert held == selection_split(0.25, labels, sources, seed=3)[1]
+    with pytest.raises(ValueError, match=r"--swa_select_group_column 'author': the training data has no such column"):
+        hold_out_rows(labelled(labels), 0.25, seed=3, column="label", groups="author")
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl"])
+def test_a_group_column_is_checked_against_the_training_file_before_anything_loads(tmp_path, suffix):
+    train = str(write_rows(tmp_path / f"train{suffix}", grouped_rows(4)))
+    found = r"\['idx', 'sentence', 'label', 'source'\]"
+    with pytest.raises(ValueError, match=rf"'author': --train_file has no such column \(columns: {found}\)"):
+        DataTrainingArguments(task_name="sst2", train_file=train, swa_select_group_column="author")
+    data = DataTrainingArguments(task_name="sst2", train_file=train, swa_select_group_column="source")
+    assert (data.swa_select_group_column, data.swa_select_split) == ("source", 0.2)
+    with pytest.raises(ValueError, match=r"give that share with --swa_select_split"):
+        DataTrainingArguments(task_name="sst2", train_file=train, swa_select_split=0, swa_select_group_column="source")
+
+
+@pytest.mark.slow
+def test_whole_groups_are_held_out_by_swa_and_its_baseline_alike(tmp_path, bert, monkeypatch):
+    rows = grouped_rows()
+    train = write_rows(tmp_path / "train.tsv", rows)
+    expected = selection_split(0.25, [r["label"] for r in rows], [r["source"] for r in rows], seed=3)[1]
+    monkeypatch.setattr(run_module, "SWATrainer", RecordingTrainer)
+    RecordingTrainer.seen, results = [], {}
+    for swa in (True, False):
+        data = DataTrainingArguments("sst2", str(train), swa_select_split=0.25, swa_select_group_column="source")
+        args = GlueTrainingArguments(
+            output_dir=str(tmp_path / f"swa{swa}"), do_train=True, max_steps=2, swa=swa, **TRAIN
+        )
+        results[swa] = run_glue(ModelArguments(model_name_or_path=str(bert)), data, args)
+        held = json.loads((tmp_path / f"swa{swa}" / SELECT_ROWS_FILE).read_text())
+        assert held["held_out_rows"] == expected and held["group_column"] == "source"
+        assert results[swa]["train"]["select_samples"] == len(expected)
+    split = {"kind": "groups", "column": "source", "share": 0.25, "seed": 3, "held_out_rows": len(expected)}
+    assert results[True]["selection"]["split"] == split
+    swa_run, baseline_run = RecordingTrainer.seen
+    ids = token_ids(bert, rows)
+    assert swa_run == baseline_run and swa_run["select"] == [ids[i] for i in expected]
+    assert swa_run["train"] == [ids[i] for i in range(60) if i not in expected]
+    held_groups = {rows[i]["source"] for i in expected}
+    assert held_groups.isdisjoint(rows[i]["source"] for i in range(60) if i not in expected)
+
+
+def test_a_selection_file_with_held_out_rows_or_groups_is_refused(tmp_path):
+    train = str(write_rows(tmp_path / "train.tsv", grouped_rows(4)))
+    select = str(write_rows(tmp_path / "select.tsv", grouped_rows(4)))
+    assert DataTrainingArguments("sst2", train, select_file=select).swa_select_split == 0  # the default split is off
+    for extra in ({"swa_select_split": 0.2}, {"swa_select_group_column": "source"}):
+        with pytest.raises(ValueError, match=r"--select_file is the selection set: no training row is held out"):
+            DataTrainingArguments("sst2", train, select_file=select, **extra)
+    with pytest.raises(FileNotFoundError, match=r"--select_file .*: no such file"):
+        DataTrainingArguments("sst2", train, select_file=str(tmp_path / "none.tsv"))
+
+
+@pytest.mark.slow
+def test_a_selection_file_is_chosen_on_and_every_training_row_trains(tmp_path, bert, monkeypatch):
+    rows, chosen_on = sentiment_rows(40, seed=0), sentiment_rows(10, seed=5, labels=("1", "0"))  # labels swapped
+    train = write_rows(tmp_path / "train.tsv", rows)
+    select = write_rows(tmp_path / "select.tsv", chosen_on)
+    monkeypatch.setattr(run_module, "SWATrainer", RecordingTrainer)
+    RecordingTrainer.seen = []
+    data = DataTrainingArguments("sst2", str(train), select_file=str(select))
+    args = GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_train=True, max_steps=2, **TRAIN)
+    results = run_glue(ModelArguments(model_name_or_path=str(bert)), data, args)
+    (seen,) = RecordingTrainer.seen
+    assert seen["train"] == token_ids(bert, rows) and seen["select"] == token_ids(bert, chosen_on)
+    assert seen["select_labels"] == [int(r["label"]) for r in chosen_on]  # the training's label mapping
+    assert results["train"]["train_samples"] == 40 and "select_samples" not in results["train"]
+    assert results["selection"]["split"] == {"kind": "file", "file": str(select), "rows": 10, "held_out_rows": 0}
+    assert results["selection"]["dataset"]["size"] == 10 and not (tmp_path / "out" / SELECT_ROWS_FILE).exists()
+
+
+class CandidateSavingTrainer(RecordingTrainer):
+    """Saves every candidate of the run (``output_dir/candidates/<name>``) after training."""
+
+    def train(self, *args, **kwargs):
+        output = super().train(*args, **kwargs)
+        self.save_candidates(str(Path(self.args.output_dir) / "candidates"))
+        return output
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_refit_ships_the_chosen_candidate_of_a_run_on_every_row(tmp_path, bert, files, monkeypatch):
+    rows, train, _ = files
+    settings = dict(max_steps=6, swa_start="0.5", swa_windows=2, swa_ema_decays=[0.5], swa_select_metric="loss")
+    monkeypatch.setattr(run_module, "SWATrainer", RecordingTrainer)
+    RecordingTrainer.seen = []
+    out = tmp_path / "refit"
+    results = glue(bert, out, train, split=0.25, swa_refit=True, **settings)
+    # An independent run on every row with the same seed and settings, keeping every candidate.
+    monkeypatch.setattr(run_module, "SWATrainer", CandidateSavingTrainer)
+    glue(bert, tmp_path / "all", train, split=0, **{**settings, "swa_select_metric": "none"})
+    chosen, first = results["chosen"], json.loads((out / "selection_run" / CONFIG_FILE).read_text())["selection"]
+    assert chosen == first["chosen"]  # as many steps in both runs: the same name exists
+    shipped, candidates = weights(out), tmp_path / "all" / "candidates"
+    same = {n.name: all(torch.equal(shipped[k], t) for k, t in weights(n).items()) for n in candidates.iterdir()}
+    assert same == {n.name: n.name == chosen for n in candidates.iterdir()} and len(same) == 4  # 2 windows, EMA, live
+    # The record: refit, the candidate, the split it was chosen on.
+    refit = {
+        "chosen_on_split": chosen,
+        "shipped": chosen,
+        "fallback": None,
+        "selection_run": str(out / "selection_run"),
+    }
+    record = json.loads((out / CONFIG_FILE).read_text())
+    assert results["selection"]["refit"] == record["selection"]["refit"] == refit and record["shipped"] == chosen
+    held = selection_split(0.25, [int(r["label"]) for r in rows], seed=3)[1]
+    split = {"kind": "rows", "share": 0.25, "seed": 3, "held_out_rows": len(held)}
+    assert (
+        results["selection"]["split"] == json.loads((out / "results.json").read_text())["selection"]["split"] == split
+    )
+    assert "this is the " + chosen + " of a second run trained on every row" in (out / "README.md").read_text()
+    # The first run chose on the held-out rows; the refit run trained on every row, as the independent run did.
+    first_run, refit_run, independent = RecordingTrainer.seen
+    ids = token_ids(bert, rows)
+    assert first_run["select"] == [ids[i] for i in held] and first_run["train"] == [
+        ids[i] for i in range(60) if i not in held
+    ]
+    assert refit_run["train"] == independent["train"] == ids and refit_run["select"] is None
+    assert results["train"]["train_samples"] == 60 and "select_samples" not in results["train"]
+
+
+def test_refit_falls_back_to_the_window_nearest_the_chosen_share_of_training():
+    first = {
+        "max_steps": 30,
+        "candidates": [{"name": "swa_from15", "start_step": 15}, {"name": "swa_from24", "start_step": 24}],
+    }
+    starts = {"swa_from20": 20, "swa_from25": 25, "swa_from30": 30, "swa_from35": 35}  # the refit run: 40 steps
+    name, why = refit_candidate("swa_from24", first, ["swa", *starts], starts, 40)
+    assert (
+        name == "swa_from30" and why.startswith("swa_from24 is not a refit candidate") and "(80%)" in why
+    )  # 0.8 x 40 = 32
+    assert refit_candidate("swa_from15", first, ["swa", *starts], starts, 40)[0] == "swa_from20"  # 0.5 x 40 = 20
+    assert refit_candidate("pema_0.1", first, ["swa"], {}, 40)[0] == "swa"
+    assert refit_candidate("live", first, [], {}, 40) == ("live", None)
+
+
+def test_refit_without_held_out_rows_is_refused_before_anything_loads(tmp_path, bert, files, monkeypatch):
+    _, train, dev = files
+    monkeypatch.setattr(run_module, "_prepare", lambda *a, **k: pytest.fail("data loaded"))
+    with pytest.raises(ValueError, match=r"--swa_refit chooses on training rows held out by --swa_select_split"):
+        glue(bert, tmp_path / "out", train, dev, split=0, swa_refit=True)
+    with pytest.raises(ValueError, match=r"it needs --swa_select_split above 0 and a --swa_select_metric"):
+        glue(bert, tmp_path / "out", train, dev, split=0.2, swa_refit=True, swa_select_metric="none")
+
+
+def test_the_report_and_the_card_flag_a_choice_on_the_evaluation_set_as_optimistic():
+    from hf_swa.glue.report import Run, summarize
+    from hf_swa.hub.card import render_model_card
+
+    scores = {
+        "metrics": ["accuracy"],
+        "eval": {w: {"validation": {"accuracy": 0.8}} for w in ("live", "swa", "chosen")},
+    }
+    runs = [Run("rte", "baseline", 1, scores), Run("rte", "swa", 1, {**scores, "selection": {"optimistic": True}})]
+    runs.append(Run("rte", "swa", 2, {**scores, "selection": {"optimistic": False}}))
+    assert [n for n in summarize(runs)[1] if "optimistic" in n] == [
+        "rte/swa/seed1: chose on the evaluation set: optimistic scores."
+    ]
+    cards = {}
+    for name in ("eval_dataset", "swa_select_dataset"):
+        selection = {"chosen": "swa", "metric": "loss", "scores": {"swa": 0.3, "live": 0.4}, "dataset": {"name": name}}
+        cards[name] = str(
+            render_model_card({"n_averaged": 3, "selection": selection}, scores, dataset_id="nyu-mll/glue")
+        )
+    flag = "**These scores are optimistic:**"
+    assert flag in cards["eval_dataset"] and "chosen on this evaluation set: optimistic" in cards["eval_dataset"]
+    assert flag not in cards["swa_select_dataset"] and "optimistic" not in cards["swa_select_dataset"]

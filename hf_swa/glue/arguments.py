@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
@@ -38,7 +40,7 @@ def check_share(share: Optional[float]) -> None:
 
 def check_files(data: "DataTrainingArguments") -> None:
     """Each data file exists, has a type the loaders read, and the same type as the others."""
-    given = {flag: getattr(data, flag) for flag in FILE_FLAGS if getattr(data, flag)}
+    given = {flag: getattr(data, flag) for flag in (*FILE_FLAGS, "select_file") if getattr(data, flag)}
     for flag, path in given.items():
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--{flag} {path!r}: no such file.")
@@ -49,6 +51,37 @@ def check_files(data: "DataTrainingArguments") -> None:
     kinds = {os.path.splitext(path)[1].lower().replace(".jsonl", ".json") for path in given.values()}
     if len(kinds) > 1:
         raise ValueError(f"The data files mix types {sorted(kinds)}: pass files of one type (csv, tsv or json).")
+
+
+def _header(path: str) -> Optional[list]:
+    """The column names of a data file, from its first line (None when that line does not tell them)."""
+    with open(path, encoding="utf-8") as handle:
+        first = handle.readline()
+    if path.lower().endswith((".json", ".jsonl")):
+        try:
+            return list(json.loads(first))
+        except (ValueError, TypeError):
+            return None  # not JSON lines: the loader will tell
+    return next(csv.reader([first], delimiter="\t" if path.lower().endswith(".tsv") else ","), [])
+
+
+def check_selection_source(data: "DataTrainingArguments") -> None:
+    """One source of selection rows: a share of the rows or of the groups of a column of --train_file, or
+    --select_file; the group column exists in the training file."""
+    column = data.swa_select_group_column
+    if data.select_file and (data.swa_select_split or column):
+        raise ValueError(
+            "--select_file is the selection set: no training row is held out beside it. Drop --swa_select_split and "
+            "--swa_select_group_column, or drop --select_file to hold out training rows."
+        )
+    if column and not data.swa_select_split:
+        raise ValueError(
+            f"--swa_select_group_column {column} holds out whole groups making up a share of the training rows: "
+            "give that share with --swa_select_split (e.g. 0.2)."
+        )
+    found = _header(data.train_file) if column and data.train_file else None
+    if found is not None and column not in found:
+        raise ValueError(f"--swa_select_group_column {column!r}: --train_file has no such column (columns: {found}).")
 
 
 def flag(help: str, default=None, default_factory=None):
@@ -83,7 +116,7 @@ class DataTrainingArguments:
     """What data to train/evaluate/predict on, and how to tokenize it.
 
     >>> DataTrainingArguments("SST-2").task_name, DataTrainingArguments("rte", swa_select_split=0).swa_select_split
-    ('sst2', None)
+    ('sst2', 0.0)
     """
 
     task_name: Optional[str] = flag("GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli.")
@@ -105,8 +138,16 @@ class DataTrainingArguments:
     DEFAULT_SWA_SELECT_SPLIT: ClassVar[Optional[float]] = 0.2
     swa_select_split: Optional[float] = flag(
         "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by data_seed or seed) to "
-        "choose among the SWA candidates on; a --no_swa run holds out the same rows. 0: train on every row.",
-        DEFAULT_SWA_SELECT_SPLIT,
+        "choose among the SWA candidates on; a --no_swa run holds out the same rows. 0: train on every row. "
+        f"Default {DEFAULT_SWA_SELECT_SPLIT}, 0 with --select_file."
+    )
+    swa_select_group_column: Optional[str] = flag(
+        "With --swa_select_split S: hold out whole groups of this column of the training data (documents, authors, "
+        "sources, years), about S of the rows, so that the selection meets unseen groups as the model will."
+    )
+    select_file: Optional[str] = flag(
+        "Your own selection set (the type and columns of --train_file) to choose among the SWA candidates on; "
+        "no training row is held out."
     )
 
     def __post_init__(self):
@@ -121,9 +162,11 @@ class DataTrainingArguments:
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}.")
         check_files(self)
+        if self.swa_select_split is None:  # unset
+            self.swa_select_split = 0.0 if self.select_file else self.DEFAULT_SWA_SELECT_SPLIT
         check_share(self.swa_select_split)
-        if self.swa_select_split == 0:
-            self.swa_select_split = None
+        self.swa_select_split = float(self.swa_select_split)  # 0.0: off
+        check_selection_source(self)
 
     @property
     def glue_task(self) -> Optional[GlueTask]:
@@ -173,6 +216,11 @@ class GlueTrainingArguments(SWATrainingArguments):
     )
     swa_start: str = flag("When averaging starts: a fraction of the optimizer steps in (0, 1] or a step >= 1.", "0.5")
     swa_lr_ratio: float = flag("If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start.", 0.5)
+    swa_refit: bool = flag(
+        "Choose on the selection split, then train again on every training row (same seed and settings) and ship "
+        "the candidate of the chosen name from that second run: two runs.",
+        False,
+    )
 
     def __post_init__(self):
         if not 0 <= self.swa_lr_ratio <= 1:

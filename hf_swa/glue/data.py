@@ -4,7 +4,8 @@ Local files go through ``datasets.load_dataset("csv"/"json", data_files=...)``, 
 and quoting off (GLUE TSVs hold stray quotes); without ``--cache_dir`` they are read into memory and leave no cache.
 Labels become a ``ClassLabel``: a GLUE task's classes (ids or names in the files), else the first labelled split's
 labels sorted (``class_encode_column``); float labels are regression. The rows held out for the selection come from
-``train_test_split(stratify_by_column=...)``.
+``hf_swa.selection_split`` (stratified rows, or whole groups of a column); ``--select_file`` fills the ``swa_select``
+split instead.
 
 Example:
     >>> import pathlib, tempfile
@@ -26,6 +27,7 @@ from typing import Optional
 
 import datasets
 
+from hf_swa import selection_split
 from hf_swa.glue.arguments import FILE_FLAGS, FILE_TYPES
 from hf_swa.glue.tasks import HUB_DATASET, GlueTask
 
@@ -39,16 +41,16 @@ SELECT_SPLIT = "swa_select"
 
 def _split_names(task: Optional[GlueTask]) -> dict:
     """Which split each file flag fills (MNLI: matched and mismatched, as on the Hub)."""
+    splits = ("train", "validation", "test")
     if task is not None and task.name == "mnli":
         splits = ("train", "validation_matched", "test_matched", "validation_mismatched", "test_mismatched")
-        return dict(zip(FILE_FLAGS, splits, strict=True))
-    return dict(zip(FILE_FLAGS[:3], ("train", "validation", "test"), strict=True))
+    return {**dict(zip(FILE_FLAGS, splits)), "select_file": SELECT_SPLIT}
 
 
 def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) -> datasets.DatasetDict:
     """The raw splits: from the data files when given, else the GLUE task from the Hub (``nyu-mll/glue``)."""
     task = data_args.glue_task
-    files = {_split_names(task)[f]: getattr(data_args, f) for f in FILE_FLAGS if getattr(data_args, f)}
+    files = {split: getattr(data_args, f) for f, split in _split_names(task).items() if getattr(data_args, f)}
     if not files:
         try:
             return datasets.load_dataset(HUB_DATASET, task.name, cache_dir=cache_dir, token=token)
@@ -166,23 +168,27 @@ def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) ->
     return names
 
 
-def hold_out_rows(train: datasets.Dataset, share: float, seed: int, column: str) -> list:
-    """The training rows (numbers, increasing) held out for the selection: a stratified, seeded share.
+def hold_out_rows(train: datasets.Dataset, share: float, seed: int, column: str, groups: Optional[str] = None) -> list:
+    """The training rows (numbers, increasing) held out for the selection: ``hf_swa.selection_split`` of a
+    seeded share, stratified by the classes of `column`, of whole groups of the column `groups` when given.
 
     Raises:
-        ValueError: in flag terms, when a class is too small to give rows to both sides.
+        ValueError: in flag terms, when the group column is missing or the rows cannot give both sides rows.
     """
-    rows = train.select_columns([column]).add_column("row", list(range(len(train))))
-    stratify = column if isinstance(train.features[column], datasets.ClassLabel) else None
+    if groups is not None and groups not in train.column_names:
+        raise ValueError(
+            f"--swa_select_group_column {groups!r}: the training data has no such column "
+            f"(columns: {train.column_names})."
+        )
+    labels = list(train[column]) if isinstance(train.features[column], datasets.ClassLabel) else None
     try:
-        held_out = rows.train_test_split(test_size=share, stratify_by_column=stratify, seed=seed)["test"]["row"]
+        return selection_split(share, labels or [None] * len(train), groups and train[groups], seed)[1]
     except ValueError as err:
         raise ValueError(
             f"--swa_select_split {share} cannot hold out a stratified share of {len(train)} training rows ({err}). "
             "Raise --swa_select_split, train on more rows, or pass --swa_select_split 0 to train on every row "
             "(then --swa_select_metric none, or --do_eval to choose on the evaluation set)."
         ) from None
-    return sorted(held_out)
 
 
 def tokenize(raw, tokenizer, columns, data_args, labelled: list, label_column: str, label_to_id=None):

@@ -205,6 +205,10 @@ def summarize(runs: list, main_metrics: Optional[Mapping[str, str]] = None) -> t
             notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {RESULTS_FILE} (did the run finish?); left out.")
         else:
             by_task.setdefault(run.task, []).append(run)
+            if (run.results.get("selection") or {}).get("optimistic"):
+                notes.append(
+                    f"{run.task}/{run.variant}/seed{run.seed}: chose on the evaluation set: optimistic scores."
+                )
     tasks = [_summarize_task(t, rs, (main_metrics or {}).get(t), notes) for t, rs in sorted(by_task.items())]
     return [t for t in tasks if t is not None], notes
 

@@ -2,7 +2,10 @@
 
 ``run_glue`` reads like transformers' ``examples/pytorch/text-classification/run_glue.py``: data, model,
 tokenizer, tokenize, train, evaluate, predict. With ``--swa_select_split`` a stratified share of the training rows
-is held out (by a ``--no_swa`` baseline too) and SWATrainer chooses the weights to ship on it. It writes into
+(or of whole groups of ``--swa_select_group_column``) is held out (by a ``--no_swa`` baseline too), or
+``--select_file`` gives the selection rows, and SWATrainer chooses the weights to ship on them; ``--swa_refit``
+then trains again on every row, ships the candidate of the chosen name, and keeps the first run in
+``output_dir/selection_run``. It writes into
 ``output_dir`` the model shipped (+ ``swa_config.json``) and its card, ``results.json`` (per weights, per evaluation
 set, per metric: :mod:`hf_swa.hub.results`; with the choice and the data set), the Trainer's
 ``train_results.json`` and ``trainer_state.json``, ``swa_select_rows.json`` and, with ``do_predict``, one GLUE
@@ -16,6 +19,7 @@ submission file per test split (``CoLA.tsv``, ``MNLI-m.tsv``, ...; ``predictions
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -43,6 +47,7 @@ from hf_swa.glue.tasks import dataset_facts
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest_metrics
 from hf_swa.training.loss_kwargs import declare_mean_loss
+from hf_swa.training.selection import LIVE, ship
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,8 @@ __all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "
 
 #: Written beside a run's results: the share, the seed and the numbers of the training rows held out.
 SELECT_ROWS_FILE = "swa_select_rows.json"
+#: Where a --swa_refit run keeps the run it chose on (its own output_dir holds the run on every row).
+SELECTION_RUN_DIR = "selection_run"
 # Written by an earlier run into the same folder; left there they would describe this run's model.
 _RUN_OUTPUTS = (
     CONFIG_FILE,
@@ -64,14 +71,20 @@ _RUN_OUTPUTS = (
 def check_selection_data(data_args: DataTrainingArguments, training_args) -> None:
     """Refuse, before anything loads and in flag terms, a run that selects with no data to choose on."""
     metric = training_args.swa_select_metric
-    if training_args.do_train and training_args.swa and metric and not data_args.swa_select_split:
-        if not training_args.do_eval:
-            raise ValueError(
-                f"--swa_select_metric {metric} (run_glue's default is loss) chooses the shipped weights on held-out "
-                "data, but --swa_select_split 0 holds out no training row and there is no --do_eval: keep "
-                "--swa_select_split above 0 (default 0.2), add --do_eval with a validation set, or pass "
-                "--swa_select_metric none to ship the SWA average."
-            )
+    if training_args.swa_refit and training_args.swa and not (metric and data_args.swa_select_split):
+        raise ValueError(
+            "--swa_refit chooses on training rows held out by --swa_select_split (rows, or groups with "
+            "--swa_select_group_column) and then trains on them too: it needs --swa_select_split above 0 and a "
+            "--swa_select_metric (with --select_file or the evaluation set every training row is trained on already)."
+        )
+    selects = training_args.do_train and training_args.swa and metric
+    if selects and not (data_args.swa_select_split or data_args.select_file or training_args.do_eval):
+        raise ValueError(
+            f"--swa_select_metric {metric} (run_glue's default is loss) chooses the shipped weights on held-out "
+            "data, but --swa_select_split 0 holds out no training row and there is no --do_eval: keep "
+            "--swa_select_split above 0 (default 0.2), pass a --select_file, add --do_eval with a validation set, "
+            "or pass --swa_select_metric none to ship the SWA average."
+        )
 
 
 def check_select_metric(training_args, produced: tuple) -> None:
@@ -120,21 +133,36 @@ def _load(model_args, data_args, do: dict) -> tuple:
             raise ValueError(f"--do_{stage} needs data to work on: pass {flags[stage]} (splits found: {list(raw)}).")
         limit = getattr(data_args, f"max_{stage}_samples")
         kept.update({s: raw[s].select(range(min(limit or len(raw[s]), len(raw[s])))) for s in stages[stage]})
+    if do.get("train") and SELECT_SPLIT in raw:  # --select_file
+        kept[SELECT_SPLIT] = raw[SELECT_SPLIT]
     raw = raw.__class__(kept)
     columns = text_columns(raw, task, data_args.text_columns)
-    labelled = [s for s in raw if s == "train" or s in eval_splits]
+    labelled = [s for s in raw if s in ("train", SELECT_SPLIT) or s in eval_splits]
     label_list = encode_labels(raw, task, column, labelled) if labelled else model_labels(model_args)
     return raw, eval_splits, predict_splits, columns, labelled, label_list
 
 
 def _hold_out(raw, data_args, training_args, label_column) -> dict:
     """Move the selection rows out of the training split; return the record of them."""
-    share = data_args.swa_select_split
+    share, groups = data_args.swa_select_split, data_args.swa_select_group_column
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-    rows = hold_out_rows(raw["train"], share, seed, label_column)
+    rows = hold_out_rows(raw["train"], share, seed, label_column, groups)
     kept = sorted(set(range(len(raw["train"]))) - set(rows))
     raw[SELECT_SPLIT], raw["train"] = raw["train"].select(rows), raw["train"].select(kept)
-    return {"swa_select_split": share, "seed": seed, "train_rows": len(rows) + len(kept), "held_out_rows": rows}
+    record = {"swa_select_split": share, "seed": seed, "train_rows": len(rows) + len(kept), "held_out_rows": rows}
+    return {**record, **({"group_column": groups} if groups else {})}
+
+
+def _split_record(data_args, held_out, raw, eval_splits) -> dict:
+    """What the selection scored on, for its record: held-out rows or groups, a file, or the evaluation set."""
+    if held_out is not None:
+        column = held_out.get("group_column")
+        kind = {"kind": "groups", "column": column} if column else {"kind": "rows"}
+        count = len(held_out["held_out_rows"])
+        return {**kind, "share": held_out["swa_select_split"], "seed": held_out["seed"], "held_out_rows": count}
+    if SELECT_SPLIT in raw:
+        return {"kind": "file", "file": data_args.select_file, "rows": len(raw[SELECT_SPLIT]), "held_out_rows": 0}
+    return {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0, "optimistic": True}
 
 
 def _prepare(model_args, data_args, training_args):
@@ -147,10 +175,11 @@ def _prepare(model_args, data_args, training_args):
     if training_args.do_train and data_args.swa_select_split:
         held_out = _hold_out(raw, data_args, training_args, column)
         labelled.append(SELECT_SPLIT)
+    split = _split_record(data_args, held_out, raw, eval_splits)
     with training_args.main_process_first(desc="dataset tokenization"):
         data = tokenize(raw, tokenizer, columns, data_args, labelled, column, label_to_id)
     count, regression = 1 if label_list is None else len(label_list), label_list is None
-    facts = dict(eval_splits=eval_splits, predict_splits=predict_splits, held_out=held_out)
+    facts = dict(eval_splits=eval_splits, predict_splits=predict_splits, held_out=held_out, split=split)
     facts.update(compute_metrics=_compute_metrics(task, label_list, label_to_id))
     facts.update(metrics=metric_names(data_args.task_name, count, regression))
     return raw, data, model, tokenizer, facts
@@ -185,13 +214,19 @@ def _remove_stale_outputs(output_dir: str) -> None:
             os.remove(path)
 
 
-def _train(trainer, data, training_args, held_out) -> dict:
+def _train(trainer, data, training_args, facts, refit=None) -> dict:
+    held_out = facts["held_out"]
     if trainer.is_world_process_zero():
         _remove_stale_outputs(training_args.output_dir)
         if held_out is not None:
             with open(os.path.join(training_args.output_dir, SELECT_ROWS_FILE), "w", encoding="utf-8") as f:
                 json.dump(held_out, f)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    callback = trainer.swa_callback
+    if refit is not None:
+        _ship_refit(trainer, refit)
+    elif callback is not None and callback.selection is not None:  # the record says what the choice was made on
+        callback.selection.update(split=facts["split"], optimistic=facts["split"]["kind"] == "eval_set")
     trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
     metrics = dict(train_result.metrics, train_samples=len(data["train"]))
     if held_out is not None:
@@ -199,7 +234,7 @@ def _train(trainer, data, training_args, held_out) -> dict:
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics, combined=False)
     trainer.save_state()
-    selection = trainer.swa_callback.selection if trainer.swa_callback is not None else None
+    selection = callback.selection if callback is not None else None
     return {"train": metrics, "chosen": selection and selection["chosen"], "selection": selection}
 
 
@@ -238,6 +273,47 @@ def _predict(trainer, raw, data, predict_splits, task, output_dir) -> None:
             logger.info("Wrote %d predictions to %s", len(predictions), path)
 
 
+def refit_candidate(chosen: str, first: dict, names: list, starts: dict, max_steps: int) -> tuple:
+    """``(name, fallback)``: the candidate of the refit run to ship for `chosen` of the `first` run's swa_config.
+
+    The same name when the refit run has it; else, for a window ``swa_from<step>`` (more rows, more steps),
+    the window of the refit run (`starts`: name -> start step of `max_steps`) starting at the nearest share of
+    training; else ``swa``. `fallback` says why the name differs (None when it does not).
+
+    Example:
+        >>> first = {"max_steps": 40, "candidates": [{"name": "swa_from30", "start_step": 30}]}
+        >>> starts = {"swa_from20": 20, "swa_from38": 38}  # the refit run's windows, of its 50 steps
+        >>> refit_candidate("swa_from30", first, ["swa", *starts], starts, 50)
+        ('swa_from38', 'swa_from30 is not a refit candidate: swa_from38 starts nearest its share of training (75%)')
+        >>> refit_candidate("ema_0.9", first, ["swa", "ema_0.9"], {}, 50)
+        ('ema_0.9', None)
+    """
+    if chosen in (*names, LIVE):
+        return chosen, None
+    start = next((c.get("start_step") for c in first.get("candidates", []) if c.get("name") == chosen), None)
+    if chosen.startswith("swa_from") and start is not None and starts:
+        share = start / first["max_steps"]
+        name = min(starts, key=lambda n: abs(starts[n] / max_steps - share))
+        return name, f"{chosen} is not a refit candidate: {name} starts nearest its share of training ({share:.0%})"
+    return "swa", f"{chosen} is not a refit candidate: swa, the average of every snapshot, instead"
+
+
+def _ship_refit(trainer, first_dir: str) -> None:
+    """Put the candidate chosen by the run in `first_dir` into the model; record the refit in the selection."""
+    callback = trainer.swa_callback
+    with open(os.path.join(first_dir, CONFIG_FILE), encoding="utf-8") as f:
+        first = json.load(f)
+    names = callback.averager.candidate_names() if callback.has_average else []
+    starts = {c["name"]: c["start_step"] for c in callback.candidates if c["name"].startswith("swa_from")}
+    chosen = first["selection"]["chosen"]
+    name, fallback = refit_candidate(chosen, first, names, starts, callback.max_steps)
+    if fallback:
+        logger.warning("SWA refit: %s; shipping %s.", fallback, name)
+    ship(callback.averager, trainer.model, name)
+    refit = {"chosen_on_split": chosen, "shipped": name, "fallback": fallback, "selection_run": first_dir}
+    callback.record_selection(trainer.model, {**first["selection"], "chosen": name, "refit": refit})
+
+
 def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:
     """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return the nested results.
 
@@ -246,6 +322,19 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
     ``results["selection"]`` record the choice. See the module docstring for the files written.
     """
     check_selection_data(data_args, training_args)
+    if not (training_args.swa_refit and training_args.do_train):
+        return _run(model_args, data_args, training_args)
+    every_row = dataclasses.replace(data_args, swa_select_split=0, swa_select_group_column=None)
+    if not training_args.swa:  # the baseline of a refit run trains on every row, as the run it is compared with
+        return _run(model_args, every_row, training_args)
+    first_dir = os.path.join(training_args.output_dir, SELECTION_RUN_DIR)
+    options = dict(swa_refit=False, do_predict=False, push_to_hub=False)
+    _run(model_args, data_args, dataclasses.replace(training_args, output_dir=first_dir, **options))
+    refit_args = dataclasses.replace(training_args, swa_select_metric=None, swa_refit=False)
+    return _run(model_args, every_row, refit_args, refit=first_dir)
+
+
+def _run(model_args, data_args, training_args, refit=None) -> dict:
     set_seed(training_args.seed)
     raw, data, model, tokenizer, facts = _prepare(model_args, data_args, training_args)
     if training_args.do_train:
@@ -273,7 +362,7 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
     results = {"task": data_args.task_name, "dataset": dataset_facts(data_args.task_name)}
     results.update(metrics=list(facts["metrics"]), lower_is_better=["loss"])
     if training_args.do_train:
-        results.update(_train(trainer, data, training_args, facts["held_out"]))
+        results.update(_train(trainer, data, training_args, facts, refit))
     if training_args.do_eval:
         results.update(_evaluate(trainer, data, facts["eval_splits"], results.get("chosen")))
     if training_args.do_predict:

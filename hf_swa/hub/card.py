@@ -142,6 +142,8 @@ def _eval_results(results: Mapping[str, Any], dataset: Mapping[str, Any], shippe
     if not dataset.get("id"):
         return []
     weights = f"SWA candidate {shipped.name}, chosen on held-out data" if shipped.chosen else "SWA-averaged weights"
+    if shipped.optimistic:
+        weights = f"SWA candidate {shipped.name}, chosen on this evaluation set: optimistic"
     quality = [m for m in metric_names(results) if m not in lower_is_better(results)]
     if results.get("metrics"):
         quality = [m for m in quality if m in results["metrics"]]

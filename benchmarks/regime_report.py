@@ -141,7 +141,15 @@ def plot(root: Path, path: Path) -> Path:
     axes = fig.subplots(1, max(1, len(data)), squeeze=False).ravel()
     for ax, (dataset, regimes) in zip(axes, sorted(data.items()), strict=False):
         names = sorted(regimes)
-        series = ["live", "swa", "best pema", "chosen (rows split)", "chosen (groups split)", "refit (rows choice)"]
+        series = [
+            "live",
+            "swa",
+            "best window",
+            "best pema",
+            "chosen (rows split)",
+            "chosen (groups split)",
+            "refit (rows choice)",
+        ]
         width = 0.8 / len(series)
         for i, column in enumerate(series):
             values = [next((v[0] for k, v in regimes[r].items() if k.startswith(column)), float("nan")) for r in names]

@@ -47,6 +47,7 @@ from hf_swa.training.selection import LIVE  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "regime"
 SCRATCH = Path("outputs/regime_study")
+PLOT = Path(__file__).parent.parent / "docs" / "when-averaging-helps.png"
 SELECT_SHARE = 0.2
 SEEDS = (1, 2, 3, 4, 5)
 #: The regimes, in the order they run: the full grid of the LR tail, swa_start and epochs.
@@ -200,9 +201,10 @@ def main() -> None:
             path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
             print(" ".join(map(str, job)), f"{result['seconds']} s", flush=True)
     if args.analyze:
-        from regime_report import report
+        from regime_report import plot, report
 
         print(report(RESULTS))
+        print(f"plot: {plot(RESULTS, PLOT)}")
 
 
 if __name__ == "__main__":

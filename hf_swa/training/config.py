@@ -164,7 +164,7 @@ class SWAConfig:
         ratio = self.swa_lr_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
             raise ValueError(
-                f"swa_lr_ratio={ratio!r}: must be in [0, 1] (a share of the peak LR; 0 keeps the schedule)"
+                f"swa_lr_ratio must be in [0, 1] (a share of the peak LR; 0 keeps the schedule), got {ratio!r}"
             )
         if (
             isinstance(self.swa_anneal_steps, bool)

@@ -180,12 +180,14 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--regimes", nargs="+", default=REGIMES)
+    parser.add_argument("--variants", nargs="+", default=None, help="only these variants (default: all of them)")
     parser.add_argument("--plan", action="store_true", help="list the jobs not stored yet")
     parser.add_argument("--run", action="store_true", help="run the jobs not stored yet")
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th job from the i-th")
     parser.add_argument("--analyze", action="store_true", help="print the tables and draw the plot")
     args = parser.parse_args()
     jobs = [job for job in plan(args.datasets, args.seeds, args.regimes) if not result_path(*job).exists()]
+    jobs = [job for job in jobs if args.variants is None or job[2] in args.variants]
     if args.plan:
         print("\n".join(" ".join(map(str, job)) for job in jobs) + f"\n{len(jobs)} jobs")
     if args.run:

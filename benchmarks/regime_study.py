@@ -135,6 +135,7 @@ def training_arguments(regime: dict, variant: str, seed: int, output_dir: Path, 
         swa_windows=4,
         swa_windows_at_most=True,
         swa_lr=regime["tail"] * HPARAMS["learning_rate"] if regime["tail"] else None,
+        swa_lr_ratio=0.0,  # no tail unless the regime sets swa_lr
         swa_ema_decays=[0.8, 0.9],
         swa_power_ema_stds=[0.05, 0.1],
         swa_power_ema_candidates=[0.2],

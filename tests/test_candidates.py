@@ -238,11 +238,11 @@ def test_callback_select_with_a_plain_trainer(tmp_path):
     "settings,message",
     [
         (dict(swa_windows=0), "swa_windows=0"),
-        (dict(swa_windows=7), "only 6 snapshot"),
+        (dict(swa_windows=7, swa_windows_at_most=False), "only 6 snapshot"),
         (dict(swa_ema_decays=[1.0]), "swa_ema_decays=1.0"),
         (dict(swa_ema_decays=[0.0]), "swa_ema_decays=0.0"),
         (dict(swa_ema_decays=[0.9, 0.9]), "once"),
-        (dict(swa_windows=2, swa_strategy="ema"), "strategy='uniform'"),
+        (dict(swa_windows=2, swa_windows_at_most=False, swa_strategy="ema"), "strategy='uniform'"),
     ],
 )
 def test_bad_candidate_settings_stop_before_training(tmp_path, settings, message):

@@ -21,7 +21,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, last_complete_checkpoint
 from hf_swa.checkpointing.resume import checkpoint_problems
 
-SWA = dict(swa_start=3, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=2, swa_anneal_strategy="linear")
+# One window: windows split the steps up to max_steps, so a run continued for longer keeps its average only with one.
+SWA = dict(swa_start=3, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=2, swa_anneal_strategy="linear", swa_windows=1)
 COMMON = dict(QUICK_RUN, save_strategy="steps", save_steps=2, lr_scheduler_type="constant")
 DATA = classification_data(24)  # 6 batches an epoch
 
@@ -192,7 +193,8 @@ sys.path.insert(0, {tests!r})
 from hf_swa import SWATrainer, SWATrainingArguments
 from tiny_models import classification_data, tiny_bert
 args = SWATrainingArguments(output_dir={out!r}, max_steps=6, push_to_hub=True, hub_model_id="me/swa",
-                            hub_strategy={strategy!r}, hub_always_push=True, swa_start=3, **json.loads({common!r}))
+                            hub_strategy={strategy!r}, hub_always_push=True, swa_start=3, swa_windows=1,
+                            **json.loads({common!r}))
 trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(24))
 trainer.train()
 trainer.push_to_hub()

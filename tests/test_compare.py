@@ -44,6 +44,7 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
         save_strategy="no",
         eval_strategy="steps",
         eval_steps=4,
+        logging_steps=1,
         disable_tqdm="True",
         use_cpu="True",
     )
@@ -58,7 +59,12 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     }
     assert set(results[("baseline", 1)]["eval"]) == {"live"}
     swa_config = json.loads((runs / "sst2" / "swa" / "seed1" / CONFIG_FILE).read_text())
-    assert swa_config["start_step"] == 4 and swa_config["swa_lr"] == pytest.approx(2.5e-3)
+    assert swa_config["start_step"] == 4 and swa_config["swa_lr"] is None and swa_config["swa_lr_ratio"] == 0.5
+    # The tail: from the start step the LR is held at half the peak (5e-3), 2.5e-3.
+    state = json.loads((runs / "sst2" / "swa" / "seed1" / "trainer_state.json").read_text())
+    logged = {entry["step"]: entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry}
+    assert sorted(logged) == list(range(1, 9))
+    assert all(logged[step] == pytest.approx(2.5e-3, rel=1e-9) for step in range(4, 9))
     # The GLUE defaults: both sides train on the same 80% of the rows, the SWA run chose among 4 windows and live.
     for seed in (1, 2):
         held_out = results[("swa", seed)]["train"]["select_samples"]

@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 from hf_swa import selection_split
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.demo import run as demo
-from hf_swa.glue.arguments import GlueTrainingArguments
 from hf_swa.glue.run import SELECT_ROWS_FILE
+from hf_swa.training import defaults
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +48,10 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     record = json.loads((swa / CONFIG_FILE).read_text())
     chosen = record["selection"]["chosen"]
     assert results["chosen"] == chosen == record["shipped"]
-    assert record["selection"]["metric"] == GlueTrainingArguments.DEFAULT_SWA_SELECT_METRIC == "loss"
+    assert defaults.SWA_SELECT_METRIC == "auto" and record["selection"]["metric"] == "loss"
     assert record["selection"]["dataset"]["size"] == len(held["held_out_rows"]) == results["train"]["select_samples"]
     windows = [c for c in record["candidates"] if c["kind"] == "window_mean"]
-    assert len(windows) == GlueTrainingArguments.DEFAULT_SWA_WINDOWS == 4
+    assert len(windows) == defaults.SWA_WINDOWS == 4
     assert results["train"]["train_samples"] == 150 - len(held["held_out_rows"])
 
     # The published model is the one the run shipped; the report shows it.

@@ -304,6 +304,16 @@ def test_gpt2_tokenizer_without_pad_token_pads_with_eos(tmp_path):
     np.testing.assert_allclose(together[0].numpy(), alone[0].numpy(), atol=1e-5)
 
 
+def tail_lr(args) -> float:
+    """The LR the SWA tail holds for a run with `args` (the Trainer's optimizer starts at learning_rate)."""
+    from hf_swa.training.schedule import install_lr_tail
+
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=args.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    install_lr_tail(scheduler, args.to_swa_config(), start_step=1)
+    return scheduler.get_last_lr()[0]
+
+
 def test_cli_parsing_text_columns_and_glue_defaults(tmp_path):
     train = write_rows(tmp_path / "t.csv", sentiment_rows(2, 0))
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, GlueTrainingArguments))
@@ -312,16 +322,16 @@ def test_cli_parsing_text_columns_and_glue_defaults(tmp_path):
         + ["--label_column", "y", "--output_dir", str(tmp_path), "--learning_rate", "4e-5", "--report_to", "none"]
     )
     assert data_args.text_columns == ["q", "a"] and data_args.label_column == "y"
-    assert args.swa and args.swa_start == 0.5 and args.to_swa_config().swa_lr == pytest.approx(2e-5)
+    assert args.swa and args.swa_start == 0.5 and tail_lr(args) == pytest.approx(2e-5)
     faster = dataclasses.replace(args, learning_rate=1e-4)  # the tail follows the peak LR
-    assert faster.to_swa_config().swa_lr == pytest.approx(5e-5)
+    assert tail_lr(faster) == pytest.approx(5e-5)
     explicit = dataclasses.replace(args, swa_lr=3e-6)
-    assert explicit.to_swa_config().swa_lr == pytest.approx(3e-6)
+    assert tail_lr(explicit) == pytest.approx(3e-6)
     config = tmp_path / "config.json"
     options = {"model_name_or_path": "m", "task_name": "SST-2", "output_dir": str(tmp_path), "swa_lr_ratio": 0}
     config.write_text(json.dumps({**options, "report_to": "none"}))
     _, data_args, args = parser.parse_json_file(json_file=str(config))
-    assert data_args.task_name == "sst2" and args.to_swa_config().swa_lr is None
+    assert data_args.task_name == "sst2" and not args.to_swa_config().has_lr_tail  # ratio 0: the base schedule
     with pytest.raises(ValueError, match="swa_lr_ratio must be in"):
         GlueTrainingArguments(output_dir=str(tmp_path), swa_lr_ratio=2.0, report_to="none")
 

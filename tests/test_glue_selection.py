@@ -27,6 +27,7 @@ from hf_swa.glue.run import (
     run_glue,
 )
 from hf_swa.hub.results import nest_metrics
+from hf_swa.training import defaults
 from hf_swa.training.trainer import SWATrainer
 
 TRAIN = {**GLUE_RUN_TRAIN, "seed": 3, "learning_rate": 5e-3}
@@ -80,7 +81,7 @@ def test_split_outside_zero_one_is_refused(share):
 
 def test_split_zero_turns_the_held_out_rows_off():
     assert DataTrainingArguments(task_name="sst2", swa_select_split=0).swa_select_split == 0
-    assert DataTrainingArguments(task_name="sst2").swa_select_split == DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT
+    assert DataTrainingArguments(task_name="sst2").swa_select_split == defaults.SWA_SELECT_SPLIT
 
 
 def test_a_class_too_small_to_split_stays_in_training_and_nothing_to_hold_out_is_refused_in_flag_terms():
@@ -227,8 +228,11 @@ def test_no_split_and_no_eval_set_is_refused_in_flag_terms_before_anything_loads
     _, train, _ = files
     monkeypatch.setattr(run_module, "_prepare", lambda *a, **k: pytest.fail("data loaded"))
     with pytest.raises(ValueError, match=r"--swa_select_split 0 holds out no training row and there is no --do_eval"):
-        glue(bert, tmp_path / "out", train, split=0, max_steps=2)  # the default --swa_select_metric loss
+        glue(bert, tmp_path / "out", train, split=0, max_steps=2, swa_select_metric="loss")
     assert not (tmp_path / "out").exists()
+    # The default 'auto' has nothing to choose on there: no selection, the run ships swa (nothing refused).
+    data = DataTrainingArguments(task_name="sst2", train_file=str(train), swa_select_split=0)
+    run_module.check_selection_data(data, GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_train=True))
 
 
 @pytest.mark.slow
@@ -299,15 +303,15 @@ def test_glue_defaults_are_the_measured_recipe_and_each_can_be_turned_off():
         4,
         True,
         [],
-        "loss",
+        "auto",
     )
     assert (
-        GlueTrainingArguments.DEFAULT_SWA_WINDOWS,
-        GlueTrainingArguments.DEFAULT_SWA_WINDOWS_AT_MOST,
-        GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS,
-        GlueTrainingArguments.DEFAULT_SWA_SELECT_METRIC,
-        DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT,
-    ) == (4, True, (), "loss", 0.2)
+        defaults.SWA_WINDOWS,
+        defaults.SWA_WINDOWS_AT_MOST,
+        defaults.SWA_EMA_DECAYS,
+        defaults.SWA_SELECT_METRIC,
+        defaults.SWA_SELECT_SPLIT,
+    ) == (4, True, (), "auto", 0.2)
     assert DataTrainingArguments(task_name="rte").swa_select_split == 0.2
     # The defaults fit short runs: 3 snapshots get 3 windows; a strict run refuses them.
     config = args.to_swa_config()

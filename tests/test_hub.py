@@ -275,6 +275,13 @@ def test_card_without_results_or_dataset_has_no_model_index(tmp_path):
     assert "| EMA decay | 0.999 |" in card.text
 
 
+def test_card_names_the_tail_of_swa_lr_ratio():
+    card = hub.render_model_card({**SWA_CONFIG, "swa_lr": None, "swa_lr_ratio": 0.5})
+    assert "| SWA learning rate (`swa_lr`) | 0.5 of the peak learning rate (`swa_lr_ratio`) |" in card.text
+    card = hub.render_model_card({**SWA_CONFIG, "swa_lr": None, "swa_lr_ratio": 0.0})
+    assert "| SWA learning rate (`swa_lr`) | none: the base schedule ran unchanged |" in card.text
+
+
 # -- the template ships with the package -----------------------------------------------------
 
 

@@ -81,7 +81,7 @@ def test_tail_from_step_one_applies_to_the_first_step(tmp_path):
 
 def test_without_swa_lr_the_schedule_is_untouched_and_a_warning_explains(tmp_path, caplog):
     recorder = LearningRateRecorder()
-    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=0.5, **COMMON)
+    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=0.5, swa_lr_ratio=0.0, **COMMON)
     SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(48), callbacks=[recorder]).train()
     for step, lrs in recorder.lrs.items():
         assert lrs[0] == pytest.approx(base_linear(step), rel=1e-12)

@@ -42,7 +42,7 @@ def test_no_swa_trains_bit_for_bit_as_the_plain_trainer_with_accumulation(tmp_pa
 
 def test_swa_run_keeps_the_plain_trainers_live_trajectory_with_accumulation(tmp_path, plain):
     accepts, loss, weights = plain
-    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=3, **RUN)
+    args = SWATrainingArguments(output_dir=str(tmp_path), swa_start=3, swa_lr_ratio=0.0, **RUN)  # the plain schedule
     trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(36))
     assert trainer.model_accepts_loss_kwargs == accepts
     assert trainer.train().training_loss == loss

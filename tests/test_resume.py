@@ -10,7 +10,7 @@ from transformers import Trainer, TrainingArguments
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
 
 MAX_STEPS = 12
-SWA = dict(swa_start=5, swa_freq=2, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear")
+SWA = dict(swa_start=5, swa_freq=2, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear", swa_windows=1)
 COMMON = dict(QUICK_RUN, save_strategy="steps", save_steps=3, max_steps=MAX_STEPS)
 DATA = classification_data(40)  # 10 batches an epoch: resuming also crosses an epoch boundary
 

@@ -195,6 +195,7 @@ def test_swa_evaluation_does_not_change_the_training_trajectory(tmp_path):
             max_steps=10,
             swa=swa,
             swa_start=3,
+            swa_lr_ratio=0.0,  # the base schedule, as the baseline's
             eval_strategy="steps",
             eval_steps=1,
             lr_scheduler_type="constant",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from hf_swa.glue.arguments import DataTrainingArguments
+from hf_swa.training import defaults
 
 __all__ = ["DemoArguments", "SELECT_SPLIT"]
 
-# The SWA run keeps run_glue's default candidates and chooses among them as run_glue does by default
-# (GlueTrainingArguments.DEFAULT_*: 4 windows, chosen by loss), on this share of the training tweets:
-SELECT_SPLIT = DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT
+# The SWA run takes the core's defaults (hf_swa.training.defaults: the candidates, the LR tail, the choice by
+# loss) and chooses on this share of the training tweets, held out as run_glue does by default:
+SELECT_SPLIT = defaults.SWA_SELECT_SPLIT
 
 
 @dataclasses.dataclass

@@ -54,9 +54,7 @@ def demo_training_arguments(args: DemoArguments) -> GlueTrainingArguments:
         save_strategy="no",
         report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
-        swa_start="0.5",  # average the second half, holding the LR at half its peak (swa_lr_ratio=0.5)
-        swa_freq=max(1, steps // 40),
-    )
+    )  # SWA: the core's defaults (hf_swa.training.defaults)
 
 
 def run_demo(args: DemoArguments) -> Path:

@@ -1,26 +1,27 @@
-"""The arguments of ``run_glue``: the model, the data, and the training with the GLUE defaults for SWA.
+"""The arguments of ``run_glue``: the model, the data, and the training with SWA.
 
-Each field is also a ``--flag`` through ``HfArgumentParser`` (see :mod:`hf_swa.glue.cli`).
+Each field is also a ``--flag`` through ``HfArgumentParser`` (see :mod:`hf_swa.glue.cli`). The SWA
+defaults, ``--swa_select_split`` included, are the core's: :mod:`hf_swa.training.defaults`.
 
 Example:
     >>> from transformers import HfArgumentParser
     >>> data, training = HfArgumentParser((DataTrainingArguments, GlueTrainingArguments)).parse_args_into_dataclasses(
     ...     ["--task_name", "rte", "--swa_select_split", "0.1", "--output_dir", "/tmp/out", "--report_to", "none"])
     >>> data.swa_select_split, training.swa_start, training.swa_windows, training.swa_select_metric
-    (0.1, 0.5, 4, 'loss')
+    (0.1, 0.5, 4, 'auto')
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from typing import Optional
 
 from hf_swa import SWATrainingArguments
 from hf_swa.glue.tasks import GlueTask, find_task, get_task
+from hf_swa.training import defaults
 
 __all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "check_share"]
 
@@ -134,12 +135,10 @@ class DataTrainingArguments:
     max_predict_samples: Optional[int] = flag("Use only the first N test examples.")
     overwrite_cache: bool = flag("Re-tokenize instead of using the cache.", False)
     preprocessing_num_workers: Optional[int] = flag("Processes for tokenization.")
-    #: The GLUE default of --swa_select_split: the share measured to choose well (docs/candidates.md).
-    DEFAULT_SWA_SELECT_SPLIT: ClassVar[Optional[float]] = 0.2
     swa_select_split: Optional[float] = flag(
         "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by data_seed or seed) to "
-        "choose among the SWA candidates on; a --no_swa run holds out the same rows. 0: train on every row. "
-        f"Default {DEFAULT_SWA_SELECT_SPLIT}, 0 with --select_file."
+        "choose among the SWA candidates on; a --no_swa run holds out the same rows. 0: train on every row (and, "
+        f"with --swa_select_metric auto, ship swa). Default {defaults.SWA_SELECT_SPLIT}, 0 with --select_file."
     )
     swa_select_group_column: Optional[str] = flag(
         "With --swa_select_split S: hold out whole groups of this column of the training data (documents, authors, "
@@ -163,7 +162,7 @@ class DataTrainingArguments:
                 raise ValueError(f"--{name} must be >= 1, got {value}.")
         check_files(self)
         if self.swa_select_split is None:  # unset
-            self.swa_select_split = 0.0 if self.select_file else self.DEFAULT_SWA_SELECT_SPLIT
+            self.swa_select_split = 0.0 if self.select_file else defaults.SWA_SELECT_SPLIT
         check_share(self.swa_select_split)
         self.swa_select_split = float(self.swa_select_split)  # 0.0: off
         check_selection_source(self)
@@ -176,60 +175,16 @@ class DataTrainingArguments:
 
 @dataclass
 class GlueTrainingArguments(SWATrainingArguments):
-    """``SWATrainingArguments`` with the GLUE script's defaults: an SWA LR tail from half-way.
-
-    Unless ``swa_lr`` is given, the LR is held at ``swa_lr_ratio * learning_rate`` from ``swa_start`` (measured
-    to help; averaging under a schedule that decays to 0 gained nothing); ``--swa_lr_ratio 0`` keeps the base
-    schedule. The ratio is applied when the SWA config is built, so ``dataclasses.replace(args, learning_rate=...)``
-    moves the tail with the new peak. The candidates and the selection default to the ``DEFAULT_*`` constants.
+    """``SWATrainingArguments`` (with the core's SWA defaults) plus ``--swa_refit``.
 
     Example:
         >>> args = GlueTrainingArguments(output_dir="/tmp/out", learning_rate=2e-5, report_to="none")
-        >>> args.swa_start, args.swa_lr, args.to_swa_config().swa_lr
-        (0.5, None, 1e-05)
+        >>> args.swa_start, args.swa_lr, args.swa_lr_ratio, args.swa_refit
+        (0.5, None, 0.5, False)
     """
 
-    #: GLUE defaults of the candidates and the selection, as measured in docs/candidates.md (see also
-    #: DataTrainingArguments.DEFAULT_SWA_SELECT_SPLIT): 4 windows, no EMA (never the best there), by loss.
-    DEFAULT_SWA_WINDOWS: ClassVar[int] = 4
-    DEFAULT_SWA_WINDOWS_AT_MOST: ClassVar[bool] = True  # short runs get one window per snapshot
-    DEFAULT_SWA_EMA_DECAYS: ClassVar[tuple] = ()
-    DEFAULT_SWA_SELECT_METRIC: ClassVar[Optional[str]] = "loss"
-
-    swa_windows: int = flag(
-        "Split the snapshots into this many windows; candidates swa_from<step> average the snapshots from each "
-        "later window start on (1: the classic average only).",
-        DEFAULT_SWA_WINDOWS,
-    )
-    swa_windows_at_most: bool = flag(
-        "A run with fewer snapshots than swa_windows gets one window per snapshot (false: refuse it).",
-        DEFAULT_SWA_WINDOWS_AT_MOST,
-    )
-    swa_ema_decays: list[float] = flag(
-        "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99.",
-        default_factory=lambda: list(GlueTrainingArguments.DEFAULT_SWA_EMA_DECAYS),
-    )
-    swa_select_metric: Optional[str] = flag(
-        "Score every candidate and the live weights on the selection data (--swa_select_split, else the eval set) "
-        "at the end of training and ship the best, by this metric (loss, accuracy, ...); 'none': ship swa.",
-        DEFAULT_SWA_SELECT_METRIC,
-    )
-    swa_start: str = flag("When averaging starts: a fraction of the optimizer steps in (0, 1] or a step >= 1.", "0.5")
-    swa_lr_ratio: float = flag("If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start.", 0.5)
     swa_refit: bool = flag(
         "Choose on the selection split, then train again on every training row (same seed and settings) and ship "
         "the candidate of the chosen name from that second run: two runs.",
         False,
     )
-
-    def __post_init__(self):
-        if not 0 <= self.swa_lr_ratio <= 1:
-            raise ValueError(f"--swa_lr_ratio must be in [0, 1] (0 keeps the base schedule), got {self.swa_lr_ratio}.")
-        super().__post_init__()
-
-    def to_swa_config(self):
-        """The SWA settings, with ``swa_lr = swa_lr_ratio * learning_rate`` when ``swa_lr`` is unset."""
-        config = super().to_swa_config()
-        if self.swa_lr is None and self.swa_lr_ratio > 0:
-            config = dataclasses.replace(config, swa_lr=self.swa_lr_ratio * self.learning_rate)
-        return config

@@ -46,6 +46,8 @@ from hf_swa.glue.modeling import load_config_and_tokenizer, load_model, model_la
 from hf_swa.glue.tasks import dataset_facts
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest_metrics
+from hf_swa.training.config import AUTO
+from hf_swa.training.defaults import SWA_SELECT_SPLIT
 from hf_swa.training.loss_kwargs import declare_mean_loss
 from hf_swa.training.selection import LIVE, ship
 
@@ -77,13 +79,14 @@ def check_selection_data(data_args: DataTrainingArguments, training_args) -> Non
             "--swa_select_group_column) and then trains on them too: it needs --swa_select_split above 0 and a "
             "--swa_select_metric (with --select_file or the evaluation set every training row is trained on already)."
         )
-    selects = training_args.do_train and training_args.swa and metric
+    # 'auto' (the default) chooses on held-out training rows or --select_file only: without them it ships swa.
+    selects = training_args.do_train and training_args.swa and metric and metric != AUTO
     if selects and not (data_args.swa_select_split or data_args.select_file or training_args.do_eval):
         raise ValueError(
-            f"--swa_select_metric {metric} (run_glue's default is loss) chooses the shipped weights on held-out "
-            "data, but --swa_select_split 0 holds out no training row and there is no --do_eval: keep "
-            "--swa_select_split above 0 (default 0.2), pass a --select_file, add --do_eval with a validation set, "
-            "or pass --swa_select_metric none to ship the SWA average."
+            f"--swa_select_metric {metric} chooses the shipped weights on held-out data, but --swa_select_split 0 "
+            f"holds out no training row and there is no --do_eval: keep --swa_select_split above 0 (default "
+            f"{SWA_SELECT_SPLIT}), pass a --select_file, add --do_eval with a validation set (the choice is then "
+            "flagged optimistic), or pass --swa_select_metric auto or none to ship the SWA average."
         )
 
 

@@ -69,11 +69,12 @@ def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[t
     rows.append(("Snapshots averaged (`n_averaged`)", _fmt(swa.get("n_averaged", "unknown"))))
     if swa.get("n_skipped"):
         rows.append(("Snapshots skipped (`n_skipped`)", _fmt(swa["n_skipped"])))
-    swa_lr = swa.get("swa_lr")
-    if swa_lr is None:
+    swa_lr, ratio = swa.get("swa_lr"), swa.get("swa_lr_ratio", 0)
+    if swa_lr is None and not ratio:
         rows.append(("SWA learning rate (`swa_lr`)", "none: the base schedule ran unchanged"))
     else:
-        rows.append(("SWA learning rate (`swa_lr`)", _fmt(swa_lr)))
+        text = _fmt(swa_lr) if swa_lr is not None else f"{_fmt(ratio)} of the peak learning rate (`swa_lr_ratio`)"
+        rows.append(("SWA learning rate (`swa_lr`)", text))
         steps = swa.get("swa_anneal_steps", 0)
         anneal = f"{swa.get('swa_anneal_strategy', 'cos')} over {steps} steps" if steps else "none (jump to `swa_lr`)"
         rows.append(("LR anneal (`swa_anneal_strategy`, `swa_anneal_steps`)", anneal))

@@ -1,5 +1,6 @@
 """The Trainer integration: when to average, the LR tail, the callback, the trainer, the choice.
 
+- :mod:`.defaults`: the one set of SWA defaults, which every entry point takes;
 - :mod:`.config`: `SWAConfig`, the settings validated up front (the snapshot and window rules);
 - :mod:`.arguments`: the same settings as ``TrainingArguments`` fields (`SWATrainingArguments`);
 - :mod:`.schedule`: the SWA LR tail, composed with the Trainer's schedule;

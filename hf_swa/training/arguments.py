@@ -10,13 +10,24 @@ from typing import List, Literal, Optional
 from transformers import TrainingArguments
 
 from ..averaging.distributed import FSDP1_MESSAGE
+from . import defaults
 from .checks import LOAD_BEST_MESSAGE
 from .config import SWAConfig, parse_select_metric, parse_swa_start
+
+SELECT_METRIC_HELP = (
+    "Score every candidate and the live weights at the end of training and ship the best, by this metric. "
+    "'auto' (default): by loss on the trainer's swa_select_dataset (run_glue: the rows --swa_select_split holds "
+    "out) when there is one, else no selection and the model ships swa; never on the evaluation set. A metric "
+    "(loss, accuracy, eval_f1, ...): on swa_select_dataset, else on eval_dataset (flagged optimistic). "
+    "'none': ship swa."
+)
 
 
 @dataclass
 class SWAArgumentsMixin:
     """The SWA settings, to mix into any `TrainingArguments` subclass (each a `--flag` through `HfArgumentParser`).
+
+    The defaults come from :mod:`hf_swa.training.defaults`.
 
     Put it first, and make the new class a dataclass, e.g. for TRL:
     ``@dataclass class SWASFTConfig(SWAArgumentsMixin, SFTConfig): pass``.
@@ -39,19 +50,28 @@ class SWAArgumentsMixin:
         default=True, metadata={"help": "Average weights with SWA (False: a plain Trainer run, a baseline)."}
     )
     swa_start: str = field(
-        default="0.75",
+        default=str(defaults.SWA_START),
         metadata={
-            "help": "When averaging starts: a fraction of the total optimizer steps in (0, 1] such as 0.75, "
+            "help": "When averaging starts: a fraction of the total optimizer steps in (0, 1] such as 0.5, "
             "or an optimizer step >= 1 such as 100."
         },
     )
-    swa_freq: int = field(default=1, metadata={"help": "Fold in a snapshot every this many optimizer steps."})
+    swa_freq: int = field(
+        default=defaults.SWA_FREQ, metadata={"help": "Fold in a snapshot every this many optimizer steps."}
+    )
     swa_lr: Optional[float] = field(
         default=None,
-        metadata={"help": "Anneal the LR to this value from swa_start and hold it. Unset: keep the base schedule."},
+        metadata={"help": "Anneal the LR to this value from swa_start and hold it. Unset: swa_lr_ratio of the peak."},
+    )
+    swa_lr_ratio: float = field(
+        default=defaults.SWA_LR_RATIO,
+        metadata={
+            "help": "If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start "
+            "(0: keep the base schedule)."
+        },
     )
     swa_anneal_steps: int = field(
-        default=0, metadata={"help": "Optimizer steps over which the LR anneals to swa_lr (0: jump)."}
+        default=0, metadata={"help": "Optimizer steps over which the LR anneals to the tail LR (0: jump)."}
     )
     swa_anneal_strategy: Literal["cos", "linear"] = field(default="cos", metadata={"help": "Shape of the anneal."})
     swa_device: Optional[str] = field(
@@ -63,26 +83,21 @@ class SWAArgumentsMixin:
     )
     swa_ema_decay: float = field(default=0.999, metadata={"help": "Decay of the 'ema' strategy."})
     swa_windows: int = field(
-        default=1,
+        default=defaults.SWA_WINDOWS,
         metadata={
             "help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
             "snapshots from each later window start on (1: the classic average only)."
         },
     )
     swa_windows_at_most: bool = field(
-        default=False,
+        default=defaults.SWA_WINDOWS_AT_MOST,
         metadata={"help": "Treat swa_windows as an upper bound: a run with fewer snapshots gets one window each."},
     )
     swa_ema_decays: List[float] = field(
-        default_factory=list, metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."}
+        default_factory=lambda: list(defaults.SWA_EMA_DECAYS),
+        metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."},
     )
-    swa_select_metric: Optional[str] = field(
-        default=None,
-        metadata={
-            "help": "Score every candidate and the live weights on the selection data at the end of training "
-            "and ship the best, by this metric (loss, accuracy, eval_f1, ...). Unset or 'none': ship swa."
-        },
-    )
+    swa_select_metric: Optional[str] = field(default=defaults.SWA_SELECT_METRIC, metadata={"help": SELECT_METRIC_HELP})
     swa_select_greater_is_better: Optional[bool] = field(
         default=None, metadata={"help": "Whether a higher selection score is better (default: False for *loss)."}
     )
@@ -119,12 +134,13 @@ class SWAArgumentsMixin:
 
     def __post_init__(self):
         # Checked before TrainingArguments sets up DeepSpeed and the process group.
-        if self.swa and self.swa_lr is not None and "scheduler" in _deepspeed_config(self.deepspeed):
+        tail = self.swa_lr is not None or self.swa_lr_ratio > 0
+        if self.swa and tail and "scheduler" in _deepspeed_config(self.deepspeed):
             raise ValueError(
-                "swa_lr composes the SWA LR tail with the Trainer's schedule, but the DeepSpeed config has its own "
-                "'scheduler' section, which replaces it (and is not a LambdaLR). Remove 'scheduler' from the "
-                "DeepSpeed config (the Trainer then builds lr_scheduler_type and DeepSpeed steps it), or leave "
-                "swa_lr unset."
+                "The SWA LR tail (swa_lr, else swa_lr_ratio of the peak) is composed with the Trainer's schedule, "
+                "but the DeepSpeed config has its own 'scheduler' section, which replaces it (and is not a LambdaLR). "
+                "Remove 'scheduler' from the DeepSpeed config (the Trainer then builds lr_scheduler_type and "
+                "DeepSpeed steps it), or leave swa_lr unset and set swa_lr_ratio=0 to keep that schedule."
             )
         super().__post_init__()
         self.swa_start = parse_swa_start(self.swa_start)
@@ -136,10 +152,11 @@ class SWAArgumentsMixin:
             schedule = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
             if self.load_best_model_at_end:
                 raise ValueError(LOAD_BEST_MESSAGE)
-            if config.swa_lr is not None and schedule == "reduce_lr_on_plateau":
+            if config.has_lr_tail and schedule == "reduce_lr_on_plateau":
                 raise ValueError(
-                    "swa_lr needs a LambdaLR-based schedule, and lr_scheduler_type='reduce_lr_on_plateau' is not one: "
-                    "choose another lr_scheduler_type (e.g. 'linear' or 'constant') or leave swa_lr unset."
+                    "The SWA LR tail (swa_lr, else swa_lr_ratio of the peak) needs a LambdaLR-based schedule, and "
+                    "lr_scheduler_type='reduce_lr_on_plateau' is not one: choose another lr_scheduler_type (e.g. "
+                    "'linear' or 'constant'), or leave swa_lr unset and set swa_lr_ratio=0."
                 )
 
     def to_swa_config(self) -> SWAConfig:
@@ -148,6 +165,7 @@ class SWAArgumentsMixin:
             swa_start=self.swa_start,
             swa_freq=self.swa_freq,
             swa_lr=self.swa_lr,
+            swa_lr_ratio=self.swa_lr_ratio,
             swa_anneal_steps=self.swa_anneal_steps,
             swa_anneal_strategy=self.swa_anneal_strategy,
             swa_device=self.swa_device,

@@ -32,7 +32,8 @@ class SWACallback(TrainerCallback):
 
     From the start step on, the weights after every `swa_freq`-th optimizer step are
     folded into fp32 running averages (gradient accumulation counts optimizer steps
-    only). With `swa_lr` set, the LR anneals to `swa_lr` from the start step. Each
+    only). From the start step the LR anneals to `swa_lr`, or without it to `swa_lr_ratio`
+    of its peak (ratio 0: the schedule runs unchanged). Each
     `checkpoint-N/` holds the live weights, as a plain Trainer's, with the SWA state beside
     them, and resuming continues the same average. When training ends the model takes
     the averaged weights, so `trainer.model` and `trainer.save_model()` are the averaged
@@ -110,7 +111,7 @@ class SWACallback(TrainerCallback):
         self.record_folder = None
         if state.global_step > 0:
             self._resume(args, state)
-        if self.config.swa_lr is None:
+        if not self.config.has_lr_tail:
             warn_if_the_schedule_decays(args)
         else:
             install_lr_tail(lr_scheduler, self.config, self.start_step, state.global_step)
@@ -123,7 +124,7 @@ class SWACallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
         step = state.global_step
-        if self.config.swa_lr is not None:
+        if self.config.has_lr_tail:
             sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
         if self.config.is_snapshot_step(step, state.max_steps):
             self.averager.update(model, step=step)
@@ -220,8 +221,9 @@ class SWACallback(TrainerCallback):
         The model ends holding the chosen weights; `summary()` records the choice, and the
         `swa_config.json` written into ``output_dir`` at the end of training is rewritten with it
         (so a `save_model()` after `select()` leaves a folder that names what it holds). Higher
-        is better unless the config says otherwise (names ending in ``loss``: lower). For use
-        with a plain `Trainer` or a subclass after `train()`.
+        is better unless the config says otherwise (names ending in ``loss``: lower; the default
+        ``swa_select_metric="auto"`` names the score ``loss``, so pass a loss, or `metric`). For
+        use with a plain `Trainer` or a subclass after `train()`, on rows held out of training.
         """
         if not self.has_average:
             raise RuntimeError("SWA has no snapshot yet: train past the start step before selecting.")

@@ -55,12 +55,12 @@ def check_best_metric(args, state, start_step: int) -> None:
 
 
 def warn_if_the_schedule_decays(args) -> None:
-    """Without swa_lr a decaying schedule leaves the late weights nearly still: averaging them does little."""
+    """Without an LR tail a decaying schedule leaves the late weights nearly still: averaging them does little."""
     schedule = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
     if schedule in DECAYING_SCHEDULES:
         logger.warning(
-            "SWA without swa_lr keeps the %r schedule, which decays the LR towards 0: the late weights "
-            "barely move, so averaging them is nearly a no-op. Set swa_lr (e.g. half the peak LR) to hold "
-            "the LR up while averaging.",
+            "SWA with swa_lr_ratio=0 and no swa_lr keeps the %r schedule, which decays the LR towards 0: the "
+            "late weights barely move, so averaging them is nearly a no-op. Set swa_lr_ratio (e.g. 0.5, the "
+            "default) or swa_lr to hold the LR up while averaging.",
             schedule,
         )

@@ -10,18 +10,24 @@ from typing import List, Optional, Union
 from ..averaging.power_ema import check_std, check_stds
 from ..averaging.strategies import check_ema_decay, check_ema_decays, make_strategy
 from ..checkpointing.power_ema import default_snapshot_every
+from . import defaults
 
 ANNEAL_STRATEGIES = ("cos", "linear")
+#: `swa_select_metric` "auto": loss on swa_select_dataset when given, else no selection.
+AUTO = "auto"
 
 
 def parse_select_metric(value: Optional[str]) -> Optional[str]:
-    """A `swa_select_metric` setting: ``"none"`` (any case) turns selection off, like ``report_to="none"``.
+    """A `swa_select_metric` setting: ``"none"`` (any case) turns selection off, like ``report_to="none"``;
+    ``"auto"`` (any case) is the default.
 
-    >>> parse_select_metric("loss"), parse_select_metric("None"), parse_select_metric(None)
-    ('loss', None, None)
+    >>> parse_select_metric("loss"), parse_select_metric("None"), parse_select_metric(None), parse_select_metric("Auto")
+    ('loss', None, None, 'auto')
     """
     if value is not None and str(value).strip().lower() == "none":
         return None
+    if value is not None and str(value).strip().lower() == AUTO:
+        return AUTO
     return value
 
 
@@ -63,9 +69,12 @@ class SWAConfig:
         swa_freq: fold a snapshot into the average every ``swa_freq`` optimizer steps
             from the start step on (the start step itself is the first snapshot).
         swa_lr: if set, from the start step the learning rate anneals to ``swa_lr`` and
-            holds there. If ``None`` the Trainer's schedule runs unchanged.
-        swa_anneal_steps: optimizer steps over which the LR anneals to ``swa_lr``
-            (0 = jump to ``swa_lr`` at the start step).
+            holds there. If ``None``, the tail LR is ``swa_lr_ratio`` times the peak LR.
+        swa_lr_ratio: without ``swa_lr``, the LR anneals to this share of its peak (of each
+            param group's) from the start step and holds there; in ``[0, 1]``, 0 keeps the
+            Trainer's schedule unchanged.
+        swa_anneal_steps: optimizer steps over which the LR anneals to the tail LR
+            (0 = jump to it at the start step).
         swa_anneal_strategy: ``"cos"`` or ``"linear"``.
         swa_device: where the fp32 averages live (``None``: beside each parameter;
             ``"cpu"``: in host memory, pinned when CUDA is available).
@@ -79,7 +88,10 @@ class SWAConfig:
         swa_ema_decays: one bias-corrected EMA candidate ``ema_{d}`` per decay.
         swa_select_metric: if set, every candidate and the live weights (``live``) are
             scored on the selection data at the end of training and the best is shipped
-            (``"loss"``, ``"accuracy"``, ``"eval_f1"``, ...).
+            (``"loss"``, ``"accuracy"``, ``"eval_f1"``, ...): on ``swa_select_dataset``, else on
+            ``eval_dataset`` (flagged optimistic). ``"auto"`` (default): loss on
+            ``swa_select_dataset`` when one is given, otherwise no selection (one warning; the
+            model ships ``swa``); never on ``eval_dataset``. ``None`` or ``"none"``: no selection.
         swa_select_greater_is_better: whether a higher score is better (default: False
             for names ending in ``loss``, True otherwise).
         swa_eval_candidates: `SWATrainer.evaluate()` also reports ``eval_<candidate>_*``
@@ -98,6 +110,8 @@ class SWAConfig:
             `torch.optim.swa_utils.update_bn`); ``None`` (default): when the model has a torch
             BatchNorm module.
 
+    The defaults come from :mod:`hf_swa.training.defaults`.
+
     Example:
         >>> from hf_swa import SWAConfig
         >>> config = SWAConfig(swa_start=0.75, swa_freq=10, swa_lr=2e-5)
@@ -109,18 +123,19 @@ class SWAConfig:
         [500, 750]
     """
 
-    swa_start: Union[int, float] = 0.75
-    swa_freq: int = 1
+    swa_start: Union[int, float] = defaults.SWA_START
+    swa_freq: int = defaults.SWA_FREQ
     swa_lr: Optional[float] = None
+    swa_lr_ratio: float = defaults.SWA_LR_RATIO
     swa_anneal_steps: int = 0
     swa_anneal_strategy: str = "cos"
     swa_device: Optional[str] = None
     strategy: str = "uniform"
     ema_decay: float = 0.999
-    swa_windows: int = 1
-    swa_windows_at_most: bool = False
-    swa_ema_decays: List[float] = dataclasses.field(default_factory=list)
-    swa_select_metric: Optional[str] = None
+    swa_windows: int = defaults.SWA_WINDOWS
+    swa_windows_at_most: bool = defaults.SWA_WINDOWS_AT_MOST
+    swa_ema_decays: List[float] = dataclasses.field(default_factory=lambda: list(defaults.SWA_EMA_DECAYS))
+    swa_select_metric: Optional[str] = defaults.SWA_SELECT_METRIC
     swa_select_greater_is_better: Optional[bool] = None
     swa_eval_candidates: bool = False
     swa_power_ema_stds: List[float] = dataclasses.field(default_factory=list)
@@ -145,7 +160,12 @@ class SWAConfig:
         if isinstance(self.swa_freq, bool) or not isinstance(self.swa_freq, int) or self.swa_freq < 1:
             raise ValueError(f"swa_freq={self.swa_freq!r}: must be an int >= 1 (optimizer steps between snapshots)")
         if self.swa_lr is not None and not (self.swa_lr > 0 and math.isfinite(self.swa_lr)):
-            raise ValueError(f"swa_lr={self.swa_lr!r}: must be a finite number > 0, or None to keep the schedule")
+            raise ValueError(f"swa_lr={self.swa_lr!r}: must be a finite number > 0, or None for swa_lr_ratio")
+        ratio = self.swa_lr_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+            raise ValueError(
+                f"swa_lr_ratio must be in [0, 1] (a share of the peak LR; 0 keeps the schedule), got {ratio!r}"
+            )
         if (
             isinstance(self.swa_anneal_steps, bool)
             or not isinstance(self.swa_anneal_steps, int)
@@ -163,7 +183,8 @@ class SWAConfig:
     def _check_candidates(self) -> None:
         if isinstance(self.swa_windows, bool) or not isinstance(self.swa_windows, int) or self.swa_windows < 1:
             raise ValueError(f"swa_windows={self.swa_windows!r}: must be an int >= 1 (1 = the classic SWA average)")
-        if self.swa_windows > 1 and self.strategy != "uniform":
+        if self.swa_windows > 1 and self.strategy != "uniform" and not self.swa_windows_at_most:
+            # As an upper bound (swa_windows_at_most) the windows leave an EMA strategy one window.
             raise ValueError(
                 f"swa_windows={self.swa_windows} splits the uniform SWA average, but strategy={self.strategy!r}: "
                 "use strategy='uniform' with windows, and swa_ema_decays for EMA candidates."
@@ -236,10 +257,13 @@ class SWAConfig:
     def window_starts(self, max_steps: int) -> List[int]:
         """The first step of each window: the snapshots split into `swa_windows` nearly equal parts.
 
-        With `swa_windows_at_most`, a run of fewer snapshots than `swa_windows` gets one window per snapshot.
+        With `swa_windows_at_most`, a run of fewer snapshots than `swa_windows` gets one window per snapshot,
+        and an ``"ema"`` strategy (which does not split) one window.
         """
         start, count = self.start_step(max_steps), self.n_snapshots(max_steps)
         windows = min(self.swa_windows, count) if self.swa_windows_at_most else self.swa_windows
+        if self.strategy != "uniform":
+            windows = 1
         if windows > count:
             raise ValueError(
                 f"swa_windows={self.swa_windows} but the run takes only {count} snapshot(s) (every {self.swa_freq} "
@@ -248,10 +272,27 @@ class SWAConfig:
             )
         return [start + self.swa_freq * (k * count // windows) for k in range(windows)]
 
+    @property
+    def has_lr_tail(self) -> bool:
+        """Whether the LR is changed from the start step on (``swa_lr`` set, or ``swa_lr_ratio`` above 0)."""
+        return self.swa_lr is not None or self.swa_lr_ratio > 0
+
+    @property
+    def selects_automatically(self) -> bool:
+        """Whether `swa_select_metric` is ``"auto"``: loss on ``swa_select_dataset`` if given, else no selection."""
+        return self.swa_select_metric == AUTO
+
     def select_metric_name(self) -> Optional[str]:
-        """The selection metric without an ``eval_`` prefix (``"eval_f1"`` -> ``"f1"``), or ``None``."""
+        """The selection metric without an ``eval_`` prefix (``"eval_f1"`` -> ``"f1"``; ``"auto"`` -> ``"loss"``),
+        or ``None``.
+
+        >>> SWAConfig().select_metric_name(), SWAConfig(swa_select_metric="eval_f1").select_metric_name()
+        ('loss', 'f1')
+        """
         if self.swa_select_metric is None:
             return None
+        if self.selects_automatically:
+            return "loss"
         name = self.swa_select_metric.strip()
         return name[len("eval_") :] if name.startswith("eval_") else name
 

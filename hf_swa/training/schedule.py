@@ -1,4 +1,4 @@
-"""The SWA learning-rate tail: anneal to `swa_lr` from the start step, then hold.
+"""The SWA learning-rate tail: anneal to `swa_lr` (else `swa_lr_ratio` of the peak LR) from the start step, then hold.
 
 It is composed with the schedule the Trainer built (every `transformers.get_scheduler`
 schedule is a `LambdaLR`), so `lr_scheduler.get_last_lr()` and the logged
@@ -122,40 +122,46 @@ def install_lr_tail(scheduler, config: SWAConfig, start_step: int, global_step: 
     """Compose the SWA LR tail with `scheduler` (a `LambdaLR`, as `transformers.get_scheduler` builds).
 
     Each param group's factor follows its base schedule before `start_step`; from
-    there it anneals from the base factor at `start_step` to `swa_lr / peak` and
-    holds, where `peak` is the largest base LR of the groups: groups keep their LR
-    ratios, and the group trained at the peak LR (every group, with the Trainer's own
-    optimizer) ends at `swa_lr`. The current LR is refreshed at once, so a tail that begins at step 1
-    applies to step 1. `global_step`: the optimizer steps done (on resume). Idempotent.
+    there it anneals from the base factor at `start_step` to a target factor and
+    holds: `swa_lr_ratio`, so each group ends at that share of its own peak LR; or,
+    with `swa_lr` set, `swa_lr / peak`, where `peak` is the largest base LR of the
+    groups: groups keep their LR ratios, and the group trained at the peak LR (every
+    group, with the Trainer's own optimizer) ends at `swa_lr`. Nothing changes when
+    there is no tail (`swa_lr` unset and `swa_lr_ratio` 0). The current LR is refreshed
+    at once, so a tail that begins at step 1 applies to step 1. `global_step`: the
+    optimizer steps done (on resume). Idempotent.
 
     Example:
         >>> import torch
         >>> from hf_swa import SWAConfig
         >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
         >>> scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-        >>> install_lr_tail(scheduler, SWAConfig(swa_start=2, swa_lr=0.5), start_step=2)
+        >>> install_lr_tail(scheduler, SWAConfig(swa_start=2, swa_lr_ratio=0.25), start_step=2)
         >>> for step in (1, 2):  # two optimizer steps; the LR for the next one
         ...     optimizer.step()
         ...     scheduler.step()
         ...     print(step + 1, scheduler.get_last_lr())
-        2 [0.5]
-        3 [0.5]
+        2 [0.25]
+        3 [0.25]
     """
-    if config.swa_lr is None:
+    if not config.has_lr_tail:
         return
     inner = base_scheduler(scheduler)
     if not isinstance(inner, torch.optim.lr_scheduler.LambdaLR):
         raise TypeError(
-            f"swa_lr needs a LambdaLR-based schedule (every transformers `lr_scheduler_type` except "
-            f"'reduce_lr_on_plateau'), got {type(inner).__name__}. Use one of those schedules or leave swa_lr unset."
+            f"The SWA LR tail (swa_lr, swa_lr_ratio) needs a LambdaLR-based schedule (every transformers "
+            f"`lr_scheduler_type` except 'reduce_lr_on_plateau'), got {type(inner).__name__}. Use one of those "
+            "schedules, or leave swa_lr unset with swa_lr_ratio=0 to keep yours."
         )
     clock = _tail_clock(inner)  # set when already composed (a flag on the scheduler would go into its state_dict)
     if clock is None:
-        peak = max(inner.base_lrs)
-        if peak <= 0:
-            raise ValueError(f"swa_lr needs a positive base learning rate, got {inner.base_lrs}")
-        # Param groups keep their LR ratios: the group with the largest base LR goes to swa_lr.
-        target_factor = config.swa_lr / peak
+        target_factor = config.swa_lr_ratio  # a share of each group's peak
+        if config.swa_lr is not None:
+            peak = max(inner.base_lrs)
+            if peak <= 0:
+                raise ValueError(f"swa_lr needs a positive base learning rate, got {inner.base_lrs}")
+            # Param groups keep their LR ratios: the group with the largest base LR goes to swa_lr.
+            target_factor = config.swa_lr / peak
         clock = _TailClock()
         inner.lr_lambdas = [
             _tail_lambda(base_lambda, target_factor, config, start_step, clock) for base_lambda in inner.lr_lambdas

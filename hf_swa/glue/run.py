@@ -2,7 +2,7 @@
 
 ``run_glue`` reads like transformers' ``examples/pytorch/text-classification/run_glue.py``: data, model,
 tokenizer, tokenize, train, evaluate, predict. With ``--swa_select_split`` a stratified share of the training rows
-(or of whole groups of ``--swa_select_group_column``) is held out (by a ``--no_swa`` baseline too), or
+(or of whole groups of ``--swa_select_group_column``) is held out (a ``--no_swa`` baseline trains on every row), or
 ``--select_file`` gives the selection rows, and SWATrainer chooses the weights to ship on them; ``--swa_refit``
 then trains again on every row, ships the candidate of the chosen name, and keeps the first run in
 ``output_dir/selection_run``. It writes into
@@ -325,11 +325,11 @@ def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, train
     ``results["selection"]`` record the choice. See the module docstring for the files written.
     """
     check_selection_data(data_args, training_args)
+    every_row = dataclasses.replace(data_args, swa_select_split=0, swa_select_group_column=None, select_file=None)
+    if not training_args.swa:  # the baseline: what a user runs without hf_swa, on every labelled row
+        return _run(model_args, every_row if training_args.do_train else data_args, training_args)
     if not (training_args.swa_refit and training_args.do_train):
         return _run(model_args, data_args, training_args)
-    every_row = dataclasses.replace(data_args, swa_select_split=0, swa_select_group_column=None)
-    if not training_args.swa:  # the baseline of a refit run trains on every row, as the run it is compared with
-        return _run(model_args, every_row, training_args)
     first_dir = os.path.join(training_args.output_dir, SELECTION_RUN_DIR)
     options = dict(swa_refit=False, do_predict=False, push_to_hub=False)
     _run(model_args, data_args, dataclasses.replace(training_args, output_dir=first_dir, **options))

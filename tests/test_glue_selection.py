@@ -528,6 +528,9 @@ def test_refit_without_held_out_rows_is_refused_before_anything_loads(tmp_path, 
         glue(bert, tmp_path / "out", train, dev, split=0, swa_refit=True)
     with pytest.raises(ValueError, match=r"it needs --swa_select_split above 0 and a --swa_select_metric"):
         glue(bert, tmp_path / "out", train, dev, split=0.2, swa_refit=True, swa_select_metric="none")
+    checkpoint = str(tmp_path / "out" / "checkpoint-2")
+    with pytest.raises(ValueError, match=r"--swa_refit runs twice .* --resume_from_checkpoint names one checkpoint"):
+        glue(bert, tmp_path / "out", train, dev, split=0.2, swa_refit=True, resume_from_checkpoint=checkpoint)
 
 
 def test_the_report_and_the_card_flag_a_choice_on_the_evaluation_set_as_optimistic():

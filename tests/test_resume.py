@@ -121,6 +121,24 @@ def test_changed_averaging_settings_are_refused(checkpoint_9):
     assert "swa_freq" in message and "checkpoint 2" in message
 
 
+def test_a_changed_lr_tail_is_refused(checkpoint_9):
+    # SWA (swa_lr=4e-3) wrote the checkpoint; the default ratio instead would move the LR at the resume step.
+    message = resume_error(checkpoint_9, swa_lr=None)
+    assert "LR tail: checkpoint swa_lr=0.004, now swa_lr_ratio=0.5" in message
+
+
+def test_a_checkpoint_written_before_the_defaults_moved_names_its_settings(checkpoint_9):
+    from hf_swa.checkpointing.names import STATE_FILE
+
+    state = json.loads((checkpoint_9 / STATE_FILE).read_text())
+    for key in ("swa_lr", "swa_lr_ratio"):  # as written by a run that had no ratio and no tail
+        state["config"].pop(key)
+    (checkpoint_9 / STATE_FILE).write_text(json.dumps(state))
+    message = resume_error(checkpoint_9)  # now swa_lr=4e-3: the checkpoint ran without a tail
+    assert "LR tail: checkpoint swa_lr_ratio=0.0, now swa_lr=0.004" in message
+    assert "It was written with swa_start=5, swa_lr=None, swa_windows=1" in message
+
+
 @pytest.mark.parametrize("damage", ["state", "averages"])
 def test_corrupt_state_files_are_refused_and_kept(checkpoint_9, damage):
     name = "swa_state.json" if damage == "state" else "swa_averages.safetensors"

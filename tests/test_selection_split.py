@@ -69,3 +69,18 @@ def test_a_share_that_swallows_every_group_keeps_one_for_training():
 def test_bad_input_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         selection_split(**kwargs)
+
+
+def test_one_large_group_is_not_held_out_for_a_small_share():
+    # One source of 80 rows and ten of 2: a 20% split holds out small groups, never the large one, on any seed.
+    groups = ["big"] * 80 + [f"small{i // 2}" for i in range(20)]
+    labels = [i % 2 for i in range(100)]
+    for seed in range(50):
+        train, select = selection_split(0.2, labels=labels, groups=groups, seed=seed)
+        assert "big" not in {groups[i] for i in select} and 10 <= len(select) <= 30
+
+
+def test_groups_that_each_overshoot_give_the_one_closest_to_the_share():
+    groups = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
+    train, select = selection_split(0.1, groups=groups, seed=0)
+    assert {groups[i] for i in select} == {"c"} and len(train) == 80

@@ -184,10 +184,12 @@ def hold_out_rows(train: datasets.Dataset, share: float, seed: int, column: str,
     try:
         return selection_split(share, labels or [None] * len(train), groups and train[groups], seed)[1]
     except ValueError as err:
+        what = f"whole groups of {groups!r}" if groups else "a stratified share"
         raise ValueError(
-            f"--swa_select_split {share} cannot hold out a stratified share of {len(train)} training rows ({err}). "
-            "Raise --swa_select_split, train on more rows, or pass --swa_select_split 0 to train on every row "
-            "(then --swa_select_metric none, or --do_eval to choose on the evaluation set)."
+            f"--swa_select_split {share} cannot hold out {what} of {len(train)} training rows ({err}). "
+            "Train on more rows or groups, pass a --select_file, or pass --swa_select_split 0 to train on every row "
+            "(the SWA average is then shipped; with --do_eval and --swa_select_metric loss it is chosen on the "
+            "evaluation set, flagged optimistic)."
         ) from None
 
 

@@ -79,6 +79,11 @@ def check_selection_data(data_args: DataTrainingArguments, training_args) -> Non
             "--swa_select_group_column) and then trains on them too: it needs --swa_select_split above 0 and a "
             "--swa_select_metric (with --select_file or the evaluation set every training row is trained on already)."
         )
+    if training_args.swa_refit and training_args.swa and training_args.resume_from_checkpoint:
+        raise ValueError(
+            "--swa_refit runs twice (the selection run, then every row) and --resume_from_checkpoint names one "
+            "checkpoint: resume each run in its own folder without --swa_refit, or start the refit run again."
+        )
     # 'auto' (the default) chooses on held-out training rows or --select_file only: without them it ships swa.
     selects = training_args.do_train and training_args.swa and metric and metric != AUTO
     if selects and not (data_args.swa_select_split or data_args.select_file or training_args.do_eval):

@@ -76,7 +76,8 @@ def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[t
         text = _fmt(swa_lr) if swa_lr is not None else f"{_fmt(ratio)} of the peak learning rate (`swa_lr_ratio`)"
         rows.append(("SWA learning rate (`swa_lr`)", text))
         steps = swa.get("swa_anneal_steps", 0)
-        anneal = f"{swa.get('swa_anneal_strategy', 'cos')} over {steps} steps" if steps else "none (jump to `swa_lr`)"
+        target = "`swa_lr`" if swa_lr is not None else "the tail LR"
+        anneal = f"{swa.get('swa_anneal_strategy', 'cos')} over {steps} steps" if steps else f"none (jump to {target})"
         rows.append(("LR anneal (`swa_anneal_strategy`, `swa_anneal_steps`)", anneal))
     runtime = results.get("train", results).get("train_runtime")
     if runtime is not None:

@@ -25,6 +25,15 @@ logger = logging.getLogger(__name__)
 
 # Settings that change which snapshots make the averages: a resumed run must keep them.
 _AVERAGING_SETTINGS = ("start_step", "swa_freq", "strategy", "candidates")
+# Named in the refusal to resume a checkpoint written before the defaults of hf_swa/training/defaults.py.
+_OLD_DEFAULTS = ("swa_start", "swa_lr", "swa_windows", "swa_windows_at_most", "swa_select_metric")
+
+
+def _lr_tail(config: dict) -> str:
+    """The LR tail a saved or current config runs (a config saved without ``swa_lr_ratio`` had none but swa_lr)."""
+    if config.get("swa_lr") is not None:
+        return f"swa_lr={config['swa_lr']}"
+    return f"swa_lr_ratio={config.get('swa_lr_ratio', 0.0)}"
 
 
 class SWACallback(TrainerCallback):
@@ -303,9 +312,14 @@ class SWACallback(TrainerCallback):
             for key in _AVERAGING_SETTINGS
             if saved.get(key) != current[key]
         ]
+        written = saved.get("config", {})
+        if _lr_tail(written) != _lr_tail(self.config.to_dict()):
+            changed.append(f"LR tail: checkpoint {_lr_tail(written)}, now {_lr_tail(self.config.to_dict())}")
         if changed:
             hint = ""
-            if isinstance(self.config.swa_start, float) and saved.get("start_step") != self.start_step:
+            if "swa_lr_ratio" not in written:  # written before the defaults moved into hf_swa/training/defaults.py
+                hint = " It was written with " + ", ".join(f"{k}={written.get(k)!r}" for k in _OLD_DEFAULTS) + "."
+            elif isinstance(self.config.swa_start, float) and saved.get("start_step") != self.start_step:
                 hint = (
                     f" swa_start={self.config.swa_start} is a fraction of max_steps, so a new max_steps moves the "
                     "start step: to train a finished run for longer, pass it as a step, "
@@ -314,8 +328,8 @@ class SWACallback(TrainerCallback):
             raise ValueError(
                 f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}), and its averages "
                 "would mix snapshots taken under both. Resume with the same swa_start, swa_freq, strategy, "
-                "swa_windows, swa_ema_decays and max_steps (windows split the steps up to max_steps), or start a new "
-                "run." + hint
+                "swa_windows, swa_ema_decays, swa_lr or swa_lr_ratio and max_steps (windows split the steps up to "
+                "max_steps), or start a new run." + hint
             )
 
     def _resume(self, args, state) -> None:

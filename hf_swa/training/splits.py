@@ -55,9 +55,11 @@ def _by_groups(share: float, labels: Sequence, groups: Sequence, seed: int) -> L
     held, counts = [], Counter()
     for group in order:
         added = counts + Counter(labels[row] for row in members[group])
-        if not held or _distance(added, target) < _distance(counts, target):
+        if _distance(added, target) < _distance(counts, target):
             held.append(group)
             counts = added
+    if not held:  # every group alone overshoots the target: the one that comes closest
+        held = [min(order, key=lambda g: _distance(Counter(labels[row] for row in members[g]), target))]
     if len(held) == len(members):  # a share this large swallows every group: keep the last one for training
         held.pop()
     return sorted(row for group in held for row in members[group])

@@ -51,8 +51,8 @@ def fmt(values: list, base: list = None) -> str:
     points = [100 * v for v in values]
     if base is not None:
         points = [p - 100 * b for p, b in zip(points, base)]
-    std = statistics.stdev(points) if len(points) > 1 else float("nan")
-    return f"{statistics.mean(points):+.2f} ± {std:.2f}" if base is not None else f"{statistics.mean(points):.2f}"
+    text = f"{statistics.mean(points):+.2f}" if base is not None else f"{statistics.mean(points):.2f}"
+    return text + (f" ± {statistics.stdev(points):.2f}" if len(points) > 1 else "")
 
 
 def columns(all_runs: dict) -> dict:
@@ -77,30 +77,41 @@ def selection_rows(runs: dict, variant: str, seeds: list) -> dict:
     return {"picks": picks, f"chosen ({variant} split)": shipped, f"refit ({variant} choice)": refit}
 
 
+COLUMNS = ("live", "swa", "best window", "best ema", "best pema", "oracle")
+SELECTION = ("chosen (rows split)", "refit (rows choice)", "chosen (groups split)", "refit (groups choice)")
+
+
 def table(dataset: str, folders: dict) -> list:
-    lines = [f"### {dataset}", ""]
+    """One row per regime: the baseline, then each column's Δ against it (the best candidate's name beside it)."""
+    rows, notes = [], []
     for regime, by_variant in sorted(folders.items()):
-        if regime.startswith("ep") or "all" not in by_variant:
-            continue
-        base_runs = folders.get(f"ep{regime.rsplit('-ep', 1)[1]}", {}).get("baseline", {})
-        seeds = sorted(set(by_variant["all"]) & set(base_runs))
-        if not seeds:
+        base_runs = folders.get(f"ep{regime.rsplit('-ep', 1)[-1]}", {}).get("baseline", {})
+        seeds = sorted(set(by_variant.get("all", {})) & set(base_runs))
+        if regime.startswith("ep") or not seeds:
             continue
         base = [base_runs[s]["candidates"][LIVE]["test"]["accuracy"] for s in seeds]
         cols = columns({s: by_variant["all"][s] for s in seeds})
-        notes = []
         for variant in ("rows", "groups"):
-            if variant in by_variant and set(seeds) <= set(by_variant[variant]):
+            if set(seeds) <= set(by_variant.get(variant, {})):
                 picked = selection_rows(by_variant, variant, seeds)
                 picks = picked.pop("picks")
                 cols.update(picked)
                 averaged = sum(p != LIVE for p in picks)
-                notes.append(f"{variant} split chose an average on {averaged}/{len(seeds)} seeds ({', '.join(picks)})")
-        lines += [f"**{regime}** ({len(seeds)} seeds; baseline {fmt(base)}): " + "; ".join(notes), ""]
-        lines += ["| weights | Δ accuracy vs baseline |", "|---|---:|"]
-        lines += [f"| {name} | {fmt(values, base)} |" for name, values in cols.items()]
-        lines.append("")
-    return lines
+                notes.append(
+                    f"{regime}: the {variant} split chose an average on {averaged}/{len(seeds)} seeds "
+                    f"({', '.join(picks)})"
+                )
+        cells = []
+        for column in COLUMNS + SELECTION:
+            name = next((k for k in cols if k.startswith(column)), None)
+            label = f" ({name[len(column) + 2 : -1]})" if name and name.startswith("best") else ""
+            cells.append(fmt(cols[name], base) + label if name else "")
+        rows.append(f"| {regime} | {len(seeds)} | {fmt(base)} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    header = "| regime | seeds | baseline | " + " | ".join(COLUMNS + SELECTION) + " |"
+    lines = [f"### {dataset}", "", header, "|---|---:|---:|" + "---:|" * len(COLUMNS + SELECTION), *rows, ""]
+    return lines + [f"- {note}" for note in notes] + ([""] if notes else [])
 
 
 def report(root: Path) -> str:

@@ -154,3 +154,16 @@ def test_a_run_that_died_before_evaluation_is_not_finished(tmp_path):
     assert is_finished(str(run), "baseline") and not is_finished(str(run), "swa")
     (run / "results.json").write_text(json.dumps({"eval": {"live": live, "swa": {"validation": {"loss": 0.3}}}}))
     assert is_finished(str(run), "swa")
+
+
+def test_a_baseline_that_held_rows_out_is_run_again(tmp_path):
+    from hf_swa.glue.compare import is_finished
+
+    run = tmp_path / "baseline" / "seed1"
+    run.mkdir(parents=True)
+    live = {"validation": {"loss": 0.4}}
+    # Written before 0.2, when a baseline held out the SWA run's selection rows: not the every-row baseline.
+    (run / "results.json").write_text(json.dumps({"train": {"select_samples": 13}, "eval": {"live": live}}))
+    assert not is_finished(str(run), "baseline")
+    (run / "results.json").write_text(json.dumps({"train": {"train_samples": 64}, "eval": {"live": live}}))
+    assert is_finished(str(run), "baseline")

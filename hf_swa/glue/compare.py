@@ -32,12 +32,14 @@ def run_dir(runs_root: str, task: str, mode: str, seed: int) -> str:
 
 
 def is_finished(output_dir: str, mode: str) -> bool:
-    """A run is finished when its results hold the evaluation (of the average too, in an SWA run)."""
+    """A run is finished when its results hold the evaluation (of the average too, in an SWA run); a baseline
+    that held training rows out (as before version 0.2) is run again, on every row."""
     try:
-        scores = json.loads(Path(output_dir, RESULTS_FILE).read_text(encoding="utf-8")).get("eval", {})
+        results = json.loads(Path(output_dir, RESULTS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return LIVE in scores and (mode != "swa" or "swa" in scores)
+    scores, held_out = results.get("eval", {}), results.get("train", {}).get("select_samples")
+    return LIVE in scores and ("swa" in scores if mode == "swa" else not held_out)
 
 
 def run_comparison(model_args, data_args, training_args, seeds, runs_root: str, task_label=None, modes=MODES) -> dict:

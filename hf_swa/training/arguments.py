@@ -12,7 +12,7 @@ from transformers import TrainingArguments
 from ..averaging.distributed import FSDP1_MESSAGE
 from . import defaults
 from .checks import LOAD_BEST_MESSAGE
-from .config import SWAConfig, parse_select_metric, parse_swa_start
+from .config import SWAConfig, lr_tail_is_on, parse_select_metric, parse_swa_start
 
 SELECT_METRIC_HELP = (
     "Score every candidate and the live weights at the end of training and ship the best, by this metric. "
@@ -134,7 +134,7 @@ class SWAArgumentsMixin:
 
     def __post_init__(self):
         # Checked before TrainingArguments sets up DeepSpeed and the process group.
-        tail = self.swa_lr is not None or self.swa_lr_ratio > 0
+        tail = lr_tail_is_on(self.swa_lr, self.swa_lr_ratio)
         if self.swa and tail and "scheduler" in _deepspeed_config(self.deepspeed):
             raise ValueError(
                 "The SWA LR tail (swa_lr, else swa_lr_ratio of the peak) is composed with the Trainer's schedule, "

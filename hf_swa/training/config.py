@@ -58,6 +58,15 @@ def parse_swa_start(value: Union[str, int, float]) -> Union[int, float]:
         ) from None
 
 
+def lr_tail_is_on(swa_lr: Optional[float], swa_lr_ratio: float) -> bool:
+    """Whether these settings change the LR from the start step on: ``swa_lr`` set, or ``swa_lr_ratio`` above 0.
+
+    >>> lr_tail_is_on(None, 0.5), lr_tail_is_on(2e-5, 0.0), lr_tail_is_on(None, 0.0)
+    (True, True, False)
+    """
+    return swa_lr is not None or swa_lr_ratio > 0
+
+
 @dataclass
 class SWAConfig:
     """Settings of Stochastic Weight Averaging.
@@ -275,7 +284,7 @@ class SWAConfig:
     @property
     def has_lr_tail(self) -> bool:
         """Whether the LR is changed from the start step on (``swa_lr`` set, or ``swa_lr_ratio`` above 0)."""
-        return self.swa_lr is not None or self.swa_lr_ratio > 0
+        return lr_tail_is_on(self.swa_lr, self.swa_lr_ratio)
 
     @property
     def selects_automatically(self) -> bool:

@@ -148,7 +148,7 @@ def test_selection_ships_the_best_scored_weights(tmp_path, metric, greater):
     greater_is_better = greater if greater is not None else name != "loss"
     best = (max if greater_is_better else min)(scores.values())
     assert selection["chosen"] == next(n for n, s in scores.items() if s == best)  # ties: the first in order
-    assert selection["dataset"] == {"name": "swa_select_dataset", "size": 24}
+    assert selection["dataset"] == {"name": "swa_select_dataset", "size": 24} and selection["optimistic"] is False
     logged = {k: v for entry in trainer.state.log_history for k, v in entry.items() if k.startswith("select_")}
     for candidate, score in scores.items():
         assert logged[f"select_{candidate}_{name}"] == score
@@ -180,6 +180,7 @@ def test_selection_on_eval_dataset_is_noted(tmp_path, caplog):
     trainer.train()
     assert trainer.swa_callback.selection["dataset"]["name"] == "eval_dataset"
     assert "optimistic" in trainer.swa_callback.selection["dataset"]["note"]
+    assert trainer.swa_callback.selection["optimistic"] is True
 
 
 def test_metric_not_produced_saves_candidates_then_names_the_keys(tmp_path):

@@ -103,6 +103,7 @@ def test_auto_selects_by_loss_on_the_selection_dataset(tmp_path):
     losses["live"] = mean_loss(live, select)
     record = callback.selection
     assert record["metric"] == "loss" and record["dataset"] == {"name": "swa_select_dataset", "size": 16}
+    assert record["optimistic"] is False
     assert set(record["scores"]) == set(losses) and len(losses) == 1 + 3 + 1  # swa, 3 later windows, live
     assert record["chosen"] == min(losses, key=losses.get)
     for name, loss in losses.items():
@@ -133,6 +134,7 @@ def test_an_explicit_metric_still_selects_on_eval_flagged_optimistic(tmp_path, c
     trainer.train()
     dataset = trainer.swa_callback.selection["dataset"]
     assert dataset["name"] == "eval_dataset" and dataset["size"] == 16 and "optimistic" in dataset["note"]
+    assert trainer.swa_callback.selection["optimistic"] is True
 
 
 # ---------------------------------------------------------------- the ratio tail

@@ -207,7 +207,7 @@ def test_selection_without_a_split_uses_the_eval_set_with_a_warning(tmp_path, be
     record = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["selection"]
     assert record["dataset"]["name"] == "eval_dataset" and record["dataset"]["size"] == 24
     # Flagged as optimistic in results.json, swa_config.json and the model card.
-    split = {"kind": "eval_set", "set": "validation", "held_out_rows": 0, "optimistic": True}
+    split = {"kind": "eval_set", "set": "validation", "held_out_rows": 0}
     saved = json.loads((tmp_path / "out" / "results.json").read_text())["selection"]
     assert saved["split"] == record["split"] == results["selection"]["split"] == split and saved["optimistic"] is True
     card = (tmp_path / "out" / "README.md").read_text()
@@ -547,11 +547,15 @@ def test_the_report_and_the_card_flag_a_choice_on_the_evaluation_set_as_optimist
         "rte/swa/seed1: chose on the evaluation set: optimistic scores."
     ]
     cards = {}
-    for name in ("eval_dataset", "swa_select_dataset"):
+    # The card reads the trainer's flag; a record written before the flag had one names the data only.
+    for key, extra in [("eval", {"optimistic": True}), ("held-out", {"optimistic": False}), ("old eval", {})]:
+        name = "swa_select_dataset" if key == "held-out" else "eval_dataset"
         selection = {"chosen": "swa", "metric": "loss", "scores": {"swa": 0.3, "live": 0.4}, "dataset": {"name": name}}
-        cards[name] = str(
+        selection.update(extra)
+        cards[key] = str(
             render_model_card({"n_averaged": 3, "selection": selection}, scores, dataset_id="nyu-mll/glue")
         )
     flag = "**These scores are optimistic:**"
-    assert flag in cards["eval_dataset"] and "chosen on this evaluation set: optimistic" in cards["eval_dataset"]
-    assert flag not in cards["swa_select_dataset"] and "optimistic" not in cards["swa_select_dataset"]
+    for key in ("eval", "old eval"):
+        assert flag in cards[key] and "chosen on this evaluation set: optimistic" in cards[key]
+    assert flag not in cards["held-out"] and "optimistic" not in cards["held-out"]

@@ -170,7 +170,7 @@ def _split_record(data_args, held_out, raw, eval_splits) -> dict:
         return {**kind, "share": held_out["swa_select_split"], "seed": held_out["seed"], "held_out_rows": count}
     if SELECT_SPLIT in raw:
         return {"kind": "file", "file": data_args.select_file, "rows": len(raw[SELECT_SPLIT]), "held_out_rows": 0}
-    return {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0, "optimistic": True}
+    return {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0}
 
 
 def _prepare(model_args, data_args, training_args):
@@ -234,7 +234,7 @@ def _train(trainer, data, training_args, facts, refit=None) -> dict:
     if refit is not None:
         _ship_refit(trainer, refit)
     elif callback is not None and callback.selection is not None:  # the record says what the choice was made on
-        callback.selection.update(split=facts["split"], optimistic=facts["split"]["kind"] == "eval_set")
+        callback.selection.update(split=facts["split"])
     trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
     metrics = dict(train_result.metrics, train_samples=len(data["train"]))
     if held_out is not None:

@@ -76,6 +76,7 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
     refit = selection.get("refit")
     if refit:  # chosen on held-out rows, shipped from a second run on every row
         how += f"; {refit['chosen_on_split']} won, and this is the {chosen} of a second run trained on every row"
-    optimistic = selection.get("dataset", {}).get("name") == "eval_dataset"
+    # SWATrainer sets the flag; records written before it had one name the data only.
+    optimistic = selection.get("optimistic", selection.get("dataset", {}).get("name") == "eval_dataset")
     candidate = _candidate_phrase(chosen, swa_config.get("candidates", []))
     return ShippedWeights(chosen, "Chosen weights", candidate, how, optimistic)

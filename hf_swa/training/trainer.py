@@ -216,6 +216,8 @@ class SWATrainerMixin:
             folder = os.path.join(self.args.output_dir, "swa_candidates")
             self.save_candidates(folder)
             raise type(error)(f"{error} (Selection failed; every candidate was saved to {folder} first.)") from error
+        # The one place that decides it: a choice made on anything but held-out rows flatters the scores there.
+        record["optimistic"] = self.swa_select_dataset is None
         callback.record_selection(self.model, record)
         logger.info("SWA: chose %r by %s: %s", record["chosen"], metric, record["scores"])
         return record

@@ -23,11 +23,11 @@ from hf_swa.glue.run import (
     GlueTrainingArguments,
     ModelArguments,
     check_select_metric,
-    refit_candidate,
     run_glue,
 )
 from hf_swa.hub.results import nest_metrics
 from hf_swa.training import defaults
+from hf_swa.training.selection import refit_candidate
 from hf_swa.training.trainer import SWATrainer
 
 TRAIN = {**GLUE_RUN_TRAIN, "seed": 3, "learning_rate": 5e-3}

@@ -49,7 +49,6 @@ from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest
 from hf_swa.training.config import AUTO
 from hf_swa.training.defaults import SWA_SELECT_SPLIT
 from hf_swa.training.loss_kwargs import declare_mean_loss
-from hf_swa.training.selection import LIVE, ship
 
 logger = logging.getLogger(__name__)
 
@@ -281,45 +280,10 @@ def _predict(trainer, raw, data, predict_splits, task, output_dir) -> None:
             logger.info("Wrote %d predictions to %s", len(predictions), path)
 
 
-def refit_candidate(chosen: str, first: dict, names: list, starts: dict, max_steps: int) -> tuple:
-    """``(name, fallback)``: the candidate of the refit run to ship for `chosen` of the `first` run's swa_config.
-
-    The same name when the refit run has it; else, for a window ``swa_from<step>`` (more rows, more steps),
-    the window of the refit run (`starts`: name -> start step of `max_steps`) starting at the nearest share of
-    training; else ``swa``. `fallback` says why the name differs (None when it does not).
-
-    Example:
-        >>> first = {"max_steps": 40, "candidates": [{"name": "swa_from30", "start_step": 30}]}
-        >>> starts = {"swa_from20": 20, "swa_from38": 38}  # the refit run's windows, of its 50 steps
-        >>> refit_candidate("swa_from30", first, ["swa", *starts], starts, 50)
-        ('swa_from38', 'swa_from30 is not a refit candidate: swa_from38 starts nearest its share of training (75%)')
-        >>> refit_candidate("ema_0.9", first, ["swa", "ema_0.9"], {}, 50)
-        ('ema_0.9', None)
-    """
-    if chosen in (*names, LIVE):
-        return chosen, None
-    start = next((c.get("start_step") for c in first.get("candidates", []) if c.get("name") == chosen), None)
-    if chosen.startswith("swa_from") and start is not None and starts:
-        share = start / first["max_steps"]
-        name = min(starts, key=lambda n: abs(starts[n] / max_steps - share))
-        return name, f"{chosen} is not a refit candidate: {name} starts nearest its share of training ({share:.0%})"
-    return "swa", f"{chosen} is not a refit candidate: swa, the average of every snapshot, instead"
-
-
 def _ship_refit(trainer, first_dir: str) -> None:
-    """Put the candidate chosen by the run in `first_dir` into the model; record the refit in the selection."""
-    callback = trainer.swa_callback
+    """Ship the candidate chosen by the run in `first_dir`, the record naming that run."""
     with open(os.path.join(first_dir, CONFIG_FILE), encoding="utf-8") as f:
-        first = json.load(f)
-    names = callback.averager.candidate_names() if callback.has_average else []
-    starts = {c["name"]: c["start_step"] for c in callback.candidates if c["name"].startswith("swa_from")}
-    chosen = first["selection"]["chosen"]
-    name, fallback = refit_candidate(chosen, first, names, starts, callback.max_steps)
-    if fallback:
-        logger.warning("SWA refit: %s; shipping %s.", fallback, name)
-    ship(callback.averager, trainer.model, name)
-    refit = {"chosen_on_split": chosen, "shipped": name, "fallback": fallback, "selection_run": first_dir}
-    callback.record_selection(trainer.model, {**first["selection"], "chosen": name, "refit": refit})
+        trainer.ship_refit(json.load(f), selection_run=first_dir)
 
 
 def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:

@@ -4,12 +4,16 @@ Every candidate a `WeightAverager` holds (``swa``, ``swa_from{s}``, ``ema_{d}``)
 live weights (``live``) are scored one after the other, the best is put into the model,
 and a record of the choice is returned. Ties go to the earlier name in that order:
 ``swa``, later window starts, EMAs, then ``live``. A score that is NaN never wins.
+
+A refit (scikit-learn's ``refit=True``) chooses in a run with rows held out, trains again on
+every row and ships the candidate of the chosen name (`refit_candidate` maps the name,
+`SWATrainer.ship_refit` ships it).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from torch import nn
 
@@ -99,3 +103,30 @@ def select_candidate(
         "scores": scores,
         "chosen": chosen,
     }
+
+
+def refit_candidate(
+    chosen: str, first: Mapping, names: list, starts: dict, max_steps: int
+) -> Tuple[str, Optional[str]]:
+    """``(name, fallback)``: the candidate of the refit run to ship for `chosen` of the `first` run's swa_config.
+
+    The same name when the refit run has it; else, for a window ``swa_from<step>`` (more rows, more steps),
+    the window of the refit run (`starts`: name -> start step of `max_steps`) starting at the nearest share of
+    training; else ``swa``. `fallback` says why the name differs (None when it does not).
+
+    Example:
+        >>> first = {"max_steps": 40, "candidates": [{"name": "swa_from30", "start_step": 30}]}
+        >>> starts = {"swa_from20": 20, "swa_from38": 38}  # the refit run's windows, of its 50 steps
+        >>> refit_candidate("swa_from30", first, ["swa", *starts], starts, 50)
+        ('swa_from38', 'swa_from30 is not a refit candidate: swa_from38 starts nearest its share of training (75%)')
+        >>> refit_candidate("ema_0.9", first, ["swa", "ema_0.9"], {}, 50)
+        ('ema_0.9', None)
+    """
+    if chosen in (*names, LIVE):
+        return chosen, None
+    start = next((c.get("start_step") for c in first.get("candidates", []) if c.get("name") == chosen), None)
+    if chosen.startswith("swa_from") and start is not None and starts:
+        share = start / first["max_steps"]
+        name = min(starts, key=lambda n: abs(starts[n] / max_steps - share))
+        return name, f"{chosen} is not a refit candidate: {name} starts nearest its share of training ({share:.0%})"
+    return "swa", f"{chosen} is not a refit candidate: swa, the average of every snapshot, instead"

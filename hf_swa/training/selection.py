@@ -6,18 +6,20 @@ and a record of the choice is returned. Ties go to the earlier name in that orde
 ``swa``, later window starts, EMAs, then ``live``. A score that is NaN never wins.
 
 A refit (scikit-learn's ``refit=True``) chooses in a run with rows held out, trains again on
-every row and ships the candidate of the chosen name (`refit_candidate` maps the name,
-`SWATrainer.ship_refit` ships it).
+every row and ships the candidate of the chosen name (`ship_refit`, `SWATrainer.ship_refit`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from torch import nn
 
 LIVE = "live"
+
+logger = logging.getLogger(__name__)
 
 
 def choose(scores: Dict[str, float], greater_is_better: bool) -> str:
@@ -130,3 +132,27 @@ def refit_candidate(
         name = min(starts, key=lambda n: abs(starts[n] / max_steps - share))
         return name, f"{chosen} is not a refit candidate: {name} starts nearest its share of training ({share:.0%})"
     return "swa", f"{chosen} is not a refit candidate: swa, the average of every snapshot, instead"
+
+
+def ship_refit(callback, model: nn.Module, first: Mapping, **record) -> dict:
+    """Put into `model` the candidate that the run of swa_config `first` chose, from `callback`'s run on every row.
+
+    The candidate of the same name ships, or the one `refit_candidate` maps it to, with a warning. The
+    selection record is `first`'s, with ``chosen`` the name shipped and ``refit`` saying what was chosen,
+    what shipped and why (plus `record`, e.g. ``selection_run=`` its folder). Returns that record.
+
+    Example (``first`` trained on the rows kept with ``swa_select_dataset``, ``trainer`` on every row)::
+
+        ship_refit(trainer.swa_callback, trainer.model, first.swa_callback.summary())
+        trainer.save_model()  # swa_config.json: selection.refit
+    """
+    names = callback.averager.candidate_names() if callback.has_average else []
+    starts = {c["name"]: c["start_step"] for c in callback.candidates if c["name"].startswith("swa_from")}
+    chosen = first["selection"]["chosen"]
+    name, fallback = refit_candidate(chosen, first, names, starts, callback.max_steps)
+    if fallback:
+        logger.warning("SWA refit: %s; shipping %s.", fallback, name)
+    ship(callback.averager, model, name)
+    refit = {"chosen_on_split": chosen, "shipped": name, "fallback": fallback, **record}
+    callback.record_selection(model, {**first["selection"], "chosen": name, "refit": refit})
+    return callback.selection

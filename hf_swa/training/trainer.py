@@ -23,7 +23,7 @@ from .callback import SWACallback
 from .checks import LOAD_BEST_MESSAGE
 from .compat import hf_api, on_push_begin
 from .config import SWAConfig
-from .selection import LIVE, refit_candidate, select_candidate, ship
+from .selection import LIVE, select_candidate, ship_refit
 
 logger = logging.getLogger(__name__)
 
@@ -223,28 +223,12 @@ class SWATrainerMixin:
         return record
 
     def ship_refit(self, first: dict, **record) -> dict:
-        """Ship the candidate that another run chose (a refit: it held rows out to choose on; this one trained on
-        every row). `first` is that run's ``swa_config.json`` (or ``swa_callback.summary()``); the candidate of
-        the same name ships, or the nearest (`refit_candidate`), with a warning. `record` goes into the
-        selection record's ``refit`` entry (e.g. ``selection_run=`` its folder). Returns the selection record.
+        """Ship the candidate another run chose on its held-out rows (a refit: this run trained on every row).
 
-        Example (after ``first.train()`` on the rows kept, with ``swa_select_dataset``, and ``trainer.train()``
-        on every row)::
-
-            trainer.ship_refit(first.swa_callback.summary())
-            trainer.save_model()  # swa_config.json: selection.refit says what was chosen and what ships
+        `first` is that run's ``swa_config.json`` or ``swa_callback.summary()``; `record` goes into the record's
+        ``refit`` entry. See `hf_swa.training.selection.ship_refit`.
         """
-        callback = self.swa_callback
-        names = callback.averager.candidate_names() if callback.has_average else []
-        starts = {c["name"]: c["start_step"] for c in callback.candidates if c["name"].startswith("swa_from")}
-        chosen = first["selection"]["chosen"]
-        name, fallback = refit_candidate(chosen, first, names, starts, callback.max_steps)
-        if fallback:
-            logger.warning("SWA refit: %s; shipping %s.", fallback, name)
-        ship(callback.averager, self.model, name)
-        refit = {"chosen_on_split": chosen, "shipped": name, "fallback": fallback, **record}
-        callback.record_selection(self.model, {**first["selection"], "chosen": name, "refit": refit})
-        return callback.selection
+        return ship_refit(self.swa_callback, self.model, first, **record)
 
     def save_candidates(self, folder: str) -> List[str]:
         """Save every candidate and the live weights, each as a plain Transformers checkpoint in ``folder/<name>``.

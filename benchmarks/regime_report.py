@@ -55,10 +55,10 @@ def fmt(values: list, base: list = None) -> str:
     return text + (f" ± {statistics.stdev(points):.2f}" if len(points) > 1 else "")
 
 
-def columns(all_runs: dict) -> dict:
-    """Per column, the test accuracy of each seed (in seed order) of the SWA run on every row."""
-    seeds = sorted(all_runs)
-    tests = [keyed(all_runs[s], "test") for s in seeds]
+def columns(runs: dict) -> dict:
+    """Per column, the test accuracy of each seed (in seed order) of `runs` (``{seed: run}`` of one variant)."""
+    seeds = sorted(runs)
+    tests = [keyed(runs[s], "test") for s in seeds]
     out = {"live": [t[LIVE] for t in tests], "swa": [t["swa"] for t in tests]}
     for kind in KINDS:
         keys = [k for k in tests[0] if k.startswith(kind)]  # "window2", "ema_0.9", "pema_0.1"
@@ -69,49 +69,66 @@ def columns(all_runs: dict) -> dict:
     return out
 
 
-def selection_rows(runs: dict, variant: str, seeds: list) -> dict:
-    """The shipped model of the `variant` split, and the same candidate refit on every row."""
-    picks = [chosen_key(runs[variant][s]) for s in seeds]
-    shipped = [keyed(runs[variant][s], "test")[k] for s, k in zip(seeds, picks)]
-    refit = [keyed(runs["all"][s], "test").get(k, keyed(runs["all"][s], "test")["swa"]) for s, k in zip(seeds, picks)]
-    return {"picks": picks, f"chosen ({variant} split)": shipped, f"refit ({variant} choice)": refit}
+VARIANTS = ("all", "rows", "groups")
+COLUMNS = ("live", "swa", "best window", "best ema", "best pema", "oracle", "shipped", "refit")
 
 
-COLUMNS = ("live", "swa", "best window", "best ema", "best pema", "oracle")
-SELECTION = ("chosen (rows split)", "refit (rows choice)", "chosen (groups split)", "refit (groups choice)")
+def variant_stats(folders: dict, regime: str, variant: str):
+    """``(seeds, baseline, columns, picks)`` of one regime and variant, over the seeds both it and the baseline have.
+
+    ``shipped`` is what the run ships: on ``all`` (no rows held out) ``swa``, as ``swa_select_metric="auto"``
+    does without selection data; on a split, the choice by loss on the held-out rows. ``refit`` is the same
+    choice taken from the run on every row (``--swa_refit``), where that run exists.
+    """
+    base_runs = folders.get(f"ep{regime.rsplit('-ep', 1)[-1]}", {}).get("baseline", {})
+    runs = folders[regime].get(variant, {})
+    seeds = sorted(set(runs) & set(base_runs))
+    if not seeds:
+        return None
+    base = [base_runs[s]["candidates"][LIVE]["test"]["accuracy"] for s in seeds]
+    cols = columns({s: runs[s] for s in seeds})
+    picks = ["swa"] * len(seeds) if variant == "all" else [chosen_key(runs[s]) for s in seeds]
+    cols["shipped"] = [keyed(runs[s], "test")[k] for s, k in zip(seeds, picks)]
+    every_row = folders[regime].get("all", {})
+    if variant != "all" and set(seeds) <= set(every_row):
+        tests = [keyed(every_row[s], "test") for s in seeds]
+        cols["refit"] = [t.get(k, t["swa"]) for t, k in zip(tests, picks)]
+    return seeds, base, cols, picks
+
+
+def captured(cols: dict) -> str:
+    """The share of the oracle's gain over the live weights that the shipped model kept (mean over seeds)."""
+    gain = statistics.mean(o - v for o, v in zip(cols["oracle"], cols["live"]))
+    kept = statistics.mean(s - v for s, v in zip(cols["shipped"], cols["live"]))
+    return f"{100 * kept / gain:.0f}%" if gain > 0 else "–"
 
 
 def table(dataset: str, folders: dict) -> list:
-    """One row per regime: the baseline, then each column's Δ against it (the best candidate's name beside it)."""
-    rows, notes = [], []
-    for regime, by_variant in sorted(folders.items()):
-        base_runs = folders.get(f"ep{regime.rsplit('-ep', 1)[-1]}", {}).get("baseline", {})
-        seeds = sorted(set(by_variant.get("all", {})) & set(base_runs))
-        if regime.startswith("ep") or not seeds:
-            continue
-        base = [base_runs[s]["candidates"][LIVE]["test"]["accuracy"] for s in seeds]
-        cols = columns({s: by_variant["all"][s] for s in seeds})
-        for variant in ("rows", "groups"):
-            if set(seeds) <= set(by_variant.get(variant, {})):
-                picked = selection_rows(by_variant, variant, seeds)
-                picks = picked.pop("picks")
-                cols.update(picked)
-                averaged = sum(p != LIVE for p in picks)
-                notes.append(
-                    f"{regime}: the {variant} split chose an average on {averaged}/{len(seeds)} seeds "
-                    f"({', '.join(picks)})"
-                )
-        cells = []
-        for column in COLUMNS + SELECTION:
-            name = next((k for k in cols if k.startswith(column)), None)
-            label = f" ({name[len(column) + 2 : -1]})" if name and name.startswith("best") else ""
-            cells.append(fmt(cols[name], base) + label if name else "")
-        rows.append(f"| {regime} | {len(seeds)} | {fmt(base)} | " + " | ".join(cells) + " |")
+    """One row per regime and variant: the baseline, each column's Δ against it, how often an average shipped."""
+    rows = []
+    for regime in sorted(folders):
+        for variant in VARIANTS if not regime.startswith("ep") else ():
+            stats = variant_stats(folders, regime, variant)
+            if stats is None:
+                continue
+            seeds, base, cols, picks = stats
+            cells = []
+            for column in COLUMNS:
+                name = next((k for k in cols if k.startswith(column)), None)
+                label = f" ({name[len(column) + 2 : -1]})" if name and name.startswith("best") else ""
+                cells.append(fmt(cols[name], base) + label if name else "")
+            averaged = f"{sum(p != LIVE for p in picks)}/{len(picks)}"
+            rows.append(
+                f"| {regime} | {variant} | {len(seeds)} | {fmt(base)} | "
+                + " | ".join(cells)
+                + f" | {averaged} | {captured(cols)} |"
+            )
     if not rows:
         return []
-    header = "| regime | seeds | baseline | " + " | ".join(COLUMNS + SELECTION) + " |"
-    lines = [f"### {dataset}", "", header, "|---|---:|---:|" + "---:|" * len(COLUMNS + SELECTION), *rows, ""]
-    return lines + [f"- {note}" for note in notes] + ([""] if notes else [])
+    header = (
+        f"| regime | rows trained | seeds | baseline | {' | '.join(COLUMNS)} | average shipped | oracle gain kept |"
+    )
+    return [f"### {dataset}", "", header, "|---|---|---:|---:|" + "---:|" * (len(COLUMNS) + 2), *rows, ""]
 
 
 def report(root: Path) -> str:
@@ -120,53 +137,43 @@ def report(root: Path) -> str:
 
 
 def summary(root: Path) -> dict:
-    """``{dataset: {regime: {column: (mean Δ, std)}}}`` in points, for the plot and the docs."""
+    """``{dataset: {(regime, variant): {column: (mean Δ in points, seeds)}}}``, for the plot and the docs."""
     out = defaultdict(dict)
     runs = load(root)
     for dataset, folders in runs.items():
-        for regime, by_variant in folders.items():
-            base_runs = folders.get(f"ep{regime.rsplit('-ep', 1)[-1]}", {}).get("baseline", {})
-            seeds = sorted(set(by_variant.get("all", {})) & set(base_runs))
-            if regime.startswith("ep") or not seeds:
-                continue
-            base = [100 * base_runs[s]["candidates"][LIVE]["test"]["accuracy"] for s in seeds]
-            cols = columns({s: by_variant["all"][s] for s in seeds})
-            for variant in ("rows", "groups"):
-                if set(seeds) <= set(by_variant.get(variant, {})):
-                    cols.update({k: v for k, v in selection_rows(by_variant, variant, seeds).items() if k != "picks"})
-            out[dataset][regime] = {
-                name: (statistics.mean(100 * v - b for v, b in zip(values, base)), len(seeds))
-                for name, values in cols.items()
-            }
+        for regime in folders:
+            for variant in VARIANTS if not regime.startswith("ep") else ():
+                stats = variant_stats(folders, regime, variant)
+                if stats is not None:
+                    seeds, base, cols, _ = stats
+                    out[dataset][regime, variant] = {
+                        name: (statistics.mean(100 * (v - b) for v, b in zip(values, base)), len(seeds))
+                        for name, values in cols.items()
+                    }
     return out
 
 
 def plot(root: Path, path: Path) -> Path:
-    """One panel per set: Δ test accuracy vs the baseline of live, swa, the best power EMA and the shipped model."""
+    """One panel per set, a group of bars per regime and rows trained: Δ test accuracy vs the baseline."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     data = summary(root)
-    fig = Figure(figsize=(5.5 * max(1, len(data)), 4), layout="constrained")
+    fig = Figure(figsize=(5.5 * max(1, len(data)), 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, max(1, len(data)), squeeze=False).ravel()
-    for ax, (dataset, regimes) in zip(axes, sorted(data.items()), strict=False):
-        names = sorted(regimes)
-        series = [
-            "live",
-            "swa",
-            "best window",
-            "best pema",
-            "chosen (rows split)",
-            "chosen (groups split)",
-            "refit (rows choice)",
-        ]
-        width = 0.8 / len(series)
+    series = ("live", "swa", "best window", "best pema", "shipped", "refit")
+    width = 0.8 / len(series)
+    for ax, (dataset, groups) in zip(axes, sorted(data.items()), strict=False):
+        names = sorted(groups)
         for i, column in enumerate(series):
-            values = [next((v[0] for k, v in regimes[r].items() if k.startswith(column)), float("nan")) for r in names]
+            values = [next((v[0] for k, v in groups[g].items() if k.startswith(column)), float("nan")) for g in names]
             ax.bar([x + i * width for x in range(len(names))], values, width, label=column)
         ax.axhline(0, color="gray", lw=0.8)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=20, fontsize="small")
+        labels = [
+            f"{regime}\n{variant} (n={next(iter(groups[regime, variant].values()))[1]})" for regime, variant in names
+        ]
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], labels, rotation=20, fontsize="x-small")
         ax.set(title=dataset, ylabel="Δ test accuracy vs baseline (points)")
     axes[0].legend(fontsize="x-small")
     fig.savefig(path, dpi=110)

@@ -35,7 +35,7 @@ def test_columns_selection_and_refit(tmp_path):
         # Every row: windows named by step; the rows split's runs are smaller, so their steps differ.
         names = {"swa": 0.71, "swa_from60": 0.74, "swa_from80": 0.72, "ema_0.9": 0.69, "pema_0.1": 0.75, "live": 0.73}
         _write(tmp_path, "s", regime, "all", seed, _run({k: v + shift for k, v in names.items()}))
-        split = {"swa": 0.60, "swa_from48": 0.61, "swa_from64": 0.62, "ema_0.9": 0.6, "pema_0.1": 0.6, "live": 0.65}
+        split = {"swa": 0.60, "swa_from48": 0.61, "swa_from64": 0.68, "ema_0.9": 0.6, "pema_0.1": 0.6, "live": 0.65}
         losses = {
             "swa": 0.5,
             "swa_from48": 0.4 if seed == 1 else 0.6,
@@ -45,16 +45,23 @@ def test_columns_selection_and_refit(tmp_path):
             "live": 0.45,
         }
         _write(tmp_path, "s", regime, "rows", seed, _run(split, losses))
-    summary = regime_report.summary(tmp_path)["s"][regime]
-    assert summary["live"][0] == pytest.approx(3.0)  # 73 vs 70 on both seeds
-    assert summary["swa"][0] == pytest.approx(1.0)
-    assert summary["best window (window2)"][0] == pytest.approx(4.0)
-    assert summary["best pema (pema_0.1)"][0] == pytest.approx(5.0)
-    assert summary["oracle"][0] == pytest.approx(5.0)
+    every_row = regime_report.summary(tmp_path)["s"][regime, "all"]
+    assert every_row["live"][0] == pytest.approx(3.0)  # 73 vs 70 on both seeds
+    assert every_row["swa"][0] == pytest.approx(1.0)
+    assert every_row["best window (window2)"][0] == pytest.approx(4.0)
+    assert every_row["best pema (pema_0.1)"][0] == pytest.approx(5.0)
+    assert every_row["oracle"][0] == pytest.approx(5.0)
+    assert every_row["shipped"][0] == pytest.approx(1.0)  # no rows held out: 'auto' ships swa
+    rows = regime_report.summary(tmp_path)["s"][regime, "rows"]
     # Seed 1 chooses the first window start (lowest loss), seed 2 chooses live: shipped 61 and 65 vs 70 and 72.
-    assert summary["chosen (rows split)"][0] == pytest.approx(((61 - 70) + (65 - 72)) / 2)
+    assert rows["shipped"][0] == pytest.approx(((61 - 70) + (65 - 72)) / 2)
+    assert rows["live"][0] == pytest.approx(((65 - 70) + (65 - 72)) / 2)
     # Refit ships the same kind and rank from the run on every row: window2 (74) and live (75).
-    assert summary["refit (rows choice)"][0] == pytest.approx(((74 - 70) + (75 - 72)) / 2)
-    text = regime_report.report(tmp_path)
-    assert "rows split chose an average on 1/2 seeds (window2, live)" in text
+    assert rows["refit"][0] == pytest.approx(((74 - 70) + (75 - 72)) / 2)
+    lines = regime_report.report(tmp_path).splitlines()
+    row = next(line for line in lines if "| rows |" in line).split(" | ")
+    # Shipped an average on 1 of 2 seeds; it kept (-4 + 0) / 2 points of the oracle's gain over live, 3 points.
+    assert row[-2:] == ["1/2", "-67% |"]
+    every = next(line for line in lines if "| all |" in line).split(" | ")
+    assert every[-2:] == ["2/2", "-100% |"]  # swa - live = -2, oracle - live = +2
     assert regime_report.plot(tmp_path, tmp_path / "map.png").stat().st_size > 1000

@@ -165,7 +165,7 @@ def plot(root: Path, path: Path) -> Path:
     series = ("live", "swa", "best window", "best pema", "shipped", "refit")
     width = 0.8 / len(series)
     for ax, (dataset, groups) in zip(axes, sorted(data.items()), strict=False):
-        names = sorted(groups)
+        names = sorted(groups, key=lambda g: (g[0], VARIANTS.index(g[1])))
         for i, column in enumerate(series):
             values = [next((v[0] for k, v in groups[g].items() if k.startswith(column)), float("nan")) for g in names]
             ax.bar([x + i * width for x in range(len(names))], values, width, label=column)

@@ -15,6 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_adapter_config, load_swa_config
 from hf_swa.hub.results import LIVE, load_results, lower_is_better, metric_names
 from hf_swa.hub.shipped import ShippedWeights, shipped_weights
+from hf_swa.training.defaults import lr_tail_is_on
 
 __all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "render_model_card", "write_model_card"]
 
@@ -70,7 +71,7 @@ def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[t
     if swa.get("n_skipped"):
         rows.append(("Snapshots skipped (`n_skipped`)", _fmt(swa["n_skipped"])))
     swa_lr, ratio = swa.get("swa_lr"), swa.get("swa_lr_ratio", 0)
-    if swa_lr is None and not ratio:
+    if not lr_tail_is_on(swa_lr, ratio):
         rows.append(("SWA learning rate (`swa_lr`)", "none: the base schedule ran unchanged"))
     else:
         text = _fmt(swa_lr) if swa_lr is not None else f"{_fmt(ratio)} of the peak learning rate (`swa_lr_ratio`)"

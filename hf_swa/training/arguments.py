@@ -12,7 +12,8 @@ from transformers import TrainingArguments
 from ..averaging.distributed import FSDP1_MESSAGE
 from . import defaults
 from .checks import LOAD_BEST_MESSAGE
-from .config import SWAConfig, lr_tail_is_on, parse_select_metric, parse_swa_start
+from .config import SWAConfig, parse_select_metric, parse_swa_start
+from .defaults import lr_tail_is_on
 
 SELECT_METRIC_HELP = (
     "Score every candidate and the live weights at the end of training and ship the best, by this metric. "

@@ -11,6 +11,7 @@ from ..averaging.power_ema import check_std, check_stds
 from ..averaging.strategies import check_ema_decay, check_ema_decays, make_strategy
 from ..checkpointing.power_ema import default_snapshot_every
 from . import defaults
+from .defaults import lr_tail_is_on
 
 ANNEAL_STRATEGIES = ("cos", "linear")
 #: `swa_select_metric` "auto": loss on swa_select_dataset when given, else no selection.
@@ -56,15 +57,6 @@ def parse_swa_start(value: Union[str, int, float]) -> Union[int, float]:
         raise ValueError(
             f"swa_start must be a fraction in (0, 1] such as 0.75 or an optimizer step >= 1 such as 100, got {value!r}"
         ) from None
-
-
-def lr_tail_is_on(swa_lr: Optional[float], swa_lr_ratio: float) -> bool:
-    """Whether these settings change the LR from the start step on: ``swa_lr`` set, or ``swa_lr_ratio`` above 0.
-
-    >>> lr_tail_is_on(None, 0.5), lr_tail_is_on(2e-5, 0.0), lr_tail_is_on(None, 0.0)
-    (True, True, False)
-    """
-    return swa_lr is not None or swa_lr_ratio > 0
 
 
 @dataclass

@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Optional
+
 #: Averaging starts here: a fraction of the total optimizer steps.
 SWA_START = 0.5
 #: From SWA_START the LR is held at this share of its peak (unless ``swa_lr`` is given; 0 keeps the schedule).
@@ -35,6 +37,18 @@ SWA_SELECT_METRIC = "auto"
 #: The share of the training rows the apps hold out to choose on (the API: `hf_swa.selection_split`).
 SWA_SELECT_SPLIT = 0.2
 
+
+def lr_tail_is_on(swa_lr: Optional[float], swa_lr_ratio: float) -> bool:
+    """Whether these settings change the LR from the start step on: ``swa_lr`` set, or ``swa_lr_ratio`` above 0.
+
+    The one rule, for `SWAConfig`, the arguments' checks and the model card (this module imports nothing heavy).
+
+    >>> lr_tail_is_on(None, 0.5), lr_tail_is_on(2e-5, 0.0), lr_tail_is_on(None, 0.0)
+    (True, True, False)
+    """
+    return swa_lr is not None or swa_lr_ratio > 0
+
+
 __all__ = [
     "SWA_START",
     "SWA_LR_RATIO",
@@ -44,4 +58,5 @@ __all__ = [
     "SWA_EMA_DECAYS",
     "SWA_SELECT_METRIC",
     "SWA_SELECT_SPLIT",
+    "lr_tail_is_on",
 ]

@@ -30,11 +30,14 @@ $(DEEPSPEED_STAMP): $(STAMP)
 		|| echo "deepspeed did not install: its tests will be skipped"
 	touch $(DEEPSPEED_STAMP)
 
+# One pytest worker per CPU core (pytest-xdist); PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= auto
+
 test: lint $(STAMP) $(DEEPSPEED_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not distributed"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow and not distributed"
 
 # The same library on the oldest supported versions, in a venv of its own: the fast tests and a few end-to-end
 # runs (training, SIGKILL and resume, the GLUE runs, a checkpoint push, two processes under DDP). TRL 1.x needs

@@ -10,12 +10,10 @@ Example:
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> for variant, seed, scores in [("baseline", 1, {"live": .90}), ("baseline", 2, {"live": .92}),
     ...                               ("swa", 1, {"live": .91, "swa": .93}), ("swa", 2, {"live": .91, "swa": .93})]:
-    ...     run = root / "sst2" / variant / f"seed{seed}"
-    ...     run.mkdir(parents=True)
+    ...     (run := root / "sst2" / variant / f"seed{seed}").mkdir(parents=True)
     ...     nested = {w: {"validation": {"accuracy": v}} for w, v in scores.items()}
     ...     _ = (run / "results.json").write_text(json.dumps({"metrics": ["accuracy"], "eval": nested}))
-    >>> path = write_report(root, root)
-    >>> [line for line in path.read_text().splitlines() if line.startswith("- **sst2**")][0]
+    >>> [line for line in write_report(root, root).read_text().splitlines() if line.startswith("- **sst2**")][0]
     '- **sst2**: SWA helped by +2.00 points (accuracy, 2 seeds baseline / 2 SWA), more than the seed-to-seed \
 spread (std 1.41).'
 """
@@ -65,18 +63,17 @@ class Stat:
     """Values over seeds; ``std`` is the sample standard deviation (n − 1), NaN for fewer than two."""
 
     values: tuple
+    n = property(lambda self: len(self.values))
+    mean = property(lambda self: statistics.fmean(self.values) if self.values else math.nan)
+    std = property(lambda self: statistics.stdev(self.values) if self.n >= 2 else math.nan)
 
-    @property
-    def n(self) -> int:
-        return len(self.values)
 
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values) if self.values else math.nan
+def _delta(sides: dict) -> float:
+    return sides["shipped"].mean - sides["baseline"].mean
 
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.values) if self.n >= 2 else math.nan
+
+def _points(value: float, scale: float) -> float:
+    return round(value * scale, 2) + 0.0  # + 0.0: no "-0.00"
 
 
 @dataclass
@@ -90,40 +87,37 @@ class TaskSummary:
     candidates: dict = field(default_factory=dict)
 
     def verdict(self, scale: float = 100.0) -> str:
-        """One plain sentence: did what SWA shipped beat the baseline on the main metric, beyond seed noise?"""
+        """One plain sentence: did what SWA shipped beat the baseline on the main metric, beyond seed noise?
+        A seed that shipped ``live`` shipped the SWA run's schedule, not an average: the sentence says so."""
         base, shipped = self.main["baseline"], self.main["shipped"]
-        folded = len({eval_set for eval_set, _ in self.rows}) > 1
-        metric = f"{self.main_metric} (mean over the evaluation sets)" if folded else self.main_metric
         if not (base.n and shipped.n):
             return f"No comparison: {base.n} baseline and {shipped.n} SWA runs report {self.main_metric}."
-        delta = round((shipped.mean - base.mean) * scale, 2) + 0.0
+        folded = len({eval_set for eval_set, _ in self.rows}) > 1
+        metric = self.main_metric + (" (mean over the evaluation sets)" if folded else "")
         runs = f"{metric}, {base.n} seed{'s' if base.n != 1 else ''} baseline / {shipped.n} SWA"
-        name = "SWA (chosen)" if self.candidates.get("chosen_by_seed") else "SWA"
-        if delta == 0:
+        delta, chosen = _points(_delta(self.main), scale), list(self.candidates.get("chosen_by_seed", {}).values())
+        name = "SWA (chosen)" if chosen else "SWA"
+        if delta > 0:
+            text = f"{name} helped by {delta:+.2f} points ({runs})"
+        elif delta < 0:
+            text = f"{name} did not help ({delta:+.2f} points, {runs})"
+        else:
             return f"{name} made no difference ({delta:+.2f} points, {runs})."
-        text = (
-            f"{name} helped by {delta:+.2f} points ({runs})"
-            if delta > 0
-            else f"{name} did not help ({delta:+.2f} points, {runs})"
-        )
         spread = max(base.std, shipped.std) * scale
         if math.isnan(spread):
-            return text + "; one seed on a side, so no estimate of seed-to-seed noise." + self._what_shipped()
-        if abs(delta) <= spread:
-            return text + f", within the seed-to-seed spread (std {spread:.2f}): not conclusive." + self._what_shipped()
-        return text + f", more than the seed-to-seed spread (std {spread:.2f})." + self._what_shipped()
-
-    def _what_shipped(self) -> str:
-        """Whether the runs shipped an average at all: a chosen ``live`` is the SWA run's schedule, not averaging."""
-        chosen = list(self.candidates.get("chosen_by_seed", {}).values())
-        averages = sum(name != "live" for name in chosen)
-        if not chosen or averages == len(chosen):
-            return ""
-        return (
-            f" It shipped an average on {averages} of {len(chosen)} seeds; on the others no average beat the live "
-            "weights on the selection data, so there the difference comes from the SWA run's LR schedule, not "
-            "from averaging."
-        )
+            text += "; one seed on a side, so no estimate of seed-to-seed noise."
+        elif abs(delta) <= spread:
+            text += f", within the seed-to-seed spread (std {spread:.2f}): not conclusive."
+        else:
+            text += f", more than the seed-to-seed spread (std {spread:.2f})."
+        averages = sum(name != LIVE for name in chosen)
+        if chosen and averages < len(chosen):
+            text += (
+                f" It shipped an average on {averages} of {len(chosen)} seeds; on the others no average beat the live "
+                "weights on the selection data, so there the difference comes from the SWA run's LR schedule, not "
+                "from averaging."
+            )
+        return text
 
 
 def collect_runs(runs_root: Union[str, Path]) -> list:
@@ -154,22 +148,21 @@ def _order(name: str) -> tuple:
 def _candidates(swa: list, metric: str) -> dict:
     """Which weights each seed shipped, each candidate's mean score (eval, main metric) and selection score."""
     chosen = {r.seed: r.results["chosen"] for r in swa if r.results.get("chosen")}
-    evals, selects, select_metric = {}, {}, None
+    scores, select_metric = {"eval": {}, "select": {}}, None
     for run in swa:
         for name, sets in run.results.get("eval", {}).items():
-            if name != CHOSEN and metric in next(iter(sets.values()), {}):
-                evals.setdefault(name, []).append(next(iter(sets.values()))[metric])
+            first = next(iter(sets.values()), {})
+            if name != CHOSEN and metric in first:
+                scores["eval"].setdefault(name, []).append(first[metric])
         selection = run.results.get("selection") or {}
         select_metric = selection.get("metric", select_metric)
         for name, score in selection.get("scores", {}).items():
-            selects.setdefault(name, []).append(score)
-    if not chosen and set(evals) <= {"swa", LIVE}:
+            scores["select"].setdefault(name, []).append(score)
+    if not chosen and set(scores["eval"]) <= {"swa", LIVE}:
         return {}
-    names = sorted(set(evals) | set(selects), key=_order)
-    means = {k: {n: statistics.fmean(v) for n, v in d.items()} for k, d in (("eval", evals), ("select", selects))}
-    return dict(
-        names=names, chosen_by_seed=chosen, eval=means["eval"], select=means["select"], select_metric=select_metric
-    )
+    means = {kind: {n: statistics.fmean(v) for n, v in by_name.items()} for kind, by_name in scores.items()}
+    names = sorted({*means["eval"], *means["select"]}, key=_order)
+    return dict(names=names, chosen_by_seed=chosen, **means, select_metric=select_metric)
 
 
 def _summarize_task(task: str, runs: list, main_metric: Optional[str], notes: list) -> Optional[TaskSummary]:
@@ -188,9 +181,10 @@ def _summarize_task(task: str, runs: list, main_metric: Optional[str], notes: li
         notes.append(f"{task}: seeds differ between baseline and SWA; means use the runs each side has.")
 
     def stats(metric, eval_set=None):
-        sides = {s: by["baseline" if s == "baseline" else "swa"] for s in SIDES}
+        side_runs = {s: by["baseline" if s == "baseline" else "swa"] for s in SIDES}
         return {
-            s: Stat(tuple(v for r in rs if (v := r.score(s, metric, eval_set)) is not None)) for s, rs in sides.items()
+            s: Stat(tuple(v for r in rs if (v := r.score(s, metric, eval_set)) is not None))
+            for s, rs in side_runs.items()
         }
 
     rows = {(s, m): stats(m, s) for s in sets for m in [main] + [q for q in quality if q != main]}
@@ -201,26 +195,15 @@ def summarize(runs: list, main_metrics: Optional[Mapping[str, str]] = None) -> t
     """``(task summaries, notes)``: the runs grouped by task, baseline and SWA compared on every metric."""
     notes, by_task = [], {}
     for run in runs:
+        name = f"{run.task}/{run.variant}/seed{run.seed}"
         if not run.results:
-            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {RESULTS_FILE} (did the run finish?); left out.")
-        else:
-            by_task.setdefault(run.task, []).append(run)
-            if (run.results.get("selection") or {}).get("optimistic"):
-                notes.append(
-                    f"{run.task}/{run.variant}/seed{run.seed}: chose on the evaluation set: optimistic scores."
-                )
+            notes.append(f"{name}: no {RESULTS_FILE} (did the run finish?); left out.")
+            continue
+        by_task.setdefault(run.task, []).append(run)
+        if (run.results.get("selection") or {}).get("optimistic"):
+            notes.append(f"{name}: chose on the evaluation set: optimistic scores.")
     tasks = [_summarize_task(t, rs, (main_metrics or {}).get(t), notes) for t, rs in sorted(by_task.items())]
     return [t for t in tasks if t is not None], notes
-
-
-def _cell(stat: Stat, scale: float) -> str:
-    if not stat.n:
-        return "–"
-    return f"{stat.mean * scale:.2f}" + (f" ± {stat.std * scale:.2f}" if stat.n > 1 else "")
-
-
-def _signed(value: float, scale: float) -> str:
-    return "–" if math.isnan(value) else f"{round(value * scale, 2) + 0.0:+.2f}"
 
 
 def _average(tasks: list) -> dict:
@@ -230,41 +213,47 @@ def _average(tasks: list) -> dict:
     return {"tasks": [t.task for t in included], **out, "delta": out["shipped"] - out["baseline"]}
 
 
-_DELTA = "Δ shipped − baseline"
+def _cells(sides: dict, scale: float) -> str:
+    """Baseline, SWA average, SWA shipped, Δ and SWA live: mean ± std (× scale), "–" where a side has no run."""
+
+    def cell(stat: Stat) -> str:
+        std = f" ± {stat.std * scale:.2f}" if stat.n > 1 else ""
+        return f"{stat.mean * scale:.2f}{std}" if stat.n else "–"
+
+    delta = _delta(sides)
+    signed = "–" if math.isnan(delta) else f"{_points(delta, scale):+.2f}"
+    return " | ".join([*(cell(sides[k]) for k in ("baseline", "swa", "shipped")), signed, cell(sides["live"])])
+
+
 _INTRO = (
     "Scores ×{scale:g}, mean ± sample std over seeds. **SWA shipped** is what each SWA run shipped: the weights "
     "it chose on its selection data, else the average (**SWA average**). *SWA live* is the same SWA runs' "
-    "last-step weights. Δ = mean(SWA shipped) − mean(baseline); a negative Δ means SWA did worse."
+    "last-step weights. Δ = mean(SWA shipped) − mean(baseline); a negative Δ means SWA did worse.\n\n"
+    "| Task | Metric | Baseline | SWA average | SWA shipped | Δ shipped − baseline | SWA live | Seeds (baseline / SWA) "
+    "|\n|---|---|---:|---:|---:|---:|---:|---:|"
 )
 
 
 def render_markdown(tasks: list, notes: list, scale: float = 100.0, plot_name: Optional[str] = None) -> str:
     """The report: a row per task, evaluation set and metric, an average row, a verdict per task, the candidates."""
     several_sets = any(len({s for s, _ in t.rows}) > 1 for t in tasks)
-    lines = ["# SWA vs baseline", "", _INTRO.format(scale=scale), ""]
-    lines += [
-        f"| Task | Metric | Baseline | SWA average | SWA shipped | {_DELTA} | SWA live | Seeds (baseline / SWA) |"
-    ]
-    lines += ["|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["# SWA vs baseline", "", _INTRO.format(scale=scale)]
     for t in tasks:
         for (eval_set, metric), s in t.rows.items():
-            label = f"**{metric}** (main)" if metric == t.main_metric else metric
-            label += f" [{eval_set}]" if several_sets else ""
-            delta = _signed(s["shipped"].mean - s["baseline"].mean, scale)
-            cells = [_cell(s[k], scale) for k in ("baseline", "swa", "shipped")] + [delta, _cell(s["live"], scale)]
-            lines.append(f"| {t.task} | {label} | " + " | ".join(cells) + f" | {s['baseline'].n} / {s['swa'].n} |")
+            label = (f"**{metric}** (main)" if metric == t.main_metric else metric) + (
+                f" [{eval_set}]" if several_sets else ""
+            )
+            lines.append(f"| {t.task} | {label} | {_cells(s, scale)} | {s['baseline'].n} / {s['swa'].n} |")
     avg = _average(tasks)
     name = "GLUE average" if all(find_task(t) for t in avg["tasks"]) else "Average"
+    verdicts = [f"- **{t.task}**: {t.verdict(scale)}" for t in tasks]
     if len(avg["tasks"]) > 1:
-        cells = [f"{avg[k] * scale:.2f}" for k in ("baseline", "swa", "shipped")]
-        cells += [_signed(avg["delta"], scale), f"{avg['live'] * scale:.2f}"]
-        lines.append(f"| **{name}** | main metrics of {len(avg['tasks'])} task(s) | " + " | ".join(cells) + " | |")
-    lines += ["", "## Verdict", ""] + [f"- **{t.task}**: {t.verdict(scale)}" for t in tasks]
-    if len(avg["tasks"]) > 1:
-        delta = round(avg["delta"] * scale, 2) + 0.0
+        cells = _cells({side: Stat((avg[side],)) for side in SIDES}, scale)
+        lines.append(f"| **{name}** | main metrics of {len(avg['tasks'])} task(s) | {cells} | |")
+        delta = _points(avg["delta"], scale)
         word = "helped" if delta > 0 else "did not help" if delta < 0 else "made no difference"
-        lines.append(f"- **{name}** ({', '.join(avg['tasks'])}): SWA shipped {word} ({delta:+.2f} points).")
-    lines += _render_candidates(tasks, scale)
+        verdicts.append(f"- **{name}** ({', '.join(avg['tasks'])}): SWA shipped {word} ({delta:+.2f} points).")
+    lines += ["", "## Verdict", "", *verdicts, *_render_candidates(tasks, scale)]
     if plot_name:
         lines += ["", "## Evaluation during training", "", f"![eval metric over steps]({plot_name})"]
     if notes:
@@ -274,68 +263,51 @@ def render_markdown(tasks: list, notes: list, scale: float = 100.0, plot_name: O
 
 def _render_candidates(tasks: list, scale: float) -> list:
     """A row per task and kind of score, a column per candidate; which candidate each seed shipped."""
-    with_candidates = [t for t in tasks if t.candidates]
-    if not with_candidates:
+    shown = [t for t in tasks if t.candidates]
+    if not shown:
         return []
-    names = sorted({n for t in with_candidates for n in t.candidates["names"]}, key=_order)
-    lines = [
-        "",
-        "## Candidates",
-        "",
-        "Mean score of each candidate over the SWA runs (`live`: the last-step weights).",
-        "",
-    ]
-    lines += ["| Task | Scores | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|---|" + "---:|" * len(names)]
-    for t in with_candidates:
-        c = t.candidates
-
-        def cells(means, lower=False):
-            return " | ".join(
-                "–" if n not in means else f"{means[n]:.4f}" if lower else f"{means[n] * scale:.2f}" for n in names
+    names = sorted({n for t in shown for n in t.candidates["names"]}, key=_order)
+    lines = ["", "## Candidates", "", "Mean score of each candidate over the SWA runs (`live`: the last-step weights)."]
+    lines += ["", "| Task | Scores | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|---|" + "---:|" * len(names)]
+    per_seed = []
+    for t in shown:
+        c, chosen = t.candidates, list(t.candidates["chosen_by_seed"].values())
+        lower = c["select_metric"] == "loss"
+        kinds = [(f"eval {t.main_metric}", c["eval"], False)]
+        kinds += [(f"selection {c['select_metric']} ({'lower' if lower else 'higher'} is better)", c["select"], lower)]
+        for label, means, raw in kinds:
+            cells = ["–" if n not in means else f"{means[n]:.4f}" if raw else f"{means[n] * scale:.2f}" for n in names]
+            lines += [f"| {t.task} | {label} | {' | '.join(cells)} |"] if means else []
+        if chosen:
+            lines.append(
+                f"| {t.task} | chosen (of {len(chosen)} seeds) | {' | '.join(str(chosen.count(n)) for n in names)} |"
             )
-
-        if c["eval"]:
-            lines.append(f"| {t.task} | eval {t.main_metric} | {cells(c['eval'])} |")
-        if c["select"]:
-            lower = c["select_metric"] == "loss"
-            label = f"selection {c['select_metric']} ({'lower' if lower else 'higher'} is better)"
-            lines.append(f"| {t.task} | {label} | {cells(c['select'], lower)} |")
-        if c["chosen_by_seed"]:
-            counts = " | ".join(str(list(c["chosen_by_seed"].values()).count(n)) for n in names)
-            lines.append(f"| {t.task} | chosen (of {len(c['chosen_by_seed'])} seeds) | {counts} |")
-    chosen = [(t.task, t.candidates["chosen_by_seed"]) for t in with_candidates if t.candidates["chosen_by_seed"]]
-    if chosen:
-        lines += ["", "Chosen per seed:", ""]
-        lines += [
-            f"- **{task}**: " + ", ".join(f"seed {s} → `{n}`" for s, n in by_seed.items()) for task, by_seed in chosen
-        ]
-    return lines
+            per_seed.append(
+                f"- **{t.task}**: " + ", ".join(f"seed {s} → `{n}`" for s, n in c["chosen_by_seed"].items())
+            )
+    return lines + (["", "Chosen per seed:", "", *per_seed] if per_seed else [])
 
 
 def _to_json(tasks: list, notes: list) -> dict:
+    """The report's numbers unscaled; an undefined mean, std or delta is null."""
+
     def num(x):
         return None if isinstance(x, float) and math.isnan(x) else x
 
-    def stat(s: Stat) -> dict:
-        return {"values": list(s.values), "mean": num(s.mean), "std": num(s.std), "n": s.n}
-
-    def sides(s: dict) -> dict:
-        return {**{k: stat(v) for k, v in s.items()}, "delta": num(s["shipped"].mean - s["baseline"].mean)}
-
-    out = {
-        t.task: {
-            "main_metric": t.main_metric,
-            "verdict": t.verdict(),
-            "main": sides(t.main),
-            "eval": {
-                eval_set: {m: sides(s) for (e, m), s in t.rows.items() if e == eval_set} for eval_set, _ in t.rows
-            },
-            "candidates": t.candidates,
+    def sides(stats: dict) -> dict:
+        out = {
+            k: {"values": list(s.values), "mean": num(s.mean), "std": num(s.std), "n": s.n} for k, s in stats.items()
         }
-        for t in tasks
-    }
-    average = {k: num(v) for k, v in _average(tasks).items()}
-    return {"tasks": out, "average": average, "notes": notes}
+        return {**out, "delta": num(_delta(stats))}
+
+    out = {}
+    for t in tasks:
+        by_set: dict = {}
+        for (eval_set, metric), stats in t.rows.items():
+            by_set.setdefault(eval_set, {})[metric] = sides(stats)
+        out[t.task] = dict(main_metric=t.main_metric, verdict=t.verdict(), main=sides(t.main), eval=by_set)
+        out[t.task]["candidates"] = t.candidates
+    return {"tasks": out, "average": {k: num(v) for k, v in _average(tasks).items()}, "notes": notes}
 
 
 def write_report(runs_root, output_dir, *, main_metrics: Optional[Mapping[str, str]] = None, scale=100.0) -> Path:

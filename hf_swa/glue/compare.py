@@ -14,12 +14,11 @@ import logging
 import os
 from pathlib import Path
 
+from hf_swa.glue.report import VARIANTS
 from hf_swa.glue.run import run_glue
 from hf_swa.hub.results import LIVE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
-
-MODES = ("baseline", "swa")
 
 
 def run_dir(runs_root: str, task: str, mode: str, seed: int) -> str:
@@ -42,16 +41,12 @@ def is_finished(output_dir: str, mode: str) -> bool:
     return LIVE in scores and ("swa" in scores if mode == "swa" else not held_out)
 
 
-def run_comparison(model_args, data_args, training_args, seeds, runs_root: str, task_label=None, modes=MODES) -> dict:
-    """Run `modes` for every seed on one task (a finished run is not run again); ``{(mode, seed): results}``.
-
-    `task_label` names the task's folder (default: the GLUE task name, or ``custom``).
-    """
-    if set(modes) - set(MODES):
-        raise ValueError(f"modes must be among {MODES}, got {list(modes)}")
+def run_comparison(model_args, data_args, training_args, seeds, runs_root: str, task_label=None) -> dict:
+    """The baseline and SWA runs of every seed on one task, into the folder `task_label` (default: the GLUE task
+    name, or ``custom``); a finished run is not run again. ``{(mode, seed): results}``."""
     task, results = task_label or data_args.task_name or "custom", {}
     for seed in seeds:
-        for mode in modes:
+        for mode in VARIANTS:
             output_dir = run_dir(runs_root, task, mode, seed)
             if is_finished(output_dir, mode):
                 logger.info("%s: finished already, skipped", output_dir)

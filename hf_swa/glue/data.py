@@ -1,11 +1,8 @@
 """The data of ``run_glue``: a GLUE task from the Hub or local files, labels as classes, the held-out rows.
 
-Local files go through ``datasets.load_dataset("csv"/"json", data_files=...)``, a TSV as CSV with a tab delimiter
-and quoting off (GLUE TSVs hold stray quotes); without ``--cache_dir`` they are read into memory and leave no cache.
-Labels become a ``ClassLabel``: a GLUE task's classes (ids or names in the files), else the first labelled split's
-labels sorted (``class_encode_column``); float labels are regression. The rows held out for the selection come from
-``hf_swa.selection_split`` (stratified rows, or whole groups of a column); ``--select_file`` fills the ``swa_select``
-split instead.
+Local files go through ``datasets.load_dataset("csv"/"json", data_files=...)`` (a TSV with quoting off: GLUE TSVs
+hold stray quotes). Labels become a ``ClassLabel``: a GLUE task's classes, else the first labelled split's labels
+sorted; float labels are regression.
 
 Example:
     >>> import pathlib, tempfile
@@ -60,18 +57,13 @@ def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) ->
                 f"--train_file, --validation_file, --test_file with the columns {[*task.sentence_keys, 'label']}."
             ) from err
     extension = os.path.splitext(next(iter(files.values())))[1].lower()
-    options = {"keep_default_na": False}  # an empty cell is empty text, "NA" is the text NA
-    if extension == ".tsv":
-        options.update(delimiter="\t", quoting=csv.QUOTE_NONE)
-    elif FILE_TYPES[extension] == "json":
-        options = {}
+    loader = FILE_TYPES[extension]
+    options = {} if loader == "json" else {"keep_default_na": False}  # "NA" is the text NA
+    options.update(dict(delimiter="\t", quoting=csv.QUOTE_NONE) if extension == ".tsv" else {})
+    options.update({} if cache_dir else {"keep_in_memory": True})
     try:
-        if cache_dir is not None:
-            return datasets.load_dataset(FILE_TYPES[extension], data_files=files, cache_dir=cache_dir, **options)
-        with tempfile.TemporaryDirectory(prefix="hf-swa-data-") as scratch:  # read into memory, nothing left behind
-            return datasets.load_dataset(
-                FILE_TYPES[extension], data_files=files, cache_dir=scratch, keep_in_memory=True, **options
-            )
+        with tempfile.TemporaryDirectory(prefix="hf-swa-data-") as scratch:  # no --cache_dir: nothing left behind
+            return datasets.load_dataset(loader, data_files=files, cache_dir=cache_dir or scratch, **options)
     except datasets.exceptions.DatasetGenerationError as err:
         raise ValueError(f"Could not read the data files {files}: {err.__cause__ or err}") from err
 
@@ -187,9 +179,7 @@ def hold_out_rows(train: datasets.Dataset, share: float, seed: int, column: str,
         what = f"whole groups of {groups!r}" if groups else "a stratified share"
         raise ValueError(
             f"--swa_select_split {share} cannot hold out {what} of {len(train)} training rows ({err}). "
-            "Train on more rows or groups, pass a --select_file, or pass --swa_select_split 0 to train on every row "
-            "(the SWA average is then shipped; with --do_eval and --swa_select_metric loss it is chosen on the "
-            "evaluation set, flagged optimistic)."
+            "Train on more rows or groups, pass a --select_file, or pass --swa_select_split 0 to train on every row."
         ) from None
 
 
@@ -199,32 +189,21 @@ def tokenize(raw, tokenizer, columns, data_args, labelled: list, label_column: s
     max_length = min(data_args.max_seq_length, tokenizer.model_max_length)
     padding = "max_length" if data_args.pad_to_max_length else False
 
-    def encode(batch, with_labels):
+    def encode(batch, split):
         texts = [["" if v is None else str(v) for v in batch[c]] for c in columns]
         result = tokenizer(*texts, padding=padding, max_length=max_length, truncation=True)
-        if with_labels:
+        if split in labelled:
             result["labels"] = [label_to_id[v] if label_to_id else v for v in batch[label_column]]
         return result
 
-    return datasets.DatasetDict(
-        {
-            split: data.map(
-                encode,
-                batched=True,
-                fn_kwargs={"with_labels": split in labelled},
-                remove_columns=data.column_names,
-                num_proc=data_args.preprocessing_num_workers,
-                load_from_cache_file=not data_args.overwrite_cache,
-                desc=f"Tokenizing {split}",
-            )
-            for split, data in raw.items()
-        }
-    )
+    out, workers, cached = datasets.DatasetDict(), data_args.preprocessing_num_workers, not data_args.overwrite_cache
+    for split, data in raw.items():
+        options = dict(fn_kwargs={"split": split}, remove_columns=data.column_names, desc=f"Tokenizing {split}")
+        out[split] = data.map(encode, batched=True, num_proc=workers, load_from_cache_file=cached, **options)
+    return out
 
 
 def example_ids(dataset) -> list:
     """The ids a GLUE submission uses: the ``idx`` (Hub) or ``index`` (GLUE TSV) column, else row numbers."""
-    for column in ("idx", "index"):
-        if column in dataset.column_names:
-            return list(dataset[column])
-    return list(range(len(dataset)))
+    found = [list(dataset[column]) for column in ("idx", "index") if column in dataset.column_names]
+    return found[0] if found else list(range(len(dataset)))

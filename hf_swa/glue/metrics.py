@@ -69,7 +69,7 @@ def make_compute_metrics(task_name=None, *, num_labels=2, is_regression=None, po
     0.6666666666666666
     """
     if is_regression is None:
-        is_regression = get_task(task_name).is_regression if task_name else False
+        is_regression = bool(task_name and get_task(task_name).is_regression)
     metric = load_glue_metric(metric_config_name(task_name, num_labels, is_regression))
 
     def compute_metrics(eval_pred) -> dict:

@@ -1,11 +1,8 @@
 """The sequence-classification model and tokenizer for a data set's classes, as HF's ``run_glue.py`` loads them.
 
-A model already fine-tuned on the same classes (names compared ignoring case) keeps its own
-label ids, so ``roberta-large-mnli`` keeps its order; a head naming other classes is
-retrained with a warning, or refused when only evaluating. A tokenizer without a pad token
-(GPT-2) pads with its eos token.
-
-Example (a tiny GPT-2 built from config; its tokenizer has no pad token):
+A model fine-tuned on the same classes (ignoring case) keeps its label ids (``roberta-large-mnli``); a head naming
+other classes is retrained with a warning, or refused when only evaluating. A tokenizer without a pad token (GPT-2)
+pads with its eos token, as in this example:
     >>> import tempfile
     >>> from tokenizers import Tokenizer, models, pre_tokenizers
     >>> from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
@@ -89,10 +86,9 @@ def load_config_and_tokenizer(model_args, task, label_list: Optional[list], trai
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.tokenizer_name or model_args.model_name_or_path, use_fast=model_args.use_fast_tokenizer, **hub
     )
-    if tokenizer.pad_token is None:  # GPT-2: pad with eos
-        if tokenizer.eos_token is None:
-            raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no pad token and no eos token to pad with.")
-        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token is None and tokenizer.eos_token is None:
+        raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no pad token and no eos token to pad with.")
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token  # GPT-2: pad with eos
     config.pad_token_id = tokenizer.pad_token_id
     return config, tokenizer, label_to_id
 

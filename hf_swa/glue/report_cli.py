@@ -1,16 +1,12 @@
-"""``hf-swa-report``: baseline vs SWA over seeds and tasks: run both (or collect finished runs) and write the report.
+"""``hf-swa-report``: run baseline and SWA over seeds and tasks (or collect finished runs), then write the report.
 
-    # run baseline and SWA on three tasks, three seeds each, then report
     hf-swa-report --model_name_or_path bert-base-cased --tasks rte mrpc stsb \\
         --seeds 1 2 3 --runs_root outputs/glue --num_train_epochs 3 --learning_rate 2e-5
-    # only collect runs that exist already
     hf-swa-report --runs_root outputs/glue --collect_only
 
-Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/`` (finished ones are not run again);
-the report is ``glue_report.md`` / ``.png`` / ``.json`` in ``--report_dir`` (default: ``--runs_root``).
-Every hf-swa-glue flag works (data, model, TrainingArguments, SWA) except --push_to_hub: push the
-run you choose with hf-swa-push. The runs are made by :mod:`hf_swa.glue.compare`, the report by
-:mod:`hf_swa.glue.report`. Reading and reporting imports neither torch nor transformers.
+Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/`` (finished ones are not run again), made by
+:mod:`hf_swa.glue.compare` with every hf-swa-glue flag but --push_to_hub (push the run you choose with hf-swa-push);
+the report (:mod:`hf_swa.glue.report`) is ``glue_report.md`` / ``.png`` / ``.json`` in ``--report_dir``.
 """
 
 from __future__ import annotations
@@ -43,19 +39,6 @@ def parse_overrides(items) -> dict:
     return dict(item.split("=", 1) for item in items)
 
 
-def report(runs_root: str, report_dir, overrides: dict) -> int:
-    from hf_swa.glue.report import write_report
-
-    try:
-        path = write_report(runs_root, report_dir or runs_root, main_metrics=overrides)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(path.read_text(encoding="utf-8"))
-    print(f"wrote {path}")
-    return 0
-
-
 def run_all(args, rest: list) -> None:
     """Baseline and SWA runs of every task and seed, with the hf-swa-glue flags in `rest`."""
     from transformers import HfArgumentParser
@@ -84,7 +67,16 @@ def main(argv=None) -> int:
         run_all(args, rest)
     elif rest:
         parser().error(f"--collect_only takes no training flags: {' '.join(rest)}")
-    return report(args.runs_root, args.report_dir, overrides)
+    from hf_swa.glue.report import write_report  # reading and reporting imports neither torch nor transformers
+
+    try:
+        path = write_report(args.runs_root, args.report_dir or args.runs_root, main_metrics=overrides)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(path.read_text(encoding="utf-8"))
+    print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,7 @@
 """The baseline-vs-SWA report over seeds: a Markdown table with a verdict per task, a plot and a JSON copy.
 
-It reads each run's ``results.json`` (:mod:`hf_swa.hub.results`) under
-``<runs_root>/<task>/<baseline|swa>/seed<k>/``, and ``trainer_state.json`` for the plot. Per
-task and metric it compares the baseline's live weights with what the SWA runs shipped
-(their chosen weights, else the average); "SWA live" is the SWA runs' last-step weights.
+It reads each run's ``results.json`` (:mod:`hf_swa.hub.results`) and ``trainer_state.json`` (for the plot) under
+``<runs_root>/<task>/<baseline|swa>/seed<k>/``; the report itself says what each column compares (``_INTRO``).
 
 Example:
     >>> import json, pathlib, tempfile
@@ -240,9 +238,8 @@ def render_markdown(tasks: list, notes: list, scale: float = 100.0, plot_name: O
     lines = ["# SWA vs baseline", "", _INTRO.format(scale=scale)]
     for t in tasks:
         for (eval_set, metric), s in t.rows.items():
-            label = (f"**{metric}** (main)" if metric == t.main_metric else metric) + (
-                f" [{eval_set}]" if several_sets else ""
-            )
+            label = f"**{metric}** (main)" if metric == t.main_metric else metric
+            label += f" [{eval_set}]" if several_sets else ""
             lines.append(f"| {t.task} | {label} | {_cells(s, scale)} | {s['baseline'].n} / {s['swa'].n} |")
     avg = _average(tasks)
     name = "GLUE average" if all(find_task(t) for t in avg["tasks"]) else "Average"
@@ -269,23 +266,19 @@ def _render_candidates(tasks: list, scale: float) -> list:
     names = sorted({n for t in shown for n in t.candidates["names"]}, key=_order)
     lines = ["", "## Candidates", "", "Mean score of each candidate over the SWA runs (`live`: the last-step weights)."]
     lines += ["", "| Task | Scores | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|---|" + "---:|" * len(names)]
-    per_seed = []
     for t in shown:
         c, chosen = t.candidates, list(t.candidates["chosen_by_seed"].values())
         lower = c["select_metric"] == "loss"
-        kinds = [(f"eval {t.main_metric}", c["eval"], False)]
-        kinds += [(f"selection {c['select_metric']} ({'lower' if lower else 'higher'} is better)", c["select"], lower)]
-        for label, means, raw in kinds:
-            cells = ["–" if n not in means else f"{means[n]:.4f}" if raw else f"{means[n] * scale:.2f}" for n in names]
-            lines += [f"| {t.task} | {label} | {' | '.join(cells)} |"] if means else []
-        if chosen:
-            lines.append(
-                f"| {t.task} | chosen (of {len(chosen)} seeds) | {' | '.join(str(chosen.count(n)) for n in names)} |"
-            )
-            per_seed.append(
-                f"- **{t.task}**: " + ", ".join(f"seed {s} → `{n}`" for s, n in c["chosen_by_seed"].items())
-            )
-    return lines + (["", "Chosen per seed:", "", *per_seed] if per_seed else [])
+        rows = {f"eval {t.main_metric}": {n: f"{v * scale:.2f}" for n, v in c["eval"].items()}}
+        label = f"selection {c['select_metric']} ({'lower' if lower else 'higher'} is better)"
+        rows[label] = {n: f"{v:.4f}" if lower else f"{v * scale:.2f}" for n, v in c["select"].items()}
+        rows[f"chosen (of {len(chosen)} seeds)"] = {n: str(chosen.count(n)) for n in names if chosen}
+        lines += [
+            f"| {t.task} | {k} | " + " | ".join(v.get(n, "–") for n in names) + " |" for k, v in rows.items() if v
+        ]
+    per_seed = [(t.task, t.candidates["chosen_by_seed"]) for t in shown if t.candidates["chosen_by_seed"]]
+    lines += ["", "Chosen per seed:", ""] if per_seed else []
+    return lines + [f"- **{task}**: " + ", ".join(f"seed {s} → `{n}`" for s, n in by.items()) for task, by in per_seed]
 
 
 def _to_json(tasks: list, notes: list) -> dict:
@@ -295,9 +288,7 @@ def _to_json(tasks: list, notes: list) -> dict:
         return None if isinstance(x, float) and math.isnan(x) else x
 
     def sides(stats: dict) -> dict:
-        out = {
-            k: {"values": list(s.values), "mean": num(s.mean), "std": num(s.std), "n": s.n} for k, s in stats.items()
-        }
+        out = {k: dict(values=list(s.values), mean=num(s.mean), std=num(s.std), n=s.n) for k, s in stats.items()}
         return {**out, "delta": num(_delta(stats))}
 
     out = {}

@@ -13,19 +13,9 @@ SERIES = (  # variant, the logged key of the weights, label, colour, line style
 )
 
 
-def _curve(runs, key: str) -> tuple:
-    """Steps and the per-step mean, min and max of `key` over the runs' evaluation logs."""
-    by_step: dict = {}
-    for run in runs:
-        for entry in run.history:
-            if key in entry and "step" in entry:
-                by_step.setdefault(entry["step"], []).append(float(entry[key]))
-    steps = sorted(by_step)
-    return steps, *([f(by_step[s]) for s in steps] for f in (statistics.fmean, min, max))
-
-
 def plot_curves(runs, tasks, path, scale: float = 100.0) -> Path:
-    """PNG of each task's main metric over training steps: baseline, SWA live and SWA averaged."""
+    """PNG of each task's main metric over training steps, the mean over seeds in a min-max band: baseline, SWA
+    live and SWA averaged."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -35,19 +25,23 @@ def plot_curves(runs, tasks, path, scale: float = 100.0) -> Path:
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, task in zip(axes, tasks, strict=False):  # the grid may have more axes than tasks
-        drawn = False
         for variant, key, label, color, style in SERIES:
+            key, by_step = key.format(task.main_metric), {}
             task_runs = [r for r in runs if r.task == task.task and r.variant == variant]
-            steps, mean, low, high = _curve(task_runs, key.format(task.main_metric))
+            for entry in (entry for run in task_runs for entry in run.history if key in entry and "step" in entry):
+                by_step.setdefault(entry["step"], []).append(float(entry[key]) * scale)
+            steps = sorted(by_step)
             if steps:
-                ax.plot(steps, [v * scale for v in mean], style, color=color, marker=".", label=label)
-                if len(task_runs) > 1:
-                    ax.fill_between(steps, [v * scale for v in low], [v * scale for v in high], color=color, alpha=0.15)
-                drawn = True
+                ax.plot(
+                    steps, [statistics.fmean(by_step[s]) for s in steps], style, color=color, marker=".", label=label
+                )
+            if steps and len(task_runs) > 1:
+                low, high = [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
+                ax.fill_between(steps, low, high, color=color, alpha=0.15)
         ax.set(
             title=f"{task.task}: {task.main_metric}", xlabel="optimizer step", ylabel=f"{task.main_metric} ×{scale:g}"
         )
-        if drawn:
+        if ax.lines:
             ax.legend(fontsize="small")
         else:
             ax.text(0.5, 0.5, "no eval logs in trainer_state.json", ha="center", va="center", transform=ax.transAxes)

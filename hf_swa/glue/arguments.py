@@ -2,13 +2,6 @@
 
 Each field is also a ``--flag`` through ``HfArgumentParser`` (see :mod:`hf_swa.glue.cli`). The SWA
 defaults, ``--swa_select_split`` included, are the core's: :mod:`hf_swa.training.defaults`.
-
-Example:
-    >>> from transformers import HfArgumentParser
-    >>> data, training = HfArgumentParser((DataTrainingArguments, GlueTrainingArguments)).parse_args_into_dataclasses(
-    ...     ["--task_name", "rte", "--swa_select_split", "0.1", "--output_dir", "/tmp/out", "--report_to", "none"])
-    >>> data.swa_select_split, training.swa_start, training.swa_windows, training.swa_select_metric
-    (0.1, 0.5, 4, 'auto')
 """
 
 from __future__ import annotations
@@ -128,9 +121,8 @@ class DataTrainingArguments:
     overwrite_cache: bool = flag("Re-tokenize instead of using the cache.", False)
     preprocessing_num_workers: Optional[int] = flag("Processes for tokenization.")
     swa_select_split: Optional[float] = flag(
-        "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by data_seed or seed) to "
-        "choose among the SWA candidates on; a --no_swa run trains on every row. 0: train on every row (and, "
-        f"with --swa_select_metric auto, ship swa). Default {defaults.SWA_SELECT_SPLIT}, 0 with --select_file."
+        "Share of the training rows in (0, 1) (by label, seeded by data_seed or seed) held out to choose among the SWA "
+        f"candidates on (not by --no_swa); 0: none. Default {defaults.SWA_SELECT_SPLIT}, 0 with --select_file."
     )
     swa_select_group_column: Optional[str] = flag(
         "With --swa_select_split S: hold out whole groups of this column of the training data (documents, authors, "
@@ -170,9 +162,10 @@ class GlueTrainingArguments(SWATrainingArguments):
     """``SWATrainingArguments`` (with the core's SWA defaults) plus ``--swa_refit``.
 
     Example:
-        >>> args = GlueTrainingArguments(output_dir="/tmp/out", learning_rate=2e-5, report_to="none")
-        >>> args.swa_start, args.swa_lr, args.swa_lr_ratio, args.swa_refit
-        (0.5, None, 0.5, False)
+        >>> from transformers import HfArgumentParser
+        >>> (args,) = HfArgumentParser(GlueTrainingArguments).parse_args_into_dataclasses(["--output_dir", "/tmp/out"])
+        >>> args.swa_start, args.swa_lr_ratio, args.swa_windows, args.swa_select_metric, args.swa_refit
+        (0.5, 0.5, 4, 'auto', False)
     """
 
     swa_refit: bool = flag(

@@ -1,9 +1,7 @@
 """Baseline vs SWA over seeds: both runs of every seed on one task, in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``.
 
-The baseline is what a user runs without hf_swa: the same model, seed, epochs and base schedule on every labelled
-row. The SWA run differs in the averaging, its LR tail and, given ``swa_select_split``, the rows it holds out to
-choose on. The report's "SWA live" column (the SWA run's last live weights) separates them: shipped − live is what
-the choice and the averaging gave, live − baseline the tail less the cost of the held-out rows.
+The baseline is what a user runs without hf_swa (the same model, seed and base schedule, on every labelled row);
+the SWA run differs in the averaging, its LR tail and the rows it holds out to choose on (docs/glue.md).
 """
 
 from __future__ import annotations

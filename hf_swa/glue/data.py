@@ -36,18 +36,12 @@ __all__ += ["hold_out_rows", "tokenize", "example_ids"]
 SELECT_SPLIT = "swa_select"
 
 
-def _split_names(task: Optional[GlueTask]) -> dict:
-    """Which split each file flag fills (MNLI: matched and mismatched, as on the Hub)."""
-    splits = ("train", "validation", "test")
-    if task is not None and task.name == "mnli":
-        splits = ("train", "validation_matched", "test_matched", "validation_mismatched", "test_mismatched")
-    return {**dict(zip(FILE_FLAGS, splits)), "select_file": SELECT_SPLIT}
-
-
 def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) -> datasets.DatasetDict:
     """The raw splits: from the data files when given, else the GLUE task from the Hub (``nyu-mll/glue``)."""
     task = data_args.glue_task
-    files = {split: getattr(data_args, f) for f, split in _split_names(task).items() if getattr(data_args, f)}
+    val, test = (task.validation_splits, task.test_splits) if task else (("validation",), ("test",))  # MNLI: two each
+    splits = dict(zip(FILE_FLAGS, ("train", val[0], test[0], *val[1:], *test[1:])), select_file=SELECT_SPLIT)
+    files = {split: getattr(data_args, flag) for flag, split in splits.items() if getattr(data_args, flag)}
     if not files:
         try:
             return datasets.load_dataset(HUB_DATASET, task.name, cache_dir=cache_dir, token=token)
@@ -82,16 +76,12 @@ def prediction_splits(raw, task: Optional[GlueTask]) -> list:
 
 def text_columns(raw, task: Optional[GlueTask], given=None) -> tuple:
     """The one or two text columns: given, else the task's, else ``sentence1/sentence2``, ``sentence`` or ``text``."""
-    if given:
-        if not 1 <= len(given) <= 2:
-            raise ValueError(f"--text_columns takes one or two column names, got {list(given)}.")
-        columns = tuple(given)
-    elif task is not None:
-        columns = task.sentence_keys
-    else:
+    if given and not 1 <= len(given) <= 2:
+        raise ValueError(f"--text_columns takes one or two column names, got {list(given)}.")
+    columns = tuple(given or ()) or (task.sentence_keys if task else ())
+    if not columns:  # the first of these the first split has
         found = set(next(iter(raw.values())).column_names)
-        guesses = [g for g in (("sentence1", "sentence2"), ("sentence",), ("text",)) if found.issuperset(g)]
-        columns = guesses[0] if guesses else ()
+        columns = next((g for g in (("sentence1", "sentence2"), ("sentence",), ("text",)) if found.issuperset(g)), ())
     for split, dataset in raw.items():
         missing = [c for c in columns if c not in dataset.column_names]
         if missing or not columns:
@@ -121,10 +111,7 @@ def _class_names(raw, split: str, task: Optional[GlueTask], column: str) -> list
 
 def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) -> Optional[list]:
     """Make `column` of the `labelled` splits a ``ClassLabel`` (in place); return the class names, None for regression.
-
-    Raises:
-        ValueError: a split lacks the label column, or holds a label that is not one of the classes.
-    """
+    A missing or empty label, or one that is not a class, is refused with the split and column named."""
     for split in labelled:
         if column not in raw[split].column_names:
             raise ValueError(
@@ -147,8 +134,7 @@ def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) ->
         if isinstance(data.features[column], datasets.ClassLabel):
             continue
         ids = [str(i) for i in range(len(names))] if task is not None and dtype.startswith("int") else []
-        known = set(names) | set(ids)
-        unknown = sorted({str(v) for v in data.unique(column)} - known)
+        unknown = sorted({str(v) for v in data.unique(column)} - set(names) - set(ids))
         if unknown:
             raise ValueError(
                 f"The {split} split has labels {unknown} in column {column!r} that are not the classes {names}"
@@ -162,11 +148,7 @@ def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) ->
 
 def hold_out_rows(train: datasets.Dataset, share: float, seed: int, column: str, groups: Optional[str] = None) -> list:
     """The training rows (numbers, increasing) held out for the selection: ``hf_swa.selection_split`` of a
-    seeded share, stratified by the classes of `column`, of whole groups of the column `groups` when given.
-
-    Raises:
-        ValueError: in flag terms, when the group column is missing or the rows cannot give both sides rows.
-    """
+    seeded share, stratified by the classes of `column`, of whole groups of the column `groups` when given."""
     if groups is not None and groups not in train.column_names:
         raise ValueError(
             f"--swa_select_group_column {groups!r}: the training data has no such column "

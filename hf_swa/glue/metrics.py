@@ -57,9 +57,8 @@ def load_glue_metric(task_name: str, **kwargs):
 
 
 def make_compute_metrics(task_name=None, *, num_labels=2, is_regression=None, positive_label_id=None):
-    """A ``compute_metrics(EvalPrediction) -> dict`` for the Trainer: argmax of the logits (classification) or the
-    one score per example (regression). ``positive_label_id`` is the model's id of the class F1 is about (MRPC:
-    equivalent) when it is not 1, e.g. a model fine-tuned with another label order.
+    """A ``compute_metrics(EvalPrediction) -> dict`` for the Trainer, on the argmax of the logits (regression: the
+    one score). ``positive_label_id``: the model's id of the class F1 is about (MRPC: equivalent), if not 1.
 
     >>> from transformers import EvalPrediction
     >>> logits = np.array([[2.0, -1.0], [0.1, 0.3], [-1.0, 1.0]])

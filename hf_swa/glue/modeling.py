@@ -88,7 +88,8 @@ def load_config_and_tokenizer(model_args, task, label_list: Optional[list], trai
     )
     if tokenizer.pad_token is None and tokenizer.eos_token is None:
         raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no pad token and no eos token to pad with.")
-    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token  # GPT-2: pad with eos
+    if tokenizer.pad_token is None:  # GPT-2: pad with eos
+        tokenizer.pad_token = tokenizer.eos_token
     config.pad_token_id = tokenizer.pad_token_id
     return config, tokenizer, label_to_id
 
@@ -97,12 +98,10 @@ def load_model(model_args, task, label_list: Optional[list], training: bool):
     """``(model, tokenizer, label_to_id)``: :func:`load_config_and_tokenizer` and the model for that config."""
     config, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_args.model_name_or_path,
-            config=config,
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **_hub_kwargs(model_args),
+        options = dict(
+            config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **_hub_kwargs(model_args)
         )
+        model = AutoModelForSequenceClassification.from_pretrained(model_args.model_name_or_path, **options)
     except RuntimeError as err:
         if not any(words in str(err) for words in MISMATCHED_SIZES_ERRORS):
             raise

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,6 @@ __all__ = ["REPORT_NAME", "Run", "Stat", "collect_runs", "summarize", "render_ma
 REPORT_NAME = "glue_report"
 VARIANTS = ("baseline", "swa")
 SIDES = ("baseline", "swa", "shipped", "live")  # baseline: its live weights; live: the SWA runs' live weights
-_SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class TaskSummary:
             text += f", within the seed-to-seed spread (std {spread:.2f}): not conclusive."
         else:
             text += f", more than the seed-to-seed spread (std {spread:.2f})."
-        averages = sum(name != LIVE for name in chosen)
+        averages = sum(n != LIVE for n in chosen)
         if chosen and averages < len(chosen):
             text += (
                 f" It shipped an average on {averages} of {len(chosen)} seeds; on the others no average beat the live "
@@ -123,13 +121,13 @@ def collect_runs(runs_root: Union[str, Path]) -> list:
     root = Path(runs_root)
     runs = []
     for folder in sorted(root.glob("*/*/seed*")):
-        match, task, variant = _SEED_DIR.match(folder.name), folder.parent.parent.name, folder.parent.name
-        if not (match and folder.is_dir() and variant in VARIANTS):
+        seed, task, variant = folder.name[len("seed") :], folder.parent.parent.name, folder.parent.name
+        if not (seed.isdigit() and folder.is_dir() and variant in VARIANTS):
             continue
         results, state = folder / RESULTS_FILE, folder / "trainer_state.json"
         loaded = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else {}
         history = json.loads(state.read_text(encoding="utf-8")).get("log_history", ()) if state.is_file() else ()
-        runs.append(Run(task, variant, int(match[1]), loaded, tuple(history)))
+        runs.append(Run(task, variant, int(seed), loaded, tuple(history)))
     if not runs:
         raise FileNotFoundError(f"no runs under {root}: expected <task>/<baseline|swa>/seed<k>/{RESULTS_FILE}")
     return sorted(runs, key=lambda r: (r.task, r.variant, r.seed))

@@ -41,18 +41,14 @@ def parse_overrides(items) -> dict:
 
 def run_all(args, rest: list) -> None:
     """Baseline and SWA runs of every task and seed, with the hf-swa-glue flags in `rest`."""
-    from transformers import HfArgumentParser
-
-    from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
+    from hf_swa.glue.cli import parse_args
     from hf_swa.glue.compare import run_comparison
     from hf_swa.glue.tasks import get_task
 
     if args.tasks and "--task_name" not in rest:  # --tasks stands in for --task_name
         rest += ["--task_name", args.tasks[0]]
     rest += [] if "--output_dir" in rest else ["--output_dir", args.runs_root]
-    model_args, data_args, training_args = HfArgumentParser(
-        (ModelArguments, DataTrainingArguments, GlueTrainingArguments)
-    ).parse_args_into_dataclasses(args=rest)
+    model_args, data_args, training_args = parse_args(rest)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     tasks = [get_task(t).name for t in args.tasks] if args.tasks else [data_args.task_name]  # unknown: fail now
     for task in tasks:

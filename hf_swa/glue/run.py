@@ -44,7 +44,6 @@ from hf_swa.glue.tasks import dataset_facts
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest_metrics
 from hf_swa.training.config import AUTO
-from hf_swa.training.defaults import SWA_SELECT_SPLIT
 from hf_swa.training.loss_kwargs import declare_mean_loss
 
 logger = logging.getLogger(__name__)
@@ -79,8 +78,8 @@ def check_selection_data(data_args: DataTrainingArguments, training_args) -> Non
     if selects and not (data_args.swa_select_split or data_args.select_file or training_args.do_eval):
         raise ValueError(
             f"--swa_select_metric {metric} chooses on held-out data, but --swa_select_split 0 holds out no training "
-            f"row and there is no --do_eval: keep --swa_select_split above 0 (default {SWA_SELECT_SPLIT}), pass a "
-            "--select_file, add --do_eval (an optimistic choice), or pass --swa_select_metric auto or none."
+            "row and there is no --do_eval: keep --swa_select_split above 0, pass a --select_file, add --do_eval (an "
+            "optimistic choice), or pass --swa_select_metric auto or none."
         )
 
 
@@ -252,12 +251,9 @@ def _predict(trainer, raw, data, predict_splits, task, output_dir) -> None:
 
 
 def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:
-    """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return the nested results.
-
-    ``results["eval"][weights][eval_set][metric]``: weights ``live``, ``swa``, each candidate evaluated
-    and ``chosen`` (what the run shipped, when it selected); ``results["chosen"]`` and
-    ``results["selection"]`` record the choice. See the module docstring for the files written.
-    """
+    """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return the nested results,
+    ``results["eval"][weights][eval_set][metric]`` (weights: ``live``, ``swa``, each candidate evaluated and
+    ``chosen``, what the run shipped) with the choice in ``results["chosen"]`` and ``results["selection"]``."""
     check_selection_data(data_args, training_args)
     every_row = dataclasses.replace(data_args, swa_select_split=0, swa_select_group_column=None, select_file=None)
     if not training_args.swa:  # the baseline: what a user runs without hf_swa, on every labelled row

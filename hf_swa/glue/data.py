@@ -69,9 +69,8 @@ def evaluation_splits(raw, task: Optional[GlueTask]) -> list:
 
 def prediction_splits(raw, task: Optional[GlueTask]) -> list:
     """``(split, submission file stem)`` pairs to predict on: ``("test", "CoLA")``; ``predictions`` without a task."""
-    if task is None:
-        return [("test", "predictions")] if "test" in raw else []
-    return [(split, stem) for split, stem in zip(task.test_splits, task.submission_names, strict=True) if split in raw]
+    pairs = zip(task.test_splits, task.submission_names, strict=True) if task else [("test", "predictions")]
+    return [(split, stem) for split, stem in pairs if split in raw]
 
 
 def text_columns(raw, task: Optional[GlueTask], given=None) -> tuple:
@@ -121,8 +120,7 @@ def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) ->
         empty = [i for i, v in enumerate(raw[split][column]) if v is None or v == ""]
         if empty:
             raise ValueError(f"The {split} split has no label in column {column!r} for example {empty[0]} (from 0).")
-    first = raw[labelled[0]]
-    dtype = getattr(first.features[column], "dtype", "")
+    dtype = getattr(raw[labelled[0]].features[column], "dtype", "")
     if task.is_regression if task else dtype.startswith("float"):
         for split in labelled:
             raw[split] = raw[split].cast_column(column, datasets.Value("float32"))

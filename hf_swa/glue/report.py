@@ -49,8 +49,8 @@ class Run:
         """The score of `side` on `eval_set` (None: the mean over the evaluation sets, as the GLUE average)."""
         by_weights = self.results.get("eval", {})
         weights = {"baseline": LIVE, "live": LIVE, "swa": "swa"}.get(side, CHOSEN if CHOSEN in by_weights else "swa")
-        sets = by_weights.get(weights, {})
-        values = [scores[metric] for name, scores in sets.items() if eval_set in (None, name) and metric in scores]
+        sets = by_weights.get(weights, {}).items()
+        values = [scores[metric] for name, scores in sets if eval_set in (None, name) and metric in scores]
         return statistics.fmean(values) if values else None
 
 
@@ -88,9 +88,8 @@ class TaskSummary:
         base, shipped = self.main["baseline"], self.main["shipped"]
         if not (base.n and shipped.n):
             return f"No comparison: {base.n} baseline and {shipped.n} SWA runs report {self.main_metric}."
-        folded = len({eval_set for eval_set, _ in self.rows}) > 1
-        metric = self.main_metric + (" (mean over the evaluation sets)" if folded else "")
-        runs = f"{metric}, {base.n} seed{'s' if base.n != 1 else ''} baseline / {shipped.n} SWA"
+        folded = " (mean over the evaluation sets)" if len({eval_set for eval_set, _ in self.rows}) > 1 else ""
+        runs = f"{self.main_metric}{folded}, {base.n} seed{'s' if base.n != 1 else ''} baseline / {shipped.n} SWA"
         delta, chosen = _points(_delta(self.main), scale), list(self.candidates.get("chosen_by_seed", {}).values())
         name = "SWA (chosen)" if chosen else "SWA"
         if delta > 0:
@@ -118,8 +117,7 @@ class TaskSummary:
 
 def collect_runs(runs_root: Union[str, Path]) -> list:
     """Every ``<task>/<baseline|swa>/seed<k>/`` run under `runs_root` (a run without results: ``results={}``)."""
-    root = Path(runs_root)
-    runs = []
+    root, runs = Path(runs_root), []
     for folder in sorted(root.glob("*/*/seed*")):
         seed, task, variant = folder.name[len("seed") :], folder.parent.parent.name, folder.parent.name
         if not (seed.isdigit() and folder.is_dir() and variant in VARIANTS):

@@ -64,9 +64,8 @@ def check_selection_data(data_args: DataTrainingArguments, training_args) -> Non
     metric, refit = training_args.swa_select_metric, training_args.swa_refit and training_args.swa
     if refit and not (metric and data_args.swa_select_split):
         raise ValueError(
-            "--swa_refit chooses on training rows held out by --swa_select_split (rows, or groups with "
-            "--swa_select_group_column), then trains on them too: it needs --swa_select_split above 0 and a "
-            "--swa_select_metric."
+            "--swa_refit chooses on training rows held out by --swa_select_split (or its groups), then trains on "
+            "them too: it needs --swa_select_split above 0 and a --swa_select_metric."
         )
     if refit and training_args.resume_from_checkpoint:
         raise ValueError(

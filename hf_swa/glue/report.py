@@ -297,15 +297,56 @@ def _to_json(tasks: list, notes: list) -> dict:
     return {"tasks": out, "average": {k: num(v) for k, v in _average(tasks).items()}, "notes": notes}
 
 
+_SERIES = (  # variant, the logged key of the weights, label, colour, line style
+    ("baseline", "eval_{}", "baseline", "tab:gray", "--"),
+    ("swa", "eval_{}", "SWA run, live weights", "tab:blue", "-"),
+    ("swa", "eval_swa_{}", "SWA run, averaged weights", "tab:orange", "-"),
+)
+
+
+def _plot_curves(runs, tasks, path, scale: float = 100.0) -> Path:
+    """The report's plot (matplotlib, imported only to draw): each task's main metric over training steps, the mean
+    over seeds in a min-max band, for the baseline, SWA live and SWA averaged."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = min(3, max(1, len(tasks)))
+    rows = math.ceil(max(1, len(tasks)) / cols)
+    fig = Figure(figsize=(5 * cols, 3.6 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, task in zip(axes, tasks, strict=False):  # the grid may have more axes than tasks
+        metric = task.main_metric
+        for variant, key, label, color, style in _SERIES:
+            key, by_step = key.format(metric), {}
+            task_runs = [r for r in runs if r.task == task.task and r.variant == variant]
+            for entry in (entry for run in task_runs for entry in run.history if key in entry and "step" in entry):
+                by_step.setdefault(entry["step"], []).append(float(entry[key]) * scale)
+            steps = sorted(by_step)
+            mean = [statistics.fmean(by_step[s]) for s in steps]
+            if steps:
+                ax.plot(steps, mean, style, color=color, marker=".", label=label)
+            if steps and len(task_runs) > 1:
+                low, high = [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
+                ax.fill_between(steps, low, high, color=color, alpha=0.15)
+        ax.set(title=f"{task.task}: {metric}", xlabel="optimizer step", ylabel=f"{metric} ×{scale:g}")
+        if ax.lines:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no eval logs in trainer_state.json", ha="center", va="center", transform=ax.transAxes)
+    for ax in axes[len(tasks) :]:
+        ax.set_visible(False)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
 def write_report(runs_root, output_dir, *, main_metrics: Optional[Mapping[str, str]] = None, scale=100.0) -> Path:
     """Collect the runs under `runs_root` and write ``glue_report.md``, ``.png`` and ``.json``; return the ``.md``."""
-    from hf_swa.glue.report_plot import plot_curves  # matplotlib: only to draw
-
     runs = collect_runs(runs_root)
     tasks, notes = summarize(runs, main_metrics)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    png = plot_curves(runs, tasks, out / f"{REPORT_NAME}.png", scale)
+    png = _plot_curves(runs, tasks, out / f"{REPORT_NAME}.png", scale)
     md = out / f"{REPORT_NAME}.md"
     md.write_text(render_markdown(tasks, notes, scale, plot_name=png.name), encoding="utf-8")
     text = json.dumps(_to_json(tasks, notes), indent=2, allow_nan=False)

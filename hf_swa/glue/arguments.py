@@ -137,9 +137,7 @@ class DataTrainingArguments:
         if self.task_name:
             self.task_name = get_task(self.task_name).name  # unknown names fail here, listing the valid ones
         if not self.task_name and not (self.train_file or self.validation_file or self.test_file):
-            raise ValueError(
-                "Pass --task_name (a GLUE task) or data files (--train_file / --validation_file / --test_file)."
-            )
+            raise ValueError("Pass --task_name (a GLUE task) or data files (--train_file, --validation_file, ...).")
         for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:

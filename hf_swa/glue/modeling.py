@@ -77,9 +77,8 @@ def ensure_pad_token(model, tokenizer) -> None:
 def load_config_and_tokenizer(model_args, task, label_list: Optional[list], training: bool):
     """``(config, tokenizer, label_to_id)`` for the classes `label_list` (None: regression); see the module doc."""
     hub = _hub_kwargs(model_args)
-    num_labels = 1 if label_list is None else len(label_list)
     config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path, num_labels=num_labels, finetuning_task=task.name if task else None, **hub
+        model_args.model_name_or_path, num_labels=len(label_list or [0]), finetuning_task=task and task.name, **hub
     )
     config.problem_type = "regression" if label_list is None else "single_label_classification"
     label_to_id = None if label_list is None else _align_labels(config, label_list, training)

@@ -289,9 +289,7 @@ def _to_json(tasks: list, notes: list) -> dict:
 
     out = {}
     for t in tasks:
-        by_set: dict = {}
-        for (eval_set, metric), stats in t.rows.items():
-            by_set.setdefault(eval_set, {})[metric] = sides(stats)
+        by_set = {e: {m: sides(stats) for (s, m), stats in t.rows.items() if s == e} for e, _ in t.rows}
         out[t.task] = dict(main_metric=t.main_metric, verdict=t.verdict(), main=sides(t.main), eval=by_set)
         out[t.task]["candidates"] = t.candidates
     return {"tasks": out, "average": {k: num(v) for k, v in _average(tasks).items()}, "notes": notes}

@@ -33,8 +33,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_overrides(items) -> dict:
-    bad = [item for item in items if "=" not in item]
-    if bad:
+    if bad := [item for item in items if "=" not in item]:
         raise ValueError(f"--main_metric expects TASK=METRIC (e.g. mrpc=accuracy), got {bad}")
     return dict(item.split("=", 1) for item in items)
 

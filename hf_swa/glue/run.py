@@ -1,12 +1,10 @@
 """Fine-tune and evaluate on a GLUE task (or any sentence(-pair) classification set) with SWA.
 
-``run_glue`` reads like transformers' ``examples/pytorch/text-classification/run_glue.py``: data, model,
-tokenizer, tokenize, train, evaluate, predict. SWATrainer chooses the weights to ship on the selection rows: a
-share of the training rows or of their groups (a ``--no_swa`` baseline trains on every row), or ``--select_file``;
-``--swa_refit`` then trains again on every row (the first run stays in ``output_dir/selection_run``). Written to
-``output_dir``: the shipped model (+ ``swa_config.json``) and its card, ``results.json``
-(:mod:`hf_swa.hub.results`), the Trainer's ``train_results.json`` and ``trainer_state.json``,
-``swa_select_rows.json`` and, with ``do_predict``, a GLUE submission file per test split (``CoLA.tsv``, ...)::
+``run_glue`` reads like transformers' ``examples/pytorch/text-classification/run_glue.py``: data, model, tokenizer,
+tokenize, train (SWATrainer chooses on the selection rows, docs/glue.md), evaluate, predict. Written to
+``output_dir``: the shipped model (+ ``swa_config.json``) and its card, ``results.json`` (:mod:`hf_swa.hub.results`),
+the Trainer's ``train_results.json`` and ``trainer_state.json``, ``swa_select_rows.json`` and, with ``do_predict``,
+a GLUE submission file per test split (``CoLA.tsv``, ...)::
 
     results = run_glue(ModelArguments("./tiny-bert"), DataTrainingArguments("mrpc", train_file="train.tsv",
         validation_file="dev.tsv"), GlueTrainingArguments("out", do_train=True, do_eval=True))

@@ -36,12 +36,8 @@ _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
 
 def _hub_kwargs(model_args) -> dict:
-    return dict(
-        cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
-    )
+    names = ("cache_dir", "model_revision", "token", "trust_remote_code")
+    return {name.removeprefix("model_"): getattr(model_args, name) for name in names}  # revision=model_revision
 
 
 def model_labels(model_args) -> Optional[list]:

@@ -170,16 +170,13 @@ def _summarize_task(task: str, runs: list, main_metric: Optional[str], notes: li
     if main not in quality:
         notes.append(f"{task}: main metric {main!r} not reported (found {', '.join(quality)}); using {quality[0]!r}.")
         main = quality[0]
-    by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
+    by = {side: [r for r in runs if r.variant == ("baseline" if side == "baseline" else "swa")] for side in SIDES}
     if {r.seed for r in by["baseline"]} != {r.seed for r in by["swa"]}:
         notes.append(f"{task}: seeds differ between baseline and SWA; means use the runs each side has.")
 
     def stats(metric, eval_set=None):
-        side_runs = {s: by["baseline" if s == "baseline" else "swa"] for s in SIDES}
-        return {
-            s: Stat(tuple(v for r in rs if (v := r.score(s, metric, eval_set)) is not None))
-            for s, rs in side_runs.items()
-        }
+        scores = {side: [r.score(side, metric, eval_set) for r in by[side]] for side in SIDES}
+        return {side: Stat(tuple(v for v in values if v is not None)) for side, values in scores.items()}
 
     rows = {(s, m): stats(m, s) for s in sets for m in [main] + [q for q in quality if q != main]}
     return TaskSummary(task, main, rows, stats(main), _candidates(by["swa"], main))

@@ -17,11 +17,8 @@ import sys
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="hf-swa-report",
-        description="Run baseline and SWA over seeds (every hf-swa-glue flag works), then write the report.",
-        epilog="Training flags: see hf-swa-glue --help.",
-    )
+    description = "Run baseline and SWA over seeds, then write the report. Training flags: see hf-swa-glue --help."
+    p = argparse.ArgumentParser(prog="hf-swa-report", description=description)
     p.add_argument("--runs_root", default="outputs/glue", help="folder of <task>/<baseline|swa>/seed<k>/ runs")
     p.add_argument("--report_dir", "--output_dir", default=None, help="where to write the report (default: runs_root)")
     p.add_argument("--tasks", nargs="+", default=None, help="GLUE tasks to run (default: --task_name)")

@@ -53,8 +53,7 @@ SELECT_ROWS_FILE = "swa_select_rows.json"
 #: Where a --swa_refit run keeps the run it chose on (its own output_dir holds the run on every row).
 SELECTION_RUN_DIR = "selection_run"
 # Written by an earlier run into the same folder; left there they would describe this run's model.
-_RUN_OUTPUTS = (CONFIG_FILE, RESULTS_FILE, "train_results.json", MODEL_CARD_NAME, SELECT_ROWS_FILE)
-_RUN_OUTPUTS += TRAINER_RESULTS_FILES
+_OUTPUTS = (CONFIG_FILE, RESULTS_FILE, *TRAINER_RESULTS_FILES, "train_results.json", MODEL_CARD_NAME, SELECT_ROWS_FILE)
 
 
 def check_selection_data(data_args: DataTrainingArguments, training_args) -> None:
@@ -176,18 +175,16 @@ def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments
     """``(dataset, tokenizer, compute_metrics, is_regression)``: the first evaluation set, prepared as ``run_glue``
     prepares it for the model in ``model_args`` (whose weights are not loaded), to score checkpoints on."""
     raw, splits, _, columns, _, label_list = _load(model_args, data_args, {"eval": True})
-    task, column = data_args.glue_task, data_args.label_column
+    task, first = data_args.glue_task, raw.__class__({splits[0]: raw[splits[0]]})
     _, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training=False)
-    data = tokenize(
-        raw.__class__({splits[0]: raw[splits[0]]}), tokenizer, columns, data_args, splits[:1], column, label_to_id
-    )
+    data = tokenize(first, tokenizer, columns, data_args, splits[:1], data_args.label_column, label_to_id)
     return data[splits[0]], tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None
 
 
 def _train(trainer, data, training_args, facts, refit=None) -> dict:
     held_out, output_dir = facts["held_out"], training_args.output_dir
     if trainer.is_world_process_zero():
-        for path in (os.path.join(output_dir, name) for name in _RUN_OUTPUTS):
+        for path in (os.path.join(output_dir, name) for name in _OUTPUTS):
             if os.path.isfile(path):
                 logger.info("Removing %s from an earlier run", path)
                 os.remove(path)

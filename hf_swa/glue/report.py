@@ -120,7 +120,7 @@ def collect_runs(runs_root: Union[str, Path]) -> list:
     root, runs = Path(runs_root), []
     for folder in sorted(root.glob("*/*/seed*")):
         seed, task, variant = folder.name[len("seed") :], folder.parent.parent.name, folder.parent.name
-        if not (seed.isdigit() and folder.is_dir() and variant in VARIANTS):
+        if not (seed.isdecimal() and folder.is_dir() and variant in VARIANTS):
             continue
         results, state = folder / RESULTS_FILE, folder / "trainer_state.json"
         loaded = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else {}

@@ -3,9 +3,7 @@
 only when used.
 
 >>> from hf_swa.glue import get_task, load_glue_metric
->>> get_task("cola").metrics
-('matthews_correlation',)
->>> load_glue_metric("sst2").compute(predictions=[1, 0, 1], references=[1, 1, 1])["accuracy"]
+>>> load_glue_metric(get_task("SST-2").name).compute(predictions=[1, 0, 1], references=[1, 1, 1])["accuracy"]
 0.6666666666666666
 """
 

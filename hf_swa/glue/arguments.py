@@ -2,13 +2,6 @@
 
 Each field is also a ``--flag`` through ``HfArgumentParser`` (see :mod:`hf_swa.glue.cli`). The SWA
 defaults, ``--swa_select_split`` included, are the core's: :mod:`hf_swa.training.defaults`.
-
-Example:
-    >>> from transformers import HfArgumentParser
-    >>> data, training = HfArgumentParser((DataTrainingArguments, GlueTrainingArguments)).parse_args_into_dataclasses(
-    ...     ["--task_name", "rte", "--swa_select_split", "0.1", "--output_dir", "/tmp/out", "--report_to", "none"])
-    >>> data.swa_select_split, training.swa_start, training.swa_windows, training.swa_select_metric
-    (0.1, 0.5, 4, 'auto')
 """
 
 from __future__ import annotations
@@ -23,20 +16,11 @@ from hf_swa import SWATrainingArguments
 from hf_swa.glue.tasks import GlueTask, find_task, get_task
 from hf_swa.training import defaults
 
-__all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments", "check_share"]
+__all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments"]
 
 #: The data files ``run_glue`` reads, and the loader of each (``datasets.load_dataset``).
 FILE_TYPES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
 FILE_FLAGS = ("train_file", "validation_file", "test_file", "validation_mismatched_file", "test_mismatched_file")
-
-
-def check_share(share: Optional[float]) -> None:
-    """``--swa_select_split`` is unset, 0 (off) or a share of the training rows in (0, 1)."""
-    if share is not None and share != 0 and not (0.0 < share < 1.0):
-        raise ValueError(
-            f"--swa_select_split {share}: must be a share of the training rows in (0, 1), e.g. 0.2 to hold out "
-            "20% of them for choosing among the SWA candidates; 0 trains on every row."
-        )
 
 
 def check_files(data: "DataTrainingArguments") -> None:
@@ -54,28 +38,21 @@ def check_files(data: "DataTrainingArguments") -> None:
         raise ValueError(f"The data files mix types {sorted(kinds)}: pass files of one type (csv, tsv or json).")
 
 
-def _header(path: str) -> Optional[list]:
-    """The column names of a data file, from its first line (None when that line does not tell them)."""
-    with open(path, encoding="utf-8") as handle:
-        first = handle.readline()
-    if path.lower().endswith((".json", ".jsonl")):
-        try:
-            return list(json.loads(first))
-        except (ValueError, TypeError):
-            return None  # not JSON lines: the loader will tell
-    return next(csv.reader([first], delimiter="\t" if path.lower().endswith(".tsv") else ","), [])
-
-
 def check_selection_source(data: "DataTrainingArguments") -> None:
-    """One source of selection rows: a share of the rows or of the groups of a column of --train_file, or
-    --select_file; the group column exists in the training file."""
-    column = data.swa_select_group_column
-    if data.select_file and (data.swa_select_split or column):
+    """The selection rows are a share of the training rows in (0, 1) (0: none), of the groups of a column the
+    training file has, or --select_file."""
+    share, column = data.swa_select_split, data.swa_select_group_column
+    if share and not (0.0 < share < 1.0):
+        raise ValueError(
+            f"--swa_select_split {share}: must be a share of the training rows in (0, 1), e.g. 0.2 to hold out 20% "
+            "of them for choosing among the SWA candidates; 0 trains on every row."
+        )
+    if data.select_file and (share or column):
         raise ValueError(
             "--select_file is the selection set: no training row is held out beside it. Drop --swa_select_split and "
             "--swa_select_group_column, or drop --select_file to hold out training rows."
         )
-    if column and not data.swa_select_split:
+    if column and not share:
         raise ValueError(
             f"--swa_select_group_column {column} holds out whole groups making up a share of the training rows: "
             "give that share with --swa_select_split (e.g. 0.2)."
@@ -85,10 +62,20 @@ def check_selection_source(data: "DataTrainingArguments") -> None:
         raise ValueError(f"--swa_select_group_column {column!r}: --train_file has no such column (columns: {found}).")
 
 
-def flag(help: str, default=None, default_factory=None):
+def _header(path: str) -> Optional[list]:
+    """The column names of a data file, from its first line (None when that line does not tell them)."""
+    with open(path, encoding="utf-8") as handle:
+        first = handle.readline()
+    if FILE_TYPES[os.path.splitext(path)[1].lower()] == "csv":
+        return next(csv.reader([first], delimiter="\t" if path.lower().endswith(".tsv") else ","), [])
+    try:
+        return list(json.loads(first))
+    except (ValueError, TypeError):
+        return None  # not JSON lines: the loader will tell
+
+
+def flag(help: str, default=None):
     """A dataclass field that ``HfArgumentParser`` turns into ``--name`` with `help`."""
-    if default_factory is not None:
-        return field(default_factory=default_factory, metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -107,9 +94,7 @@ class ModelArguments:
     token: Optional[str] = flag("Hub token for private models.")
     trust_remote_code: bool = flag("Allow model code from the Hub repo.", False)
     use_fast_tokenizer: bool = flag("Use a fast (Rust) tokenizer.", True)
-    ignore_mismatched_sizes: bool = flag(
-        "Re-initialise a classification head whose size differs from the data's.", False
-    )
+    ignore_mismatched_sizes: bool = flag("Re-initialise a classification head of another size than the data's.", False)
 
 
 @dataclass
@@ -136,9 +121,8 @@ class DataTrainingArguments:
     overwrite_cache: bool = flag("Re-tokenize instead of using the cache.", False)
     preprocessing_num_workers: Optional[int] = flag("Processes for tokenization.")
     swa_select_split: Optional[float] = flag(
-        "Hold out this share of the training rows (in (0, 1), stratified by label, seeded by data_seed or seed) to "
-        "choose among the SWA candidates on; a --no_swa run trains on every row. 0: train on every row (and, "
-        f"with --swa_select_metric auto, ship swa). Default {defaults.SWA_SELECT_SPLIT}, 0 with --select_file."
+        "Share of the training rows in (0, 1) (by label, seeded by data_seed or seed) held out to choose among the SWA "
+        f"candidates on (not by --no_swa); 0: none. Default {defaults.SWA_SELECT_SPLIT}, 0 with --select_file."
     )
     swa_select_group_column: Optional[str] = flag(
         "With --swa_select_split S: hold out whole groups of this column of the training data (documents, authors, "
@@ -153,17 +137,15 @@ class DataTrainingArguments:
         if self.task_name:
             self.task_name = get_task(self.task_name).name  # unknown names fail here, listing the valid ones
         if not self.task_name and not (self.train_file or self.validation_file or self.test_file):
-            raise ValueError(
-                "Pass --task_name (a GLUE task) or data files (--train_file / --validation_file / --test_file)."
-            )
+            raise ValueError("Pass --task_name (a GLUE task) or data files (--train_file, --validation_file, ...).")
         for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}.")
         check_files(self)
+        self.label_column = self.label_column or "label"
         if self.swa_select_split is None:  # unset
             self.swa_select_split = 0.0 if self.select_file else defaults.SWA_SELECT_SPLIT
-        check_share(self.swa_select_split)
         self.swa_select_split = float(self.swa_select_split)  # 0.0: off
         check_selection_source(self)
 
@@ -178,13 +160,12 @@ class GlueTrainingArguments(SWATrainingArguments):
     """``SWATrainingArguments`` (with the core's SWA defaults) plus ``--swa_refit``.
 
     Example:
-        >>> args = GlueTrainingArguments(output_dir="/tmp/out", learning_rate=2e-5, report_to="none")
-        >>> args.swa_start, args.swa_lr, args.swa_lr_ratio, args.swa_refit
-        (0.5, None, 0.5, False)
+        >>> from transformers import HfArgumentParser
+        >>> (args,) = HfArgumentParser(GlueTrainingArguments).parse_args_into_dataclasses(["--output_dir", "/tmp/out"])
+        >>> args.swa_start, args.swa_lr_ratio, args.swa_windows, args.swa_select_metric, args.swa_refit
+        (0.5, 0.5, 4, 'auto', False)
     """
 
     swa_refit: bool = flag(
         "Choose on the selection split, then train again on every training row (same seed and settings) and ship "
-        "the candidate of the chosen name from that second run: two runs.",
-        False,
-    )
+        "the candidate of the chosen name from that second run.", False)  # fmt: skip

@@ -1,13 +1,11 @@
-"""``hf-swa-glue``: fine-tune on a GLUE task (or your own sentence(-pair) classification files) with SWA.
+"""``hf-swa-glue`` (``scripts/run_glue.py``): fine-tune on a GLUE task (or your own sentence(-pair) classification
+files) with SWA; every TrainingArguments flag works, plus the SWA flags (see :mod:`hf_swa.glue.run`).
 
     hf-swa-glue --model_name_or_path bert-base-cased --task_name mrpc --do_train --do_eval --output_dir out/mrpc
-    accelerate launch -m hf_swa.glue.cli --model_name_or_path ./my-model --task_name rte \\
-        --train_file train.tsv --validation_file dev.tsv --do_train --do_eval --output_dir out/rte
-    hf-swa-glue config.json       # all arguments from one JSON file
+    accelerate launch -m hf_swa.glue.cli config.json       # all arguments from one JSON file
 
-Every TrainingArguments flag works, plus the SWA flags (--swa, --swa_start, --swa_lr_ratio, ...); see
-:mod:`hf_swa.glue.run`. With --push_to_hub an SWA run pushes once, after training: the model it shipped, its
-swa_config.json and its card; checkpoints (live weights) are never pushed. ``scripts/run_glue.py`` is the same.
+With --push_to_hub an SWA run pushes once, after training: the model it shipped, its swa_config.json and its
+card; checkpoints (live weights) are never pushed.
 """
 
 from __future__ import annotations

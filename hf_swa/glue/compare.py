@@ -1,9 +1,7 @@
 """Baseline vs SWA over seeds: both runs of every seed on one task, in ``<runs_root>/<task>/<baseline|swa>/seed<k>/``.
 
-The baseline is what a user runs without hf_swa: the same model, seed, epochs and base schedule on every labelled
-row. The SWA run differs in the averaging, its LR tail and, given ``swa_select_split``, the rows it holds out to
-choose on. The report's "SWA live" column (the SWA run's last live weights) separates them: shipped − live is what
-the choice and the averaging gave, live − baseline the tail less the cost of the held-out rows.
+The baseline is what a user runs without hf_swa (the same model, seed and base schedule, on every labelled row);
+the SWA run differs in the averaging, its LR tail and the rows it holds out to choose on (docs/glue.md).
 """
 
 from __future__ import annotations
@@ -14,12 +12,11 @@ import logging
 import os
 from pathlib import Path
 
+from hf_swa.glue.report import VARIANTS
 from hf_swa.glue.run import run_glue
 from hf_swa.hub.results import LIVE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
-
-MODES = ("baseline", "swa")
 
 
 def run_dir(runs_root: str, task: str, mode: str, seed: int) -> str:
@@ -42,16 +39,12 @@ def is_finished(output_dir: str, mode: str) -> bool:
     return LIVE in scores and ("swa" in scores if mode == "swa" else not held_out)
 
 
-def run_comparison(model_args, data_args, training_args, seeds, runs_root: str, task_label=None, modes=MODES) -> dict:
-    """Run `modes` for every seed on one task (a finished run is not run again); ``{(mode, seed): results}``.
-
-    `task_label` names the task's folder (default: the GLUE task name, or ``custom``).
-    """
-    if set(modes) - set(MODES):
-        raise ValueError(f"modes must be among {MODES}, got {list(modes)}")
+def run_comparison(model_args, data_args, training_args, seeds, runs_root: str, task_label=None) -> dict:
+    """The baseline and SWA runs of every seed on one task, into the folder `task_label` (default: the GLUE task
+    name, or ``custom``); a finished run is not run again. ``{(mode, seed): results}``."""
     task, results = task_label or data_args.task_name or "custom", {}
     for seed in seeds:
-        for mode in modes:
+        for mode in VARIANTS:
             output_dir = run_dir(runs_root, task, mode, seed)
             if is_finished(output_dir, mode):
                 logger.info("%s: finished already, skipped", output_dir)

@@ -1,11 +1,8 @@
 """The data of ``run_glue``: a GLUE task from the Hub or local files, labels as classes, the held-out rows.
 
-Local files go through ``datasets.load_dataset("csv"/"json", data_files=...)``, a TSV as CSV with a tab delimiter
-and quoting off (GLUE TSVs hold stray quotes); without ``--cache_dir`` they are read into memory and leave no cache.
-Labels become a ``ClassLabel``: a GLUE task's classes (ids or names in the files), else the first labelled split's
-labels sorted (``class_encode_column``); float labels are regression. The rows held out for the selection come from
-``hf_swa.selection_split`` (stratified rows, or whole groups of a column); ``--select_file`` fills the ``swa_select``
-split instead.
+Local files go through ``datasets.load_dataset("csv"/"json", data_files=...)`` (a TSV with quoting off: GLUE TSVs
+hold stray quotes). Labels become a ``ClassLabel``: a GLUE task's classes, else the first labelled split's labels
+sorted; float labels are regression.
 
 Example:
     >>> import pathlib, tempfile
@@ -39,18 +36,12 @@ __all__ += ["hold_out_rows", "tokenize", "example_ids"]
 SELECT_SPLIT = "swa_select"
 
 
-def _split_names(task: Optional[GlueTask]) -> dict:
-    """Which split each file flag fills (MNLI: matched and mismatched, as on the Hub)."""
-    splits = ("train", "validation", "test")
-    if task is not None and task.name == "mnli":
-        splits = ("train", "validation_matched", "test_matched", "validation_mismatched", "test_mismatched")
-    return {**dict(zip(FILE_FLAGS, splits)), "select_file": SELECT_SPLIT}
-
-
 def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) -> datasets.DatasetDict:
     """The raw splits: from the data files when given, else the GLUE task from the Hub (``nyu-mll/glue``)."""
     task = data_args.glue_task
-    files = {split: getattr(data_args, f) for f, split in _split_names(task).items() if getattr(data_args, f)}
+    val, test = (task.validation_splits, task.test_splits) if task else (("validation",), ("test",))  # MNLI: two each
+    splits = dict(zip(FILE_FLAGS, ("train", val[0], test[0], *val[1:], *test[1:])), select_file=SELECT_SPLIT)
+    files = {split: getattr(data_args, flag) for flag, split in splits.items() if getattr(data_args, flag)}
     if not files:
         try:
             return datasets.load_dataset(HUB_DATASET, task.name, cache_dir=cache_dir, token=token)
@@ -60,18 +51,13 @@ def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) ->
                 f"--train_file, --validation_file, --test_file with the columns {[*task.sentence_keys, 'label']}."
             ) from err
     extension = os.path.splitext(next(iter(files.values())))[1].lower()
-    options = {"keep_default_na": False}  # an empty cell is empty text, "NA" is the text NA
-    if extension == ".tsv":
-        options.update(delimiter="\t", quoting=csv.QUOTE_NONE)
-    elif FILE_TYPES[extension] == "json":
-        options = {}
+    loader = FILE_TYPES[extension]
+    options = {} if loader == "json" else {"keep_default_na": False}  # "NA" is the text NA
+    options.update(dict(delimiter="\t", quoting=csv.QUOTE_NONE) if extension == ".tsv" else {})
+    options.update({} if cache_dir else {"keep_in_memory": True})
     try:
-        if cache_dir is not None:
-            return datasets.load_dataset(FILE_TYPES[extension], data_files=files, cache_dir=cache_dir, **options)
-        with tempfile.TemporaryDirectory(prefix="hf-swa-data-") as scratch:  # read into memory, nothing left behind
-            return datasets.load_dataset(
-                FILE_TYPES[extension], data_files=files, cache_dir=scratch, keep_in_memory=True, **options
-            )
+        with tempfile.TemporaryDirectory(prefix="hf-swa-data-") as scratch:  # no --cache_dir: nothing left behind
+            return datasets.load_dataset(loader, data_files=files, cache_dir=cache_dir or scratch, **options)
     except datasets.exceptions.DatasetGenerationError as err:
         raise ValueError(f"Could not read the data files {files}: {err.__cause__ or err}") from err
 
@@ -83,23 +69,18 @@ def evaluation_splits(raw, task: Optional[GlueTask]) -> list:
 
 def prediction_splits(raw, task: Optional[GlueTask]) -> list:
     """``(split, submission file stem)`` pairs to predict on: ``("test", "CoLA")``; ``predictions`` without a task."""
-    if task is None:
-        return [("test", "predictions")] if "test" in raw else []
-    return [(split, stem) for split, stem in zip(task.test_splits, task.submission_names, strict=True) if split in raw]
+    pairs = zip(task.test_splits, task.submission_names, strict=True) if task else [("test", "predictions")]
+    return [(split, stem) for split, stem in pairs if split in raw]
 
 
 def text_columns(raw, task: Optional[GlueTask], given=None) -> tuple:
     """The one or two text columns: given, else the task's, else ``sentence1/sentence2``, ``sentence`` or ``text``."""
-    if given:
-        if not 1 <= len(given) <= 2:
-            raise ValueError(f"--text_columns takes one or two column names, got {list(given)}.")
-        columns = tuple(given)
-    elif task is not None:
-        columns = task.sentence_keys
-    else:
+    if given and not 1 <= len(given) <= 2:
+        raise ValueError(f"--text_columns takes one or two column names, got {list(given)}.")
+    columns = tuple(given or ()) or (task.sentence_keys if task else ())
+    if not columns:  # the first of these the first split has
         found = set(next(iter(raw.values())).column_names)
-        guesses = [g for g in (("sentence1", "sentence2"), ("sentence",), ("text",)) if found.issuperset(g)]
-        columns = guesses[0] if guesses else ()
+        columns = next((g for g in (("sentence1", "sentence2"), ("sentence",), ("text",)) if found.issuperset(g)), ())
     for split, dataset in raw.items():
         missing = [c for c in columns if c not in dataset.column_names]
         if missing or not columns:
@@ -129,10 +110,7 @@ def _class_names(raw, split: str, task: Optional[GlueTask], column: str) -> list
 
 def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) -> Optional[list]:
     """Make `column` of the `labelled` splits a ``ClassLabel`` (in place); return the class names, None for regression.
-
-    Raises:
-        ValueError: a split lacks the label column, or holds a label that is not one of the classes.
-    """
+    A missing or empty label, or one that is not a class, is refused with the split and column named."""
     for split in labelled:
         if column not in raw[split].column_names:
             raise ValueError(
@@ -142,8 +120,7 @@ def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) ->
         empty = [i for i, v in enumerate(raw[split][column]) if v is None or v == ""]
         if empty:
             raise ValueError(f"The {split} split has no label in column {column!r} for example {empty[0]} (from 0).")
-    first = raw[labelled[0]]
-    dtype = getattr(first.features[column], "dtype", "")
+    dtype = getattr(raw[labelled[0]].features[column], "dtype", "")
     if task.is_regression if task else dtype.startswith("float"):
         for split in labelled:
             raw[split] = raw[split].cast_column(column, datasets.Value("float32"))
@@ -155,8 +132,7 @@ def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) ->
         if isinstance(data.features[column], datasets.ClassLabel):
             continue
         ids = [str(i) for i in range(len(names))] if task is not None and dtype.startswith("int") else []
-        known = set(names) | set(ids)
-        unknown = sorted({str(v) for v in data.unique(column)} - known)
+        unknown = sorted({str(v) for v in data.unique(column)} - set(names) - set(ids))
         if unknown:
             raise ValueError(
                 f"The {split} split has labels {unknown} in column {column!r} that are not the classes {names}"
@@ -170,11 +146,7 @@ def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) ->
 
 def hold_out_rows(train: datasets.Dataset, share: float, seed: int, column: str, groups: Optional[str] = None) -> list:
     """The training rows (numbers, increasing) held out for the selection: ``hf_swa.selection_split`` of a
-    seeded share, stratified by the classes of `column`, of whole groups of the column `groups` when given.
-
-    Raises:
-        ValueError: in flag terms, when the group column is missing or the rows cannot give both sides rows.
-    """
+    seeded share, stratified by the classes of `column`, of whole groups of the column `groups` when given."""
     if groups is not None and groups not in train.column_names:
         raise ValueError(
             f"--swa_select_group_column {groups!r}: the training data has no such column "
@@ -187,9 +159,7 @@ def hold_out_rows(train: datasets.Dataset, share: float, seed: int, column: str,
         what = f"whole groups of {groups!r}" if groups else "a stratified share"
         raise ValueError(
             f"--swa_select_split {share} cannot hold out {what} of {len(train)} training rows ({err}). "
-            "Train on more rows or groups, pass a --select_file, or pass --swa_select_split 0 to train on every row "
-            "(the SWA average is then shipped; with --do_eval and --swa_select_metric loss it is chosen on the "
-            "evaluation set, flagged optimistic)."
+            "Train on more rows or groups, pass a --select_file, or pass --swa_select_split 0 to train on every row."
         ) from None
 
 
@@ -199,32 +169,21 @@ def tokenize(raw, tokenizer, columns, data_args, labelled: list, label_column: s
     max_length = min(data_args.max_seq_length, tokenizer.model_max_length)
     padding = "max_length" if data_args.pad_to_max_length else False
 
-    def encode(batch, with_labels):
+    def encode(batch, split):
         texts = [["" if v is None else str(v) for v in batch[c]] for c in columns]
         result = tokenizer(*texts, padding=padding, max_length=max_length, truncation=True)
-        if with_labels:
+        if split in labelled:
             result["labels"] = [label_to_id[v] if label_to_id else v for v in batch[label_column]]
         return result
 
-    return datasets.DatasetDict(
-        {
-            split: data.map(
-                encode,
-                batched=True,
-                fn_kwargs={"with_labels": split in labelled},
-                remove_columns=data.column_names,
-                num_proc=data_args.preprocessing_num_workers,
-                load_from_cache_file=not data_args.overwrite_cache,
-                desc=f"Tokenizing {split}",
-            )
-            for split, data in raw.items()
-        }
-    )
+    out, workers, cached = datasets.DatasetDict(), data_args.preprocessing_num_workers, not data_args.overwrite_cache
+    for split, data in raw.items():
+        options = dict(fn_kwargs={"split": split}, remove_columns=data.column_names, desc=f"Tokenizing {split}")
+        out[split] = data.map(encode, batched=True, num_proc=workers, load_from_cache_file=cached, **options)
+    return out
 
 
 def example_ids(dataset) -> list:
     """The ids a GLUE submission uses: the ``idx`` (Hub) or ``index`` (GLUE TSV) column, else row numbers."""
-    for column in ("idx", "index"):
-        if column in dataset.column_names:
-            return list(dataset[column])
-    return list(range(len(dataset)))
+    found = [list(dataset[column]) for column in ("idx", "index") if column in dataset.column_names]
+    return found[0] if found else list(range(len(dataset)))

@@ -2,13 +2,6 @@
 
 A custom data set borrows the closest GLUE config: ``stsb`` (Pearson, Spearman) for regression, ``mrpc``
 (accuracy, F1 of label id 1) for two classes, ``mnli`` (accuracy) for more.
-
-Example:
-    >>> import numpy as np
-    >>> from transformers import EvalPrediction
-    >>> logits = np.array([[2.0, -1.0], [0.1, 0.3], [-1.0, 1.0]])
-    >>> make_compute_metrics("mrpc")(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 0])))
-    {'accuracy': 0.6666666666666666, 'f1': 0.6666666666666666}
 """
 
 from __future__ import annotations
@@ -64,32 +57,28 @@ def load_glue_metric(task_name: str, **kwargs):
 
 
 def make_compute_metrics(task_name=None, *, num_labels=2, is_regression=None, positive_label_id=None):
-    """A ``compute_metrics(EvalPrediction) -> dict`` for the Trainer: argmax of the logits (classification) or the
-    one score per example (regression). ``positive_label_id`` is the model's id of the class F1 is about (MRPC:
-    equivalent) when it is not 1, e.g. a model fine-tuned with another label order.
+    """A ``compute_metrics(EvalPrediction) -> dict`` for the Trainer, on the argmax of the logits (regression: the
+    one score). ``positive_label_id``: the model's id of the class F1 is about (MRPC: equivalent), if not 1.
 
     >>> from transformers import EvalPrediction
     >>> logits = np.array([[2.0, -1.0], [0.1, 0.3], [-1.0, 1.0]])
+    >>> make_compute_metrics("mrpc")(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 0])))
+    {'accuracy': 0.6666666666666666, 'f1': 0.6666666666666666}
     >>> make_compute_metrics("mrpc", positive_label_id=0)(EvalPrediction(logits, np.array([0, 1, 0])))["f1"]
     0.6666666666666666
     """
     if is_regression is None:
-        is_regression = get_task(task_name).is_regression if task_name else False
+        is_regression = bool(task_name and get_task(task_name).is_regression)
     metric = load_glue_metric(metric_config_name(task_name, num_labels, is_regression))
 
     def compute_metrics(eval_pred) -> dict:
-        preds = eval_pred.predictions
+        preds, references = eval_pred.predictions, np.asarray(eval_pred.label_ids)
         preds = np.asarray(preds[0] if isinstance(preds, (tuple, list)) else preds)
-        references = np.asarray(eval_pred.label_ids)
         if is_regression:
-            preds = np.squeeze(preds, axis=-1) if preds.ndim > 1 else preds
-        else:
-            preds = np.argmax(preds, axis=-1)
-            if positive_label_id is not None and positive_label_id != 1:  # the metric scores F1 of id 1
-                preds, references = (
-                    (preds == positive_label_id).astype(int),
-                    (references == positive_label_id).astype(int),
-                )
+            return metric.compute(predictions=preds.squeeze(-1) if preds.ndim > 1 else preds, references=references)
+        preds = np.argmax(preds, axis=-1)
+        if positive_label_id not in (None, 1):  # the metric scores F1 of id 1
+            preds, references = (preds == positive_label_id).astype(int), (references == positive_label_id).astype(int)
         return metric.compute(predictions=preds, references=references)
 
     return compute_metrics

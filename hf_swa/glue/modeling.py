@@ -1,11 +1,8 @@
 """The sequence-classification model and tokenizer for a data set's classes, as HF's ``run_glue.py`` loads them.
 
-A model already fine-tuned on the same classes (names compared ignoring case) keeps its own
-label ids, so ``roberta-large-mnli`` keeps its order; a head naming other classes is
-retrained with a warning, or refused when only evaluating. A tokenizer without a pad token
-(GPT-2) pads with its eos token.
-
-Example (a tiny GPT-2 built from config; its tokenizer has no pad token):
+A model fine-tuned on the same classes (ignoring case) keeps its label ids (``roberta-large-mnli``); a head naming
+other classes is retrained with a warning, or refused when only evaluating. A tokenizer without a pad token (GPT-2)
+pads with its eos token, as in this example:
     >>> import tempfile
     >>> from tokenizers import Tokenizer, models, pre_tokenizers
     >>> from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
@@ -39,12 +36,8 @@ _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
 
 def _hub_kwargs(model_args) -> dict:
-    return dict(
-        cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
-    )
+    names = ("cache_dir", "model_revision", "token", "trust_remote_code")
+    return {name.removeprefix("model_"): getattr(model_args, name) for name in names}  # revision=model_revision
 
 
 def model_labels(model_args) -> Optional[list]:
@@ -80,18 +73,17 @@ def ensure_pad_token(model, tokenizer) -> None:
 def load_config_and_tokenizer(model_args, task, label_list: Optional[list], training: bool):
     """``(config, tokenizer, label_to_id)`` for the classes `label_list` (None: regression); see the module doc."""
     hub = _hub_kwargs(model_args)
-    num_labels = 1 if label_list is None else len(label_list)
     config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path, num_labels=num_labels, finetuning_task=task.name if task else None, **hub
+        model_args.model_name_or_path, num_labels=len(label_list or [0]), finetuning_task=task and task.name, **hub
     )
     config.problem_type = "regression" if label_list is None else "single_label_classification"
     label_to_id = None if label_list is None else _align_labels(config, label_list, training)
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.tokenizer_name or model_args.model_name_or_path, use_fast=model_args.use_fast_tokenizer, **hub
     )
+    if tokenizer.pad_token is None and tokenizer.eos_token is None:
+        raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no pad token and no eos token to pad with.")
     if tokenizer.pad_token is None:  # GPT-2: pad with eos
-        if tokenizer.eos_token is None:
-            raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no pad token and no eos token to pad with.")
         tokenizer.pad_token = tokenizer.eos_token
     config.pad_token_id = tokenizer.pad_token_id
     return config, tokenizer, label_to_id
@@ -101,12 +93,10 @@ def load_model(model_args, task, label_list: Optional[list], training: bool):
     """``(model, tokenizer, label_to_id)``: :func:`load_config_and_tokenizer` and the model for that config."""
     config, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_args.model_name_or_path,
-            config=config,
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **_hub_kwargs(model_args),
+        options = dict(
+            config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **_hub_kwargs(model_args)
         )
+        model = AutoModelForSequenceClassification.from_pretrained(model_args.model_name_or_path, **options)
     except RuntimeError as err:
         if not any(words in str(err) for words in MISMATCHED_SIZES_ERRORS):
             raise

@@ -1,21 +1,17 @@
 """The baseline-vs-SWA report over seeds: a Markdown table with a verdict per task, a plot and a JSON copy.
 
-It reads each run's ``results.json`` (:mod:`hf_swa.hub.results`) under
-``<runs_root>/<task>/<baseline|swa>/seed<k>/``, and ``trainer_state.json`` for the plot. Per
-task and metric it compares the baseline's live weights with what the SWA runs shipped
-(their chosen weights, else the average); "SWA live" is the SWA runs' last-step weights.
+It reads each run's ``results.json`` (:mod:`hf_swa.hub.results`) and ``trainer_state.json`` (for the plot) under
+``<runs_root>/<task>/<baseline|swa>/seed<k>/``; the report itself says what each column compares (``_INTRO``).
 
 Example:
     >>> import json, pathlib, tempfile
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> for variant, seed, scores in [("baseline", 1, {"live": .90}), ("baseline", 2, {"live": .92}),
     ...                               ("swa", 1, {"live": .91, "swa": .93}), ("swa", 2, {"live": .91, "swa": .93})]:
-    ...     run = root / "sst2" / variant / f"seed{seed}"
-    ...     run.mkdir(parents=True)
+    ...     (run := root / "sst2" / variant / f"seed{seed}").mkdir(parents=True)
     ...     nested = {w: {"validation": {"accuracy": v}} for w, v in scores.items()}
     ...     _ = (run / "results.json").write_text(json.dumps({"metrics": ["accuracy"], "eval": nested}))
-    >>> path = write_report(root, root)
-    >>> [line for line in path.read_text().splitlines() if line.startswith("- **sst2**")][0]
+    >>> [line for line in write_report(root, root).read_text().splitlines() if line.startswith("- **sst2**")][0]
     '- **sst2**: SWA helped by +2.00 points (accuracy, 2 seeds baseline / 2 SWA), more than the seed-to-seed \
 spread (std 1.41).'
 """
@@ -24,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +33,6 @@ __all__ = ["REPORT_NAME", "Run", "Stat", "collect_runs", "summarize", "render_ma
 REPORT_NAME = "glue_report"
 VARIANTS = ("baseline", "swa")
 SIDES = ("baseline", "swa", "shipped", "live")  # baseline: its live weights; live: the SWA runs' live weights
-_SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -55,8 +49,8 @@ class Run:
         """The score of `side` on `eval_set` (None: the mean over the evaluation sets, as the GLUE average)."""
         by_weights = self.results.get("eval", {})
         weights = {"baseline": LIVE, "live": LIVE, "swa": "swa"}.get(side, CHOSEN if CHOSEN in by_weights else "swa")
-        sets = by_weights.get(weights, {})
-        values = [scores[metric] for name, scores in sets.items() if eval_set in (None, name) and metric in scores]
+        sets = by_weights.get(weights, {}).items()
+        values = [scores[metric] for name, scores in sets if eval_set in (None, name) and metric in scores]
         return statistics.fmean(values) if values else None
 
 
@@ -65,18 +59,17 @@ class Stat:
     """Values over seeds; ``std`` is the sample standard deviation (n − 1), NaN for fewer than two."""
 
     values: tuple
+    n = property(lambda self: len(self.values))
+    mean = property(lambda self: statistics.fmean(self.values) if self.values else math.nan)
+    std = property(lambda self: statistics.stdev(self.values) if self.n >= 2 else math.nan)
 
-    @property
-    def n(self) -> int:
-        return len(self.values)
 
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values) if self.values else math.nan
+def _delta(sides: dict) -> float:
+    return sides["shipped"].mean - sides["baseline"].mean
 
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.values) if self.n >= 2 else math.nan
+
+def _points(value: float, scale: float) -> float:
+    return round(value * scale, 2) + 0.0  # + 0.0: no "-0.00"
 
 
 @dataclass
@@ -90,54 +83,49 @@ class TaskSummary:
     candidates: dict = field(default_factory=dict)
 
     def verdict(self, scale: float = 100.0) -> str:
-        """One plain sentence: did what SWA shipped beat the baseline on the main metric, beyond seed noise?"""
+        """One plain sentence: did what SWA shipped beat the baseline on the main metric, beyond seed noise?
+        A seed that shipped ``live`` shipped the SWA run's schedule, not an average: the sentence says so."""
         base, shipped = self.main["baseline"], self.main["shipped"]
-        folded = len({eval_set for eval_set, _ in self.rows}) > 1
-        metric = f"{self.main_metric} (mean over the evaluation sets)" if folded else self.main_metric
         if not (base.n and shipped.n):
             return f"No comparison: {base.n} baseline and {shipped.n} SWA runs report {self.main_metric}."
-        delta = round((shipped.mean - base.mean) * scale, 2) + 0.0
-        runs = f"{metric}, {base.n} seed{'s' if base.n != 1 else ''} baseline / {shipped.n} SWA"
-        name = "SWA (chosen)" if self.candidates.get("chosen_by_seed") else "SWA"
-        if delta == 0:
+        folded = " (mean over the evaluation sets)" if len({eval_set for eval_set, _ in self.rows}) > 1 else ""
+        runs = f"{self.main_metric}{folded}, {base.n} seed{'s' if base.n != 1 else ''} baseline / {shipped.n} SWA"
+        delta, chosen = _points(_delta(self.main), scale), list(self.candidates.get("chosen_by_seed", {}).values())
+        name = "SWA (chosen)" if chosen else "SWA"
+        if delta > 0:
+            text = f"{name} helped by {delta:+.2f} points ({runs})"
+        elif delta < 0:
+            text = f"{name} did not help ({delta:+.2f} points, {runs})"
+        else:
             return f"{name} made no difference ({delta:+.2f} points, {runs})."
-        text = (
-            f"{name} helped by {delta:+.2f} points ({runs})"
-            if delta > 0
-            else f"{name} did not help ({delta:+.2f} points, {runs})"
-        )
         spread = max(base.std, shipped.std) * scale
         if math.isnan(spread):
-            return text + "; one seed on a side, so no estimate of seed-to-seed noise." + self._what_shipped()
-        if abs(delta) <= spread:
-            return text + f", within the seed-to-seed spread (std {spread:.2f}): not conclusive." + self._what_shipped()
-        return text + f", more than the seed-to-seed spread (std {spread:.2f})." + self._what_shipped()
-
-    def _what_shipped(self) -> str:
-        """Whether the runs shipped an average at all: a chosen ``live`` is the SWA run's schedule, not averaging."""
-        chosen = list(self.candidates.get("chosen_by_seed", {}).values())
-        averages = sum(name != "live" for name in chosen)
-        if not chosen or averages == len(chosen):
-            return ""
-        return (
-            f" It shipped an average on {averages} of {len(chosen)} seeds; on the others no average beat the live "
-            "weights on the selection data, so there the difference comes from the SWA run's LR schedule, not "
-            "from averaging."
-        )
+            text += "; one seed on a side, so no estimate of seed-to-seed noise."
+        elif abs(delta) <= spread:
+            text += f", within the seed-to-seed spread (std {spread:.2f}): not conclusive."
+        else:
+            text += f", more than the seed-to-seed spread (std {spread:.2f})."
+        averages = sum(n != LIVE for n in chosen)
+        if chosen and averages < len(chosen):
+            text += (
+                f" It shipped an average on {averages} of {len(chosen)} seeds; on the others no average beat the live "
+                "weights on the selection data, so there the difference comes from the SWA run's LR schedule, not "
+                "from averaging."
+            )
+        return text
 
 
 def collect_runs(runs_root: Union[str, Path]) -> list:
     """Every ``<task>/<baseline|swa>/seed<k>/`` run under `runs_root` (a run without results: ``results={}``)."""
-    root = Path(runs_root)
-    runs = []
+    root, runs = Path(runs_root), []
     for folder in sorted(root.glob("*/*/seed*")):
-        match, task, variant = _SEED_DIR.match(folder.name), folder.parent.parent.name, folder.parent.name
-        if not (match and folder.is_dir() and variant in VARIANTS):
+        seed, task, variant = folder.name[len("seed") :], folder.parent.parent.name, folder.parent.name
+        if not (seed.isdecimal() and folder.is_dir() and variant in VARIANTS):
             continue
         results, state = folder / RESULTS_FILE, folder / "trainer_state.json"
         loaded = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else {}
         history = json.loads(state.read_text(encoding="utf-8")).get("log_history", ()) if state.is_file() else ()
-        runs.append(Run(task, variant, int(match[1]), loaded, tuple(history)))
+        runs.append(Run(task, variant, int(seed), loaded, tuple(history)))
     if not runs:
         raise FileNotFoundError(f"no runs under {root}: expected <task>/<baseline|swa>/seed<k>/{RESULTS_FILE}")
     return sorted(runs, key=lambda r: (r.task, r.variant, r.seed))
@@ -154,22 +142,21 @@ def _order(name: str) -> tuple:
 def _candidates(swa: list, metric: str) -> dict:
     """Which weights each seed shipped, each candidate's mean score (eval, main metric) and selection score."""
     chosen = {r.seed: r.results["chosen"] for r in swa if r.results.get("chosen")}
-    evals, selects, select_metric = {}, {}, None
+    scores, select_metric = {"eval": {}, "select": {}}, None
     for run in swa:
         for name, sets in run.results.get("eval", {}).items():
-            if name != CHOSEN and metric in next(iter(sets.values()), {}):
-                evals.setdefault(name, []).append(next(iter(sets.values()))[metric])
+            first = next(iter(sets.values()), {})
+            if name != CHOSEN and metric in first:
+                scores["eval"].setdefault(name, []).append(first[metric])
         selection = run.results.get("selection") or {}
         select_metric = selection.get("metric", select_metric)
         for name, score in selection.get("scores", {}).items():
-            selects.setdefault(name, []).append(score)
-    if not chosen and set(evals) <= {"swa", LIVE}:
+            scores["select"].setdefault(name, []).append(score)
+    if not chosen and set(scores["eval"]) <= {"swa", LIVE}:
         return {}
-    names = sorted(set(evals) | set(selects), key=_order)
-    means = {k: {n: statistics.fmean(v) for n, v in d.items()} for k, d in (("eval", evals), ("select", selects))}
-    return dict(
-        names=names, chosen_by_seed=chosen, eval=means["eval"], select=means["select"], select_metric=select_metric
-    )
+    means = {kind: {n: statistics.fmean(v) for n, v in by_name.items()} for kind, by_name in scores.items()}
+    names = sorted({*means["eval"], *means["select"]}, key=_order)
+    return dict(names=names, chosen_by_seed=chosen, **means, select_metric=select_metric)
 
 
 def _summarize_task(task: str, runs: list, main_metric: Optional[str], notes: list) -> Optional[TaskSummary]:
@@ -183,15 +170,13 @@ def _summarize_task(task: str, runs: list, main_metric: Optional[str], notes: li
     if main not in quality:
         notes.append(f"{task}: main metric {main!r} not reported (found {', '.join(quality)}); using {quality[0]!r}.")
         main = quality[0]
-    by = {v: [r for r in runs if r.variant == v] for v in VARIANTS}
+    by = {side: [r for r in runs if r.variant == ("baseline" if side == "baseline" else "swa")] for side in SIDES}
     if {r.seed for r in by["baseline"]} != {r.seed for r in by["swa"]}:
         notes.append(f"{task}: seeds differ between baseline and SWA; means use the runs each side has.")
 
     def stats(metric, eval_set=None):
-        sides = {s: by["baseline" if s == "baseline" else "swa"] for s in SIDES}
-        return {
-            s: Stat(tuple(v for r in rs if (v := r.score(s, metric, eval_set)) is not None)) for s, rs in sides.items()
-        }
+        scores = {side: [r.score(side, metric, eval_set) for r in by[side]] for side in SIDES}
+        return {side: Stat(tuple(v for v in values if v is not None)) for side, values in scores.items()}
 
     rows = {(s, m): stats(m, s) for s in sets for m in [main] + [q for q in quality if q != main]}
     return TaskSummary(task, main, rows, stats(main), _candidates(by["swa"], main))
@@ -201,26 +186,15 @@ def summarize(runs: list, main_metrics: Optional[Mapping[str, str]] = None) -> t
     """``(task summaries, notes)``: the runs grouped by task, baseline and SWA compared on every metric."""
     notes, by_task = [], {}
     for run in runs:
+        name = f"{run.task}/{run.variant}/seed{run.seed}"
         if not run.results:
-            notes.append(f"{run.task}/{run.variant}/seed{run.seed}: no {RESULTS_FILE} (did the run finish?); left out.")
-        else:
-            by_task.setdefault(run.task, []).append(run)
-            if (run.results.get("selection") or {}).get("optimistic"):
-                notes.append(
-                    f"{run.task}/{run.variant}/seed{run.seed}: chose on the evaluation set: optimistic scores."
-                )
+            notes.append(f"{name}: no {RESULTS_FILE} (did the run finish?); left out.")
+            continue
+        by_task.setdefault(run.task, []).append(run)
+        if (run.results.get("selection") or {}).get("optimistic"):
+            notes.append(f"{name}: chose on the evaluation set: optimistic scores.")
     tasks = [_summarize_task(t, rs, (main_metrics or {}).get(t), notes) for t, rs in sorted(by_task.items())]
     return [t for t in tasks if t is not None], notes
-
-
-def _cell(stat: Stat, scale: float) -> str:
-    if not stat.n:
-        return "–"
-    return f"{stat.mean * scale:.2f}" + (f" ± {stat.std * scale:.2f}" if stat.n > 1 else "")
-
-
-def _signed(value: float, scale: float) -> str:
-    return "–" if math.isnan(value) else f"{round(value * scale, 2) + 0.0:+.2f}"
 
 
 def _average(tasks: list) -> dict:
@@ -230,41 +204,46 @@ def _average(tasks: list) -> dict:
     return {"tasks": [t.task for t in included], **out, "delta": out["shipped"] - out["baseline"]}
 
 
-_DELTA = "Δ shipped − baseline"
+def _cells(sides: dict, scale: float) -> str:
+    """Baseline, SWA average, SWA shipped, Δ and SWA live: mean ± std (× scale), "–" where a side has no run."""
+
+    def cell(stat: Stat) -> str:
+        std = f" ± {stat.std * scale:.2f}" if stat.n > 1 else ""
+        return f"{stat.mean * scale:.2f}{std}" if stat.n else "–"
+
+    delta = _delta(sides)
+    signed = "–" if math.isnan(delta) else f"{_points(delta, scale):+.2f}"
+    return " | ".join([*(cell(sides[k]) for k in ("baseline", "swa", "shipped")), signed, cell(sides["live"])])
+
+
 _INTRO = (
     "Scores ×{scale:g}, mean ± sample std over seeds. **SWA shipped** is what each SWA run shipped: the weights "
     "it chose on its selection data, else the average (**SWA average**). *SWA live* is the same SWA runs' "
-    "last-step weights. Δ = mean(SWA shipped) − mean(baseline); a negative Δ means SWA did worse."
+    "last-step weights. Δ = mean(SWA shipped) − mean(baseline); a negative Δ means SWA did worse.\n\n"
+    "| Task | Metric | Baseline | SWA average | SWA shipped | Δ shipped − baseline | SWA live | Seeds (baseline / SWA) "
+    "|\n|---|---|---:|---:|---:|---:|---:|---:|"
 )
 
 
 def render_markdown(tasks: list, notes: list, scale: float = 100.0, plot_name: Optional[str] = None) -> str:
     """The report: a row per task, evaluation set and metric, an average row, a verdict per task, the candidates."""
     several_sets = any(len({s for s, _ in t.rows}) > 1 for t in tasks)
-    lines = ["# SWA vs baseline", "", _INTRO.format(scale=scale), ""]
-    lines += [
-        f"| Task | Metric | Baseline | SWA average | SWA shipped | {_DELTA} | SWA live | Seeds (baseline / SWA) |"
-    ]
-    lines += ["|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["# SWA vs baseline", "", _INTRO.format(scale=scale)]
     for t in tasks:
         for (eval_set, metric), s in t.rows.items():
             label = f"**{metric}** (main)" if metric == t.main_metric else metric
             label += f" [{eval_set}]" if several_sets else ""
-            delta = _signed(s["shipped"].mean - s["baseline"].mean, scale)
-            cells = [_cell(s[k], scale) for k in ("baseline", "swa", "shipped")] + [delta, _cell(s["live"], scale)]
-            lines.append(f"| {t.task} | {label} | " + " | ".join(cells) + f" | {s['baseline'].n} / {s['swa'].n} |")
+            lines.append(f"| {t.task} | {label} | {_cells(s, scale)} | {s['baseline'].n} / {s['swa'].n} |")
     avg = _average(tasks)
     name = "GLUE average" if all(find_task(t) for t in avg["tasks"]) else "Average"
+    verdicts = [f"- **{t.task}**: {t.verdict(scale)}" for t in tasks]
     if len(avg["tasks"]) > 1:
-        cells = [f"{avg[k] * scale:.2f}" for k in ("baseline", "swa", "shipped")]
-        cells += [_signed(avg["delta"], scale), f"{avg['live'] * scale:.2f}"]
-        lines.append(f"| **{name}** | main metrics of {len(avg['tasks'])} task(s) | " + " | ".join(cells) + " | |")
-    lines += ["", "## Verdict", ""] + [f"- **{t.task}**: {t.verdict(scale)}" for t in tasks]
-    if len(avg["tasks"]) > 1:
-        delta = round(avg["delta"] * scale, 2) + 0.0
+        cells = _cells({side: Stat((avg[side],)) for side in SIDES}, scale)
+        lines.append(f"| **{name}** | main metrics of {len(avg['tasks'])} task(s) | {cells} | |")
+        delta = _points(avg["delta"], scale)
         word = "helped" if delta > 0 else "did not help" if delta < 0 else "made no difference"
-        lines.append(f"- **{name}** ({', '.join(avg['tasks'])}): SWA shipped {word} ({delta:+.2f} points).")
-    lines += _render_candidates(tasks, scale)
+        verdicts.append(f"- **{name}** ({', '.join(avg['tasks'])}): SWA shipped {word} ({delta:+.2f} points).")
+    lines += ["", "## Verdict", "", *verdicts, *_render_candidates(tasks, scale)]
     if plot_name:
         lines += ["", "## Evaluation during training", "", f"![eval metric over steps]({plot_name})"]
     if notes:
@@ -274,79 +253,95 @@ def render_markdown(tasks: list, notes: list, scale: float = 100.0, plot_name: O
 
 def _render_candidates(tasks: list, scale: float) -> list:
     """A row per task and kind of score, a column per candidate; which candidate each seed shipped."""
-    with_candidates = [t for t in tasks if t.candidates]
-    if not with_candidates:
+    shown = [t for t in tasks if t.candidates]
+    if not shown:
         return []
-    names = sorted({n for t in with_candidates for n in t.candidates["names"]}, key=_order)
-    lines = [
-        "",
-        "## Candidates",
-        "",
-        "Mean score of each candidate over the SWA runs (`live`: the last-step weights).",
-        "",
-    ]
-    lines += ["| Task | Scores | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|---|" + "---:|" * len(names)]
-    for t in with_candidates:
-        c = t.candidates
-
-        def cells(means, lower=False):
-            return " | ".join(
-                "–" if n not in means else f"{means[n]:.4f}" if lower else f"{means[n] * scale:.2f}" for n in names
-            )
-
-        if c["eval"]:
-            lines.append(f"| {t.task} | eval {t.main_metric} | {cells(c['eval'])} |")
-        if c["select"]:
-            lower = c["select_metric"] == "loss"
-            label = f"selection {c['select_metric']} ({'lower' if lower else 'higher'} is better)"
-            lines.append(f"| {t.task} | {label} | {cells(c['select'], lower)} |")
-        if c["chosen_by_seed"]:
-            counts = " | ".join(str(list(c["chosen_by_seed"].values()).count(n)) for n in names)
-            lines.append(f"| {t.task} | chosen (of {len(c['chosen_by_seed'])} seeds) | {counts} |")
-    chosen = [(t.task, t.candidates["chosen_by_seed"]) for t in with_candidates if t.candidates["chosen_by_seed"]]
-    if chosen:
-        lines += ["", "Chosen per seed:", ""]
+    names = sorted({n for t in shown for n in t.candidates["names"]}, key=_order)
+    lines = ["", "## Candidates", "", "Mean score of each candidate over the SWA runs (`live`: the last-step weights)."]
+    lines += ["", "| Task | Scores | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|---|" + "---:|" * len(names)]
+    for t in shown:
+        c, chosen = t.candidates, list(t.candidates["chosen_by_seed"].values())
+        lower = c["select_metric"] == "loss"
+        rows = {f"eval {t.main_metric}": {n: f"{v * scale:.2f}" for n, v in c["eval"].items()}}
+        label = f"selection {c['select_metric']} ({'lower' if lower else 'higher'} is better)"
+        rows[label] = {n: f"{v:.4f}" if lower else f"{v * scale:.2f}" for n, v in c["select"].items()}
+        rows[f"chosen (of {len(chosen)} seeds)"] = {n: str(chosen.count(n)) for n in names if chosen}
         lines += [
-            f"- **{task}**: " + ", ".join(f"seed {s} → `{n}`" for s, n in by_seed.items()) for task, by_seed in chosen
+            f"| {t.task} | {k} | " + " | ".join(v.get(n, "–") for n in names) + " |" for k, v in rows.items() if v
         ]
-    return lines
+    per_seed = [(t.task, t.candidates["chosen_by_seed"]) for t in shown if t.candidates["chosen_by_seed"]]
+    lines += ["", "Chosen per seed:", ""] if per_seed else []
+    return lines + [f"- **{task}**: " + ", ".join(f"seed {s} → `{n}`" for s, n in by.items()) for task, by in per_seed]
 
 
 def _to_json(tasks: list, notes: list) -> dict:
+    """The report's numbers unscaled; an undefined mean, std or delta is null."""
+
     def num(x):
         return None if isinstance(x, float) and math.isnan(x) else x
 
-    def stat(s: Stat) -> dict:
-        return {"values": list(s.values), "mean": num(s.mean), "std": num(s.std), "n": s.n}
+    def sides(stats: dict) -> dict:
+        out = {k: dict(values=list(s.values), mean=num(s.mean), std=num(s.std), n=s.n) for k, s in stats.items()}
+        return {**out, "delta": num(_delta(stats))}
 
-    def sides(s: dict) -> dict:
-        return {**{k: stat(v) for k, v in s.items()}, "delta": num(s["shipped"].mean - s["baseline"].mean)}
+    out = {}
+    for t in tasks:
+        by_set = {e: {m: sides(stats) for (s, m), stats in t.rows.items() if s == e} for e, _ in t.rows}
+        out[t.task] = dict(main_metric=t.main_metric, verdict=t.verdict(), main=sides(t.main), eval=by_set)
+        out[t.task]["candidates"] = t.candidates
+    return {"tasks": out, "average": {k: num(v) for k, v in _average(tasks).items()}, "notes": notes}
 
-    out = {
-        t.task: {
-            "main_metric": t.main_metric,
-            "verdict": t.verdict(),
-            "main": sides(t.main),
-            "eval": {
-                eval_set: {m: sides(s) for (e, m), s in t.rows.items() if e == eval_set} for eval_set, _ in t.rows
-            },
-            "candidates": t.candidates,
-        }
-        for t in tasks
-    }
-    average = {k: num(v) for k, v in _average(tasks).items()}
-    return {"tasks": out, "average": average, "notes": notes}
+
+_SERIES = (  # variant, the logged key of the weights, label, colour, line style
+    ("baseline", "eval_{}", "baseline", "tab:gray", "--"),
+    ("swa", "eval_{}", "SWA run, live weights", "tab:blue", "-"),
+    ("swa", "eval_swa_{}", "SWA run, averaged weights", "tab:orange", "-"),
+)
+
+
+def _plot_curves(runs, tasks, path, scale: float = 100.0) -> Path:
+    """The report's plot (matplotlib, imported only to draw): each task's main metric over training steps, the mean
+    over seeds in a min-max band, for the baseline, SWA live and SWA averaged."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = min(3, max(1, len(tasks)))
+    rows = math.ceil(max(1, len(tasks)) / cols)
+    fig = Figure(figsize=(5 * cols, 3.6 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, task in zip(axes, tasks, strict=False):  # the grid may have more axes than tasks
+        metric = task.main_metric
+        for variant, key, label, color, style in _SERIES:
+            key, by_step = key.format(metric), {}
+            task_runs = [r for r in runs if r.task == task.task and r.variant == variant]
+            for entry in (entry for run in task_runs for entry in run.history if key in entry and "step" in entry):
+                by_step.setdefault(entry["step"], []).append(float(entry[key]) * scale)
+            steps = sorted(by_step)
+            mean = [statistics.fmean(by_step[s]) for s in steps]
+            if steps:
+                ax.plot(steps, mean, style, color=color, marker=".", label=label)
+            if steps and len(task_runs) > 1:
+                low, high = [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
+                ax.fill_between(steps, low, high, color=color, alpha=0.15)
+        ax.set(title=f"{task.task}: {metric}", xlabel="optimizer step", ylabel=f"{metric} ×{scale:g}")
+        if ax.lines:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no eval logs in trainer_state.json", ha="center", va="center", transform=ax.transAxes)
+    for ax in axes[len(tasks) :]:
+        ax.set_visible(False)
+    fig.savefig(path, dpi=110)
+    return Path(path)
 
 
 def write_report(runs_root, output_dir, *, main_metrics: Optional[Mapping[str, str]] = None, scale=100.0) -> Path:
     """Collect the runs under `runs_root` and write ``glue_report.md``, ``.png`` and ``.json``; return the ``.md``."""
-    from hf_swa.glue.report_plot import plot_curves  # matplotlib: only to draw
-
     runs = collect_runs(runs_root)
     tasks, notes = summarize(runs, main_metrics)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    png = plot_curves(runs, tasks, out / f"{REPORT_NAME}.png", scale)
+    png = _plot_curves(runs, tasks, out / f"{REPORT_NAME}.png", scale)
     md = out / f"{REPORT_NAME}.md"
     md.write_text(render_markdown(tasks, notes, scale, plot_name=png.name), encoding="utf-8")
     text = json.dumps(_to_json(tasks, notes), indent=2, allow_nan=False)

@@ -1,16 +1,12 @@
-"""``hf-swa-report``: baseline vs SWA over seeds and tasks: run both (or collect finished runs) and write the report.
+"""``hf-swa-report``: run baseline and SWA over seeds and tasks (or collect finished runs), then write the report.
 
-    # run baseline and SWA on three tasks, three seeds each, then report
     hf-swa-report --model_name_or_path bert-base-cased --tasks rte mrpc stsb \\
         --seeds 1 2 3 --runs_root outputs/glue --num_train_epochs 3 --learning_rate 2e-5
-    # only collect runs that exist already
     hf-swa-report --runs_root outputs/glue --collect_only
 
-Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/`` (finished ones are not run again);
-the report is ``glue_report.md`` / ``.png`` / ``.json`` in ``--report_dir`` (default: ``--runs_root``).
-Every hf-swa-glue flag works (data, model, TrainingArguments, SWA) except --push_to_hub: push the
-run you choose with hf-swa-push. The runs are made by :mod:`hf_swa.glue.compare`, the report by
-:mod:`hf_swa.glue.report`. Reading and reporting imports neither torch nor transformers.
+Runs land in ``<runs_root>/<task>/<baseline|swa>/seed<k>/`` (finished ones are not run again), made by
+:mod:`hf_swa.glue.compare` with every hf-swa-glue flag but --push_to_hub (push the run you choose with hf-swa-push);
+the report (:mod:`hf_swa.glue.report`) is ``glue_report.md`` / ``.png`` / ``.json`` in ``--report_dir``.
 """
 
 from __future__ import annotations
@@ -21,11 +17,8 @@ import sys
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="hf-swa-report",
-        description="Run baseline and SWA over seeds (every hf-swa-glue flag works), then write the report.",
-        epilog="Training flags: see hf-swa-glue --help.",
-    )
+    description = "Run baseline and SWA over seeds, then write the report. Training flags: see hf-swa-glue --help."
+    p = argparse.ArgumentParser(prog="hf-swa-report", description=description)
     p.add_argument("--runs_root", default="outputs/glue", help="folder of <task>/<baseline|swa>/seed<k>/ runs")
     p.add_argument("--report_dir", "--output_dir", default=None, help="where to write the report (default: runs_root)")
     p.add_argument("--tasks", nargs="+", default=None, help="GLUE tasks to run (default: --task_name)")
@@ -37,39 +30,21 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_overrides(items) -> dict:
-    bad = [item for item in items if "=" not in item]
-    if bad:
+    if bad := [item for item in items if "=" not in item]:
         raise ValueError(f"--main_metric expects TASK=METRIC (e.g. mrpc=accuracy), got {bad}")
     return dict(item.split("=", 1) for item in items)
 
 
-def report(runs_root: str, report_dir, overrides: dict) -> int:
-    from hf_swa.glue.report import write_report
-
-    try:
-        path = write_report(runs_root, report_dir or runs_root, main_metrics=overrides)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(path.read_text(encoding="utf-8"))
-    print(f"wrote {path}")
-    return 0
-
-
 def run_all(args, rest: list) -> None:
     """Baseline and SWA runs of every task and seed, with the hf-swa-glue flags in `rest`."""
-    from transformers import HfArgumentParser
-
-    from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
+    from hf_swa.glue.cli import parse_args
     from hf_swa.glue.compare import run_comparison
     from hf_swa.glue.tasks import get_task
 
     if args.tasks and "--task_name" not in rest:  # --tasks stands in for --task_name
         rest += ["--task_name", args.tasks[0]]
     rest += [] if "--output_dir" in rest else ["--output_dir", args.runs_root]
-    model_args, data_args, training_args = HfArgumentParser(
-        (ModelArguments, DataTrainingArguments, GlueTrainingArguments)
-    ).parse_args_into_dataclasses(args=rest)
+    model_args, data_args, training_args = parse_args(rest)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     tasks = [get_task(t).name for t in args.tasks] if args.tasks else [data_args.task_name]  # unknown: fail now
     for task in tasks:
@@ -84,7 +59,16 @@ def main(argv=None) -> int:
         run_all(args, rest)
     elif rest:
         parser().error(f"--collect_only takes no training flags: {' '.join(rest)}")
-    return report(args.runs_root, args.report_dir, overrides)
+    from hf_swa.glue.report import write_report  # reading and reporting imports neither torch nor transformers
+
+    try:
+        path = write_report(args.runs_root, args.report_dir or args.runs_root, main_metrics=overrides)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(path.read_text(encoding="utf-8"))
+    print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":

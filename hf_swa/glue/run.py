@@ -1,15 +1,10 @@
 """Fine-tune and evaluate on a GLUE task (or any sentence(-pair) classification set) with SWA.
 
-``run_glue`` reads like transformers' ``examples/pytorch/text-classification/run_glue.py``: data, model,
-tokenizer, tokenize, train, evaluate, predict. With ``--swa_select_split`` a stratified share of the training rows
-(or of whole groups of ``--swa_select_group_column``) is held out (a ``--no_swa`` baseline trains on every row), or
-``--select_file`` gives the selection rows, and SWATrainer chooses the weights to ship on them; ``--swa_refit``
-then trains again on every row, ships the candidate of the chosen name, and keeps the first run in
-``output_dir/selection_run``. It writes into
-``output_dir`` the model shipped (+ ``swa_config.json``) and its card, ``results.json`` (per weights, per evaluation
-set, per metric: :mod:`hf_swa.hub.results`; with the choice and the data set), the Trainer's
-``train_results.json`` and ``trainer_state.json``, ``swa_select_rows.json`` and, with ``do_predict``, one GLUE
-submission file per test split (``CoLA.tsv``, ``MNLI-m.tsv``, ...; ``predictions.tsv`` for another data set)::
+``run_glue`` reads like transformers' ``examples/pytorch/text-classification/run_glue.py``: data, model, tokenizer,
+tokenize, train (SWATrainer chooses on the selection rows, docs/glue.md), evaluate, predict. Written to
+``output_dir``: the shipped model (+ ``swa_config.json``) and its card, ``results.json`` (:mod:`hf_swa.hub.results`),
+the Trainer's ``train_results.json`` and ``trainer_state.json``, ``swa_select_rows.json`` and, with ``do_predict``,
+a GLUE submission file per test split (``CoLA.tsv``, ...)::
 
     results = run_glue(ModelArguments("./tiny-bert"), DataTrainingArguments("mrpc", train_file="train.tsv",
         validation_file="dev.tsv"), GlueTrainingArguments("out", do_train=True, do_eval=True))
@@ -47,7 +42,6 @@ from hf_swa.glue.tasks import dataset_facts
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest_metrics
 from hf_swa.training.config import AUTO
-from hf_swa.training.defaults import SWA_SELECT_SPLIT
 from hf_swa.training.loss_kwargs import declare_mean_loss
 
 logger = logging.getLogger(__name__)
@@ -59,38 +53,29 @@ SELECT_ROWS_FILE = "swa_select_rows.json"
 #: Where a --swa_refit run keeps the run it chose on (its own output_dir holds the run on every row).
 SELECTION_RUN_DIR = "selection_run"
 # Written by an earlier run into the same folder; left there they would describe this run's model.
-_RUN_OUTPUTS = (
-    CONFIG_FILE,
-    RESULTS_FILE,
-    *TRAINER_RESULTS_FILES,
-    "train_results.json",
-    MODEL_CARD_NAME,
-    SELECT_ROWS_FILE,
-)
+_OUTPUTS = (CONFIG_FILE, RESULTS_FILE, *TRAINER_RESULTS_FILES, "train_results.json", MODEL_CARD_NAME, SELECT_ROWS_FILE)
 
 
 def check_selection_data(data_args: DataTrainingArguments, training_args) -> None:
     """Refuse, before anything loads and in flag terms, a run that selects with no data to choose on."""
-    metric = training_args.swa_select_metric
-    if training_args.swa_refit and training_args.swa and not (metric and data_args.swa_select_split):
+    metric, refit = training_args.swa_select_metric, training_args.swa_refit and training_args.swa
+    if refit and not (metric and data_args.swa_select_split):
         raise ValueError(
-            "--swa_refit chooses on training rows held out by --swa_select_split (rows, or groups with "
-            "--swa_select_group_column) and then trains on them too: it needs --swa_select_split above 0 and a "
-            "--swa_select_metric (with --select_file or the evaluation set every training row is trained on already)."
+            "--swa_refit chooses on training rows held out by --swa_select_split (or its groups), then trains on "
+            "them too: it needs --swa_select_split above 0 and a --swa_select_metric."
         )
-    if training_args.swa_refit and training_args.swa and training_args.resume_from_checkpoint:
+    if refit and training_args.resume_from_checkpoint:
         raise ValueError(
-            "--swa_refit runs twice (the selection run, then every row) and --resume_from_checkpoint names one "
-            "checkpoint: resume each run in its own folder without --swa_refit, or start the refit run again."
+            "--swa_refit runs twice and --resume_from_checkpoint names one checkpoint: resume each run in its own "
+            "folder without --swa_refit, or start the refit run again."
         )
     # 'auto' (the default) chooses on held-out training rows or --select_file only: without them it ships swa.
     selects = training_args.do_train and training_args.swa and metric and metric != AUTO
     if selects and not (data_args.swa_select_split or data_args.select_file or training_args.do_eval):
         raise ValueError(
-            f"--swa_select_metric {metric} chooses the shipped weights on held-out data, but --swa_select_split 0 "
-            f"holds out no training row and there is no --do_eval: keep --swa_select_split above 0 (default "
-            f"{SWA_SELECT_SPLIT}), pass a --select_file, add --do_eval with a validation set (the choice is then "
-            "flagged optimistic), or pass --swa_select_metric auto or none to ship the SWA average."
+            f"--swa_select_metric {metric} chooses on held-out data, but --swa_select_split 0 holds out no training "
+            "row and there is no --do_eval: keep --swa_select_split above 0, pass a --select_file, add --do_eval (an "
+            "optimistic choice), or pass --swa_select_metric auto or none."
         )
 
 
@@ -125,19 +110,15 @@ def write_submission(path: str, ids, predictions, label_names=None) -> None:
 def _load(model_args, data_args, do: dict) -> tuple:
     """The raw splits each stage in `do` (train, eval, predict: bool) uses, cut to ``--max_*_samples``, their
     text columns and classes: ``(raw, eval_splits, predict_splits, columns, labelled, label_list)``."""
-    task, column = data_args.glue_task, data_args.label_column or "label"
+    task, column = data_args.glue_task, data_args.label_column
     raw = load_raw_datasets(data_args, model_args.cache_dir, model_args.token)
     eval_splits, predict_splits = evaluation_splits(raw, task), prediction_splits(raw, task)
-    stages = {
-        "train": [s for s in ("train",) if s in raw],
-        "eval": eval_splits,
-        "predict": [s for s, _ in predict_splits],
-    }
-    flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
+    stages = dict(train=[s for s in ("train",) if s in raw], eval=eval_splits, predict=[s for s, _ in predict_splits])
     kept = {}
     for stage in (stage for stage, wanted in do.items() if wanted):
         if not stages[stage]:
-            raise ValueError(f"--do_{stage} needs data to work on: pass {flags[stage]} (splits found: {list(raw)}).")
+            flag = {"train": "train", "eval": "validation", "predict": "test"}[stage]
+            raise ValueError(f"--do_{stage} needs data to work on: pass --{flag}_file (splits found: {list(raw)}).")
         limit = getattr(data_args, f"max_{stage}_samples")
         kept.update({s: raw[s].select(range(min(limit or len(raw[s]), len(raw[s])))) for s in stages[stage]})
     if do.get("train") and SELECT_SPLIT in raw:  # --select_file
@@ -149,89 +130,72 @@ def _load(model_args, data_args, do: dict) -> tuple:
     return raw, eval_splits, predict_splits, columns, labelled, label_list
 
 
-def _hold_out(raw, data_args, training_args, label_column) -> dict:
-    """Move the selection rows out of the training split; return the record of them."""
+def _selection_rows(raw, data_args, training_args, label_column, eval_splits) -> tuple:
+    """``(record of the held-out rows or None, what the selection scores on)``: a --select_file, training rows (or
+    whole groups) moved from the training split into the selection split, else the evaluation set."""
     share, groups = data_args.swa_select_split, data_args.swa_select_group_column
+    if SELECT_SPLIT in raw:
+        return None, {"kind": "file", "file": data_args.select_file, "rows": len(raw[SELECT_SPLIT]), "held_out_rows": 0}
+    if not (training_args.do_train and share):
+        return None, {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0}
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     rows = hold_out_rows(raw["train"], share, seed, label_column, groups)
     kept = sorted(set(range(len(raw["train"]))) - set(rows))
     raw[SELECT_SPLIT], raw["train"] = raw["train"].select(rows), raw["train"].select(kept)
     record = {"swa_select_split": share, "seed": seed, "train_rows": len(rows) + len(kept), "held_out_rows": rows}
-    return {**record, **({"group_column": groups} if groups else {})}
-
-
-def _split_record(data_args, held_out, raw, eval_splits) -> dict:
-    """What the selection scored on, for its record: held-out rows or groups, a file, or the evaluation set."""
-    if held_out is not None:
-        column = held_out.get("group_column")
-        kind = {"kind": "groups", "column": column} if column else {"kind": "rows"}
-        count = len(held_out["held_out_rows"])
-        return {**kind, "share": held_out["swa_select_split"], "seed": held_out["seed"], "held_out_rows": count}
-    if SELECT_SPLIT in raw:
-        return {"kind": "file", "file": data_args.select_file, "rows": len(raw[SELECT_SPLIT]), "held_out_rows": 0}
-    return {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0}
+    kind = {"kind": "groups", "column": groups} if groups else {"kind": "rows"}
+    split = {**kind, "share": share, "seed": seed, "held_out_rows": len(rows)}
+    return {**record, **({"group_column": groups} if groups else {})}, split
 
 
 def _prepare(model_args, data_args, training_args):
     """Data, model and tokenizer: ``(raw, data, model, tokenizer, facts)``."""
     do = {stage: getattr(training_args, f"do_{stage}") for stage in ("train", "eval", "predict")}
     raw, eval_splits, predict_splits, columns, labelled, label_list = _load(model_args, data_args, do)
-    task, column = data_args.glue_task, data_args.label_column or "label"
+    task, column = data_args.glue_task, data_args.label_column
     model, tokenizer, label_to_id = load_model(model_args, task, label_list, training_args.do_train)
-    held_out = None
-    if training_args.do_train and data_args.swa_select_split:
-        held_out = _hold_out(raw, data_args, training_args, column)
-        labelled.append(SELECT_SPLIT)
-    split = _split_record(data_args, held_out, raw, eval_splits)
+    held_out, split = _selection_rows(raw, data_args, training_args, column, eval_splits)
+    labelled += [SELECT_SPLIT] if held_out else []
     with training_args.main_process_first(desc="dataset tokenization"):
         data = tokenize(raw, tokenizer, columns, data_args, labelled, column, label_to_id)
-    count, regression = 1 if label_list is None else len(label_list), label_list is None
     facts = dict(eval_splits=eval_splits, predict_splits=predict_splits, held_out=held_out, split=split)
     facts.update(compute_metrics=_compute_metrics(task, label_list, label_to_id))
-    facts.update(metrics=metric_names(data_args.task_name, count, regression))
+    facts.update(metrics=metric_names(data_args.task_name, len(label_list or [0]), label_list is None))
     return raw, data, model, tokenizer, facts
 
 
 def _compute_metrics(task, label_list, label_to_id):
-    positive = None  # the model's id of the class F1 is about (MRPC: equivalent), when the task has F1
-    if task is not None and "f1" in task.metrics:
-        positive = label_to_id[1] if label_to_id else 1
-    count, regression = 1 if label_list is None else len(label_list), label_list is None
-    name = task.name if task else None
-    return make_compute_metrics(name, num_labels=count, is_regression=regression, positive_label_id=positive)
+    """The Trainer's ``compute_metrics``; F1 is about the model's id of the task's class 1 (MRPC: equivalent)."""
+    positive = (label_to_id[1] if label_to_id else 1) if task is not None and "f1" in task.metrics else None
+    name, count = task.name if task else None, len(label_list or [0])
+    return make_compute_metrics(name, num_labels=count, is_regression=label_list is None, positive_label_id=positive)
 
 
 def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments) -> tuple:
     """``(dataset, tokenizer, compute_metrics, is_regression)``: the first evaluation set, prepared as ``run_glue``
     prepares it for the model in ``model_args`` (whose weights are not loaded), to score checkpoints on."""
     raw, splits, _, columns, _, label_list = _load(model_args, data_args, {"eval": True})
-    task, column = data_args.glue_task, data_args.label_column or "label"
+    task, first = data_args.glue_task, raw.__class__({splits[0]: raw[splits[0]]})
     _, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training=False)
-    data = tokenize(
-        raw.__class__({splits[0]: raw[splits[0]]}), tokenizer, columns, data_args, splits[:1], column, label_to_id
-    )
+    data = tokenize(first, tokenizer, columns, data_args, splits[:1], data_args.label_column, label_to_id)
     return data[splits[0]], tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None
 
 
-def _remove_stale_outputs(output_dir: str) -> None:
-    for name in _RUN_OUTPUTS:
-        path = os.path.join(output_dir, name)
-        if os.path.isfile(path):
-            logger.info("Removing %s from an earlier run", path)
-            os.remove(path)
-
-
 def _train(trainer, data, training_args, facts, refit=None) -> dict:
-    held_out = facts["held_out"]
+    held_out, output_dir = facts["held_out"], training_args.output_dir
     if trainer.is_world_process_zero():
-        _remove_stale_outputs(training_args.output_dir)
+        for path in (os.path.join(output_dir, name) for name in _OUTPUTS):
+            if os.path.isfile(path):
+                logger.info("Removing %s from an earlier run", path)
+                os.remove(path)
         if held_out is not None:
-            with open(os.path.join(training_args.output_dir, SELECT_ROWS_FILE), "w", encoding="utf-8") as f:
+            with open(os.path.join(output_dir, SELECT_ROWS_FILE), "w", encoding="utf-8") as f:
                 json.dump(held_out, f)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     callback = trainer.swa_callback
-    if refit is not None:
-        _ship_refit(trainer, refit)
+    if refit is not None:  # ship the candidate chosen by the run in `refit`, the record naming that run
+        with open(os.path.join(refit, CONFIG_FILE), encoding="utf-8") as f:
+            trainer.ship_refit(json.load(f), selection_run=refit)
     elif callback is not None and callback.selection is not None:  # the record says what the choice was made on
         callback.selection.update(split=facts["split"])
     trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
@@ -280,19 +244,10 @@ def _predict(trainer, raw, data, predict_splits, task, output_dir) -> None:
             logger.info("Wrote %d predictions to %s", len(predictions), path)
 
 
-def _ship_refit(trainer, first_dir: str) -> None:
-    """Ship the candidate chosen by the run in `first_dir`, the record naming that run."""
-    with open(os.path.join(first_dir, CONFIG_FILE), encoding="utf-8") as f:
-        trainer.ship_refit(json.load(f), selection_run=first_dir)
-
-
 def run_glue(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:
-    """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return the nested results.
-
-    ``results["eval"][weights][eval_set][metric]``: weights ``live``, ``swa``, each candidate evaluated
-    and ``chosen`` (what the run shipped, when it selected); ``results["chosen"]`` and
-    ``results["selection"]`` record the choice. See the module docstring for the files written.
-    """
+    """Train (``do_train``), evaluate (``do_eval``) and predict (``do_predict``); return the nested results,
+    ``results["eval"][weights][eval_set][metric]`` (weights: ``live``, ``swa``, each candidate evaluated and
+    ``chosen``, what the run shipped) with the choice in ``results["chosen"]`` and ``results["selection"]``."""
     check_selection_data(data_args, training_args)
     every_row = dataclasses.replace(data_args, swa_select_split=0, swa_select_group_column=None, select_file=None)
     if not training_args.swa:  # the baseline: what a user runs without hf_swa, on every labelled row
@@ -311,13 +266,9 @@ def _run(model_args, data_args, training_args, refit=None) -> dict:
     raw, data, model, tokenizer, facts = _prepare(model_args, data_args, training_args)
     if training_args.do_train:
         check_select_metric(training_args, facts["metrics"])
-    collator = (
-        default_data_collator
-        if data_args.pad_to_max_length
-        else DataCollatorWithPadding(
-            tokenizer, pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None
-        )
-    )
+    half = training_args.fp16 or training_args.bf16
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if half else None)
+    collator = default_data_collator if data_args.pad_to_max_length else collator
     # BERT-style losses are plain means: scaled as such under accumulation and DDP, for the baseline and SWA alike.
     declare_mean_loss(model)
     trainer = SWATrainer(
@@ -330,7 +281,6 @@ def _run(model_args, data_args, training_args, refit=None) -> dict:
         compute_metrics=facts["compute_metrics"],
         swa_select_dataset=data.get(SELECT_SPLIT),
     )
-    task = data_args.glue_task
     results = {"task": data_args.task_name, "dataset": dataset_facts(data_args.task_name)}
     results.update(metrics=list(facts["metrics"]), lower_is_better=["loss"])
     if training_args.do_train:
@@ -338,7 +288,7 @@ def _run(model_args, data_args, training_args, refit=None) -> dict:
     if training_args.do_eval:
         results.update(_evaluate(trainer, data, facts["eval_splits"], results.get("chosen")))
     if training_args.do_predict:
-        _predict(trainer, raw, data, facts["predict_splits"], task, training_args.output_dir)
+        _predict(trainer, raw, data, facts["predict_splits"], data_args.glue_task, training_args.output_dir)
     _write_results(results, model_args, data_args, training_args, trainer)
     return results
 
@@ -356,9 +306,6 @@ def _write_results(results: dict, model_args, data_args, training_args, trainer)
 
 def model_card_fields(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:
     """What the model card of a run names: the repository, the base model (a Hub id, not a local folder), the task."""
-    base = model_args.model_name_or_path
-    return dict(
-        repo_id=training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir)),
-        base_model=None if os.path.isdir(base) else base,
-        task_name=data_args.task_name,
-    )
+    base, repo_id = model_args.model_name_or_path, training_args.hub_model_id
+    repo_id = repo_id or os.path.basename(os.path.abspath(training_args.output_dir))
+    return dict(repo_id=repo_id, base_model=None if os.path.isdir(base) else base, task_name=data_args.task_name)

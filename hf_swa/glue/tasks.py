@@ -2,13 +2,6 @@
 
 Column and class names follow ``nyu-mll/glue`` on the Hub, and class ids its ``ClassLabel`` order, so a
 model trained on local files and one trained on the Hub copy agree on what label 0 means.
-
-Example:
-    >>> task = get_task("mnli")
-    >>> task.sentence_keys, task.label_names
-    (('premise', 'hypothesis'), ('entailment', 'neutral', 'contradiction'))
-    >>> task.validation_splits, get_task("stsb").is_regression
-    (('validation_matched', 'validation_mismatched'), True)
 """
 
 from __future__ import annotations
@@ -24,23 +17,22 @@ HUB_DATASET = "nyu-mll/glue"
 
 @dataclass(frozen=True)
 class GlueTask:
-    """One GLUE task. ``metrics`` are the official ones, ``main_metric`` the one a GLUE average counts (the BERT
-    paper's: F1 for MRPC/QQP, Spearman for STS-B, Matthews for CoLA, else accuracy). ``submission_names`` are the
-    leaderboard file stems of the test splits, ``submission_labels`` how it spells each class (0/1 where the raw
-    GLUE files do). ``purpose`` says what the task asks, for model cards.
+    """One GLUE task: ``main_metric`` is the one a GLUE average counts (the BERT paper's), ``submission_names``
+    the leaderboard's file stems of the test splits and ``submission_labels`` its spelling of each class.
 
-    >>> get_task("qqp").metrics, get_task("qqp").main_metric, get_task("qqp").submission_names
-    (('accuracy', 'f1'), 'f1', ('QQP',))
+    >>> task = get_task("mnli")
+    >>> task.sentence_keys, task.main_metric, task.submission_names, task.validation_splits[1]
+    (('premise', 'hypothesis'), 'accuracy', ('MNLI-m', 'MNLI-mm'), 'validation_mismatched')
     """
 
     name: str
     sentence_keys: tuple
     label_names: tuple  # in id order; empty for the regression task (STS-B)
-    metrics: tuple
+    metrics: tuple  # the official ones
     main_metric: str
     submission_names: tuple
     submission_labels: tuple
-    purpose: str
+    purpose: str  # what the task asks, for model cards
     validation_splits: tuple = ("validation",)
     test_splits: tuple = ("test",)
 
@@ -49,8 +41,7 @@ class GlueTask:
         return not self.label_names
 
     @property
-    def num_labels(self) -> int:
-        """Output size of the classification head (1 for regression)."""
+    def num_labels(self) -> int:  # the size of the classification head
         return 1 if self.is_regression else len(self.label_names)
 
     @property
@@ -93,14 +84,13 @@ def get_task(name: str) -> GlueTask:
     >>> get_task("SST-2").name
     'sst2'
     """
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in GLUE_TASKS:
+    task = find_task(name)
+    if task is None:
         raise ValueError(
             f"Unknown GLUE task {name!r}. Valid task names: {', '.join(TASK_NAMES)}. For another data set, leave "
             "task_name unset and pass train/validation files with text_columns and label_column."
         )
-    return GLUE_TASKS[key]
+    return task
 
 
 def find_task(name: Optional[str]) -> Optional[GlueTask]:
@@ -109,10 +99,8 @@ def find_task(name: Optional[str]) -> Optional[GlueTask]:
     >>> find_task("STS-B").name, find_task("tweet_sentiment")
     ('stsb', None)
     """
-    try:
-        return get_task(name) if name else None
-    except ValueError:
-        return None
+    key = str(name).strip().lower()
+    return GLUE_TASKS.get(_ALIASES.get(key, key)) if name else None
 
 
 def dataset_facts(task_name: Optional[str]) -> dict:
@@ -121,7 +109,6 @@ def dataset_facts(task_name: Optional[str]) -> dict:
     >>> dataset_facts("mrpc")["name"], dataset_facts(None)
     ('GLUE MRPC', {})
     """
-    task = find_task(task_name)
-    if task is None:
+    if (task := find_task(task_name)) is None:
         return {}
     return {"id": HUB_DATASET, "config": task.name, "name": f"GLUE {task.name.upper()}", "purpose": task.purpose}

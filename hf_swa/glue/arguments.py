@@ -15,6 +15,7 @@ from typing import Optional
 from hf_swa import SWATrainingArguments
 from hf_swa.glue.tasks import GlueTask, find_task, get_task
 from hf_swa.training import defaults
+from hf_swa.training.splits import check_share
 
 __all__ = ["ModelArguments", "DataTrainingArguments", "GlueTrainingArguments"]
 
@@ -42,11 +43,8 @@ def check_selection_source(data: "DataTrainingArguments") -> None:
     """The selection rows are a share of the training rows in (0, 1) (0: none), of the groups of a column the
     training file has, or --select_file."""
     share, column = data.swa_select_split, data.swa_select_group_column
-    if share and not (0.0 < share < 1.0):
-        raise ValueError(
-            f"--swa_select_split {share}: must be a share of the training rows in (0, 1), e.g. 0.2 to hold out 20% "
-            "of them for choosing among the SWA candidates; 0 trains on every row."
-        )
+    if share:  # 0: off, every row trains
+        check_share(share, "--swa_select_split")
     if data.select_file and (share or column):
         raise ValueError(
             "--select_file is the selection set: no training row is held out beside it. Drop --swa_select_split and "

@@ -22,13 +22,28 @@ import random
 from collections import Counter, defaultdict
 from typing import Hashable, List, Optional, Sequence, Tuple
 
-__all__ = ["selection_split"]
+__all__ = ["selection_split", "check_share"]
+
+
+def check_share(share: float, name: str = "share") -> None:
+    """Refuse a selection share outside (0, 1); `name` is how the caller's user sets it (e.g. a flag).
+
+    >>> check_share(0.2)
+    >>> check_share(1.0, "--swa_select_split")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --swa_select_split 1.0: must be a share of the training rows in (0, 1), e.g. 0.2 ...
+    """
+    if not 0.0 < share < 1.0:
+        raise ValueError(
+            f"{name} {share}: must be a share of the training rows in (0, 1), e.g. 0.2 to hold out 20% of them to "
+            "choose among the SWA candidates on."
+        )
 
 
 def _check(share: float, labels: Optional[Sequence], groups: Optional[Sequence]) -> int:
     """The number of rows; raises on a share outside (0, 1), no rows, or columns of different lengths."""
-    if not 0.0 < share < 1.0:
-        raise ValueError(f"share {share}: the selection split is a share of the training rows in (0, 1).")
+    check_share(share)
     lengths = {len(column) for column in (labels, groups) if column is not None}
     if not lengths:
         raise ValueError("Pass labels, groups or both: the split needs to know the rows.")

@@ -131,9 +131,28 @@ def table(dataset: str, folders: dict) -> list:
     return [f"### {dataset}", "", header, "|---|---|---:|---:|" + "---:|" * (len(COLUMNS) + 2), *rows, ""]
 
 
-def report(root: Path) -> str:
+def candidate_table(runs: dict, regime: str, variant: str = "all") -> list:
+    """Every candidate's Δ against the baseline (mean over the seeds), a row per set: which one to ship unchosen."""
+    rows, keys = [], None
+    for dataset, folders in sorted(runs.items()):
+        stats = variant_stats(folders, regime, variant) if regime in folders else None
+        if stats is None:
+            continue
+        seeds, base, _, _ = stats
+        tests = [keyed(folders[regime][variant][s], "test") for s in seeds]
+        keys = keys or sorted(tests[0], key=lambda k: (k != LIVE, k))
+        cells = [fmt([t[k] for t in tests], base) if k in tests[0] else "" for k in keys]
+        rows.append(f"| {dataset} | {len(seeds)} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    title = f"### Every candidate, {regime}, {variant} rows"
+    return [title, "", f"| set | seeds | {' | '.join(keys)} |", "|---|---:|" + "---:|" * len(keys), *rows, ""]
+
+
+def report(root: Path, regime: str = "tail0.5-start0.5-ep3") -> str:
     runs = load(root)
-    return "\n".join(line for dataset in runs for line in table(dataset, runs[dataset]))
+    lines = [line for dataset in runs for line in table(dataset, runs[dataset])]
+    return "\n".join(lines + candidate_table(runs, regime))
 
 
 def summary(root: Path) -> dict:

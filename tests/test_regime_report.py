@@ -64,4 +64,14 @@ def test_columns_selection_and_refit(tmp_path):
     assert row[-2:] == ["1/2", "-67% |"]
     every = next(line for line in lines if "| all |" in line).split(" | ")
     assert every[-2:] == ["2/2", "-100% |"]  # swa - live = -2, oracle - live = +2
+    candidates = next(line for line in lines if line.startswith("| s | 2 |")).split(" | ")
+    # live first, then by name: ema_0.9 69 vs 70 (+ shift on both sides), pema_0.1 +5, swa +1, window2 +4, window3 +2.
+    assert candidates[2:] == [
+        "+3.00 ± 0.00",
+        "-1.00 ± 0.00",
+        "+5.00 ± 0.00",
+        "+1.00 ± 0.00",
+        "+4.00 ± 0.00",
+        "+2.00 ± 0.00 |",
+    ]
     assert regime_report.plot(tmp_path, tmp_path / "map.png").stat().st_size > 1000

@@ -97,10 +97,11 @@ def variant_stats(folders: dict, regime: str, variant: str):
 
 
 def captured(cols: dict) -> str:
-    """The share of the oracle's gain over the live weights that the shipped model kept (mean over seeds)."""
+    """The share of the oracle's gain over the live weights that the shipped model kept (mean over seeds);
+    "–" where that gain is under half a point, too small for a share to mean anything."""
     gain = statistics.mean(o - v for o, v in zip(cols["oracle"], cols["live"]))
     kept = statistics.mean(s - v for s, v in zip(cols["shipped"], cols["live"]))
-    return f"{100 * kept / gain:.0f}%" if gain > 0 else "–"
+    return f"{100 * kept / gain:.0f}%" if gain >= 0.005 else "–"
 
 
 def table(dataset: str, folders: dict) -> list:

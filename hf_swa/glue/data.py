@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -53,11 +54,15 @@ def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) ->
     extension = os.path.splitext(next(iter(files.values())))[1].lower()
     loader = FILE_TYPES[extension]
     options = {} if loader == "json" else {"keep_default_na": False}  # "NA" is the text NA
-    options.update(dict(delimiter="\t", quoting=csv.QUOTE_NONE) if extension == ".tsv" else {})
-    options.update({} if cache_dir else {"keep_in_memory": True})
+    if extension == ".tsv":
+        options.update(delimiter="\t", quoting=csv.QUOTE_NONE)
+    if cache_dir is None:  # read into memory, through a scratch cache removed afterwards: nothing left behind
+        scratch, options["keep_in_memory"] = tempfile.TemporaryDirectory(prefix="hf-swa-data-"), True
+    else:
+        scratch = contextlib.nullcontext(cache_dir)
     try:
-        with tempfile.TemporaryDirectory(prefix="hf-swa-data-") as scratch:  # no --cache_dir: nothing left behind
-            return datasets.load_dataset(loader, data_files=files, cache_dir=cache_dir or scratch, **options)
+        with scratch as folder:
+            return datasets.load_dataset(loader, data_files=files, cache_dir=folder, **options)
     except datasets.exceptions.DatasetGenerationError as err:
         raise ValueError(f"Could not read the data files {files}: {err.__cause__ or err}") from err
 
@@ -185,5 +190,5 @@ def tokenize(raw, tokenizer, columns, data_args, labelled: list, label_column: s
 
 def example_ids(dataset) -> list:
     """The ids a GLUE submission uses: the ``idx`` (Hub) or ``index`` (GLUE TSV) column, else row numbers."""
-    found = [list(dataset[column]) for column in ("idx", "index") if column in dataset.column_names]
-    return found[0] if found else list(range(len(dataset)))
+    column = next((c for c in ("idx", "index") if c in dataset.column_names), None)
+    return list(dataset[column]) if column else list(range(len(dataset)))

@@ -266,9 +266,11 @@ def _run(model_args, data_args, training_args, refit=None) -> dict:
     raw, data, model, tokenizer, facts = _prepare(model_args, data_args, training_args)
     if training_args.do_train:
         check_select_metric(training_args, facts["metrics"])
-    half = training_args.fp16 or training_args.bf16
-    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if half else None)
-    collator = default_data_collator if data_args.pad_to_max_length else collator
+    if data_args.pad_to_max_length:
+        collator = default_data_collator
+    else:
+        half = training_args.fp16 or training_args.bf16
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if half else None)
     # BERT-style losses are plain means: scaled as such under accumulation and DDP, for the baseline and SWA alike.
     declare_mean_loss(model)
     trainer = SWATrainer(

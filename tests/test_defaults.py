@@ -21,6 +21,7 @@ EXPECTED = {
     "swa_windows_at_most": defaults.SWA_WINDOWS_AT_MOST,
     "swa_ema_decays": defaults.SWA_EMA_DECAYS,
     "swa_select_metric": defaults.SWA_SELECT_METRIC,
+    "swa_ship": defaults.SWA_SHIP,
 }
 
 

@@ -18,9 +18,9 @@ from .defaults import lr_tail_is_on
 SELECT_METRIC_HELP = (
     "Score every candidate and the live weights at the end of training and ship the best, by this metric. "
     "'auto' (default): by loss on the trainer's swa_select_dataset (run_glue: the rows --swa_select_split holds "
-    "out) when there is one, else no selection and the model ships swa; never on the evaluation set. A metric "
-    "(loss, accuracy, eval_f1, ...): on swa_select_dataset, else on eval_dataset (flagged optimistic). "
-    "'none': ship swa."
+    "out) when there is one, else no selection and the model ships swa_ship; never on the evaluation set. A "
+    "metric (loss, accuracy, eval_f1, ...): on swa_select_dataset, else on eval_dataset (flagged optimistic). "
+    "'none': ship swa_ship."
 )
 
 
@@ -132,6 +132,14 @@ class SWAArgumentsMixin:
             "of training, as torch's update_bn (default: when the model has BatchNorm)."
         },
     )
+    swa_ship: str = field(
+        default=defaults.SWA_SHIP,
+        metadata={
+            "help": "What the model ships when nothing chooses (no selection, or 'auto' without selection data): "
+            "last_window (the window with the latest start), swa (every snapshot from swa_start), or an "
+            "ema_<d> / pema_<std> candidate of these settings."
+        },
+    )
 
     def __post_init__(self):
         # Checked before TrainingArguments sets up DeepSpeed and the process group.
@@ -183,6 +191,7 @@ class SWAArgumentsMixin:
             swa_power_ema_dtype=self.swa_power_ema_dtype,
             swa_power_ema_candidates=list(self.swa_power_ema_candidates or []),
             swa_update_bn=self.swa_update_bn,
+            swa_ship=self.swa_ship,
         )
 
 

@@ -12,12 +12,13 @@ from transformers import TrainerCallback
 from .. import __version__
 from ..averaging import distributed
 from ..averaging.averager import WeightAverager
+from ..averaging.candidates import MAIN_CANDIDATE
 from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
 from ..checkpointing.state import load_swa_state, save_swa_state, write_json_atomic
 from . import power_emas
 from .batchnorm import LIVE, UPDATE_BN_MESSAGE, CandidateStatistics, has_batchnorm
 from .checks import HYPERPARAMETER_SEARCH_MESSAGE, LOAD_BEST_MESSAGE, check_best_metric, warn_if_the_schedule_decays
-from .config import SWAConfig
+from .config import LAST_WINDOW, SWAConfig
 from .schedule import install_lr_tail, sync_lr_tail
 from .selection import select_candidate
 
@@ -175,7 +176,7 @@ class SWACallback(TrainerCallback):
                 self.start_step,
             )
             return
-        self.averager.swap_in(model)
+        self.averager.swap_in(model, self.shipped_without_choice())
         if self.config.updates_bn(has_batchnorm(model)):
             if train_dataloader is None:
                 raise ValueError(UPDATE_BN_MESSAGE)
@@ -185,12 +186,20 @@ class SWACallback(TrainerCallback):
             self.record_folder = args.output_dir
             self.write_config(args.output_dir)
         logger.info(
-            "SWA: the model now holds the average of %d snapshot(s) (%d skipped as non-finite).",
+            "SWA: the model now holds %s (%d snapshot(s) in all, %d skipped as non-finite).",
+            self.averager.held,
             self.averager.n_averaged,
             self.averager.n_skipped,
         )
 
     # ---------------------------------------------------------------- helpers
+    def shipped_without_choice(self) -> str:
+        """The candidate `swa_ship` names, which the model holds after training unless a selection chooses."""
+        if self.config.swa_ship != LAST_WINDOW:
+            return self.config.swa_ship
+        windows = [record["name"] for record in self.candidates if record["kind"] == "window_mean"]
+        return windows[-1] if windows else MAIN_CANDIDATE  # an "ema" strategy: one window, its EMA named swa
+
     @contextlib.contextmanager
     def live_weights(self, model):
         """Context manager: the model holds its live (not averaged) weights within the block."""

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
+from ..averaging.candidates import MAIN_CANDIDATE, ema_candidate_name, power_ema_candidate_name
 from ..averaging.power_ema import check_std, check_stds
 from ..averaging.strategies import check_ema_decay, check_ema_decays, make_strategy
 from ..checkpointing.power_ema import default_snapshot_every
@@ -16,6 +17,8 @@ from .defaults import lr_tail_is_on
 ANNEAL_STRATEGIES = ("cos", "linear")
 #: `swa_select_metric` "auto": loss on swa_select_dataset when given, else no selection.
 AUTO = "auto"
+#: `swa_ship` "last_window": the window average with the latest start (``swa`` when there is one window).
+LAST_WINDOW = "last_window"
 
 
 def parse_select_metric(value: Optional[str]) -> Optional[str]:
@@ -92,7 +95,7 @@ class SWAConfig:
             (``"loss"``, ``"accuracy"``, ``"eval_f1"``, ...): on ``swa_select_dataset``, else on
             ``eval_dataset`` (flagged optimistic). ``"auto"`` (default): loss on
             ``swa_select_dataset`` when one is given, otherwise no selection (one warning; the
-            model ships ``swa``); never on ``eval_dataset``. ``None`` or ``"none"``: no selection.
+            model ships `swa_ship`); never on ``eval_dataset``. ``None`` or ``"none"``: no selection.
         swa_select_greater_is_better: whether a higher score is better (default: False
             for names ending in ``loss``, True otherwise).
         swa_eval_candidates: `SWATrainer.evaluate()` also reports ``eval_<candidate>_*``
@@ -106,6 +109,11 @@ class SWAConfig:
         swa_power_ema_candidates: widths reconstructed from the snapshots at the end of
             training (EDM2's post-hoc EMA) and added as candidates ``pema_{σ_rel}``; needs at
             least two stored widths.
+        swa_ship: the candidate the model holds after training when nothing chooses (no
+            `swa_select_metric`, or ``"auto"`` without ``swa_select_dataset``): ``"last_window"``
+            (the window with the latest start, ``swa_from{s}``; ``swa`` with one window),
+            ``"swa"`` (every snapshot from `swa_start`), or an ``ema_{d}`` / ``pema_{σ}`` candidate
+            of these settings.
         swa_update_bn: recompute BatchNorm running statistics for the shipped weights at the
             end of training, with one pass over the training data (as
             `torch.optim.swa_utils.update_bn`); ``None`` (default): when the model has a torch
@@ -144,6 +152,7 @@ class SWAConfig:
     swa_power_ema_dtype: str = "float32"
     swa_power_ema_candidates: List[float] = dataclasses.field(default_factory=list)
     swa_update_bn: Optional[bool] = None
+    swa_ship: str = defaults.SWA_SHIP
 
     def __post_init__(self) -> None:
         self.swa_start = parse_swa_start(self.swa_start)
@@ -180,6 +189,7 @@ class SWAConfig:
         make_strategy(self.strategy, check_ema_decay(self.ema_decay, "ema_decay"))
         self._check_candidates()
         self._check_power_emas()
+        self._check_ship()
 
     def _check_candidates(self) -> None:
         if isinstance(self.swa_windows, bool) or not isinstance(self.swa_windows, int) or self.swa_windows < 1:
@@ -211,6 +221,17 @@ class SWAConfig:
             raise ValueError(
                 f"swa_power_ema_candidates={self.swa_power_ema_candidates} are reconstructed from stored power EMAs of "
                 f"at least two widths, but swa_power_ema_stds={self.swa_power_ema_stds}: store two, e.g. [0.05, 0.10]."
+            )
+
+    def _check_ship(self) -> None:
+        names = [LAST_WINDOW, MAIN_CANDIDATE]
+        names += [ema_candidate_name(d) for d in self.swa_ema_decays]
+        names += [power_ema_candidate_name(s) for s in self.swa_power_ema_stds + self.swa_power_ema_candidates]
+        if self.swa_ship not in names:
+            raise ValueError(
+                f"swa_ship={self.swa_ship!r}: the model can ship one of {', '.join(names)} (the last window, the "
+                "average from swa_start, or a candidate of swa_ema_decays / swa_power_ema_stds / "
+                "swa_power_ema_candidates)."
             )
 
     def power_ema_every(self, max_steps: int) -> int:

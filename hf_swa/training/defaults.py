@@ -32,8 +32,10 @@ SWA_WINDOWS = 4
 SWA_WINDOWS_AT_MOST = True
 #: No EMA candidate (never the best where measured).
 SWA_EMA_DECAYS: tuple = ()
-#: Loss on ``swa_select_dataset`` when one is given; otherwise no selection (the model ships ``swa``).
+#: Loss on ``swa_select_dataset`` when one is given; otherwise no selection (the model ships SWA_SHIP).
 SWA_SELECT_METRIC = "auto"
+#: What the model ships when nothing chooses: ``"swa"`` (every snapshot) or ``"last_window"`` (the latest window).
+SWA_SHIP = "swa"
 #: The share of the training rows the apps hold out to choose on (the API: `hf_swa.selection_split`).
 SWA_SELECT_SPLIT = 0.2
 
@@ -58,5 +60,6 @@ __all__ = [
     "SWA_EMA_DECAYS",
     "SWA_SELECT_METRIC",
     "SWA_SELECT_SPLIT",
+    "SWA_SHIP",
     "lr_tail_is_on",
 ]

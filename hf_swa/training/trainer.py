@@ -57,7 +57,7 @@ class SWATrainerMixin:
     - with ``swa_select_metric``, `train()` ends by scoring every candidate average and the
       live weights on ``swa_select_dataset`` (or, for a metric set by name, ``eval_dataset``)
       and the model takes the best; ``"auto"`` (the default) selects by loss on
-      ``swa_select_dataset`` only, and without one ships ``swa``.
+      ``swa_select_dataset`` only, and without one ships `swa_ship`.
 
     Training itself (the loss, its scaling over gradient accumulation and processes) is the
     Trainer's own: the live weights follow the plain Trainer's trajectory bit for bit.
@@ -126,9 +126,11 @@ class SWATrainerMixin:
             return
         if config.selects_automatically and self.swa_select_dataset is None:
             logger.warning(
-                "SWA: swa_select_metric='auto' chooses by loss on held-out rows, and there are none: no selection, "
-                "the model ships swa. To choose among the candidates, pass the trainer swa_select_dataset=... (rows "
-                "held out of training, e.g. with hf_swa.selection_split); swa_select_metric='none' silences this."
+                "SWA: swa_select_metric='auto' chooses by loss on held-out rows, and there are none: no selection, the "
+                "model ships swa_ship=%r. To choose among the candidates, pass the trainer swa_select_dataset=... "
+                "(rows held out of training, e.g. with hf_swa.selection_split); swa_select_metric='none' silences "
+                "this.",
+                config.swa_ship,
             )
             return
         if self.swa_select_dataset is None and self.eval_dataset is None:

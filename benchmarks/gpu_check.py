@@ -264,6 +264,7 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
             swa_start=swa_start,
             swa_freq=1,
             swa_lr=lr / 2,
+            swa_ship="swa",  # the mean of every snapshot, which the recorder computes
             swa_device=swa_device,
             dataloader_num_workers=0,
             **kwargs,

@@ -14,6 +14,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from hf_swa.training import defaults
+from hf_swa.training.config import LAST_WINDOW
 from hf_swa.training.selection import LIVE, choose
 
 KINDS = ("window", "ema", "pema")
@@ -36,6 +38,15 @@ def chosen_key(run: dict) -> str:
     names = [n for n in run["candidates"] if n != LIVE] + [LIVE]
     name = choose({n: run["candidates"][n]["select"]["loss"] for n in names}, greater_is_better=False)
     return kind_keys(names)[name]
+
+
+def unchosen_key(run: dict, ship: str = defaults.SWA_SHIP) -> str:
+    """What a run with no rows held out ships, as `swa_ship` says (``last_window``: the latest window)."""
+    keys = sorted(set(kind_keys(list(run["candidates"])).values()))
+    if ship != LAST_WINDOW:
+        return ship
+    windows = sorted((k for k in keys if k.startswith("window")), key=lambda k: int(k[len("window") :]))
+    return windows[-1] if windows else "swa"
 
 
 def load(root: Path) -> dict:
@@ -76,8 +87,9 @@ COLUMNS = ("live", "swa", "best window", "best ema", "best pema", "oracle", "shi
 def variant_stats(folders: dict, regime: str, variant: str):
     """``(seeds, baseline, columns, picks)`` of one regime and variant, over the seeds both it and the baseline have.
 
-    ``shipped`` is what the run ships: on ``all`` (no rows held out) ``swa``, as ``swa_select_metric="auto"``
-    does without selection data; on a split, the choice by loss on the held-out rows. ``refit`` is the same
+    ``shipped`` is what the run ships: on ``all`` (no rows held out) the default `swa_ship` (`unchosen_key`),
+    as ``swa_select_metric="auto"`` does without selection data; on a split, the choice by loss on the held-out
+    rows. ``refit`` is the same
     choice taken from the run on every row (``--swa_refit``), where that run exists.
     """
     base_runs = folders.get(f"ep{regime.rsplit('-ep', 1)[-1]}", {}).get("baseline", {})
@@ -87,7 +99,7 @@ def variant_stats(folders: dict, regime: str, variant: str):
         return None
     base = [base_runs[s]["candidates"][LIVE]["test"]["accuracy"] for s in seeds]
     cols = columns({s: runs[s] for s in seeds})
-    picks = ["swa"] * len(seeds) if variant == "all" else [chosen_key(runs[s]) for s in seeds]
+    picks = [unchosen_key(runs[s]) if variant == "all" else chosen_key(runs[s]) for s in seeds]
     cols["shipped"] = [keyed(runs[s], "test")[k] for s, k in zip(seeds, picks)]
     every_row = folders[regime].get("all", {})
     if variant != "all" and set(seeds) <= set(every_row):

@@ -92,14 +92,16 @@ def test_trainer_candidates_equal_recorded_snapshots(tmp_path):
     assert averager.candidate_names() == ["swa", "swa_from8", "swa_from12", "ema_0.5", "ema_0.9"]
     for name, mean in expected_candidates(recorder.snapshots).items():
         assert max_relative_error(averager.averages(name), mean) <= 1e-6, name
-    # Without selection the model ships the SWA average.
+    # Without selection the model ships the last window (swa_ship's default).
     assert (
-        max_relative_error(trainable_float_weights(trainer.model), expected_candidates(recorder.snapshots)["swa"])
+        max_relative_error(
+            trainable_float_weights(trainer.model), expected_candidates(recorder.snapshots)["swa_from12"]
+        )
         <= 1e-6
     )
     trainer.save_model()
     record = json.loads((tmp_path / "out" / "swa_config.json").read_text())
-    assert record["shipped"] == "swa"
+    assert record["shipped"] == "swa_from12"
     by_name = {c["name"]: c for c in record["candidates"]}
     assert by_name["swa_from8"] == {"name": "swa_from8", "kind": "window_mean", "start_step": 8, "n_averaged": 4}
     assert by_name["ema_0.9"] == {"name": "ema_0.9", "kind": "ema", "decay": 0.9, "start_step": 4, "n_averaged": 6}

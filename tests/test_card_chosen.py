@@ -78,3 +78,18 @@ def test_push_of_a_chosen_candidate_says_which_in_the_commit_and_the_card(tmp_pa
     ]
     card = fake.files("me/tweets")["README.md"].decode()
     assert "the candidate **`swa_from90`**" in card and "| accuracy | 0.7000 | 0.7250 | +0.0250 |" in card
+
+
+def test_card_of_the_last_window_shipped_without_a_choice_names_it_and_its_scores():
+    config = {k: v for k, v in CONFIG.items() if k != "selection"}  # swa_ship="last_window": no selection record
+    card = render_model_card(config, RESULTS, repo_id="me/tweets", task_name="sst2", dataset_id="nyu-mll/glue")
+    text = card.text
+    assert (
+        "they are the candidate\n**`swa_from90`**, the equal-weight mean of the 11 snapshots taken from optimizer step "
+        "90 on, shipped as the run's settings say (`swa_ship`), without a\nchoice."
+    ) in text
+    assert "scored by" not in text and "Chosen weights" not in text
+    assert "| Metric | Live weights | Averaged weights (this model) | Averaged − live |" in text
+    assert "| accuracy | 0.7000 | 0.7250 | +0.0250 |" in text  # swa_from90's scores, not swa's (0.71)
+    metric = card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]
+    assert metric["value"] == 0.725 and metric["name"] == "accuracy (SWA-averaged weights)"

@@ -29,7 +29,8 @@ DATA = classification_data(32)
 
 
 def swa_args(output_dir, **kwargs):
-    return SWATrainingArguments(output_dir=str(output_dir), **{**COMMON, **kwargs})
+    """Arguments whose model ships `swa`, the mean of every snapshot, which these tests compute by hand."""
+    return SWATrainingArguments(output_dir=str(output_dir), **{**COMMON, "swa_ship": "swa", **kwargs})
 
 
 def assert_model_holds_mean(trainer, recorder):

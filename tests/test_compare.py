@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from glue_fixtures import flags, save_tiny_bert, sentiment_rows, write_rows
 
-from hf_swa import selection_split
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.demo.embedded import LABELS, read_tweet_sentiment, write_tweet_sentiment_splits
 
@@ -65,14 +64,12 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     logged = {entry["step"]: entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry}
     assert sorted(logged) == list(range(1, 9))
     assert all(logged[step] == pytest.approx(2.5e-3, rel=1e-9) for step in range(4, 9))
-    # The defaults: the SWA run trains on 80% of the rows and chose among 4 windows and live on the rest; the
-    # baseline, what a user runs without hf_swa, trains on every row.
+    # The defaults: both runs train on every row; the SWA run ships the last of 4 windows (snapshots 4..8 split
+    # from steps 4, 5, 6 and 7), without a choice.
     for seed in (1, 2):
-        held_out = results[("swa", seed)]["train"]["select_samples"]
         trained = [results[(mode, seed)]["train"]["train_samples"] for mode in ("baseline", "swa")]
-        labels = [row["label"] for row in sentiment_rows(64, seed=0)]
-        assert trained == [64, 64 - held_out] and held_out == len(selection_split(0.2, labels, seed=seed)[1])
-        assert results[("swa", seed)]["chosen"] in {"swa", "swa_from5", "swa_from6", "swa_from7", "live"}
+        assert trained == [64, 64] and "select_samples" not in results[("swa", seed)]["train"]
+        assert results[("swa", seed)]["chosen"] == "swa_from7" and results[("swa", seed)]["selection"] is None
 
     # The table holds the means of the runs' own numbers, and the delta between the shipped side and the baseline.
     def mean_of(mode, weights):

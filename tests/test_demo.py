@@ -1,13 +1,11 @@
-"""The main job on the embedded task, small: selection on held-out tweets, the chosen model shipped and reported."""
+"""The main job on the embedded task, small: every tweet trains, the last window shipped and reported."""
 
 import json
-from collections import Counter
 
 import pytest
 from glue_fixtures import save_tiny_bert
 from safetensors.torch import load_file
 
-from hf_swa import selection_split
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.demo import run as demo
 from hf_swa.glue.run import SELECT_ROWS_FILE
@@ -16,7 +14,7 @@ from hf_swa.training import defaults
 pytestmark = pytest.mark.slow
 
 
-def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_path, monkeypatch):
+def test_demo_trains_on_every_tweet_and_ships_and_reports_the_last_window(tmp_path, monkeypatch):
     # The demo's own path on the real tweets, with a tiny BERT in place of all-MiniLM-L6-v2 (quick on CPU).
     tiny = save_tiny_bert(tmp_path / "tiny-bert")
     monkeypatch.setattr(demo, "minilm_path", lambda: str(tiny))
@@ -34,26 +32,20 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     runs = tmp_path / "runs" / "tweet_sentiment"
     swa, baseline = runs / "swa" / "seed7", runs / "baseline" / "seed7"
 
-    # The SWA run holds out a stratified 20% of the training tweets; the baseline trains on all 150.
-    held = json.loads((swa / SELECT_ROWS_FILE).read_text())
-    assert not (baseline / SELECT_ROWS_FILE).exists()
-    assert json.loads((baseline / "results.json").read_text())["train"]["train_samples"] == 150
-    assert held["swa_select_split"] == demo.SELECT_SPLIT == 0.2 and held["seed"] == 7
-    labels = [line.rsplit("\t", 1)[1] for line in (tmp_path / "data" / "train.tsv").read_text().splitlines()[1:]]
-    per_class, held_per_class = Counter(labels), Counter(labels[i] for i in held["held_out_rows"])
-    assert held["held_out_rows"] == selection_split(demo.SELECT_SPLIT, labels, seed=7)[1]  # stratified, seeded
-    assert all(abs(held_per_class[label] - count * demo.SELECT_SPLIT) <= 1 for label, count in per_class.items())
+    # Both runs train on all 150 tweets: the defaults hold none out.
+    assert demo.SELECT_SPLIT == defaults.SWA_SELECT_SPLIT == 0
+    for run in (swa, baseline):
+        assert not (run / SELECT_ROWS_FILE).exists()
+        assert json.loads((run / "results.json").read_text())["train"]["train_samples"] == 150
 
-    # The SWA run chose on them, by the demo's metric, among the demo's candidates.
+    # The SWA run shipped the last of the default windows, without a choice (10 steps: snapshots 5..10).
     results = json.loads((swa / "results.json").read_text())
     record = json.loads((swa / CONFIG_FILE).read_text())
-    chosen = record["selection"]["chosen"]
-    assert results["chosen"] == chosen == record["shipped"]
-    assert defaults.SWA_SELECT_METRIC == "auto" and record["selection"]["metric"] == "loss"
-    assert record["selection"]["dataset"]["size"] == len(held["held_out_rows"]) == results["train"]["select_samples"]
     windows = [c for c in record["candidates"] if c["kind"] == "window_mean"]
-    assert len(windows) == defaults.SWA_WINDOWS == 4
-    assert results["train"]["train_samples"] == 150 - len(held["held_out_rows"])
+    assert len(windows) == defaults.SWA_WINDOWS == 4 and [c["start_step"] for c in windows] == [5, 6, 8, 9]
+    chosen = "swa_from9"
+    assert results["chosen"] == record["shipped"] == chosen and "selection" not in record
+    assert results["eval"]["chosen"] == results["eval"][chosen]
 
     # The published model is the one the run shipped; the report shows it.
     published = load_file(str(tmp_path / "model" / "model.safetensors"))
@@ -61,7 +53,7 @@ def test_demo_selects_on_held_out_tweets_and_ships_and_reports_the_chosen(tmp_pa
     assert published.keys() == shipped.keys() and all((published[k] == shipped[k]).all() for k in shipped)
     assert json.loads((tmp_path / "model" / CONFIG_FILE).read_text())["shipped"] == chosen
     card = (tmp_path / "model" / "README.md").read_text()
-    assert f"The weights in this repository are the candidate **`{chosen}`**" in card
+    assert f"they are the candidate\n**`{chosen}`**" in card and "without a\nchoice" in card
     assert (
         "| SWA shipped | Δ shipped − baseline |" in report and f"- **tweet_sentiment**: seed 7 → `{chosen}`" in report
     )

@@ -25,7 +25,7 @@ from test_distributed import accelerate_launch
 from transformers import AutoModelForSequenceClassification
 
 from hf_swa.checkpointing.names import CONFIG_FILE
-from hf_swa.glue.run import DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
+from hf_swa.glue.run import SELECT_ROWS_FILE, DataTrainingArguments, GlueTrainingArguments, ModelArguments, run_glue
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -81,13 +81,14 @@ def test_sst2_train_eval_predict_with_the_default_recipe(tmp_path, bert):
     assert set(scores["swa"]["validation"]) == {"accuracy", "loss"}
     assert scores["live"]["validation"]["accuracy"] >= 0.8 and scores["swa"]["validation"]["accuracy"] >= 0.8
     assert "train_runtime" in results["train"] and results["metrics"] == ["accuracy"]
-    # The GLUE defaults: 20% of the 80 training rows held out (stratified), 4 windows, chosen by loss.
+    # The defaults: every one of the 80 training rows trains, 4 windows, the last one shipped without a choice.
     assert results["eval_samples"] == {"validation": 32}
-    assert results["train"]["train_samples"] == 64 and results["train"]["select_samples"] == 16
-    selection = results["selection"]
-    assert selection["metric"] == "loss" and len([n for n in selection["scores"] if n.startswith("swa_from")]) == 3
-    assert results["chosen"] == min(selection["scores"], key=selection["scores"].get)
-    assert scores["chosen"] == scores[results["chosen"]]
+    assert results["train"]["train_samples"] == 80 and "select_samples" not in results["train"]
+    assert results["selection"] is None and not (out / SELECT_ROWS_FILE).exists()
+    windows = [c for c in json.loads((out / CONFIG_FILE).read_text())["candidates"] if c["kind"] == "window_mean"]
+    latest = max(windows, key=lambda c: c["start_step"])
+    assert len(windows) == 4 and results["chosen"] == latest["name"] == f"swa_from{latest['start_step']}"
+    assert scores["chosen"] == scores[results["chosen"]] != scores["swa"]
     assert json.loads((out / "results.json").read_text()) == results
     assert results["dataset"] == {"id": "nyu-mll/glue", "config": "sst2", "name": "GLUE SST2",
                                   "purpose": "classifying the sentiment of a sentence"}  # fmt: skip
@@ -300,9 +301,8 @@ def test_accelerate_launch_two_processes(tmp_path, bert):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     train = results["train"]
-    # 32 rows, 20% held out for the choice: 4 steps x 8 examples x 2 processes are two epochs of the rest,
-    # so both ranks trained.
-    assert train["train_samples"] + train["select_samples"] == 32 and 16 < train["train_samples"] <= 32
+    # 32 rows, every one trained on: 4 steps x 8 examples x 2 processes are two epochs, so both ranks trained.
+    assert train["train_samples"] == 32 and "select_samples" not in train
     assert train["epoch"] == 2.0
     assert results["eval_samples"] == {"validation": 16}
     dev = sentiment_rows(16, seed=1)  # as _script_config wrote it
@@ -360,9 +360,10 @@ def test_hub_layout_end_to_end(tmp_path, bert, monkeypatch):
             **TRAIN,
         ),
     )
-    # Selection off (split 0, metric none): every row trained on, the classic average shipped.
+    # Selection off (split 0, metric none), one window: every row trained on, the classic average shipped.
     assert results["train"]["train_samples"] == 16 and results["eval_samples"] == {"validation": 12}
-    assert "select_samples" not in results["train"] and results["chosen"] is None and "chosen" not in results["eval"]
+    assert "select_samples" not in results["train"] and results["chosen"] == "swa"
+    assert results["eval"]["chosen"] == results["eval"]["swa"]
     dev = sentiment_rows(12, 1)
     gold = [("unacceptable", "acceptable")[int(r["label"])] for r in dev]
     expected = matthews(gold, predict_rows(out, dev, ("sentence",)), positive="acceptable")

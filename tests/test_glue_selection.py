@@ -312,8 +312,9 @@ def test_glue_defaults_are_the_measured_recipe_and_each_can_be_turned_off():
         defaults.SWA_EMA_DECAYS,
         defaults.SWA_SELECT_METRIC,
         defaults.SWA_SELECT_SPLIT,
-    ) == (4, True, (), "auto", 0.2)
-    assert DataTrainingArguments(task_name="rte").swa_select_split == 0.2
+    ) == (4, True, (), "auto", 0.0)
+    assert DataTrainingArguments(task_name="rte").swa_select_split == 0.0  # every row trains; the last window ships
+    assert DataTrainingArguments(task_name="rte", swa_select_split=0.2).swa_select_split == 0.2
     # The defaults fit short runs: 3 snapshots get 3 windows; a strict run refuses them.
     config = args.to_swa_config()
     assert config.window_starts(max_steps=4) == [2, 3, 4]
@@ -385,8 +386,12 @@ def test_a_group_column_is_checked_against_the_training_file_before_anything_loa
     train = str(write_rows(tmp_path / f"train{suffix}", grouped_rows(4)))
     found = r"\['idx', 'sentence', 'label', 'source'\]"
     with pytest.raises(ValueError, match=rf"'author': --train_file has no such column \(columns: {found}\)"):
-        DataTrainingArguments(task_name="sst2", train_file=train, swa_select_group_column="author")
-    data = DataTrainingArguments(task_name="sst2", train_file=train, swa_select_group_column="source")
+        DataTrainingArguments(
+            task_name="sst2", train_file=train, swa_select_group_column="author", swa_select_split=0.2
+        )
+    data = DataTrainingArguments(
+        task_name="sst2", train_file=train, swa_select_group_column="source", swa_select_split=0.2
+    )
     assert (data.swa_select_group_column, data.swa_select_split) == ("source", 0.2)
     with pytest.raises(ValueError, match=r"give that share with --swa_select_split"):
         DataTrainingArguments(task_name="sst2", train_file=train, swa_select_split=0, swa_select_group_column="source")

@@ -371,7 +371,7 @@ def test_run_glue_push_to_hub_pushes_the_shipped_model_once(tmp_path):
                     push_to_hub=True,
                     hub_model_id="me/sst2-swa",
                     disable_tqdm="True",
-                    swa_windows=1,  # candidates swa and live, chosen by loss on 20% of the rows (GLUE defaults)
+                    swa_windows=1,  # every row trains and, with one window, the last window is swa (GLUE defaults)
                 ),
             ],
             env=env,
@@ -386,20 +386,17 @@ def test_run_glue_push_to_hub_pushes_the_shipped_model_once(tmp_path):
     assert {"config.json", "model.safetensors", CONFIG_FILE, "README.md"} <= set(pushed)
     assert not any(name.startswith("checkpoint-") for name in pushed)
     assert pushed["model.safetensors"] == (out / "model.safetensors").read_bytes()
-    # What was pushed is the chosen weights: the average of steps 3-6 (GLUE default swa_start=0.5) in the SWA
-    # state of the final checkpoint, or the live weights that checkpoint itself holds.
+    # What was pushed is the shipped weights: the average of steps 3-6 (GLUE default swa_start=0.5) in the SWA
+    # state of the final checkpoint.
     results = json.loads((out / "results.json").read_text())
     record = json.loads(pushed[CONFIG_FILE])
-    assert record["shipped"] == record["selection"]["chosen"] == results["chosen"] in ("swa", "live")
-    if record["shipped"] == "swa":
-        expected = checkpoint_swa_average(out / "checkpoint-6")
-    else:
-        expected = load_file(str(out / "checkpoint-6" / "model.safetensors"))
+    assert record["shipped"] == results["chosen"] == "swa" and "selection" not in record
+    expected = checkpoint_swa_average(out / "checkpoint-6")
     saved = load_file(str(out / "model.safetensors"))
     assert all(torch.equal(expected[k], saved[k]) for k in checkpoint_swa_average(out / "checkpoint-6"))
     assert record["n_averaged"] == 4
     card = pushed["README.md"].decode()
     assert "| Snapshots averaged (`n_averaged`) | 4 |" in card
-    assert f"`{record['shipped']}`" in card
+    assert "equal-weight mean of **4** snapshots" in card and "Averaged weights (this model)" in card
     assert f"{results['eval']['chosen']['validation']['accuracy']:.4f}" in card  # this run's shipped score
     assert ModelCard(card).data.datasets == ["nyu-mll/glue"]  # the data set run_glue named in results.json

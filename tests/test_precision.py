@@ -44,7 +44,7 @@ class DtypeRecorder:
 
 def train(tmp_path, model, callbacks=(), **kwargs):
     recorder = SnapshotRecorder(STEPS)
-    args = SWATrainingArguments(output_dir=str(tmp_path / "out"), **COMMON, **kwargs)
+    args = SWATrainingArguments(output_dir=str(tmp_path / "out"), **COMMON, swa_ship="swa", **kwargs)
     trainer = SWATrainer(
         model=model, args=args, train_dataset=classification_data(32), callbacks=[*callbacks, recorder]
     )

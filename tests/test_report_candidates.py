@@ -101,7 +101,7 @@ def test_candidate_table_and_the_candidate_each_seed_chose(selection_report):
     assert cells(md, "| sst2 | eval accuracy |")[2:] == [f"{v * 100:.2f}" for v in evals]
     selects = [scores(name, part=2).mean() for name in CANDIDATES]
     assert cells(md, "| sst2 | selection loss (lower is better) |")[2:] == [f"{v:.4f}" for v in selects]
-    assert cells(md, "| sst2 | chosen (of 3 seeds) |")[2:] == ["1", "1", "0", "1"]
+    assert cells(md, "| sst2 | shipped (of 3 seeds) |")[2:] == ["1", "1", "0", "1"]
     assert "- **sst2**: seed 1 → `swa_from50`, seed 2 → `live`, seed 3 → `swa`" in md
 
 
@@ -130,8 +130,9 @@ GOLDEN = """\
 # SWA vs baseline
 
 Scores ×100, mean ± sample std over seeds. **SWA shipped** is what each SWA run shipped: the weights it chose \
-on its selection data, else the average (**SWA average**). *SWA live* is the same SWA runs' last-step \
-weights. Δ = mean(SWA shipped) − mean(baseline); a negative Δ means SWA did worse.
+on its selection data, else the candidate its `swa_ship` names (the last window by default); **SWA average** \
+is the average of every snapshot (`swa`). *SWA live* is the same SWA runs' last-step weights. Δ = mean(SWA \
+shipped) − mean(baseline); a negative Δ means SWA did worse.
 
 | Task | Metric | Baseline | SWA average | SWA shipped | Δ shipped − baseline | SWA live | Seeds (baseline / \
 SWA) |

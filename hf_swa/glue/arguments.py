@@ -120,7 +120,8 @@ class DataTrainingArguments:
     preprocessing_num_workers: Optional[int] = flag("Processes for tokenization.")
     swa_select_split: Optional[float] = flag(
         "Share of the training rows in (0, 1) (by label, seeded by data_seed or seed) held out to choose among the SWA "
-        f"candidates on (not by --no_swa); 0: none. Default {defaults.SWA_SELECT_SPLIT}, 0 with --select_file."
+        f"candidates on (not by --no_swa); 0: none, every row trains and --swa_ship ships. Default "
+        f"{defaults.SWA_SELECT_SPLIT:g}."
     )
     swa_select_group_column: Optional[str] = flag(
         "With --swa_select_split S: hold out whole groups of this column of the training data (documents, authors, "

@@ -91,7 +91,7 @@ class TaskSummary:
         folded = " (mean over the evaluation sets)" if len({eval_set for eval_set, _ in self.rows}) > 1 else ""
         runs = f"{self.main_metric}{folded}, {base.n} seed{'s' if base.n != 1 else ''} baseline / {shipped.n} SWA"
         delta, chosen = _points(_delta(self.main), scale), list(self.candidates.get("chosen_by_seed", {}).values())
-        name = "SWA (chosen)" if chosen else "SWA"
+        name = "SWA (chosen)" if self.candidates.get("chose") else "SWA"
         if delta > 0:
             text = f"{name} helped by {delta:+.2f} points ({runs})"
         elif delta < 0:
@@ -156,7 +156,8 @@ def _candidates(swa: list, metric: str) -> dict:
         return {}
     means = {kind: {n: statistics.fmean(v) for n, v in by_name.items()} for kind, by_name in scores.items()}
     names = sorted({*means["eval"], *means["select"]}, key=_order)
-    return dict(names=names, chosen_by_seed=chosen, **means, select_metric=select_metric)
+    chose = any(run.results.get("selection") for run in swa)  # else each shipped what swa_ship names
+    return dict(names=names, chosen_by_seed=chosen, chose=chose, **means, select_metric=select_metric)
 
 
 def _summarize_task(task: str, runs: list, main_metric: Optional[str], notes: list) -> Optional[TaskSummary]:
@@ -218,7 +219,8 @@ def _cells(sides: dict, scale: float) -> str:
 
 _INTRO = (
     "Scores ×{scale:g}, mean ± sample std over seeds. **SWA shipped** is what each SWA run shipped: the weights "
-    "it chose on its selection data, else the average (**SWA average**). *SWA live* is the same SWA runs' "
+    "it chose on its selection data, else the candidate its `swa_ship` names (the last window by default); "
+    "**SWA average** is the average of every snapshot (`swa`). *SWA live* is the same SWA runs' "
     "last-step weights. Δ = mean(SWA shipped) − mean(baseline); a negative Δ means SWA did worse.\n\n"
     "| Task | Metric | Baseline | SWA average | SWA shipped | Δ shipped − baseline | SWA live | Seeds (baseline / SWA) "
     "|\n|---|---|---:|---:|---:|---:|---:|---:|"
@@ -265,12 +267,12 @@ def _render_candidates(tasks: list, scale: float) -> list:
         rows = {f"eval {t.main_metric}": {n: f"{v * scale:.2f}" for n, v in c["eval"].items()}}
         label = f"selection {c['select_metric']} ({'lower' if lower else 'higher'} is better)"
         rows[label] = {n: f"{v:.4f}" if lower else f"{v * scale:.2f}" for n, v in c["select"].items()}
-        rows[f"chosen (of {len(chosen)} seeds)"] = {n: str(chosen.count(n)) for n in names if chosen}
+        rows[f"shipped (of {len(chosen)} seeds)"] = {n: str(chosen.count(n)) for n in names if chosen}
         lines += [
             f"| {t.task} | {k} | " + " | ".join(v.get(n, "–") for n in names) + " |" for k, v in rows.items() if v
         ]
     per_seed = [(t.task, t.candidates["chosen_by_seed"]) for t in shown if t.candidates["chosen_by_seed"]]
-    lines += ["", "Chosen per seed:", ""] if per_seed else []
+    lines += ["", "Shipped per seed:", ""] if per_seed else []
     return lines + [f"- **{task}**: " + ", ".join(f"seed {s} → `{n}`" for s, n in by.items()) for task, by in per_seed]
 
 

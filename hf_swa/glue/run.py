@@ -206,7 +206,8 @@ def _train(trainer, data, training_args, facts, refit=None) -> dict:
     trainer.save_metrics("train", metrics, combined=False)
     trainer.save_state()
     selection = callback.selection if callback is not None else None
-    return {"train": metrics, "chosen": selection and selection["chosen"], "selection": selection}
+    shipped = callback.summary()["shipped"] if callback is not None else None  # chosen, or as swa_ship says
+    return {"train": metrics, "chosen": shipped, "selection": selection}
 
 
 def _evaluate(trainer, data, eval_splits, chosen) -> dict:

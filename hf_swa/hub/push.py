@@ -65,7 +65,7 @@ def push_to_hub(
     what = (
         f"SWA candidate {shipped.name}, chosen on held-out data,"
         if shipped.chosen
-        else f"SWA-averaged model ({n_averaged} snapshots)"
+        else f"SWA-averaged model ({shipped.name if shipped.phrase else f'{n_averaged} snapshots'})"
     )
     return str(
         api.upload_folder(

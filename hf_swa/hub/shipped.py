@@ -1,7 +1,8 @@
 """Which weights a model folder holds, in words for its card: the SWA average, or the candidate chosen.
 
-Read from ``swa_config.json``: without a ``selection`` the folder holds the SWA average; with
-one it holds ``selection["chosen"]`` (a candidate average or ``live``), described from the
+Read from ``swa_config.json``: with a ``selection`` the folder holds ``selection["chosen"]`` (a
+candidate average or ``live``); without one, the candidate it names as ``shipped`` (``swa_ship``:
+``swa``, or the last window), ``swa`` for a record that names none. Each is described from the
 candidate's record.
 
 Example:
@@ -34,13 +35,13 @@ class ShippedWeights:
 
     name: str
     label: str  # the results column: "Averaged weights" or "Chosen weights"
-    phrase: Optional[str] = None  # what the chosen weights are (None: the SWA average, as the card says)
-    selection_phrase: Optional[str] = None  # how they were chosen
+    phrase: Optional[str] = None  # what the candidate is (None: the SWA average of every snapshot, as the card says)
+    selection_phrase: Optional[str] = None  # how it was chosen (None: shipped as swa_ship says, without a choice)
     optimistic: bool = False  # chosen on the evaluation set: the scores reported on it flatter them
 
     @property
     def chosen(self) -> bool:
-        return self.phrase is not None
+        return self.selection_phrase is not None
 
 
 def _candidate_phrase(name: str, records: list) -> str:
@@ -66,7 +67,10 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
     """What the folder of this ``swa_config.json`` holds."""
     selection = swa_config.get("selection")
     if not selection:
-        return ShippedWeights("swa", "Averaged weights")
+        name = swa_config.get("shipped") or "swa"
+        if name in ("swa", LIVE):  # live: no snapshot was taken
+            return ShippedWeights("swa", "Averaged weights")
+        return ShippedWeights(name, "Averaged weights", _candidate_phrase(name, swa_config.get("candidates", [])))
     chosen = selection["chosen"]
     count = len(selection.get("scores", {}))
     how = (

@@ -326,12 +326,12 @@ class SWATrainerMixin:
         return metrics
 
     def _evaluated_candidates(self) -> List[str]:
-        """``swa``, every candidate with `swa_eval_candidates`, and the candidate chosen at the end of training."""
+        """``swa``, every candidate with `swa_eval_candidates`, and the candidate shipped at the end of training."""
         callback = self.swa_callback
         names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else ["swa"]
-        chosen = callback.selection["chosen"] if callback.selection else None
-        if chosen not in names + [None, LIVE]:
-            names.append(chosen)
+        shipped = callback.averager.held  # None while training, and when the live weights ship
+        if shipped not in names + [None]:
+            names.append(shipped)
         return names
 
     @contextlib.contextmanager

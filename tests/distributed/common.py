@@ -36,6 +36,7 @@ SWA = dict(
     swa_ema_decays=[0.5],
     swa_power_ema_stds=[0.05, 0.1],
     swa_power_ema_every=4,
+    swa_ship="swa",  # the model ships the mean of every snapshot, the reference the workers compute
 )
 CANDIDATES = ["swa", "swa_from5", "ema_0.5", "pema_0.05", "pema_0.1"]
 TRAIN = dict(

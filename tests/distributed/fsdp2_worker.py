@@ -26,7 +26,8 @@ from hf_swa.averaging.averager import local_tensor  # noqa: E402
 from hf_swa.averaging.distributed import full_averages  # noqa: E402
 
 LR = 0.5
-CONFIG = SWAConfig(swa_start=3, swa_freq=2, swa_lr_ratio=0.0)  # no LR tail: this loop has no scheduler
+# No LR tail (this loop has no scheduler); the model ships swa, the mean of every snapshot.
+CONFIG = SWAConfig(swa_start=3, swa_freq=2, swa_lr_ratio=0.0, swa_ship="swa")
 PER_RANK = common.GLOBAL_BATCH // common.WORLD_SIZE
 GATHERS = ("all_gather", "all_gather_into_tensor", "all_gather_object", "broadcast", "gather", "all_to_all")
 

@@ -231,7 +231,7 @@ def test_no_split_and_no_eval_set_is_refused_in_flag_terms_before_anything_loads
     with pytest.raises(ValueError, match=r"--swa_select_split 0 holds out no training row and there is no --do_eval"):
         glue(bert, tmp_path / "out", train, split=0, max_steps=2, swa_select_metric="loss")
     assert not (tmp_path / "out").exists()
-    # The default 'auto' has nothing to choose on there: no selection, the run ships swa (nothing refused).
+    # The default 'auto' has nothing to choose on there: no selection, the run ships swa_ship (nothing refused).
     data = DataTrainingArguments(task_name="sst2", train_file=str(train), swa_select_split=0)
     run_module.check_selection_data(data, GlueTrainingArguments(output_dir=str(tmp_path / "out"), do_train=True))
 

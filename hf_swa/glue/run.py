@@ -69,7 +69,7 @@ def check_selection_data(data_args: DataTrainingArguments, training_args) -> Non
             "--swa_refit runs twice and --resume_from_checkpoint names one checkpoint: resume each run in its own "
             "folder without --swa_refit, or start the refit run again."
         )
-    # 'auto' (the default) chooses on held-out training rows or --select_file only: without them it ships swa.
+    # 'auto' (the default) chooses on held-out training rows or --select_file only: without them --swa_ship ships.
     selects = training_args.do_train and training_args.swa and metric and metric != AUTO
     if selects and not (data_args.swa_select_split or data_args.select_file or training_args.do_eval):
         raise ValueError(

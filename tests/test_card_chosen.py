@@ -89,6 +89,7 @@ def test_card_of_the_last_window_shipped_without_a_choice_names_it_and_its_score
         "90 on, shipped as the run's settings say (`swa_ship`), without a\nchoice."
     ) in text
     assert "scored by" not in text and "Chosen weights" not in text
+    assert "| Snapshots averaged (`n_averaged`) | 21 (in `swa_from90`, which this model holds: 11) |" in text
     assert "| Metric | Live weights | Averaged weights (this model) | Averaged − live |" in text
     assert "| accuracy | 0.7000 | 0.7250 | +0.0250 |" in text  # swa_from90's scores, not swa's (0.71)
     metric = card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]

@@ -96,7 +96,8 @@ def test_sst2_train_eval_predict_with_the_default_recipe(tmp_path, bert):
     # The model card, written without a push (as transformers' run_glue does): this run's numbers.
     card = (out / "README.md").read_text()
     n_averaged = json.loads((out / CONFIG_FILE).read_text())["n_averaged"]
-    assert f"| Snapshots averaged (`n_averaged`) | {n_averaged} |" in card
+    held = f"(in `{latest['name']}`, which this model holds: {latest['n_averaged']})"
+    assert f"| Snapshots averaged (`n_averaged`) | {n_averaged} {held} |" in card
     assert f"{scores['chosen']['validation']['accuracy']:.4f}" in card
     assert f"{scores['live']['validation']['accuracy']:.4f}" in card
     assert 'from_pretrained("out")' in card and "PEFT" not in card

@@ -67,7 +67,11 @@ def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[t
     rows.append(("Averaging starts (`swa_start`)", text))
     if "swa_freq" in swa:
         rows.append(("Snapshot every (`swa_freq`)", f"{swa['swa_freq']} optimizer steps"))
-    rows.append(("Snapshots averaged (`n_averaged`)", _fmt(swa.get("n_averaged", "unknown"))))
+    count = _fmt(swa.get("n_averaged", "unknown"))
+    shipped = next((c for c in swa.get("candidates", []) if c.get("name") == swa.get("shipped") != "swa"), None)
+    if shipped and shipped.get("n_averaged") is not None:  # a later window or an EMA: its own share of them
+        count += f" (in `{shipped['name']}`, which this model holds: {_fmt(shipped['n_averaged'])})"
+    rows.append(("Snapshots averaged (`n_averaged`)", count))
     if swa.get("n_skipped"):
         rows.append(("Snapshots skipped (`n_skipped`)", _fmt(swa["n_skipped"])))
     swa_lr, ratio = swa.get("swa_lr"), swa.get("swa_lr_ratio", 0)

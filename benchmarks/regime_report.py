@@ -162,10 +162,12 @@ def candidate_table(runs: dict, regime: str, variant: str = "all") -> list:
     return [title, "", f"| set | seeds | {' | '.join(keys)} |", "|---|---:|" + "---:|" * len(keys), *rows, ""]
 
 
-def report(root: Path, regime: str = "tail0.5-start0.5-ep3") -> str:
+def report(root: Path) -> str:
+    """A table per set (every regime and variant), then every candidate of each regime's runs on every row."""
     runs = load(root)
     lines = [line for dataset in runs for line in table(dataset, runs[dataset])]
-    return "\n".join(lines + candidate_table(runs, regime))
+    regimes = sorted({regime for folders in runs.values() for regime in folders if not regime.startswith("ep")})
+    return "\n".join(lines + [line for regime in regimes for line in candidate_table(runs, regime)])
 
 
 def summary(root: Path) -> dict:

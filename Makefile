@@ -32,7 +32,7 @@ $(DEEPSPEED_STAMP): $(STAMP)
 
 # One pytest worker per CPU core (pytest-xdist); PYTEST_WORKERS=0 runs the suite in one process. Each process
 # (the workers, and the processes the tests launch) runs torch on one thread: the tests' tiny models run faster so
-# than on threads competing for the same cores (the whole suite: 2 min instead of 4.5 on 2 cores).
+# than on threads competing for the same cores (the whole suite: under 3 min instead of 4.5 on 2 cores).
 PYTEST_WORKERS ?= auto
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 

@@ -42,11 +42,10 @@ def chosen_key(run: dict) -> str:
 
 def unchosen_key(run: dict, ship: str = defaults.SWA_SHIP) -> str:
     """What a run with no rows held out ships, as `swa_ship` says (``last_window``: the latest window)."""
-    keys = sorted(set(kind_keys(list(run["candidates"])).values()))
     if ship != LAST_WINDOW:
         return ship
-    windows = sorted((k for k in keys if k.startswith("window")), key=lambda k: int(k[len("window") :]))
-    return windows[-1] if windows else "swa"
+    windows = [k for k in kind_keys(list(run["candidates"])).values() if k.startswith("window")]
+    return max(windows, key=lambda k: int(k[len("window") :]), default="swa")
 
 
 def load(root: Path) -> dict:

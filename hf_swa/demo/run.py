@@ -37,7 +37,7 @@ BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def demo_training_arguments(args: DemoArguments) -> GlueTrainingArguments:
-    train_rows = args.n_train - math.ceil(args.n_train * SELECT_SPLIT)  # the rest (none by default): the choice
+    train_rows = args.n_train - math.ceil(args.n_train * SELECT_SPLIT)  # less the rows held out (none by default)
     steps = int(args.num_train_epochs * -(-train_rows // args.batch_size))
     every = max(1, steps // args.evaluations)
     return GlueTrainingArguments(

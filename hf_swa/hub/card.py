@@ -68,7 +68,8 @@ def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[t
     if "swa_freq" in swa:
         rows.append(("Snapshot every (`swa_freq`)", f"{swa['swa_freq']} optimizer steps"))
     count = _fmt(swa.get("n_averaged", "unknown"))
-    shipped = next((c for c in swa.get("candidates", []) if c.get("name") == swa.get("shipped") != "swa"), None)
+    name = swa.get("shipped")
+    shipped = next((c for c in swa.get("candidates", []) if c.get("name") == name), None) if name != "swa" else None
     if shipped and shipped.get("n_averaged") is not None:  # a later window or an EMA: its own share of them
         count += f" (in `{shipped['name']}`, which this model holds: {_fmt(shipped['n_averaged'])})"
     rows.append(("Snapshots averaged (`n_averaged`)", count))

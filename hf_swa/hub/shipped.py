@@ -68,7 +68,7 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
     selection = swa_config.get("selection")
     if not selection:
         name = swa_config.get("shipped") or "swa"
-        if name in ("swa", LIVE):  # live: no snapshot was taken
+        if name in ("swa", LIVE):  # live without a selection record (a swap by hand): described as before
             return ShippedWeights("swa", "Averaged weights")
         return ShippedWeights(name, "Averaged weights", _candidate_phrase(name, swa_config.get("candidates", [])))
     chosen = selection["chosen"]

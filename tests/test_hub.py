@@ -397,6 +397,8 @@ def test_run_glue_push_to_hub_pushes_the_shipped_model_once(tmp_path):
     assert record["n_averaged"] == 4
     card = pushed["README.md"].decode()
     assert "| Snapshots averaged (`n_averaged`) | 4 |" in card
-    assert "equal-weight mean of **4** snapshots" in card and "Averaged weights (this model)" in card
+    words = "the equal-weight mean of the weights after 4 optimizer steps: every step from step 3 to step 6"
+    assert record["shipped_weights"]["description"] == words and words in card
+    assert "Averaged weights (this model)" in card
     assert f"{results['eval']['chosen']['validation']['accuracy']:.4f}" in card  # this run's shipped score
     assert ModelCard(card).data.datasets == ["nyu-mll/glue"]  # the data set run_glue named in results.json

@@ -231,11 +231,13 @@ class WeightAverager:
         return [name for store in self.candidate_stores for name in store.names()]
 
     def candidates(self) -> List[dict]:
-        """A record per candidate: name, kind, start step, ``n_averaged`` and, for EMAs, the decay."""
+        """A record per candidate: name, kind, ``n_averaged``; the start step of the snapshots for windows and EMAs,
+        the decay for EMAs, the width and last step for power EMAs (which average every step from the first)."""
         start = self.stores[0].records()[0].get("start_step") if self.stores[0].names() else None
         records = [record for store in self.candidate_stores for record in store.records()]
         for record in records:
-            record.setdefault("start_step", start)
+            if record["kind"] == "ema":  # folded on the snapshot steps, from the start of the averaging
+                record.setdefault("start_step", start)
         return records
 
     def _store(self, name: str):

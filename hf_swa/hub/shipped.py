@@ -44,13 +44,24 @@ class ShippedWeights:
         return self.selection_phrase is not None
 
 
-def _candidate_phrase(name: str, records: list) -> str:
+def _candidate_phrase(name: str, records: list, described: Optional[Mapping[str, Any]] = None) -> str:
+    """What candidate `name` is: the description recorded with the shipped weights (``shipped_weights``) when it
+    names them, else (records written before hf_swa 0.4) a phrase built from the candidate's record by its kind."""
+    if described and described.get("name") == name and described.get("description"):
+        return described["description"]
     if name == LIVE:
         return "the weights of the last training step (no average scored better)"
     record = next((r for r in records if r.get("name") == name), {})
     count = record.get("n_averaged", "the")
-    if record.get("kind") == "ema":
+    kind = record.get("kind")
+    if kind == "ema":
         return f"a bias-corrected exponential moving average (decay {record.get('decay')}) of {count} snapshots"
+    if kind in ("power_ema", "power_ema_posthoc"):
+        how = ", reconstructed after training from stored power EMAs" if kind == "power_ema_posthoc" else ""
+        return (
+            f"a power-function EMA (EDM2, σ_rel {record.get('std')}) of the weights after every optimizer step from "
+            f"step 1 to step {record.get('step')}{how}"
+        )
     if record.get("start_step") is not None and name != "swa":
         return f"the equal-weight mean of the {count} snapshots taken from optimizer step {record['start_step']} on"
     return f"the equal-weight mean of all {count} snapshots"
@@ -63,14 +74,21 @@ def _data_phrase(dataset: Mapping[str, Any]) -> str:
     return f"the evaluation set{f' ({size} rows)' if size else ''}, so its scores there are optimistic"
 
 
+def _recorded(swa_config: Mapping[str, Any], name: str) -> Optional[str]:
+    """The recorded description of the shipped weights, when the record has one for `name`."""
+    described = swa_config.get("shipped_weights") or {}
+    return described.get("description") if described.get("name") == name else None
+
+
 def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
     """What the folder of this ``swa_config.json`` holds."""
     selection = swa_config.get("selection")
     if not selection:
         name = swa_config.get("shipped") or "swa"
         if name in ("swa", LIVE):  # live without a selection record (a swap by hand): described as before
-            return ShippedWeights("swa", "Averaged weights")
-        return ShippedWeights(name, "Averaged weights", _candidate_phrase(name, swa_config.get("candidates", [])))
+            return ShippedWeights("swa", "Averaged weights", _recorded(swa_config, name))
+        phrase = _candidate_phrase(name, swa_config.get("candidates", []), swa_config.get("shipped_weights"))
+        return ShippedWeights(name, "Averaged weights", phrase)
     chosen = selection["chosen"]
     count = len(selection.get("scores", {}))
     how = (
@@ -82,5 +100,5 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
         how += f"; {refit['chosen_on_split']} won, and this is the {chosen} of a second run trained on every row"
     # SWATrainer sets the flag; records written before it had one name the data only.
     optimistic = selection.get("optimistic", selection.get("dataset", {}).get("name") == "eval_dataset")
-    candidate = _candidate_phrase(chosen, swa_config.get("candidates", []))
+    candidate = _candidate_phrase(chosen, swa_config.get("candidates", []), swa_config.get("shipped_weights"))
     return ShippedWeights(chosen, "Chosen weights", candidate, how, optimistic)

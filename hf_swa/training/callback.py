@@ -18,9 +18,9 @@ from ..checkpointing.state import load_swa_state, save_swa_state, write_json_ato
 from . import power_emas
 from .batchnorm import LIVE, UPDATE_BN_MESSAGE, CandidateStatistics, has_batchnorm
 from .checks import HYPERPARAMETER_SEARCH_MESSAGE, LOAD_BEST_MESSAGE, check_best_metric, warn_if_the_schedule_decays
-from .config import LAST_WINDOW, SWAConfig
+from .config import SWAConfig
 from .schedule import install_lr_tail, sync_lr_tail
-from .selection import select_candidate
+from .selection import describe_weights, rule_candidate, select_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class SWACallback(TrainerCallback):
         self.config = config if config is not None else SWAConfig(**kwargs)
         self.averager: Optional[WeightAverager] = None
         self.start_step: Optional[int] = None
+        # The last optimizer step trained, set when training ends (what the shipped weights' record counts to).
+        self.last_step: Optional[int] = None
         self.max_steps: Optional[int] = None
         # Set by SWATrainer.train to the checkpoint it resumes from; a plain Trainer leaves it None
         # and the callback looks at args.resume_from_checkpoint, then output_dir/checkpoint-<step>.
@@ -104,6 +106,7 @@ class SWACallback(TrainerCallback):
             # (or from the candidate copy_to put over them, when no live weights are kept).
             self.averager.swap_out(model)
         self.max_steps = state.max_steps
+        self.last_step = None
         self.start_step = self.config.start_step(state.max_steps)
         check_best_metric(args, state, self.start_step)
         self.averager = WeightAverager(
@@ -117,10 +120,12 @@ class SWACallback(TrainerCallback):
         )
         self.selection = None
         if self.config.swa_power_ema_stds:
-            power_emas.begin(self.config, self.averager, args, state)
+            power_emas.check(self.config, self.averager, state)
         self.record_folder = None
         if state.global_step > 0:
             self._resume(args, state)
+        if self.config.swa_power_ema_stds:  # only once the resume is accepted: a refused one deletes nothing
+            power_emas.prune_snapshots(args.output_dir, state.global_step, args.should_save)
         if not self.config.has_lr_tail:
             warn_if_the_schedule_decays(args)
         else:
@@ -167,16 +172,20 @@ class SWACallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         if self.averager is None:
             return
+        self.last_step = min(state.global_step, state.max_steps)
         if self.config.swa_power_ema_candidates:
             power_emas.reconstruct_at_the_end(self.config, self.averager, model, args, state)
-        if self.averager.n_averaged == 0:
+        shipped = self.shipped_without_choice()
+        if shipped is None:
             logger.warning(
-                "SWA: training ended at step %d before the first snapshot (step %d); the model keeps its live weights.",
+                "SWA: training ended at step %d before the first snapshot (step %d), and swa_ship=%r names no "
+                "candidate that holds one; the model keeps its live weights.",
                 state.global_step,
                 self.start_step,
+                self.config.swa_ship,
             )
             return
-        self.averager.swap_in(model, self.shipped_without_choice())
+        self.averager.swap_in(model, shipped)
         if self.config.updates_bn(has_batchnorm(model)):
             if train_dataloader is None:
                 raise ValueError(UPDATE_BN_MESSAGE)
@@ -186,19 +195,31 @@ class SWACallback(TrainerCallback):
             self.record_folder = args.output_dir
             self.write_config(args.output_dir)
         logger.info(
-            "SWA: the model now holds %s (%d snapshot(s) in all, %d skipped as non-finite).",
+            "SWA: the model now holds %s, %s (swa_ship=%r; %d snapshot(s) in the SWA average, %d skipped as "
+            "non-finite).",
             self.averager.held,
+            self.shipped_weights()["description"],
+            self.config.swa_ship,
             self.averager.n_averaged,
             self.averager.n_skipped,
         )
 
     # ---------------------------------------------------------------- helpers
-    def shipped_without_choice(self) -> str:
-        """The candidate `swa_ship` names, which the model holds after training unless a selection chooses."""
-        if self.config.swa_ship != LAST_WINDOW:
-            return self.config.swa_ship
-        windows = [record["name"] for record in self.candidates if record["kind"] == "window_mean"]
-        return windows[-1] if windows else MAIN_CANDIDATE  # an "ema" strategy: one window, its EMA named swa
+    def shipped_without_choice(self) -> Optional[str]:
+        """The candidate `swa_ship` names, which the model holds after training unless a selection chooses
+        (``None``: it holds no snapshot, and the live weights ship)."""
+        return rule_candidate(self.candidates, self.config.swa_ship)
+
+    def shipped_weights(self) -> Optional[dict]:
+        """What the model holds now, described (`hf_swa.training.selection.describe_weights`); ``None`` before
+        training ends."""
+        if self.averager is None or self.last_step is None:
+            return None
+        name = self.averager.held
+        record = {"name": LIVE, "kind": LIVE}
+        if name is not None:
+            record = next(r for r in self.candidates if r["name"] == name)
+        return describe_weights(record, self.config.swa_freq, self.last_step)
 
     @contextlib.contextmanager
     def live_weights(self, model):
@@ -207,7 +228,7 @@ class SWACallback(TrainerCallback):
             yield model
 
     @contextlib.contextmanager
-    def averaged_weights(self, model, name: str = "swa"):
+    def averaged_weights(self, model, name: str = MAIN_CANDIDATE):
         """Context manager: the model holds a candidate (``swa``: the SWA average) within the block."""
         with self.averager.averaged_weights(model, name), self._statistics_of(model, name):
             yield model
@@ -266,7 +287,8 @@ class SWACallback(TrainerCallback):
 
     @property
     def has_average(self) -> bool:
-        return self.averager is not None and self.averager.n_averaged > 0
+        """Whether some candidate holds a snapshot (the SWA average, or a power EMA from the first step)."""
+        return self.averager is not None and bool(self.averager.candidate_names())
 
     def summary(self) -> dict:
         """The SWA settings and counters, as recorded in `swa_config.json`."""
@@ -278,6 +300,7 @@ class SWACallback(TrainerCallback):
             n_skipped=self.averager.n_skipped if self.averager else 0,
             candidates=self.candidates,
             shipped=(self.averager.held or "live") if self.has_average else None,
+            shipped_weights=self.shipped_weights() if self.has_average else None,
             hf_swa_version=__version__,
         )
         if self.selection is not None:

@@ -17,6 +17,9 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from torch import nn
 
+from ..averaging.candidates import MAIN_CANDIDATE
+from .config import LAST_WINDOW
+
 LIVE = "live"
 
 logger = logging.getLogger(__name__)
@@ -156,3 +159,113 @@ def ship_refit(callback, model: nn.Module, first: Mapping, **record) -> dict:
     refit = {"chosen_on_split": chosen, "shipped": name, "fallback": fallback, **record}
     callback.record_selection(model, {**first["selection"], "chosen": name, "refit": refit})
     return callback.selection
+
+
+def rule_candidate(records: list, rule: str) -> Optional[str]:
+    """The candidate that `swa_ship` = `rule` names among the candidates' `records`, by kind; ``None`` when it
+    holds no snapshot (the model then keeps its live weights).
+
+    ``last_window`` is the window mean with the latest start (``swa`` when there is one window, or the EMA an
+    ``"ema"`` strategy names ``swa``); any other rule is a candidate's name.
+
+    >>> records = [{"name": "swa", "kind": "window_mean", "start_step": 5}, {"name": "swa_from8",
+    ...     "kind": "window_mean", "start_step": 8}, {"name": "pema_0.05", "kind": "power_ema"}]
+    >>> rule_candidate(records, "last_window"), rule_candidate(records, "pema_0.05"), rule_candidate([], "swa")
+    ('swa_from8', 'pema_0.05', None)
+    """
+    names = [record["name"] for record in records]
+    if rule == LAST_WINDOW:
+        windows = [record for record in records if record["kind"] == "window_mean"]
+        if windows:
+            return max(windows, key=lambda record: record.get("start_step") or 0)["name"]
+        rule = MAIN_CANDIDATE
+    return rule if rule in names else None
+
+
+def describe_weights(record: Mapping, swa_freq: int, last_step: int) -> dict:
+    """What a candidate's weights are, from its record: its kind, the optimizer steps it averages, how it weighs
+    them, and the same in words (``description``). `last_step`: the last optimizer step trained.
+
+    >>> describe_weights({"name": "swa_from7", "kind": "window_mean", "start_step": 7, "n_averaged": 4}, 1, 10)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'name': 'swa_from7', 'kind': 'window_mean', 'first_step': 7, 'last_step': 10, 'every': 1, 'n_averaged': 4,
+     'weighting': 'equal', 'description': 'the equal-weight mean of the weights after 4 optimizer steps: every
+     step from step 7 to step 10'}
+    >>> pema = {"name": "pema_0.05", "kind": "power_ema", "std": 0.05, "gamma": 6.94, "step": 8, "n_averaged": 8}
+    >>> describe_weights(pema, 1, 8)["description"].split(", step k")[0]
+    'a power-function EMA (EDM2, σ_rel 0.05, γ 6.94) of the weights after every optimizer step from step 1 to step 8'
+    """
+    kind, count = record.get("kind"), record.get("n_averaged")
+    facts = {"name": record.get("name"), "kind": kind}
+    if kind == LIVE:
+        return {
+            **facts,
+            "first_step": last_step,
+            "last_step": last_step,
+            "every": None,
+            "n_averaged": 1,
+            "weighting": "live",
+            "description": f"the live weights of the last optimizer step ({last_step})",
+        }
+    if kind in ("window_mean", "ema"):
+        first = record.get("start_step")
+        last = first + swa_freq * ((last_step - first) // swa_freq) if first is not None else last_step
+        span = (
+            f"every step from step {first} to step {last}"
+            if swa_freq == 1
+            else f"every {swa_freq} steps from step {first} to step {last}"
+        )
+        if kind == "window_mean":
+            weighting = "equal"
+            words = f"the equal-weight mean of the weights after {count} optimizer steps: {span}"
+        else:
+            weighting = f"ema decay {record.get('decay')}"
+            words = (
+                f"a bias-corrected exponential moving average (decay {record.get('decay')}) of the weights after "
+                f"{count} optimizer steps: {span}, the latest weighted most"
+            )
+        return {
+            **facts,
+            "first_step": first,
+            "last_step": last,
+            "every": swa_freq,
+            "n_averaged": count,
+            "weighting": weighting,
+            "description": words,
+        }
+    step = record.get("step", last_step)
+    std, gamma = record.get("std"), record.get("gamma")
+    profile = "step k weighted by k^(γ+1) − (k−1)^(γ+1)"
+    if kind == "power_ema_posthoc":
+        words = (
+            f"a power-function EMA (EDM2, σ_rel {std:g}) of the weights after every optimizer step from step 1 to "
+            f"step {step}, reconstructed after training from {count} stored power EMAs by least squares "
+            f"(fit error {record.get('fit_error', float('nan')):.3g})"
+        )
+        weighting = f"power σ_rel {std:g}, reconstructed"
+    elif kind == "power_ema":
+        words = (
+            f"a power-function EMA (EDM2, σ_rel {std:g}, γ {gamma:.3g}) of the weights after every optimizer "
+            f"step from step 1 to step {step}, {profile}"
+        )
+        weighting = f"power σ_rel {std:g}"
+    else:  # a kind described by its own record (e.g. bema)
+        words = record.get("description") or f"the {kind} candidate {record.get('name')}"
+        return {
+            **facts,
+            "first_step": record.get("first_step"),
+            "last_step": record.get("last_step", last_step),
+            "every": record.get("every"),
+            "n_averaged": count,
+            "weighting": record.get("weighting", kind),
+            "description": words,
+        }
+    return {
+        **facts,
+        "first_step": 1,
+        "last_step": step,
+        "every": 1,
+        "n_averaged": count,
+        "weighting": weighting,
+        "description": words,
+    }

@@ -231,12 +231,11 @@ class WeightAverager:
         return [name for store in self.candidate_stores for name in store.names()]
 
     def candidates(self) -> List[dict]:
-        """A record per candidate: name, kind, ``n_averaged``; the start step of the snapshots for windows and EMAs,
-        the decay for EMAs, the width and last step for power EMAs (which average every step from the first)."""
+        """A record per candidate: name, kind, ``n_averaged``, start step (windows, EMAs), decay, width, last step."""
         start = self.stores[0].records()[0].get("start_step") if self.stores[0].names() else None
         records = [record for store in self.candidate_stores for record in store.records()]
         for record in records:
-            if record["kind"] == "ema":  # folded on the snapshot steps, from the start of the averaging
+            if record["kind"] == "ema":  # power EMAs average every step from the first: no start step
                 record.setdefault("start_step", start)
         return records
 

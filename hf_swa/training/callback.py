@@ -14,27 +14,17 @@ from ..averaging import distributed
 from ..averaging.averager import WeightAverager
 from ..averaging.candidates import MAIN_CANDIDATE
 from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
-from ..checkpointing.state import load_swa_state, save_swa_state, write_json_atomic
+from ..checkpointing.state import save_swa_state, write_json_atomic
 from . import power_emas
 from .batchnorm import LIVE, UPDATE_BN_MESSAGE, CandidateStatistics, has_batchnorm
 from .checks import HYPERPARAMETER_SEARCH_MESSAGE, LOAD_BEST_MESSAGE, check_best_metric, warn_if_the_schedule_decays
 from .config import SWAConfig
+from .resumption import resume
 from .schedule import install_lr_tail, sync_lr_tail
-from .selection import describe_weights, rule_candidate, select_candidate
+from .selection import rule_candidate, select_candidate
+from .weights_record import describe_weights
 
 logger = logging.getLogger(__name__)
-
-# Settings that change which snapshots make the averages: a resumed run must keep them.
-_AVERAGING_SETTINGS = ("start_step", "swa_freq", "strategy", "candidates")
-# Named in the refusal to resume a checkpoint written before the defaults of hf_swa/training/defaults.py.
-_OLD_DEFAULTS = ("swa_start", "swa_lr", "swa_windows", "swa_windows_at_most", "swa_select_metric")
-
-
-def _lr_tail(config: dict) -> str:
-    """The LR tail a saved or current config runs (a config saved without ``swa_lr_ratio`` had none but swa_lr)."""
-    if config.get("swa_lr") is not None:
-        return f"swa_lr={config['swa_lr']}"
-    return f"swa_lr_ratio={config.get('swa_lr_ratio', 0.0)}"
 
 
 class SWACallback(TrainerCallback):
@@ -109,21 +99,13 @@ class SWACallback(TrainerCallback):
         self.last_step = None
         self.start_step = self.config.start_step(state.max_steps)
         check_best_metric(args, state, self.start_step)
-        self.averager = WeightAverager(
-            model,
-            device=self.config.swa_device,
-            strategy=self.config.strategy,
-            ema_decay=self.config.ema_decay,
-            window_starts=self.config.window_starts(state.max_steps),
-            ema_decays=self.config.swa_ema_decays,
-            power_ema_stds=self.config.swa_power_ema_stds,
-        )
+        self.averager = self.new_averager(model, self.config.window_starts(state.max_steps))
         self.selection = None
         if self.config.swa_power_ema_stds:
             power_emas.check(self.config, self.averager, state)
         self.record_folder = None
         if state.global_step > 0:
-            self._resume(args, state)
+            resume(self, args, state, model)
         if self.config.swa_power_ema_stds:  # only once the resume is accepted: a refused one deletes nothing
             power_emas.prune_snapshots(args.output_dir, state.global_step, args.should_save)
         if not self.config.has_lr_tail:
@@ -141,7 +123,7 @@ class SWACallback(TrainerCallback):
         step = state.global_step
         if self.config.has_lr_tail:
             sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
-        if self.config.is_snapshot_step(step, state.max_steps):
+        if self.config.is_snapshot_step(step, state.max_steps, start=self.start_step):
             self.averager.update(model, step=step)
         if self.config.swa_power_ema_stds:
             power_emas.step(self.config, self.averager, model, args, state)
@@ -155,7 +137,7 @@ class SWACallback(TrainerCallback):
         if self.averager.sharded:
             # FSDP2 / ZeRO-3: every rank writes its own shard of the averages; the record comes last.
             shard = distributed.rank_and_world_size()
-            metadata = self._metadata(state.global_step)
+            metadata = self.metadata(state.global_step)
             save_swa_state(folder, self.averager.state_dict(), metadata, shard=shard, write_record=False)
             distributed.barrier()
             if args.should_save:
@@ -167,7 +149,7 @@ class SWACallback(TrainerCallback):
             if not os.path.isdir(folder):
                 logger.warning("SWA: checkpoint folder %s not found; SWA state not saved with it.", folder)
                 return
-            save_swa_state(folder, self.averager.state_dict(), self._metadata(state.global_step))
+            save_swa_state(folder, self.averager.state_dict(), self.metadata(state.global_step))
 
     def on_train_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         if self.averager is None:
@@ -205,6 +187,18 @@ class SWACallback(TrainerCallback):
         )
 
     # ---------------------------------------------------------------- helpers
+    def new_averager(self, model, window_starts) -> WeightAverager:
+        """A `WeightAverager` of these settings for `model`, its windows starting at `window_starts`."""
+        return WeightAverager(
+            model,
+            device=self.config.swa_device,
+            strategy=self.config.strategy,
+            ema_decay=self.config.ema_decay,
+            window_starts=window_starts,
+            ema_decays=self.config.swa_ema_decays,
+            power_ema_stds=self.config.swa_power_ema_stds,
+        )
+
     def shipped_without_choice(self) -> Optional[str]:
         """The candidate `swa_ship` names, which the model holds after training unless a selection chooses
         (``None``: it holds no snapshot, and the live weights ship)."""
@@ -312,7 +306,7 @@ class SWACallback(TrainerCallback):
         os.makedirs(folder, exist_ok=True)
         write_json_atomic(os.path.join(folder, CONFIG_FILE), {**self.summary(), **extra})
 
-    def _metadata(self, global_step: Optional[int] = None) -> dict:
+    def metadata(self, global_step: Optional[int] = None) -> dict:
         return {
             "global_step": global_step,
             "config": self.config.to_dict(),
@@ -323,78 +317,3 @@ class SWACallback(TrainerCallback):
             "holds_averages": self.averager.holds_averages,
             "hf_swa_version": __version__,
         }
-
-    def _checkpoint_folder(self, args, state) -> str:
-        if self.resume_from_checkpoint:
-            return self.resume_from_checkpoint
-        if isinstance(args.resume_from_checkpoint, str) and os.path.isdir(args.resume_from_checkpoint):
-            return args.resume_from_checkpoint
-        return checkpoint_folder(args.output_dir, state.global_step)
-
-    def _check_same_averaging(self, folder: str, saved: dict) -> None:
-        """Refuse resuming SWA state averaged with settings that change which snapshots the averages hold."""
-        current = {
-            "start_step": self.start_step,
-            "swa_freq": self.config.swa_freq,
-            "strategy": self.averager.strategy.to_dict(),
-            "candidates": self.averager.settings(),
-        }
-        changed = [
-            f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
-            for key in _AVERAGING_SETTINGS
-            if saved.get(key) != current[key]
-        ]
-        written = saved.get("config", {})
-        if _lr_tail(written) != _lr_tail(self.config.to_dict()):
-            changed.append(f"LR tail: checkpoint {_lr_tail(written)}, now {_lr_tail(self.config.to_dict())}")
-        if changed:
-            hint = ""
-            if "swa_lr_ratio" not in written:  # written before the defaults moved into hf_swa/training/defaults.py
-                hint = " It was written with " + ", ".join(f"{k}={written.get(k)!r}" for k in _OLD_DEFAULTS) + "."
-            elif isinstance(self.config.swa_start, float) and saved.get("start_step") != self.start_step:
-                hint = (
-                    f" swa_start={self.config.swa_start} is a fraction of max_steps, so a new max_steps moves the "
-                    "start step: to train a finished run for longer, pass it as a step, "
-                    f"swa_start={saved.get('start_step')}."
-                )
-            raise ValueError(
-                f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}), and its averages "
-                "would mix snapshots taken under both. Resume with the same swa_start, swa_freq, strategy, "
-                "swa_windows, swa_ema_decays, swa_lr or swa_lr_ratio and max_steps (windows split the steps up to "
-                "max_steps), or start a new run." + hint
-            )
-
-    def _resume(self, args, state) -> None:
-        folder = self._checkpoint_folder(args, state)
-        saved = load_swa_state(folder, shard=distributed.rank_and_world_size() if self.averager.sharded else None)
-        step = state.global_step
-        if saved is None:
-            if self.config.swa_power_ema_stds:
-                raise ValueError(
-                    f"Resuming at step {step} from {folder}, which has no SWA state, but the power EMAs average every "
-                    "step from the first: their history is lost. Resume from a checkpoint written with them, or "
-                    "unset swa_power_ema_stds."
-                )
-            if step < self.start_step:
-                logger.info("SWA: resuming at step %d, before averaging starts (step %d).", step, self.start_step)
-                return
-            raise ValueError(
-                f"Resuming at step {step} from {folder}, which has no SWA state, but averaging starts at step "
-                f"{self.start_step}: the snapshots before step {step} are lost. Resume from a checkpoint written "
-                f"with SWA, or set swa_start to an optimizer step > {step} to start a new average from here."
-            )
-        if saved.get("global_step") is not None and saved["global_step"] != step:
-            raise ValueError(
-                f"The SWA state in {folder} was saved at step {saved['global_step']}, but training resumes at step "
-                f"{step}: it belongs to another checkpoint. Pass the same checkpoint to "
-                "train(resume_from_checkpoint=...) and args.resume_from_checkpoint, or use SWATrainer, which passes "
-                "it on."
-            )
-        self._check_same_averaging(folder, saved)
-        if saved["averages"] is None:
-            if saved["names"] != self.averager.names:
-                raise ValueError(f"The SWA state in {folder} was saved for another model (its parameters differ).")
-            self.averager.n_skipped = int(saved.get("n_skipped", 0))
-        else:
-            self.averager.load_state_dict(saved)
-        logger.info("SWA: resumed %d snapshot(s) from %s.", self.averager.n_averaged, folder)

@@ -262,14 +262,15 @@ class SWAConfig:
             )
         return step
 
-    def is_snapshot_step(self, global_step: int, max_steps: int) -> bool:
+    def is_snapshot_step(self, global_step: int, max_steps: int, start: Optional[int] = None) -> bool:
         """Whether the weights after optimizer step `global_step` are folded into the averages.
 
         The one home of the snapshot rule: every `swa_freq`-th optimizer step from the start
         step on, up to `max_steps` (a step past it, which transformers can run when resuming a
-        finished run, is never averaged).
+        finished run, is never averaged). `start`: the start step when it is not this run's own
+        (a run continued to a larger `max_steps` keeps the start its averaging began at).
         """
-        start = self.start_step(max_steps)
+        start = self.start_step(max_steps) if start is None else start
         return start <= global_step <= max_steps and (global_step - start) % self.swa_freq == 0
 
     def n_snapshots(self, max_steps: int) -> int:

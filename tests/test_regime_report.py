@@ -132,3 +132,15 @@ def test_regimes_name_their_snapshot_period(tmp_path):
     _write(tmp_path, "s", "ep3", "baseline", 1, _run({"live": 0.70}))
     _write(tmp_path, "s", "tail0.5-start0.5-ep3-freq1", "all", 1, _run({"swa": 0.72, "live": 0.71}))
     assert regime_report.summary(tmp_path)["s"]["tail0.5-start0.5-ep3-freq1", "all"]["swa"][0] == pytest.approx(2.0)
+
+
+def test_the_study_grid_snapshots_as_the_defaults_do_and_stored_regimes_as_they_ran():
+    regime_study = pytest.importorskip("regime_study")
+    from hf_swa.training import defaults
+
+    def freq(regime: str) -> int:
+        args = regime_study.training_arguments(regime_report.parse_regime(regime), "all", 1, "unused", n_train=1600)
+        return args.swa_freq
+
+    assert {freq(regime) for regime in regime_study.REGIMES} == {defaults.SWA_FREQ}
+    assert freq("tail0.5-start0.5-ep3") == 3 * 1600 // 32 // 40  # the stored runs' period: steps // 40

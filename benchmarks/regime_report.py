@@ -376,7 +376,7 @@ def plot(root: Path, path: Path) -> Path:
     from matplotlib.figure import Figure
 
     data = summary(root)
-    fig = Figure(figsize=(5.5 * max(1, len(data)), 4.5), layout="constrained")
+    fig = Figure(figsize=(5.5 * max(1, len(data)), 5.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, max(1, len(data)), squeeze=False).ravel()
     series = ("live", "swa", "best window", "best pema", "shipped", "refit")
@@ -387,10 +387,10 @@ def plot(root: Path, path: Path) -> Path:
             values = [next((v[0] for k, v in groups[g].items() if k.startswith(column)), float("nan")) for g in names]
             ax.bar([x + i * width for x in range(len(names))], values, width, label=column)
         ax.axhline(0, color="gray", lw=0.8)
-        labels = [
-            f"{regime}\n{variant} (n={next(iter(groups[regime, variant].values()))[1]})" for regime, variant in names
-        ]
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], labels, rotation=20, fontsize="x-small")
+        seeds = [next(iter(groups[name].values()))[1] for name in names]
+        labels = [f"{r}, {v} (n={n})\nsnapshot every {snapshot_every(r)}" for (r, v), n in zip(names, seeds)]
+        ticks = [x + 0.4 - width / 2 for x in range(len(names))]
+        ax.set_xticks(ticks, labels, rotation=35, ha="right", rotation_mode="anchor", fontsize="x-small")
         ax.set(title=dataset, ylabel="Δ test accuracy vs baseline (points)")
     axes[0].legend(fontsize="x-small")
     fig.savefig(path, dpi=110)

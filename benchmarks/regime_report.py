@@ -313,33 +313,35 @@ def shipped_lines(runs: dict, rules, regimes, seeds, picked_on=()) -> list:
     return lines
 
 
+def rotation_lines(runs: dict, regime: str, among=None) -> list:
+    """Each seed of `regime` reported by the rule (of `among`) picked on the other seeds' held-out rows, and the
+    mean of those out-of-fold deltas."""
+    seeds = sorted({s for folders in runs.values() for v in HELD_OUT for s in folders.get(regime, {}).get(v, {})})
+    folds = [(s, pick_rule(validation_gains(runs, regime, [o for o in seeds if o != s]), among)[0]) for s in seeds]
+    lines = shipped_lines(runs, [], [], [])
+    for seed, rule in folds:
+        lines += shipped_lines(runs, [rule], [regime], [seed])[2:]
+    oof = {d: [rule_test(runs[d], regime, rule, [s]).get(s) for s, rule in folds] for d in sorted(runs)}
+    means = [statistics.mean(v for v in values if v is not None) for values in oof.values()]
+    cells = " | ".join(f"{m:+.2f}" for m in means)
+    return [*lines, f"| out of fold | | {len(folds)} | | {cells} | {statistics.mean(means):+.2f} |", ""]
+
+
 def default_pick(runs: dict, pick_seeds=PICK_SEEDS, report_seeds=REPORT_SEEDS) -> list:
     """The ship rule picked honestly: on the validation rows of `pick_seeds` (`validation_lines`), reported on the
-    test rows of `report_seeds` for every regime (`shipped_lines`), then rotated: each seed reported by a pick on the
-    others' validation rows."""
+    test rows of `report_seeds` for every regime (`shipped_lines`), then rotated over the seeds (`rotation_lines`),
+    among every rule and among the averages the defaults keep."""
     held = sorted({r for folders in runs.values() for r in folders if any(folders[r].get(v) for v in HELD_OUT)})
     regimes = sorted({r for folders in runs.values() for r in folders if not r.startswith("ep")})
     lines = []
     for regime in held:
         rule, picked = validation_lines(runs, regime, pick_seeds)
-        lines += picked + [
-            f"### What {rule} ships on the test rows, against the baseline, beside {', '.join(COMPARED)}"
-        ]
+        lines += [*picked, f"### What {rule} ships on the test rows against the baseline, beside {', '.join(COMPARED)}"]
         lines += ["", *shipped_lines(runs, (rule, *COMPARED), regimes, report_seeds, pick_seeds), ""]
-        lines.append(f"\\* seeds numbered as those picked on ({regime}'s held-out runs); no test row was read to pick.")
-        lines += ["", f"### Each seed of {regime} reported by the rule picked on the other seeds' validation rows", ""]
-        seeds = sorted({s for folders in runs.values() for v in HELD_OUT for s in folders.get(regime, {}).get(v, {})})
-        folds = [(s, pick_rule(validation_gains(runs, regime, [o for o in seeds if o != s]))[0]) for s in seeds]
-        for seed, rule in folds:
-            lines += shipped_lines(runs, [rule], [regime], [seed])[2 if seed != folds[0][0] else 0 :]
-        oof = {d: [rule_test(runs[d], regime, rule, [s]).get(s) for s, rule in folds] for d in sorted(runs)}
-        means = {d: statistics.mean(v for v in vals if v is not None) for d, vals in oof.items()}
-        lines.append(
-            f"| out of fold | | {len(folds)} | | "
-            + " | ".join(f"{m:+.2f}" for m in means.values())
-            + f" | {statistics.mean(means.values()):+.2f} |"
-        )
-        lines.append("")
+        lines += [f"\\* seed numbers also picked on ({regime}'s held-out runs); no test row was read to pick.", ""]
+        for among, what in ((None, "every rule"), (DEFAULT_AVERAGES, "the averages the defaults keep")):
+            lines += [f"### Each seed of {regime} by the rule picked on the other seeds' held-out rows, among {what}"]
+            lines += ["", *rotation_lines(runs, regime, among)]
     return lines
 
 

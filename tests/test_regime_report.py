@@ -51,7 +51,7 @@ def test_columns_selection_and_refit(tmp_path):
     assert every_row["best window (window2)"][0] == pytest.approx(4.0)
     assert every_row["best pema (pema_0.1)"][0] == pytest.approx(5.0)
     assert every_row["oracle"][0] == pytest.approx(5.0)
-    assert every_row["shipped"][0] == pytest.approx(2.0)  # no rows held out: the last window (window3) ships
+    assert every_row["shipped"][0] == pytest.approx(3.0)  # no rows held out: swa_ship's default, live, ships
     rows = regime_report.summary(tmp_path)["s"][regime, "rows"]
     # Seed 1 chooses the first window start (lowest loss), seed 2 chooses live: shipped 61 and 65 vs 70 and 72.
     assert rows["shipped"][0] == pytest.approx(((61 - 70) + (65 - 72)) / 2)
@@ -63,8 +63,8 @@ def test_columns_selection_and_refit(tmp_path):
     # Shipped an average on 1 of 2 seeds; it kept (-4 + 0) / 2 points of the oracle's gain over live, 3 points.
     assert row[-2:] == ["1/2", "-67% |"]
     every = next(line for line in lines if "| all |" in line).split(" | ")
-    # A fixed rule ships an average by construction: no count. window3 - live = -1, oracle - live = +2.
-    assert every[-2:] == ["– (rule)", "-50% |"]
+    # A fixed rule: no count. It ships live (swa_ship's default), none of the oracle's gain over live.
+    assert every[-2:] == ["– (rule)", "0% |"]
     assert every[1] == "steps//40 steps"  # the stored runs snapshot every steps // 40 steps, not every step
     candidates = next(line for line in lines if line.startswith("| s | 2 |")).split(" | ")
     # live first, then by name: ema_0.9 69 vs 70 (+ shift on both sides), pema_0.1 +5, swa +1, window2 +4, window3 +2.

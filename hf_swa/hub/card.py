@@ -150,6 +150,8 @@ def _eval_results(results: Mapping[str, Any], dataset: Mapping[str, Any], shippe
     if not dataset.get("id"):
         return []
     weights = f"SWA candidate {shipped.name}, chosen on held-out data" if shipped.chosen else "SWA-averaged weights"
+    if shipped.live:
+        weights = "the live weights of the last training step (swa_ship='live')"
     if shipped.optimistic:
         weights = f"SWA candidate {shipped.name}, chosen on this evaluation set: optimistic"
     quality = [m for m in metric_names(results) if m not in lower_is_better(results)]
@@ -202,7 +204,8 @@ def _fill_template(
 ) -> ModelCard:
     """The card's text: the template filled with the settings, the results and ``fields``."""
     shipped = shipped_weights(swa_config)
-    rows, better, worse = _result_rows(results, shipped.name)
+    # The live weights shipped: their scores beside those of the SWA average, which was evaluated and not shipped.
+    rows, better, worse = _result_rows(results, "swa" if shipped.live else shipped.name)
     strategy = swa_config.get("strategy", "uniform")
     return ModelCard.from_template(
         card_data,
@@ -212,7 +215,7 @@ def _fill_template(
         n_averaged=swa_config.get("n_averaged", "an unknown number of"),
         settings=_settings_rows(swa_config, results),
         results=rows,
-        verdict=_verdict(rows, better, worse, shipped.label.lower()),
+        verdict=_verdict(rows, better, worse, "SWA average (not shipped)" if shipped.live else shipped.label.lower()),
         shipped=shipped,
         swa_worse=", ".join(worse),
         **fields,

@@ -43,6 +43,11 @@ class ShippedWeights:
     def chosen(self) -> bool:
         return self.selection_phrase is not None
 
+    @property
+    def live(self) -> bool:
+        """The live weights, shipped as ``swa_ship="live"`` says: no average was shipped."""
+        return self.name == LIVE and not self.chosen
+
 
 def _candidate_phrase(name: str, records: list, described: Optional[Mapping[str, Any]] = None) -> str:
     """What candidate `name` is: the description recorded with the shipped weights (``shipped_weights``) when it
@@ -85,7 +90,9 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
     selection = swa_config.get("selection")
     if not selection:
         name = swa_config.get("shipped") or "swa"
-        if name in ("swa", LIVE):  # live without a selection record (a swap by hand): described as before
+        if name == LIVE and _recorded(swa_config, LIVE):  # swa_ship="live": the averages were evaluated only
+            return ShippedWeights(LIVE, "Live weights", _recorded(swa_config, LIVE))
+        if name in ("swa", LIVE):  # live without a record of it (a swap by hand, hf_swa < 0.4): described as before
             return ShippedWeights("swa", "Averaged weights", _recorded(swa_config, name))
         phrase = _candidate_phrase(name, swa_config.get("candidates", []), swa_config.get("shipped_weights"))
         return ShippedWeights(name, "Averaged weights", phrase)

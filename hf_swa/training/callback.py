@@ -157,7 +157,7 @@ class SWACallback(TrainerCallback):
         self.last_step = min(state.global_step, state.max_steps)
         if self.config.swa_power_ema_candidates:
             power_emas.reconstruct_at_the_end(self.config, self.averager, model, args, state)
-        shipped = self.shipped_without_choice()
+        shipped = self.shipped_without_choice() if self.has_average else None
         if shipped is None:
             logger.warning(
                 "SWA: training ended at step %d before the first snapshot (step %d), and swa_ship=%r names no "
@@ -167,8 +167,9 @@ class SWACallback(TrainerCallback):
                 self.config.swa_ship,
             )
             return
-        self.averager.swap_in(model, shipped)
-        if self.config.updates_bn(has_batchnorm(model)):
+        if shipped != LIVE:
+            self.averager.swap_in(model, shipped)
+        if shipped != LIVE and self.config.updates_bn(has_batchnorm(model)):
             if train_dataloader is None:
                 raise ValueError(UPDATE_BN_MESSAGE)
             self.batchnorm = CandidateStatistics(model, train_dataloader)  # keeps the live statistics aside
@@ -179,7 +180,7 @@ class SWACallback(TrainerCallback):
         logger.info(
             "SWA: the model now holds %s, %s (swa_ship=%r; %d snapshot(s) in the SWA average, %d skipped as "
             "non-finite).",
-            self.averager.held,
+            self.averager.held or LIVE,
             self.shipped_weights()["description"],
             self.config.swa_ship,
             self.averager.n_averaged,
@@ -278,6 +279,11 @@ class SWACallback(TrainerCallback):
         self.selection = record
         if self.record_folder is not None:
             self.write_config(self.record_folder)
+
+    @property
+    def ended(self) -> bool:
+        """Whether training has ended and the model holds what ships (an average, or the live weights)."""
+        return self.last_step is not None
 
     @property
     def has_average(self) -> bool:

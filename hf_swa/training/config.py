@@ -19,6 +19,8 @@ ANNEAL_STRATEGIES = ("cos", "linear")
 AUTO = "auto"
 #: `swa_ship` "last_window": the window average with the latest start (``swa`` when there is one window).
 LAST_WINDOW = "last_window"
+#: `swa_ship` "live": the weights of the last training step (the averages are evaluated, not shipped).
+LIVE = "live"
 
 
 def parse_select_metric(value: Optional[str]) -> Optional[str]:
@@ -109,8 +111,9 @@ class SWAConfig:
         swa_power_ema_candidates: widths reconstructed from the snapshots at the end of
             training (EDM2's post-hoc EMA) and added as candidates ``pema_{σ_rel}``; needs at
             least two stored widths.
-        swa_ship: the candidate the model holds after training when nothing chooses (no
-            `swa_select_metric`, or ``"auto"`` without ``swa_select_dataset``): ``"last_window"``
+        swa_ship: what the model holds after training when nothing chooses (no
+            `swa_select_metric`, or ``"auto"`` without ``swa_select_dataset``): ``"live"`` (the
+            default: the weights of the last step, the averages evaluated beside them), ``"last_window"``
             (the window with the latest start, ``swa_from{s}``; ``swa`` with one window),
             ``"swa"`` (every snapshot from `swa_start`), or an ``ema_{d}`` / ``pema_{σ}`` candidate
             of these settings.
@@ -224,13 +227,13 @@ class SWAConfig:
             )
 
     def _check_ship(self) -> None:
-        names = [LAST_WINDOW, MAIN_CANDIDATE]
+        names = [LIVE, LAST_WINDOW, MAIN_CANDIDATE]
         names += [ema_candidate_name(d) for d in self.swa_ema_decays]
         names += [power_ema_candidate_name(s) for s in self.swa_power_ema_stds + self.swa_power_ema_candidates]
         if self.swa_ship not in names:
             raise ValueError(
-                f"swa_ship={self.swa_ship!r}: the model can ship one of {', '.join(names)} (the last window, the "
-                "average from swa_start, or a candidate of swa_ema_decays / swa_power_ema_stds / "
+                f"swa_ship={self.swa_ship!r}: the model can ship one of {', '.join(names)} (the live weights, the "
+                "last window, the average from swa_start, or a candidate of swa_ema_decays / swa_power_ema_stds / "
                 "swa_power_ema_candidates)."
             )
 

@@ -1,4 +1,11 @@
-"""Choosing among the candidate averages and the live weights on held-out data.
+"""What ships at the end of training, and why: the one home of that rule.
+
+`decide` says whether training ends by choosing among the candidates, on what data and by which
+metric, or ships the candidate `swa_ship` names (`rule_candidate`, by kind); the callback, the
+trainer and the applications ask it and hold no rule of their own. The record of what shipped is
+`hf_swa.training.weights_record.describe_weights`.
+
+Choosing among the candidate averages and the live weights on held-out data:
 
 Every candidate a `WeightAverager` holds (``swa``, ``swa_from{s}``, ``ema_{d}``) and the
 live weights (``live``) are scored one after the other, the best is put into the model,
@@ -13,16 +20,74 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from torch import nn
 
 from ..averaging.candidates import MAIN_CANDIDATE
-from .config import LAST_WINDOW
-
-LIVE = "live"
+from .config import LAST_WINDOW, LIVE
 
 logger = logging.getLogger(__name__)
+
+SELECT_DATASET, EVAL_DATASET = "swa_select_dataset", "eval_dataset"
+
+
+@dataclass(frozen=True)
+class ShipDecision:
+    """Whether training ends by choosing among the candidates (``chooses``), on what (``data``: ``SELECT_DATASET``
+    or ``EVAL_DATASET``) and by which ``metric``; without a choice, the candidate ``rule`` (`swa_ship`) names ships.
+    ``optimistic``: chosen on the evaluation set, whose scores then flatter the choice. ``note``: said once.
+
+    Example:
+        >>> from hf_swa import SWAConfig
+        >>> decide(SWAConfig(), has_select_dataset=True, has_eval_dataset=True)
+        ShipDecision(chooses=True, rule='live', data='swa_select_dataset', metric='loss', \
+greater_is_better=False, optimistic=False, note=None)
+        >>> decide(SWAConfig(swa_select_metric="none"), has_select_dataset=False, has_eval_dataset=True).chooses
+        False
+    """
+
+    chooses: bool
+    rule: str
+    data: Optional[str] = None
+    metric: Optional[str] = None
+    greater_is_better: Optional[bool] = None
+    optimistic: bool = False
+    note: Optional[str] = None
+
+
+def decide(config, has_select_dataset: bool, has_eval_dataset: bool) -> ShipDecision:
+    """What ships at the end of training with these settings and data (`ShipDecision`); refuses a choice by a
+    metric with nothing to score on.
+
+    ``swa_select_metric`` ``None``: no choice. ``"auto"``: loss on ``swa_select_dataset`` when there is one, else no
+    choice (with a note). A metric named: on ``swa_select_dataset``, else on ``eval_dataset`` (optimistic).
+    """
+    metric = config.swa_select_metric
+    if metric is None:
+        return ShipDecision(False, config.swa_ship)
+    if config.selects_automatically and not has_select_dataset:
+        note = (
+            "SWA: swa_select_metric='auto' chooses by loss on held-out rows, and there are none: no selection, the "
+            f"model ships swa_ship={config.swa_ship!r}. To choose among the candidates, pass the trainer "
+            "swa_select_dataset=... (rows held out of training, e.g. with hf_swa.selection_split); "
+            "swa_select_metric='none' silences this."
+        )
+        return ShipDecision(False, config.swa_ship, note=note)
+    name, greater = config.select_metric_name(), config.select_greater_is_better()
+    if has_select_dataset:
+        return ShipDecision(True, config.swa_ship, SELECT_DATASET, name, greater)
+    if not has_eval_dataset:
+        raise ValueError(
+            f"swa_select_metric={metric!r} needs data to score the candidates on: pass the trainer's "
+            "swa_select_dataset=... (held-out rows), or an eval_dataset."
+        )
+    note = (
+        "SWA selects among the candidates on eval_dataset: the scores reported on it for the chosen model are "
+        "optimistic. Pass swa_select_dataset (rows held out of training) for honest numbers."
+    )
+    return ShipDecision(True, config.swa_ship, EVAL_DATASET, name, greater, optimistic=True, note=note)
 
 
 def choose(scores: Dict[str, float], greater_is_better: bool) -> str:
@@ -162,8 +227,8 @@ def ship_refit(callback, model: nn.Module, first: Mapping, **record) -> dict:
 
 
 def rule_candidate(records: list, rule: str) -> Optional[str]:
-    """The candidate that `swa_ship` = `rule` names among the candidates' `records`, by kind; ``None`` when it
-    holds no snapshot (the model then keeps its live weights).
+    """The candidate that `swa_ship` = `rule` names among the candidates' `records`, by kind (``live`` for the live
+    weights); ``None`` when it holds no snapshot (the model then keeps its live weights).
 
     ``last_window`` is the window mean with the latest start (``swa`` when there is one window, or the EMA an
     ``"ema"`` strategy names ``swa``); any other rule is a candidate's name.
@@ -174,6 +239,8 @@ def rule_candidate(records: list, rule: str) -> Optional[str]:
     ('swa_from8', 'pema_0.05', None)
     """
     names = [record["name"] for record in records]
+    if rule == LIVE:
+        return LIVE
     if rule == LAST_WINDOW:
         windows = [record for record in records if record["kind"] == "window_mean"]
         if windows:

@@ -48,12 +48,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _strategy(swa: Mapping[str, Any]) -> str:
+    """How the weights were averaged: a training run's ``swa_strategy`` (``strategy`` in hf_swa 0.3, and in the
+    records of hf-swa-average)."""
+    return swa.get("swa_strategy", swa.get("strategy", "uniform"))
+
+
 def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The SWA settings as (label, value) rows, in reading order."""
-    strategy = swa.get("strategy", "uniform")
+    strategy = _strategy(swa)
     rows = [("Averaging strategy", "uniform (SWA: equal-weight mean)" if strategy == "uniform" else _fmt(strategy))]
-    if strategy == "ema" and "ema_decay" in swa:
-        rows.append(("EMA decay", _fmt(swa["ema_decay"])))
+    decay = swa.get("swa_ema_decay", swa.get("ema_decay"))  # ema_decay: written by hf_swa 0.3
+    if strategy == "ema" and decay is not None:
+        rows.append(("EMA decay", _fmt(decay)))
     start, start_step = swa.get("swa_start"), swa.get("swa_start_step", swa.get("start_step"))
     max_steps = swa.get("max_steps")
     if isinstance(start, float):
@@ -203,7 +210,7 @@ def _fill_template(
     """The card's text: the template filled with the settings, the results and ``fields``."""
     shipped = shipped_weights(swa_config)
     rows, better, worse = _result_rows(results, shipped.name)
-    strategy = swa_config.get("strategy", "uniform")
+    strategy = _strategy(swa_config)
     return ModelCard.from_template(
         card_data,
         template_str=_template(),

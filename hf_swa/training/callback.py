@@ -109,8 +109,8 @@ class SWACallback(TrainerCallback):
         self.averager = WeightAverager(
             model,
             device=self.config.swa_device,
-            strategy=self.config.strategy,
-            ema_decay=self.config.ema_decay,
+            strategy=self.config.swa_strategy,
+            ema_decay=self.config.swa_ema_decay,
             window_starts=self.config.window_starts(state.max_steps),
             ema_decays=self.config.swa_ema_decays,
             power_ema_stds=self.config.swa_power_ema_stds,

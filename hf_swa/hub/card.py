@@ -12,8 +12,9 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hf_swa.averaging.names import LIVE, MAIN_CANDIDATE
 from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_adapter_config, load_swa_config
-from hf_swa.hub.results import LIVE, load_results, lower_is_better, metric_names
+from hf_swa.hub.results import load_results, lower_is_better, metric_names
 from hf_swa.hub.shipped import ShippedWeights, shipped_weights
 from hf_swa.training.defaults import lr_tail_is_on
 
@@ -76,7 +77,8 @@ def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[t
         rows.append(("Snapshot every (`swa_freq`)", f"{swa['swa_freq']} optimizer steps"))
     count = _fmt(swa.get("n_averaged", "unknown"))
     name = swa.get("shipped")
-    shipped = next((c for c in swa.get("candidates", []) if c.get("name") == name), None) if name != "swa" else None
+    candidates = swa.get("candidates", []) if name != MAIN_CANDIDATE else []
+    shipped = next((c for c in candidates if c.get("name") == name), None)
     if shipped and shipped.get("n_averaged") is not None:  # a later window or an EMA: its own share of them
         count += f" (in `{shipped['name']}`, which this model holds: {_fmt(shipped['n_averaged'])})"
     rows.append(("Snapshots averaged (`n_averaged`)", count))
@@ -115,7 +117,7 @@ def _rows(results: Mapping[str, Any], shipped: str):
                 yield eval_set, name, a, b
 
 
-def _result_rows(results: Mapping[str, Any], shipped: str = "swa") -> tuple[list[dict], list[str], list[str]]:
+def _result_rows(results: Mapping[str, Any], shipped: str = MAIN_CANDIDATE) -> tuple[list[dict], list[str], list[str]]:
     """The live and the `shipped` weights' scores side by side."""
     rows, better, worse = [], [], []
     lower_names = lower_is_better(results)

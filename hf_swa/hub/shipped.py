@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from hf_swa.hub.results import LIVE
+from hf_swa.averaging.names import LIVE, MAIN_CANDIDATE
 
 __all__ = ["ShippedWeights", "shipped_weights"]
 
@@ -51,7 +51,7 @@ def _candidate_phrase(name: str, records: list) -> str:
     count = record.get("n_averaged", "the")
     if record.get("kind") == "ema":
         return f"a bias-corrected exponential moving average (decay {record.get('decay')}) of {count} snapshots"
-    if record.get("start_step") is not None and name != "swa":
+    if record.get("start_step") is not None and name != MAIN_CANDIDATE:
         return f"the equal-weight mean of the {count} snapshots taken from optimizer step {record['start_step']} on"
     return f"the equal-weight mean of all {count} snapshots"
 
@@ -67,9 +67,9 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
     """What the folder of this ``swa_config.json`` holds."""
     selection = swa_config.get("selection")
     if not selection:
-        name = swa_config.get("shipped") or "swa"
-        if name in ("swa", LIVE):  # live without a selection record (a swap by hand): described as before
-            return ShippedWeights("swa", "Averaged weights")
+        name = swa_config.get("shipped") or MAIN_CANDIDATE
+        if name in (MAIN_CANDIDATE, LIVE):  # live without a selection record (a swap by hand): described as before
+            return ShippedWeights(MAIN_CANDIDATE, "Averaged weights")
         return ShippedWeights(name, "Averaged weights", _candidate_phrase(name, swa_config.get("candidates", [])))
     chosen = selection["chosen"]
     count = len(selection.get("scores", {}))

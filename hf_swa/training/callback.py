@@ -207,7 +207,7 @@ class SWACallback(TrainerCallback):
             yield model
 
     @contextlib.contextmanager
-    def averaged_weights(self, model, name: str = "swa"):
+    def averaged_weights(self, model, name: str = MAIN_CANDIDATE):
         """Context manager: the model holds a candidate (``swa``: the SWA average) within the block."""
         with self.averager.averaged_weights(model, name), self._statistics_of(model, name):
             yield model
@@ -277,7 +277,7 @@ class SWACallback(TrainerCallback):
             n_averaged=self.averager.n_averaged if self.averager else 0,
             n_skipped=self.averager.n_skipped if self.averager else 0,
             candidates=self.candidates,
-            shipped=(self.averager.held or "live") if self.has_average else None,
+            shipped=(self.averager.held or LIVE) if self.has_average else None,
             hf_swa_version=__version__,
         )
         if self.selection is not None:

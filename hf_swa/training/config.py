@@ -209,7 +209,7 @@ class SWAConfig:
         every = self.swa_power_ema_every
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"swa_power_ema_every={every!r}: must be an int >= 1 (optimizer steps), or None")
-        if self.swa_power_ema_dtype not in ("float32", "bfloat16"):
+        if self.swa_power_ema_dtype not in get_args(PowerEMADtype):
             raise ValueError(f"swa_power_ema_dtype={self.swa_power_ema_dtype!r}: must be 'float32' or 'bfloat16'")
         self.swa_power_ema_candidates = [
             check_std(s, "swa_power_ema_candidates") for s in self.swa_power_ema_candidates or []

@@ -15,6 +15,7 @@ from transformers import Trainer
 from transformers.trainer_utils import HubStrategy
 from transformers.utils.hub import PushInProgress
 
+from ..averaging.names import MAIN_CANDIDATE
 from ..averaging.parameters import require_averaged_parameters
 from ..checkpointing.names import CHECKPOINT_PREFIX, CONFIG_FILE
 from ..checkpointing.resume import last_complete_checkpoint
@@ -328,7 +329,7 @@ class SWATrainerMixin:
     def _evaluated_candidates(self) -> List[str]:
         """``swa``, every candidate with `swa_eval_candidates`, and the candidate shipped at the end of training."""
         callback = self.swa_callback
-        names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else ["swa"]
+        names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else [MAIN_CANDIDATE]
         shipped = callback.averager.held  # None while training, and when the live weights ship
         if shipped not in names + [None]:
             names.append(shipped)

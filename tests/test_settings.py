@@ -70,6 +70,7 @@ def test_every_default_lives_in_defaults_py(tmp_path):
             value, default = getattr(holder, field.name), getattr(defaults, field.name.upper())
             assert (tuple(value) if isinstance(value, list) else value) == default, (type(holder), field.name)
     assert SWATrainingArguments(**common).swa is defaults.SWA is True
+    assert GlueTrainingArguments(**common).swa_refit is defaults.SWA_REFIT is False
 
 
 def test_the_old_names_still_work_with_a_warning_naming_the_new_one():

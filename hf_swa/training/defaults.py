@@ -69,6 +69,8 @@ SWA_UPDATE_BN = None
 #: The share of the training rows the apps hold out to choose on (the API: `hf_swa.selection_split`); 0: none,
 #: every row trains and the model ships SWA_SHIP (measured better than choosing on held-out rows).
 SWA_SELECT_SPLIT = 0.0
+#: The apps ship from the run they chose on; True trains again on every row and ships the chosen name from there.
+SWA_REFIT = False
 
 
 def lr_tail_is_on(swa_lr: Optional[float], swa_lr_ratio: float) -> bool:
@@ -105,6 +107,7 @@ __all__ = [
     "SWA_EMA_DECAYS",
     "SWA_SELECT_METRIC",
     "SWA_SELECT_SPLIT",
+    "SWA_REFIT",
     "SWA_SHIP",
     "lr_tail_is_on",
 ]

@@ -8,7 +8,7 @@ from tiny_models import QUICK_RUN, LearningRateRecorder, classification_data, ti
 from transformers import HfArgumentParser
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from hf_swa.demo.arguments import SELECT_SPLIT
+from hf_swa.demo.arguments import SELECT_SHARE
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments
 from hf_swa.training import defaults
 from hf_swa.training.schedule import install_lr_tail
@@ -49,7 +49,7 @@ def test_the_defaults_have_one_home(tmp_path):
     train_file = tmp_path / "train.csv"
     train_file.write_text("sentence,label\nfine,1\n")
     assert DataTrainingArguments(train_file=str(train_file)).swa_select_split == defaults.SWA_SELECT_SPLIT
-    assert SELECT_SPLIT == defaults.SWA_SELECT_SPLIT
+    assert SELECT_SHARE == defaults.SWA_SELECT_SPLIT
     assert not [name for name in vars(GlueTrainingArguments) if name.startswith("DEFAULT_")]
     assert not [name for name in vars(DataTrainingArguments) if name.startswith("DEFAULT_")]
 

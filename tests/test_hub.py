@@ -40,7 +40,7 @@ SWA_CONFIG = {
     "swa_anneal_steps": 0,
     "swa_anneal_strategy": "cos",
     "swa_device": None,
-    "strategy": "uniform",
+    "swa_strategy": "uniform",
     "n_averaged": 12,
     "n_skipped": 0,
     "hf_swa_version": "0.1.0",
@@ -268,11 +268,17 @@ def test_write_model_card_reads_folder_and_says_where_swa_did_worse(tmp_path):
 
 
 def test_card_without_results_or_dataset_has_no_model_index(tmp_path):
-    card = hub.render_model_card({**SWA_CONFIG, "swa_lr": None, "strategy": "ema", "ema_decay": 0.999})
+    card = hub.render_model_card({**SWA_CONFIG, "swa_lr": None, "swa_strategy": "ema", "swa_ema_decay": 0.99})
     assert "model-index" not in card.data.to_dict()
     assert "No evaluation results were provided" in card.text
     assert "| SWA learning rate (`swa_lr`) | none: the base schedule ran unchanged |" in card.text
-    assert "| EMA decay | 0.999 |" in card.text
+    assert "| Averaging strategy | ema |" in card.text and "| EMA decay | 0.99 |" in card.text
+
+
+def test_card_reads_the_settings_names_of_hf_swa_0_3():
+    record = {k: v for k, v in SWA_CONFIG.items() if k != "swa_strategy"}
+    card = hub.render_model_card({**record, "strategy": "ema", "ema_decay": 0.999})
+    assert "| Averaging strategy | ema |" in card.text and "| EMA decay | 0.999 |" in card.text
 
 
 def test_card_names_the_tail_of_swa_lr_ratio():

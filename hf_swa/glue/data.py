@@ -34,14 +34,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["load_raw_datasets", "evaluation_splits", "prediction_splits", "text_columns", "encode_labels"]
 __all__ += ["hold_out_rows", "tokenize", "example_ids"]
 
-SELECT_SPLIT = "swa_select"
+SELECT_SPLIT_NAME = "swa_select"
 
 
 def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) -> datasets.DatasetDict:
     """The raw splits: from the data files when given, else the GLUE task from the Hub (``nyu-mll/glue``)."""
     task = data_args.glue_task
     val, test = (task.validation_splits, task.test_splits) if task else (("validation",), ("test",))  # MNLI: two each
-    splits = dict(zip(FILE_FLAGS, ("train", val[0], test[0], *val[1:], *test[1:])), select_file=SELECT_SPLIT)
+    splits = dict(zip(FILE_FLAGS, ("train", val[0], test[0], *val[1:], *test[1:])), select_file=SELECT_SPLIT_NAME)
     files = {split: getattr(data_args, flag) for flag, split in splits.items() if getattr(data_args, flag)}
     if not files:
         try:

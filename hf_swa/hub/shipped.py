@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from hf_swa.hub.results import LIVE
+from hf_swa.averaging.names import LIVE, MAIN_CANDIDATE
 
 __all__ = ["ShippedWeights", "shipped_weights"]
 
@@ -67,7 +67,7 @@ def _candidate_phrase(name: str, records: list, described: Optional[Mapping[str,
             f"a power-function EMA (EDM2, σ_rel {record.get('std')}) of the weights after every optimizer step from "
             f"step 1 to step {record.get('step')}{how}"
         )
-    if record.get("start_step") is not None and name != "swa":
+    if record.get("start_step") is not None and name != MAIN_CANDIDATE:
         return f"the equal-weight mean of the {count} snapshots taken from optimizer step {record['start_step']} on"
     return f"the equal-weight mean of all {count} snapshots"
 
@@ -89,11 +89,11 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
     """What the folder of this ``swa_config.json`` holds."""
     selection = swa_config.get("selection")
     if not selection:
-        name = swa_config.get("shipped") or "swa"
+        name = swa_config.get("shipped") or MAIN_CANDIDATE
         if name == LIVE and _recorded(swa_config, LIVE):  # swa_ship="live": the averages were evaluated only
             return ShippedWeights(LIVE, "Live weights", _recorded(swa_config, LIVE))
-        if name in ("swa", LIVE):  # live without a record of it (a swap by hand, hf_swa < 0.4): described as before
-            return ShippedWeights("swa", "Averaged weights", _recorded(swa_config, name))
+        if name in (MAIN_CANDIDATE, LIVE):  # live without a record of it (a swap by hand, hf_swa < 0.4)
+            return ShippedWeights(MAIN_CANDIDATE, "Averaged weights", _recorded(swa_config, name))
         phrase = _candidate_phrase(name, swa_config.get("candidates", []), swa_config.get("shipped_weights"))
         return ShippedWeights(name, "Averaged weights", phrase)
     chosen = selection["chosen"]

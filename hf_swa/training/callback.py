@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 from .. import __version__
 from ..averaging import distributed
 from ..averaging.averager import WeightAverager
-from ..averaging.candidates import MAIN_CANDIDATE
+from ..averaging.names import MAIN_CANDIDATE
 from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
 from ..checkpointing.state import save_swa_state, write_json_atomic
 from . import power_emas
@@ -193,8 +193,8 @@ class SWACallback(TrainerCallback):
         return WeightAverager(
             model,
             device=self.config.swa_device,
-            strategy=self.config.strategy,
-            ema_decay=self.config.ema_decay,
+            strategy=self.config.swa_strategy,
+            ema_decay=self.config.swa_ema_decay,
             window_starts=window_starts,
             ema_decays=self.config.swa_ema_decays,
             power_ema_stds=self.config.swa_power_ema_stds,
@@ -299,7 +299,7 @@ class SWACallback(TrainerCallback):
             n_averaged=self.averager.n_averaged if self.averager else 0,
             n_skipped=self.averager.n_skipped if self.averager else 0,
             candidates=self.candidates,
-            shipped=(self.averager.held or "live") if self.has_average else None,
+            shipped=(self.averager.held or LIVE) if self.has_average else None,
             shipped_weights=self.shipped_weights() if self.has_average else None,
             hf_swa_version=__version__,
         )

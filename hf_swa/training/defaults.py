@@ -1,5 +1,6 @@
 """The one set of SWA defaults, measured in docs/when-averaging-helps.md and docs/candidates.md.
 
+Every setting's default, named after the setting in capitals (`SWAConfig`'s ``swa_ship``: ``SWA_SHIP``).
 `SWAConfig`, `SWATrainingArguments`, `SWATrainer`, ``run_glue`` and the demo take theirs from here:
 average the second half of training (``SWA_START``) with the LR held at ``SWA_LR_RATIO`` of its
 peak, snapshot every step, keep ``SWA_WINDOWS`` window candidates (fewer on a short run), no EMA
@@ -45,9 +46,38 @@ SWA_SELECT_METRIC = "auto"
 #: What the model ships when nothing chooses: ``"live"`` (the weights of the last step), ``"swa"`` (the average of
 #: every snapshot from swa_start), ``"last_window"`` (the latest window) or a candidate's name.
 SWA_SHIP = "live"
+#: Average at all: False is a plain Trainer run (a baseline). `SWATrainingArguments` only.
+SWA = True
+#: Unset: the LR tail is SWA_LR_RATIO of the peak.
+SWA_LR = None
+#: The LR jumps to its tail at the start step; a positive number anneals over that many optimizer steps.
+SWA_ANNEAL_STEPS = 0
+#: The shape of the anneal: ``"cos"`` or ``"linear"``.
+SWA_ANNEAL_STRATEGY = "cos"
+#: Unset: the fp32 averages live beside the weights.
+SWA_DEVICE = None
+#: The SWA mean of the snapshots; ``"ema"``: an exponential moving average with SWA_EMA_DECAY.
+SWA_STRATEGY = "uniform"
+#: The decay of the ``"ema"`` strategy.
+SWA_EMA_DECAY = 0.999
+#: Unset: a higher selection score is better unless the metric's name ends in ``loss``.
+SWA_SELECT_GREATER_IS_BETTER = None
+#: `evaluate()` reports the shipped weights only, not every candidate.
+SWA_EVAL_CANDIDATES = False
+#: No power EMA, stored or reconstructed.
+SWA_POWER_EMA_STDS: tuple = ()
+SWA_POWER_EMA_CANDIDATES: tuple = ()
+#: Unset: about 32 power-EMA snapshots a run.
+SWA_POWER_EMA_EVERY = None
+#: Power-EMA snapshots in exact fp32.
+SWA_POWER_EMA_DTYPE = "float32"
+#: Unset: recompute BatchNorm statistics when the model has a torch BatchNorm module.
+SWA_UPDATE_BN = None
 #: The share of the training rows the apps hold out to choose on (the API: `hf_swa.selection_split`); 0: none,
 #: every row trains and the model ships SWA_SHIP (a fifth fewer rows cost more than the choice gained).
 SWA_SELECT_SPLIT = 0.0
+#: The apps ship from the run they chose on; True trains again on every row and ships the chosen name from there.
+SWA_REFIT = False
 
 
 def lr_tail_is_on(swa_lr: Optional[float], swa_lr_ratio: float) -> bool:
@@ -62,7 +92,21 @@ def lr_tail_is_on(swa_lr: Optional[float], swa_lr_ratio: float) -> bool:
 
 
 __all__ = [
+    "SWA",
     "SWA_START",
+    "SWA_LR",
+    "SWA_ANNEAL_STEPS",
+    "SWA_ANNEAL_STRATEGY",
+    "SWA_DEVICE",
+    "SWA_STRATEGY",
+    "SWA_EMA_DECAY",
+    "SWA_SELECT_GREATER_IS_BETTER",
+    "SWA_EVAL_CANDIDATES",
+    "SWA_POWER_EMA_STDS",
+    "SWA_POWER_EMA_CANDIDATES",
+    "SWA_POWER_EMA_EVERY",
+    "SWA_POWER_EMA_DTYPE",
+    "SWA_UPDATE_BN",
     "SWA_LR_RATIO",
     "SWA_FREQ",
     "SWA_WINDOWS",
@@ -70,6 +114,7 @@ __all__ = [
     "SWA_EMA_DECAYS",
     "SWA_SELECT_METRIC",
     "SWA_SELECT_SPLIT",
+    "SWA_REFIT",
     "SWA_SHIP",
     "lr_tail_is_on",
 ]

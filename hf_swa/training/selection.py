@@ -25,8 +25,8 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from torch import nn
 
-from ..averaging.candidates import MAIN_CANDIDATE
-from .config import LAST_WINDOW, LIVE
+from ..averaging.names import LIVE, MAIN_CANDIDATE
+from .config import LAST_WINDOW
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def refit_candidate(
         share = start / first["max_steps"]
         name = min(starts, key=lambda n: abs(starts[n] / max_steps - share))
         return name, f"{chosen} is not a refit candidate: {name} starts nearest its share of training ({share:.0%})"
-    return "swa", f"{chosen} is not a refit candidate: swa, the average of every snapshot, instead"
+    return MAIN_CANDIDATE, f"{chosen} is not a refit candidate: swa, the average of every snapshot, instead"
 
 
 def ship_refit(callback, model: nn.Module, first: Mapping, **record) -> dict:

@@ -15,7 +15,7 @@ from transformers import Trainer
 from transformers.trainer_utils import HubStrategy
 from transformers.utils.hub import PushInProgress
 
-from ..averaging.candidates import MAIN_CANDIDATE
+from ..averaging.names import MAIN_CANDIDATE
 from ..averaging.parameters import require_averaged_parameters
 from ..checkpointing.names import CHECKPOINT_PREFIX, CONFIG_FILE
 from ..checkpointing.resume import last_complete_checkpoint

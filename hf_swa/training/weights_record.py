@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-LIVE = "live"
+from ..averaging.names import LIVE
 
 
 def describe_weights(record: Mapping, swa_freq: int, last_step: int) -> dict:

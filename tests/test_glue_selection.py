@@ -142,7 +142,7 @@ def test_swa_holds_out_rows_and_the_baseline_trains_on_every_row(tmp_path, bert,
         results[swa] = glue(bert, out, train, dev, split=0.25, max_steps=4, swa=swa, swa_select_metric="accuracy")
     held = json.loads((tmp_path / "swaTrue" / SELECT_ROWS_FILE).read_text())
     assert not (tmp_path / "swaFalse" / SELECT_ROWS_FILE).exists()  # the baseline holds out nothing
-    assert held["seed"] == 3 and held["train_rows"] == 60 and held["swa_select_split"] == 0.25
+    assert held["seed"] == 3 and held["train_rows"] == 60 and held["swa_select_split"] == held["held_out_share"] == 0.25
     rows_out = held["held_out_rows"]
     labels = [int(r["label"]) for r in rows]
     assert rows_out == selection_split(0.25, labels, seed=3)[1]  # 26 negative and 34 positive: 6.5 and 8.5 of them
@@ -184,7 +184,8 @@ def test_selection_results_name_the_chosen_and_repeat_its_eval_scores(tmp_path, 
     assert chosen == selection["chosen"] == record["shipped"] and results["selection"] == selection
     assert selection["dataset"]["name"] == "swa_select_dataset" and selection["dataset"]["size"] == 18
     held = len(selection_split(0.3, [int(r["label"]) for r in files[0]], seed=3)[1])
-    assert selection["split"] == {"kind": "rows", "share": 0.3, "seed": 3, "held_out_rows": held} and held == 18
+    split = {"kind": "rows", "share": 0.3, "held_out_share": 0.3, "seed": 3, "held_out_rows": held}
+    assert selection["split"] == split and held == 18
     assert selection["optimistic"] is False
     names = ["swa", "swa_from5", "ema_0.5", "live"]  # snapshots at steps 2..8, windows from 2 and 5
     assert sorted(selection["scores"]) == sorted(names)
@@ -221,8 +222,8 @@ def test_rows_with_nothing_to_hold_out_are_refused_before_training(tmp_path, ber
     rows = pair_rows(2, seed=0, label_names=("entailment", "not_entailment"), keys=("sentence1", "sentence2"))
     train = write_rows(tmp_path / "train.jsonl", rows)  # one row of each class: each must train
     monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
-    with pytest.raises(ValueError, match="--swa_select_split 0.75 cannot hold out a stratified share of 2 training"):
-        glue(bert, tmp_path / "out", train, task="rte", split=0.75, max_steps=2)
+    with pytest.raises(ValueError, match="--swa_select_split 0.5 cannot hold out a stratified share of 2 training"):
+        glue(bert, tmp_path / "out", train, task="rte", split=0.5, max_steps=2)
 
 
 def test_no_split_and_no_eval_set_is_refused_in_flag_terms_before_anything_loads(tmp_path, bert, files, monkeypatch):
@@ -413,7 +414,9 @@ def test_whole_groups_are_held_out_by_swa_and_the_baseline_trains_on_every_row(t
     held = json.loads((tmp_path / "swaTrue" / SELECT_ROWS_FILE).read_text())
     assert held["held_out_rows"] == expected and held["group_column"] == "source"
     assert results[True]["train"]["select_samples"] == len(expected)
-    split = {"kind": "groups", "column": "source", "share": 0.25, "seed": 3, "held_out_rows": len(expected)}
+    actual = round(len(expected) / 60, 4)
+    split = {"kind": "groups", "column": "source", "share": 0.25, "held_out_share": actual, "seed": 3}
+    split["held_out_rows"] = len(expected)
     assert results[True]["selection"]["split"] == split
     # The baseline is what a user runs without hf_swa: every labelled row, nothing held out.
     assert not (tmp_path / "swaFalse" / SELECT_ROWS_FILE).exists() and "select_samples" not in results[False]["train"]
@@ -496,7 +499,7 @@ def test_refit_ships_the_chosen_candidate_of_a_run_on_every_row(tmp_path, bert, 
     record = json.loads((out / CONFIG_FILE).read_text())
     assert results["selection"]["refit"] == record["selection"]["refit"] == refit and record["shipped"] == chosen
     held = selection_split(0.25, [int(r["label"]) for r in rows], seed=3)[1]
-    split = {"kind": "rows", "share": 0.25, "seed": 3, "held_out_rows": len(held)}
+    split = {"kind": "rows", "share": 0.25, "held_out_share": 0.25, "seed": 3, "held_out_rows": len(held)}
     assert (
         results["selection"]["split"] == json.loads((out / "results.json").read_text())["selection"]["split"] == split
     )

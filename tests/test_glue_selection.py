@@ -497,7 +497,10 @@ def test_refit_ships_the_chosen_candidate_of_a_run_on_every_row(tmp_path, bert, 
         "selection_run": str(out / "selection_run"),
     }
     record = json.loads((out / CONFIG_FILE).read_text())
-    assert results["selection"]["refit"] == record["selection"]["refit"] == refit and record["shipped"] == chosen
+    steps = {key: record["selection"]["refit"].pop(key) for key in ("chosen_steps", "shipped_steps")}
+    assert steps["chosen_steps"] == steps["shipped_steps"] and steps["chosen_steps"]["max_steps"] == 6
+    assert {k: v for k, v in results["selection"]["refit"].items() if k not in steps} == refit
+    assert record["selection"]["refit"] == refit and record["shipped"] == chosen
     held = selection_split(0.25, [int(r["label"]) for r in rows], seed=3)[1]
     split = {"kind": "rows", "share": 0.25, "held_out_share": 0.25, "seed": 3, "held_out_rows": len(held)}
     assert (
@@ -514,19 +517,26 @@ def test_refit_ships_the_chosen_candidate_of_a_run_on_every_row(tmp_path, bert, 
     assert results["train"]["train_samples"] == 60 and "select_samples" not in results["train"]
 
 
-def test_refit_falls_back_to_the_window_nearest_the_chosen_share_of_training():
-    first = {
-        "max_steps": 30,
-        "candidates": [{"name": "swa_from15", "start_step": 15}, {"name": "swa_from24", "start_step": 24}],
-    }
-    starts = {"swa_from20": 20, "swa_from25": 25, "swa_from30": 30, "swa_from35": 35}  # the refit run: 40 steps
+def test_refit_matches_windows_by_their_share_of_training_not_their_name():
+    def window(name, start):
+        return {"name": name, "kind": "window_mean", "start_step": start}
+
+    first = {"max_steps": 30, "candidates": [window("swa", 15), window("swa_from15", 15), window("swa_from24", 24)]}
+    starts = {"swa": 20, "swa_from25": 25, "swa_from30": 30, "swa_from35": 35}  # the refit run: 40 steps
     name, why = refit_candidate("swa_from24", first, ["swa", *starts], starts, 40)
     assert (
-        name == "swa_from30" and why.startswith("swa_from24 is not a refit candidate") and "(80%)" in why
-    )  # 0.8 x 40 = 32
-    assert refit_candidate("swa_from15", first, ["swa", *starts], starts, 40)[0] == "swa_from20"  # 0.5 x 40 = 20
+        name == "swa_from30" and why == "swa_from24 starts at 80% of the first run, swa_from30 at 75% of the refit run"
+    )
+    assert refit_candidate("swa_from15", first, ["swa", *starts], starts, 40)[0] == "swa"  # 0.5 x 40 = 20
+    assert refit_candidate("swa", first, ["swa", *starts], starts, 40) == ("swa", None)
     assert refit_candidate("pema_0.1", first, ["swa"], {}, 40)[0] == "swa"
     assert refit_candidate("live", first, [], {}, 40) == ("live", None)
+    # The run: swa_from32 chosen at 76% of a 42-step run; the 52-step refit run has a swa_from32 too (62%),
+    # but the window at 76% of it is swa_from40 (77%).
+    first = {"max_steps": 42, "candidates": [window("swa", 21), window("swa_from32", 32)]}
+    starts = {"swa": 26, "swa_from32": 32, "swa_from40": 40, "swa_from46": 46}
+    assert refit_candidate("swa_from32", first, ["ema_0.9", *starts], starts, 52)[0] == "swa_from40"
+    assert refit_candidate("ema_0.9", first, ["ema_0.9", *starts], starts, 52) == ("ema_0.9", None)
 
 
 def test_refit_without_held_out_rows_is_refused_before_anything_loads(tmp_path, bert, files, monkeypatch):

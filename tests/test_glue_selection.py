@@ -79,6 +79,17 @@ def test_split_outside_zero_one_is_refused(share):
         DataTrainingArguments(task_name="sst2", swa_select_split=share)
 
 
+def test_a_split_above_one_half_is_refused_naming_the_share_meant_before_anything_loads(tmp_path, bert, files):
+    # 0.9 on 10 rows trained on 2 rows without a word: almost always the share kept typed for the share held out.
+    with pytest.raises(ValueError, match=r"--swa_select_split 0.9 holds out more rows than it trains on .*"):
+        DataTrainingArguments(task_name="sst2", swa_select_split=0.9)
+    _, train, dev = files
+    with pytest.raises(ValueError, match=r"pass --swa_select_split 0.4"):
+        glue(bert, tmp_path / "out", train, dev, split=0.6)
+    assert not (tmp_path / "out").exists()
+    DataTrainingArguments(task_name="sst2", swa_select_split=0.5)  # half is the most held out
+
+
 def test_split_zero_turns_the_held_out_rows_off():
     assert DataTrainingArguments(task_name="sst2", swa_select_split=0).swa_select_split == 0
     assert DataTrainingArguments(task_name="sst2").swa_select_split == defaults.SWA_SELECT_SPLIT

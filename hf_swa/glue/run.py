@@ -28,6 +28,7 @@ from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.data import (
     SELECT_SPLIT,
+    data_files,
     encode_labels,
     evaluation_splits,
     example_ids,
@@ -175,7 +176,9 @@ def _load(model_args, data_args, do: dict) -> LoadedData:
     raw = raw.__class__(kept)
     columns = text_columns(raw, task, data_args.text_columns)
     labelled = [s for s in raw if s in ("train", SELECT_SPLIT) or s in eval_splits]
-    label_list = encode_labels(raw, task, column, labelled) if labelled else model_labels(model_args)
+    label_list = (
+        encode_labels(raw, task, column, labelled, data_files(data_args)) if labelled else model_labels(model_args)
+    )
     return LoadedData(raw, eval_splits, predict_splits, columns, labelled, label_list)
 
 

@@ -88,20 +88,33 @@ def _check(share: float, labels: Optional[Sequence], groups: Optional[Sequence])
     return lengths.pop()
 
 
+def _tolerance_rows(n: int) -> float:
+    """How many rows the held-out count may be off the share asked: `SHARE_TOLERANCE` of them, at least one."""
+    return max(SHARE_TOLERANCE * n, 1)
+
+
 def _nearest_total(sizes: list, target: float) -> List[int]:
     """The indices of a subset of `sizes` (not empty, not all) whose sum is nearest `target` (the lower on a tie):
-    a subset-sum pass over the reachable totals as bits of one integer, each total remembering the size that first
-    reached it, so that following those back gives the subset; the order of `sizes` decides among equal subsets."""
-    reach, first_by = 1, {}
-    for index, size in enumerate(sizes):
-        new = (reach << size) & ~reach
-        reach |= new
-        while new:
-            low = new & -new
-            first_by[low.bit_length() - 1] = index
-            new ^= low
+    a subset-sum pass over the reachable totals up to the tolerance above `target`, as bits of one integer, each
+    total remembering the size that first reached it, so that following those back gives the subset; the order of
+    `sizes` decides among equal subsets. When no total is that low, the smallest size alone."""
     total = sum(sizes)
-    best = min((s for s in first_by if 0 < s < total), key=lambda s: (abs(s - target), s))
+    cap = min(total - 1, math.floor(target + _tolerance_rows(total)))
+    reach, first_by, mask = 1, {}, (1 << (cap + 1)) - 1
+    for index, size in enumerate(sizes):
+        new = (reach << size) & mask & ~reach
+        if not new:
+            continue
+        reach |= new
+        low = (new & -new).bit_length() - 1  # new totals come in a narrow band: walk it from its lowest bit
+        new >>= low
+        while new:
+            bit = new & -new
+            first_by[low + bit.bit_length() - 1] = index
+            new ^= bit
+    if not first_by:
+        return [min(range(len(sizes)), key=sizes.__getitem__)]
+    best = min(first_by, key=lambda s: (abs(s - target), s))
     chosen = []
     while best:
         chosen.append(first_by[best])
@@ -128,7 +141,9 @@ class _LabelBalance:
         return sum(delta.values()), change
 
     def improve(self, held: set, order: list) -> set:
-        counts, budget = sum((self.counts[g] for g in held), Counter()), _SEARCH_BUDGET
+        counts, budget = Counter(), _SEARCH_BUDGET
+        for group in held:
+            counts.update(self.counts[group])
         while budget > 0:
             inside, outside = [g for g in order if g in held], [g for g in order if g not in held]
             swaps = ((g, h) for g in inside for h in outside)
@@ -137,7 +152,8 @@ class _LabelBalance:
                 rows, change = self.change(counts, drop, add)
                 if rows == 0 and change < -1e-9:
                     held = (held - {drop}) | {add}
-                    counts = sum((self.counts[g] for g in held), Counter())
+                    counts.update(self.counts[add])
+                    counts.subtract(self.counts[drop])
                     break
             else:
                 return held
@@ -187,7 +203,7 @@ def _by_rows(share: float, labels: Sequence, seed: int) -> List[int]:
 
 def _check_tolerance(share: float, held: int, n: int, groups: Optional[Sequence]) -> None:
     """Refuse a split whose held-out share is more than `SHARE_TOLERANCE` (or one row) off `share`."""
-    if abs(held / n - share) <= max(SHARE_TOLERANCE, 1 / n):
+    if abs(held - share * n) <= _tolerance_rows(n):
         return
     what = f"whole groups (the largest has {max(Counter(groups).values())} rows)" if groups is not None else "rows"
     raise ValueError(

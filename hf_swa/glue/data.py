@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["load_raw_datasets", "evaluation_splits", "prediction_splits", "text_columns", "encode_labels"]
 __all__ += ["hold_out_rows", "tokenize", "example_ids", "data_files", "MISSING_LABELS"]
 
-SELECT_SPLIT = "swa_select"
+#: The name of the split the selection scores on (held-out training rows or --select_file), not a share.
+SELECT_SPLIT_NAME = "swa_select"
 #: Label cells that pandas reads as missing (its default NA spellings but "None", which can be a class name): a row
 #: labelled so has no label, and is refused rather than becoming a class called "nan".
 MISSING_LABELS = frozenset(
@@ -48,7 +49,7 @@ def data_files(data_args) -> dict:
     """``{split: (flag, path)}`` of the data files given: which split each ``--*_file`` fills."""
     task = data_args.glue_task
     val, test = (task.validation_splits, task.test_splits) if task else (("validation",), ("test",))  # MNLI: two each
-    splits = dict(zip(FILE_FLAGS, ("train", val[0], test[0], *val[1:], *test[1:])), select_file=SELECT_SPLIT)
+    splits = dict(zip(FILE_FLAGS, ("train", val[0], test[0], *val[1:], *test[1:])), select_file=SELECT_SPLIT_NAME)
     return {split: (flag, getattr(data_args, flag)) for flag, split in splits.items() if getattr(data_args, flag)}
 
 

@@ -27,7 +27,7 @@ from hf_swa import SWATrainer
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.data import (
-    SELECT_SPLIT,
+    SELECT_SPLIT_NAME,
     data_files,
     encode_labels,
     evaluation_splits,
@@ -171,11 +171,11 @@ def _load(model_args, data_args, do: dict) -> LoadedData:
             raise ValueError(f"--do_{stage} needs data to work on: pass --{flag}_file (splits found: {list(raw)}).")
         limit = getattr(data_args, f"max_{stage}_samples")
         kept.update({s: raw[s].select(range(min(limit or len(raw[s]), len(raw[s])))) for s in stages[stage]})
-    if do.get("train") and SELECT_SPLIT in raw:  # --select_file
-        kept[SELECT_SPLIT] = raw[SELECT_SPLIT]
+    if do.get("train") and SELECT_SPLIT_NAME in raw:  # --select_file
+        kept[SELECT_SPLIT_NAME] = raw[SELECT_SPLIT_NAME]
     raw = raw.__class__(kept)
     columns = text_columns(raw, task, data_args.text_columns)
-    labelled = [s for s in raw if s in ("train", SELECT_SPLIT) or s in eval_splits]
+    labelled = [s for s in raw if s in ("train", SELECT_SPLIT_NAME) or s in eval_splits]
     label_list = (
         encode_labels(raw, task, column, labelled, data_files(data_args)) if labelled else model_labels(model_args)
     )
@@ -186,15 +186,15 @@ def _selection_rows(raw, data_args, training_args, label_column, eval_splits) ->
     """What the selection scores on: a --select_file, training rows (or whole groups) moved from the training
     split into the selection split, else the evaluation set."""
     share, groups = data_args.swa_select_split, data_args.swa_select_group_column
-    if SELECT_SPLIT in raw:
-        file = {"kind": "file", "file": data_args.select_file, "rows": len(raw[SELECT_SPLIT]), "held_out_rows": 0}
+    if SELECT_SPLIT_NAME in raw:
+        file = {"kind": "file", "file": data_args.select_file, "rows": len(raw[SELECT_SPLIT_NAME]), "held_out_rows": 0}
         return HeldOut(None, file)
     if not (training_args.do_train and share):
         return HeldOut(None, {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0})
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     rows = hold_out_rows(raw["train"], share, seed, label_column, groups)
     kept = sorted(set(range(len(raw["train"]))) - set(rows))
-    raw[SELECT_SPLIT], raw["train"] = raw["train"].select(rows), raw["train"].select(kept)
+    raw[SELECT_SPLIT_NAME], raw["train"] = raw["train"].select(rows), raw["train"].select(kept)
     actual = held_out_share(kept, rows)  # as near `share` as whole rows (groups) allow, within the split's tolerance
     record = {"swa_select_split": share, "held_out_share": actual, "seed": seed, "train_rows": len(rows) + len(kept)}
     kind = {"kind": "groups", "column": groups} if groups else {"kind": "rows"}
@@ -210,7 +210,7 @@ def _prepare(model_args, data_args, training_args) -> Prepared:
     task, column = data_args.glue_task, data_args.label_column
     model, tokenizer, label_to_id = load_model(model_args, task, label_list, training_args.do_train)
     held_out = _selection_rows(raw, data_args, training_args, column, loaded.eval_splits)
-    labelled += [SELECT_SPLIT] if held_out.rows else []
+    labelled += [SELECT_SPLIT_NAME] if held_out.rows else []
     with training_args.main_process_first(desc="dataset tokenization"):
         data = tokenize(raw, tokenizer, loaded.columns, data_args, labelled, column, label_to_id)
     facts = RunFacts(
@@ -348,7 +348,7 @@ def _run(model_args, data_args, training_args, refit=None) -> dict:
         processing_class=tokenizer,
         data_collator=collator,
         compute_metrics=facts.compute_metrics,
-        swa_select_dataset=data.get(SELECT_SPLIT),
+        swa_select_dataset=data.get(SELECT_SPLIT_NAME),
     )
     results = {"task": data_args.task_name, "dataset": dataset_facts(data_args.task_name)}
     results.update(metrics=list(facts.metrics), lower_is_better=["loss"])

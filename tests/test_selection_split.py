@@ -1,5 +1,6 @@
 """The selection split: whole groups or stratified rows, seeded, every row on exactly one side."""
 
+import logging
 from collections import Counter
 
 import pytest
@@ -132,3 +133,10 @@ def test_rows_round_the_total_not_each_label():
     labels = [i // 3 for i in range(30)]
     train, select = selection_split(0.2, labels=labels, seed=0)
     assert len(select) == 6 and max(Counter(labels[i] for i in select).values()) == 1
+
+
+def test_the_share_held_out_is_logged_beside_the_share_asked(caplog):
+    groups = [g for g, size in enumerate([38, 6, 6, 6, 44]) for _ in range(size)]
+    with caplog.at_level(logging.INFO, logger="hf_swa"):
+        selection_split(0.2, groups=groups, seed=0)
+    assert "Selection split: 18 of 100 rows held out (18.0%; 20.0% asked)." in caplog.text

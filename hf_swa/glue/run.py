@@ -110,7 +110,7 @@ def write_submission(path: str, ids, predictions, label_names=None) -> None:
             writer.writerow([index, f"{float(value):.3f}" if label_names is None else label_names[int(value)]])
 
 
-class LoadedData(NamedTuple):
+class _LoadedData(NamedTuple):
     """The raw splits a run uses and what they hold."""
 
     raw: Any  # datasets.DatasetDict
@@ -121,7 +121,7 @@ class LoadedData(NamedTuple):
     label_list: Optional[list]  # the classes; None for regression
 
 
-class HeldOut(NamedTuple):
+class _HeldOut(NamedTuple):
     """What the selection scores on: `rows`, the record of the training rows held out (None when none are), and
     `split`, the description that ``results["selection"]["split"]`` and ``swa_config.json`` carry."""
 
@@ -130,26 +130,32 @@ class HeldOut(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class RunFacts:
+class _RunFacts:
     """What `_prepare` learnt of the data that the stages after it need."""
 
     eval_splits: list
     predict_splits: list
-    held_out: HeldOut
+    held_out: _HeldOut
     compute_metrics: Callable
     metrics: tuple  # the metric names the evaluation produces
 
 
-class Prepared(NamedTuple):
+class _Prepared(NamedTuple):
     raw: Any
     data: Any  # the tokenized datasets.DatasetDict
     model: Any
     tokenizer: Any
-    facts: RunFacts
+    facts: _RunFacts
 
 
 class EvaluationData(NamedTuple):
-    """The first evaluation set prepared for a model, to score checkpoints on (`evaluation_data`)."""
+    """The first evaluation set prepared for a model, to score checkpoints on (`evaluation_data`).
+
+    >>> data = EvaluationData([{"input_ids": [2, 3]}], tokenizer=None, compute_metrics=None, is_regression=False)
+    >>> dataset, _, _, is_regression = data  # a tuple too
+    >>> len(dataset), is_regression
+    (1, False)
+    """
 
     dataset: Any
     tokenizer: Any
@@ -157,7 +163,7 @@ class EvaluationData(NamedTuple):
     is_regression: bool
 
 
-def _load(model_args, data_args, do: dict) -> LoadedData:
+def _load(model_args, data_args, do: dict) -> _LoadedData:
     """The raw splits each stage in `do` (train, eval, predict: bool) uses, cut to ``--max_*_samples``, their
     text columns and classes."""
     task, column = data_args.glue_task, data_args.label_column
@@ -179,18 +185,18 @@ def _load(model_args, data_args, do: dict) -> LoadedData:
     label_list = (
         encode_labels(raw, task, column, labelled, data_files(data_args)) if labelled else model_labels(model_args)
     )
-    return LoadedData(raw, eval_splits, predict_splits, columns, labelled, label_list)
+    return _LoadedData(raw, eval_splits, predict_splits, columns, labelled, label_list)
 
 
-def _selection_rows(raw, data_args, training_args, label_column, eval_splits) -> HeldOut:
+def _selection_rows(raw, data_args, training_args, label_column, eval_splits) -> _HeldOut:
     """What the selection scores on: a --select_file, training rows (or whole groups) moved from the training
     split into the selection split, else the evaluation set."""
     share, groups = data_args.swa_select_split, data_args.swa_select_group_column
     if SELECT_SPLIT_NAME in raw:
         file = {"kind": "file", "file": data_args.select_file, "rows": len(raw[SELECT_SPLIT_NAME]), "held_out_rows": 0}
-        return HeldOut(None, file)
+        return _HeldOut(None, file)
     if not (training_args.do_train and share):
-        return HeldOut(None, {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0})
+        return _HeldOut(None, {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0})
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     rows = hold_out_rows(raw["train"], share, seed, label_column, groups)
     kept = sorted(set(range(len(raw["train"]))) - set(rows))
@@ -199,10 +205,10 @@ def _selection_rows(raw, data_args, training_args, label_column, eval_splits) ->
     record = {"swa_select_split": share, "held_out_share": actual, "seed": seed, "train_rows": len(rows) + len(kept)}
     kind = {"kind": "groups", "column": groups} if groups else {"kind": "rows"}
     split = {**kind, "share": share, "held_out_share": actual, "seed": seed, "held_out_rows": len(rows)}
-    return HeldOut({**record, "held_out_rows": rows, **({"group_column": groups} if groups else {})}, split)
+    return _HeldOut({**record, "held_out_rows": rows, **({"group_column": groups} if groups else {})}, split)
 
 
-def _prepare(model_args, data_args, training_args) -> Prepared:
+def _prepare(model_args, data_args, training_args) -> _Prepared:
     """Data, model and tokenizer, and the facts of the data the stages after need."""
     do = {stage: getattr(training_args, f"do_{stage}") for stage in ("train", "eval", "predict")}
     loaded = _load(model_args, data_args, do)
@@ -213,14 +219,14 @@ def _prepare(model_args, data_args, training_args) -> Prepared:
     labelled += [SELECT_SPLIT_NAME] if held_out.rows else []
     with training_args.main_process_first(desc="dataset tokenization"):
         data = tokenize(raw, tokenizer, loaded.columns, data_args, labelled, column, label_to_id)
-    facts = RunFacts(
+    facts = _RunFacts(
         eval_splits=loaded.eval_splits,
         predict_splits=loaded.predict_splits,
         held_out=held_out,
         compute_metrics=_compute_metrics(task, label_list, label_to_id),
         metrics=metric_names(data_args.task_name, len(label_list or [0]), label_list is None),
     )
-    return Prepared(raw, data, model, tokenizer, facts)
+    return _Prepared(raw, data, model, tokenizer, facts)
 
 
 def _compute_metrics(task, label_list, label_to_id):
@@ -247,7 +253,7 @@ def _record_split_in_callback_selection(callback, split: dict) -> None:
     callback.selection.update(split=split)
 
 
-def _train(trainer, data, training_args, facts: RunFacts, refit=None) -> dict:
+def _train(trainer, data, training_args, facts: _RunFacts, refit=None) -> dict:
     held_out, output_dir = facts.held_out.rows, training_args.output_dir
     if trainer.is_world_process_zero():
         for path in (os.path.join(output_dir, name) for name in _OUTPUTS):

@@ -13,6 +13,7 @@ from test_glue_run import TRAIN as GLUE_RUN_TRAIN
 from transformers import AutoTokenizer
 
 import hf_swa.glue.run as run_module
+import hf_swa.training.selection as selection_module
 from hf_swa import selection_split
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.data import hold_out_rows
@@ -526,6 +527,40 @@ def test_refit_ships_the_chosen_candidate_of_a_run_on_every_row(tmp_path, bert, 
     ]
     assert refit_run["train"] == independent["train"] == ids and refit_run["select"] is None
     assert results["train"]["train_samples"] == 60 and "select_samples" not in results["train"]
+
+
+@pytest.mark.slow
+def test_a_refit_with_more_steps_ships_the_window_at_the_chosen_share_not_the_same_name(
+    tmp_path, bert, files, monkeypatch
+):
+    # By epochs, the refit run (60 rows) trains more steps than the run that chose (45 rows): the same window name
+    # sits at another share of training there. The window at the chosen share ships, and both are recorded.
+    _, train, _ = files
+    settings = dict(num_train_epochs=1, swa_start="0.5", swa_windows=4, swa_select_metric="loss")
+    monkeypatch.setattr(run_module, "SWATrainer", CandidateSavingTrainer)
+    glue(bert, tmp_path / "all", train, split=0, **{**settings, "swa_select_metric": "none"})
+    every_row = json.loads((tmp_path / "all" / CONFIG_FILE).read_text())
+    refit_starts = {c["name"]: c["start_step"] for c in every_row["candidates"] if c["kind"] == "window_mean"}
+
+    def choose_a_window_named_in_both_runs(scores, greater_is_better):
+        return next(name for name in scores if name in refit_starts and name != "swa")
+
+    monkeypatch.setattr(selection_module, "choose", choose_a_window_named_in_both_runs)
+    results = glue(bert, tmp_path / "refit", train, split=0.25, swa_refit=True, **settings)
+    refit = results["selection"]["refit"]
+    chosen, first = refit["chosen_on_split"], refit["chosen_steps"]
+    assert chosen in refit_starts and first["max_steps"] < every_row["max_steps"]  # the same name in both runs...
+    share = first["start_step"] / first["max_steps"]
+    nearest = min(refit_starts, key=lambda n: abs(refit_starts[n] / every_row["max_steps"] - share))
+    assert nearest != chosen  # ...at different shares of training: the name alone would ship another window
+    assert results["chosen"] == refit["shipped"] == nearest
+    assert refit["shipped_steps"] == {
+        "start_step": refit_starts[nearest],
+        "max_steps": every_row["max_steps"],
+        "start_share": round(refit_starts[nearest] / every_row["max_steps"], 4),
+    }
+    shipped, expected = weights(tmp_path / "refit"), weights(tmp_path / "all" / "candidates" / nearest)
+    assert all(torch.equal(shipped[k], t) for k, t in expected.items())
 
 
 def test_refit_matches_windows_by_their_share_of_training_not_their_name():

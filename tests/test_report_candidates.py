@@ -130,7 +130,7 @@ GOLDEN = """\
 # SWA vs baseline
 
 Scores ×100, mean ± sample std over seeds. **SWA shipped** is what each SWA run shipped: the weights it chose \
-on its selection data, else the candidate its `swa_ship` names (the last window by default); **SWA average** \
+on its selection data, else what its `swa_ship` names (the live weights by default); **SWA average** \
 is the average of every snapshot (`swa`). *SWA live* is the same SWA runs' last-step weights. Δ = mean(SWA \
 shipped) − mean(baseline); a negative Δ means SWA did worse.
 

@@ -99,14 +99,22 @@ class TaskSummary:
         else:
             return f"{name} made no difference ({delta:+.2f} points, {runs})."
         spread = max(base.std, shipped.std) * scale
-        if math.isnan(spread):
-            text += "; one seed on a side, so no estimate of seed-to-seed noise."
+        if math.isnan(spread):  # one seed cannot tell a gain from noise: no word of helping
+            text = (
+                f"{name} scored {delta:+.2f} points against the baseline ({runs}): one seed on a side, so not "
+                "conclusive (no estimate of seed-to-seed noise; run more seeds)."
+            )
         elif abs(delta) <= spread:
             text += f", within the seed-to-seed spread (std {spread:.2f}): not conclusive."
         else:
             text += f", more than the seed-to-seed spread (std {spread:.2f})."
         averages = sum(n != LIVE for n in chosen)
-        if chosen and averages < len(chosen):
+        if chosen and not averages and not self.candidates.get("chose"):
+            text += (
+                " It shipped the live weights (swa_ship='live', the default), so the difference comes from the SWA "
+                "run's LR schedule, not from averaging; the averages were evaluated beside them."
+            )
+        elif chosen and averages < len(chosen):
             text += (
                 f" It shipped an average on {averages} of {len(chosen)} seeds; on the others no average beat the live "
                 "weights on the selection data, so there the difference comes from the SWA run's LR schedule, not "
@@ -219,7 +227,7 @@ def _cells(sides: dict, scale: float) -> str:
 
 _INTRO = (
     "Scores ×{scale:g}, mean ± sample std over seeds. **SWA shipped** is what each SWA run shipped: the weights "
-    "it chose on its selection data, else the candidate its `swa_ship` names (the last window by default); "
+    "it chose on its selection data, else what its `swa_ship` names (the live weights by default); "
     "**SWA average** is the average of every snapshot (`swa`). *SWA live* is the same SWA runs' "
     "last-step weights. Δ = mean(SWA shipped) − mean(baseline); a negative Δ means SWA did worse.\n\n"
     "| Task | Metric | Baseline | SWA average | SWA shipped | Δ shipped − baseline | SWA live | Seeds (baseline / SWA) "
@@ -297,8 +305,18 @@ def _to_json(tasks: list, notes: list) -> dict:
 _SERIES = (  # variant, the logged key of the weights, label, colour, line style
     ("baseline", "eval_{}", "baseline", "tab:gray", "--"),
     ("swa", "eval_{}", "SWA run, live weights", "tab:blue", "-"),
-    ("swa", "eval_swa_{}", "SWA run, averaged weights", "tab:orange", "-"),
+    ("swa", "eval_swa_{}", "SWA run, average of every snapshot (swa)", "tab:orange", "-"),
 )
+
+
+def _series(task) -> tuple:
+    """The curves of a task's plot: baseline, SWA live, `swa`, and the shipped candidate when every seed shipped
+    the same one and it is another average."""
+    shipped = set(task.candidates.get("chosen_by_seed", {}).values())
+    name = shipped.pop() if len(shipped) == 1 else None
+    if name in (None, LIVE, "swa"):
+        return _SERIES
+    return (*_SERIES, ("swa", f"eval_{name}_{{}}", f"SWA run, shipped weights ({name})", "tab:green", "-"))
 
 
 def _plot_curves(runs, tasks, path, scale: float = 100.0) -> Path:
@@ -314,7 +332,7 @@ def _plot_curves(runs, tasks, path, scale: float = 100.0) -> Path:
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, task in zip(axes, tasks, strict=False):  # the grid may have more axes than tasks
         metric = task.main_metric
-        for variant, key, label, color, style in _SERIES:
+        for variant, key, label, color, style in _series(task):
             key, by_step = key.format(metric), {}
             task_runs = [r for r in runs if r.task == task.task and r.variant == variant]
             for entry in (entry for run in task_runs for entry in run.history if key in entry and "step" in entry):

@@ -401,3 +401,20 @@ def test_cli_writes_the_card_and_pushes_to_the_hub(tmp_path):
     assert "## Post-hoc average of 2 checkpoints" in card and "## SWA settings" not in card
     assert "| seeds/seed0 | – | 0.75 | – |" in card and "| seeds/seed1 | – | 0.25 | – |" in card
     assert max_relative_error(stored_tensors(out), float64_mean(inputs, [3, 1])) < 1e-6
+
+
+def test_cli_push_failure_is_one_line_and_says_how_to_push_later(tmp_path, monkeypatch, capsys):
+    from test_hub import OfflineHub
+
+    import hf_swa.hub.push
+    from hf_swa.posthoc.cli import main
+
+    inputs = save_seeds(tmp_path / "seeds", [0, 1])
+    out = tmp_path / "avg"
+    monkeypatch.setattr(hf_swa.hub.push, "HfApi", OfflineHub)
+    argv = [*map(str, inputs), "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "me/avg"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars
+    assert err.startswith("hf-swa-average: error: HF_HUB_OFFLINE is set"), err
+    assert f"hf-swa-push --model_dir {out} --repo_id me/avg --no_card" in err
+    assert max_relative_error(stored_tensors(out), float64_mean(inputs)) < 1e-6  # the average itself is kept

@@ -198,15 +198,19 @@ def _score_power_emas(evaluation: SoupEvaluationArguments, base: str, folders: l
 
 def _push(args: AverageArguments, record: dict) -> None:
     if args.push_to_hub:
-        from hf_swa.hub import push_to_hub
+        from hf_swa.hub.push import HubPushError, push_to_hub
 
-        url = push_to_hub(
-            args.output_dir,
-            args.hub_model_id,
-            token=args.hub_token,
-            private=args.hub_private_repo,
-            commit_message=f"Upload a post-hoc average of {record['n_averaged']} checkpoints (hf_swa)",
-        )
+        try:
+            url = push_to_hub(
+                args.output_dir,
+                args.hub_model_id,
+                token=args.hub_token,
+                private=args.hub_private_repo,
+                commit_message=f"Upload a post-hoc average of {record['n_averaged']} checkpoints (hf_swa)",
+            )
+        except HubPushError as err:
+            again = f"hf-swa-push --model_dir {args.output_dir} --repo_id {args.hub_model_id} --no_card"
+            raise HubPushError(f"{err} The average is saved in {args.output_dir}; push it later with: {again}") from err
         print(f"Pushed {args.output_dir} to {url}")
 
 
@@ -232,6 +236,13 @@ def main(argv: Optional[list] = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"hf-swa-average: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from hf_swa.hub.push import HubPushError
+
+        if not isinstance(err, HubPushError):
+            raise
+        print(f"hf-swa-average: error: {err}", file=sys.stderr)
+        return 1
     if record["method"] == "power_ema":
         for model in record["models"]:
             print(json.dumps({k: model[k] for k in ("method", "std", "step", "n_averaged", "weights")}))

@@ -8,6 +8,7 @@ split. Data loading, columns, labels, tokenization and metrics are those of
 
 from __future__ import annotations
 
+import os
 import tempfile
 import weakref
 from typing import Callable
@@ -18,7 +19,8 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from hf_swa.glue.arguments import DataTrainingArguments, ModelArguments
 from hf_swa.glue.modeling import ensure_pad_token
 from hf_swa.glue.run import evaluation_data
-from hf_swa.glue.tasks import get_task
+from hf_swa.glue.tasks import dataset_facts, get_task
+from hf_swa.hub.folder import TOKENIZER_FILES
 from hf_swa.posthoc.arguments import SoupEvaluationArguments
 
 __all__ = ["glue_score_fn"]
@@ -49,12 +51,44 @@ def _validation_set(args: SoupEvaluationArguments, model_folder: str) -> tuple:
         max_seq_length=args.max_seq_length,
         max_eval_samples=args.max_eval_samples,
     )
+    if not any(os.path.isfile(os.path.join(model_folder, name)) for name in TOKENIZER_FILES):
+        # transformers would build a default tokenizer for the architecture and score with it without a word
+        raise ValueError(
+            f"{model_folder} holds no tokenizer to score with (none of {', '.join(TOKENIZER_FILES)}); save it with "
+            "the checkpoints (pass processing_class=tokenizer to the Trainer, or tokenizer.save_pretrained there)."
+        )
     try:
         return evaluation_data(ModelArguments(model_folder), data_args)
+    except ConnectionError as err:  # before OSError, which it is: the data (or a file) needed the network
+        raise ValueError(_network_message(args, err.__cause__ or err)) from err  # the loader's own cause
     except OSError as err:
         raise ValueError(
             f"{model_folder} holds no tokenizer to score with ({err}); save it with the checkpoints."
         ) from err
+
+
+def _network_message(args: SoupEvaluationArguments, err: BaseException) -> str:
+    """What to do when scoring needed the Hub and could not reach it (offline mode, or no network).
+
+    Example:
+        >>> print(_network_message(SoupEvaluationArguments(task_name="sst2"), ConnectionError("no route")))
+        ... # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+        --task_name sst2 scores on the validation split of the Hub data set nyu-mll/glue (sst2), which is
+        neither cached here nor reachable (no route). ...
+    """
+    what = (
+        f"--task_name {args.task_name} scores on the validation split of the Hub data set "
+        f"{dataset_facts(args.task_name).get('id')} ({get_task(args.task_name).name})"
+        if args.task_name
+        else f"Scoring on {args.validation_file} needed the Hub"
+    )
+    offline = [name for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(name, "0") not in ("", "0")]
+    cause = f"{' and '.join(offline)} is set" if offline else "the Hub cannot be reached"
+    return (
+        f"{what}, which is neither cached here nor reachable ({err}). {cause}: connect once (unset "
+        f"{'/'.join(offline) or 'HF_HUB_OFFLINE'}) to cache it, or pass the validation rows as a local file with "
+        "--validation_file (and --text_columns, --label_column)."
+    )
 
 
 def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Callable, str]:

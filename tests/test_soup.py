@@ -254,3 +254,25 @@ def test_a_folder_without_tokenizer_is_named(tmp_path):
     dev = write_rows(tmp_path / "dev.csv", sentiment_rows(8, seed=1))
     with pytest.raises(ValueError, match="no-tokenizer holds no tokenizer to score with"):
         glue_score_fn(SoupEvaluationArguments(validation_file=str(dev)), str(tmp_path / "no-tokenizer"))
+
+
+@pytest.mark.slow
+def test_average_and_report_read_the_same_main_metric_of_the_same_files(sentiment_run, tmp_path):
+    """Two classes in a file of one's own: hf-swa-glue records f1 first, hf-swa-report and hf-swa-average use it."""
+    from hf_swa.glue.report import collect_runs, summarize
+    from hf_swa.posthoc.cli import main
+
+    root, dev = sentiment_run
+    out = tmp_path / "avg"
+    evaluation = ["--validation_file", str(dev), "--text_columns", "text", "--label_column", "y", "--use_cpu"]
+    assert main(["--run_dir", str(root / "run"), "--last", "2", "--output_dir", str(out), *evaluation]) == 0
+    averaged = json.loads((out / "swa_config.json").read_text())["scores"]["metric"].removeprefix("eval_")
+
+    results = json.loads((root / "run" / "results.json").read_text())  # as hf-swa-glue wrote it for these files
+    scores = {"validation": {"accuracy": 0.5, "f1": 0.5, "loss": 0.7}}
+    for variant in ("baseline", "swa"):
+        folder = tmp_path / "runs" / "sentiment" / variant / "seed1"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({**results, "eval": {"live": scores, "swa": scores}}))
+    (task,), _ = summarize(collect_runs(tmp_path / "runs"))
+    assert averaged == task.main_metric == "f1"

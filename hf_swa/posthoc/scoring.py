@@ -26,23 +26,22 @@ from hf_swa.posthoc.arguments import SoupEvaluationArguments
 __all__ = ["glue_score_fn"]
 
 
-def _metric_key(args: SoupEvaluationArguments, is_regression: bool) -> str:
-    """The ``eval_*`` key a score is read from.
+def _metric_key(args: SoupEvaluationArguments, metrics: tuple) -> str:
+    """The ``eval_*`` key a score is read from: ``--metric``, else the main metric of the data (the first of
+    ``metrics``, as ``run_glue`` records them in ``results.json`` and ``hf-swa-report`` reads them).
 
     Example:
-        >>> _metric_key(SoupEvaluationArguments(validation_file="dev.csv", metric="f1"), is_regression=False)
-        'eval_f1'
-        >>> _metric_key(SoupEvaluationArguments(task_name="cola"), is_regression=False)
+        >>> _metric_key(SoupEvaluationArguments(validation_file="dev.csv", metric="loss"), ("f1", "accuracy"))
+        'eval_loss'
+        >>> _metric_key(SoupEvaluationArguments(task_name="cola"), ("matthews_correlation",))
         'eval_matthews_correlation'
     """
-    name = args.metric or (
-        get_task(args.task_name).main_metric if args.task_name else ("spearmanr" if is_regression else "accuracy")
-    )
+    name = args.metric or metrics[0]
     return name if name.startswith("eval_") else f"eval_{name}"
 
 
 def _validation_set(args: SoupEvaluationArguments, model_folder: str) -> tuple:
-    """``(tokenized validation split, tokenizer, compute_metrics, is_regression)``, as ``run_glue`` prepares them."""
+    """``(tokenized validation split, tokenizer, compute_metrics, metric names)``, as ``run_glue`` prepares them."""
     data_args = DataTrainingArguments(
         task_name=args.task_name,
         validation_file=args.validation_file,
@@ -93,8 +92,8 @@ def _network_message(args: SoupEvaluationArguments, err: BaseException) -> str:
 
 def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Callable, str]:
     """``(score_fn, metric key)`` for checkpoints like the one in ``model_folder`` (its config and tokenizer)."""
-    data, tokenizer, compute_metrics, is_regression = _validation_set(args, model_folder)
-    key = _metric_key(args, is_regression)
+    data, tokenizer, compute_metrics, metrics = _validation_set(args, model_folder)
+    key = _metric_key(args, metrics)
     sign = -1.0 if key.endswith("loss") else 1.0
     trainers = {}
     scratch = tempfile.TemporaryDirectory(prefix="hf-swa-score-")  # the Trainer's output_dir: evaluation writes nothing

@@ -6,8 +6,7 @@ and a record of the choice is returned. Ties go to the earlier name in that orde
 ``swa``, later window starts, EMAs, then ``live``. A score that is NaN never wins.
 
 A refit (scikit-learn's ``refit=True``) chooses in a run with rows held out, trains again on
-every row and ships the same candidate: a window at the same share of training, another
-candidate by its name (`refit_candidate`, `ship_refit`, `SWATrainer.ship_refit`).
+every row and ships the candidate of the chosen name (`ship_refit`, `SWATrainer.ship_refit`).
 """
 
 from __future__ import annotations
@@ -108,63 +107,39 @@ def select_candidate(
     }
 
 
-WINDOW_KIND = "window_mean"  # the kind of `swa` and `swa_from<step>` (`WindowMeans.kind`)
-
-
-def _window_start(summary: Mapping, name: str) -> Optional[int]:
-    """The start step of window `name` in a run's `summary` (swa_config), None for a name that is not a window."""
-    for record in summary.get("candidates", []):
-        if record.get("name") == name and record.get("kind") == WINDOW_KIND:
-            return record.get("start_step")
-    return None
-
-
 def refit_candidate(
     chosen: str, first: Mapping, names: list, starts: dict, max_steps: int
 ) -> Tuple[str, Optional[str]]:
-    """``(name, why)``: the candidate of the refit run to ship for `chosen` of the `first` run's swa_config.
+    """``(name, fallback)``: the candidate of the refit run to ship for `chosen` of the `first` run's swa_config.
 
-    A window (``swa``, ``swa_from<step>``) is matched by its share of training, not by its name: the refit run
-    trains on more rows, so more steps, and the same name sits at another point of its training. The refit run's
-    window (`starts`: name -> start step of its `max_steps`) starting nearest the chosen window's share of the
-    first run ships (the earlier on a tie). Another candidate ships under its own name when the refit run has it
-    (`names`), else ``swa``. `why` says why the name differs (None when it does not).
+    The same name when the refit run has it; else, for a window ``swa_from<step>`` (more rows, more steps),
+    the window of the refit run (`starts`: name -> start step of `max_steps`) starting at the nearest share of
+    training; else ``swa``. `fallback` says why the name differs (None when it does not).
 
     Example:
-        >>> first = {"max_steps": 40, "candidates": [{"name": "swa_from30", "kind": "window_mean", "start_step": 30}]}
-        >>> starts = {"swa": 20, "swa_from30": 30, "swa_from38": 38}  # the refit run's windows, of its 50 steps
-        >>> refit_candidate("swa_from30", first, ["ema_0.9", *starts], starts, 50)
-        ('swa_from38', 'swa_from30 starts at 75% of the first run, swa_from38 at 76% of the refit run')
-        >>> refit_candidate("ema_0.9", first, ["ema_0.9", *starts], starts, 50)
+        >>> first = {"max_steps": 40, "candidates": [{"name": "swa_from30", "start_step": 30}]}
+        >>> starts = {"swa_from20": 20, "swa_from38": 38}  # the refit run's windows, of its 50 steps
+        >>> refit_candidate("swa_from30", first, ["swa", *starts], starts, 50)
+        ('swa_from38', 'swa_from30 is not a refit candidate: swa_from38 starts nearest its share of training (75%)')
+        >>> refit_candidate("ema_0.9", first, ["swa", "ema_0.9"], {}, 50)
         ('ema_0.9', None)
     """
-    start = _window_start(first, chosen)
-    if start is not None and starts and first.get("max_steps"):
-        share = start / first["max_steps"]
-        name = min(starts, key=lambda n: (abs(starts[n] / max_steps - share), starts[n]))
-        if name == chosen:
-            return name, None
-        there = starts[name] / max_steps
-        return name, f"{chosen} starts at {share:.0%} of the first run, {name} at {there:.0%} of the refit run"
     if chosen in (*names, LIVE):
         return chosen, None
+    start = next((c.get("start_step") for c in first.get("candidates", []) if c.get("name") == chosen), None)
+    if chosen.startswith("swa_from") and start is not None and starts:
+        share = start / first["max_steps"]
+        name = min(starts, key=lambda n: abs(starts[n] / max_steps - share))
+        return name, f"{chosen} is not a refit candidate: {name} starts nearest its share of training ({share:.0%})"
     return "swa", f"{chosen} is not a refit candidate: swa, the average of every snapshot, instead"
-
-
-def _steps(candidates: list, name: str, max_steps: Optional[int]) -> dict:
-    """Where candidate `name` sits in its run: its start step, the run's steps and the share of training."""
-    start = next((c.get("start_step") for c in candidates if c.get("name") == name), None)
-    share = round(start / max_steps, 4) if start is not None and max_steps else None
-    return {"start_step": start if name != LIVE else None, "max_steps": max_steps, "start_share": share}
 
 
 def ship_refit(callback, model: nn.Module, first: Mapping, **record) -> dict:
     """Put into `model` the candidate that the run of swa_config `first` chose, from `callback`'s run on every row.
 
-    The candidate `refit_candidate` maps the choice to ships (a window by its share of training), with a warning
-    when the refit run lacks the candidate. The selection record is `first`'s, with ``chosen`` the name shipped
-    and ``refit`` saying what was chosen and what shipped, each with its steps (``chosen_steps``,
-    ``shipped_steps``), and why they differ (plus `record`, e.g. ``selection_run=`` its folder). Returns that record.
+    The candidate of the same name ships, or the one `refit_candidate` maps it to, with a warning. The
+    selection record is `first`'s, with ``chosen`` the name shipped and ``refit`` saying what was chosen,
+    what shipped and why (plus `record`, e.g. ``selection_run=`` its folder). Returns that record.
 
     Example (``first`` trained on the rows kept with ``swa_select_dataset``, ``trainer`` on every row)::
 
@@ -172,17 +147,12 @@ def ship_refit(callback, model: nn.Module, first: Mapping, **record) -> dict:
         trainer.save_model()  # swa_config.json: selection.refit
     """
     names = callback.averager.candidate_names() if callback.has_average else []
-    starts = {c["name"]: c["start_step"] for c in callback.candidates if c.get("kind") == WINDOW_KIND}
+    starts = {c["name"]: c["start_step"] for c in callback.candidates if c["name"].startswith("swa_from")}
     chosen = first["selection"]["chosen"]
-    name, why = refit_candidate(chosen, first, names, starts, callback.max_steps)
-    if why:  # a window at the same share of training is the rule; another candidate missing is a fallback
-        log = logger.info if _window_start(first, chosen) is not None else logger.warning
-        log("SWA refit: %s; shipping %s.", why, name)
+    name, fallback = refit_candidate(chosen, first, names, starts, callback.max_steps)
+    if fallback:
+        logger.warning("SWA refit: %s; shipping %s.", fallback, name)
     ship(callback.averager, model, name)
-    refit = {
-        "chosen_on_split": chosen,
-        "chosen_steps": _steps(first.get("candidates", []), chosen, first.get("max_steps")),
-    }
-    refit.update(shipped=name, shipped_steps=_steps(callback.candidates, name, callback.max_steps), fallback=why)
-    callback.record_selection(model, {**first["selection"], "chosen": name, "refit": {**refit, **record}})
+    refit = {"chosen_on_split": chosen, "shipped": name, "fallback": fallback, **record}
+    callback.record_selection(model, {**first["selection"], "chosen": name, "refit": refit})
     return callback.selection

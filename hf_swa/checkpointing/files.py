@@ -26,8 +26,8 @@ Example:
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import math
 import os
 from typing import Iterator, Optional, Union

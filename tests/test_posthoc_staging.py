@@ -3,6 +3,8 @@ output folder last: a failure at any point leaves the output folder, and the inp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from posthoc_fixtures import folder_snapshot
@@ -86,3 +88,36 @@ def test_cli_failure_after_the_weights_leaves_the_output_as_it_was(tmp_path, mon
     assert main(["--run_dir", str(run), *job, "--output_dir", str(out), "--overwrite_output_dir"]) == 0
     after = folder_snapshot(out)  # the same job, not failing, replaces the earlier output whole
     assert after and not set(after.items()) & set(before.items()) and any(p.endswith("README.md") for p in after)
+
+
+def test_a_failed_rename_into_place_puts_the_earlier_output_back(tmp_path, monkeypatch):
+    import os
+
+    from hf_swa.checkpointing import writer
+
+    out = tmp_path / "out"
+    before = earlier_output(out)
+    replace, calls = os.replace, []
+
+    def second_fails(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError("no space left on device")
+        replace(source, target)
+
+    monkeypatch.setattr(writer.os, "replace", second_fails)
+    with pytest.raises(OSError, match="no space"):
+        with writer.staged_folder(str(out)) as stage:
+            (Path(stage) / "model.safetensors").write_bytes(b"new weights")
+    monkeypatch.undo()
+    assert len(calls) == 3 and folder_snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_truncated_power_ema_snapshot_is_named_before_anything_is_written(tmp_path):
+    run = fake_run(tmp_path / "run")
+    snapshot = run / "swa_power_ema" / "pema-0.1-000000050.safetensors"
+    snapshot.write_bytes(snapshot.read_bytes()[:-3])
+    with pytest.raises(ValueError, match=r"pema-0.1-000000050.safetensors is not a readable.*--power_ema_step"):
+        write_power_ema_models(run / "swa_power_ema", [0.07], tmp_path / "out", run / "checkpoint-100", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

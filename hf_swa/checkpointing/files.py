@@ -62,9 +62,15 @@ _DTYPES = {
 DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 
+_CHECKPOINT_ADVICE = (
+    "Leave this checkpoint out (with --run_dir, choose the others with --steps or pass the folders you want), "
+    "or copy it again."
+)
+
+
 @contextlib.contextmanager
-def open_safetensors(path: str) -> Iterator:
-    """``safe_open(path)``; a ``ValueError`` naming the file when it is truncated or damaged.
+def open_safetensors(path: str, advice: str = _CHECKPOINT_ADVICE) -> Iterator:
+    """``safe_open(path)``; a ``ValueError`` naming the file and ``advice`` when it is truncated or damaged.
 
     Example:
         >>> import tempfile
@@ -81,8 +87,7 @@ def open_safetensors(path: str) -> Iterator:
     except SafetensorError as error:
         raise ValueError(
             f"{path} is not a readable safetensors file ({error}): it is truncated or damaged, as a save or copy "
-            "that was interrupted leaves it. Leave this checkpoint out (with --run_dir, choose the others with "
-            "--steps or pass the folders you want), or copy it again."
+            f"that was interrupted leaves it. {advice}"
         ) from None
     with handle:
         yield handle

@@ -160,7 +160,7 @@ def _prepare(model_args, data_args, training_args):
         data = tokenize(raw, tokenizer, columns, data_args, labelled, column, label_to_id)
     facts = dict(eval_splits=eval_splits, predict_splits=predict_splits, held_out=held_out, split=split)
     facts.update(compute_metrics=_compute_metrics(task, label_list, label_to_id))
-    facts.update(metrics=_metric_names(data_args, label_list))
+    facts.update(metrics=metric_names(data_args.task_name, len(label_list or [0]), label_list is None))
     return raw, data, model, tokenizer, facts
 
 
@@ -171,25 +171,14 @@ def _compute_metrics(task, label_list, label_to_id):
     return make_compute_metrics(name, num_labels=count, is_regression=label_list is None, positive_label_id=positive)
 
 
-def _metric_names(data_args: DataTrainingArguments, label_list) -> tuple:
-    """The metrics a run on this data reports, main first: the one rule ``results.json``, the report and
-    ``hf-swa-average`` read their main metric from."""
-    return metric_names(data_args.task_name, len(label_list or [0]), label_list is None)
-
-
 def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments) -> tuple:
-    """``(dataset, tokenizer, compute_metrics, metric names, main first)``: the first evaluation set, prepared as
-    ``run_glue`` prepares it for the model in ``model_args`` (whose weights are not loaded), to score checkpoints on."""
+    """``(dataset, tokenizer, compute_metrics, is_regression)``: the first evaluation set, prepared as ``run_glue``
+    prepares it for the model in ``model_args`` (whose weights are not loaded), to score checkpoints on."""
     raw, splits, _, columns, _, label_list = _load(model_args, data_args, {"eval": True})
     task, first = data_args.glue_task, raw.__class__({splits[0]: raw[splits[0]]})
     _, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training=False)
     data = tokenize(first, tokenizer, columns, data_args, splits[:1], data_args.label_column, label_to_id)
-    return (
-        data[splits[0]],
-        tokenizer,
-        _compute_metrics(task, label_list, label_to_id),
-        _metric_names(data_args, label_list),
-    )
+    return data[splits[0]], tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None
 
 
 def _train(trainer, data, training_args, facts, refit=None) -> dict:

@@ -17,6 +17,7 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from hf_swa.glue.arguments import DataTrainingArguments, ModelArguments
+from hf_swa.glue.metrics import metric_names
 from hf_swa.glue.modeling import ensure_pad_token
 from hf_swa.glue.run import evaluation_data
 from hf_swa.glue.tasks import dataset_facts, get_task
@@ -26,22 +27,26 @@ from hf_swa.posthoc.arguments import SoupEvaluationArguments
 __all__ = ["glue_score_fn"]
 
 
-def _metric_key(args: SoupEvaluationArguments, metrics: tuple) -> str:
-    """The ``eval_*`` key a score is read from: ``--metric``, else the main metric of the data (the first of
-    ``metrics``, as ``run_glue`` records them in ``results.json`` and ``hf-swa-report`` reads them).
+def _metric_key(args: SoupEvaluationArguments, data, is_regression: bool) -> str:
+    """The ``eval_*`` key a score is read from: ``--metric``, else the main metric of the data by the rule
+    ``run_glue`` records in ``results.json`` and ``hf-swa-report`` reads (:func:`hf_swa.glue.metrics.metric_names`
+    of the task, or of the number of classes in the tokenized ``labels``).
 
     Example:
-        >>> _metric_key(SoupEvaluationArguments(validation_file="dev.csv", metric="loss"), ("f1", "accuracy"))
-        'eval_loss'
-        >>> _metric_key(SoupEvaluationArguments(task_name="cola"), ("matthews_correlation",))
+        >>> _metric_key(SoupEvaluationArguments(validation_file="dev.csv"), {"labels": [0, 1, 1]}, False)
+        'eval_f1'
+        >>> _metric_key(SoupEvaluationArguments(validation_file="dev.csv"), {"labels": [0, 1, 2]}, False)
+        'eval_accuracy'
+        >>> _metric_key(SoupEvaluationArguments(task_name="cola"), {"labels": [0, 1]}, False)
         'eval_matthews_correlation'
     """
-    name = args.metric or metrics[0]
+    classes = 0 if is_regression else len(set(data["labels"]))
+    name = args.metric or metric_names(args.task_name, classes, is_regression)[0]
     return name if name.startswith("eval_") else f"eval_{name}"
 
 
 def _validation_set(args: SoupEvaluationArguments, model_folder: str) -> tuple:
-    """``(tokenized validation split, tokenizer, compute_metrics, metric names)``, as ``run_glue`` prepares them."""
+    """``(tokenized validation split, tokenizer, compute_metrics, is_regression)``, as ``run_glue`` prepares them."""
     data_args = DataTrainingArguments(
         task_name=args.task_name,
         validation_file=args.validation_file,
@@ -92,8 +97,8 @@ def _network_message(args: SoupEvaluationArguments, err: BaseException) -> str:
 
 def glue_score_fn(args: SoupEvaluationArguments, model_folder: str) -> tuple[Callable, str]:
     """``(score_fn, metric key)`` for checkpoints like the one in ``model_folder`` (its config and tokenizer)."""
-    data, tokenizer, compute_metrics, metrics = _validation_set(args, model_folder)
-    key = _metric_key(args, metrics)
+    data, tokenizer, compute_metrics, is_regression = _validation_set(args, model_folder)
+    key = _metric_key(args, data, is_regression)
     sign = -1.0 if key.endswith("loss") else 1.0
     trainers = {}
     scratch = tempfile.TemporaryDirectory(prefix="hf-swa-score-")  # the Trainer's output_dir: evaluation writes nothing

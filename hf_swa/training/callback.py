@@ -15,15 +15,9 @@ from ..averaging.averager import WeightAverager
 from ..averaging.candidates import MAIN_CANDIDATE
 from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
 from ..checkpointing.state import load_swa_state, save_swa_state, write_json_atomic
-from . import power_emas
+from . import checks, power_emas
 from .batchnorm import LIVE, UPDATE_BN_MESSAGE, CandidateStatistics, has_batchnorm
-from .checks import (
-    HYPERPARAMETER_SEARCH_MESSAGE,
-    LOAD_BEST_MESSAGE,
-    check_best_metric,
-    warn_if_fewer_processes_than_launched,
-    warn_if_the_schedule_decays,
-)
+from .checks import HYPERPARAMETER_SEARCH_MESSAGE, LOAD_BEST_MESSAGE, check_best_metric, warn_if_the_schedule_decays
 from .config import LAST_WINDOW, SWAConfig
 from .schedule import install_lr_tail, sync_lr_tail
 from .selection import select_candidate
@@ -102,6 +96,7 @@ class SWACallback(TrainerCallback):
         if self.config.updates_bn(has_batchnorm(model)) and train_dataloader is None:
             raise ValueError(UPDATE_BN_MESSAGE)
         self.use_batchnorm_statistics(model, LIVE)
+        checks.warn_if_fewer_processes_than_launched(args)
         self.batchnorm = None
         if state.is_hyper_param_search and args.save_strategy != "no" and not self.trainer_writes_state:
             raise ValueError(HYPERPARAMETER_SEARCH_MESSAGE)
@@ -112,7 +107,6 @@ class SWACallback(TrainerCallback):
         self.max_steps = state.max_steps
         self.start_step = self.config.start_step(state.max_steps)
         check_best_metric(args, state, self.start_step)
-        warn_if_fewer_processes_than_launched(args)
         self.averager = WeightAverager(
             model,
             device=self.config.swa_device,

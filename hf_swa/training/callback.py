@@ -15,7 +15,7 @@ from ..averaging.averager import WeightAverager
 from ..averaging.candidates import MAIN_CANDIDATE
 from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
 from ..checkpointing.state import load_swa_state, save_swa_state, write_json_atomic
-from . import checks, power_emas
+from . import power_emas
 from .batchnorm import LIVE, UPDATE_BN_MESSAGE, CandidateStatistics, has_batchnorm
 from .checks import HYPERPARAMETER_SEARCH_MESSAGE, LOAD_BEST_MESSAGE, check_best_metric, warn_if_the_schedule_decays
 from .config import LAST_WINDOW, SWAConfig
@@ -96,7 +96,9 @@ class SWACallback(TrainerCallback):
         if self.config.updates_bn(has_batchnorm(model)) and train_dataloader is None:
             raise ValueError(UPDATE_BN_MESSAGE)
         self.use_batchnorm_statistics(model, LIVE)
-        checks.warn_if_fewer_processes_than_launched(args)
+        from .checks import warn_if_fewer_processes_than_launched  # here, to keep the imports as they are
+
+        warn_if_fewer_processes_than_launched(args)
         self.batchnorm = None
         if state.is_hyper_param_search and args.save_strategy != "no" and not self.trainer_writes_state:
             raise ValueError(HYPERPARAMETER_SEARCH_MESSAGE)

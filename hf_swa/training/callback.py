@@ -96,7 +96,7 @@ class SWACallback(TrainerCallback):
         if self.config.updates_bn(has_batchnorm(model)) and train_dataloader is None:
             raise ValueError(UPDATE_BN_MESSAGE)
         self.use_batchnorm_statistics(model, LIVE)
-        from .checks import warn_if_fewer_processes_than_launched  # here, to keep the imports as they are
+        from .checks import warn_if_fewer_processes_than_launched
 
         warn_if_fewer_processes_than_launched(args)
         self.batchnorm = None

@@ -9,7 +9,8 @@ and logs every request, so a test can assert exactly what arrived::
         ...
     hub.files("user/model")["config.json"]   # -> bytes as committed
 
-Calls served (anything else is logged in ``hub.unhandled`` and answered 404):
+``FakeHub(tokens=("good",))`` answers 401 to any other token. Calls served (anything else is logged in
+``hub.unhandled`` and answered 404):
 
 - ``POST /api/repos/create``                        -> ``{"url": ...}`` (409 if it exists)
 - ``HEAD|GET /{repo}/resolve/{rev}/{path}``          -> the committed file, or 404 EntryNotFound
@@ -66,7 +67,8 @@ class Repo:
 class FakeHub:
     """A threaded HTTP server on an ephemeral port of 127.0.0.1; use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, tokens: tuple[str, ...] = ()) -> None:
+        self.tokens = tokens  # if given, any other bearer token is answered 401, as the Hub answers a bad token
         self.requests: list[Request] = []
         self.unhandled: list[Request] = []
         self.repos: dict[str, Repo] = {}
@@ -108,6 +110,9 @@ class FakeHub:
     def handle(self, req: Request) -> tuple[int, dict[str, str], bytes]:
         with self.lock:
             self.requests.append(req)
+        if self.tokens and req.headers.get("authorization") not in {f"Bearer {t}" for t in self.tokens}:
+            status, headers, body = _json(401, {"error": "Invalid credentials in Authorization header"})
+            return status, {**headers, "X-Error-Message": "Invalid credentials in Authorization header"}, body
         if req.method == "POST" and req.path == "/api/repos/create":
             return self._create_repo(req.json())
         if req.method == "POST" and req.path == "/api/validate-yaml":

@@ -205,6 +205,98 @@ def test_cli_pushes_averaged_model_card_and_config_byte_for_byte(tmp_path):
     assert all(torch.equal(loaded[k], original[k]) for k in original)
 
 
+# -- failed pushes: one clear line, and the folder as it was -----------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _folder_state(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+_TOKEN_WORDS = ["HTTP 401", "--token", "HF_TOKEN"]
+
+
+@pytest.mark.parametrize(
+    "failure, own_readme, expected",
+    [
+        ("wrong_token", True, _TOKEN_WORDS),
+        ("wrong_token", False, _TOKEN_WORDS),  # no README: the card is generated, and must not be left behind
+        ("server_down", True, ["could not reach the Hub at http://127.0.0.1:", "HF_ENDPOINT"]),
+        ("offline", True, ["HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE"]),
+    ],
+)
+def test_failed_push_says_what_to_do_and_leaves_the_folder_as_it_was(tmp_path, failure, own_readme, expected):
+    model_dir = save_averaged_model(tmp_path / "sst2-swa")
+    if own_readme:
+        (model_dir / "README.md").write_text("my own notes on this model\n")
+    before = _folder_state(model_dir)
+    with FakeHub(tokens=("the-right-token",)) as fake:
+        url = f"http://127.0.0.1:{_free_port()}" if failure == "server_down" else fake.url
+        env = hub_env(url, tmp_path / "hf_home")
+        if failure == "offline":
+            env["HF_HUB_OFFLINE"] = "1"
+        if failure != "wrong_token":
+            env["HF_TOKEN"] = "the-right-token"
+        done = run_cli(["--model_dir", str(model_dir), "--repo_id", "me/tiny-swa"], env)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    line = done.stderr.strip()
+    assert "\n" not in line and line.startswith("hf-swa-push: error: "), line
+    for words in [*expected, f"nothing in {model_dir} was changed"]:
+        assert words in line, (words, line)
+    assert _folder_state(model_dir) == before  # the user's README (or its absence) included
+    assert fake.repos.get("me/tiny-swa") is None or fake.repos["me/tiny-swa"].commits == []
+
+
+def test_push_keeps_the_folders_readme_unless_asked_to_replace_it(tmp_path):
+    model_dir = save_averaged_model(tmp_path / "sst2-swa")
+    (model_dir / "README.md").write_text("my own notes on this model\n")
+    with FakeHub() as fake:
+        env = hub_env(fake.url, tmp_path / "hf_home")
+        kept = run_cli(["--model_dir", str(model_dir), "--repo_id", "me/kept", "--no_card"], env)
+        replaced = run_cli(["--model_dir", str(model_dir), "--repo_id", "me/replaced"], env)
+    assert kept.returncode == 0 and replaced.returncode == 0, kept.stderr + replaced.stderr
+    assert fake.files("me/kept")["README.md"] == b"my own notes on this model\n"
+    card = fake.files("me/replaced")["README.md"]
+    assert b"| Snapshots averaged (`n_averaged`) | 12 |" in card
+    assert (model_dir / "README.md").read_bytes() == card  # written once the Hub had it
+    assert len(fake.repos["me/replaced"].commits) == 1  # weights and card in one commit
+
+
+class OfflineHub:
+    """An HfApi whose every call fails as with HF_HUB_OFFLINE=1 (in-process: the endpoint is read at import)."""
+
+    endpoint = "https://huggingface.co"
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def create_repo(self, *args, **kwargs):
+        raise huggingface_hub.errors.OfflineModeIsEnabled("Cannot reach the Hub: offline mode is enabled.")
+
+
+def test_run_glue_push_failure_is_one_line_and_says_how_to_push_later(tmp_path, monkeypatch, capsys):
+    from hf_swa.glue import cli, run
+
+    out = save_averaged_model(tmp_path / "sst2-swa")
+    before = _folder_state(out)
+    monkeypatch.setattr(hub.push, "HfApi", OfflineHub)
+    monkeypatch.setattr(run, "run_glue", lambda *args: None)  # the run itself is tested elsewhere
+    argv = flags(model_name_or_path="bert-base-uncased", task_name="sst2", output_dir=out, report_to="none")
+    assert cli.main([*argv, "--push_to_hub", "--hub_model_id", "me/sst2-swa", "--use_cpu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars
+    assert err.startswith("hf-swa-glue: error: HF_HUB_OFFLINE is set"), err
+    assert err.endswith(f"push it later with: hf-swa-push --model_dir {out} --repo_id me/sst2-swa"), err
+    assert _folder_state(out) == before
+
+
 # -- refusals (no network is touched) --------------------------------------------------------
 
 

@@ -269,6 +269,13 @@ def _folder_without_weights(tmp_path):
     return {"run_dir": str(run), "last": 2}, r"checkpoint-20 holds no weights to average"
 
 
+def _truncated_weights(tmp_path):
+    run = fake_run(tmp_path / "run", [10, 20, 30, 40])
+    weights = run / "checkpoint-30" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-5])  # a copy or save that was cut short
+    return {"run_dir": str(run), "last": 4}, r"checkpoint-30/model.safetensors is not a readable safetensors file"
+
+
 def _weights_count(tmp_path):
     return {"checkpoints": save_seeds(tmp_path, [0, 1]), "weights": [1]}, "--weights has 1 values for 2 checkpoints"
 
@@ -286,6 +293,7 @@ def _weights_count(tmp_path):
         _too_few_for_last,
         _no_steps_match,
         _folder_without_weights,
+        _truncated_weights,
         _weights_count,
     ],
 )
@@ -356,6 +364,13 @@ def test_cli_averages_the_last_checkpoints_of_a_run(tmp_path, capsys):
     assert main(["--run_dir", str(run), "--last", "5", "--output_dir", str(tmp_path / "p")]) == 2
     assert "--last 5 asks for 5 checkpoints" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+    # A truncated checkpoint among the last 4: the message names its file and what to do, before anything is written.
+    weights = run / "checkpoint-300" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-5])
+    assert main(["--run_dir", str(run), "--last", "4", "--output_dir", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert f"{weights} is not a readable safetensors file" in err and "Leave this checkpoint out" in err, err
+    assert "Traceback" not in err and not (tmp_path / "q").exists()
 
 
 @pytest.mark.slow  # a fresh interpreter, a subprocess or many trainings
@@ -401,3 +416,20 @@ def test_cli_writes_the_card_and_pushes_to_the_hub(tmp_path):
     assert "## Post-hoc average of 2 checkpoints" in card and "## SWA settings" not in card
     assert "| seeds/seed0 | – | 0.75 | – |" in card and "| seeds/seed1 | – | 0.25 | – |" in card
     assert max_relative_error(stored_tensors(out), float64_mean(inputs, [3, 1])) < 1e-6
+
+
+def test_cli_push_failure_is_one_line_and_says_how_to_push_later(tmp_path, monkeypatch, capsys):
+    from test_hub import OfflineHub
+
+    import hf_swa.hub.push
+    from hf_swa.posthoc.cli import main
+
+    inputs = save_seeds(tmp_path / "seeds", [0, 1])
+    out = tmp_path / "avg"
+    monkeypatch.setattr(hf_swa.hub.push, "HfApi", OfflineHub)
+    argv = [*map(str, inputs), "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "me/avg"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars
+    assert err.startswith("hf-swa-average: error: HF_HUB_OFFLINE is set"), err
+    assert f"hf-swa-push --model_dir {out} --repo_id me/avg --no_card" in err
+    assert max_relative_error(stored_tensors(out), float64_mean(inputs)) < 1e-6  # the average itself is kept

@@ -217,3 +217,62 @@ def test_cli_uniform_mean_with_evaluation_data_records_every_score(sentiment_run
     card = (out / "README.md").read_text()
     assert f"| run/checkpoint-64 | 64 | 0.3333 | {scores['inputs'][inputs[-1]]:.4f} |" in card
     assert f"The average in this repository scores {scores['average']:.4f} (loss)." in card
+
+
+def test_offline_task_soup_names_the_data_set_not_the_tokenizer(tmp_path):
+    """Offline, --task_name cannot fetch its data set: say so (and how to score offline), not "no tokenizer"."""
+    import os
+    import subprocess
+    import sys
+
+    from glue_fixtures import save_tiny_bert
+
+    inputs = [save_tiny_bert(tmp_path / f"seed{seed}", seed=seed, head=True) for seed in (0, 1)]
+    assert all((folder / "tokenizer.json").is_file() for folder in inputs)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
+    env.pop("HF_DATASETS_OFFLINE", None)
+    out = tmp_path / "soup"
+    args = [*map(str, inputs), "--soup", "greedy", "--task_name", "sst2", "--output_dir", str(out), "--use_cpu"]
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_swa.posthoc.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    err = done.stderr.strip().splitlines()[-1]
+    assert "no tokenizer" not in err and "Traceback" not in done.stderr, err
+    for words in ("--task_name sst2", "nyu-mll/glue", "HF_HUB_OFFLINE is set", "--validation_file"):
+        assert words in err, (words, err)
+    assert not out.exists()
+
+
+def test_a_folder_without_tokenizer_is_named(tmp_path):
+    from glue_fixtures import sentiment_rows, write_rows
+
+    from hf_swa.posthoc.arguments import SoupEvaluationArguments
+    from hf_swa.posthoc.scoring import glue_score_fn
+
+    tiny_bert(seed=0).save_pretrained(tmp_path / "no-tokenizer")
+    dev = write_rows(tmp_path / "dev.csv", sentiment_rows(8, seed=1))
+    with pytest.raises(ValueError, match="no-tokenizer holds no tokenizer to score with"):
+        glue_score_fn(SoupEvaluationArguments(validation_file=str(dev)), str(tmp_path / "no-tokenizer"))
+
+
+@pytest.mark.slow
+def test_average_and_report_read_the_same_main_metric_of_the_same_files(sentiment_run, tmp_path):
+    """Two classes in a file of one's own: hf-swa-glue records f1 first, hf-swa-report and hf-swa-average use it."""
+    from hf_swa.glue.report import collect_runs, summarize
+    from hf_swa.posthoc.cli import main
+
+    root, dev = sentiment_run
+    out = tmp_path / "avg"
+    evaluation = ["--validation_file", str(dev), "--text_columns", "text", "--label_column", "y", "--use_cpu"]
+    assert main(["--run_dir", str(root / "run"), "--last", "2", "--output_dir", str(out), *evaluation]) == 0
+    averaged = json.loads((out / "swa_config.json").read_text())["scores"]["metric"].removeprefix("eval_")
+
+    results = json.loads((root / "run" / "results.json").read_text())  # as hf-swa-glue wrote it for these files
+    scores = {"validation": {"accuracy": 0.5, "f1": 0.5, "loss": 0.7}}
+    for variant in ("baseline", "swa"):
+        folder = tmp_path / "runs" / "sentiment" / variant / "seed1"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({**results, "eval": {"live": scores, "swa": scores}}))
+    (task,), _ = summarize(collect_runs(tmp_path / "runs"))
+    assert averaged == task.main_metric == "f1"

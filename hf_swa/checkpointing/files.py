@@ -26,19 +26,21 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from .names import ADAPTER_FILE, CHECKPOINT_FOLDER, CHECKPOINT_PREFIX, MODEL_FILE, MODEL_INDEX_FILE, checkpoint_step
 
 __all__ = [
     "CheckpointWeights",
     "find_checkpoints",
+    "open_safetensors",
     "parse_steps",
     "row_chunks",
 ]
@@ -58,6 +60,37 @@ _DTYPES = {
     "BOOL": torch.bool,
 }
 DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
+
+
+_CHECKPOINT_ADVICE = (
+    "Leave this checkpoint out (with --run_dir, choose the others with --steps or pass the folders you want), "
+    "or copy it again."
+)
+
+
+@contextlib.contextmanager
+def open_safetensors(path: str, advice: str = _CHECKPOINT_ADVICE) -> Iterator:
+    """``safe_open(path)``; a ``ValueError`` naming the file and ``advice`` when it is truncated or damaged.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+        >>> _ = open(path, "wb").write(b"cut")
+        >>> with open_safetensors(path):  # doctest: +ELLIPSIS
+        ...     pass
+        Traceback (most recent call last):
+        ...
+        ValueError: ...model.safetensors is not a readable safetensors file (...): it is truncated or damaged...
+    """
+    try:
+        handle = safe_open(path, framework="pt")
+    except SafetensorError as error:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({error}): it is truncated or damaged, as a save or copy "
+            f"that was interrupted leaves it. {advice}"
+        ) from None
+    with handle:
+        yield handle
 
 
 def saved_step(folder: str) -> Optional[int]:
@@ -154,7 +187,7 @@ class CheckpointWeights:
         self._dtypes, self._shapes, self.names, self.metadata = {}, {}, [], {}
         self._file_of = {}
         for file, names in self.files.items():
-            with safe_open(os.path.join(folder, file), framework="pt") as handle:
+            with open_safetensors(os.path.join(folder, file)) as handle:
                 self.metadata.setdefault(file, handle.metadata() or {})
                 for name in names:
                     view = handle.get_slice(name)
@@ -181,7 +214,7 @@ class CheckpointWeights:
             return "sharded", {file: _ordered(folder, file, names) for file, names in files.items()}, index
         for kind, file in (("full", MODEL_FILE), ("adapter", ADAPTER_FILE)):
             if os.path.isfile(os.path.join(folder, file)):
-                with safe_open(os.path.join(folder, file), framework="pt") as handle:
+                with open_safetensors(os.path.join(folder, file)) as handle:
                     return kind, {file: list(handle.keys())}, None
         other = [name for name in _UNSUPPORTED_WEIGHTS if os.path.isfile(os.path.join(folder, name))]
         hint = (
@@ -208,7 +241,7 @@ class CheckpointWeights:
 
         The file is opened for this read only, so nothing stays mapped once the tensor is freed.
         """
-        with safe_open(os.path.join(self.folder, self._file_of[name]), framework="pt") as handle:
+        with open_safetensors(os.path.join(self.folder, self._file_of[name])) as handle:
             tensor = handle.get_tensor(name)  # mapped, not read: only the rows used are read from disk
         return tensor if rows is None else tensor[rows[0] : rows[1]]
 
@@ -232,5 +265,5 @@ def row_chunks(shape: tuple, dtype: torch.dtype, max_bytes: int = 16 * 2**20) ->
 def _ordered(folder: str, file: str, names: list) -> list:
     """The index's names for one shard, in the shard's own order."""
     wanted = set(names)
-    with safe_open(os.path.join(folder, file), framework="pt") as handle:
+    with open_safetensors(os.path.join(folder, file)) as handle:
         return [name for name in handle.keys() if name in wanted]

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from typing import List, Mapping, Optional, Union
 
 import torch
-from safetensors import safe_open
 
+from .files import open_safetensors
 from .names import POWER_EMA_FILE, power_ema_file
 from .state import _atomic_write  # the one home of write-to-temporary-then-rename
 from .writer import write_safetensors
@@ -142,7 +142,8 @@ def save_power_ema_snapshots(averager, folder: str, dtype="float32", tensors_for
 
 def read_snapshot(path: str) -> PowerEMASnapshot:
     """A snapshot's header; ``ValueError`` naming the file when it is not an hf_swa power-EMA snapshot."""
-    with safe_open(path, framework="pt") as handle:
+    advice = "Reconstruct at a step before it (--power_ema_step), or copy the snapshot folder again."
+    with open_safetensors(path, advice) as handle:
         metadata, names = handle.metadata() or {}, list(handle.keys())
     if metadata.get("hf_swa") != SNAPSHOT_FORMAT:
         raise ValueError(f"{path} is not an hf_swa power-EMA snapshot (its header lacks hf_swa={SNAPSHOT_FORMAT}).")

@@ -78,7 +78,12 @@ def staged_folder(output_dir: str) -> Iterator[str]:
         if os.path.exists(output_dir):
             old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(output_dir)}-", dir=parent)
             os.replace(output_dir, os.path.join(old, "replaced"))
-            os.replace(stage, output_dir)
+            try:
+                os.replace(stage, output_dir)
+            except BaseException:
+                os.replace(os.path.join(old, "replaced"), output_dir)  # the old folder goes back where it was
+                os.rmdir(old)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(stage, output_dir)

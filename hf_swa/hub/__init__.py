@@ -9,7 +9,8 @@ This package turns that folder into a Hub repository:
 - :func:`write_model_card` reads ``swa_config.json`` (and the results, :mod:`hf_swa.hub.results`) from the
   folder and writes ``README.md`` next to the weights;
 - :func:`push_to_hub` checks the folder really is an averaged model, then creates the repo
-  and uploads the folder (:mod:`hf_swa.hub.push`); ``hf-swa-push`` is its command line.
+  and uploads the folder with its card in one commit, writing nothing locally until the Hub has it
+  (:mod:`hf_swa.hub.push`; a failed push raises :class:`HubPushError`); ``hf-swa-push`` is its command line.
 
 Example:
     >>> from hf_swa.hub import render_model_card
@@ -19,7 +20,7 @@ Example:
 
 from hf_swa.hub.card import MODEL_CARD_NAME, TEMPLATE_NAME, render_model_card, write_model_card
 from hf_swa.hub.folder import find_weight_files, load_swa_config
-from hf_swa.hub.push import PUSH_IGNORE_PATTERNS, check_pushable, push_to_hub
+from hf_swa.hub.push import PUSH_IGNORE_PATTERNS, HubPushError, check_pushable, push_to_hub
 from hf_swa.hub.results import RESULTS_FILE, load_results, nest_metrics
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "RESULTS_FILE",
     "nest_metrics",
     "PUSH_IGNORE_PATTERNS",
+    "HubPushError",
     "load_swa_config",
     "load_results",
     "find_weight_files",

@@ -18,7 +18,7 @@ from hf_swa.hub.results import load_results, lower_is_better, metric_names
 from hf_swa.hub.shipped import ShippedWeights, shipped_weights
 from hf_swa.training.defaults import lr_tail_is_on
 
-__all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "render_model_card", "write_model_card"]
+__all__ = ["MODEL_CARD_NAME", "TEMPLATE_NAME", "build_model_card", "render_model_card", "write_model_card"]
 
 MODEL_CARD_NAME = "README.md"
 TEMPLATE_NAME = "swa_model_card.md"
@@ -311,16 +311,43 @@ def render_model_card(
     )
 
 
+def build_model_card(
+    output_dir: PathLike,
+    results: Union[None, PathLike, Mapping[str, Any]] = None,
+    **card_kwargs: Any,
+) -> ModelCard:
+    """The card of the averaged model in ``output_dir``, in memory (nothing is written).
+
+    Reads ``swa_config.json`` (required) and, unless ``results`` is given, the folder's
+    ``results.json`` (else ``all_results.json``). ``card_kwargs`` go to :func:`render_model_card`.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "swa_config.json").write_text(json.dumps({"swa_freq": 10, "n_averaged": 12}))
+        >>> "| Snapshots averaged (`n_averaged`) | 12 |" in build_model_card(folder, {}).text
+        True
+        >>> sorted(p.name for p in folder.iterdir())
+        ['swa_config.json']
+    """
+    folder = Path(output_dir)
+    swa_config = load_swa_config(folder)
+    card_kwargs.setdefault("has_tokenizer", any((folder / name).is_file() for name in TOKENIZER_FILES))
+    adapter = card_kwargs.setdefault("adapter", load_adapter_config(folder))
+    if adapter is not None and card_kwargs.get("base_model") is None:  # the model the adapter goes on
+        card_kwargs["base_model"] = adapter.get("base_model_name_or_path")
+    return render_model_card(swa_config, load_results(results, folder, swa_config), **card_kwargs)
+
+
 def write_model_card(
     output_dir: PathLike,
     results: Union[None, PathLike, Mapping[str, Any]] = None,
     **card_kwargs: Any,
 ) -> Path:
-    """Render the card of the averaged model in ``output_dir`` and write it as ``README.md``.
+    """Render the card of the averaged model in ``output_dir`` (:func:`build_model_card`) and write it as ``README.md``.
 
-    Reads ``swa_config.json`` (required) and, unless ``results`` is given, the folder's
-    ``results.json`` (else ``all_results.json``). ``card_kwargs`` go to :func:`render_model_card`. Returns the
-    path of the written ``README.md`` (an existing one is replaced).
+    Returns the path of the written ``README.md``. An existing one is replaced, in one rename once the new card
+    is complete.
 
     Example:
         >>> import json, tempfile, pathlib
@@ -330,13 +357,9 @@ def write_model_card(
         >>> "| f1 | 0.8800 | 0.9000 | +0.0200 |" in path.read_text()
         True
     """
-    folder = Path(output_dir)
-    swa_config = load_swa_config(folder)
-    card_kwargs.setdefault("has_tokenizer", any((folder / name).is_file() for name in TOKENIZER_FILES))
-    adapter = card_kwargs.setdefault("adapter", load_adapter_config(folder))
-    if adapter is not None and card_kwargs.get("base_model") is None:  # the model the adapter goes on
-        card_kwargs["base_model"] = adapter.get("base_model_name_or_path")
-    card = render_model_card(swa_config, load_results(results, folder, swa_config), **card_kwargs)
-    path = folder / MODEL_CARD_NAME
-    card.save(path)
+    from hf_swa.checkpointing.state import _atomic_write  # safetensors and torch: only to write
+
+    card = build_model_card(output_dir, results, **card_kwargs)
+    path = Path(output_dir) / MODEL_CARD_NAME
+    _atomic_write(str(path), card.save)  # the folder's README.md stays as it was until the new card is whole
     return path

@@ -1,21 +1,37 @@
-"""Pushing an averaged model folder to the Hugging Face Hub, after checking it is one."""
+"""Pushing an averaged model folder to the Hugging Face Hub, after checking it is one.
+
+The push writes nothing into the folder until the Hub has the commit: a generated card is
+uploaded from memory, in the same commit as the weights, and saved as the folder's
+``README.md`` only once the upload succeeded. A failed push leaves every file as it was and
+says in one line what to do (the token, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Union
 
-from huggingface_hub import HfApi
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import errors as hub_errors
+from huggingface_hub.utils import filter_repo_objects
 
 from hf_swa.checkpointing.names import CONFIG_FILE
-from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
+from hf_swa.hub.card import MODEL_CARD_NAME, build_model_card
 from hf_swa.hub.folder import WEIGHT_FILES, PathLike, find_weight_files, load_swa_config
 from hf_swa.hub.shipped import shipped_weights
 
-__all__ = ["PUSH_IGNORE_PATTERNS", "check_pushable", "push_to_hub"]
+__all__ = ["PUSH_IGNORE_PATTERNS", "HubPushError", "check_pushable", "push_to_hub"]
 
-# Training leftovers a Trainer output folder may hold; they are not part of the model.
+# Training leftovers a Trainer output folder may hold; they are not part of the model. Git and the client's cache too.
 PUSH_IGNORE_PATTERNS = ["checkpoint-*/", "runs/", "optimizer.pt", "scheduler.pt", "rng_state*.pth", ".tmp-*"]
+_CLIENT_IGNORE_PATTERNS = [".git/", "*/.git/", ".cache/huggingface/", "*/.cache/huggingface/"]
+# What a push can fail with: HTTP answers (HfHubHTTPError), offline mode and unreachable servers (OSError under
+# requests, the client's HTTP library's own errors otherwise).
+_NETWORK_ERRORS = tuple({OSError, hub_errors.HfHubHTTPError, getattr(hub_errors, "HTTPError", OSError)})
+
+
+class HubPushError(RuntimeError):
+    """A push the Hub did not take; the message says why and what to do. The local folder is unchanged."""
 
 
 def check_pushable(output_dir: PathLike) -> dict:
@@ -39,16 +55,22 @@ def push_to_hub(
     token: Optional[str] = None,
     private: bool = False,
     commit_message: Optional[str] = None,
+    results: Union[None, PathLike, Mapping[str, Any]] = None,
+    replace_card: bool = False,
     **card_kwargs: Any,
 ) -> str:
-    """Push an averaged model folder (weights, config, tokenizer, card) to the Hub.
+    """Push an averaged model folder (weights, config, tokenizer, card) to the Hub in one commit.
 
-    The folder must hold ``swa_config.json`` and model weights (see :func:`check_pushable`);
-    if it has no ``README.md`` yet, one is written first with :func:`write_model_card`
-    (``card_kwargs`` are passed on). Checkpoints (``checkpoint-*/``), TensorBoard ``runs/``
-    and optimizer/scheduler/RNG state are not uploaded. The repo is created if needed
-    (``exist_ok=True``). The Hub endpoint comes from ``HF_ENDPOINT``, the token from
-    ``token`` or the usual login/``HF_TOKEN``. Returns the URL of the commit.
+    The folder must hold ``swa_config.json`` and model weights (see :func:`check_pushable`).
+    Its ``README.md`` is pushed as it is; where there is none, or ``replace_card`` is set, the card is
+    generated (:func:`~hf_swa.hub.card.build_model_card` with ``results`` and ``card_kwargs``), pushed
+    from memory and written to the folder only after the Hub took the commit. Checkpoints
+    (``checkpoint-*/``), TensorBoard ``runs/`` and optimizer/scheduler/RNG state are not uploaded.
+    The repo is created if needed. The endpoint comes from ``HF_ENDPOINT``, the token from ``token``
+    or the usual login/``HF_TOKEN``. Returns the URL of the commit.
+
+    Raises:
+        HubPushError: the Hub could not be reached or refused the push (nothing local was changed).
 
     Example (needs a Hub and a token, so not run here)::
 
@@ -56,22 +78,65 @@ def push_to_hub(
     """
     swa_config = check_pushable(output_dir)
     folder = Path(output_dir)
-    if not (folder / MODEL_CARD_NAME).is_file():
-        write_model_card(folder, repo_id=repo_id, **card_kwargs)
+    card = None
+    if replace_card or not (folder / MODEL_CARD_NAME).is_file():
+        card = build_model_card(folder, results, repo_id=repo_id, **card_kwargs)
+    operations = _upload_operations(folder, None if card is None else str(card).encode("utf-8"))
     api = HfApi(token=token)
-    repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    n_averaged = swa_config.get("n_averaged", "?")
+    try:
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.create_commit(
+            repo_id=repo_url.repo_id,
+            repo_type="model",
+            operations=operations,
+            commit_message=commit_message or _default_message(swa_config),
+        )
+    except _NETWORK_ERRORS as err:
+        raise HubPushError(_explain(err, api.endpoint, repo_id, folder)) from err
+    if card is not None:
+        from hf_swa.checkpointing.state import _atomic_write
+
+        _atomic_write(str(folder / MODEL_CARD_NAME), card.save)  # the folder now matches the repo
+    return str(commit)
+
+
+def _upload_operations(folder: Path, card: Optional[bytes]) -> list:
+    """One ``CommitOperationAdd`` per file of the model (the card from memory where given)."""
+    files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
+    ignored = PUSH_IGNORE_PATTERNS + _CLIENT_IGNORE_PATTERNS + ([MODEL_CARD_NAME] if card is not None else [])
+    kept = filter_repo_objects(list(files), ignore_patterns=ignored)
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(files[name])) for name in kept]
+    if card is not None:
+        operations.append(CommitOperationAdd(path_in_repo=MODEL_CARD_NAME, path_or_fileobj=card))
+    return operations
+
+
+def _default_message(swa_config: dict) -> str:
     shipped = shipped_weights(swa_config)
+    n_averaged = swa_config.get("n_averaged", "?")
     what = (
         f"SWA candidate {shipped.name}, chosen on held-out data,"
         if shipped.chosen
         else f"SWA-averaged model ({shipped.name if shipped.phrase else f'{n_averaged} snapshots'})"
     )
-    return str(
-        api.upload_folder(
-            repo_id=repo_url.repo_id,
-            folder_path=folder,
-            commit_message=commit_message or f"Upload {what} with hf_swa",
-            ignore_patterns=list(PUSH_IGNORE_PATTERNS),
-        )
-    )
+    return f"Upload {what} with hf_swa"
+
+
+def _explain(err: BaseException, endpoint: str, repo_id: str, folder: Path) -> str:
+    """One line: why the push to ``repo_id`` failed and what to do."""
+    unchanged = f"Nothing was pushed and nothing in {folder} was changed."
+    if isinstance(err, hub_errors.OfflineModeIsEnabled):
+        return f"HF_HUB_OFFLINE is set, so {repo_id} cannot be pushed: unset HF_HUB_OFFLINE to push. {unchanged}"
+    response = getattr(err, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(err, hub_errors.HfHubHTTPError) and status is not None:
+        said = str(err).splitlines()[0]
+        if status == 401:
+            todo = "pass a valid write token with --token, set HF_TOKEN, or run `hf auth login`"
+            return f"the Hub at {endpoint} refused the token (HTTP 401: {said}): {todo}. {unchanged}"
+        if status == 403:
+            todo = f"use a token with write access to {repo_id} (--token or HF_TOKEN), or a repository you own"
+            return f"the Hub at {endpoint} forbids this push (HTTP 403: {said}): {todo}. {unchanged}"
+        return f"the Hub at {endpoint} answered HTTP {status} while pushing to {repo_id} ({said}). {unchanged}"
+    todo = "check the network, and HF_ENDPOINT if you push to a mirror or a private Hub"
+    return f"could not reach the Hub at {endpoint} ({type(err).__name__}: {err}): {todo}. {unchanged}"

@@ -46,8 +46,9 @@ class SoupEvaluationArguments:
     metric: Optional[str] = field(
         default=None,
         metadata={
-            "help": "Metric to maximise, e.g. accuracy, f1, loss (lower is better). Default: the task's main "
-            "metric, else accuracy (spearmanr for regression)."
+            "help": "Metric to maximise, e.g. accuracy, f1, loss (lower is better). Default: the main metric "
+            "hf-swa-glue and hf-swa-report use for the same data (the task's; for a file: f1 with two classes, "
+            "accuracy with more, spearmanr for regression)."
         },
     )
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "Batch size for scoring."})

@@ -104,51 +104,64 @@ def parse_args(argv: Optional[list] = None) -> tuple:
 
 
 def run_average(args: AverageArguments, evaluation: SoupEvaluationArguments, checkpoints: list) -> dict:
-    """Average (or soup) as the command line asks; return what ``swa_config.json`` records."""
+    """Average (or soup) as the command line asks; return what ``swa_config.json`` records.
+
+    Everything (the model, its scores, ``swa_config.json``, the card) is written into a staging folder
+    that replaces ``--output_dir`` last, so a refusal or a failure leaves the output folder as it was.
+    """
     if args.power_ema_std:
         return run_power_ema(args, evaluation, checkpoints)
     from hf_swa.checkpointing.state import write_json_atomic
-    from hf_swa.checkpointing.writer import check_output_dir
-    from hf_swa.posthoc.average import average_checkpoints, open_checkpoints, resolve_checkpoints
-    from hf_swa.posthoc.card import write_posthoc_card
-    from hf_swa.posthoc.soup import greedy_soup, score_checkpoints
+    from hf_swa.checkpointing.writer import check_output_dir, staged_folder
+    from hf_swa.posthoc.average import open_checkpoints, resolve_checkpoints
 
     folders = resolve_checkpoints(checkpoints, args.run_dir, args.last, args.steps)
     # Bad input is refused before the evaluation data is loaded.
     check_output_dir(args.output_dir, folders, args.overwrite_output_dir)
     open_checkpoints(folders)
-    if args.soup == "greedy":
-        if not evaluation.given:
-            raise ValueError("--soup greedy scores checkpoints: pass --task_name or --validation_file.")
-        if args.weights:
-            raise ValueError("--weights applies to --soup uniform; a greedy soup weights its members equally.")
-        score_fn, metric = _score_fn(evaluation, folders)
-        record = greedy_soup(folders, args.output_dir, score_fn, overwrite_output_dir=args.overwrite_output_dir)
-        record["soup"]["metric"] = metric
-    else:
-        scores, score_fn, metric = None, None, None
-        if evaluation.given:
-            score_fn, metric = _score_fn(evaluation, folders)
-            scores = score_checkpoints(folders, score_fn)
-        record = average_checkpoints(
-            folders, args.output_dir, weights=args.weights, overwrite_output_dir=args.overwrite_output_dir
-        )
-        if scores is not None:
-            average_score = score_checkpoints([args.output_dir], score_fn)
-            record["scores"] = {"metric": metric, "inputs": scores, "average": next(iter(average_score.values()))}
-    write_json_atomic(os.path.join(args.output_dir, CONFIG_FILE), record)
-    from hf_swa.glue.tasks import dataset_facts  # static data: a GLUE task's data set, for the card's metadata
-
-    facts = dataset_facts(evaluation.task_name)
-    card = dict(repo_id=args.hub_model_id, base_model=args.base_model, task_name=evaluation.task_name)
-    card.update(dataset_id=facts.get("id"), dataset_name=facts.get("name"), task_phrase=facts.get("purpose"))
-    write_posthoc_card(args.output_dir, record, **card)
+    if args.soup == "greedy" and not evaluation.given:
+        raise ValueError("--soup greedy scores checkpoints: pass --task_name or --validation_file.")
+    if args.soup == "greedy" and args.weights:
+        raise ValueError("--weights applies to --soup uniform; a greedy soup weights its members equally.")
+    score_fn, metric = _score_fn(evaluation, folders) if evaluation.given else (None, None)
+    with staged_folder(args.output_dir) as stage:
+        record = _average_into(stage, args, folders, score_fn, metric)
+        write_json_atomic(os.path.join(stage, CONFIG_FILE), record)
+        _write_card(stage, record, args, evaluation)
     _push(args, record)
     return record
 
 
+def _average_into(stage: str, args: AverageArguments, folders: list, score_fn, metric: Optional[str]) -> dict:
+    """The soup or the (weighted) mean of ``folders``, written into the empty ``stage``; its record, with scores."""
+    from hf_swa.posthoc.average import average_checkpoints
+    from hf_swa.posthoc.soup import greedy_soup, score_checkpoints
+
+    if args.soup == "greedy":
+        record = greedy_soup(folders, stage, score_fn, overwrite_output_dir=True)
+        record["soup"]["metric"] = metric
+        return record
+    scores = score_checkpoints(folders, score_fn) if score_fn is not None else None
+    record = average_checkpoints(folders, stage, weights=args.weights, overwrite_output_dir=True)
+    if scores is not None:
+        average_score = next(iter(score_checkpoints([stage], score_fn).values()))
+        record["scores"] = {"metric": metric, "inputs": scores, "average": average_score}
+    return record
+
+
+def _write_card(folder: str, record: dict, args: AverageArguments, evaluation: SoupEvaluationArguments) -> None:
+    from hf_swa.glue.tasks import dataset_facts  # static data: a GLUE task's data set, for the card's metadata
+    from hf_swa.posthoc.card import write_posthoc_card
+
+    facts = dataset_facts(evaluation.task_name)
+    card = dict(repo_id=args.hub_model_id, base_model=args.base_model, task_name=evaluation.task_name)
+    card.update(dataset_id=facts.get("id"), dataset_name=facts.get("name"), task_phrase=facts.get("purpose"))
+    write_posthoc_card(folder, record, **card)
+
+
 def run_power_ema(args: AverageArguments, evaluation: SoupEvaluationArguments, checkpoints: list) -> dict:
     """Reconstruct one model per ``--power_ema_std``; return ``{"method": "power_ema", "models": [records]}``."""
+    from hf_swa.checkpointing.writer import check_output_dir, staged_folder
     from hf_swa.posthoc.average import resolve_checkpoints
     from hf_swa.posthoc.card import write_posthoc_card
     from hf_swa.posthoc.power_ema import power_ema_folder, write_power_ema_models
@@ -161,30 +174,26 @@ def run_power_ema(args: AverageArguments, evaluation: SoupEvaluationArguments, c
     if not checkpoints and args.run_dir is None:
         raise ValueError("--power_ema_std needs a model folder for config and tokenizer: pass CKPT_DIR or --run_dir.")
     base = _newest(resolve_checkpoints(checkpoints, args.run_dir, args.last, args.steps))
-    records = write_power_ema_models(
-        snapshot_dir,
-        args.power_ema_std,
-        args.output_dir,
-        base,
-        step=args.power_ema_step,
-        overwrite_output_dir=args.overwrite_output_dir,
-    )
-    folders = [power_ema_folder(args.output_dir, std) for std in args.power_ema_std]
-    summary = {"method": "power_ema", "strategy": "power_ema", "models": records}
-    if evaluation.given:
-        summary["selection"] = _score_power_emas(evaluation, base, folders, records)
-    card = dict(repo_id=None, base_model=args.base_model, task_name=evaluation.task_name)
-    for folder, record in zip(folders, records):
-        write_posthoc_card(folder, record, **card)
+    check_output_dir(args.output_dir, [snapshot_dir, base], args.overwrite_output_dir)
+    scoring = _score_fn(evaluation, [base]) if evaluation.given else None  # the data, before anything is written
+    with staged_folder(args.output_dir) as stage:  # every width, its scores and card, then one rename
+        records = write_power_ema_models(snapshot_dir, args.power_ema_std, stage, base, step=args.power_ema_step)
+        folders = [power_ema_folder(stage, std) for std in args.power_ema_std]
+        summary = {"method": "power_ema", "strategy": "power_ema", "models": records}
+        if scoring is not None:
+            summary["selection"] = _score_power_emas(scoring, base, folders, records)
+        card = dict(repo_id=None, base_model=args.base_model, task_name=evaluation.task_name)
+        for folder, record in zip(folders, records):
+            write_posthoc_card(folder, record, **card)
     return summary
 
 
-def _score_power_emas(evaluation: SoupEvaluationArguments, base: str, folders: list, records: list) -> dict:
+def _score_power_emas(scoring: tuple, base: str, folders: list, records: list) -> dict:
     """Score each reconstructed width and the base checkpoint (``live``); name the best, in each record too."""
     from hf_swa.checkpointing.state import write_json_atomic
     from hf_swa.posthoc.soup import score_checkpoints
 
-    score_fn, metric = _score_fn(evaluation, [base])
+    score_fn, metric = scoring
     names = [f"pema_{record['std']:g}" for record in records] + ["live"]
     scores = dict(zip(names, score_checkpoints([*folders, base], score_fn).values()))
     # score_fn is higher-is-better (a loss is negated): report the metric as it reads.
@@ -198,15 +207,19 @@ def _score_power_emas(evaluation: SoupEvaluationArguments, base: str, folders: l
 
 def _push(args: AverageArguments, record: dict) -> None:
     if args.push_to_hub:
-        from hf_swa.hub import push_to_hub
+        from hf_swa.hub.push import HubPushError, push_to_hub
 
-        url = push_to_hub(
-            args.output_dir,
-            args.hub_model_id,
-            token=args.hub_token,
-            private=args.hub_private_repo,
-            commit_message=f"Upload a post-hoc average of {record['n_averaged']} checkpoints (hf_swa)",
-        )
+        try:
+            url = push_to_hub(
+                args.output_dir,
+                args.hub_model_id,
+                token=args.hub_token,
+                private=args.hub_private_repo,
+                commit_message=f"Upload a post-hoc average of {record['n_averaged']} checkpoints (hf_swa)",
+            )
+        except HubPushError as err:
+            again = f"hf-swa-push --model_dir {args.output_dir} --repo_id {args.hub_model_id} --no_card"
+            raise HubPushError(f"{err} The average is saved in {args.output_dir}; push it later with: {again}") from err
         print(f"Pushed {args.output_dir} to {url}")
 
 
@@ -232,6 +245,13 @@ def main(argv: Optional[list] = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"hf-swa-average: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from hf_swa.hub.push import HubPushError
+
+        if not isinstance(err, HubPushError):
+            raise
+        print(f"hf-swa-average: error: {err}", file=sys.stderr)
+        return 1
     if record["method"] == "power_ema":
         for model in record["models"]:
             print(json.dumps({k: model[k] for k in ("method", "std", "step", "n_averaged", "weights")}))

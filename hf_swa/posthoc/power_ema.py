@@ -9,8 +9,8 @@ in fp32, so memory stays near one piece per snapshot, never a model per snapshot
 Bad input is refused before anything is computed or written, with the setting and the
 fix named: a width outside ``0 < σ_rel < 0.289``, a step after the last snapshot (or
 between snapshots), fewer than 2 stored widths, snapshots of different tensors, and NaN
-or inf in a snapshot (found while streaming; the output is staged and never renamed into
-place then; with several widths the snapshots are checked first).
+or inf in a snapshot (found while streaming). All the widths are written into one staging
+folder that replaces the output folder last, so a refusal or a failure leaves it as it was.
 
 Example:
     >>> import tempfile, torch
@@ -45,7 +45,7 @@ from ..averaging.candidates import power_ema_candidate_name
 from ..averaging.power_ema import check_std, fit_error, solve_coefficients, std_to_exp
 from ..checkpointing.files import CheckpointWeights, row_chunks
 from ..checkpointing.power_ema import PowerEMASnapshot, list_power_ema_snapshots
-from ..checkpointing.writer import check_output_dir
+from ..checkpointing.writer import check_output_dir, staged_folder
 from .average import weighted_sum, write_averaged_checkpoint
 
 __all__ = [
@@ -186,20 +186,6 @@ def reconstruct_power_ema(snapshot_dir: str, std: float, step: Optional[int] = N
     return PowerEMAReconstruction(std, step, snapshots, coefficients, list(snapshots[-1].names))
 
 
-def check_snapshots_finite(snapshots: Sequence[PowerEMASnapshot]) -> None:
-    """Refuse a snapshot holding NaN or inf (one read of each, tensor by tensor), naming the file and tensor."""
-    for snapshot in snapshots:
-        reader = _SnapshotReader(snapshot)
-        for name in snapshot.names:
-            for rows in row_chunks(reader.tensor(name).shape, torch.float32):
-                tensor = reader.tensor(name, rows)
-                if not torch.isfinite(tensor).all():
-                    raise ValueError(
-                        f"{snapshot.path}: tensor {name!r} holds NaN/inf: that snapshot is broken (a diverged "
-                        f"step?). Reconstruct at a step before {snapshot.step} (--power_ema_step)."
-                    )
-
-
 def power_ema_folder(output_dir: str, std: float) -> str:
     """``output_dir/pema_0.05``: where the model of width 0.05 goes (one folder per width, however many)."""
     return os.path.join(output_dir, power_ema_candidate_name(std))
@@ -231,20 +217,13 @@ def write_power_ema_models(
     base = CheckpointWeights(base_model_dir)
     _check_base(base, snapshots[-1])
     check_output_dir(output_dir, [snapshot_dir, base_model_dir], overwrite_output_dir)
-    if len(stds) > 1:  # a NaN found while writing the second model would leave the first: check first
-        check_snapshots_finite(snapshots)
-    created = not os.path.exists(output_dir)
-    try:
+    with staged_folder(output_dir) as stage:  # all widths, then one rename: a failure leaves output_dir as it was
         return [
             _write_model(
-                PowerEMAReconstruction(std, step, snapshots, x, list(snapshots[-1].names)), base, output_dir, progress
+                PowerEMAReconstruction(std, step, snapshots, x, list(snapshots[-1].names)), base, stage, progress
             )
             for std, x in zip(stds, all_coefficients)
         ]
-    except BaseException:
-        if created and os.path.isdir(output_dir) and not os.listdir(output_dir):
-            os.rmdir(output_dir)  # the (staged, removed) model was the only thing in it
-        raise
 
 
 def _write_model(result: PowerEMAReconstruction, base: CheckpointWeights, output_dir: str, progress: bool) -> dict:

@@ -88,6 +88,9 @@ class SWACallback(TrainerCallback):
         if self.config.updates_bn(has_batchnorm(model)) and train_dataloader is None:
             raise ValueError(UPDATE_BN_MESSAGE)
         self.use_batchnorm_statistics(model, LIVE)
+        from .checks import warn_if_fewer_processes_than_launched
+
+        warn_if_fewer_processes_than_launched(args)
         self.batchnorm = None
         if state.is_hyper_param_search and args.save_strategy != "no" and not self.trainer_writes_state:
             raise ValueError(HYPERPARAMETER_SEARCH_MESSAGE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Optional
 
 logger = logging.getLogger(__name__)
@@ -63,4 +64,31 @@ def warn_if_the_schedule_decays(args) -> None:
             "late weights barely move, so averaging them is nearly a no-op. Set swa_lr_ratio (e.g. 0.5, the "
             "default) or swa_lr to hold the LR up while averaging.",
             schedule,
+        )
+
+
+def warn_if_fewer_processes_than_launched(args) -> None:
+    """Say so when the launcher asked for several processes and this run is one.
+
+    ``accelerate launch --num_processes N --cpu`` (N > 1) starts one plain process: it sets
+    ``MASTER_ADDR``/``MASTER_PORT`` for N processes (and ``ACCELERATE_USE_CPU``), but no ``WORLD_SIZE``,
+    so the run trains alone without a word. Launchers that really start N processes set ``WORLD_SIZE``.
+
+    Example:
+        >>> import types
+        >>> os.environ.update(ACCELERATE_USE_CPU="True", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500")
+        >>> warn_if_fewer_processes_than_launched(types.SimpleNamespace(world_size=1))  # logs the warning
+        >>> for name in ("ACCELERATE_USE_CPU", "MASTER_ADDR", "MASTER_PORT"):
+        ...     del os.environ[name]
+    """
+    env = os.environ
+    asked_for_several = "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env and "WORLD_SIZE" not in env
+    if asked_for_several and args.world_size == 1:
+        logger.warning(
+            "accelerate launch set up several processes (MASTER_ADDR=%s, MASTER_PORT=%s) but started only this one: "
+            "`accelerate launch --cpu --num_processes N` runs a single process. This run trains on 1 process. For N "
+            "CPU processes, launch with `accelerate launch --multi_gpu --num_processes N` (no --cpu) and use_cpu=True "
+            "in the training arguments, or with `torchrun --nproc_per_node N`.",
+            env["MASTER_ADDR"],
+            env.get("MASTER_PORT", "?"),
         )

@@ -469,7 +469,8 @@ def test_run_glue_push_to_hub_pushes_the_shipped_model_once(tmp_path):
                     push_to_hub=True,
                     hub_model_id="me/sst2-swa",
                     disable_tqdm="True",
-                    swa_windows=1,  # every row trains and, with one window, the last window is swa (GLUE defaults)
+                    swa_windows=1,  # every row trains (GLUE defaults), one window
+                    swa_ship="swa",  # the average of every snapshot ships
                 ),
             ],
             env=env,

@@ -43,8 +43,8 @@ from hf_swa.glue.modeling import load_config_and_tokenizer, load_model, model_la
 from hf_swa.glue.tasks import dataset_facts
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest_metrics
-from hf_swa.training.config import AUTO
 from hf_swa.training.loss_kwargs import declare_mean_loss
+from hf_swa.training.selection import decide
 from hf_swa.training.splits import held_out_share
 
 logger = logging.getLogger(__name__)
@@ -72,14 +72,17 @@ def check_selection_data(data_args: DataTrainingArguments, training_args) -> Non
             "--swa_refit runs twice and --resume_from_checkpoint names one checkpoint: resume each run in its own "
             "folder without --swa_refit, or start the refit run again."
         )
-    # 'auto' (the default) chooses on held-out training rows or --select_file only: without them --swa_ship ships.
-    selects = training_args.do_train and training_args.swa and metric and metric != AUTO
-    if selects and not (data_args.swa_select_split or data_args.select_file or training_args.do_eval):
+    if not (training_args.do_train and training_args.swa):
+        return
+    try:  # the core's one rule of what ships (selection.decide), with the data this run will have
+        decide(training_args.to_swa_config(), bool(data_args.swa_select_split or data_args.select_file),
+               training_args.do_eval)  # fmt: skip
+    except ValueError:
         raise ValueError(
             f"--swa_select_metric {metric} chooses on held-out data, but --swa_select_split 0 holds out no training "
             "row and there is no --do_eval: keep --swa_select_split above 0, pass a --select_file, add --do_eval (an "
             "optimistic choice), or pass --swa_select_metric auto or none."
-        )
+        ) from None
 
 
 def check_select_metric(training_args, produced: tuple) -> None:
@@ -247,12 +250,6 @@ def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments
     return EvaluationData(data[split], tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None)
 
 
-def _record_split_in_callback_selection(callback, split: dict) -> None:
-    """The one place the app changes the callback's selection record in place: it adds what the choice was made
-    on (the record of what ships is to own this; until then it stays in this one line)."""
-    callback.selection.update(split=split)
-
-
 def _train(trainer, data, training_args, facts: _RunFacts, refit=None) -> dict:
     held_out, output_dir = facts.held_out.rows, training_args.output_dir
     if trainer.is_world_process_zero():
@@ -268,8 +265,6 @@ def _train(trainer, data, training_args, facts: _RunFacts, refit=None) -> dict:
     if refit is not None:  # ship the candidate chosen by the run in `refit`, the record naming that run
         with open(os.path.join(refit, CONFIG_FILE), encoding="utf-8") as f:
             trainer.ship_refit(json.load(f), selection_run=refit)
-    elif callback is not None and callback.selection is not None:  # the record says what the choice was made on
-        _record_split_in_callback_selection(callback, facts.held_out.split)
     trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
     metrics = dict(train_result.metrics, train_samples=len(data["train"]))
     if held_out is not None:
@@ -355,6 +350,7 @@ def _run(model_args, data_args, training_args, refit=None) -> dict:
         data_collator=collator,
         compute_metrics=facts.compute_metrics,
         swa_select_dataset=data.get(SELECT_SPLIT_NAME),
+        swa_select_split=facts.held_out.split,
     )
     results = {"task": data_args.task_name, "dataset": dataset_facts(data_args.task_name)}
     results.update(metrics=list(facts.metrics), lower_is_better=["loss"])

@@ -58,7 +58,8 @@ class SWATrainerMixin:
     - with ``swa_select_metric``, `train()` ends by scoring every candidate average and the
       live weights on ``swa_select_dataset`` (or, for a metric set by name, ``eval_dataset``)
       and the model takes the best; ``"auto"`` (the default) selects by loss on
-      ``swa_select_dataset`` only, and without one ships `swa_ship`.
+      ``swa_select_dataset`` only, and without one ships `swa_ship`; ``swa_select_split`` (a dict saying how
+      those rows were held out) is recorded with the choice. `hf_swa.training.selection.decide` says which.
 
     Training itself (the loss, its scaling over gradient accumulation and processes) is the
     Trainer's own: the live weights follow the plain Trainer's trajectory bit for bit.
@@ -88,10 +89,13 @@ class SWATrainerMixin:
         (2, True)
     """
 
-    def __init__(self, *args, swa_config: Optional[SWAConfig] = None, swa_select_dataset=None, **kwargs):
+    def __init__(
+        self, *args, swa_config: Optional[SWAConfig] = None, swa_select_dataset=None, swa_select_split=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.swa_callback: Optional[SWACallback] = None
         self.swa_select_dataset = swa_select_dataset
+        self.swa_select_split = swa_select_split  # how the selection rows were held out: recorded with a choice
         if not getattr(self.args, "swa", True):
             return
         if swa_config is None:
@@ -197,6 +201,8 @@ class SWATrainerMixin:
             self.save_candidates(folder)
             raise type(error)(f"{error} (Selection failed; every candidate was saved to {folder} first.)") from error
         record["optimistic"] = decision.optimistic  # a choice made on the evaluation set flatters the scores there
+        if self.swa_select_split is not None:
+            record["split"] = self.swa_select_split
         callback.record_selection(self.model, record)
         logger.info("SWA: chose %r by %s: %s", record["chosen"], metric, record["scores"])
         return record

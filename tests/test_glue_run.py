@@ -403,3 +403,27 @@ def test_mrpc_f1_is_about_equivalent_whatever_the_models_label_order(tmp_path):
     expected = f1_score(gold, predicted, pos_label="equivalent")
     assert expected != f1_score(gold, predicted, pos_label="not_equivalent")  # the order matters here
     assert results["eval"]["live"]["validation"]["f1"] == pytest.approx(expected)
+
+
+def test_a_run_that_fails_in_training_leaves_the_earlier_outputs_as_they_were(tmp_path, bert, monkeypatch):
+    """The earlier run's results.json, swa_config.json and card go only once the new run has trained."""
+    from hf_swa import SWATrainer
+
+    train = write_rows(tmp_path / "train.tsv", sentiment_rows(16, seed=0))
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {name: f"an earlier run's {name}" for name in ("results.json", CONFIG_FILE, "README.md")}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt("stopped in training")
+
+    monkeypatch.setattr(SWATrainer, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_glue(
+            ModelArguments(model_name_or_path=str(bert)),
+            DataTrainingArguments(task_name="sst2", train_file=str(train)),
+            GlueTrainingArguments(output_dir=str(out), do_train=True, max_steps=2, **TRAIN),
+        )
+    assert {name: (out / name).read_text() for name in earlier} == earlier

@@ -252,6 +252,9 @@ def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments
 
 def _train(trainer, data, training_args, facts: _RunFacts, refit=None) -> dict:
     held_out, output_dir = facts.held_out.rows, training_args.output_dir
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    # Only once training has succeeded: an earlier run's outputs go, as the new ones are written. A run that fails
+    # or is killed leaves the earlier model and the files that describe it as they were.
     if trainer.is_world_process_zero():
         for path in (os.path.join(output_dir, name) for name in _OUTPUTS):
             if os.path.isfile(path):
@@ -260,7 +263,6 @@ def _train(trainer, data, training_args, facts: _RunFacts, refit=None) -> dict:
         if held_out is not None:
             with open(os.path.join(output_dir, SELECT_ROWS_FILE), "w", encoding="utf-8") as f:
                 json.dump(held_out, f)
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     callback = trainer.swa_callback
     if refit is not None:  # ship the candidate chosen by the run in `refit`, the record naming that run
         with open(os.path.join(refit, CONFIG_FILE), encoding="utf-8") as f:

@@ -75,7 +75,7 @@ def step(config, averager, model, args, state) -> None:
 
 def reconstruct_at_the_end(config, averager, model, args, state) -> None:
     """When training ends: snapshot the last step if that was not a snapshot step, then add the reconstructed widths."""
-    last = averager.power_emas.last_step
+    last = averager.power_ema_last_step
     if not last:
         return
     if not config.is_power_ema_snapshot_step(last, state.max_steps):
@@ -128,4 +128,4 @@ def add_reconstructed_candidates(averager, output_dir: str, stds: Sequence[float
         tensors = result.state_dict()
         record = {key: value for key, value in result.record().items() if key in ("std", "gamma", "step", "fit_error")}
         record.update(kind="power_ema_posthoc", n_averaged=len(result.sources))
-        averager.reconstructed.add(name, [tensors[n] for n in averager.names], record)
+        averager.add_candidate(name, [tensors[n] for n in averager.names], record)

@@ -49,6 +49,8 @@ def _candidate_phrase(name: str, records: list) -> str:
         return "the weights of the last training step (no average scored better)"
     record = next((r for r in records if r.get("name") == name), {})
     count = record.get("n_averaged", "the")
+    if record.get("kind") == "bema":
+        return f"BEMA, the bias-corrected EMA of Block & Zhang (2025) as TRL computes it, over {count} updates"
     if record.get("kind") == "ema":
         return f"a bias-corrected exponential moving average (decay {record.get('decay')}) of {count} snapshots"
     if record.get("start_step") is not None and name != "swa":

@@ -137,8 +137,30 @@ class SWAArgumentsMixin:
         metadata={
             "help": "What the model ships when nothing chooses (no selection, or 'auto' without selection data): "
             "last_window (the window with the latest start), swa (every snapshot from swa_start), or an "
-            "ema_<d> / pema_<std> candidate of these settings."
+            "ema_<d> / pema_<std> candidate of these settings, or bema (with swa_bema)."
         },
+    )
+    swa_bema: bool = field(
+        default=defaults.SWA_BEMA,
+        metadata={"help": "Keep BEMA (TRL's BEMACallback: bias-corrected EMA) as the candidate 'bema'."},
+    )
+    swa_bema_ema_power: float = field(
+        default=defaults.SWA_BEMA_EMA_POWER, metadata={"help": "BEMA's EMA decay power (TRL's ema_power)."}
+    )
+    swa_bema_bias_power: float = field(
+        default=defaults.SWA_BEMA_BIAS_POWER, metadata={"help": "BEMA's bias-correction power (TRL's bias_power)."}
+    )
+    swa_bema_lag: int = field(default=defaults.SWA_BEMA_LAG, metadata={"help": "BEMA's lag (TRL's lag)."})
+    swa_bema_multiplier: float = field(
+        default=defaults.SWA_BEMA_MULTIPLIER, metadata={"help": "BEMA's step multiplier (TRL's multiplier)."}
+    )
+    swa_bema_update_after: int = field(
+        default=defaults.SWA_BEMA_UPDATE_AFTER,
+        metadata={"help": "The optimizer step whose weights anchor BEMA (TRL's update_after; 0: the start)."},
+    )
+    swa_bema_update_freq: int = field(
+        default=defaults.SWA_BEMA_UPDATE_FREQ,
+        metadata={"help": "Update BEMA every this many optimizer steps (TRL's update_freq)."},
     )
 
     def __post_init__(self):
@@ -192,6 +214,13 @@ class SWAArgumentsMixin:
             swa_power_ema_candidates=list(self.swa_power_ema_candidates or []),
             swa_update_bn=self.swa_update_bn,
             swa_ship=self.swa_ship,
+            swa_bema=self.swa_bema,
+            swa_bema_ema_power=self.swa_bema_ema_power,
+            swa_bema_bias_power=self.swa_bema_bias_power,
+            swa_bema_lag=self.swa_bema_lag,
+            swa_bema_multiplier=self.swa_bema_multiplier,
+            swa_bema_update_after=self.swa_bema_update_after,
+            swa_bema_update_freq=self.swa_bema_update_freq,
         )
 
 

@@ -114,6 +114,7 @@ class SWACallback(TrainerCallback):
             window_starts=self.config.window_starts(state.max_steps),
             ema_decays=self.config.swa_ema_decays,
             power_ema_stds=self.config.swa_power_ema_stds,
+            bema=self.config.bema_settings(state.max_steps),
         )
         self.selection = None
         if self.config.swa_power_ema_stds:
@@ -121,6 +122,8 @@ class SWACallback(TrainerCallback):
         self.record_folder = None
         if state.global_step > 0:
             self._resume(args, state)
+        elif self.config.swa_bema:
+            self.averager.update_bema(model, 0)  # the weights before training: BEMA's anchor when update_after is 0
         if not self.config.has_lr_tail:
             warn_if_the_schedule_decays(args)
         else:
@@ -140,6 +143,8 @@ class SWACallback(TrainerCallback):
             self.averager.update(model, step=step)
         if self.config.swa_power_ema_stds:
             power_emas.step(self.config, self.averager, model, args, state)
+        if self.config.swa_bema and step <= state.max_steps:
+            self.averager.update_bema(model, step)
 
     def on_save(self, args, state, control, **kwargs):
         if not self.trainer_writes_state:  # SWATrainer writes it earlier, before old checkpoints rotate

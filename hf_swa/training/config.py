@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
+from ..averaging.bema import BEMA_CANDIDATE, BEMASettings
 from ..averaging.candidates import MAIN_CANDIDATE, ema_candidate_name, power_ema_candidate_name
 from ..averaging.power_ema import check_std, check_stds
 from ..averaging.strategies import check_ema_decay, check_ema_decays, make_strategy
@@ -118,6 +119,12 @@ class SWAConfig:
             end of training, with one pass over the training data (as
             `torch.optim.swa_utils.update_bn`); ``None`` (default): when the model has a torch
             BatchNorm module.
+        swa_bema: keep BEMA (bias-corrected EMA, Block & Zhang 2025), as TRL's `BEMACallback`
+            computes it, as the candidate ``bema``: from optimizer step ``swa_bema_update_after``
+            (0: the start of training) it is updated every ``swa_bema_update_freq`` steps.
+        swa_bema_ema_power, swa_bema_bias_power, swa_bema_lag, swa_bema_multiplier,
+            swa_bema_update_after, swa_bema_update_freq: TRL's ``ema_power`` (κ), ``bias_power`` (η),
+            ``lag`` (ρ), ``multiplier`` (γ), ``update_after`` (τ) and ``update_freq`` (φ), with its defaults.
 
     The defaults come from :mod:`hf_swa.training.defaults`.
 
@@ -153,6 +160,13 @@ class SWAConfig:
     swa_power_ema_candidates: List[float] = dataclasses.field(default_factory=list)
     swa_update_bn: Optional[bool] = None
     swa_ship: str = defaults.SWA_SHIP
+    swa_bema: bool = defaults.SWA_BEMA
+    swa_bema_ema_power: float = defaults.SWA_BEMA_EMA_POWER
+    swa_bema_bias_power: float = defaults.SWA_BEMA_BIAS_POWER
+    swa_bema_lag: int = defaults.SWA_BEMA_LAG
+    swa_bema_multiplier: float = defaults.SWA_BEMA_MULTIPLIER
+    swa_bema_update_after: int = defaults.SWA_BEMA_UPDATE_AFTER
+    swa_bema_update_freq: int = defaults.SWA_BEMA_UPDATE_FREQ
 
     def __post_init__(self) -> None:
         self.swa_start = parse_swa_start(self.swa_start)
@@ -189,6 +203,7 @@ class SWAConfig:
         make_strategy(self.strategy, check_ema_decay(self.ema_decay, "ema_decay"))
         self._check_candidates()
         self._check_power_emas()
+        self.bema_settings()
         self._check_ship()
 
     def _check_candidates(self) -> None:
@@ -227,12 +242,40 @@ class SWAConfig:
         names = [LAST_WINDOW, MAIN_CANDIDATE]
         names += [ema_candidate_name(d) for d in self.swa_ema_decays]
         names += [power_ema_candidate_name(s) for s in self.swa_power_ema_stds + self.swa_power_ema_candidates]
+        names += [BEMA_CANDIDATE] if self.swa_bema else []
         if self.swa_ship not in names:
             raise ValueError(
                 f"swa_ship={self.swa_ship!r}: the model can ship one of {', '.join(names)} (the last window, the "
                 "average from swa_start, or a candidate of swa_ema_decays / swa_power_ema_stds / "
-                "swa_power_ema_candidates)."
+                "swa_power_ema_candidates / swa_bema)."
             )
+
+    def bema_settings(self, max_steps: Optional[int] = None) -> Optional[BEMASettings]:
+        """TRL's BEMA parameters from the ``swa_bema_*`` settings (checked), or ``None`` without ``swa_bema``.
+
+        With `max_steps`, refuses a schedule whose first update comes after the last step.
+
+        >>> SWAConfig(swa_bema=True, swa_bema_update_freq=1).bema_settings().update_freq
+        1
+        """
+        if not self.swa_bema:
+            return None
+        settings = BEMASettings(
+            ema_power=self.swa_bema_ema_power,
+            bias_power=self.swa_bema_bias_power,
+            lag=self.swa_bema_lag,
+            multiplier=self.swa_bema_multiplier,
+            update_after=self.swa_bema_update_after,
+            update_freq=self.swa_bema_update_freq,
+        )
+        if max_steps is not None and settings.first_update_step() > max_steps:
+            raise ValueError(
+                f"swa_bema: BEMA starts at step swa_bema_update_after={settings.update_after} and updates every "
+                f"swa_bema_update_freq={settings.update_freq} steps, so it would first update at step "
+                f"{settings.first_update_step()}, after the last step ({max_steps}). Lower swa_bema_update_freq "
+                "(e.g. 1) or swa_bema_update_after, or train longer."
+            )
+        return settings
 
     def power_ema_every(self, max_steps: int) -> int:
         """Every how many optimizer steps the power EMAs are written as snapshots (the last step is one too)."""

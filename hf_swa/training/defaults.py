@@ -38,6 +38,14 @@ SWA_EMA_DECAYS: tuple = ()
 SWA_SELECT_METRIC = "auto"
 #: What the model ships when nothing chooses: ``"swa"`` (every snapshot) or ``"last_window"`` (the latest window).
 SWA_SHIP = "last_window"
+#: BEMA (the ``bema`` candidate, off by default) with TRL's `BEMACallback` defaults (Block & Zhang 2025).
+SWA_BEMA = False
+SWA_BEMA_EMA_POWER = 0.5
+SWA_BEMA_BIAS_POWER = 0.2
+SWA_BEMA_LAG = 10
+SWA_BEMA_MULTIPLIER = 1.0
+SWA_BEMA_UPDATE_AFTER = 0
+SWA_BEMA_UPDATE_FREQ = 400
 #: The share of the training rows the apps hold out to choose on (the API: `hf_swa.selection_split`); 0: none,
 #: every row trains and the model ships SWA_SHIP (measured better than choosing on held-out rows).
 SWA_SELECT_SPLIT = 0.0
@@ -64,5 +72,12 @@ __all__ = [
     "SWA_SELECT_METRIC",
     "SWA_SELECT_SPLIT",
     "SWA_SHIP",
+    "SWA_BEMA",
+    "SWA_BEMA_EMA_POWER",
+    "SWA_BEMA_BIAS_POWER",
+    "SWA_BEMA_LAG",
+    "SWA_BEMA_MULTIPLIER",
+    "SWA_BEMA_UPDATE_AFTER",
+    "SWA_BEMA_UPDATE_FREQ",
     "lr_tail_is_on",
 ]

@@ -165,3 +165,29 @@ def test_a_bema_that_would_never_update_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="swa_bema_update_freq=400"):
         trainer.train()
     assert not (tmp_path / "out" / "swa_config.json").exists()
+
+
+@pytest.mark.distributed
+def test_bema_is_shard_local_under_fsdp2_and_resumes_bit_exactly(tmp_path):
+    from safetensors.torch import load_file
+    from test_distributed import TOLERANCE, launch, relative_error, reports, torchrun
+
+    launch(torchrun(), "bema_fsdp2_worker.py", tmp_path, tmp_path=tmp_path)
+    reference = load_file(tmp_path / "reference-rank0.safetensors")
+    scale = max(value.abs().max().item() for value in reference.values())
+    for rank, report in enumerate(reports(tmp_path)):
+        assert report["sharded"] and report["held"] == "bema"
+        calls = report["collectives_in_updates"]
+        calls.pop("all_reduce")  # the NaN/inf check: one scalar each update
+        assert sum(calls.values()) == 0, calls  # no gather per step
+        local = load_file(tmp_path / f"local-rank{rank}.safetensors")
+        numel = sum(v.numel() for v in local.values())
+        assert numel <= 0.55 * sum(v.numel() for v in reference.values())  # this rank's shard only
+        for name, value in local.items():
+            expected = torch.chunk(reference[name], 2, dim=0)[rank]
+            assert value.shape == expected.shape, name
+            if value.numel():
+                assert (value - expected).abs().max().item() <= TOLERANCE * scale, name
+        assert relative_error(load_file(tmp_path / f"full-rank{rank}.safetensors"), reference) <= TOLERANCE
+        resumed = load_file(tmp_path / f"resumed-rank{rank}.safetensors")
+        assert all(torch.equal(resumed[k], local[k]) for k in local)

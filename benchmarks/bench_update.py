@@ -164,6 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="a 4-layer, 256-wide model: a quick smoke run")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no_training", action="store_true", help="skip the tiny training run")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     config = (
@@ -172,7 +173,8 @@ def main() -> None:
         else BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
     )
     bench_update(config, args.repeats, args.device)
-    bench_training(max(1, args.repeats // 2))
+    if not args.no_training:
+        bench_training(max(1, args.repeats // 2))
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ from torch import nn
 from . import distributed
 from .bema import BEMASettings, BiasCorrectedEMA
 from .candidates import MAIN_CANDIDATE, ExponentialMean, PowerFunctionMeans, ReconstructedCandidates, WindowMeans
-from .parameters import (  # noqa: F401  (averaged_parameters and clean_parameter_name: public here too)
-    all_finite,
+from .parameters import (  # noqa: F401  (averaged_parameters, clean_parameter_name, local_tensor: public here too)
     averaged_parameters,
     clean_parameter_name,
     local_tensor,
-    mismatch_message,
     require_averaged_parameters,
 )
+from .sources import ModelWeights, all_finite  # noqa: F401  (all_finite: public here too)
 from .state import check_saved_state
 from .strategies import ExponentialAverage, UniformAverage, check_ema_decays, make_strategy
 from .swapping import WeightSwapping
@@ -119,13 +118,10 @@ class WeightAverager(WeightSwapping):
         if bema is True:
             bema = BEMASettings()
         self.bema = BiasCorrectedEMA(new_buffers, bema) if bema else None
-        self.reconstructed = ReconstructedCandidates(next(iter(self.stores[0].slots().values())).buffers)
-        # Tensors folded in directly (fp32, on the averages' device) or through a staging buffer allocated once.
-        self._staging: Dict[int, torch.Tensor] = {
-            i: self._new_buffer(t, torch.float32)
-            for i, t in enumerate(tensors)
-            if not (t.dtype == torch.float32 and (self.device is None or t.device == self.device))
-        }
+        like = next(iter(self.stores[0].slots().values())).buffers
+        self.reconstructed = ReconstructedCandidates(like)
+        reshard = self._reshard if self._has_fsdp2 else None
+        self.weights = ModelWeights(self.names, like, tensors, self._new_buffer, self.sharded, reshard)
 
     def _main_store(self, new_buffers, window_starts):
         if isinstance(self.strategy, UniformAverage):
@@ -153,37 +149,11 @@ class WeightAverager(WeightSwapping):
 
         Refuses a model whose averaged parameters differ from the one the averager was built for.
         """
-        self._reshard(model)
-        named = averaged_parameters(model)
-        names = [name for name, _ in named]
-        if names != self.names:
-            raise ValueError(mismatch_message(self.names, names, "the averager was built for", "this model has"))
-        return named
+        return self.weights.matched_parameters(model)
 
     def _tensors(self, model: nn.Module) -> List[torch.Tensor]:
         """The model's averaged tensors (this rank's part), in the order of the averages; refuses another model."""
-        tensors = [local_tensor(p) for _, p in self.matched_parameters(model)]
-        for name, tensor, average in zip(self.names, tensors, self.reconstructed.like):
-            if tensor.shape != average.shape:
-                raise ValueError(
-                    f"Parameter {name!r} has shape {tuple(tensor.shape)} but its average has {tuple(average.shape)}: "
-                    "the averager was built for another model (or another sharding)."
-                )
-        return tensors
-
-    def _agree(self, flag: bool) -> bool:
-        return distributed.all_ranks(flag) if self.sharded else flag
-
-    def _fp32_sources(self, tensors: List[torch.Tensor]) -> List[torch.Tensor]:
-        """The snapshot as fp32 tensors on the averages' devices: the weights themselves or their staging copies."""
-        if not self._staging:
-            return tensors
-        buffers = list(self._staging.values())
-        weights = [tensors[i] for i in self._staging]
-        torch._foreach_copy_(buffers, weights, non_blocking=True)
-        if any(t.is_cuda for t in weights) and buffers[0].device.type == "cpu":
-            torch.cuda.current_stream().synchronize()
-        return [self._staging.get(i, t) for i, t in enumerate(tensors)]
+        return self.weights.tensors(model)
 
     # ---------------------------------------------------------------- averaging
     @torch.no_grad()
@@ -194,15 +164,7 @@ class WeightAverager(WeightSwapping):
         windows). Returns ``False`` (counted in ``n_skipped``, with a warning) when the snapshot
         holds NaN or inf and ``skip_non_finite`` is set; the averages are then untouched.
         """
-        sources = self._finite_sources(model)
-        if sources is None:
-            self.n_skipped += 1
-            logger.warning("SWA: skipped a snapshot with NaN/inf weights (%d skipped so far).", self.n_skipped)
-            return False
-        for store in self.stores:
-            store.fold(sources, step)
-        self.n_averaged += 1
-        return True
+        return self._fold(model, step, snapshot=True, clocked=False)
 
     @torch.no_grad()
     def update_power_emas(self, model: nn.Module, step: int) -> bool:
@@ -213,11 +175,7 @@ class WeightAverager(WeightSwapping):
         """
         if self.power_emas is None:
             raise RuntimeError("This averager keeps no power EMAs: build it with power_ema_stds=[...].")
-        if (sources := self._finite_sources(model)) is None:
-            logger.warning("SWA: power EMAs skipped the NaN/inf weights of step %s.", step)
-            return False
-        self.power_emas.fold(sources, step)
-        return True
+        return self._fold(model, step, snapshot=False, clocked=True, bema=False)
 
     @torch.no_grad()
     def update_bema(self, model: nn.Module, step: int) -> bool:
@@ -229,20 +187,40 @@ class WeightAverager(WeightSwapping):
         """
         if self.bema is None:
             raise RuntimeError("This averager keeps no BEMA: build it with bema=True or bema=BEMASettings(...).")
-        if not self.bema.wants(step):
-            return False
-        if (sources := self._finite_sources(model)) is None:
-            logger.warning("SWA: BEMA skipped the NaN/inf weights of step %s.", step)
-            return False
-        self.bema.fold(sources, step)
-        return True
+        return self._fold(model, step, snapshot=False, clocked=False, bema=True)
 
-    def _finite_sources(self, model: nn.Module) -> Optional[List[torch.Tensor]]:
-        """The model's weights as fp32 sources, or ``None`` when they hold NaN/inf (and ``skip_non_finite``)."""
-        tensors = self._tensors(model)  # sharded: all ranks must agree, to keep the counters equal
-        if self.skip_non_finite and not self._agree(all_finite(tensors)):
-            return None
-        return self._fp32_sources(tensors)
+    @torch.no_grad()
+    def update_step(self, model: nn.Module, step: int, snapshot: bool) -> bool:
+        """After optimizer step ``step``: fold the weights, read and checked once, into every average that takes them.
+
+        The snapshot averages when `snapshot` (as `update`), the power EMAs (every step, as
+        `update_power_emas`) and BEMA on its schedule (as `update_bema`). A step none of them takes
+        costs nothing. Returns ``False`` when the weights held NaN/inf (``skip_non_finite``): then
+        nothing is folded, and a snapshot is counted in ``n_skipped``.
+        """
+        return self._fold(model, step, snapshot=snapshot, clocked=True, bema=True)
+
+    def _fold(self, model: nn.Module, step: Optional[int], snapshot: bool, clocked: bool, bema: bool = False) -> bool:
+        stores = list(self.stores) if snapshot else []
+        if clocked and self.power_emas is not None and (step is None or step != 0):  # t = 0: the start, no update
+            stores.append(self.power_emas)
+        if bema and self.bema is not None and self.bema.wants(step):
+            stores.append(self.bema)
+        if not stores:
+            return False
+        sources = self.weights.fp32_if_finite(model, check=self.skip_non_finite)
+        if sources is None:
+            if snapshot:
+                self.n_skipped += 1
+                logger.warning("SWA: skipped a snapshot with NaN/inf weights (%d skipped so far).", self.n_skipped)
+            else:
+                logger.warning("SWA: power EMAs and BEMA skipped the NaN/inf weights of step %s.", step)
+            return False
+        for store in stores:
+            store.fold(sources, step)
+        if snapshot:
+            self.n_averaged += 1
+        return True
 
     # ---------------------------------------------------------------- candidates
     @property
@@ -305,7 +283,7 @@ class WeightAverager(WeightSwapping):
 
     def nbytes(self) -> int:
         """Bytes the averager holds: every candidate's fp32 averages plus the staging buffers."""
-        tensors = [t for mean in self._slots().values() for t in mean.buffers] + list(self._staging.values())
+        tensors = [t for mean in self._slots().values() for t in mean.buffers] + list(self.weights.staging.values())
         return sum(t.numel() * t.element_size() for t in tensors)
 
     # ---------------------------------------------------------------- state

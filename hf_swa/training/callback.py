@@ -139,12 +139,11 @@ class SWACallback(TrainerCallback):
         step = state.global_step
         if self.config.has_lr_tail:
             sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
-        if self.config.is_snapshot_step(step, state.max_steps):
-            self.averager.update(model, step=step)
+        if step <= state.max_steps:  # a step past the end (resuming a finished run) is never averaged
+            # One read and one NaN/inf check of the weights for the snapshot, the power EMAs and BEMA.
+            self.averager.update_step(model, step, snapshot=self.config.is_snapshot_step(step, state.max_steps))
         if self.config.swa_power_ema_stds:
-            power_emas.step(self.config, self.averager, model, args, state)
-        if self.config.swa_bema and step <= state.max_steps:
-            self.averager.update_bema(model, step)
+            power_emas.write_if_due(self.config, self.averager, model, args, state)
 
     def on_save(self, args, state, control, **kwargs):
         if not self.trainer_writes_state:  # SWATrainer writes it earlier, before old checkpoints rotate

@@ -1,10 +1,11 @@
 """Power EMAs in a training run: their snapshots in ``output_dir/swa_power_ema/``, and widths reconstructed at the end.
 
-`SWACallback` updates the power EMAs after every optimizer step and calls these:
+`SWACallback` updates the power EMAs after every optimizer step (`WeightAverager.update_step`) and calls these:
 
-- `write_snapshots` every ``swa_power_ema_every`` steps and at the last step: each width is
-  written as one file, atomically (`hf_swa.checkpointing.power_ema`). Under FSDP2/ZeRO-3 every
-  rank gathers its shard (collective) and the main process writes, as for checkpoints.
+- `write_if_due` after each step, which calls `write_snapshots` every ``swa_power_ema_every``
+  steps and at the last step: each width is written as one file, atomically
+  (`hf_swa.checkpointing.power_ema`). Under FSDP2/ZeRO-3 every rank gathers its shard
+  (collective) and the main process writes, as for checkpoints.
 - `prune_snapshots` when a run starts or resumes: snapshots after the step it starts from
   belong to a trajectory that is being replaced (a run killed after writing them), and
   the resumed run writes its own. The folder sits beside the checkpoints, so
@@ -64,11 +65,8 @@ def begin(config, averager, args, state) -> None:
     prune_snapshots(args.output_dir, state.global_step, args.should_save)
 
 
-def step(config, averager, model, args, state) -> None:
-    """After each optimizer step: update the power EMAs, and write them on the snapshot steps."""
-    if state.global_step > state.max_steps:
-        return  # a step past the end (resuming a finished run) is never averaged
-    averager.update_power_emas(model, state.global_step)
+def write_if_due(config, averager, model, args, state) -> None:
+    """After each optimizer step (the averager has updated the power EMAs): write them on the snapshot steps."""
     if config.is_power_ema_snapshot_step(state.global_step, state.max_steps):
         write_snapshots(averager, model, args.output_dir, config.swa_power_ema_dtype, args.should_save)
 

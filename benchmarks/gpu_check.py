@@ -305,7 +305,7 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     gathered = full_averages(averager, trainer.model)  # the averages themselves where nothing is sharded
     error = relative_error(gathered, recorder.mean())
     check(error <= TOLERANCE, f"averages equal the recorded float64 mean (relative error {error:.1e})")
-    live = dict(zip(averager.names, averager._backup))  # the last live weights, kept aside by the final swap
+    live = averager.kept_live_weights()  # the last live weights, kept aside by the final swap
     moved = relative_error({k: v.float() for k, v in live.items()}, {k: v.double() for k, v in averages.items()})
     check(moved > 1e-5, f"the average differs from the last live weights (relative {moved:.1e}): the check has teeth")
     weights = {k: full(p.detach()) for k, p in trainable(trainer.model)}

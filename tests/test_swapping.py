@@ -79,6 +79,8 @@ def test_live_weights_kept_aside_are_freed_after_the_swap_back_and_come_back_bit
     live = {k: v.detach().clone() for k, v in model.named_parameters()}
     with averager.averaged_weights(model, "swa"):
         assert averager.keeps_live_weights  # the live weights, kept aside while the candidate is in
+        kept = averager.kept_live_weights()
+        assert kept.keys() == live.keys() and all(torch.equal(kept[k], v) for k, v in live.items())
     assert not averager.keeps_live_weights
     with pytest.raises(ZeroDivisionError):
         with averager.averaged_weights(model, "swa_from3"):

@@ -8,7 +8,7 @@ one copy (their dtype, their device) until they are put back, also on error.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from .parameters import averaged_parameters
 class WeightSwapping:
     """Swap candidates into a model and the live weights back. `WeightAverager` provides the candidates.
 
-    The host class provides ``_store(name)``, ``_tensors(model)``, ``require_snapshot()``,
+    The host class provides ``names``, ``_store(name)``, ``_tensors(model)``, ``require_snapshot()``,
     ``_new_buffer(like, dtype)`` and ``sharded``.
 
     Example:
@@ -47,6 +47,10 @@ class WeightSwapping:
     def keeps_live_weights(self) -> bool:
         """True while `swap_in` keeps the live weights aside for `swap_out` to put back."""
         return self._live_copy is not None
+
+    def kept_live_weights(self) -> Dict[str, torch.Tensor]:
+        """The live weights `swap_in` keeps aside, by parameter name (the tensors themselves; empty when none)."""
+        return dict(zip(self.names, self._live_copy)) if self._live_copy is not None else {}
 
     @property
     def held(self) -> Optional[str]:

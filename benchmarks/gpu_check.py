@@ -324,11 +324,7 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     if swa_device == "cpu":
         on_cpu = all(t.device.type == "cpu" for t in averages.values())
         check(on_cpu, "averages live in host memory")
-    gpu_bytes = sum(
-        t.numel() * t.element_size()
-        for t in list(averages.values()) + list(averager.weights.staging.values())
-        if t.is_cuda
-    )
+    gpu_bytes = sum(t.numel() * t.element_size() for t in averager.allocated_tensors() if t.is_cuda)
     if swa_device == "cpu" and cuda:
         check(all(t.is_pinned() for t in averages.values()), "host averages are pinned")
         check(gpu_bytes == 0, "the averages take no GPU memory")

@@ -281,10 +281,13 @@ class WeightAverager(WeightSwapping):
         if self.n_averaged == 0 and not self.candidate_names():
             raise RuntimeError("No snapshot has been averaged yet: call update(model) first.")
 
+    def allocated_tensors(self) -> List[torch.Tensor]:
+        """The tensors the averager allocated: every running average's fp32 buffers and the staging buffers."""
+        return [t for mean in self._slots().values() for t in mean.buffers] + list(self.weights.staging.values())
+
     def nbytes(self) -> int:
         """Bytes the averager holds: every candidate's fp32 averages plus the staging buffers."""
-        tensors = [t for mean in self._slots().values() for t in mean.buffers] + list(self.weights.staging.values())
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return sum(t.numel() * t.element_size() for t in self.allocated_tensors())
 
     # ---------------------------------------------------------------- state
     def _slots(self) -> Dict[str, object]:

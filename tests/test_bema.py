@@ -130,6 +130,17 @@ def test_bema_equals_its_formula_in_a_run_and_resumes_bit_exactly(tmp_path):
         assert torch.equal(again[name], value), name
 
 
+def test_resuming_bema_from_a_checkpoint_without_its_state_is_refused(tmp_path):
+    kwargs = dict(swa_bema_update_freq=2, save_strategy="steps", save_steps=2)
+    bema_trainer(tmp_path / "run", callbacks=[StopAt(3)], **kwargs).train()
+    checkpoint = tmp_path / "run" / "checkpoint-2"  # before swa_start (4), after BEMA's anchor (step 0)
+    (checkpoint / "swa_state.json").unlink()  # e.g. written by a run without SWA
+    resumed = bema_trainer(tmp_path / "run", **kwargs)
+    with pytest.raises(ValueError, match="BEMA was anchored at step swa_bema_update_after=0"):
+        resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 2  # nothing trained
+
+
 def test_bema_ships_and_is_evaluated(tmp_path):
     trainer = bema_trainer(tmp_path / "out", swa_bema_update_freq=2, swa_ship="bema", swa_eval_candidates=True)
     trainer.train()

@@ -356,6 +356,12 @@ class SWACallback(TrainerCallback):
                     "step from the first: their history is lost. Resume from a checkpoint written with them, or "
                     "unset swa_power_ema_stds."
                 )
+            if self.config.swa_bema and step >= self.config.swa_bema_update_after:
+                raise ValueError(
+                    f"Resuming at step {step} from {folder}, which has no SWA state, but BEMA was anchored at step "
+                    f"swa_bema_update_after={self.config.swa_bema_update_after}: its anchor and EMA are lost. Resume "
+                    f"from a checkpoint written with swa_bema, or set swa_bema_update_after to a step > {step}."
+                )
             if step < self.start_step:
                 logger.info("SWA: resuming at step %d, before averaging starts (step %d).", step, self.start_step)
                 return

@@ -9,10 +9,15 @@ weight decay 0.01) in these variants:
 - ``rows``: SWA with 20% of the pool held out row by row (stratified) to choose on;
 - ``groups``: SWA with 20% of the pool held out as whole groups (sets with a group column).
 
-A regime is ``tail<r>-start<s>-ep<E>``: from ``swa_start`` = s the LR is held at r times its peak
-(r = 0 keeps the linear decay), over E epochs. Every SWA run keeps the candidates ``swa`` (the
-uniform average from s), 3 later windows ``swa_from<step>``, EMAs ``ema_0.8``/``ema_0.9`` of the
-snapshots, and power EMAs ``pema_0.05``/``pema_0.1`` (stored) and ``pema_0.2`` (reconstructed). Every
+A regime is ``tail<r>-start<s>-ep<E>-freq<n>``: from ``swa_start`` = s the LR is held at r times its
+peak (r = 0 keeps the linear decay), over E epochs, with a snapshot every n optimizer steps. The grid
+runs the default ``swa_freq`` (every step), as shipped. The runs stored before the suffix existed
+(``tail<r>-start<s>-ep<E>``, no suffix) snapshot every ``steps // 40`` steps; they stay readable and
+rerunnable under their names, and the report names the period of each. Every SWA run keeps the
+candidates ``swa`` (the uniform average from s), 3 later windows ``swa_from<step>``, EMAs
+``ema_0.8``/``ema_0.9`` of the snapshots (per snapshot: far shorter at every step), and power EMAs
+``pema_0.05``/``pema_0.1`` (stored) and ``pema_0.2`` (reconstructed): candidates beside the
+defaults' that change neither the training nor the windows. Every
 candidate and ``live`` is scored on the test rows and on the selection rows; the selection (by loss,
 ties to the earlier name, as ``SWATrainer`` does) is computed from those scores.
 
@@ -28,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import shutil
 import sys
 import time
@@ -39,10 +43,12 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
+from regime_report import parse_regime  # noqa: E402
 from study_sets import SHIFTED, SIZES, load_set  # noqa: E402
 
 from hf_swa import SWATrainer, SWATrainingArguments, selection_split  # noqa: E402
 from hf_swa.demo.embedded import minilm_path  # noqa: E402
+from hf_swa.training import defaults  # noqa: E402
 from hf_swa.training.selection import LIVE  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "regime"
@@ -50,14 +56,11 @@ SCRATCH = Path("outputs/regime_study")
 PLOT = Path(__file__).parent.parent / "docs" / "when-averaging-helps.png"
 SELECT_SHARE = 0.2
 SEEDS = (1, 2, 3, 4, 5)
-#: The regimes, in the order they run: the full grid of the LR tail, swa_start and epochs.
-REGIMES = [f"tail{r}-start{s}-ep{e}" for e in (3, 8) for s in (0.5, 0.25) for r in (0.5, 1.0, 0.0)]
+#: The regimes, in the order they run: the full grid of the LR tail, swa_start and epochs, snapshots as shipped.
+REGIMES = [
+    f"tail{r}-start{s}-ep{e}-freq{defaults.SWA_FREQ}" for e in (3, 8) for s in (0.5, 0.25) for r in (0.5, 1.0, 0.0)
+]
 HPARAMS = dict(learning_rate=8e-5, per_device_train_batch_size=32, warmup_steps=0.06, weight_decay=0.01)
-
-
-def parse_regime(regime: str) -> dict:
-    tail, start, epochs = re.fullmatch(r"tail([\d.]+)-start([\d.]+)-ep(\d+)", regime).groups()
-    return {"tail": float(tail), "start": start, "epochs": int(epochs)}
 
 
 def variants(dataset: str) -> list:
@@ -131,7 +134,7 @@ def training_arguments(regime: dict, variant: str, seed: int, output_dir: Path, 
         return SWATrainingArguments(swa=False, **common)
     return SWATrainingArguments(
         swa_start=regime["start"],
-        swa_freq=max(1, steps // 40),
+        swa_freq=regime["freq"] or max(1, steps // 40),  # no suffix: the stored runs' period
         swa_windows=4,
         swa_windows_at_most=True,
         swa_lr=regime["tail"] * HPARAMS["learning_rate"] if regime["tail"] else None,
@@ -176,11 +179,19 @@ def run(dataset: str, regime_name: str, variant: str, seed: int) -> dict:
     return result
 
 
+def checked_regime(regime: str) -> str:
+    try:
+        parse_regime(regime)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return regime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--regimes", nargs="+", default=REGIMES)
+    parser.add_argument("--regimes", nargs="+", default=REGIMES, type=checked_regime)
     parser.add_argument("--variants", nargs="+", default=None, help="only these variants (default: all of them)")
     parser.add_argument("--plan", action="store_true", help="list the jobs not stored yet")
     parser.add_argument("--run", action="store_true", help="run the jobs not stored yet")

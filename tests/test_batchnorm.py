@@ -162,6 +162,7 @@ def bn_trainer(tmp_path, callbacks=(), **swa):
     from hf_swa import SWATrainer, SWATrainingArguments
 
     settings = {**QUICK_RUN, "per_device_train_batch_size": BATCH, "max_steps": 6, "output_dir": str(tmp_path / "out")}
+    swa = {"swa_ship": "last_window", **swa}
     args = SWATrainingArguments(**settings, train_sampling_strategy="sequential", swa_start=3, **swa)
     return SWATrainer(model=tiny_resnet(), args=args, train_dataset=images(20), callbacks=list(callbacks))
 
@@ -184,7 +185,7 @@ def test_training_recomputes_the_statistics_of_the_shipped_average_as_torch_upda
     trainer.train()
     averager = trainer.swa_callback.averager
     shipped = batchnorm_statistics(trainer.model)
-    assert averager.held == "swa_from6"  # the last window (swa_ship's default): snapshots 3..6 in 4 windows
+    assert averager.held == "swa_from6"  # the last window (swa_ship): snapshots 3..6 in 4 windows
     assert_statistics_close(shipped, torch_statistics_for(averager.averages(averager.held)))
     name = "resnet.embedder.embedder.normalization.running_mean"
     assert (shipped[name] - live.statistics[name]).abs().max() > 1e-3  # the recomputation changed them

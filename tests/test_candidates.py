@@ -86,13 +86,13 @@ def test_engine_candidates_equal_independent_means():
 
 def test_trainer_candidates_equal_recorded_snapshots(tmp_path):
     recorder = SnapshotRecorder(SNAPSHOT_STEPS)
-    trainer = swa_trainer(tmp_path, callbacks=[recorder])
+    trainer = swa_trainer(tmp_path, callbacks=[recorder], swa_ship="last_window")
     trainer.train()
     averager = trainer.swa_callback.averager
     assert averager.candidate_names() == ["swa", "swa_from8", "swa_from12", "ema_0.5", "ema_0.9"]
     for name, mean in expected_candidates(recorder.snapshots).items():
         assert max_relative_error(averager.averages(name), mean) <= 1e-6, name
-    # Without selection the model ships the last window (swa_ship's default).
+    # Without selection the model ships what swa_ship names: the last window.
     assert (
         max_relative_error(
             trainable_float_weights(trainer.model), expected_candidates(recorder.snapshots)["swa_from12"]

@@ -22,7 +22,15 @@ from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments, las
 from hf_swa.checkpointing.resume import checkpoint_problems
 
 # One window: windows split the steps up to max_steps, so a run continued for longer keeps its average only with one.
-SWA = dict(swa_start=3, swa_freq=1, swa_lr=4e-3, swa_anneal_steps=2, swa_anneal_strategy="linear", swa_windows=1)
+SWA = dict(
+    swa_start=3,
+    swa_freq=1,
+    swa_lr=4e-3,
+    swa_anneal_steps=2,
+    swa_anneal_strategy="linear",
+    swa_windows=1,
+    swa_ship="swa",
+)
 COMMON = dict(QUICK_RUN, save_strategy="steps", save_steps=2, lr_scheduler_type="constant")
 DATA = classification_data(24)  # 6 batches an epoch
 
@@ -71,10 +79,18 @@ def test_continuing_a_finished_run_follows_the_live_trajectory(tmp_path, twelve_
     assert_bit_exact(result(longer), twelve_steps)
 
 
-def test_a_new_max_steps_under_a_fractional_start_is_refused(tmp_path):
+def test_a_new_max_steps_under_a_fractional_start_keeps_the_start(tmp_path, twelve_steps):
+    """swa_start=0.5 of 8 steps is step 4; trained on to 12, the averaging keeps its start (not 6) and goes on."""
     trainer(tmp_path, 8, swa_start=0.5).train()
     longer = trainer(tmp_path, 12, swa_start=0.5)
-    with pytest.raises(ValueError, match=r"start_step: checkpoint 4, now 6.*fraction.*swa_start=4"):
+    longer.train(resume_from_checkpoint=True)
+    assert longer.swa_callback.start_step == 4 and longer.swa_callback.averager.n_averaged == 9  # steps 4..12
+
+
+def test_a_changed_swa_start_on_resume_is_refused_and_trains_nothing(tmp_path):
+    trainer(tmp_path, 8, swa_start=0.5).train()
+    longer = trainer(tmp_path, 12, swa_start=0.6)
+    with pytest.raises(ValueError, match=r"start_step: checkpoint 4, now 8"):
         longer.train(resume_from_checkpoint=True)
     assert longer.state.global_step == 8  # nothing trained
 
@@ -193,7 +209,7 @@ sys.path.insert(0, {tests!r})
 from hf_swa import SWATrainer, SWATrainingArguments
 from tiny_models import classification_data, tiny_bert
 args = SWATrainingArguments(output_dir={out!r}, max_steps=6, push_to_hub=True, hub_model_id="me/swa",
-                            hub_strategy={strategy!r}, hub_always_push=True, swa_start=3, swa_windows=1,
+                            hub_strategy={strategy!r}, hub_always_push=True, swa_start=3, swa_windows=1, swa_ship="swa",
                             **json.loads({common!r}))
 trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=classification_data(24))
 trainer.train()

@@ -8,7 +8,7 @@ from tiny_models import QUICK_RUN, LearningRateRecorder, classification_data, ti
 from transformers import HfArgumentParser
 
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
-from hf_swa.demo.arguments import SELECT_SPLIT
+from hf_swa.demo.arguments import SELECT_SHARE
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments
 from hf_swa.training import defaults
 from hf_swa.training.schedule import install_lr_tail
@@ -34,7 +34,7 @@ def settings_of(obj) -> dict:
 def test_the_defaults_have_one_home(tmp_path):
     assert (defaults.SWA_START, defaults.SWA_LR_RATIO, defaults.SWA_FREQ, defaults.SWA_WINDOWS) == (0.5, 0.5, 1, 4)
     assert (defaults.SWA_WINDOWS_AT_MOST, defaults.SWA_EMA_DECAYS, defaults.SWA_SELECT_METRIC) == (True, (), "auto")
-    assert (defaults.SWA_SELECT_SPLIT, defaults.SWA_SHIP) == (0.0, "last_window")
+    assert (defaults.SWA_SELECT_SPLIT, defaults.SWA_SHIP) == (0.0, "live")
     common = dict(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     (parsed,) = HfArgumentParser(SWATrainingArguments).parse_args_into_dataclasses(["--output_dir", str(tmp_path)])
     for obj in (
@@ -49,7 +49,7 @@ def test_the_defaults_have_one_home(tmp_path):
     train_file = tmp_path / "train.csv"
     train_file.write_text("sentence,label\nfine,1\n")
     assert DataTrainingArguments(train_file=str(train_file)).swa_select_split == defaults.SWA_SELECT_SPLIT
-    assert SELECT_SPLIT == defaults.SWA_SELECT_SPLIT
+    assert SELECT_SHARE == defaults.SWA_SELECT_SPLIT
     assert not [name for name in vars(GlueTrainingArguments) if name.startswith("DEFAULT_")]
     assert not [name for name in vars(DataTrainingArguments) if name.startswith("DEFAULT_")]
 
@@ -111,7 +111,7 @@ def test_auto_selects_by_loss_on_the_selection_dataset(tmp_path):
         assert record["scores"][name] == pytest.approx(loss, rel=1e-5)
 
 
-def test_auto_without_a_selection_dataset_ships_the_last_window_and_never_selects_on_eval(tmp_path, caplog):
+def test_auto_without_a_selection_dataset_ships_swa_ship_and_never_selects_on_eval(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="hf_swa"):
         trainer = auto_trainer(tmp_path)
         trainer.train()
@@ -119,12 +119,15 @@ def test_auto_without_a_selection_dataset_ships_the_last_window_and_never_select
     assert len(warnings) == 1 and "swa_select_dataset=" in warnings[0].getMessage()
     assert "selection_split" in warnings[0].getMessage()
     callback = trainer.swa_callback
-    last = f"swa_from{callback.config.window_starts(MAX_STEPS)[-1]}"
-    assert callback.selection is None and callback.summary()["shipped"] == last == "swa_from7"
+    summary = callback.summary()
+    # swa_ship's default: the live weights ship, the averages beside them (evaluated, recorded, not shipped).
+    assert callback.selection is None and summary["shipped"] == "live" and callback.averager.held is None
+    assert summary["shipped_weights"]["kind"] == "live" and summary["shipped_weights"]["last_step"] == MAX_STEPS
     assert not [k for entry in trainer.state.log_history for k in entry if k.startswith("select_")]
-    expected = {k: v.double() for k, v in callback.averager.averages(last).items()}
-    weights = trainable_float_weights(trainer.model)
-    assert all(torch.equal(weights[k], expected[k].to(torch.float32).double()) for k in expected)
+    live = trainable_float_weights(trainer.model)
+    with callback.averaged_weights(trainer.model):
+        assert not all(torch.equal(live[k], v) for k, v in trainable_float_weights(trainer.model).items())
+    assert all(torch.equal(live[k], v) for k, v in trainable_float_weights(trainer.model).items())
     with pytest.raises(ValueError, match="swa_select_dataset"):
         trainer.select_candidate()  # asked by hand: 'auto' still refuses the evaluation set
 

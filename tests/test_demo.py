@@ -33,7 +33,7 @@ def test_demo_trains_on_every_tweet_and_ships_and_reports_the_last_window(tmp_pa
     swa, baseline = runs / "swa" / "seed7", runs / "baseline" / "seed7"
 
     # Both runs train on all 150 tweets: the defaults hold none out.
-    assert demo.SELECT_SPLIT == defaults.SWA_SELECT_SPLIT == 0
+    assert demo.SELECT_SHARE == defaults.SWA_SELECT_SPLIT == 0
     for run in (swa, baseline):
         assert not (run / SELECT_ROWS_FILE).exists()
         assert json.loads((run / "results.json").read_text())["train"]["train_samples"] == 150

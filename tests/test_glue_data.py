@@ -48,7 +48,7 @@ def test_a_stray_tab_in_a_tsv_row_is_an_error_naming_the_line(tmp_path):
     path = tmp_path / "train.tsv"
     path.write_text("sentence1\tsentence2\tlabel\nC\tD\t0\nA plays\tguitar\tx\t1\n")
     with pytest.raises(
-        ValueError, match=r"Could not read the data files \{'train': .*Expected 3 fields in line 3, saw 4"
+        ValueError, match=r"Could not read --train_file .*train\.tsv: .*Expected 3 fields in line 3, saw 4"
     ):
         load(tmp_path, train_file=path)
 
@@ -156,6 +156,83 @@ def test_a_missing_label_is_an_error_naming_the_example(tmp_path):
     path.write_text('{"sentence": "a", "label": "pos"}\n{"sentence": "b"}\n{"sentence": "c", "label": "neg"}\n')
     with pytest.raises(ValueError, match="no label in column 'label' for example 1"):
         encode_labels(load(tmp_path, train_file=path), None, "label", ["train"])
+
+
+@pytest.mark.parametrize("missing", ["nan", "NaN", "NA", "null", "N/A"])
+def test_a_label_that_reads_as_missing_is_refused_not_made_a_class(tmp_path, missing):
+    # A label `nan` became a third class called "nan" (and a 3-class model trained without a word).
+    rows = [{"sentence": w, "label": label} for w, label in [("good", "pos"), ("bad", "neg"), ("fine", missing)]]
+    path = write_rows(tmp_path / "train.csv", rows)
+    with pytest.raises(
+        ValueError,
+        match=rf"train split \(--train_file .*train\.csv\) has no label in column 'label' for example 2 .*"
+        rf"'{missing}' reads as missing\. Fill in the label or remove the row",
+    ):
+        encode_labels(load(tmp_path, train_file=path), None, "label", ["train"], {"train": ("train_file", str(path))})
+    rows[2]["label"] = "None"  # a class may be called None
+    assert encode_labels(load(tmp_path, train_file=write_rows(path, rows)), None, "label", ["train"]) == [
+        "None",
+        "neg",
+        "pos",
+    ]
+
+
+def test_a_missing_float_label_is_refused_for_regression(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(
+        '{"sentence1": "a", "sentence2": "b", "label": 1.5}\n{"sentence1": "c", "sentence2": "d", "label": NaN}\n'
+    )
+    with pytest.raises(ValueError, match=r"no label in column 'label' for example 1 .*nan reads as missing"):
+        encode_labels(load(tmp_path, "stsb", train_file=path), get_task("stsb"), "label", ["train"])
+
+
+def _run(tmp_path, bert, **files):
+    out = tmp_path / "out"
+    args = GlueTrainingArguments(output_dir=str(out), do_train=True, do_eval="validation_file" in files, max_steps=2)
+    run_glue(ModelArguments(str(bert)), DataTrainingArguments(**{k: str(v) for k, v in files.items()}), args)
+
+
+BAD_FILES = [
+    # (train file text, validation file text or None, the message): each refused before anything is written.
+    ("sentence,label\ngood,pos\nbad,neg\nfine,nan\n", None, r"--train_file .*train\.csv\) has no label .* 'nan'"),
+    (
+        "sentence\ngood\nbad\n",
+        "sentence,label\ngood,pos\nbad,neg\n",
+        r"train split \(--train_file .*train\.csv\) lacks the label column 'label' \(columns found: \['sentence'\]\)",
+    ),
+    ("sentence,label\n", None, r"--train_file .*train\.csv has a header line \('sentence,label'\) but no rows"),
+    ("", None, r"--train_file .*train\.csv is empty\. .* or drop --train_file"),
+    ("\n\n", "sentence,label\ngood,pos\n", r"--train_file .*train\.csv is empty"),
+    ("sentence,label\ngood,pos\nbad,neg\n", "", r"--validation_file .*dev\.csv is empty"),
+]
+
+
+@pytest.mark.parametrize("train_text, dev_text, message", BAD_FILES)
+def test_bad_data_files_are_refused_naming_the_file_before_anything_is_written(tmp_path, train_text, dev_text, message):
+    bert = save_tiny_bert(tmp_path / "bert")
+    (tmp_path / "train.csv").write_text(train_text)
+    files = {"train_file": tmp_path / "train.csv"}
+    if dev_text is not None:
+        (tmp_path / "dev.csv").write_text(dev_text)
+        files["validation_file"] = tmp_path / "dev.csv"
+    with pytest.raises(ValueError, match=message):
+        _run(tmp_path, bert, **files)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_json_lines_file_is_refused_naming_it(tmp_path):
+    (tmp_path / "train.jsonl").write_text("")
+    with pytest.raises(ValueError, match=r"--train_file .*train\.jsonl is empty"):
+        load(tmp_path, train_file=tmp_path / "train.jsonl")
+
+
+def test_a_test_file_without_labels_still_loads_beside_labelled_files(tmp_path):
+    train = write_rows(
+        tmp_path / "train.csv", [{"sentence": "good", "label": "pos"}, {"sentence": "bad", "label": "neg"}]
+    )
+    test = write_rows(tmp_path / "test.csv", [{"sentence": "fine"}])
+    raw = load(tmp_path, train_file=train, test_file=test)
+    assert raw["test"].column_names == ["sentence"] and encode_labels(raw, None, "label", ["train"]) == ["neg", "pos"]
 
 
 def test_offline_hub_gives_a_clear_message(monkeypatch):

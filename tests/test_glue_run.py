@@ -81,14 +81,13 @@ def test_sst2_train_eval_predict_with_the_default_recipe(tmp_path, bert):
     assert set(scores["swa"]["validation"]) == {"accuracy", "loss"}
     assert scores["live"]["validation"]["accuracy"] >= 0.8 and scores["swa"]["validation"]["accuracy"] >= 0.8
     assert "train_runtime" in results["train"] and results["metrics"] == ["accuracy"]
-    # The defaults: every one of the 80 training rows trains, 4 windows, the last one shipped without a choice.
+    # The defaults: every one of the 80 training rows trains, 4 windows evaluated, the live weights shipped.
     assert results["eval_samples"] == {"validation": 32}
     assert results["train"]["train_samples"] == 80 and "select_samples" not in results["train"]
     assert results["selection"] is None and not (out / SELECT_ROWS_FILE).exists()
     windows = [c for c in json.loads((out / CONFIG_FILE).read_text())["candidates"] if c["kind"] == "window_mean"]
-    latest = max(windows, key=lambda c: c["start_step"])
-    assert len(windows) == 4 and results["chosen"] == latest["name"] == f"swa_from{latest['start_step']}"
-    assert scores["chosen"] == scores[results["chosen"]] != scores["swa"]
+    assert len(windows) == 4 and results["chosen"] == "live"
+    assert scores["chosen"] == scores["live"] != scores["swa"]
     assert json.loads((out / "results.json").read_text()) == results
     assert results["dataset"] == {"id": "nyu-mll/glue", "config": "sst2", "name": "GLUE SST2",
                                   "purpose": "classifying the sentiment of a sentence"}  # fmt: skip
@@ -96,8 +95,8 @@ def test_sst2_train_eval_predict_with_the_default_recipe(tmp_path, bert):
     # The model card, written without a push (as transformers' run_glue does): this run's numbers.
     card = (out / "README.md").read_text()
     n_averaged = json.loads((out / CONFIG_FILE).read_text())["n_averaged"]
-    held = f"(in `{latest['name']}`, which this model holds: {latest['n_averaged']})"
-    assert f"| Snapshots averaged (`n_averaged`) | {n_averaged} {held} |" in card
+    assert f"| Snapshots averaged (`n_averaged`) | {n_averaged} |" in card
+    assert "are the weights of the last training step" in card and "Averaged weights (not shipped)" in card
     assert f"{scores['chosen']['validation']['accuracy']:.4f}" in card
     assert f"{scores['live']['validation']['accuracy']:.4f}" in card
     assert 'from_pretrained("out")' in card and "PEFT" not in card
@@ -358,10 +357,11 @@ def test_hub_layout_end_to_end(tmp_path, bert, monkeypatch):
             learning_rate=1e-3,
             swa_windows=1,
             swa_select_metric="none",
+            swa_ship="swa",
             **TRAIN,
         ),
     )
-    # Selection off (split 0, metric none), one window: every row trained on, the classic average shipped.
+    # Selection off (split 0, metric none), one window, swa_ship swa: every row trained on, the classic average.
     assert results["train"]["train_samples"] == 16 and results["eval_samples"] == {"validation": 12}
     assert "select_samples" not in results["train"] and results["chosen"] == "swa"
     assert results["eval"]["chosen"] == results["eval"]["swa"]

@@ -13,6 +13,7 @@ from test_glue_run import TRAIN as GLUE_RUN_TRAIN
 from transformers import AutoTokenizer
 
 import hf_swa.glue.run as run_module
+import hf_swa.training.selection as selection_module
 from hf_swa import selection_split
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.data import hold_out_rows
@@ -79,6 +80,17 @@ def test_split_outside_zero_one_is_refused(share):
         DataTrainingArguments(task_name="sst2", swa_select_split=share)
 
 
+def test_a_split_above_one_half_is_refused_naming_the_share_meant_before_anything_loads(tmp_path, bert, files):
+    # 0.9 on 10 rows trained on 2 rows without a word: almost always the share kept typed for the share held out.
+    with pytest.raises(ValueError, match=r"--swa_select_split 0.9 holds out more rows than it trains on .*"):
+        DataTrainingArguments(task_name="sst2", swa_select_split=0.9)
+    _, train, dev = files
+    with pytest.raises(ValueError, match=r"pass --swa_select_split 0.4"):
+        glue(bert, tmp_path / "out", train, dev, split=0.6)
+    assert not (tmp_path / "out").exists()
+    DataTrainingArguments(task_name="sst2", swa_select_split=0.5)  # half is the most held out
+
+
 def test_split_zero_turns_the_held_out_rows_off():
     assert DataTrainingArguments(task_name="sst2", swa_select_split=0).swa_select_split == 0
     assert DataTrainingArguments(task_name="sst2").swa_select_split == defaults.SWA_SELECT_SPLIT
@@ -142,7 +154,7 @@ def test_swa_holds_out_rows_and_the_baseline_trains_on_every_row(tmp_path, bert,
         results[swa] = glue(bert, out, train, dev, split=0.25, max_steps=4, swa=swa, swa_select_metric="accuracy")
     held = json.loads((tmp_path / "swaTrue" / SELECT_ROWS_FILE).read_text())
     assert not (tmp_path / "swaFalse" / SELECT_ROWS_FILE).exists()  # the baseline holds out nothing
-    assert held["seed"] == 3 and held["train_rows"] == 60 and held["swa_select_split"] == 0.25
+    assert held["seed"] == 3 and held["train_rows"] == 60 and held["swa_select_split"] == held["held_out_share"] == 0.25
     rows_out = held["held_out_rows"]
     labels = [int(r["label"]) for r in rows]
     assert rows_out == selection_split(0.25, labels, seed=3)[1]  # 26 negative and 34 positive: 6.5 and 8.5 of them
@@ -184,7 +196,8 @@ def test_selection_results_name_the_chosen_and_repeat_its_eval_scores(tmp_path, 
     assert chosen == selection["chosen"] == record["shipped"] and results["selection"] == selection
     assert selection["dataset"]["name"] == "swa_select_dataset" and selection["dataset"]["size"] == 18
     held = len(selection_split(0.3, [int(r["label"]) for r in files[0]], seed=3)[1])
-    assert selection["split"] == {"kind": "rows", "share": 0.3, "seed": 3, "held_out_rows": held} and held == 18
+    split = {"kind": "rows", "share": 0.3, "held_out_share": 0.3, "seed": 3, "held_out_rows": held}
+    assert selection["split"] == split and held == 18
     assert selection["optimistic"] is False
     names = ["swa", "swa_from5", "ema_0.5", "live"]  # snapshots at steps 2..8, windows from 2 and 5
     assert sorted(selection["scores"]) == sorted(names)
@@ -221,8 +234,8 @@ def test_rows_with_nothing_to_hold_out_are_refused_before_training(tmp_path, ber
     rows = pair_rows(2, seed=0, label_names=("entailment", "not_entailment"), keys=("sentence1", "sentence2"))
     train = write_rows(tmp_path / "train.jsonl", rows)  # one row of each class: each must train
     monkeypatch.setattr(SWATrainer, "train", lambda *a, **k: pytest.fail("training started"))
-    with pytest.raises(ValueError, match="--swa_select_split 0.75 cannot hold out a stratified share of 2 training"):
-        glue(bert, tmp_path / "out", train, task="rte", split=0.75, max_steps=2)
+    with pytest.raises(ValueError, match="--swa_select_split 0.5 cannot hold out a stratified share of 2 training"):
+        glue(bert, tmp_path / "out", train, task="rte", split=0.5, max_steps=2)
 
 
 def test_no_split_and_no_eval_set_is_refused_in_flag_terms_before_anything_loads(tmp_path, bert, files, monkeypatch):
@@ -413,7 +426,9 @@ def test_whole_groups_are_held_out_by_swa_and_the_baseline_trains_on_every_row(t
     held = json.loads((tmp_path / "swaTrue" / SELECT_ROWS_FILE).read_text())
     assert held["held_out_rows"] == expected and held["group_column"] == "source"
     assert results[True]["train"]["select_samples"] == len(expected)
-    split = {"kind": "groups", "column": "source", "share": 0.25, "seed": 3, "held_out_rows": len(expected)}
+    actual = round(len(expected) / 60, 4)
+    split = {"kind": "groups", "column": "source", "share": 0.25, "held_out_share": actual, "seed": 3}
+    split["held_out_rows"] = len(expected)
     assert results[True]["selection"]["split"] == split
     # The baseline is what a user runs without hf_swa: every labelled row, nothing held out.
     assert not (tmp_path / "swaFalse" / SELECT_ROWS_FILE).exists() and "select_samples" not in results[False]["train"]
@@ -494,9 +509,12 @@ def test_refit_ships_the_chosen_candidate_of_a_run_on_every_row(tmp_path, bert, 
         "selection_run": str(out / "selection_run"),
     }
     record = json.loads((out / CONFIG_FILE).read_text())
-    assert results["selection"]["refit"] == record["selection"]["refit"] == refit and record["shipped"] == chosen
+    steps = {key: record["selection"]["refit"].pop(key) for key in ("chosen_steps", "shipped_steps")}
+    assert steps["chosen_steps"] == steps["shipped_steps"] and steps["chosen_steps"]["max_steps"] == 6
+    assert {k: v for k, v in results["selection"]["refit"].items() if k not in steps} == refit
+    assert record["selection"]["refit"] == refit and record["shipped"] == chosen
     held = selection_split(0.25, [int(r["label"]) for r in rows], seed=3)[1]
-    split = {"kind": "rows", "share": 0.25, "seed": 3, "held_out_rows": len(held)}
+    split = {"kind": "rows", "share": 0.25, "held_out_share": 0.25, "seed": 3, "held_out_rows": len(held)}
     assert (
         results["selection"]["split"] == json.loads((out / "results.json").read_text())["selection"]["split"] == split
     )
@@ -511,19 +529,60 @@ def test_refit_ships_the_chosen_candidate_of_a_run_on_every_row(tmp_path, bert, 
     assert results["train"]["train_samples"] == 60 and "select_samples" not in results["train"]
 
 
-def test_refit_falls_back_to_the_window_nearest_the_chosen_share_of_training():
-    first = {
-        "max_steps": 30,
-        "candidates": [{"name": "swa_from15", "start_step": 15}, {"name": "swa_from24", "start_step": 24}],
+@pytest.mark.slow
+def test_a_refit_with_more_steps_ships_the_window_at_the_chosen_share_not_the_same_name(
+    tmp_path, bert, files, monkeypatch
+):
+    # By epochs, the refit run (60 rows) trains more steps than the run that chose (45 rows): the same window name
+    # sits at another share of training there. The window at the chosen share ships, and both are recorded.
+    _, train, _ = files
+    settings = dict(num_train_epochs=1, swa_start="0.5", swa_windows=4, swa_select_metric="loss")
+    monkeypatch.setattr(run_module, "SWATrainer", CandidateSavingTrainer)
+    glue(bert, tmp_path / "all", train, split=0, **{**settings, "swa_select_metric": "none"})
+    every_row = json.loads((tmp_path / "all" / CONFIG_FILE).read_text())
+    refit_starts = {c["name"]: c["start_step"] for c in every_row["candidates"] if c["kind"] == "window_mean"}
+
+    def choose_a_window_named_in_both_runs(scores, greater_is_better):
+        return next(name for name in scores if name in refit_starts and name != "swa")
+
+    monkeypatch.setattr(selection_module, "choose", choose_a_window_named_in_both_runs)
+    results = glue(bert, tmp_path / "refit", train, split=0.25, swa_refit=True, **settings)
+    refit = results["selection"]["refit"]
+    chosen, first = refit["chosen_on_split"], refit["chosen_steps"]
+    assert chosen in refit_starts and first["max_steps"] < every_row["max_steps"]  # the same name in both runs...
+    share = first["start_step"] / first["max_steps"]
+    nearest = min(refit_starts, key=lambda n: abs(refit_starts[n] / every_row["max_steps"] - share))
+    assert nearest != chosen  # ...at different shares of training: the name alone would ship another window
+    assert results["chosen"] == refit["shipped"] == nearest
+    assert refit["shipped_steps"] == {
+        "start_step": refit_starts[nearest],
+        "max_steps": every_row["max_steps"],
+        "start_share": round(refit_starts[nearest] / every_row["max_steps"], 4),
     }
-    starts = {"swa_from20": 20, "swa_from25": 25, "swa_from30": 30, "swa_from35": 35}  # the refit run: 40 steps
+    shipped, expected = weights(tmp_path / "refit"), weights(tmp_path / "all" / "candidates" / nearest)
+    assert all(torch.equal(shipped[k], t) for k, t in expected.items())
+
+
+def test_refit_matches_windows_by_their_share_of_training_not_their_name():
+    def window(name, start):
+        return {"name": name, "kind": "window_mean", "start_step": start}
+
+    first = {"max_steps": 30, "candidates": [window("swa", 15), window("swa_from15", 15), window("swa_from24", 24)]}
+    starts = {"swa": 20, "swa_from25": 25, "swa_from30": 30, "swa_from35": 35}  # the refit run: 40 steps
     name, why = refit_candidate("swa_from24", first, ["swa", *starts], starts, 40)
     assert (
-        name == "swa_from30" and why.startswith("swa_from24 is not a refit candidate") and "(80%)" in why
-    )  # 0.8 x 40 = 32
-    assert refit_candidate("swa_from15", first, ["swa", *starts], starts, 40)[0] == "swa_from20"  # 0.5 x 40 = 20
+        name == "swa_from30" and why == "swa_from24 starts at 80% of the first run, swa_from30 at 75% of the refit run"
+    )
+    assert refit_candidate("swa_from15", first, ["swa", *starts], starts, 40)[0] == "swa"  # 0.5 x 40 = 20
+    assert refit_candidate("swa", first, ["swa", *starts], starts, 40) == ("swa", None)
     assert refit_candidate("pema_0.1", first, ["swa"], {}, 40)[0] == "swa"
     assert refit_candidate("live", first, [], {}, 40) == ("live", None)
+    # The run: swa_from32 chosen at 76% of a 42-step run; the 52-step refit run has a swa_from32 too (62%),
+    # but the window at 76% of it is swa_from40 (77%).
+    first = {"max_steps": 42, "candidates": [window("swa", 21), window("swa_from32", 32)]}
+    starts = {"swa": 26, "swa_from32": 32, "swa_from40": 40, "swa_from46": 46}
+    assert refit_candidate("swa_from32", first, ["ema_0.9", *starts], starts, 52)[0] == "swa_from40"
+    assert refit_candidate("ema_0.9", first, ["ema_0.9", *starts], starts, 52) == ("ema_0.9", None)
 
 
 def test_refit_without_held_out_rows_is_refused_before_anything_loads(tmp_path, bert, files, monkeypatch):

@@ -40,7 +40,7 @@ SWA_CONFIG = {
     "swa_anneal_steps": 0,
     "swa_anneal_strategy": "cos",
     "swa_device": None,
-    "strategy": "uniform",
+    "swa_strategy": "uniform",
     "n_averaged": 12,
     "n_skipped": 0,
     "hf_swa_version": "0.1.0",
@@ -268,11 +268,17 @@ def test_write_model_card_reads_folder_and_says_where_swa_did_worse(tmp_path):
 
 
 def test_card_without_results_or_dataset_has_no_model_index(tmp_path):
-    card = hub.render_model_card({**SWA_CONFIG, "swa_lr": None, "strategy": "ema", "ema_decay": 0.999})
+    card = hub.render_model_card({**SWA_CONFIG, "swa_lr": None, "swa_strategy": "ema", "swa_ema_decay": 0.99})
     assert "model-index" not in card.data.to_dict()
     assert "No evaluation results were provided" in card.text
     assert "| SWA learning rate (`swa_lr`) | none: the base schedule ran unchanged |" in card.text
-    assert "| EMA decay | 0.999 |" in card.text
+    assert "| Averaging strategy | ema |" in card.text and "| EMA decay | 0.99 |" in card.text
+
+
+def test_card_reads_the_settings_names_of_hf_swa_0_3():
+    record = {k: v for k, v in SWA_CONFIG.items() if k != "swa_strategy"}
+    card = hub.render_model_card({**record, "strategy": "ema", "ema_decay": 0.999})
+    assert "| Averaging strategy | ema |" in card.text and "| EMA decay | 0.999 |" in card.text
 
 
 def test_card_names_the_tail_of_swa_lr_ratio():
@@ -397,6 +403,8 @@ def test_run_glue_push_to_hub_pushes_the_shipped_model_once(tmp_path):
     assert record["n_averaged"] == 4
     card = pushed["README.md"].decode()
     assert "| Snapshots averaged (`n_averaged`) | 4 |" in card
-    assert "equal-weight mean of **4** snapshots" in card and "Averaged weights (this model)" in card
+    words = "the equal-weight mean of the weights after 4 optimizer steps: every step from step 3 to step 6"
+    assert record["shipped_weights"]["description"] == words and words in card
+    assert "Averaged weights (this model)" in card
     assert f"{results['eval']['chosen']['validation']['accuracy']:.4f}" in card  # this run's shipped score
     assert ModelCard(card).data.datasets == ["nyu-mll/glue"]  # the data set run_glue named in results.json

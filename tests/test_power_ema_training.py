@@ -93,12 +93,30 @@ def test_a_reconstructed_width_joins_the_candidates_and_the_selection(finished):
 
 
 def test_the_shipped_model_is_the_chosen_candidate(finished):
-    trainer, _, _ = finished
+    """Whatever wins, the model holds it: a candidate's fp32 average, or the weights of the last step."""
+    trainer, history, _ = finished
     chosen = trainer.swa_callback.selection["chosen"]
-    if chosen != "live":
-        shipped = dict(trainer.model.named_parameters())
-        for key, value in trainer.swa_callback.averager.averages(chosen).items():
-            assert torch.equal(shipped[key].detach(), value), key
+    averager = trainer.swa_callback.averager
+    expected = history[MAX_STEPS] if chosen == "live" else averager.averages(chosen)
+    shipped = dict(trainer.model.named_parameters())
+    assert set(expected) <= set(shipped)
+    for key, value in expected.items():
+        assert torch.equal(shipped[key].detach(), value.to(shipped[key].dtype)), key
+
+
+def test_a_power_ema_named_by_swa_ship_is_the_model(tmp_path, finished):
+    """Without a choice, swa_ship names a power EMA: the model holds it, and the record says what it is."""
+    reference, history, _ = finished
+    trainer = trainer_for(tmp_path, swa_select_metric="none", swa_ship="pema_0.05")
+    trainer.train()
+    shipped = dict(trainer.model.named_parameters())
+    expected = profile_mean(history, 0.05, MAX_STEPS)
+    assert max(float((shipped[k].detach().double() - v.double()).abs().max()) for k, v in expected.items()) < 1e-5
+    record = json.loads((tmp_path / "swa_config.json").read_text())
+    assert record["shipped"] == "pema_0.05"
+    weights = record["shipped_weights"]
+    assert weights["kind"] == "power_ema" and weights["first_step"] == 1 and weights["last_step"] == MAX_STEPS
+    assert "power-function" in weights["description"] and "from optimizer step 13" not in weights["description"]
 
 
 def test_resume_prunes_later_snapshots_and_ends_bit_exact(tmp_path, finished):
@@ -186,3 +204,37 @@ def test_cli_scores_each_width_and_the_checkpoint_and_names_the_best(tmp_path, c
         "average": selection["scores"]["pema_0.07"],
         "live": selection["scores"]["live"],
     }
+
+
+@pytest.mark.parametrize("damage", ["other_settings", "no_swa_state"])
+def test_a_refused_resume_deletes_no_snapshot(tmp_path, finished, damage):
+    """Every check of a resume comes before the snapshots after its step are pruned."""
+    import shutil
+
+    _, _, root = finished
+    run = tmp_path / "run"
+    shutil.copytree(root, run)
+    before = {p.name: p.read_bytes() for p in (run / "swa_power_ema").iterdir()}
+    overrides = {}
+    if damage == "other_settings":
+        overrides = dict(swa_freq=2)
+    else:
+        for state_file in (run / "checkpoint-10").glob("swa_*"):
+            state_file.unlink()
+    with pytest.raises(ValueError, match="averaged with other settings" if overrides else "has no SWA state"):
+        trainer_for(run, **overrides).train(resume_from_checkpoint=str(run / "checkpoint-10"))
+    after = {p.name: p.read_bytes() for p in (run / "swa_power_ema").iterdir()}
+    assert after == before and len(before) == 8
+
+
+def test_swa_ship_power_ema_ships_when_training_stops_before_swa_start(tmp_path):
+    """The power EMAs average from the first step: swa_ship names one, and it ships before any SWA snapshot."""
+    recorder = SnapshotRecorder(range(1, 9))
+    trainer = trainer_for(tmp_path, callbacks=[recorder, StopAt(8)], swa_select_metric="none", swa_ship="pema_0.05")
+    trainer.train()
+    assert trainer.swa_callback.averager.n_averaged == 0  # swa_start=13 was never reached
+    shipped = dict(trainer.model.named_parameters())
+    expected = profile_mean(recorder.snapshots, 0.05, 8)
+    assert max(float((shipped[k].detach().double() - v.double()).abs().max()) for k, v in expected.items()) < 1e-5
+    record = json.loads((tmp_path / "swa_config.json").read_text())
+    assert record["shipped"] == "pema_0.05" and record["shipped_weights"]["last_step"] == 8

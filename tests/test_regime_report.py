@@ -51,7 +51,7 @@ def test_columns_selection_and_refit(tmp_path):
     assert every_row["best window (window2)"][0] == pytest.approx(4.0)
     assert every_row["best pema (pema_0.1)"][0] == pytest.approx(5.0)
     assert every_row["oracle"][0] == pytest.approx(5.0)
-    assert every_row["shipped"][0] == pytest.approx(2.0)  # no rows held out: the last window (window3) ships
+    assert every_row["shipped"][0] == pytest.approx(3.0)  # no rows held out: swa_ship's default, live, ships
     rows = regime_report.summary(tmp_path)["s"][regime, "rows"]
     # Seed 1 chooses the first window start (lowest loss), seed 2 chooses live: shipped 61 and 65 vs 70 and 72.
     assert rows["shipped"][0] == pytest.approx(((61 - 70) + (65 - 72)) / 2)
@@ -63,7 +63,9 @@ def test_columns_selection_and_refit(tmp_path):
     # Shipped an average on 1 of 2 seeds; it kept (-4 + 0) / 2 points of the oracle's gain over live, 3 points.
     assert row[-2:] == ["1/2", "-67% |"]
     every = next(line for line in lines if "| all |" in line).split(" | ")
-    assert every[-2:] == ["2/2", "-50% |"]  # window3 - live = -1, oracle - live = +2
+    # A fixed rule: no count. It ships live (swa_ship's default), none of the oracle's gain over live.
+    assert every[-2:] == ["– (rule)", "0% |"]
+    assert every[1] == "steps//40 steps"  # the stored runs snapshot every steps // 40 steps, not every step
     candidates = next(line for line in lines if line.startswith("| s | 2 |")).split(" | ")
     # live first, then by name: ema_0.9 69 vs 70 (+ shift on both sides), pema_0.1 +5, swa +1, window2 +4, window3 +2.
     assert candidates[2:] == [
@@ -75,3 +77,71 @@ def test_columns_selection_and_refit(tmp_path):
         "+2.00 ± 0.00 |",
     ]
     assert regime_report.plot(tmp_path, tmp_path / "map.png").stat().st_size > 1000
+
+
+def _scored(test: dict, select: dict = None) -> dict:
+    return {
+        "candidates": {
+            name: {
+                "test": {"accuracy": acc, "loss": 1 - acc},
+                "select": {"accuracy": (select or {}).get(name, 0), "loss": 1 - (select or {}).get(name, 0)},
+            }
+            for name, acc in test.items()
+        }
+    }
+
+
+def test_ship_rule_is_picked_on_held_out_rows_and_reported_on_other_seeds(tmp_path):
+    regime = "tail0.5-start0.5-ep3"
+    for seed in (1, 2, 3, 4):
+        _write(tmp_path, "s", "ep3", "baseline", seed, _run({"live": 0.70}))
+        # On the test rows the last window is best (+10): a pick that read them would take it.
+        test = {"swa": 0.70, "swa_from60": 0.71 + seed / 100, "swa_from80": 0.73, "swa_from100": 0.80, "live": 0.72}
+        _write(tmp_path, "s", regime, "all", seed, _scored(test))
+        # On the held-out rows the second window start is best on seeds 1-3 and worst on seed 4.
+        window2 = 0.60 if seed < 4 else 0.40
+        held = {"swa": 0.50, "swa_from48": window2, "swa_from64": 0.55, "swa_from80": 0.45, "live": 0.58}
+        _write(tmp_path, "s", regime, "rows", seed, _scored({k: 0.0 for k in held}, held))
+    runs = regime_report.load(tmp_path)
+    gains = regime_report.validation_gains(runs, regime, (1, 2, 3))["s"]
+    assert gains == pytest.approx({"swa": -8, "window2": 2, "window3": -3, "last_window": -13, "live": 0})
+    lines = regime_report.default_pick(runs, pick_seeds=(1, 2, 3), report_seeds=(4, 5))
+    assert "Picked: **window2**" in next(line for line in lines if line.startswith("Picked"))
+    # Reported on seed 4 only (5 is not stored): window2 scored 75 against the baseline's 70.
+    assert "| tail0.5-start0.5-ep3 | steps//40 steps | 4 | window2 | +5.00 | +5.00 |" in lines
+    assert "| tail0.5-start0.5-ep3 | steps//40 steps | 4 | last_window | +10.00 | +10.00 |" in lines
+    # Rotated: seeds 1-3 are each reported by the pick on the three others, where window2 averages 53.3: live (58)
+    # among every rule, window3 (55) among the averages; seed 4 by the pick on 1-3 (window2) in both.
+    rotated = [line.split(" | ")[3] for line in lines if line.startswith(f"| {regime} |") and "| 4 |" not in line]
+    assert rotated == ["live"] * 3 + ["window3"] * 3
+    out_of_fold = [line for line in lines if line.startswith("| out of fold |")]
+    assert out_of_fold == ["| out of fold | | 4 | | +2.75 | +2.75 |", "| out of fold | | 4 | | +3.50 | +3.50 |"]
+
+
+def test_regimes_name_their_snapshot_period(tmp_path):
+    assert regime_report.parse_regime("tail1.0-start0.25-ep8-freq1") == {
+        "tail": 1.0,
+        "start": "0.25",
+        "epochs": 8,
+        "freq": 1,
+    }
+    assert regime_report.snapshot_every("tail0.5-start0.5-ep3-freq1") == "1 step (the default)"
+    assert regime_report.snapshot_every("tail0.5-start0.5-ep3-freq5") == "5 steps"
+    with pytest.raises(ValueError, match="tail<r>-start<s>-ep<E>"):
+        regime_report.parse_regime("tail0.5-ep3")
+    # A run with the suffix finds the baseline of its epochs.
+    _write(tmp_path, "s", "ep3", "baseline", 1, _run({"live": 0.70}))
+    _write(tmp_path, "s", "tail0.5-start0.5-ep3-freq1", "all", 1, _run({"swa": 0.72, "live": 0.71}))
+    assert regime_report.summary(tmp_path)["s"]["tail0.5-start0.5-ep3-freq1", "all"]["swa"][0] == pytest.approx(2.0)
+
+
+def test_the_study_grid_snapshots_as_the_defaults_do_and_stored_regimes_as_they_ran():
+    regime_study = pytest.importorskip("regime_study")
+    from hf_swa.training import defaults
+
+    def freq(regime: str) -> int:
+        args = regime_study.training_arguments(regime_report.parse_regime(regime), "all", 1, "unused", n_train=1600)
+        return args.swa_freq
+
+    assert {freq(regime) for regime in regime_study.REGIMES} == {defaults.SWA_FREQ}
+    assert freq("tail0.5-start0.5-ep3") == 3 * 1600 // 32 // 40  # the stored runs' period: steps // 40

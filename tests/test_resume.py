@@ -10,7 +10,15 @@ from transformers import Trainer, TrainingArguments
 from hf_swa import SWACallback, SWAConfig, SWATrainer, SWATrainingArguments
 
 MAX_STEPS = 12
-SWA = dict(swa_start=5, swa_freq=2, swa_lr=4e-3, swa_anneal_steps=3, swa_anneal_strategy="linear", swa_windows=1)
+SWA = dict(
+    swa_start=5,
+    swa_freq=2,
+    swa_lr=4e-3,
+    swa_anneal_steps=3,
+    swa_anneal_strategy="linear",
+    swa_windows=1,
+    swa_ship="swa",
+)
 COMMON = dict(QUICK_RUN, save_strategy="steps", save_steps=3, max_steps=MAX_STEPS)
 DATA = classification_data(40)  # 10 batches an epoch: resuming also crosses an epoch boundary
 
@@ -187,3 +195,31 @@ def test_state_from_another_step_is_refused(tmp_path):
     trainer = Trainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=[SWACallback(SWAConfig(**SWA))])
     with pytest.raises(ValueError, match="saved at step 6, but training resumes at step 9"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-9"))
+
+
+def test_a_finished_run_trained_longer_under_the_defaults_keeps_its_windows(tmp_path):
+    """Training a finished run again to a larger max_steps, with the defaults (swa_start 0.5, 4 windows): the
+    averaging keeps its start and its windows, and every average is the mean of its snapshots over both runs."""
+    from tiny_models import SnapshotRecorder, trainable_float_weights
+
+    def run(max_steps, recorder, **resume):
+        args = SWATrainingArguments(
+            output_dir=str(tmp_path), **{**QUICK_RUN, "max_steps": max_steps, "save_strategy": "steps"}, save_steps=10
+        )
+        trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=[recorder])
+        trainer.train(**resume)
+        return trainer
+
+    first, more = SnapshotRecorder(range(1, 31)), SnapshotRecorder(range(1, 51))
+    assert run(30, first).swa_callback.averager.settings()[0]["starts"] == [15, 19, 23, 27]
+    trainer = run(50, more, resume_from_checkpoint=True)
+    callback = trainer.swa_callback
+    assert callback.start_step == 15 and callback.averager.settings()[0]["starts"] == [15, 19, 23, 27]
+    history = {**first.snapshots, **more.snapshots}
+    for name, start in (("swa", 15), ("swa_from27", 27)):
+        expected = {n: torch.stack([history[s][n] for s in range(start, 51)]).mean(0) for n in history[50]}
+        averages = callback.averager.averages(name)
+        assert max(float((averages[n].double() - v.double()).abs().max()) for n, v in expected.items()) < 1e-6, name
+    # The default ships the live weights: those of step 50.
+    shipped = trainable_float_weights(trainer.model)
+    assert callback.averager.held is None and all(torch.equal(shipped[n], v) for n, v in history[50].items())

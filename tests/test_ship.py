@@ -85,7 +85,7 @@ def test_the_plain_trainer_with_the_callback_ships_swa_ship(tmp_path):
     assert max_relative_error(trainable_float_weights(trainer.model), recorder.mean()) < 1e-6
 
 
-@pytest.mark.parametrize("bad", ["live", "ema_0.9", "pema_0.05", "swa_from7", "", "last"])
+@pytest.mark.parametrize("bad", ["Live", "ema_0.9", "pema_0.05", "swa_from7", "", "last"])
 def test_a_name_these_settings_do_not_make_is_refused_up_front(tmp_path, bad):
     with pytest.raises(ValueError, match="swa_ship"):
         SWAConfig(swa_ship=bad)

@@ -103,7 +103,7 @@ class BackupAfterEvaluation(TrainerCallback):
 def test_evaluation_during_training_frees_the_copy_of_the_live_weights(tmp_path):
     recorder = BackupAfterEvaluation()
     settings = {**QUICK_RUN, "max_steps": 6, "output_dir": str(tmp_path / "out")}
-    args = SWATrainingArguments(**settings, swa_start=2, eval_strategy="steps", eval_steps=3)
+    args = SWATrainingArguments(**settings, swa_start=2, eval_strategy="steps", eval_steps=3, swa_ship="swa")
     trainer = SWATrainer(
         model=tiny_bert(),
         args=args,

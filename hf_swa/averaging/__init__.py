@@ -11,7 +11,8 @@ It knows tensors and modules only, nothing of ``Trainer``, GLUE or the Hub.
 - :mod:`.state`: a saved averager state checked against the averager that resumes it;
 - :mod:`.strategies`: how much weight the next snapshot gets (uniform or EMA);
 - :mod:`.parameters`: which parameters are averaged, and under which names;
-- :mod:`.distributed`: FSDP2 shards and ZeRO-3 partitions, averaged where they live.
+- :mod:`.distributed`: FSDP2 shards and ZeRO-3 partitions, averaged where they live;
+- :mod:`.names`: the names the weights go by (``swa``, ``live``), torch-free for the records' readers.
 
 Example:
     >>> import torch
@@ -31,7 +32,23 @@ Example:
     [[4.0, 4.0]]
 """
 
-from .averager import WeightAverager
-from .parameters import averaged_parameters, clean_parameter_name
+from __future__ import annotations
 
-__all__ = ["WeightAverager", "averaged_parameters", "clean_parameter_name"]
+import importlib
+
+# Loaded on first use, so that the torch-free :mod:`.names` imports without torch (the Hub's command line).
+_EXPORTS = {
+    "WeightAverager": ".averager",
+    "averaged_parameters": ".parameters",
+    "clean_parameter_name": ".parameters",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value

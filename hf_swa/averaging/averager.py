@@ -254,11 +254,12 @@ class WeightAverager(WeightSwapping):
         return [name for store in self.candidate_stores for name in store.names()]
 
     def candidates(self) -> List[dict]:
-        """A record per candidate: name, kind, start step, ``n_averaged`` and, for EMAs, the decay."""
+        """A record per candidate: name, kind, ``n_averaged``, start step (windows, EMAs), decay, width, last step."""
         start = self.stores[0].records()[0].get("start_step") if self.stores[0].names() else None
         records = [record for store in self.candidate_stores for record in store.records()]
         for record in records:
-            record.setdefault("start_step", start)
+            if record["kind"] == "ema":  # power EMAs average every step from the first: no start step
+                record.setdefault("start_step", start)
         return records
 
     def _store(self, name: str):

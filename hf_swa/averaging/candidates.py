@@ -24,10 +24,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .names import MAIN_CANDIDATE
 from .power_ema import check_stds, power_function_beta, std_to_exp
 from .strategies import ExponentialAverage, UniformAverage
 
-MAIN_CANDIDATE = "swa"
 #: A regular expression every candidate's name matches (``swa``, ``swa_from{s}``, ``ema_{d}``, ``pema_{σ}``,
 #: ``bema``), for telling the candidates' metric keys (``eval_swa_from75_loss``) apart.
 CANDIDATE_NAME_PATTERN = rf"{MAIN_CANDIDATE}_from\d+|{MAIN_CANDIDATE}|p?ema_[0-9.e+-]+|bema"

@@ -6,11 +6,11 @@ import dataclasses
 
 from hf_swa.training import defaults
 
-__all__ = ["DemoArguments", "SELECT_SPLIT"]
+__all__ = ["DemoArguments", "SELECT_SHARE"]
 
 # The SWA run takes the core's defaults (hf_swa.training.defaults: the candidates, the LR tail, what ships) and
 # holds out this share of the training tweets to choose on, as run_glue does by default (0: none, every tweet trains):
-SELECT_SPLIT = defaults.SWA_SELECT_SPLIT
+SELECT_SHARE = defaults.SWA_SELECT_SPLIT
 
 
 @dataclasses.dataclass

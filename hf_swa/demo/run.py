@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from hf_swa.demo.arguments import SELECT_SPLIT, DemoArguments
+from hf_swa.demo.arguments import SELECT_SHARE, DemoArguments
 from hf_swa.demo.embedded import TASK_NAME, minilm_path, write_tweet_sentiment_splits
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.compare import run_comparison, run_dir
@@ -37,7 +37,7 @@ BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def demo_training_arguments(args: DemoArguments) -> GlueTrainingArguments:
-    train_rows = args.n_train - math.ceil(args.n_train * SELECT_SPLIT)  # less the rows held out (none by default)
+    train_rows = args.n_train - math.ceil(args.n_train * SELECT_SHARE)  # less the rows held out (none by default)
     steps = int(args.num_train_epochs * -(-train_rows // args.batch_size))
     every = max(1, steps // args.evaluations)
     return GlueTrainingArguments(
@@ -66,7 +66,7 @@ def run_demo(args: DemoArguments) -> Path:
         train_file=train_file,
         validation_file=validation_file,
         max_seq_length=args.max_seq_length,
-        swa_select_split=SELECT_SPLIT,
+        swa_select_split=SELECT_SHARE,
     )
     training_args = demo_training_arguments(args)
     runs_root = str(root / "runs")

@@ -167,4 +167,4 @@ class GlueTrainingArguments(SWATrainingArguments):
 
     swa_refit: bool = flag(
         "Choose on the selection split, then train again on every training row (same seed and settings) and ship "
-        "the candidate of the chosen name from that second run.", False)  # fmt: skip
+        "the candidate of the chosen name from that second run.", defaults.SWA_REFIT)  # fmt: skip

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
+import math
 import os
 import tempfile
 from typing import Optional
@@ -32,17 +33,55 @@ from hf_swa.glue.tasks import HUB_DATASET, GlueTask
 logger = logging.getLogger(__name__)
 
 __all__ = ["load_raw_datasets", "evaluation_splits", "prediction_splits", "text_columns", "encode_labels"]
-__all__ += ["hold_out_rows", "tokenize", "example_ids"]
+__all__ += ["hold_out_rows", "tokenize", "example_ids", "data_files", "MISSING_LABELS"]
 
-SELECT_SPLIT = "swa_select"
+#: The name of the split the selection scores on (held-out training rows or --select_file), not a share.
+SELECT_SPLIT_NAME = "swa_select"
+#: Label cells that pandas reads as missing (its default NA spellings but "None", which can be a class name): a row
+#: labelled so has no label, and is refused rather than becoming a class called "nan".
+MISSING_LABELS = frozenset(
+    ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA"]
+    + ["NULL", "NaN", "n/a", "nan", "null"]
+)
+
+
+def data_files(data_args) -> dict:
+    """``{split: (flag, path)}`` of the data files given: which split each ``--*_file`` fills."""
+    task = data_args.glue_task
+    val, test = (task.validation_splits, task.test_splits) if task else (("validation",), ("test",))  # MNLI: two each
+    splits = dict(zip(FILE_FLAGS, ("train", val[0], test[0], *val[1:], *test[1:])), select_file=SELECT_SPLIT_NAME)
+    return {split: (flag, getattr(data_args, flag)) for flag, split in splits.items() if getattr(data_args, flag)}
+
+
+def _check_not_empty(flag: str, path: str, loader: str) -> None:
+    """Refuse an empty file, and a CSV/TSV with a header but no row, naming the flag and the file."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = [line for line in (handle.readline() for _ in range(64)) if line.strip()][:2]
+    if not lines:
+        raise ValueError(
+            f"--{flag} {path} is empty. Write one example per row (a header line naming the columns first, for CSV "
+            f"and TSV), or drop --{flag}."
+        )
+    if loader == "csv" and len(lines) < 2:
+        raise ValueError(f"--{flag} {path} has a header line ({lines[0].strip()!r}) but no rows: add the examples.")
+
+
+def _read(loader: str, split: str, flag: str, path: str, options: dict) -> datasets.Dataset:
+    """One file as one split (each file is read alone, so splits may have different columns: a training file
+    without the label column is then named as such, not a clash of columns)."""
+    _check_not_empty(flag, path, loader)
+    try:
+        data = datasets.load_dataset(loader, data_files={split: path}, **options)[split]
+    except datasets.exceptions.DatasetGenerationError as err:
+        raise ValueError(f"Could not read --{flag} {path}: {err.__cause__ or err}") from err
+    if len(data) == 0:
+        raise ValueError(f"--{flag} {path} holds no rows: add the examples.")
+    return data
 
 
 def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) -> datasets.DatasetDict:
     """The raw splits: from the data files when given, else the GLUE task from the Hub (``nyu-mll/glue``)."""
-    task = data_args.glue_task
-    val, test = (task.validation_splits, task.test_splits) if task else (("validation",), ("test",))  # MNLI: two each
-    splits = dict(zip(FILE_FLAGS, ("train", val[0], test[0], *val[1:], *test[1:])), select_file=SELECT_SPLIT)
-    files = {split: getattr(data_args, flag) for flag, split in splits.items() if getattr(data_args, flag)}
+    task, files = data_args.glue_task, data_files(data_args)
     if not files:
         try:
             return datasets.load_dataset(HUB_DATASET, task.name, cache_dir=cache_dir, token=token)
@@ -51,7 +90,7 @@ def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) ->
                 f"Could not load {HUB_DATASET}/{task.name} from the Hub ({err}). Offline, pass local files: "
                 f"--train_file, --validation_file, --test_file with the columns {[*task.sentence_keys, 'label']}."
             ) from err
-    extension = os.path.splitext(next(iter(files.values())))[1].lower()
+    extension = os.path.splitext(next(iter(files.values()))[1])[1].lower()
     loader = FILE_TYPES[extension]
     options = {} if loader == "json" else {"keep_default_na": False}  # "NA" is the text NA
     if extension == ".tsv":
@@ -60,11 +99,9 @@ def load_raw_datasets(data_args, cache_dir: Optional[str] = None, token=None) ->
         scratch, options["keep_in_memory"] = tempfile.TemporaryDirectory(prefix="hf-swa-data-"), True
     else:
         scratch = contextlib.nullcontext(cache_dir)
-    try:
-        with scratch as folder:
-            return datasets.load_dataset(loader, data_files=files, cache_dir=folder, **options)
-    except datasets.exceptions.DatasetGenerationError as err:
-        raise ValueError(f"Could not read the data files {files}: {err.__cause__ or err}") from err
+    with scratch as folder:
+        options["cache_dir"] = folder
+        return datasets.DatasetDict({split: _read(loader, split, *given, options) for split, given in files.items()})
 
 
 def evaluation_splits(raw, task: Optional[GlueTask]) -> list:
@@ -113,18 +150,29 @@ def _class_names(raw, split: str, task: Optional[GlueTask], column: str) -> list
     return names
 
 
-def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list) -> Optional[list]:
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() in MISSING_LABELS
+
+
+def encode_labels(raw, task: Optional[GlueTask], column: str, labelled: list, files=None) -> Optional[list]:
     """Make `column` of the `labelled` splits a ``ClassLabel`` (in place); return the class names, None for regression.
-    A missing or empty label, or one that is not a class, is refused with the split and column named."""
+    A missing label (empty, ``nan``, ``NA``, ... : `MISSING_LABELS`), or one that is not a class, is refused with the
+    split, its file (`files`: `data_files`) and the column named."""
     for split in labelled:
+        where = f"The {split} split" + (f" (--{files[split][0]} {files[split][1]})" if split in (files or {}) else "")
         if column not in raw[split].column_names:
             raise ValueError(
-                f"The {split} split lacks the label column {column!r} (columns found: {raw[split].column_names})."
-                " Pass --label_column to name it."
+                f"{where} lacks the label column {column!r} (columns found: {raw[split].column_names}). Every "
+                "labelled split (train, validation, select) needs it: add it to the file, or pass --label_column "
+                "to name it."
             )
-        empty = [i for i, v in enumerate(raw[split][column]) if v is None or v == ""]
+        empty = [i for i, v in enumerate(raw[split][column]) if _is_missing(v)]
         if empty:
-            raise ValueError(f"The {split} split has no label in column {column!r} for example {empty[0]} (from 0).")
+            raise ValueError(
+                f"{where} has no label in column {column!r} for example {empty[0]} (from 0, not counting a header; "
+                f"{len(empty)} such row(s)): {raw[split][empty[0]][column]!r} reads as missing. Fill in the "
+                "label or remove the row."
+            )
     dtype = getattr(raw[labelled[0]].features[column], "dtype", "")
     if task.is_regression if task else dtype.startswith("float"):
         for split in labelled:

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 from transformers import DataCollatorWithPadding, default_data_collator, set_seed
@@ -26,7 +27,8 @@ from hf_swa import SWATrainer
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.data import (
-    SELECT_SPLIT,
+    SELECT_SPLIT_NAME,
+    data_files,
     encode_labels,
     evaluation_splits,
     example_ids,
@@ -43,6 +45,7 @@ from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest_metrics
 from hf_swa.training.config import AUTO
 from hf_swa.training.loss_kwargs import declare_mean_loss
+from hf_swa.training.splits import held_out_share
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +110,62 @@ def write_submission(path: str, ids, predictions, label_names=None) -> None:
             writer.writerow([index, f"{float(value):.3f}" if label_names is None else label_names[int(value)]])
 
 
-def _load(model_args, data_args, do: dict) -> tuple:
+class _LoadedData(NamedTuple):
+    """The raw splits a run uses and what they hold."""
+
+    raw: Any  # datasets.DatasetDict
+    eval_splits: list  # the splits evaluated on, in order
+    predict_splits: list  # (split, submission file stem) pairs
+    columns: tuple  # the one or two text columns
+    labelled: list  # the splits with labels
+    label_list: Optional[list]  # the classes; None for regression
+
+
+class _HeldOut(NamedTuple):
+    """What the selection scores on: `rows`, the record of the training rows held out (None when none are), and
+    `split`, the description that ``results["selection"]["split"]`` and ``swa_config.json`` carry."""
+
+    rows: Optional[dict]
+    split: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunFacts:
+    """What `_prepare` learnt of the data that the stages after it need."""
+
+    eval_splits: list
+    predict_splits: list
+    held_out: _HeldOut
+    compute_metrics: Callable
+    metrics: tuple  # the metric names the evaluation produces
+
+
+class _Prepared(NamedTuple):
+    raw: Any
+    data: Any  # the tokenized datasets.DatasetDict
+    model: Any
+    tokenizer: Any
+    facts: _RunFacts
+
+
+class EvaluationData(NamedTuple):
+    """The first evaluation set prepared for a model, to score checkpoints on (`evaluation_data`).
+
+    >>> data = EvaluationData([{"input_ids": [2, 3]}], tokenizer=None, compute_metrics=None, is_regression=False)
+    >>> dataset, _, _, is_regression = data  # a tuple too
+    >>> len(dataset), is_regression
+    (1, False)
+    """
+
+    dataset: Any
+    tokenizer: Any
+    compute_metrics: Callable
+    is_regression: bool
+
+
+def _load(model_args, data_args, do: dict) -> _LoadedData:
     """The raw splits each stage in `do` (train, eval, predict: bool) uses, cut to ``--max_*_samples``, their
-    text columns and classes: ``(raw, eval_splits, predict_splits, columns, labelled, label_list)``."""
+    text columns and classes."""
     task, column = data_args.glue_task, data_args.label_column
     raw = load_raw_datasets(data_args, model_args.cache_dir, model_args.token)
     eval_splits, predict_splits = evaluation_splits(raw, task), prediction_splits(raw, task)
@@ -121,47 +177,56 @@ def _load(model_args, data_args, do: dict) -> tuple:
             raise ValueError(f"--do_{stage} needs data to work on: pass --{flag}_file (splits found: {list(raw)}).")
         limit = getattr(data_args, f"max_{stage}_samples")
         kept.update({s: raw[s].select(range(min(limit or len(raw[s]), len(raw[s])))) for s in stages[stage]})
-    if do.get("train") and SELECT_SPLIT in raw:  # --select_file
-        kept[SELECT_SPLIT] = raw[SELECT_SPLIT]
+    if do.get("train") and SELECT_SPLIT_NAME in raw:  # --select_file
+        kept[SELECT_SPLIT_NAME] = raw[SELECT_SPLIT_NAME]
     raw = raw.__class__(kept)
     columns = text_columns(raw, task, data_args.text_columns)
-    labelled = [s for s in raw if s in ("train", SELECT_SPLIT) or s in eval_splits]
-    label_list = encode_labels(raw, task, column, labelled) if labelled else model_labels(model_args)
-    return raw, eval_splits, predict_splits, columns, labelled, label_list
+    labelled = [s for s in raw if s in ("train", SELECT_SPLIT_NAME) or s in eval_splits]
+    label_list = (
+        encode_labels(raw, task, column, labelled, data_files(data_args)) if labelled else model_labels(model_args)
+    )
+    return _LoadedData(raw, eval_splits, predict_splits, columns, labelled, label_list)
 
 
-def _selection_rows(raw, data_args, training_args, label_column, eval_splits) -> tuple:
-    """``(record of the held-out rows or None, what the selection scores on)``: a --select_file, training rows (or
-    whole groups) moved from the training split into the selection split, else the evaluation set."""
+def _selection_rows(raw, data_args, training_args, label_column, eval_splits) -> _HeldOut:
+    """What the selection scores on: a --select_file, training rows (or whole groups) moved from the training
+    split into the selection split, else the evaluation set."""
     share, groups = data_args.swa_select_split, data_args.swa_select_group_column
-    if SELECT_SPLIT in raw:
-        return None, {"kind": "file", "file": data_args.select_file, "rows": len(raw[SELECT_SPLIT]), "held_out_rows": 0}
+    if SELECT_SPLIT_NAME in raw:
+        file = {"kind": "file", "file": data_args.select_file, "rows": len(raw[SELECT_SPLIT_NAME]), "held_out_rows": 0}
+        return _HeldOut(None, file)
     if not (training_args.do_train and share):
-        return None, {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0}
+        return _HeldOut(None, {"kind": "eval_set", "set": eval_splits[0] if eval_splits else None, "held_out_rows": 0})
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     rows = hold_out_rows(raw["train"], share, seed, label_column, groups)
     kept = sorted(set(range(len(raw["train"]))) - set(rows))
-    raw[SELECT_SPLIT], raw["train"] = raw["train"].select(rows), raw["train"].select(kept)
-    record = {"swa_select_split": share, "seed": seed, "train_rows": len(rows) + len(kept), "held_out_rows": rows}
+    raw[SELECT_SPLIT_NAME], raw["train"] = raw["train"].select(rows), raw["train"].select(kept)
+    actual = held_out_share(kept, rows)  # as near `share` as whole rows (groups) allow, within the split's tolerance
+    record = {"swa_select_split": share, "held_out_share": actual, "seed": seed, "train_rows": len(rows) + len(kept)}
     kind = {"kind": "groups", "column": groups} if groups else {"kind": "rows"}
-    split = {**kind, "share": share, "seed": seed, "held_out_rows": len(rows)}
-    return {**record, **({"group_column": groups} if groups else {})}, split
+    split = {**kind, "share": share, "held_out_share": actual, "seed": seed, "held_out_rows": len(rows)}
+    return _HeldOut({**record, "held_out_rows": rows, **({"group_column": groups} if groups else {})}, split)
 
 
-def _prepare(model_args, data_args, training_args):
-    """Data, model and tokenizer: ``(raw, data, model, tokenizer, facts)``."""
+def _prepare(model_args, data_args, training_args) -> _Prepared:
+    """Data, model and tokenizer, and the facts of the data the stages after need."""
     do = {stage: getattr(training_args, f"do_{stage}") for stage in ("train", "eval", "predict")}
-    raw, eval_splits, predict_splits, columns, labelled, label_list = _load(model_args, data_args, do)
+    loaded = _load(model_args, data_args, do)
+    raw, label_list, labelled = loaded.raw, loaded.label_list, loaded.labelled
     task, column = data_args.glue_task, data_args.label_column
     model, tokenizer, label_to_id = load_model(model_args, task, label_list, training_args.do_train)
-    held_out, split = _selection_rows(raw, data_args, training_args, column, eval_splits)
-    labelled += [SELECT_SPLIT] if held_out else []
+    held_out = _selection_rows(raw, data_args, training_args, column, loaded.eval_splits)
+    labelled += [SELECT_SPLIT_NAME] if held_out.rows else []
     with training_args.main_process_first(desc="dataset tokenization"):
-        data = tokenize(raw, tokenizer, columns, data_args, labelled, column, label_to_id)
-    facts = dict(eval_splits=eval_splits, predict_splits=predict_splits, held_out=held_out, split=split)
-    facts.update(compute_metrics=_compute_metrics(task, label_list, label_to_id))
-    facts.update(metrics=metric_names(data_args.task_name, len(label_list or [0]), label_list is None))
-    return raw, data, model, tokenizer, facts
+        data = tokenize(raw, tokenizer, loaded.columns, data_args, labelled, column, label_to_id)
+    facts = _RunFacts(
+        eval_splits=loaded.eval_splits,
+        predict_splits=loaded.predict_splits,
+        held_out=held_out,
+        compute_metrics=_compute_metrics(task, label_list, label_to_id),
+        metrics=metric_names(data_args.task_name, len(label_list or [0]), label_list is None),
+    )
+    return _Prepared(raw, data, model, tokenizer, facts)
 
 
 def _compute_metrics(task, label_list, label_to_id):
@@ -171,18 +236,25 @@ def _compute_metrics(task, label_list, label_to_id):
     return make_compute_metrics(name, num_labels=count, is_regression=label_list is None, positive_label_id=positive)
 
 
-def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments) -> tuple:
-    """``(dataset, tokenizer, compute_metrics, is_regression)``: the first evaluation set, prepared as ``run_glue``
-    prepares it for the model in ``model_args`` (whose weights are not loaded), to score checkpoints on."""
-    raw, splits, _, columns, _, label_list = _load(model_args, data_args, {"eval": True})
-    task, first = data_args.glue_task, raw.__class__({splits[0]: raw[splits[0]]})
+def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments) -> EvaluationData:
+    """The first evaluation set, prepared as ``run_glue`` prepares it for the model in ``model_args`` (whose
+    weights are not loaded), to score checkpoints on."""
+    loaded = _load(model_args, data_args, {"eval": True})
+    task, label_list, split = data_args.glue_task, loaded.label_list, loaded.eval_splits[0]
+    first = loaded.raw.__class__({split: loaded.raw[split]})
     _, tokenizer, label_to_id = load_config_and_tokenizer(model_args, task, label_list, training=False)
-    data = tokenize(first, tokenizer, columns, data_args, splits[:1], data_args.label_column, label_to_id)
-    return data[splits[0]], tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None
+    data = tokenize(first, tokenizer, loaded.columns, data_args, [split], data_args.label_column, label_to_id)
+    return EvaluationData(data[split], tokenizer, _compute_metrics(task, label_list, label_to_id), label_list is None)
 
 
-def _train(trainer, data, training_args, facts, refit=None) -> dict:
-    held_out, output_dir = facts["held_out"], training_args.output_dir
+def _record_split_in_callback_selection(callback, split: dict) -> None:
+    """The one place the app changes the callback's selection record in place: it adds what the choice was made
+    on (the record of what ships is to own this; until then it stays in this one line)."""
+    callback.selection.update(split=split)
+
+
+def _train(trainer, data, training_args, facts: _RunFacts, refit=None) -> dict:
+    held_out, output_dir = facts.held_out.rows, training_args.output_dir
     if trainer.is_world_process_zero():
         for path in (os.path.join(output_dir, name) for name in _OUTPUTS):
             if os.path.isfile(path):
@@ -197,7 +269,7 @@ def _train(trainer, data, training_args, facts, refit=None) -> dict:
         with open(os.path.join(refit, CONFIG_FILE), encoding="utf-8") as f:
             trainer.ship_refit(json.load(f), selection_run=refit)
     elif callback is not None and callback.selection is not None:  # the record says what the choice was made on
-        callback.selection.update(split=facts["split"])
+        _record_split_in_callback_selection(callback, facts.held_out.split)
     trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
     metrics = dict(train_result.metrics, train_samples=len(data["train"]))
     if held_out is not None:
@@ -266,7 +338,7 @@ def _run(model_args, data_args, training_args, refit=None) -> dict:
     set_seed(training_args.seed)
     raw, data, model, tokenizer, facts = _prepare(model_args, data_args, training_args)
     if training_args.do_train:
-        check_select_metric(training_args, facts["metrics"])
+        check_select_metric(training_args, facts.metrics)
     if data_args.pad_to_max_length:
         collator = default_data_collator
     else:
@@ -278,20 +350,20 @@ def _run(model_args, data_args, training_args, refit=None) -> dict:
         model=model,
         args=training_args,
         train_dataset=data.get("train") if training_args.do_train else None,
-        eval_dataset=data[facts["eval_splits"][0]] if training_args.do_eval else None,
+        eval_dataset=data[facts.eval_splits[0]] if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=collator,
-        compute_metrics=facts["compute_metrics"],
-        swa_select_dataset=data.get(SELECT_SPLIT),
+        compute_metrics=facts.compute_metrics,
+        swa_select_dataset=data.get(SELECT_SPLIT_NAME),
     )
     results = {"task": data_args.task_name, "dataset": dataset_facts(data_args.task_name)}
-    results.update(metrics=list(facts["metrics"]), lower_is_better=["loss"])
+    results.update(metrics=list(facts.metrics), lower_is_better=["loss"])
     if training_args.do_train:
         results.update(_train(trainer, data, training_args, facts, refit))
     if training_args.do_eval:
-        results.update(_evaluate(trainer, data, facts["eval_splits"], results.get("chosen")))
+        results.update(_evaluate(trainer, data, facts.eval_splits, results.get("chosen")))
     if training_args.do_predict:
-        _predict(trainer, raw, data, facts["predict_splits"], data_args.glue_task, training_args.output_dir)
+        _predict(trainer, raw, data, facts.predict_splits, data_args.glue_task, training_args.output_dir)
     _write_results(results, model_args, data_args, training_args, trainer)
     return results
 

@@ -12,8 +12,9 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hf_swa.averaging.names import LIVE, MAIN_CANDIDATE
 from hf_swa.hub.folder import TOKENIZER_FILES, PathLike, load_adapter_config, load_swa_config
-from hf_swa.hub.results import LIVE, load_results, lower_is_better, metric_names
+from hf_swa.hub.results import load_results, lower_is_better, metric_names
 from hf_swa.hub.shipped import ShippedWeights, shipped_weights
 from hf_swa.training.defaults import lr_tail_is_on
 
@@ -48,12 +49,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _strategy(swa: Mapping[str, Any]) -> str:
+    """How the weights were averaged: a training run's ``swa_strategy`` (``strategy`` in hf_swa 0.3, and in the
+    records of hf-swa-average)."""
+    return swa.get("swa_strategy", swa.get("strategy", "uniform"))
+
+
 def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The SWA settings as (label, value) rows, in reading order."""
-    strategy = swa.get("strategy", "uniform")
+    strategy = _strategy(swa)
     rows = [("Averaging strategy", "uniform (SWA: equal-weight mean)" if strategy == "uniform" else _fmt(strategy))]
-    if strategy == "ema" and "ema_decay" in swa:
-        rows.append(("EMA decay", _fmt(swa["ema_decay"])))
+    decay = swa.get("swa_ema_decay", swa.get("ema_decay"))  # ema_decay: written by hf_swa 0.3
+    if strategy == "ema" and decay is not None:
+        rows.append(("EMA decay", _fmt(decay)))
     start, start_step = swa.get("swa_start"), swa.get("swa_start_step", swa.get("start_step"))
     max_steps = swa.get("max_steps")
     if isinstance(start, float):
@@ -69,7 +77,8 @@ def _settings_rows(swa: Mapping[str, Any], results: Mapping[str, Any]) -> list[t
         rows.append(("Snapshot every (`swa_freq`)", f"{swa['swa_freq']} optimizer steps"))
     count = _fmt(swa.get("n_averaged", "unknown"))
     name = swa.get("shipped")
-    shipped = next((c for c in swa.get("candidates", []) if c.get("name") == name), None) if name != "swa" else None
+    candidates = swa.get("candidates", []) if name != MAIN_CANDIDATE else []
+    shipped = next((c for c in candidates if c.get("name") == name), None)
     if shipped and shipped.get("n_averaged") is not None:  # a later window or an EMA: its own share of them
         count += f" (in `{shipped['name']}`, which this model holds: {_fmt(shipped['n_averaged'])})"
     rows.append(("Snapshots averaged (`n_averaged`)", count))
@@ -108,7 +117,7 @@ def _rows(results: Mapping[str, Any], shipped: str):
                 yield eval_set, name, a, b
 
 
-def _result_rows(results: Mapping[str, Any], shipped: str = "swa") -> tuple[list[dict], list[str], list[str]]:
+def _result_rows(results: Mapping[str, Any], shipped: str = MAIN_CANDIDATE) -> tuple[list[dict], list[str], list[str]]:
     """The live and the `shipped` weights' scores side by side."""
     rows, better, worse = [], [], []
     lower_names = lower_is_better(results)
@@ -150,6 +159,8 @@ def _eval_results(results: Mapping[str, Any], dataset: Mapping[str, Any], shippe
     if not dataset.get("id"):
         return []
     weights = f"SWA candidate {shipped.name}, chosen on held-out data" if shipped.chosen else "SWA-averaged weights"
+    if shipped.live:
+        weights = "the live weights of the last training step (swa_ship='live')"
     if shipped.optimistic:
         weights = f"SWA candidate {shipped.name}, chosen on this evaluation set: optimistic"
     quality = [m for m in metric_names(results) if m not in lower_is_better(results)]
@@ -202,8 +213,9 @@ def _fill_template(
 ) -> ModelCard:
     """The card's text: the template filled with the settings, the results and ``fields``."""
     shipped = shipped_weights(swa_config)
-    rows, better, worse = _result_rows(results, shipped.name)
-    strategy = swa_config.get("strategy", "uniform")
+    # The live weights shipped: their scores beside those of the SWA average, which was evaluated and not shipped.
+    rows, better, worse = _result_rows(results, MAIN_CANDIDATE if shipped.live else shipped.name)
+    strategy = _strategy(swa_config)
     return ModelCard.from_template(
         card_data,
         template_str=_template(),
@@ -212,7 +224,7 @@ def _fill_template(
         n_averaged=swa_config.get("n_averaged", "an unknown number of"),
         settings=_settings_rows(swa_config, results),
         results=rows,
-        verdict=_verdict(rows, better, worse, shipped.label.lower()),
+        verdict=_verdict(rows, better, worse, "SWA average (not shipped)" if shipped.live else shipped.label.lower()),
         shipped=shipped,
         swa_worse=", ".join(worse),
         **fields,

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from hf_swa.averaging.names import LIVE, MAIN_CANDIDATE
 from hf_swa.hub.folder import PathLike, read_json_object
 
 __all__ = ["RESULTS_FILE", "TRAINER_RESULTS_FILES", "LIVE", "CHOSEN", "nest_metrics", "load_results", "metric_names"]
@@ -34,7 +35,6 @@ __all__ = ["RESULTS_FILE", "TRAINER_RESULTS_FILES", "LIVE", "CHOSEN", "nest_metr
 RESULTS_FILE = "results.json"
 #: What a plain Trainer writes (flat keys), read when a folder has no ``results.json``.
 TRAINER_RESULTS_FILES = ("all_results.json", "eval_results.json")
-LIVE = "live"
 #: The weights a selection shipped, whichever candidate (or ``live``) they are.
 CHOSEN = "chosen"
 #: What the Trainer adds beside the scores: not a measure of the model.
@@ -88,7 +88,7 @@ def load_results(
     if not results or isinstance(results.get("eval"), Mapping):
         return dict(results)
     config = swa_config or {}
-    names = ["swa", CHOSEN, *(c.get("name") for c in config.get("candidates", []) if c.get("name"))]
+    names = [MAIN_CANDIDATE, CHOSEN, *(c.get("name") for c in config.get("candidates", []) if c.get("name"))]
     chosen = (config.get("selection") or {}).get("chosen") or results.get("swa_chosen")
     train = {k: v for k, v in results.items() if k.startswith("train_")}
     return {"eval": nest_metrics(results, names), "chosen": chosen, "train": train}

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from hf_swa.hub.results import LIVE
+from hf_swa.averaging.names import LIVE, MAIN_CANDIDATE
 
 __all__ = ["ShippedWeights", "shipped_weights"]
 
@@ -43,17 +43,33 @@ class ShippedWeights:
     def chosen(self) -> bool:
         return self.selection_phrase is not None
 
+    @property
+    def live(self) -> bool:
+        """The live weights, shipped as ``swa_ship="live"`` says: no average was shipped."""
+        return self.name == LIVE and not self.chosen
 
-def _candidate_phrase(name: str, records: list) -> str:
+
+def _candidate_phrase(name: str, records: list, described: Optional[Mapping[str, Any]] = None) -> str:
+    """What candidate `name` is: the description recorded with the shipped weights (``shipped_weights``) when it
+    names them, else (records written before hf_swa 0.4) a phrase built from the candidate's record by its kind."""
+    if described and described.get("name") == name and described.get("description"):
+        return described["description"]
     if name == LIVE:
         return "the weights of the last training step (no average scored better)"
     record = next((r for r in records if r.get("name") == name), {})
     count = record.get("n_averaged", "the")
-    if record.get("kind") == "bema":
+    kind = record.get("kind")
+    if kind == "bema":
         return f"BEMA, the bias-corrected EMA of Block & Zhang (2025) as TRL computes it, over {count} updates"
-    if record.get("kind") == "ema":
+    if kind == "ema":
         return f"a bias-corrected exponential moving average (decay {record.get('decay')}) of {count} snapshots"
-    if record.get("start_step") is not None and name != "swa":
+    if kind in ("power_ema", "power_ema_posthoc"):
+        how = ", reconstructed after training from stored power EMAs" if kind == "power_ema_posthoc" else ""
+        return (
+            f"a power-function EMA (EDM2, σ_rel {record.get('std')}) of the weights after every optimizer step from "
+            f"step 1 to step {record.get('step')}{how}"
+        )
+    if record.get("start_step") is not None and name != MAIN_CANDIDATE:
         return f"the equal-weight mean of the {count} snapshots taken from optimizer step {record['start_step']} on"
     return f"the equal-weight mean of all {count} snapshots"
 
@@ -65,14 +81,23 @@ def _data_phrase(dataset: Mapping[str, Any]) -> str:
     return f"the evaluation set{f' ({size} rows)' if size else ''}, so its scores there are optimistic"
 
 
+def _recorded(swa_config: Mapping[str, Any], name: str) -> Optional[str]:
+    """The recorded description of the shipped weights, when the record has one for `name`."""
+    described = swa_config.get("shipped_weights") or {}
+    return described.get("description") if described.get("name") == name else None
+
+
 def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
     """What the folder of this ``swa_config.json`` holds."""
     selection = swa_config.get("selection")
     if not selection:
-        name = swa_config.get("shipped") or "swa"
-        if name in ("swa", LIVE):  # live without a selection record (a swap by hand): described as before
-            return ShippedWeights("swa", "Averaged weights")
-        return ShippedWeights(name, "Averaged weights", _candidate_phrase(name, swa_config.get("candidates", [])))
+        name = swa_config.get("shipped") or MAIN_CANDIDATE
+        if name == LIVE and _recorded(swa_config, LIVE):  # swa_ship="live": the averages were evaluated only
+            return ShippedWeights(LIVE, "Live weights", _recorded(swa_config, LIVE))
+        if name in (MAIN_CANDIDATE, LIVE):  # live without a record of it (a swap by hand, hf_swa < 0.4)
+            return ShippedWeights(MAIN_CANDIDATE, "Averaged weights", _recorded(swa_config, name))
+        phrase = _candidate_phrase(name, swa_config.get("candidates", []), swa_config.get("shipped_weights"))
+        return ShippedWeights(name, "Averaged weights", phrase)
     chosen = selection["chosen"]
     count = len(selection.get("scores", {}))
     how = (
@@ -84,5 +109,5 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
         how += f"; {refit['chosen_on_split']} won, and this is the {chosen} of a second run trained on every row"
     # SWATrainer sets the flag; records written before it had one name the data only.
     optimistic = selection.get("optimistic", selection.get("dataset", {}).get("name") == "eval_dataset")
-    candidate = _candidate_phrase(chosen, swa_config.get("candidates", []))
+    candidate = _candidate_phrase(chosen, swa_config.get("candidates", []), swa_config.get("shipped_weights"))
     return ShippedWeights(chosen, "Chosen weights", candidate, how, optimistic)

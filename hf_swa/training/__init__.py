@@ -1,8 +1,9 @@
 """The Trainer integration: when to average, the LR tail, the callback, the trainer, the choice.
 
 - :mod:`.defaults`: the one set of SWA defaults, which every entry point takes;
+- :mod:`.settings`: how a setting is declared once (default and help), its old names, its value from text;
 - :mod:`.config`: `SWAConfig`, the settings validated up front (the snapshot and window rules);
-- :mod:`.arguments`: the same settings as ``TrainingArguments`` fields (`SWATrainingArguments`);
+- :mod:`.arguments`: the same settings as ``TrainingArguments`` fields (`SWATrainingArguments`), made from the config;
 - :mod:`.schedule`: the SWA LR tail, composed with the Trainer's schedule;
 - :mod:`.callback`: `SWACallback`, averaging inside any ``Trainer``;
 - :mod:`.trainer`: `SWATrainerMixin` / `SWATrainer`: evaluation of the averages, selection, crash-safe saving;

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from typing import List, Literal, Optional
+from typing import ClassVar, Union, get_args, get_origin, get_type_hints
 
 from transformers import TrainingArguments
 
@@ -15,20 +16,46 @@ from .checks import LOAD_BEST_MESSAGE
 from .config import SWAConfig, parse_select_metric, parse_swa_start
 from .defaults import lr_tail_is_on
 
-SELECT_METRIC_HELP = (
-    "Score every candidate and the live weights at the end of training and ship the best, by this metric. "
-    "'auto' (default): by loss on the trainer's swa_select_dataset (run_glue: the rows --swa_select_split holds "
-    "out) when there is one, else no selection and the model ships swa_ship; never on the evaluation set. A "
-    "metric (loss, accuracy, eval_f1, ...): on swa_select_dataset, else on eval_dataset (flagged optimistic). "
-    "'none': ship swa_ship."
+#: The switch `SWATrainingArguments` has beside the settings of `SWAConfig`.
+SWA_SWITCH = ("swa", bool, field(default=defaults.SWA, metadata={"help": "Average (False: a plain Trainer run)."}))
+
+
+def flag_type(hint):
+    """The type ``HfArgumentParser`` reads a setting as: its own, but text for a union such as ``swa_start``'s
+    int or float (argparse takes one type; the config parses the text)."""
+    if get_origin(hint) is Union and type(None) not in get_args(hint):
+        return str
+    return hint
+
+
+def setting_flags(config_class: type) -> list:
+    """Each field of `config_class` as ``(name, type, field)`` for `dataclasses.make_dataclass`: a ``--flag`` with
+    the field's default and help."""
+    hints = get_type_hints(config_class)
+    flags = []
+    for setting in dataclasses.fields(config_class):
+        if setting.default is dataclasses.MISSING:
+            default = {"default_factory": setting.default_factory}
+        else:
+            default = {"default": setting.default}
+        help = {"help": setting.metadata["help"]} if "help" in setting.metadata else {}
+        flags.append((setting.name, flag_type(hints[setting.name]), field(**default, metadata=help)))
+    return flags
+
+
+# The fields of SWAArgumentsMixin: the switch, then one per SWAConfig field (generated, never written by hand).
+_SWAConfigFlags = dataclasses.make_dataclass(
+    "_SWAConfigFlags", [SWA_SWITCH, *setting_flags(SWAConfig)], namespace={"__module__": __name__}
 )
 
 
 @dataclass
-class SWAArgumentsMixin:
+class SWAArgumentsMixin(_SWAConfigFlags):
     """The SWA settings, to mix into any `TrainingArguments` subclass (each a `--flag` through `HfArgumentParser`).
 
-    The defaults come from :mod:`hf_swa.training.defaults`.
+    One field per `SWAConfig` field, of the same name, default and help (made from
+    ``dataclasses.fields(SWAConfig)``), plus ``swa`` (False: a plain Trainer run). For a subclass
+    of `SWAConfig` with more settings, `swa_arguments_mixin` makes the mixin with their flags.
 
     Put it first, and make the new class a dataclass, e.g. for TRL:
     ``@dataclass class SWASFTConfig(SWAArgumentsMixin, SFTConfig): pass``.
@@ -47,121 +74,8 @@ class SWAArgumentsMixin:
         (100, True, 1)
     """
 
-    swa: bool = field(
-        default=True, metadata={"help": "Average weights with SWA (False: a plain Trainer run, a baseline)."}
-    )
-    swa_start: str = field(
-        default=str(defaults.SWA_START),
-        metadata={
-            "help": "When averaging starts: a fraction of the total optimizer steps in (0, 1] such as 0.5, "
-            "or an optimizer step >= 1 such as 100."
-        },
-    )
-    swa_freq: int = field(
-        default=defaults.SWA_FREQ, metadata={"help": "Fold in a snapshot every this many optimizer steps."}
-    )
-    swa_lr: Optional[float] = field(
-        default=None,
-        metadata={"help": "Anneal the LR to this value from swa_start and hold it. Unset: swa_lr_ratio of the peak."},
-    )
-    swa_lr_ratio: float = field(
-        default=defaults.SWA_LR_RATIO,
-        metadata={
-            "help": "If swa_lr is unset: hold the LR at this fraction of learning_rate from swa_start "
-            "(0: keep the base schedule)."
-        },
-    )
-    swa_anneal_steps: int = field(
-        default=0, metadata={"help": "Optimizer steps over which the LR anneals to the tail LR (0: jump)."}
-    )
-    swa_anneal_strategy: Literal["cos", "linear"] = field(default="cos", metadata={"help": "Shape of the anneal."})
-    swa_device: Optional[str] = field(
-        default=None,
-        metadata={"help": "Where the fp32 averages live: unset = beside the weights, 'cpu' = host memory."},
-    )
-    swa_strategy: Literal["uniform", "ema"] = field(
-        default="uniform", metadata={"help": "uniform: the SWA mean of the snapshots; ema: exponential moving average."}
-    )
-    swa_ema_decay: float = field(default=0.999, metadata={"help": "Decay of the 'ema' strategy."})
-    swa_windows: int = field(
-        default=defaults.SWA_WINDOWS,
-        metadata={
-            "help": "Split the snapshots into this many windows; candidates swa_from<step> average the "
-            "snapshots from each later window start on (1: the classic average only)."
-        },
-    )
-    swa_windows_at_most: bool = field(
-        default=defaults.SWA_WINDOWS_AT_MOST,
-        metadata={"help": "Treat swa_windows as an upper bound: a run with fewer snapshots gets one window each."},
-    )
-    swa_ema_decays: List[float] = field(
-        default_factory=lambda: list(defaults.SWA_EMA_DECAYS),
-        metadata={"help": "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."},
-    )
-    swa_select_metric: Optional[str] = field(default=defaults.SWA_SELECT_METRIC, metadata={"help": SELECT_METRIC_HELP})
-    swa_select_greater_is_better: Optional[bool] = field(
-        default=None, metadata={"help": "Whether a higher selection score is better (default: False for *loss)."}
-    )
-    swa_eval_candidates: bool = field(
-        default=False, metadata={"help": "evaluate() also reports eval_<candidate>_* for every candidate."}
-    )
-    swa_power_ema_stds: List[float] = field(
-        default_factory=list,
-        metadata={
-            "help": "Keep one power-function EMA (EDM2) per relative width, e.g. 0.05 0.10, from step 1; "
-            "each is a candidate pema_<std> and is written to output_dir/swa_power_ema/ as snapshots."
-        },
-    )
-    swa_power_ema_every: Optional[int] = field(
-        default=None, metadata={"help": "Snapshot the power EMAs every N optimizer steps (default: ~32 a run)."}
-    )
-    swa_power_ema_dtype: Literal["float32", "bfloat16"] = field(
-        default="float32", metadata={"help": "dtype of the power-EMA snapshots."}
-    )
-    swa_power_ema_candidates: List[float] = field(
-        default_factory=list,
-        metadata={
-            "help": "Widths reconstructed from the snapshots at the end of training (EDM2's post-hoc EMA), added "
-            "as candidates pema_<std>; needs two or more swa_power_ema_stds."
-        },
-    )
-    swa_update_bn: Optional[bool] = field(
-        default=None,
-        metadata={
-            "help": "Recompute BatchNorm statistics for the shipped weights over the training data at the end "
-            "of training, as torch's update_bn (default: when the model has BatchNorm)."
-        },
-    )
-    swa_ship: str = field(
-        default=defaults.SWA_SHIP,
-        metadata={
-            "help": "What the model ships when nothing chooses (no selection, or 'auto' without selection data): "
-            "last_window (the window with the latest start), swa (every snapshot from swa_start), or an "
-            "ema_<d> / pema_<std> candidate of these settings, or bema (with swa_bema)."
-        },
-    )
-    swa_bema: bool = field(
-        default=defaults.SWA_BEMA,
-        metadata={"help": "Keep BEMA (TRL's BEMACallback: bias-corrected EMA) as the candidate 'bema'."},
-    )
-    swa_bema_ema_power: float = field(
-        default=defaults.SWA_BEMA_EMA_POWER, metadata={"help": "BEMA's EMA decay power (TRL's ema_power)."}
-    )
-    swa_bema_bias_power: float = field(
-        default=defaults.SWA_BEMA_BIAS_POWER, metadata={"help": "BEMA's bias-correction power (TRL's bias_power)."}
-    )
-    swa_bema_lag: int = field(default=defaults.SWA_BEMA_LAG, metadata={"help": "BEMA's lag (TRL's lag)."})
-    swa_bema_multiplier: float = field(
-        default=defaults.SWA_BEMA_MULTIPLIER, metadata={"help": "BEMA's step multiplier (TRL's multiplier)."}
-    )
-    swa_bema_update_after: int = field(
-        default=defaults.SWA_BEMA_UPDATE_AFTER,
-        metadata={"help": "The optimizer step whose weights anchor BEMA (TRL's update_after; 0: the start)."},
-    )
-    swa_bema_update_freq: int = field(
-        default=defaults.SWA_BEMA_UPDATE_FREQ,
-        metadata={"help": "Update BEMA every this many optimizer steps (TRL's update_freq)."},
-    )
+    #: The config `to_swa_config` builds, whose fields are these arguments' settings.
+    swa_config_class: ClassVar[type] = SWAConfig
 
     def __post_init__(self):
         # Checked before TrainingArguments sets up DeepSpeed and the process group.
@@ -191,37 +105,39 @@ class SWAArgumentsMixin:
                 )
 
     def to_swa_config(self) -> SWAConfig:
-        """The `SWAConfig` these arguments describe."""
-        return SWAConfig(
-            swa_start=self.swa_start,
-            swa_freq=self.swa_freq,
-            swa_lr=self.swa_lr,
-            swa_lr_ratio=self.swa_lr_ratio,
-            swa_anneal_steps=self.swa_anneal_steps,
-            swa_anneal_strategy=self.swa_anneal_strategy,
-            swa_device=self.swa_device,
-            strategy=self.swa_strategy,
-            ema_decay=self.swa_ema_decay,
-            swa_windows=self.swa_windows,
-            swa_windows_at_most=self.swa_windows_at_most,
-            swa_ema_decays=list(self.swa_ema_decays or []),
-            swa_select_metric=self.swa_select_metric,
-            swa_select_greater_is_better=self.swa_select_greater_is_better,
-            swa_eval_candidates=self.swa_eval_candidates,
-            swa_power_ema_stds=list(self.swa_power_ema_stds or []),
-            swa_power_ema_every=self.swa_power_ema_every,
-            swa_power_ema_dtype=self.swa_power_ema_dtype,
-            swa_power_ema_candidates=list(self.swa_power_ema_candidates or []),
-            swa_update_bn=self.swa_update_bn,
-            swa_ship=self.swa_ship,
-            swa_bema=self.swa_bema,
-            swa_bema_ema_power=self.swa_bema_ema_power,
-            swa_bema_bias_power=self.swa_bema_bias_power,
-            swa_bema_lag=self.swa_bema_lag,
-            swa_bema_multiplier=self.swa_bema_multiplier,
-            swa_bema_update_after=self.swa_bema_update_after,
-            swa_bema_update_freq=self.swa_bema_update_freq,
-        )
+        """The `SWAConfig` (a `swa_config_class`) these arguments describe: each of its fields from the flag
+        of that name."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self.swa_config_class)}
+        return self.swa_config_class(**{k: list(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def swa_arguments_mixin(config_class: type) -> type:
+    """`SWAArgumentsMixin` for a subclass of `SWAConfig` with settings of its own: one ``--flag`` per field.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> from transformers import HfArgumentParser, TrainingArguments
+        >>> from hf_swa.training.config import SWAConfig
+        >>> from hf_swa.training.settings import setting
+        >>> @dataclass
+        ... class MyConfig(SWAConfig):
+        ...     swa_note: str = setting("", "A note kept in swa_config.json.")
+        >>> @dataclass
+        ... class MyArguments(swa_arguments_mixin(MyConfig), TrainingArguments):
+        ...     pass
+        >>> (args,) = HfArgumentParser(MyArguments).parse_args_into_dataclasses(
+        ...     ["--output_dir", "/tmp/out", "--swa_note", "first try"])
+        >>> args.to_swa_config().swa_note
+        'first try'
+    """
+    if not (isinstance(config_class, type) and issubclass(config_class, SWAConfig)):
+        raise TypeError(f"swa_arguments_mixin({config_class!r}): pass SWAConfig or a dataclass subclass of it.")
+    return dataclasses.make_dataclass(
+        f"{config_class.__name__}ArgumentsMixin",
+        setting_flags(config_class),
+        bases=(SWAArgumentsMixin,),
+        namespace={"swa_config_class": config_class, "__module__": config_class.__module__},
+    )
 
 
 @dataclass

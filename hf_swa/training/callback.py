@@ -12,29 +12,19 @@ from transformers import TrainerCallback
 from .. import __version__
 from ..averaging import distributed
 from ..averaging.averager import WeightAverager
-from ..averaging.candidates import MAIN_CANDIDATE
+from ..averaging.names import MAIN_CANDIDATE
 from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
-from ..checkpointing.state import load_swa_state, save_swa_state, write_json_atomic
+from ..checkpointing.state import save_swa_state, write_json_atomic
 from . import power_emas
 from .batchnorm import LIVE, UPDATE_BN_MESSAGE, CandidateStatistics, has_batchnorm
 from .checks import HYPERPARAMETER_SEARCH_MESSAGE, LOAD_BEST_MESSAGE, check_best_metric, warn_if_the_schedule_decays
-from .config import LAST_WINDOW, SWAConfig
+from .config import SWAConfig
+from .resumption import resume
 from .schedule import install_lr_tail, sync_lr_tail
-from .selection import select_candidate
+from .selection import rule_candidate, select_candidate
+from .weights_record import describe_weights
 
 logger = logging.getLogger(__name__)
-
-# Settings that change which snapshots make the averages: a resumed run must keep them.
-_AVERAGING_SETTINGS = ("start_step", "swa_freq", "strategy", "candidates")
-# Named in the refusal to resume a checkpoint written before the defaults of hf_swa/training/defaults.py.
-_OLD_DEFAULTS = ("swa_start", "swa_lr", "swa_windows", "swa_windows_at_most", "swa_select_metric")
-
-
-def _lr_tail(config: dict) -> str:
-    """The LR tail a saved or current config runs (a config saved without ``swa_lr_ratio`` had none but swa_lr)."""
-    if config.get("swa_lr") is not None:
-        return f"swa_lr={config['swa_lr']}"
-    return f"swa_lr_ratio={config.get('swa_lr_ratio', 0.0)}"
 
 
 class SWACallback(TrainerCallback):
@@ -76,6 +66,8 @@ class SWACallback(TrainerCallback):
         self.config = config if config is not None else SWAConfig(**kwargs)
         self.averager: Optional[WeightAverager] = None
         self.start_step: Optional[int] = None
+        # The last optimizer step trained, set when training ends (what the shipped weights' record counts to).
+        self.last_step: Optional[int] = None
         self.max_steps: Optional[int] = None
         # Set by SWATrainer.train to the checkpoint it resumes from; a plain Trainer leaves it None
         # and the callback looks at args.resume_from_checkpoint, then output_dir/checkpoint-<step>.
@@ -104,26 +96,20 @@ class SWACallback(TrainerCallback):
             # (or from the candidate copy_to put over them, when no live weights are kept).
             self.averager.swap_out(model)
         self.max_steps = state.max_steps
+        self.last_step = None
         self.start_step = self.config.start_step(state.max_steps)
         check_best_metric(args, state, self.start_step)
-        self.averager = WeightAverager(
-            model,
-            device=self.config.swa_device,
-            strategy=self.config.strategy,
-            ema_decay=self.config.ema_decay,
-            window_starts=self.config.window_starts(state.max_steps),
-            ema_decays=self.config.swa_ema_decays,
-            power_ema_stds=self.config.swa_power_ema_stds,
-            bema=self.config.bema_settings(state.max_steps),
-        )
+        self.averager = self.new_averager(model, self.config.window_starts(state.max_steps))
         self.selection = None
         if self.config.swa_power_ema_stds:
-            power_emas.begin(self.config, self.averager, args, state)
+            power_emas.check(self.config, self.averager, state)
         self.record_folder = None
         if state.global_step > 0:
-            self._resume(args, state)
+            resume(self, args, state, model)
         elif self.config.swa_bema:
             self.averager.update_bema(model, 0)  # the weights before training: BEMA's anchor when update_after is 0
+        if self.config.swa_power_ema_stds:  # only once the resume is accepted: a refused one deletes nothing
+            power_emas.prune_snapshots(args.output_dir, state.global_step, args.should_save)
         if not self.config.has_lr_tail:
             warn_if_the_schedule_decays(args)
         else:
@@ -141,7 +127,8 @@ class SWACallback(TrainerCallback):
             sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
         if step <= state.max_steps:  # a step past the end (resuming a finished run) is never averaged
             # One read and one NaN/inf check of the weights for the snapshot, the power EMAs and BEMA.
-            self.averager.update_step(model, step, snapshot=self.config.is_snapshot_step(step, state.max_steps))
+            snapshot = self.config.is_snapshot_step(step, state.max_steps, start=self.start_step)
+            self.averager.update_step(model, step, snapshot=snapshot)
         if self.config.swa_power_ema_stds:
             power_emas.write_if_due(self.config, self.averager, model, args, state)
 
@@ -154,7 +141,7 @@ class SWACallback(TrainerCallback):
         if self.averager.sharded:
             # FSDP2 / ZeRO-3: every rank writes its own shard of the averages; the record comes last.
             shard = distributed.rank_and_world_size()
-            metadata = self._metadata(state.global_step)
+            metadata = self.metadata(state.global_step)
             save_swa_state(folder, self.averager.state_dict(), metadata, shard=shard, write_record=False)
             distributed.barrier()
             if args.should_save:
@@ -166,22 +153,27 @@ class SWACallback(TrainerCallback):
             if not os.path.isdir(folder):
                 logger.warning("SWA: checkpoint folder %s not found; SWA state not saved with it.", folder)
                 return
-            save_swa_state(folder, self.averager.state_dict(), self._metadata(state.global_step))
+            save_swa_state(folder, self.averager.state_dict(), self.metadata(state.global_step))
 
     def on_train_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         if self.averager is None:
             return
+        self.last_step = min(state.global_step, state.max_steps)
         if self.config.swa_power_ema_candidates:
             power_emas.reconstruct_at_the_end(self.config, self.averager, model, args, state)
-        if self.averager.n_averaged == 0:
+        shipped = self.shipped_without_choice() if self.has_average else None
+        if shipped is None:
             logger.warning(
-                "SWA: training ended at step %d before the first snapshot (step %d); the model keeps its live weights.",
+                "SWA: training ended at step %d before the first snapshot (step %d), and swa_ship=%r names no "
+                "candidate that holds one; the model keeps its live weights.",
                 state.global_step,
                 self.start_step,
+                self.config.swa_ship,
             )
             return
-        self.averager.swap_in(model, self.shipped_without_choice())
-        if self.config.updates_bn(has_batchnorm(model)):
+        if shipped != LIVE:
+            self.averager.swap_in(model, shipped)
+        if shipped != LIVE and self.config.updates_bn(has_batchnorm(model)):
             if train_dataloader is None:
                 raise ValueError(UPDATE_BN_MESSAGE)
             self.batchnorm = CandidateStatistics(model, train_dataloader)  # keeps the live statistics aside
@@ -190,19 +182,44 @@ class SWACallback(TrainerCallback):
             self.record_folder = args.output_dir
             self.write_config(args.output_dir)
         logger.info(
-            "SWA: the model now holds %s (%d snapshot(s) in all, %d skipped as non-finite).",
-            self.averager.held,
+            "SWA: the model now holds %s, %s (swa_ship=%r; %d snapshot(s) in the SWA average, %d skipped as "
+            "non-finite).",
+            self.averager.held or LIVE,
+            self.shipped_weights()["description"],
+            self.config.swa_ship,
             self.averager.n_averaged,
             self.averager.n_skipped,
         )
 
     # ---------------------------------------------------------------- helpers
-    def shipped_without_choice(self) -> str:
-        """The candidate `swa_ship` names, which the model holds after training unless a selection chooses."""
-        if self.config.swa_ship != LAST_WINDOW:
-            return self.config.swa_ship
-        windows = [record["name"] for record in self.candidates if record["kind"] == "window_mean"]
-        return windows[-1] if windows else MAIN_CANDIDATE  # an "ema" strategy: one window, its EMA named swa
+    def new_averager(self, model, window_starts) -> WeightAverager:
+        """A `WeightAverager` of these settings for `model`, its windows starting at `window_starts`."""
+        return WeightAverager(
+            model,
+            device=self.config.swa_device,
+            strategy=self.config.swa_strategy,
+            ema_decay=self.config.swa_ema_decay,
+            window_starts=window_starts,
+            ema_decays=self.config.swa_ema_decays,
+            power_ema_stds=self.config.swa_power_ema_stds,
+            bema=self.config.bema_settings(self.max_steps),
+        )
+
+    def shipped_without_choice(self) -> Optional[str]:
+        """The candidate `swa_ship` names, which the model holds after training unless a selection chooses
+        (``None``: it holds no snapshot, and the live weights ship)."""
+        return rule_candidate(self.candidates, self.config.swa_ship)
+
+    def shipped_weights(self) -> Optional[dict]:
+        """What the model holds now, described (`hf_swa.training.selection.describe_weights`); ``None`` before
+        training ends."""
+        if self.averager is None or self.last_step is None:
+            return None
+        name = self.averager.held
+        record = {"name": LIVE, "kind": LIVE}
+        if name is not None:
+            record = next(r for r in self.candidates if r["name"] == name)
+        return describe_weights(record, self.config.swa_freq, self.last_step)
 
     @contextlib.contextmanager
     def live_weights(self, model):
@@ -211,7 +228,7 @@ class SWACallback(TrainerCallback):
             yield model
 
     @contextlib.contextmanager
-    def averaged_weights(self, model, name: str = "swa"):
+    def averaged_weights(self, model, name: str = MAIN_CANDIDATE):
         """Context manager: the model holds a candidate (``swa``: the SWA average) within the block."""
         with self.averager.averaged_weights(model, name), self._statistics_of(model, name):
             yield model
@@ -269,8 +286,14 @@ class SWACallback(TrainerCallback):
             self.write_config(self.record_folder)
 
     @property
+    def ended(self) -> bool:
+        """Whether training has ended and the model holds what ships (an average, or the live weights)."""
+        return self.last_step is not None
+
+    @property
     def has_average(self) -> bool:
-        return self.averager is not None and self.averager.n_averaged > 0
+        """Whether some candidate holds a snapshot (the SWA average, or a power EMA from the first step)."""
+        return self.averager is not None and bool(self.averager.candidate_names())
 
     def summary(self) -> dict:
         """The SWA settings and counters, as recorded in `swa_config.json`."""
@@ -281,7 +304,8 @@ class SWACallback(TrainerCallback):
             n_averaged=self.averager.n_averaged if self.averager else 0,
             n_skipped=self.averager.n_skipped if self.averager else 0,
             candidates=self.candidates,
-            shipped=(self.averager.held or "live") if self.has_average else None,
+            shipped=(self.averager.held or LIVE) if self.has_average else None,
+            shipped_weights=self.shipped_weights() if self.has_average else None,
             hf_swa_version=__version__,
         )
         if self.selection is not None:
@@ -293,7 +317,7 @@ class SWACallback(TrainerCallback):
         os.makedirs(folder, exist_ok=True)
         write_json_atomic(os.path.join(folder, CONFIG_FILE), {**self.summary(), **extra})
 
-    def _metadata(self, global_step: Optional[int] = None) -> dict:
+    def metadata(self, global_step: Optional[int] = None) -> dict:
         return {
             "global_step": global_step,
             "config": self.config.to_dict(),
@@ -304,84 +328,3 @@ class SWACallback(TrainerCallback):
             "holds_averages": self.averager.holds_averages,
             "hf_swa_version": __version__,
         }
-
-    def _checkpoint_folder(self, args, state) -> str:
-        if self.resume_from_checkpoint:
-            return self.resume_from_checkpoint
-        if isinstance(args.resume_from_checkpoint, str) and os.path.isdir(args.resume_from_checkpoint):
-            return args.resume_from_checkpoint
-        return checkpoint_folder(args.output_dir, state.global_step)
-
-    def _check_same_averaging(self, folder: str, saved: dict) -> None:
-        """Refuse resuming SWA state averaged with settings that change which snapshots the averages hold."""
-        current = {
-            "start_step": self.start_step,
-            "swa_freq": self.config.swa_freq,
-            "strategy": self.averager.strategy.to_dict(),
-            "candidates": self.averager.settings(),
-        }
-        changed = [
-            f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
-            for key in _AVERAGING_SETTINGS
-            if saved.get(key) != current[key]
-        ]
-        written = saved.get("config", {})
-        if _lr_tail(written) != _lr_tail(self.config.to_dict()):
-            changed.append(f"LR tail: checkpoint {_lr_tail(written)}, now {_lr_tail(self.config.to_dict())}")
-        if changed:
-            hint = ""
-            if "swa_lr_ratio" not in written:  # written before the defaults moved into hf_swa/training/defaults.py
-                hint = " It was written with " + ", ".join(f"{k}={written.get(k)!r}" for k in _OLD_DEFAULTS) + "."
-            elif isinstance(self.config.swa_start, float) and saved.get("start_step") != self.start_step:
-                hint = (
-                    f" swa_start={self.config.swa_start} is a fraction of max_steps, so a new max_steps moves the "
-                    "start step: to train a finished run for longer, pass it as a step, "
-                    f"swa_start={saved.get('start_step')}."
-                )
-            raise ValueError(
-                f"The SWA state in {folder} was averaged with other settings ({'; '.join(changed)}), and its averages "
-                "would mix snapshots taken under both. Resume with the same swa_start, swa_freq, strategy, "
-                "swa_windows, swa_ema_decays, swa_lr or swa_lr_ratio and max_steps (windows split the steps up to "
-                "max_steps), or start a new run." + hint
-            )
-
-    def _resume(self, args, state) -> None:
-        folder = self._checkpoint_folder(args, state)
-        saved = load_swa_state(folder, shard=distributed.rank_and_world_size() if self.averager.sharded else None)
-        step = state.global_step
-        if saved is None:
-            if self.config.swa_power_ema_stds:
-                raise ValueError(
-                    f"Resuming at step {step} from {folder}, which has no SWA state, but the power EMAs average every "
-                    "step from the first: their history is lost. Resume from a checkpoint written with them, or "
-                    "unset swa_power_ema_stds."
-                )
-            if self.config.swa_bema and step >= self.config.swa_bema_update_after:
-                raise ValueError(
-                    f"Resuming at step {step} from {folder}, which has no SWA state, but BEMA was anchored at step "
-                    f"swa_bema_update_after={self.config.swa_bema_update_after}: its anchor and EMA are lost. Resume "
-                    f"from a checkpoint written with swa_bema, or set swa_bema_update_after to a step > {step}."
-                )
-            if step < self.start_step:
-                logger.info("SWA: resuming at step %d, before averaging starts (step %d).", step, self.start_step)
-                return
-            raise ValueError(
-                f"Resuming at step {step} from {folder}, which has no SWA state, but averaging starts at step "
-                f"{self.start_step}: the snapshots before step {step} are lost. Resume from a checkpoint written "
-                f"with SWA, or set swa_start to an optimizer step > {step} to start a new average from here."
-            )
-        if saved.get("global_step") is not None and saved["global_step"] != step:
-            raise ValueError(
-                f"The SWA state in {folder} was saved at step {saved['global_step']}, but training resumes at step "
-                f"{step}: it belongs to another checkpoint. Pass the same checkpoint to "
-                "train(resume_from_checkpoint=...) and args.resume_from_checkpoint, or use SWATrainer, which passes "
-                "it on."
-            )
-        self._check_same_averaging(folder, saved)
-        if saved["averages"] is None:
-            if saved["names"] != self.averager.names:
-                raise ValueError(f"The SWA state in {folder} was saved for another model (its parameters differ).")
-            self.averager.n_skipped = int(saved.get("n_skipped", 0))
-        else:
-            self.averager.load_state_dict(saved)
-        logger.info("SWA: resumed %d snapshot(s) from %s.", self.averager.n_averaged, folder)

@@ -5,128 +5,43 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import List, Literal, Optional, Union, get_args
 
 from ..averaging.bema import BEMA_CANDIDATE, BEMASettings
-from ..averaging.candidates import MAIN_CANDIDATE, ema_candidate_name, power_ema_candidate_name
+from ..averaging.candidates import ema_candidate_name, power_ema_candidate_name
+from ..averaging.names import LIVE, MAIN_CANDIDATE
 from ..averaging.power_ema import check_std, check_stds
 from ..averaging.strategies import check_ema_decay, check_ema_decays, make_strategy
 from ..checkpointing.power_ema import default_snapshot_every
 from . import defaults
 from .defaults import lr_tail_is_on
+from .settings import (
+    AUTO,
+    RENAMED_SETTINGS,
+    install_renamed_attributes,
+    parse_select_metric,
+    parse_swa_start,
+    setting,
+    settings_doc,
+    take_renamed,
+)
 
-ANNEAL_STRATEGIES = ("cos", "linear")
-#: `swa_select_metric` "auto": loss on swa_select_dataset when given, else no selection.
-AUTO = "auto"
+AnnealStrategy = Literal["cos", "linear"]
+ANNEAL_STRATEGIES = get_args(AnnealStrategy)
+Strategy = Literal["uniform", "ema"]
+PowerEMADtype = Literal["float32", "bfloat16"]
 #: `swa_ship` "last_window": the window average with the latest start (``swa`` when there is one window).
 LAST_WINDOW = "last_window"
-
-
-def parse_select_metric(value: Optional[str]) -> Optional[str]:
-    """A `swa_select_metric` setting: ``"none"`` (any case) turns selection off, like ``report_to="none"``;
-    ``"auto"`` (any case) is the default.
-
-    >>> parse_select_metric("loss"), parse_select_metric("None"), parse_select_metric(None), parse_select_metric("Auto")
-    ('loss', None, None, 'auto')
-    """
-    if value is not None and str(value).strip().lower() == "none":
-        return None
-    if value is not None and str(value).strip().lower() == AUTO:
-        return AUTO
-    return value
-
-
-def parse_swa_start(value: Union[str, int, float]) -> Union[int, float]:
-    """Turn a `swa_start` setting into an int step or a float fraction.
-
-    An int (or a string of digits such as ``"100"``) is an optimizer step; a float
-    (or a string with a decimal point such as ``"0.75"`` or ``"1.0"``) is a fraction
-    of the total optimizer steps.
-
-    >>> parse_swa_start("0.75"), parse_swa_start("100"), parse_swa_start(1.0)
-    (0.75, 100, 1.0)
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"swa_start must be a fraction in (0, 1] or a step >= 1, got {value!r}")
-    if isinstance(value, (int, float)):
-        return value
-    text = str(value).strip()
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(
-            f"swa_start must be a fraction in (0, 1] such as 0.75 or an optimizer step >= 1 such as 100, got {value!r}"
-        ) from None
 
 
 @dataclass
 class SWAConfig:
     """Settings of Stochastic Weight Averaging.
 
-    Args:
-        swa_start: when averaging starts. A float ``0 < f <= 1`` is a fraction of the
-            total optimizer steps (start step ``max(1, ceil(f * max_steps))``); an int
-            ``>= 1`` is an optimizer step (transformers counts ``global_step`` from 1).
-        swa_freq: fold a snapshot into the average every ``swa_freq`` optimizer steps
-            from the start step on (the start step itself is the first snapshot).
-        swa_lr: if set, from the start step the learning rate anneals to ``swa_lr`` and
-            holds there. If ``None``, the tail LR is ``swa_lr_ratio`` times the peak LR.
-        swa_lr_ratio: without ``swa_lr``, the LR anneals to this share of its peak (of each
-            param group's) from the start step and holds there; in ``[0, 1]``, 0 keeps the
-            Trainer's schedule unchanged.
-        swa_anneal_steps: optimizer steps over which the LR anneals to the tail LR
-            (0 = jump to it at the start step).
-        swa_anneal_strategy: ``"cos"`` or ``"linear"``.
-        swa_device: where the fp32 averages live (``None``: beside each parameter;
-            ``"cpu"``: in host memory, pinned when CUDA is available).
-        strategy: ``"uniform"`` (the SWA mean of all snapshots) or ``"ema"``.
-        ema_decay: decay of the ``"ema"`` strategy, in ``(0, 1)``.
-        swa_windows: split the snapshots into this many windows of nearly equal length,
-            one fp32 mean each; the candidates are ``swa`` (every snapshot) and
-            ``swa_from{s}`` (the snapshots from each later window start ``s`` on).
-        swa_windows_at_most: treat ``swa_windows`` as an upper bound: a run that takes
-            fewer snapshots keeps one window per snapshot instead of being refused.
-        swa_ema_decays: one bias-corrected EMA candidate ``ema_{d}`` per decay.
-        swa_select_metric: if set, every candidate and the live weights (``live``) are
-            scored on the selection data at the end of training and the best is shipped
-            (``"loss"``, ``"accuracy"``, ``"eval_f1"``, ...): on ``swa_select_dataset``, else on
-            ``eval_dataset`` (flagged optimistic). ``"auto"`` (default): loss on
-            ``swa_select_dataset`` when one is given, otherwise no selection (one warning; the
-            model ships `swa_ship`); never on ``eval_dataset``. ``None`` or ``"none"``: no selection.
-        swa_select_greater_is_better: whether a higher score is better (default: False
-            for names ending in ``loss``, True otherwise).
-        swa_eval_candidates: `SWATrainer.evaluate()` also reports ``eval_<candidate>_*``
-            for every candidate (one evaluation each).
-        swa_power_ema_stds: keep one power-function EMA (EDM2) per relative width σ_rel
-            (``0 < σ_rel < 0.289``, e.g. ``[0.05, 0.10]``), updated every optimizer step from
-            the first; each is a candidate ``pema_{σ_rel}``. Off when empty.
-        swa_power_ema_every: write each power EMA to ``output_dir/swa_power_ema/`` every this
-            many optimizer steps, and at the last step (``None``: about 32 snapshots a run).
-        swa_power_ema_dtype: ``"float32"`` (exact) or ``"bfloat16"`` (half the bytes) snapshots.
-        swa_power_ema_candidates: widths reconstructed from the snapshots at the end of
-            training (EDM2's post-hoc EMA) and added as candidates ``pema_{σ_rel}``; needs at
-            least two stored widths.
-        swa_ship: the candidate the model holds after training when nothing chooses (no
-            `swa_select_metric`, or ``"auto"`` without ``swa_select_dataset``): ``"last_window"``
-            (the window with the latest start, ``swa_from{s}``; ``swa`` with one window),
-            ``"swa"`` (every snapshot from `swa_start`), or an ``ema_{d}`` / ``pema_{σ}`` candidate
-            of these settings.
-        swa_update_bn: recompute BatchNorm running statistics for the shipped weights at the
-            end of training, with one pass over the training data (as
-            `torch.optim.swa_utils.update_bn`); ``None`` (default): when the model has a torch
-            BatchNorm module.
-        swa_bema: keep BEMA (bias-corrected EMA, Block & Zhang 2025), as TRL's `BEMACallback`
-            computes it, as the candidate ``bema``: from optimizer step ``swa_bema_update_after``
-            (0: the start of training) it is updated every ``swa_bema_update_freq`` steps.
-        swa_bema_ema_power, swa_bema_bias_power, swa_bema_lag, swa_bema_multiplier,
-            swa_bema_update_after, swa_bema_update_freq: TRL's ``ema_power`` (κ), ``bias_power`` (η),
-            ``lag`` (ρ), ``multiplier`` (γ), ``update_after`` (τ) and ``update_freq`` (φ), with its defaults.
-
-    The defaults come from :mod:`hf_swa.training.defaults`.
+    Each field is one setting, declared once with its default (:mod:`hf_swa.training.defaults`) and its
+    help, listed below; `SWATrainingArguments` has a ``--flag`` of the same name for each. The old names
+    ``strategy`` and ``ema_decay`` (now ``swa_strategy``, ``swa_ema_decay``) still work for one version,
+    with a FutureWarning.
 
     Example:
         >>> from hf_swa import SWAConfig
@@ -139,36 +54,126 @@ class SWAConfig:
         [500, 750]
     """
 
-    swa_start: Union[int, float] = defaults.SWA_START
-    swa_freq: int = defaults.SWA_FREQ
-    swa_lr: Optional[float] = None
-    swa_lr_ratio: float = defaults.SWA_LR_RATIO
-    swa_anneal_steps: int = 0
-    swa_anneal_strategy: str = "cos"
-    swa_device: Optional[str] = None
-    strategy: str = "uniform"
-    ema_decay: float = 0.999
-    swa_windows: int = defaults.SWA_WINDOWS
-    swa_windows_at_most: bool = defaults.SWA_WINDOWS_AT_MOST
-    swa_ema_decays: List[float] = dataclasses.field(default_factory=lambda: list(defaults.SWA_EMA_DECAYS))
-    swa_select_metric: Optional[str] = defaults.SWA_SELECT_METRIC
-    swa_select_greater_is_better: Optional[bool] = None
-    swa_eval_candidates: bool = False
-    swa_power_ema_stds: List[float] = dataclasses.field(default_factory=list)
-    swa_power_ema_every: Optional[int] = None
-    swa_power_ema_dtype: str = "float32"
-    swa_power_ema_candidates: List[float] = dataclasses.field(default_factory=list)
-    swa_update_bn: Optional[bool] = None
-    swa_ship: str = defaults.SWA_SHIP
-    swa_bema: bool = defaults.SWA_BEMA
-    swa_bema_ema_power: float = defaults.SWA_BEMA_EMA_POWER
-    swa_bema_bias_power: float = defaults.SWA_BEMA_BIAS_POWER
-    swa_bema_lag: int = defaults.SWA_BEMA_LAG
-    swa_bema_multiplier: float = defaults.SWA_BEMA_MULTIPLIER
-    swa_bema_update_after: int = defaults.SWA_BEMA_UPDATE_AFTER
-    swa_bema_update_freq: int = defaults.SWA_BEMA_UPDATE_FREQ
+    swa_start: Union[int, float] = setting(
+        defaults.SWA_START,
+        "When averaging starts: a fraction 0 < f <= 1 of the total optimizer steps such as 0.5 (start step "
+        "max(1, ceil(f * max_steps))), or an optimizer step >= 1 such as 100 (global_step counts from 1).",
+    )
+    swa_freq: int = setting(
+        defaults.SWA_FREQ,
+        "Fold a snapshot into the averages every this many optimizer steps from the start step on (the start "
+        "step itself is the first snapshot).",
+    )
+    swa_lr: Optional[float] = setting(
+        defaults.SWA_LR,
+        "From the start step, anneal the LR to this value and hold it there. Unset: swa_lr_ratio of the peak.",
+    )
+    swa_lr_ratio: float = setting(
+        defaults.SWA_LR_RATIO,
+        "Without swa_lr: from the start step the LR anneals to this share of its peak (each param group's) "
+        "and holds there; in [0, 1], 0 keeps the Trainer's schedule unchanged.",
+    )
+    swa_anneal_steps: int = setting(
+        defaults.SWA_ANNEAL_STEPS, "Optimizer steps over which the LR anneals to the tail LR (0: jump to it)."
+    )
+    swa_anneal_strategy: AnnealStrategy = setting(defaults.SWA_ANNEAL_STRATEGY, "The shape of the anneal.")
+    swa_device: Optional[str] = setting(
+        defaults.SWA_DEVICE,
+        "Where the fp32 averages live: unset = beside each parameter; 'cpu' = host memory (pinned when CUDA "
+        "is available).",
+    )
+    swa_strategy: Strategy = setting(
+        defaults.SWA_STRATEGY,
+        "uniform: the SWA mean of all snapshots; ema: a bias-corrected exponential moving average.",
+    )
+    swa_ema_decay: float = setting(defaults.SWA_EMA_DECAY, "Decay of the 'ema' strategy, in (0, 1).")
+    swa_windows: int = setting(
+        defaults.SWA_WINDOWS,
+        "Split the snapshots into this many windows of nearly equal length, one fp32 mean each; the candidates "
+        "are swa (every snapshot) and swa_from<s> (the snapshots from each later window start s on). 1: the "
+        "classic average only.",
+    )
+    swa_windows_at_most: bool = setting(
+        defaults.SWA_WINDOWS_AT_MOST,
+        "Treat swa_windows as an upper bound: a run that takes fewer snapshots gets one window per snapshot "
+        "instead of being refused.",
+    )
+    swa_ema_decays: List[float] = setting(
+        defaults.SWA_EMA_DECAYS, "One bias-corrected EMA candidate ema_<d> per decay, e.g. 0.9 0.99."
+    )
+    swa_select_metric: Optional[str] = setting(
+        defaults.SWA_SELECT_METRIC,
+        "Score every candidate and the live weights at the end of training and ship the best, by this metric. "
+        "'auto': by loss on the trainer's swa_select_dataset (run_glue: the rows --swa_select_split holds out) "
+        "when there is one, else no selection (one warning) and the model ships swa_ship; never on the "
+        "evaluation set. A metric (loss, accuracy, eval_f1, ...): on swa_select_dataset, else on eval_dataset "
+        "(flagged optimistic). 'none': no selection, ship swa_ship.",
+    )
+    swa_select_greater_is_better: Optional[bool] = setting(
+        defaults.SWA_SELECT_GREATER_IS_BETTER,
+        "Whether a higher selection score is better (unset: False for names ending in loss, True otherwise).",
+    )
+    swa_eval_candidates: bool = setting(
+        defaults.SWA_EVAL_CANDIDATES,
+        "SWATrainer.evaluate() also reports eval_<candidate>_* for every candidate (one evaluation each).",
+    )
+    swa_power_ema_stds: List[float] = setting(
+        defaults.SWA_POWER_EMA_STDS,
+        "Keep one power-function EMA (EDM2) per relative width 0 < std < 0.289, e.g. 0.05 0.10, updated every "
+        "optimizer step from the first; each is a candidate pema_<std>, written to output_dir/swa_power_ema/ "
+        "as snapshots. Off when empty.",
+    )
+    swa_power_ema_every: Optional[int] = setting(
+        defaults.SWA_POWER_EMA_EVERY,
+        "Write the power EMAs as snapshots every this many optimizer steps, and at the last step (unset: about "
+        "32 snapshots a run).",
+    )
+    swa_power_ema_dtype: PowerEMADtype = setting(
+        defaults.SWA_POWER_EMA_DTYPE, "dtype of the power-EMA snapshots: float32 (exact) or bfloat16 (half the bytes)."
+    )
+    swa_power_ema_candidates: List[float] = setting(
+        defaults.SWA_POWER_EMA_CANDIDATES,
+        "Widths reconstructed from the power-EMA snapshots at the end of training (EDM2's post-hoc EMA), added "
+        "as candidates pema_<std>; needs two or more swa_power_ema_stds.",
+    )
+    swa_update_bn: Optional[bool] = setting(
+        defaults.SWA_UPDATE_BN,
+        "Recompute BatchNorm running statistics for the shipped weights at the end of training, with one pass "
+        "over the training data, as torch's update_bn (unset: when the model has a torch BatchNorm module).",
+    )
+    swa_ship: str = setting(
+        defaults.SWA_SHIP,
+        "What the model ships when nothing chooses (no swa_select_metric, or 'auto' without swa_select_dataset): "
+        "live (the default: the weights of the last step, picked on held-out rows where no fixed average beat "
+        "them; the averages are evaluated beside them), swa (every snapshot from swa_start), last_window (the "
+        "window with the latest start, swa_from<s>; swa with one window), or an ema_<d> / pema_<std> candidate of "
+        "these settings, or bema (with swa_bema).",
+    )
+    swa_bema: bool = setting(
+        defaults.SWA_BEMA,
+        "Keep BEMA (bias-corrected EMA, Block & Zhang 2025), as TRL's BEMACallback computes it, as the candidate "
+        "bema: anchored at step swa_bema_update_after (0: the start of training), updated every "
+        "swa_bema_update_freq steps after it.",
+    )
+    swa_bema_ema_power: float = setting(defaults.SWA_BEMA_EMA_POWER, "BEMA's EMA decay power κ (TRL's ema_power).")
+    swa_bema_bias_power: float = setting(
+        defaults.SWA_BEMA_BIAS_POWER, "BEMA's bias-correction power η (TRL's bias_power)."
+    )
+    swa_bema_lag: int = setting(defaults.SWA_BEMA_LAG, "BEMA's lag ρ (TRL's lag).")
+    swa_bema_multiplier: float = setting(defaults.SWA_BEMA_MULTIPLIER, "BEMA's step multiplier γ (TRL's multiplier).")
+    swa_bema_update_after: int = setting(
+        defaults.SWA_BEMA_UPDATE_AFTER,
+        "The optimizer step whose weights anchor BEMA (TRL's update_after; 0: the start).",
+    )
+    swa_bema_update_freq: int = setting(
+        defaults.SWA_BEMA_UPDATE_FREQ, "Update BEMA every this many optimizer steps (TRL's update_freq)."
+    )
+    # The old names of swa_strategy and swa_ema_decay, as keyword arguments only (RENAMED_SETTINGS).
+    strategy: dataclasses.InitVar[Optional[str]] = None
+    ema_decay: dataclasses.InitVar[Optional[float]] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, strategy: Optional[str] = None, ema_decay: Optional[float] = None) -> None:
+        take_renamed(self, {"strategy": strategy, "ema_decay": ema_decay})
         self.swa_start = parse_swa_start(self.swa_start)
         if isinstance(self.swa_start, float):
             if not (0.0 < self.swa_start <= 1.0) or math.isnan(self.swa_start):
@@ -200,7 +205,7 @@ class SWAConfig:
             raise ValueError(
                 f"swa_anneal_strategy={self.swa_anneal_strategy!r}: must be one of {', '.join(ANNEAL_STRATEGIES)}"
             )
-        make_strategy(self.strategy, check_ema_decay(self.ema_decay, "ema_decay"))
+        make_strategy(self.swa_strategy, check_ema_decay(self.swa_ema_decay, "swa_ema_decay"))
         self._check_candidates()
         self._check_power_emas()
         self.bema_settings()
@@ -209,11 +214,12 @@ class SWAConfig:
     def _check_candidates(self) -> None:
         if isinstance(self.swa_windows, bool) or not isinstance(self.swa_windows, int) or self.swa_windows < 1:
             raise ValueError(f"swa_windows={self.swa_windows!r}: must be an int >= 1 (1 = the classic SWA average)")
-        if self.swa_windows > 1 and self.strategy != "uniform" and not self.swa_windows_at_most:
+        if self.swa_windows > 1 and self.swa_strategy != "uniform" and not self.swa_windows_at_most:
             # As an upper bound (swa_windows_at_most) the windows leave an EMA strategy one window.
             raise ValueError(
-                f"swa_windows={self.swa_windows} splits the uniform SWA average, but strategy={self.strategy!r}: "
-                "use strategy='uniform' with windows, and swa_ema_decays for EMA candidates."
+                f"swa_windows={self.swa_windows} splits the uniform SWA average, but "
+                f"swa_strategy={self.swa_strategy!r}: use swa_strategy='uniform' with windows, and swa_ema_decays "
+                "for EMA candidates."
             )
         self.swa_ema_decays = check_ema_decays(self.swa_ema_decays or [])
         self.swa_select_metric = parse_select_metric(self.swa_select_metric)
@@ -227,7 +233,7 @@ class SWAConfig:
         every = self.swa_power_ema_every
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"swa_power_ema_every={every!r}: must be an int >= 1 (optimizer steps), or None")
-        if self.swa_power_ema_dtype not in ("float32", "bfloat16"):
+        if self.swa_power_ema_dtype not in get_args(PowerEMADtype):
             raise ValueError(f"swa_power_ema_dtype={self.swa_power_ema_dtype!r}: must be 'float32' or 'bfloat16'")
         self.swa_power_ema_candidates = [
             check_std(s, "swa_power_ema_candidates") for s in self.swa_power_ema_candidates or []
@@ -239,14 +245,14 @@ class SWAConfig:
             )
 
     def _check_ship(self) -> None:
-        names = [LAST_WINDOW, MAIN_CANDIDATE]
+        names = [LIVE, LAST_WINDOW, MAIN_CANDIDATE]
         names += [ema_candidate_name(d) for d in self.swa_ema_decays]
         names += [power_ema_candidate_name(s) for s in self.swa_power_ema_stds + self.swa_power_ema_candidates]
         names += [BEMA_CANDIDATE] if self.swa_bema else []
         if self.swa_ship not in names:
             raise ValueError(
-                f"swa_ship={self.swa_ship!r}: the model can ship one of {', '.join(names)} (the last window, the "
-                "average from swa_start, or a candidate of swa_ema_decays / swa_power_ema_stds / "
+                f"swa_ship={self.swa_ship!r}: the model can ship one of {', '.join(names)} (the live weights, the "
+                "last window, the average from swa_start, or a candidate of swa_ema_decays / swa_power_ema_stds / "
                 "swa_power_ema_candidates / swa_bema)."
             )
 
@@ -260,21 +266,10 @@ class SWAConfig:
         """
         if not self.swa_bema:
             return None
-        settings = BEMASettings(
-            ema_power=self.swa_bema_ema_power,
-            bias_power=self.swa_bema_bias_power,
-            lag=self.swa_bema_lag,
-            multiplier=self.swa_bema_multiplier,
-            update_after=self.swa_bema_update_after,
-            update_freq=self.swa_bema_update_freq,
-        )
-        if max_steps is not None and settings.first_update_step() > max_steps:
-            raise ValueError(
-                f"swa_bema: BEMA starts at step swa_bema_update_after={settings.update_after} and updates every "
-                f"swa_bema_update_freq={settings.update_freq} steps, so it would first update at step "
-                f"{settings.first_update_step()}, after the last step ({max_steps}). Lower swa_bema_update_freq "
-                "(e.g. 1) or swa_bema_update_after, or train longer."
-            )
+        names = [field.name for field in dataclasses.fields(BEMASettings)]
+        settings = BEMASettings(**{name: getattr(self, f"swa_bema_{name}") for name in names})
+        if max_steps is not None:
+            settings.check_updates_within(max_steps)
         return settings
 
     def power_ema_every(self, max_steps: int) -> int:
@@ -305,14 +300,15 @@ class SWAConfig:
             )
         return step
 
-    def is_snapshot_step(self, global_step: int, max_steps: int) -> bool:
+    def is_snapshot_step(self, global_step: int, max_steps: int, start: Optional[int] = None) -> bool:
         """Whether the weights after optimizer step `global_step` are folded into the averages.
 
         The one home of the snapshot rule: every `swa_freq`-th optimizer step from the start
         step on, up to `max_steps` (a step past it, which transformers can run when resuming a
-        finished run, is never averaged).
+        finished run, is never averaged). `start`: the start step when it is not this run's own
+        (a run continued to a larger `max_steps` keeps the start its averaging began at).
         """
-        start = self.start_step(max_steps)
+        start = self.start_step(max_steps) if start is None else start
         return start <= global_step <= max_steps and (global_step - start) % self.swa_freq == 0
 
     def n_snapshots(self, max_steps: int) -> int:
@@ -327,7 +323,7 @@ class SWAConfig:
         """
         start, count = self.start_step(max_steps), self.n_snapshots(max_steps)
         windows = min(self.swa_windows, count) if self.swa_windows_at_most else self.swa_windows
-        if self.strategy != "uniform":
+        if self.swa_strategy != "uniform":
             windows = 1
         if windows > count:
             raise ValueError(
@@ -380,5 +376,16 @@ class SWAConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "SWAConfig":
+        """The config of a record such as ``swa_config.json`` (one written before the renames, by the old names).
+
+        >>> SWAConfig.from_dict({"swa_freq": 5, "strategy": "ema", "n_averaged": 3}).swa_strategy
+        'ema'
+        """
+        values = {RENAMED_SETTINGS.get(k, k): v for k, v in values.items()}
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+install_renamed_attributes(SWAConfig)
+if SWAConfig.__doc__:  # None under python -OO
+    SWAConfig.__doc__ += settings_doc(SWAConfig)

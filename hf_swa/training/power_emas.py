@@ -6,10 +6,11 @@
   steps and at the last step: each width is written as one file, atomically
   (`hf_swa.checkpointing.power_ema`). Under FSDP2/ZeRO-3 every rank gathers its shard
   (collective) and the main process writes, as for checkpoints.
-- `prune_snapshots` when a run starts or resumes: snapshots after the step it starts from
-  belong to a trajectory that is being replaced (a run killed after writing them), and
-  the resumed run writes its own. The folder sits beside the checkpoints, so
-  ``save_total_limit`` never deletes it.
+- `prune_snapshots` once a run has started or resumed, after every check of the resume has
+  passed: snapshots after the step it starts from belong to the trajectory it replaces (a
+  run killed after writing them, or a finished run resumed from an earlier checkpoint), and
+  the resumed run writes its own. A refused resume deletes nothing. The folder sits beside
+  the checkpoints, so ``save_total_limit`` never deletes it.
 - `add_reconstructed_candidates` at the end: each width of ``swa_power_ema_candidates`` is
   reconstructed from the snapshots (EDM2's least-squares solve, `hf_swa.posthoc.power_ema`)
   and joins the candidates as ``pema_{σ_rel}``.
@@ -56,13 +57,12 @@ SHARDED_CANDIDATES_MESSAGE = (
 )
 
 
-def begin(config, averager, args, state) -> None:
-    """When training starts: refuse what power EMAs cannot do here, and prune snapshots past the start."""
+def check(config, averager, state) -> None:
+    """When training starts, before anything is written or deleted: refuse what power EMAs cannot do here."""
     if state.is_hyper_param_search:
         raise ValueError("Power EMAs write snapshots into output_dir, which trials would share: unset them.")
     if config.swa_power_ema_candidates and averager.sharded:
         raise ValueError(SHARDED_CANDIDATES_MESSAGE)
-    prune_snapshots(args.output_dir, state.global_step, args.should_save)
 
 
 def write_if_due(config, averager, model, args, state) -> None:
@@ -104,8 +104,9 @@ def prune_snapshots(output_dir: str, after_step: int, should_save: bool) -> int:
         os.remove(os.path.join(folder, name))
     if later:
         logger.warning(
-            "SWA: removed %d power-EMA snapshot(s) after step %d from %s: they belong to a run that did not reach "
-            "its next checkpoint; this run writes its own.",
+            "SWA: removed %d power-EMA snapshot(s) after step %d from %s: they belong to the trajectory this run "
+            "replaces from that step (a run stopped after writing them, or resumed from an earlier checkpoint); this "
+            "run writes its own.",
             len(later),
             after_step,
             folder,

@@ -15,6 +15,7 @@ from transformers import Trainer
 from transformers.trainer_utils import HubStrategy
 from transformers.utils.hub import PushInProgress
 
+from ..averaging.names import MAIN_CANDIDATE
 from ..averaging.parameters import require_averaged_parameters
 from ..checkpointing.names import CHECKPOINT_PREFIX, CONFIG_FILE
 from ..checkpointing.resume import last_complete_checkpoint
@@ -23,7 +24,7 @@ from .callback import SWACallback
 from .checks import LOAD_BEST_MESSAGE
 from .compat import hf_api, on_push_begin
 from .config import SWAConfig
-from .selection import LIVE, select_candidate, ship_refit
+from .selection import EVAL_DATASET, LIVE, SELECT_DATASET, decide, select_candidate, ship_refit
 
 logger = logging.getLogger(__name__)
 
@@ -114,55 +115,27 @@ class SWATrainerMixin:
         self.swa_callback.trainer_writes_state = True
         self.add_callback(self.swa_callback)
         self._selection_data_checked = False
+        self.swa_decision = None  # what ships at the end of train(): decided with the data (_check_selection_data)
         if self.train_dataset is not None:  # a trainer that only evaluates or predicts chooses nothing
             self._check_selection_data()
 
     def _check_selection_data(self) -> None:
-        """Selection (at the end of `train()`) has data to score on: checked when the trainer is built
-        with a training set, else when `train()` starts."""
+        """Decide what ships at the end of `train()` (`hf_swa.training.selection.decide`): checked when the trainer
+        is built with a training set, else when `train()` starts."""
         self._selection_data_checked = True
-        config = self.swa_callback.config
-        if config.swa_select_metric is None:
-            return
-        if config.selects_automatically and self.swa_select_dataset is None:
-            logger.warning(
-                "SWA: swa_select_metric='auto' chooses by loss on held-out rows, and there are none: no selection, the "
-                "model ships swa_ship=%r. To choose among the candidates, pass the trainer swa_select_dataset=... "
-                "(rows held out of training, e.g. with hf_swa.selection_split); swa_select_metric='none' silences "
-                "this.",
-                config.swa_ship,
-            )
-            return
-        if self.swa_select_dataset is None and self.eval_dataset is None:
-            raise ValueError(
-                f"swa_select_metric={self.swa_callback.config.swa_select_metric!r} needs data to score the candidates "
-                "on: pass the trainer's swa_select_dataset=... (held-out rows), or an eval_dataset."
-            )
-        if isinstance(self._selection_data()[0], dict):
+        self.swa_decision = decide(
+            self.swa_callback.config, self.swa_select_dataset is not None, self.eval_dataset is not None
+        )
+        if self.swa_decision.chooses and isinstance(self._selection_data()[0], dict):
             raise ValueError("The selection data must be one dataset, not a dict of datasets: pass swa_select_dataset.")
-        if self.swa_select_dataset is None:
-            logger.warning(
-                "SWA selects among the candidates on eval_dataset: the scores reported on it for the chosen model are "
-                "optimistic. Pass swa_select_dataset (rows held out of training) for honest numbers."
-            )
-
-    def _selects(self) -> bool:
-        """Whether `train()` ends by choosing: a metric is set and, for ``"auto"``, there is a swa_select_dataset."""
-        config = self.swa_callback.config
-        if config.swa_select_metric is None:
-            return False
-        return not config.selects_automatically or self.swa_select_dataset is not None
+        if self.swa_decision.note:
+            logger.warning(self.swa_decision.note)
 
     def _selection_data(self):
-        if self.swa_select_dataset is not None:
-            return self.swa_select_dataset, {"name": "swa_select_dataset"}
-        if self.swa_callback.config.selects_automatically:
-            raise ValueError(
-                "swa_select_metric='auto' selects on swa_select_dataset only, and the trainer has none: pass "
-                "swa_select_dataset=... (rows held out of training), or name a metric to select on eval_dataset."
-            )
+        if self.swa_decision.data == SELECT_DATASET:
+            return self.swa_select_dataset, {"name": SELECT_DATASET}
         note = "selected on eval_dataset: scores reported on it for the chosen model are optimistic"
-        return self.eval_dataset, {"name": "eval_dataset", "note": note}
+        return self.eval_dataset, {"name": EVAL_DATASET, "note": note}
 
     # ---------------------------------------------------------------- training and checkpoints
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
@@ -178,7 +151,7 @@ class SWATrainerMixin:
             self.swa_callback.resume_from_checkpoint = resume_from_checkpoint or None
         output = super().train(resume_from_checkpoint, *args, **kwargs)
         callback = self.swa_callback
-        if callback is not None and callback.has_average and self._selects():
+        if callback is not None and callback.has_average and self.swa_decision.chooses:
             self.select_candidate()
         return output
 
@@ -190,11 +163,17 @@ class SWATrainerMixin:
         ``select_<name>_<metric>``; the record goes into `swa_config.json`. If selection fails,
         the candidates are saved first (``output_dir/swa_candidates``) and the error says so.
         """
-        callback = self.swa_callback
-        config = callback.config
+        if self.swa_decision is None:
+            self._check_selection_data()
+        callback, decision = self.swa_callback, self.swa_decision
+        if not decision.chooses:
+            raise ValueError(
+                f"Nothing to choose on: swa_select_metric={callback.config.swa_select_metric!r} with this trainer's "
+                "data ships swa_ship. Pass swa_select_dataset=... (held-out rows) or name a metric."
+            )
         dataset, info = self._selection_data()
         info["size"] = len(dataset) if hasattr(dataset, "__len__") else None
-        metric = config.select_metric_name()
+        metric = decision.metric
         plain_evaluate = super().evaluate
 
         def score(name: str) -> float:
@@ -205,21 +184,19 @@ class SWATrainerMixin:
             if key not in metrics:
                 produced = sorted(k[len(f"select_{name}_") :] for k in metrics if k.startswith(f"select_{name}_"))
                 raise ValueError(
-                    f"swa_select_metric={config.swa_select_metric!r}, but evaluation (compute_metrics) produces only "
+                    f"swa_select_metric={callback.config.swa_select_metric!r}, but evaluation (compute_metrics) "
+                    "produces only "
                     f"{', '.join(produced)}: set swa_select_metric to one of these."
                 )
             return metrics[key]
 
         try:
-            record = select_candidate(
-                callback.averager, self.model, score, metric, config.select_greater_is_better(), info
-            )
+            record = select_candidate(callback.averager, self.model, score, metric, decision.greater_is_better, info)
         except Exception as error:
             folder = os.path.join(self.args.output_dir, "swa_candidates")
             self.save_candidates(folder)
             raise type(error)(f"{error} (Selection failed; every candidate was saved to {folder} first.)") from error
-        # The one place that decides it: a choice made on anything but held-out rows flatters the scores there.
-        record["optimistic"] = self.swa_select_dataset is None
+        record["optimistic"] = decision.optimistic  # a choice made on the evaluation set flatters the scores there
         callback.record_selection(self.model, record)
         logger.info("SWA: chose %r by %s: %s", record["chosen"], metric, record["scores"])
         return record
@@ -326,11 +303,14 @@ class SWATrainerMixin:
         return metrics
 
     def _evaluated_candidates(self) -> List[str]:
-        """``swa``, every candidate with `swa_eval_candidates`, and the candidate shipped at the end of training."""
+        """``swa``, every candidate with `swa_eval_candidates`, and the candidate that ships (chosen, or named by
+        `swa_ship`): ``eval_<name>_*`` scores what `save_model()` writes whenever an average ships."""
         callback = self.swa_callback
-        names = callback.averager.candidate_names() if callback.config.swa_eval_candidates else ["swa"]
-        shipped = callback.averager.held  # None while training, and when the live weights ship
-        if shipped not in names + [None]:
+        held = callback.averager.candidate_names()
+        names = held if callback.config.swa_eval_candidates else [n for n in (MAIN_CANDIDATE,) if n in held]
+        # What ships: the candidate the model holds after training, or while training the one swa_ship names.
+        shipped = callback.averager.held or callback.shipped_without_choice()
+        if shipped in held and shipped not in names:
             names.append(shipped)
         return names
 
@@ -354,12 +334,8 @@ class SWATrainerMixin:
         callback = self.swa_callback
         folder = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:  # first: Trainer.save_model may push the folder to the Hub
-            if (
-                callback is not None
-                and callback.has_average
-                and (callback.averager.holds_averages or callback.selection is not None)
-            ):  # the average, a candidate, or live weights chosen over them
-                callback.write_config(folder)
+            if callback is not None and callback.has_average and (callback.ended or callback.averager.holds_averages):
+                callback.write_config(folder)  # what the model holds, shipped by swa_ship or chosen, and why
             elif os.path.isfile(os.path.join(folder, CONFIG_FILE)):
                 # Live weights must not be taken for an average by what an earlier run left here.
                 os.remove(os.path.join(folder, CONFIG_FILE))

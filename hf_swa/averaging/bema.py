@@ -70,6 +70,16 @@ class BEMASettings:
     def first_update_step(self) -> int:
         return self.update_after + self.update_freq
 
+    def check_updates_within(self, max_steps: int) -> None:
+        """Refuse a schedule whose first update comes after the last step (BEMA would never be a candidate)."""
+        if self.first_update_step() > max_steps:
+            raise ValueError(
+                f"swa_bema: BEMA starts at step swa_bema_update_after={self.update_after} and updates every "
+                f"swa_bema_update_freq={self.update_freq} steps, so it would first update at step "
+                f"{self.first_update_step()}, after the last step ({max_steps}). Lower swa_bema_update_freq "
+                "(e.g. 1) or swa_bema_update_after, or train longer."
+            )
+
     def to_dict(self) -> dict:
         return asdict(self)
 

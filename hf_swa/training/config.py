@@ -260,21 +260,10 @@ class SWAConfig:
         """
         if not self.swa_bema:
             return None
-        settings = BEMASettings(
-            ema_power=self.swa_bema_ema_power,
-            bias_power=self.swa_bema_bias_power,
-            lag=self.swa_bema_lag,
-            multiplier=self.swa_bema_multiplier,
-            update_after=self.swa_bema_update_after,
-            update_freq=self.swa_bema_update_freq,
-        )
-        if max_steps is not None and settings.first_update_step() > max_steps:
-            raise ValueError(
-                f"swa_bema: BEMA starts at step swa_bema_update_after={settings.update_after} and updates every "
-                f"swa_bema_update_freq={settings.update_freq} steps, so it would first update at step "
-                f"{settings.first_update_step()}, after the last step ({max_steps}). Lower swa_bema_update_freq "
-                "(e.g. 1) or swa_bema_update_after, or train longer."
-            )
+        names = [field.name for field in dataclasses.fields(BEMASettings)]
+        settings = BEMASettings(**{name: getattr(self, f"swa_bema_{name}") for name in names})
+        if max_steps is not None:
+            settings.check_updates_within(max_steps)
         return settings
 
     def power_ema_every(self, max_steps: int) -> int:

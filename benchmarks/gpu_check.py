@@ -194,21 +194,23 @@ class StepTimer(TrainerCallback):
 
 
 update_times: list = []
-_update = WeightAverager.update
+_update_step = WeightAverager.update_step
 
 
-def timed_update(self, model, step=None):
+def timed_update_step(self, model, step, snapshot):
+    """The callback's per-step update, timed on the snapshot steps."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
-    result = _update(self, model, step)
+    result = _update_step(self, model, step, snapshot)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    update_times.append(time.perf_counter() - start)
+    if snapshot:
+        update_times.append(time.perf_counter() - start)
     return result
 
 
-WeightAverager.update = timed_update
+WeightAverager.update_step = timed_update_step
 
 
 def relative_error(actual: dict, expected: dict) -> float:

@@ -194,21 +194,23 @@ class StepTimer(TrainerCallback):
 
 
 update_times: list = []
-_update = WeightAverager.update
+_update_step = WeightAverager.update_step
 
 
-def timed_update(self, model, step=None):
+def timed_update_step(self, model, step, snapshot):
+    """The callback's per-step update, timed on the snapshot steps."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
-    result = _update(self, model, step)
+    result = _update_step(self, model, step, snapshot)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    update_times.append(time.perf_counter() - start)
+    if snapshot:
+        update_times.append(time.perf_counter() - start)
     return result
 
 
-WeightAverager.update = timed_update
+WeightAverager.update_step = timed_update_step
 
 
 def relative_error(actual: dict, expected: dict) -> float:
@@ -305,7 +307,7 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     gathered = full_averages(averager, trainer.model)  # the averages themselves where nothing is sharded
     error = relative_error(gathered, recorder.mean())
     check(error <= TOLERANCE, f"averages equal the recorded float64 mean (relative error {error:.1e})")
-    live = dict(zip(averager.names, averager._backup))  # the last live weights, kept aside by the final swap
+    live = averager.kept_live_weights()  # the last live weights, kept aside by the final swap
     moved = relative_error({k: v.float() for k, v in live.items()}, {k: v.double() for k, v in averages.items()})
     check(moved > 1e-5, f"the average differs from the last live weights (relative {moved:.1e}): the check has teeth")
     weights = {k: full(p.detach()) for k, p in trainable(trainer.model)}
@@ -324,9 +326,7 @@ def run(name, size, precision, swa_device, steps, batch, seq_len, cuda, swa=True
     if swa_device == "cpu":
         on_cpu = all(t.device.type == "cpu" for t in averages.values())
         check(on_cpu, "averages live in host memory")
-    gpu_bytes = sum(
-        t.numel() * t.element_size() for t in list(averages.values()) + list(averager._staging.values()) if t.is_cuda
-    )
+    gpu_bytes = sum(t.numel() * t.element_size() for t in averager.allocated_tensors() if t.is_cuda)
     if swa_device == "cpu" and cuda:
         check(all(t.is_pinned() for t in averages.values()), "host averages are pinned")
         check(gpu_bytes == 0, "the averages take no GPU memory")

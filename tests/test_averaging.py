@@ -70,7 +70,7 @@ def test_frozen_parameters_and_buffers_are_not_averaged():
 def test_half_precision_weights_average_in_fp32(dtype):
     model = tiny_bert().to(dtype)
     averager = WeightAverager(model)
-    assert len(averager._staging) == len(averager.names)  # half-precision weights go through fp32 staging
+    assert len(averager.weights.staging) == len(averager.names)  # half-precision weights go through fp32 staging
     _, mean = run_snapshots(model, averager, 5)
     assert all(a.dtype == torch.float32 for a in averager.averages().values())
     # The fp32 mean keeps precision a 16-bit tensor cannot hold.
@@ -211,3 +211,69 @@ def test_update_allocates_nothing_model_sized():
     unchecked = WeightAverager(model, skip_non_finite=False)
     unchecked.update(model)
     assert allocated_bytes_during_update(unchecked, model) == 0
+
+
+def test_updates_after_the_first_do_not_walk_the_module_tree(monkeypatch):
+    model = tiny_bert()
+    averager = WeightAverager(model)
+    walks, counting = [], []
+    original = nn.Module.named_parameters
+
+    def named_parameters(self, *args, **kwargs):
+        walks.extend(counting)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "named_parameters", named_parameters)
+    snapshots = []
+    for seed in range(3):
+        perturb(model, seed)
+        counting[:] = [seed]
+        assert averager.update(model)
+        counting.clear()
+        snapshots.append(trainable_float_weights(model))
+    assert walks == [0]  # the first update matches the parameters by name; the others reuse them
+    mean = {k: torch.stack([s[k] for s in snapshots]).mean(0) for k in snapshots[0]}
+    assert max_relative_error(averager.averages(), mean) <= 1e-6
+
+
+def test_a_parameter_frozen_or_reshaped_between_updates_is_refused():
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))
+    averager = WeightAverager(model)
+    averager.update(model)
+    model[1].bias.requires_grad_(False)
+    with pytest.raises(ValueError, match="Parameters differ"):
+        averager.update(model)
+    model[1].bias.requires_grad_(True)
+    averager.update(model)
+    model[0].weight.data = torch.zeros(4, 3)
+    with pytest.raises(ValueError, match="has shape"):
+        averager.update(model)
+
+
+def test_one_step_reads_and_checks_the_weights_once_for_every_average(monkeypatch):
+    from hf_swa.averaging import sources
+
+    settings = dict(window_starts=[1, 3], ema_decays=[0.9], power_ema_stds=[0.1], bema=True)
+    model = nn.Linear(4, 3)
+    together, apart = WeightAverager(model, **settings), WeightAverager(model, **settings)
+    checks = []
+    original = sources.all_finite
+    monkeypatch.setattr(sources, "all_finite", lambda tensors: checks.append(1) or original(tensors))
+    together.update_step(model, 0, snapshot=False)  # BEMA's anchor: the weights before training
+    apart.update_bema(model, 0)
+    for step in range(1, 6):
+        perturb(model, step)
+        checks.clear()
+        together.update_step(model, step, snapshot=step % 2 == 1)
+        assert len(checks) == 1, step
+        if step % 2 == 1:
+            apart.update(model, step=step)
+        apart.update_power_emas(model, step)
+        apart.update_bema(model, step)
+    assert together.candidate_names() == apart.candidate_names() == ["swa", "swa_from3", "ema_0.9", "pema_0.1"]
+    for name in together.candidate_names():
+        for key, value in apart.averages(name).items():
+            assert torch.equal(together.averages(name)[key], value), (name, key)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    assert together.update_step(model, 7, snapshot=True) is False and together.n_skipped == 1

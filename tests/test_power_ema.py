@@ -33,10 +33,36 @@ FROZEN = "bert.embeddings.position_embeddings.weight"
 
 
 def gamma_of(std: float) -> float:
-    """γ computed here from EDM2's definition σ² = (γ+1) / ((γ+2)² (γ+3)): the largest real root of the cubic."""
-    inverse = std**-2
-    roots = np.roots([1.0, 7.0, 16.0 - inverse, 12.0 - inverse])
-    return float(max(r.real for r in roots if abs(r.imag) < 1e-12))
+    """γ of width σ_rel, found here by bisection on EDM2's definition σ_rel² = (γ+1) / ((γ+2)² (γ+3)).
+
+    σ_rel falls as γ grows from 0 (σ_rel = sqrt(1/12), the uniform mean) to infinity, so one γ >= 0 has the width.
+    Independent of the code's cubic solve (np.roots).
+    """
+
+    def width(gamma: float) -> float:
+        return math.sqrt((gamma + 1) / ((gamma + 2) ** 2 * (gamma + 3)))
+
+    low, high = 0.0, 1e7
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if width(middle) > std else (low, middle)
+    return (low + high) / 2
+
+
+def profile_on_grid(step: float, gamma: float, grid: np.ndarray) -> np.ndarray:
+    """EDM2's power profile p(s) = (γ+1) s^γ / t^(γ+1) on (0, t], 0 after, at the points of `grid`."""
+    return np.where(grid <= step, (gamma + 1) * (grid / step) ** gamma / step, 0.0)
+
+
+def coefficients_by_quadrature(in_steps, in_stds, out_step, out_std, points: int = 400_000) -> np.ndarray:
+    """EDM2's post-hoc fit written anew: the least-squares combination of the stored profiles closest to the target's
+    in L2 over (0, out_step], the integrals by the midpoint rule, normalised to sum to 1."""
+    width = out_step / points
+    grid = (np.arange(points) + 0.5) * width
+    stored = np.stack([profile_on_grid(s, gamma_of(w), grid) for s, w in zip(in_steps, in_stds)])
+    target = profile_on_grid(out_step, gamma_of(out_std), grid)
+    x, *_ = np.linalg.lstsq(stored.T * math.sqrt(width), target * math.sqrt(width), rcond=None)
+    return x / x.sum()
 
 
 def profile(gamma: float, update_steps, end: int, length: int) -> np.ndarray:
@@ -122,6 +148,34 @@ def test_engine_ema_is_the_power_profile_also_with_gaps():
         averager.update_power_emas(model, 13)
     with pytest.raises(RuntimeError, match="power_ema_stds"):
         WeightAverager(model).update_power_emas(model, 1)
+
+
+def test_profile_inner_products_equal_their_integrals():
+    from hf_swa.averaging.power_ema import power_function_correlation
+
+    points = 400_000
+    for (t_a, std_a), (t_b, std_b) in [((10, 0.05), (20, 0.10)), ((20, 0.10), (10, 0.05)), ((15, 0.2), (15, 0.07))]:
+        end = max(t_a, t_b)
+        grid = (np.arange(points) + 0.5) * end / points
+        product = profile_on_grid(t_a, gamma_of(std_a), grid) * profile_on_grid(t_b, gamma_of(std_b), grid)
+        integral = float(product.sum() * end / points)
+        closed = float(power_function_correlation(t_a, float(std_to_exp(std_a)), t_b, float(std_to_exp(std_b))))
+        assert closed == pytest.approx(integral, rel=1e-5), (t_a, std_a, t_b, std_b)
+
+
+@pytest.mark.parametrize(
+    "in_steps,in_stds,out_step,out_std",
+    [
+        ([10, 20, 10, 20], [0.05, 0.05, 0.10, 0.10], 20, 0.07),
+        ([10, 20, 10, 20], [0.05, 0.05, 0.10, 0.10], 20, 0.15),
+        ([8, 16, 24, 8, 16, 24], [0.05, 0.05, 0.05, 0.2, 0.2, 0.2], 24, 0.1),
+    ],
+)
+def test_coefficients_equal_a_least_squares_fit_of_the_profiles_by_quadrature(in_steps, in_stds, out_step, out_std):
+    ours = solve_coefficients(in_steps, in_stds, out_step, [out_std])[:, 0]
+    reference = coefficients_by_quadrature(in_steps, in_stds, out_step, out_std)
+    np.testing.assert_allclose(ours, reference, rtol=1e-3, atol=1e-4)
+    assert np.abs(ours).max() > 0.05  # a fit that uses the snapshots, not a trivial one
 
 
 def test_coefficients_sum_to_one_for_each_target():

@@ -78,12 +78,14 @@ def test_live_weights_kept_aside_are_freed_after_the_swap_back_and_come_back_bit
     model, averager, _ = averaged_linear()
     live = {k: v.detach().clone() for k, v in model.named_parameters()}
     with averager.averaged_weights(model, "swa"):
-        assert averager._backup is not None  # the live weights, kept aside while the candidate is in
-    assert averager._backup is None
+        assert averager.keeps_live_weights  # the live weights, kept aside while the candidate is in
+        kept = averager.kept_live_weights()
+        assert kept.keys() == live.keys() and all(torch.equal(kept[k], v) for k, v in live.items())
+    assert not averager.keeps_live_weights
     with pytest.raises(ZeroDivisionError):
         with averager.averaged_weights(model, "swa_from3"):
             raise ZeroDivisionError
-    assert averager._backup is None
+    assert not averager.keeps_live_weights
     assert all(torch.equal(p, live[k]) for k, p in model.named_parameters())
 
 
@@ -95,7 +97,7 @@ class BackupAfterEvaluation(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         averager = self.trainer.swa_callback.averager
-        self.kept.append((state.global_step, "eval_swa_loss" in metrics, averager._backup is not None))
+        self.kept.append((state.global_step, "eval_swa_loss" in metrics, averager.keeps_live_weights))
 
 
 def test_evaluation_during_training_frees_the_copy_of_the_live_weights(tmp_path):
@@ -113,4 +115,4 @@ def test_evaluation_during_training_frees_the_copy_of_the_live_weights(tmp_path)
     trainer.train()
     assert recorder.kept == [(3, True, False), (6, True, False)]
     # After training the model holds the average: the live weights stay kept aside for live_weights().
-    assert trainer.swa_callback.averager._backup is not None
+    assert trainer.swa_callback.averager.keeps_live_weights

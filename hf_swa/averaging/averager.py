@@ -5,30 +5,30 @@ Knows tensors and modules only (nothing of `Trainer`, GLUE or the Hub).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from . import distributed
+from .bema import BEMASettings, BiasCorrectedEMA
 from .candidates import MAIN_CANDIDATE, ExponentialMean, PowerFunctionMeans, ReconstructedCandidates, WindowMeans
-from .parameters import (  # noqa: F401  (averaged_parameters and clean_parameter_name: public here too)
-    all_finite,
+from .parameters import (  # noqa: F401  (averaged_parameters, clean_parameter_name, local_tensor: public here too)
     averaged_parameters,
     clean_parameter_name,
     local_tensor,
-    mismatch_message,
     require_averaged_parameters,
 )
+from .sources import ModelWeights, all_finite  # noqa: F401  (all_finite: public here too)
 from .state import check_saved_state
 from .strategies import ExponentialAverage, UniformAverage, check_ema_decays, make_strategy
+from .swapping import WeightSwapping
 
 logger = logging.getLogger(__name__)
 
 
-class WeightAverager:
+class WeightAverager(WeightSwapping):
     """fp32 running averages of a model's trainable floating-point parameters.
 
     One update is a single multi-tensor pass (``torch._foreach_lerp_``) that allocates
@@ -60,6 +60,8 @@ class WeightAverager:
             `update` then needs the step.
         ema_decays: one EMA candidate per decay.
         power_ema_stds: one power-function EMA per relative width σ_rel (``0 < σ_rel < 0.289``).
+        bema: keep the BEMA candidate ``bema`` (`hf_swa.averaging.bema`, TRL's `BEMACallback`) with these
+            `BEMASettings` (``True``: TRL's defaults), fed by `update_bema` every optimizer step.
 
     Example:
         >>> import torch
@@ -90,6 +92,7 @@ class WeightAverager:
         window_starts: Optional[Sequence[int]] = None,
         ema_decays: Sequence[float] = (),
         power_ema_stds: Sequence[float] = (),
+        bema: Union[None, bool, BEMASettings] = None,
     ):
         distributed.check_supported(model)
         self._has_fsdp2 = bool(distributed.fsdp2_modules(model))
@@ -101,8 +104,6 @@ class WeightAverager:
         self.names = [name for name, _ in named]
         self.n_averaged = 0
         self.n_skipped = 0
-        self._held: Optional[str] = None  # the candidate swapped into the model, if any
-        self._backup: Optional[List[torch.Tensor]] = None
 
         # Each rank holds a different part of these parameters (FSDP2 shard / ZeRO-3 partition).
         self.sharded = any(distributed.is_sharded_parameter(p) for _, p in named)
@@ -114,13 +115,13 @@ class WeightAverager:
         self.stores = [self._main_store(new_buffers, window_starts)]
         self.stores += [ExponentialMean(new_buffers, decay) for decay in check_ema_decays(ema_decays)]
         self.power_emas = PowerFunctionMeans(new_buffers, power_ema_stds) if power_ema_stds else None
-        self.reconstructed = ReconstructedCandidates(next(iter(self.stores[0].slots().values())).buffers)
-        # Tensors folded in directly (fp32, on the averages' device) or through a staging buffer allocated once.
-        self._staging: Dict[int, torch.Tensor] = {
-            i: self._new_buffer(t, torch.float32)
-            for i, t in enumerate(tensors)
-            if not (t.dtype == torch.float32 and (self.device is None or t.device == self.device))
-        }
+        if bema is True:
+            bema = BEMASettings()
+        self.bema = BiasCorrectedEMA(new_buffers, bema) if bema else None
+        like = next(iter(self.stores[0].slots().values())).buffers
+        self.reconstructed = ReconstructedCandidates(like)
+        reshard = self._reshard if self._has_fsdp2 else None
+        self.weights = ModelWeights(self.names, like, tensors, self._new_buffer, self.sharded, reshard)
 
     def _main_store(self, new_buffers, window_starts):
         if isinstance(self.strategy, UniformAverage):
@@ -148,37 +149,11 @@ class WeightAverager:
 
         Refuses a model whose averaged parameters differ from the one the averager was built for.
         """
-        self._reshard(model)
-        named = averaged_parameters(model)
-        names = [name for name, _ in named]
-        if names != self.names:
-            raise ValueError(mismatch_message(self.names, names, "the averager was built for", "this model has"))
-        return named
+        return self.weights.matched_parameters(model)
 
     def _tensors(self, model: nn.Module) -> List[torch.Tensor]:
         """The model's averaged tensors (this rank's part), in the order of the averages; refuses another model."""
-        tensors = [local_tensor(p) for _, p in self.matched_parameters(model)]
-        for name, tensor, average in zip(self.names, tensors, self.reconstructed.like):
-            if tensor.shape != average.shape:
-                raise ValueError(
-                    f"Parameter {name!r} has shape {tuple(tensor.shape)} but its average has {tuple(average.shape)}: "
-                    "the averager was built for another model (or another sharding)."
-                )
-        return tensors
-
-    def _agree(self, flag: bool) -> bool:
-        return distributed.all_ranks(flag) if self.sharded else flag
-
-    def _fp32_sources(self, tensors: List[torch.Tensor]) -> List[torch.Tensor]:
-        """The snapshot as fp32 tensors on the averages' devices: the weights themselves or their staging copies."""
-        if not self._staging:
-            return tensors
-        buffers = list(self._staging.values())
-        weights = [tensors[i] for i in self._staging]
-        torch._foreach_copy_(buffers, weights, non_blocking=True)
-        if any(t.is_cuda for t in weights) and buffers[0].device.type == "cpu":
-            torch.cuda.current_stream().synchronize()
-        return [self._staging.get(i, t) for i, t in enumerate(tensors)]
+        return self.weights.tensors(model)
 
     # ---------------------------------------------------------------- averaging
     @torch.no_grad()
@@ -189,15 +164,7 @@ class WeightAverager:
         windows). Returns ``False`` (counted in ``n_skipped``, with a warning) when the snapshot
         holds NaN or inf and ``skip_non_finite`` is set; the averages are then untouched.
         """
-        sources = self._finite_sources(model)
-        if sources is None:
-            self.n_skipped += 1
-            logger.warning("SWA: skipped a snapshot with NaN/inf weights (%d skipped so far).", self.n_skipped)
-            return False
-        for store in self.stores:
-            store.fold(sources, step)
-        self.n_averaged += 1
-        return True
+        return self._fold(model, step, snapshot=True, clocked=False)
 
     @torch.no_grad()
     def update_power_emas(self, model: nn.Module, step: int) -> bool:
@@ -208,23 +175,79 @@ class WeightAverager:
         """
         if self.power_emas is None:
             raise RuntimeError("This averager keeps no power EMAs: build it with power_ema_stds=[...].")
-        if (sources := self._finite_sources(model)) is None:
-            logger.warning("SWA: power EMAs skipped the NaN/inf weights of step %s.", step)
-            return False
-        self.power_emas.fold(sources, step)
-        return True
+        return self._fold(model, step, snapshot=False, clocked=True, bema=False)
 
-    def _finite_sources(self, model: nn.Module) -> Optional[List[torch.Tensor]]:
-        """The model's weights as fp32 sources, or ``None`` when they hold NaN/inf (and ``skip_non_finite``)."""
-        tensors = self._tensors(model)  # sharded: all ranks must agree, to keep the counters equal
-        if self.skip_non_finite and not self._agree(all_finite(tensors)):
-            return None
-        return self._fp32_sources(tensors)
+    @torch.no_grad()
+    def update_bema(self, model: nn.Module, step: int) -> bool:
+        """Fold the weights after optimizer step ``step`` (0: the start of training) into BEMA, if it takes them.
+
+        Call it every optimizer step (and at step 0 when ``update_after`` is 0): the anchor step
+        ``update_after`` sets θ₀, then every ``update_freq`` steps update it; other steps cost nothing.
+        Returns whether the weights were folded in (NaN/inf weights are skipped, with a warning).
+        """
+        if self.bema is None:
+            raise RuntimeError("This averager keeps no BEMA: build it with bema=True or bema=BEMASettings(...).")
+        return self._fold(model, step, snapshot=False, clocked=False, bema=True)
+
+    @torch.no_grad()
+    def update_step(self, model: nn.Module, step: int, snapshot: bool) -> bool:
+        """After optimizer step ``step``: fold the weights, read and checked once, into every average that takes them.
+
+        The snapshot averages when `snapshot` (as `update`), the power EMAs (every step, as
+        `update_power_emas`) and BEMA on its schedule (as `update_bema`). A step none of them takes
+        costs nothing. Returns ``False`` when the weights held NaN/inf (``skip_non_finite``): then
+        nothing is folded, and a snapshot is counted in ``n_skipped``.
+        """
+        return self._fold(model, step, snapshot=snapshot, clocked=True, bema=True)
+
+    def _fold(self, model: nn.Module, step: Optional[int], snapshot: bool, clocked: bool, bema: bool = False) -> bool:
+        stores = list(self.stores) if snapshot else []
+        if clocked and self.power_emas is not None and (step is None or step != 0):  # t = 0: the start, no update
+            stores.append(self.power_emas)
+        if bema and self.bema is not None and self.bema.wants(step):
+            stores.append(self.bema)
+        if not stores:
+            return False
+        sources = self.weights.fp32_if_finite(model, check=self.skip_non_finite)
+        if sources is None:
+            if snapshot:
+                self.n_skipped += 1
+                logger.warning("SWA: skipped a snapshot with NaN/inf weights (%d skipped so far).", self.n_skipped)
+            else:
+                logger.warning("SWA: power EMAs and BEMA skipped the NaN/inf weights of step %s.", step)
+            return False
+        for store in stores:
+            store.fold(sources, step)
+        if snapshot:
+            self.n_averaged += 1
+        return True
 
     # ---------------------------------------------------------------- candidates
     @property
+    def keeps_power_emas(self) -> bool:
+        """Whether this averager keeps running power EMAs (``power_ema_stds``)."""
+        return self.power_emas is not None
+
+    def power_ema_records(self) -> List[dict]:
+        """A record per running power EMA that holds an update (name, std, gamma, step, n_averaged)."""
+        return self.power_emas.records() if self.power_emas is not None else []
+
+    @property
+    def power_ema_last_step(self) -> int:
+        """The optimizer step of the power EMAs' last update (0: none yet, or no power EMAs)."""
+        return self.power_emas.last_step if self.power_emas is not None else 0
+
+    def add_candidate(self, name: str, tensors: Sequence[torch.Tensor], record: dict) -> None:
+        """Add a candidate computed elsewhere (fp32 copies of `tensors`, in the order of `names`), e.g. a power
+        EMA reconstructed after training. It is not training state: not checkpointed, not compared on resume."""
+        if name in self.candidate_names() and name not in self.reconstructed.names():
+            raise ValueError(f"Candidate {name!r} exists already: a running average has that name.")
+        self.reconstructed.add(name, tensors, record)
+
+    @property
     def candidate_stores(self) -> list:  # the main store, the EMAs, the power EMAs if any, the reconstructed ones
-        return self.stores + ([self.power_emas] if self.power_emas is not None else []) + [self.reconstructed]
+        clocked = [store for store in (self.power_emas, self.bema) if store is not None]
+        return self.stores + clocked + [self.reconstructed]
 
     def candidate_names(self) -> List[str]:
         """The candidates holding at least one snapshot: ``swa``, the later window starts, the EMAs, the power EMAs."""
@@ -251,116 +274,21 @@ class WeightAverager:
 
         A candidate held in one buffer is returned as those tensors themselves, not copies.
         """
-        self._require_snapshot()
+        self.require_snapshot()
         return dict(zip(self.names, self._store(name).materialize(name)))
 
-    @torch.no_grad()
-    def copy_to(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> None:
-        """Overwrite the model's weights with a candidate (cast to each parameter's dtype).
-
-        The model then holds `name` (`held`), and a later `averaged_weights()` puts it back.
-        Live weights kept aside by `swap_in` stay kept; over live weights nothing is kept,
-        and `swap_out`/`live_weights` refuse.
-        """
-        self._require_snapshot()
-        self._store(name).write(name, self._tensors(model))
-        self._held = name
-        self._written(model)
-
-    # ---------------------------------------------------------------- swapping
-    @property
-    def holds_averages(self) -> bool:
-        """True while `swap_in` has put a candidate into the model (live weights kept aside)."""
-        return self._held is not None
-
-    @property
-    def keeps_live_weights(self) -> bool:
-        """True while `swap_in` keeps the live weights aside for `swap_out` to put back."""
-        return self._backup is not None
-
-    @property
-    def held(self) -> Optional[str]:
-        """The name of the candidate in the model, or ``None`` while it holds its live weights."""
-        return self._held
-
-    @torch.no_grad()
-    def swap_in(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> None:
-        """Put a candidate into the model, keeping the live weights aside bit-exactly.
-
-        The live weights are kept in one copy of the averaged parameters (their dtype, their
-        device) until `swap_out` puts them back and frees it.
-        """
-        self._require_snapshot()
-        store = self._store(name)
-        if self._held == name:
-            return
-        tensors = self._tensors(model)
-        if self._held is None:  # a copy of the live weights, in their dtype, beside them; freed by swap_out
-            self._backup = [self._new_buffer(t, t.dtype) for t in tensors]
-            torch._foreach_copy_(self._backup, tensors)
-        store.write(name, tensors)
-        self._held = name
-        self._written(model)
-
-    @torch.no_grad()
-    def swap_out(self, model: nn.Module) -> None:
-        """Put the live weights kept by `swap_in` back into the model."""
-        if self._held is None:
-            return
-        if self._backup is None:
-            raise RuntimeError(
-                f"The model holds {self._held!r}, which copy_to overwrote the live weights with: no live weights "
-                "are kept to put back. Use swap_in (or averaged_weights) to keep them aside."
-            )
-        torch._foreach_copy_(self._tensors(model), self._backup)
-        self._held = None
-        self._backup = None
-        self._written(model)
-
-    def _restore(self, model: nn.Module, held: Optional[str]) -> None:
-        if held is None:
-            self.swap_out(model)
-        else:
-            self.swap_in(model, held)
-
-    def _written(self, model: nn.Module) -> None:
-        # ZeRO-3 keeps small parameters gathered: re-gather them from the partitions just written.
-        if self.sharded:
-            distributed.refresh_gathered(p for _, p in averaged_parameters(model))
-
-    @contextlib.contextmanager
-    def averaged_weights(self, model: nn.Module, name: str = MAIN_CANDIDATE) -> Iterator[nn.Module]:
-        """Within the block the model holds a candidate; what it held comes back after, even on error."""
-        held = self._held
-        self.swap_in(model, name)
-        try:
-            yield model
-        finally:
-            self._restore(model, held)
-
-    @contextlib.contextmanager
-    def live_weights(self, model: nn.Module) -> Iterator[nn.Module]:
-        """Within the block the model holds its live weights, even if a candidate was swapped in."""
-        held = self._held
-        self.swap_out(model)
-        try:
-            yield model
-        finally:
-            self._restore(model, held)
-
-    def release_live_weights(self) -> None:
-        """Forget the live weights kept by `swap_in` (the model keeps the candidate)."""
-        self._held = None
-        self._backup = None
-
-    def _require_snapshot(self) -> None:
+    def require_snapshot(self) -> None:
+        """Raise unless some candidate holds a snapshot (the check before reading or writing one)."""
         if self.n_averaged == 0 and not self.candidate_names():
             raise RuntimeError("No snapshot has been averaged yet: call update(model) first.")
 
+    def allocated_tensors(self) -> List[torch.Tensor]:
+        """The tensors the averager allocated: every running average's fp32 buffers and the staging buffers."""
+        return [t for mean in self._slots().values() for t in mean.buffers] + list(self.weights.staging.values())
+
     def nbytes(self) -> int:
         """Bytes the averager holds: every candidate's fp32 averages plus the staging buffers."""
-        tensors = [t for mean in self._slots().values() for t in mean.buffers] + list(self._staging.values())
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return sum(t.numel() * t.element_size() for t in self.allocated_tensors())
 
     # ---------------------------------------------------------------- state
     def _slots(self) -> Dict[str, object]:

@@ -28,9 +28,9 @@ from .names import MAIN_CANDIDATE
 from .power_ema import check_stds, power_function_beta, std_to_exp
 from .strategies import ExponentialAverage, UniformAverage
 
-#: A regular expression every candidate's name matches (``swa``, ``swa_from{s}``, ``ema_{d}``), for
-#: telling the candidates' metric keys (``eval_swa_from75_loss``) apart.
-CANDIDATE_NAME_PATTERN = rf"{MAIN_CANDIDATE}_from\d+|{MAIN_CANDIDATE}|p?ema_[0-9.e+-]+"
+#: A regular expression every candidate's name matches (``swa``, ``swa_from{s}``, ``ema_{d}``, ``pema_{σ}``,
+#: ``bema``), for telling the candidates' metric keys (``eval_swa_from75_loss``) apart.
+CANDIDATE_NAME_PATTERN = rf"{MAIN_CANDIDATE}_from\d+|{MAIN_CANDIDATE}|p?ema_[0-9.e+-]+|bema"
 
 BufferFactory = Callable[[], List[torch.Tensor]]
 
@@ -120,12 +120,12 @@ class WindowMeans:
                 return self._suffix_from(index)
         raise KeyError(name)
 
-    def _held(self) -> List[int]:
+    def _filled(self) -> List[int]:
         """The window indexes whose suffix candidate holds at least one snapshot."""
         return [i for i in range(len(self.windows)) if self._suffix_from(i)]
 
     def names(self) -> List[str]:
-        return [self._name(i) for i in self._held()]
+        return [self._name(i) for i in self._filled()]
 
     def n_averaged(self, name: str = MAIN_CANDIDATE) -> int:
         return sum(w.n_averaged for w in self._suffix(name))
@@ -160,7 +160,7 @@ class WindowMeans:
                 "start_step": self.starts[i],
                 "n_averaged": sum(w.n_averaged for w in self._suffix_from(i)),
             }
-            for i in self._held()
+            for i in self._filled()
         ]
 
     def slots(self) -> Dict[str, _RunningMean]:
@@ -340,25 +340,25 @@ class ReconstructedCandidates:
 
     def __init__(self, like: List[torch.Tensor]):
         self.like = like  # one fp32 buffer per averaged tensor: the shapes and device every candidate takes
-        self.held: Dict[str, List[torch.Tensor]] = {}
+        self.tensors: Dict[str, List[torch.Tensor]] = {}
         self.info: Dict[str, dict] = {}
 
     def add(self, name: str, tensors: Sequence[torch.Tensor], record: dict) -> None:
         shapes = [tuple(t.shape) for t in tensors]
         if shapes != [tuple(t.shape) for t in self.like]:
             raise ValueError(f"Candidate {name!r} does not match the averaged parameters' shapes.")
-        self.held[name] = [t.to(device=b.device, dtype=torch.float32, copy=True) for t, b in zip(tensors, self.like)]
+        self.tensors[name] = [t.to(device=b.device, dtype=torch.float32, copy=True) for t, b in zip(tensors, self.like)]
         self.info[name] = {"name": name, **record}
 
     def names(self) -> List[str]:
-        return list(self.held)
+        return list(self.tensors)
 
     @torch.no_grad()
     def write(self, name: str, targets: List[torch.Tensor]) -> None:
-        torch._foreach_copy_(targets, self.held[name])
+        torch._foreach_copy_(targets, self.tensors[name])
 
     def materialize(self, name: str) -> List[torch.Tensor]:
-        return self.held[name]
+        return self.tensors[name]
 
     def records(self) -> List[dict]:
         return [dict(record) for record in self.info.values()]

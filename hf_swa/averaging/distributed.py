@@ -195,7 +195,7 @@ def full_averages(
         >>> sorted(full_averages(averager, model))
         ['bias', 'weight']
     """
-    averager._require_snapshot()
+    averager.require_snapshot()
     full = {}
     for (key, param), average in zip(averager.matched_parameters(model), averager.averages(name).values()):
         tensor = full_tensor(param, average)

@@ -8,7 +8,7 @@ the unwrapped model: the prefixes that DDP, FSDP, activation checkpointing and
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -102,14 +102,3 @@ def mismatch_message(expected: List[str], found: List[str], expected_label: str,
         parts.append("Same names in another order.")
     parts.append("SWA state must come from the same model with the same trainable parameters.")
     return " ".join(parts)
-
-
-def all_finite(tensors: List[torch.Tensor]) -> bool:
-    """Whether every element of `tensors` is finite: one read of each and one host sync per device."""
-    by_device: Dict[torch.device, List[torch.Tensor]] = {}
-    for tensor in tensors:
-        by_device.setdefault(tensor.device, []).append(tensor.sum(dtype=torch.float32))
-    if all(bool(torch.stack(sums).isfinite().all()) for sums in by_device.values()):
-        return True
-    # A sum can overflow for large finite weights: confirm element by element.
-    return all(bool(t.isfinite().all()) for t in tensors)

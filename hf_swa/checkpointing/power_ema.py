@@ -125,13 +125,13 @@ def save_power_ema_snapshots(averager, folder: str, dtype="float32", tensors_for
     ``lambda name: full_averages(averager, model, name=name)``) and call this on every
     rank (the gather is collective), with ``write=True`` on the one process that writes.
     """
-    if averager.power_emas is None:
+    if not averager.keeps_power_emas:
         raise ValueError("This averager keeps no power EMAs (power_ema_stds is empty): there is nothing to snapshot.")
     if averager.sharded and tensors_for is None:
         raise ValueError("The power EMAs are sharded: pass tensors_for= that gathers them (full_averages).")
     tensors_for = tensors_for or averager.averages
     paths = []
-    for record in averager.power_emas.records():
+    for record in averager.power_ema_records():
         tensors = tensors_for(record["name"])
         if write:
             paths.append(

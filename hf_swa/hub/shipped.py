@@ -59,6 +59,8 @@ def _candidate_phrase(name: str, records: list, described: Optional[Mapping[str,
     record = next((r for r in records if r.get("name") == name), {})
     count = record.get("n_averaged", "the")
     kind = record.get("kind")
+    if kind == "bema":
+        return f"BEMA, the bias-corrected EMA of Block & Zhang (2025) as TRL computes it, over {count} updates"
     if kind == "ema":
         return f"a bias-corrected exponential moving average (decay {record.get('decay')}) of {count} snapshots"
     if kind in ("power_ema", "power_ema_posthoc"):

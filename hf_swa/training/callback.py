@@ -109,6 +109,8 @@ class SWACallback(TrainerCallback):
         self.record_folder = None
         if state.global_step > 0:
             resume(self, args, state, model)
+        elif self.config.swa_bema:
+            self.averager.update_bema(model, 0)  # the weights before training: BEMA's anchor when update_after is 0
         if self.config.swa_power_ema_stds:  # only once the resume is accepted: a refused one deletes nothing
             power_emas.prune_snapshots(args.output_dir, state.global_step, args.should_save)
         if not self.config.has_lr_tail:
@@ -126,10 +128,12 @@ class SWACallback(TrainerCallback):
         step = state.global_step
         if self.config.has_lr_tail:
             sync_lr_tail(lr_scheduler, step)  # a step fp16's loss scaler skipped still counts for the tail
-        if self.config.is_snapshot_step(step, state.max_steps, start=self.start_step):
-            self.averager.update(model, step=step)
+        if step <= state.max_steps:  # a step past the end (resuming a finished run) is never averaged
+            # One read and one NaN/inf check of the weights for the snapshot, the power EMAs and BEMA.
+            snapshot = self.config.is_snapshot_step(step, state.max_steps, start=self.start_step)
+            self.averager.update_step(model, step, snapshot=snapshot)
         if self.config.swa_power_ema_stds:
-            power_emas.step(self.config, self.averager, model, args, state)
+            power_emas.write_if_due(self.config, self.averager, model, args, state)
 
     def on_save(self, args, state, control, **kwargs):
         if not self.trainer_writes_state:  # SWATrainer writes it earlier, before old checkpoints rotate
@@ -201,6 +205,7 @@ class SWACallback(TrainerCallback):
             window_starts=window_starts,
             ema_decays=self.config.swa_ema_decays,
             power_ema_stds=self.config.swa_power_ema_stds,
+            bema=self.config.bema_settings(self.max_steps),
         )
 
     def shipped_without_choice(self) -> Optional[str]:

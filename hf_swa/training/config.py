@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Literal, Optional, Union, get_args
 
+from ..averaging.bema import BEMA_CANDIDATE, BEMASettings
 from ..averaging.candidates import ema_candidate_name, power_ema_candidate_name
 from ..averaging.names import LIVE, MAIN_CANDIDATE
 from ..averaging.power_ema import check_std, check_stds
@@ -146,7 +147,26 @@ class SWAConfig:
         "live (the default: the weights of the last step, picked on held-out rows where no fixed average beat "
         "them; the averages are evaluated beside them), swa (every snapshot from swa_start), last_window (the "
         "window with the latest start, swa_from<s>; swa with one window), or an ema_<d> / pema_<std> candidate of "
-        "these settings.",
+        "these settings, or bema (with swa_bema).",
+    )
+    swa_bema: bool = setting(
+        defaults.SWA_BEMA,
+        "Keep BEMA (bias-corrected EMA, Block & Zhang 2025), as TRL's BEMACallback computes it, as the candidate "
+        "bema: anchored at step swa_bema_update_after (0: the start of training), updated every "
+        "swa_bema_update_freq steps after it.",
+    )
+    swa_bema_ema_power: float = setting(defaults.SWA_BEMA_EMA_POWER, "BEMA's EMA decay power κ (TRL's ema_power).")
+    swa_bema_bias_power: float = setting(
+        defaults.SWA_BEMA_BIAS_POWER, "BEMA's bias-correction power η (TRL's bias_power)."
+    )
+    swa_bema_lag: int = setting(defaults.SWA_BEMA_LAG, "BEMA's lag ρ (TRL's lag).")
+    swa_bema_multiplier: float = setting(defaults.SWA_BEMA_MULTIPLIER, "BEMA's step multiplier γ (TRL's multiplier).")
+    swa_bema_update_after: int = setting(
+        defaults.SWA_BEMA_UPDATE_AFTER,
+        "The optimizer step whose weights anchor BEMA (TRL's update_after; 0: the start).",
+    )
+    swa_bema_update_freq: int = setting(
+        defaults.SWA_BEMA_UPDATE_FREQ, "Update BEMA every this many optimizer steps (TRL's update_freq)."
     )
     # The old names of swa_strategy and swa_ema_decay, as keyword arguments only (RENAMED_SETTINGS).
     strategy: dataclasses.InitVar[Optional[str]] = None
@@ -188,6 +208,7 @@ class SWAConfig:
         make_strategy(self.swa_strategy, check_ema_decay(self.swa_ema_decay, "swa_ema_decay"))
         self._check_candidates()
         self._check_power_emas()
+        self.bema_settings()
         self._check_ship()
 
     def _check_candidates(self) -> None:
@@ -227,12 +248,29 @@ class SWAConfig:
         names = [LIVE, LAST_WINDOW, MAIN_CANDIDATE]
         names += [ema_candidate_name(d) for d in self.swa_ema_decays]
         names += [power_ema_candidate_name(s) for s in self.swa_power_ema_stds + self.swa_power_ema_candidates]
+        names += [BEMA_CANDIDATE] if self.swa_bema else []
         if self.swa_ship not in names:
             raise ValueError(
                 f"swa_ship={self.swa_ship!r}: the model can ship one of {', '.join(names)} (the live weights, the "
                 "last window, the average from swa_start, or a candidate of swa_ema_decays / swa_power_ema_stds / "
-                "swa_power_ema_candidates)."
+                "swa_power_ema_candidates / swa_bema)."
             )
+
+    def bema_settings(self, max_steps: Optional[int] = None) -> Optional[BEMASettings]:
+        """TRL's BEMA parameters from the ``swa_bema_*`` settings (checked), or ``None`` without ``swa_bema``.
+
+        With `max_steps`, refuses a schedule whose first update comes after the last step.
+
+        >>> SWAConfig(swa_bema=True, swa_bema_update_freq=1).bema_settings().update_freq
+        1
+        """
+        if not self.swa_bema:
+            return None
+        names = [field.name for field in dataclasses.fields(BEMASettings)]
+        settings = BEMASettings(**{name: getattr(self, f"swa_bema_{name}") for name in names})
+        if max_steps is not None:
+            settings.check_updates_within(max_steps)
+        return settings
 
     def power_ema_every(self, max_steps: int) -> int:
         """Every how many optimizer steps the power EMAs are written as snapshots (the last step is one too)."""

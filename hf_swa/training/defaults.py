@@ -73,6 +73,14 @@ SWA_POWER_EMA_EVERY = None
 SWA_POWER_EMA_DTYPE = "float32"
 #: Unset: recompute BatchNorm statistics when the model has a torch BatchNorm module.
 SWA_UPDATE_BN = None
+#: BEMA (the ``bema`` candidate, off by default) with TRL's `BEMACallback` defaults (Block & Zhang 2025).
+SWA_BEMA = False
+SWA_BEMA_EMA_POWER = 0.5
+SWA_BEMA_BIAS_POWER = 0.2
+SWA_BEMA_LAG = 10
+SWA_BEMA_MULTIPLIER = 1.0
+SWA_BEMA_UPDATE_AFTER = 0
+SWA_BEMA_UPDATE_FREQ = 400
 #: The share of the training rows the apps hold out to choose on (the API: `hf_swa.selection_split`); 0: none,
 #: every row trains and the model ships SWA_SHIP (a fifth fewer rows cost more than the choice gained).
 SWA_SELECT_SPLIT = 0.0

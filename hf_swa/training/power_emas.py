@@ -1,10 +1,11 @@
 """Power EMAs in a training run: their snapshots in ``output_dir/swa_power_ema/``, and widths reconstructed at the end.
 
-`SWACallback` updates the power EMAs after every optimizer step and calls these:
+`SWACallback` updates the power EMAs after every optimizer step (`WeightAverager.update_step`) and calls these:
 
-- `write_snapshots` every ``swa_power_ema_every`` steps and at the last step: each width is
-  written as one file, atomically (`hf_swa.checkpointing.power_ema`). Under FSDP2/ZeRO-3 every
-  rank gathers its shard (collective) and the main process writes, as for checkpoints.
+- `write_if_due` after each step, which calls `write_snapshots` every ``swa_power_ema_every``
+  steps and at the last step: each width is written as one file, atomically
+  (`hf_swa.checkpointing.power_ema`). Under FSDP2/ZeRO-3 every rank gathers its shard
+  (collective) and the main process writes, as for checkpoints.
 - `prune_snapshots` once a run has started or resumed, after every check of the resume has
   passed: snapshots after the step it starts from belong to the trajectory it replaces (a
   run killed after writing them, or a finished run resumed from an earlier checkpoint), and
@@ -64,18 +65,15 @@ def check(config, averager, state) -> None:
         raise ValueError(SHARDED_CANDIDATES_MESSAGE)
 
 
-def step(config, averager, model, args, state) -> None:
-    """After each optimizer step: update the power EMAs, and write them on the snapshot steps."""
-    if state.global_step > state.max_steps:
-        return  # a step past the end (resuming a finished run) is never averaged
-    averager.update_power_emas(model, state.global_step)
+def write_if_due(config, averager, model, args, state) -> None:
+    """After each optimizer step (the averager has updated the power EMAs): write them on the snapshot steps."""
     if config.is_power_ema_snapshot_step(state.global_step, state.max_steps):
         write_snapshots(averager, model, args.output_dir, config.swa_power_ema_dtype, args.should_save)
 
 
 def reconstruct_at_the_end(config, averager, model, args, state) -> None:
     """When training ends: snapshot the last step if that was not a snapshot step, then add the reconstructed widths."""
-    last = averager.power_emas.last_step
+    last = averager.power_ema_last_step
     if not last:
         return
     if not config.is_power_ema_snapshot_step(last, state.max_steps):
@@ -129,4 +127,4 @@ def add_reconstructed_candidates(averager, output_dir: str, stds: Sequence[float
         tensors = result.state_dict()
         record = {key: value for key, value in result.record().items() if key in ("std", "gamma", "step", "fit_error")}
         record.update(kind="power_ema_posthoc", n_averaged=len(result.sources))
-        averager.reconstructed.add(name, [tensors[n] for n in averager.names], record)
+        averager.add_candidate(name, [tensors[n] for n in averager.names], record)

@@ -121,6 +121,12 @@ def _refuse_missing_state(callback, folder: str, step: int) -> None:
             "step from the first: their history is lost. Resume from a checkpoint written with them, or "
             "unset swa_power_ema_stds."
         )
+    if callback.config.swa_bema and step >= callback.config.swa_bema_update_after:
+        raise ValueError(
+            f"Resuming at step {step} from {folder}, which has no SWA state, but BEMA was anchored at step "
+            f"swa_bema_update_after={callback.config.swa_bema_update_after}: its anchor and EMA are lost. Resume "
+            f"from a checkpoint written with swa_bema, or set swa_bema_update_after to a step > {step}."
+        )
     if step < callback.start_step:
         logger.info("SWA: resuming at step %d, before averaging starts (step %d).", step, callback.start_step)
         return

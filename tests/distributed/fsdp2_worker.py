@@ -77,7 +77,7 @@ class CollectiveCounter:
             setattr(dist, name, original)
 
 
-def run(mesh, rank, output_dir, resume_from=None, weights_at_resume=None):
+def run(mesh, rank, output_dir, resume_from=None, weights_at_resume=None, config=CONFIG):
     """Train steps 1..MAX_STEPS (or from the resumed step); returns the callback, the model and the saved shards."""
     model = sharded_model(mesh)
     start = 0
@@ -87,7 +87,7 @@ def run(mesh, rank, output_dir, resume_from=None, weights_at_resume=None):
                 local_tensor(p).copy_(saved)
         start = common.INTERRUPT_AT
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    callback = SWACallback(CONFIG)
+    callback = SWACallback(config)
     callback.resume_from_checkpoint = resume_from
     args = SimpleNamespace(
         output_dir=output_dir,

@@ -155,6 +155,11 @@ def test_bema_ships_and_is_evaluated(tmp_path):
     assert record["shipped"] == "bema"
     (bema_record,) = [c for c in record["candidates"] if c["name"] == "bema"]
     assert bema_record["kind"] == "bema" and bema_record["n_averaged"] == MAX_STEPS // 2
+    weights = record["shipped_weights"]  # what ships, in words: BEMA's steps and schedule, not a window mean
+    assert (weights["kind"], weights["first_step"], weights["last_step"], weights["every"]) == ("bema", 0, MAX_STEPS, 2)
+    assert (
+        weights["description"].startswith("BEMA (Block & Zhang 2025") and "equal-weight" not in weights["description"]
+    )
 
 
 @pytest.mark.parametrize(

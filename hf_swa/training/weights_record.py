@@ -37,7 +37,9 @@ def describe_weights(record: Mapping, swa_freq: int, last_step: int) -> dict:
         return {**facts, **_snapshot_mean(record, swa_freq, last_step)}
     if record.get("kind") in ("power_ema", "power_ema_posthoc"):
         return {**facts, **_power_ema(record, last_step)}
-    # A kind that describes itself in its record (e.g. bema).
+    if record.get("kind") == "bema":
+        return {**facts, **_bema(record, last_step)}
+    # A kind that describes itself in its record.
     keys = ("first_step", "last_step", "every", "n_averaged", "weighting", "description")
     return {**facts, **{key: record.get(key) for key in keys}}
 
@@ -78,3 +80,20 @@ def _power_ema(record: Mapping, last_step: int) -> dict:
             "k^(γ+1) − (k−1)^(γ+1)"
         )
     return dict(first_step=1, last_step=step, every=1, n_averaged=count, weighting=weighting, description=words)
+
+
+def _bema(record: Mapping, last_step: int) -> dict:
+    """BEMA (Block & Zhang 2025, as TRL computes it): an EMA of the weights since its anchor step, plus a bias
+    correction α_t (θ_t − θ_anchor), updated every ``update_freq`` steps."""
+    anchor, step, count = record.get("start_step", 0), record.get("step", last_step), record.get("n_averaged")
+    every = record.get("update_freq")
+    words = (
+        f"BEMA (Block & Zhang 2025, as TRL's BEMACallback computes it): an EMA of the weights after {count} updates, "
+        f"every {every} optimizer steps from step {anchor} to step {step}, β_t = (lag + multiplier·t)^(−"
+        f"{record.get('ema_power')}), plus the bias correction α_t (θ_t − θ_{anchor}), α_t = (lag + multiplier·t)^(−"
+        f"{record.get('bias_power')})"
+    )
+    weighting = f"bema ema_power {record.get('ema_power')}, bias_power {record.get('bias_power')}"
+    return dict(
+        first_step=anchor, last_step=step, every=every, n_averaged=count, weighting=weighting, description=words
+    )

@@ -12,7 +12,7 @@ then measures, each approach in its own subprocess so that peaks do not mix:
   touching each once (a ``sum``);
 - ``power_ema``: reconstructing one power EMA (σ_rel 0.07) from power-EMA snapshots of widths
   0.05 and 0.10 taken at the checkpoints' steps (``2 x checkpoints`` fp32 files), written as a model
-  (``hf_swa.posthoc.power_ema.write_power_ema_models``).
+  (``hf_swa.posthoc.power_ema_reconstruction.write_power_ema_models``).
 
 Memory is the growth of peak RSS (``VmHWM``, its count restarted with ``/proc/self/clear_refs``
 once the imports are done) over the RSS at that point, as a ratio to one checkpoint's weight bytes
@@ -62,7 +62,7 @@ def make_checkpoints(root: str, count: int, hidden: int, layers: int, vocab: int
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from hf_swa import WeightAverager
-    from hf_swa.checkpointing.power_ema import save_power_ema_snapshots
+    from hf_swa.checkpointing.power_ema_snapshots import save_power_ema_snapshots
 
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=vocab, n_positions=512, n_embd=hidden, n_layer=layers, n_head=8)
@@ -88,7 +88,7 @@ def child(approach: str, folders: list, output_dir: str) -> dict:
 
     import hf_swa  # noqa: F401  (imports done before the baseline is taken)
     from hf_swa.posthoc.average import average_checkpoints
-    from hf_swa.posthoc.power_ema import write_power_ema_models
+    from hf_swa.posthoc.power_ema_reconstruction import write_power_ema_models
 
     files = [os.path.join(f, "model.safetensors") for f in folders]
     baseline = reset_peak_rss()

@@ -24,7 +24,7 @@ _EXPORTS = {
     "last_complete_checkpoint": ".checkpointing.resume",
     "average_checkpoints": ".posthoc.average",
     "greedy_soup": ".posthoc.soup",
-    "reconstruct_power_ema": ".posthoc.power_ema",
+    "reconstruct_power_ema": ".posthoc.power_ema_reconstruction",
     "selection_split": ".training.splits",
 }
 

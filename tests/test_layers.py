@@ -27,7 +27,7 @@ ROOM_IMPORTS = {
     "checkpointing": set(),
     "training": {"averaging", "checkpointing"},
 }
-POSTHOC_CORE = ("average", "soup", "power_ema")  # the post-hoc engine, in the room of its command line
+POSTHOC_CORE = ("average", "soup", "power_ema_reconstruction")  # the post-hoc engine, in the room of its command line
 APPLICATIONS = ("demo", "glue", "hub", "posthoc")
 # Which extra a user of each application installs (None: the base install; the core's own dependencies come with
 # every extra).

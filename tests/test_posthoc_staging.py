@@ -11,11 +11,11 @@ from posthoc_fixtures import folder_snapshot
 from safetensors.torch import save_file
 
 import hf_swa.posthoc.card
-import hf_swa.posthoc.power_ema
-from hf_swa.averaging.power_ema import std_to_exp
-from hf_swa.checkpointing.power_ema import write_power_ema_snapshot
+import hf_swa.posthoc.power_ema_reconstruction
+from hf_swa.averaging.power_ema_math import std_to_exp
+from hf_swa.checkpointing.power_ema_snapshots import write_power_ema_snapshot
 from hf_swa.posthoc.cli import main
-from hf_swa.posthoc.power_ema import write_power_ema_models
+from hf_swa.posthoc.power_ema_reconstruction import write_power_ema_models
 
 STDS, STEPS = (0.05, 0.1), range(10, 110, 10)
 
@@ -55,7 +55,7 @@ def test_power_ema_models_fail_on_the_second_width_and_leave_the_output_as_it_wa
     run = fake_run(tmp_path / "run")
     out = tmp_path / "out"
     before, inputs = earlier_output(out), folder_snapshot(run)
-    write_model = hf_swa.posthoc.power_ema._write_model
+    write_model = hf_swa.posthoc.power_ema_reconstruction._write_model
     calls = []
 
     def second_fails(*args, **kwargs):
@@ -64,7 +64,7 @@ def test_power_ema_models_fail_on_the_second_width_and_leave_the_output_as_it_wa
             fail()
         return write_model(*args, **kwargs)
 
-    monkeypatch.setattr(hf_swa.posthoc.power_ema, "_write_model", second_fails)
+    monkeypatch.setattr(hf_swa.posthoc.power_ema_reconstruction, "_write_model", second_fails)
     with pytest.raises(Failure):
         write_power_ema_models(
             run / "swa_power_ema", [0.07, 0.08], out, run / "checkpoint-100", overwrite_output_dir=True, progress=False

@@ -17,15 +17,19 @@ from transformers import AutoModelForSequenceClassification
 import hf_swa
 from hf_swa import WeightAverager
 from hf_swa.averaging.parameters import averaged_parameters
-from hf_swa.averaging.power_ema import check_std, solve_coefficients, std_to_exp
+from hf_swa.averaging.power_ema_math import check_std, solve_coefficients, std_to_exp
 from hf_swa.checkpointing.names import CONFIG_FILE, POWER_EMA_DIR
-from hf_swa.checkpointing.power_ema import (
+from hf_swa.checkpointing.power_ema_snapshots import (
     list_power_ema_snapshots,
     save_power_ema_snapshots,
     write_power_ema_snapshot,
 )
 from hf_swa.posthoc.cli import main
-from hf_swa.posthoc.power_ema import power_ema_coefficients, reconstruct_power_ema, write_power_ema_models
+from hf_swa.posthoc.power_ema_reconstruction import (
+    power_ema_coefficients,
+    reconstruct_power_ema,
+    write_power_ema_models,
+)
 
 STDS = (0.05, 0.10)
 STEPS, EVERY = 200, 10
@@ -151,7 +155,7 @@ def test_engine_ema_is_the_power_profile_also_with_gaps():
 
 
 def test_profile_inner_products_equal_their_integrals():
-    from hf_swa.averaging.power_ema import power_function_correlation
+    from hf_swa.averaging.power_ema_math import power_function_correlation
 
     points = 400_000
     for (t_a, std_a), (t_b, std_b) in [((10, 0.05), (20, 0.10)), ((20, 0.10), (10, 0.05)), ((15, 0.2), (15, 0.07))]:
@@ -208,7 +212,7 @@ def test_a_stored_width_reproduces_the_stored_ema(trained):
 
 def test_tensors_streamed_in_pieces_of_rows_equal_whole_ones(trained, monkeypatch):
     from hf_swa.checkpointing.files import row_chunks
-    from hf_swa.posthoc import power_ema as power_ema_reconstruction
+    from hf_swa.posthoc import power_ema_reconstruction
 
     whole = reconstruct_power_ema(trained["snapshots"], 0.07).state_dict()
     monkeypatch.setattr(power_ema_reconstruction, "row_chunks", lambda shape, dtype: row_chunks(shape, dtype, 256))

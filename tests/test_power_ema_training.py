@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from tiny_models import QUICK_RUN, SnapshotRecorder, StopAt, classification_data, tiny_bert
 
 from hf_swa import SWAConfig, SWATrainer, SWATrainingArguments
-from hf_swa.posthoc.power_ema import reconstruct_power_ema
+from hf_swa.posthoc.power_ema_reconstruction import reconstruct_power_ema
 
 MAX_STEPS = 24
 STORED, RECONSTRUCTED = (0.05, 0.15), 0.1

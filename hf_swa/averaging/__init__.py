@@ -7,7 +7,7 @@ It knows tensors and modules only, nothing of ``Trainer``, GLUE or the Hub.
 - :mod:`.swapping`: which weights the model holds: a candidate swapped in, the live weights kept aside;
 - :mod:`.candidates`: the averages it can hold (window means, EMAs, power EMAs) behind one interface;
 - :mod:`.bema`: BEMA (bias-corrected EMA, TRL's `BEMACallback`) behind the same interface;
-- :mod:`.power_ema`: power-function EMAs (EDM2): width and exponent, per-step decay, the post-hoc solve;
+- :mod:`.power_ema_math`: power-function EMAs (EDM2): width and exponent, per-step decay, the post-hoc solve;
 - :mod:`.state`: a saved averager state checked against the averager that resumes it;
 - :mod:`.strategies`: how much weight the next snapshot gets (uniform or EMA);
 - :mod:`.parameters`: which parameters are averaged, and under which names;

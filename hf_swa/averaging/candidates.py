@@ -13,7 +13,7 @@ offers named candidates behind one interface:
 are the suffix averages (``swa``: every snapshot; ``swa_from{s}``: the snapshots taken at
 steps ``>= s``). A snapshot changes only the current window's mean, so any number of
 windows costs one update per snapshot. `ExponentialMean` keeps one bias-corrected EMA.
-`PowerFunctionMeans` keeps power-function EMAs (EDM2, `hf_swa.averaging.power_ema`), ``pema_{σ_rel}``,
+`PowerFunctionMeans` keeps power-function EMAs (EDM2, `hf_swa.averaging.power_ema_math`), ``pema_{σ_rel}``,
 updated on their own clock (every optimizer step from the start of training).
 """
 
@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from .names import MAIN_CANDIDATE
-from .power_ema import check_stds, power_function_beta, std_to_exp
+from .power_ema_math import check_stds, power_function_beta, std_to_exp
 from .strategies import ExponentialAverage, UniformAverage
 
 #: A regular expression every candidate's name matches (``swa``, ``swa_from{s}``, ``ema_{d}``, ``pema_{σ}``,
@@ -246,7 +246,7 @@ class _PowerMean:
 
 
 class PowerFunctionMeans:
-    """Power-function EMAs of the weights, one per width σ_rel (`hf_swa.averaging.power_ema`): ``pema_{σ_rel}``.
+    """Power-function EMAs of the weights, one per width σ_rel (`hf_swa.averaging.power_ema_math`): ``pema_{σ_rel}``.
 
     ``fold(sources, step)`` takes the weights after optimizer step ``step`` and updates
     each EMA with ``β = (1 − Δt/t)^(γ + 1)``, ``t = step`` and ``Δt`` the steps since its

@@ -5,7 +5,7 @@
 - :mod:`.resume`: the newest *complete* checkpoint, so a kill -9 at any moment loses nothing;
 - :mod:`.files`: saved checkpoints found and read one tensor at a time;
 - :mod:`.writer`: a model folder written tensor by tensor, staged and renamed into place;
-- :mod:`.power_ema`: power-EMA snapshots written atomically (one file per width and step) and listed.
+- :mod:`.power_ema_snapshots`: power-EMA snapshots written atomically (one file per width and step) and listed.
 
 The submodules are imported where they are used, so a command line that only needs a
 name does not load torch.

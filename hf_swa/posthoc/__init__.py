@@ -2,7 +2,7 @@
 
 - :mod:`.average`: `average_checkpoints`, the mean of saved checkpoints, tensor by tensor (core);
 - :mod:`.soup`: `greedy_soup`, inputs joined while a held-out score does not drop (core);
-- :mod:`.power_ema`: `reconstruct_power_ema`, a power EMA of any width from a run's snapshots (core);
+- :mod:`.power_ema_reconstruction`: `reconstruct_power_ema`, a power EMA of any width from a run's snapshots (core);
 - :mod:`.cli`: the ``hf-swa-average`` command line (an application);
 - :mod:`.scoring`: the GLUE score a soup is chosen by, from the command line (an application);
 - :mod:`.card`: the averaging section of the model card (an application).

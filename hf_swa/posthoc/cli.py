@@ -164,7 +164,7 @@ def run_power_ema(args: AverageArguments, evaluation: SoupEvaluationArguments, c
     from hf_swa.checkpointing.writer import check_output_dir, staged_folder
     from hf_swa.posthoc.average import resolve_checkpoints
     from hf_swa.posthoc.card import write_posthoc_card
-    from hf_swa.posthoc.power_ema import power_ema_folder, write_power_ema_models
+    from hf_swa.posthoc.power_ema_reconstruction import power_ema_folder, write_power_ema_models
 
     if args.soup != "uniform" or args.weights or args.push_to_hub:
         raise ValueError("--power_ema_std writes one model per width: leave out --soup, --weights and --push_to_hub.")

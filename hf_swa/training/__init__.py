@@ -7,10 +7,12 @@
 - :mod:`.schedule`: the SWA LR tail, composed with the Trainer's schedule;
 - :mod:`.callback`: `SWACallback`, averaging inside any ``Trainer``;
 - :mod:`.trainer`: `SWATrainerMixin` / `SWATrainer`: evaluation of the averages, selection, crash-safe saving;
-- :mod:`.selection`: choosing among the candidates and the live weights on held-out data;
+- :mod:`.selection`: what ships and why (`decide`, the `swa_ship` rule by kind, the choice on held-out data, the refit);
+- :mod:`.weights_record`: the record of the shipped weights, in words;
+- :mod:`.resumption`: a checkpoint's SWA state checked against the run and loaded (a longer run keeps its windows);
 - :mod:`.splits`: `selection_split`, the rows or whole groups held out to choose on;
 - :mod:`.checks`: a run's settings checked against SWA when training starts;
-- :mod:`.power_emas`: power EMAs in a run (snapshots, pruning on resume, widths reconstructed at the end);
+- :mod:`.power_ema_hooks`: power EMAs in a run (snapshots, pruning on resume, widths reconstructed at the end);
 - :mod:`.batchnorm`: BatchNorm statistics recomputed for averaged weights (`swa_update_bn`), as torch's `update_bn`;
 - :mod:`.loss_kwargs`: which models compute a plain mean loss (`declare_mean_loss`, the user's opt-in);
 - :mod:`.compat`: what differs between the oldest and the newest supported transformers, in one place.

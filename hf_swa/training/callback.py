@@ -15,7 +15,7 @@ from ..averaging.averager import WeightAverager
 from ..averaging.names import MAIN_CANDIDATE
 from ..checkpointing.names import CONFIG_FILE, checkpoint_folder
 from ..checkpointing.state import save_swa_state, write_json_atomic
-from . import power_emas
+from . import power_ema_hooks
 from .batchnorm import LIVE, UPDATE_BN_MESSAGE, CandidateStatistics, has_batchnorm
 from .checks import HYPERPARAMETER_SEARCH_MESSAGE, LOAD_BEST_MESSAGE, check_best_metric, warn_if_the_schedule_decays
 from .config import SWAConfig
@@ -105,14 +105,14 @@ class SWACallback(TrainerCallback):
         self.averager = self.new_averager(model, self.config.window_starts(state.max_steps))
         self.selection = None
         if self.config.swa_power_ema_stds:
-            power_emas.check(self.config, self.averager, state)
+            power_ema_hooks.check(self.config, self.averager, state)
         self.record_folder = None
         if state.global_step > 0:
             resume(self, args, state, model)
         elif self.config.swa_bema:
             self.averager.update_bema(model, 0)  # the weights before training: BEMA's anchor when update_after is 0
         if self.config.swa_power_ema_stds:  # only once the resume is accepted: a refused one deletes nothing
-            power_emas.prune_snapshots(args.output_dir, state.global_step, args.should_save)
+            power_ema_hooks.prune_snapshots(args.output_dir, state.global_step, args.should_save)
         if not self.config.has_lr_tail:
             warn_if_the_schedule_decays(args)
         else:
@@ -133,7 +133,7 @@ class SWACallback(TrainerCallback):
             snapshot = self.config.is_snapshot_step(step, state.max_steps, start=self.start_step)
             self.averager.update_step(model, step, snapshot=snapshot)
         if self.config.swa_power_ema_stds:
-            power_emas.write_if_due(self.config, self.averager, model, args, state)
+            power_ema_hooks.write_if_due(self.config, self.averager, model, args, state)
 
     def on_save(self, args, state, control, **kwargs):
         if not self.trainer_writes_state:  # SWATrainer writes it earlier, before old checkpoints rotate
@@ -163,7 +163,7 @@ class SWACallback(TrainerCallback):
             return
         self.last_step = min(state.global_step, state.max_steps)
         if self.config.swa_power_ema_candidates:
-            power_emas.reconstruct_at_the_end(self.config, self.averager, model, args, state)
+            power_ema_hooks.reconstruct_at_the_end(self.config, self.averager, model, args, state)
         shipped = self.shipped_without_choice() if self.has_average else None
         if shipped is None:
             logger.warning(

@@ -10,9 +10,9 @@ from typing import List, Literal, Optional, Union, get_args
 from ..averaging.bema import BEMA_CANDIDATE, BEMASettings
 from ..averaging.candidates import ema_candidate_name, power_ema_candidate_name
 from ..averaging.names import LIVE, MAIN_CANDIDATE
-from ..averaging.power_ema import check_std, check_stds
+from ..averaging.power_ema_math import check_std, check_stds
 from ..averaging.strategies import check_ema_decay, check_ema_decays, make_strategy
-from ..checkpointing.power_ema import default_snapshot_every
+from ..checkpointing.power_ema_snapshots import default_snapshot_every
 from . import defaults
 from .defaults import lr_tail_is_on
 from .settings import (

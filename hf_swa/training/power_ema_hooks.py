@@ -4,7 +4,7 @@
 
 - `write_if_due` after each step, which calls `write_snapshots` every ``swa_power_ema_every``
   steps and at the last step: each width is written as one file, atomically
-  (`hf_swa.checkpointing.power_ema`). Under FSDP2/ZeRO-3 every rank gathers its shard
+  (`hf_swa.checkpointing.power_ema_snapshots`). Under FSDP2/ZeRO-3 every rank gathers its shard
   (collective) and the main process writes, as for checkpoints.
 - `prune_snapshots` once a run has started or resumed, after every check of the resume has
   passed: snapshots after the step it starts from belong to the trajectory it replaces (a
@@ -12,7 +12,7 @@
   the resumed run writes its own. A refused resume deletes nothing. The folder sits beside
   the checkpoints, so ``save_total_limit`` never deletes it.
 - `add_reconstructed_candidates` at the end: each width of ``swa_power_ema_candidates`` is
-  reconstructed from the snapshots (EDM2's least-squares solve, `hf_swa.posthoc.power_ema`)
+  reconstructed from the snapshots (EDM2's least-squares solve, `hf_swa.posthoc.power_ema_reconstruction`)
   and joins the candidates as ``pema_{σ_rel}``.
 
 Example:
@@ -45,7 +45,7 @@ from typing import List, Sequence
 from ..averaging import distributed
 from ..averaging.candidates import power_ema_candidate_name
 from ..checkpointing.names import POWER_EMA_DIR, POWER_EMA_FILE
-from ..checkpointing.power_ema import save_power_ema_snapshots
+from ..checkpointing.power_ema_snapshots import save_power_ema_snapshots
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def prune_snapshots(output_dir: str, after_step: int, should_save: bool) -> int:
 
 def add_reconstructed_candidates(averager, output_dir: str, stds: Sequence[float], step: int) -> None:
     """Reconstruct each width at ``step`` from the run's snapshots and add it to the averager's candidates."""
-    from ..posthoc.power_ema import reconstruct_power_ema
+    from ..posthoc.power_ema_reconstruction import reconstruct_power_ema
 
     distributed.barrier()  # the main process has written the last snapshots
     for std in stds:

@@ -4,7 +4,7 @@ A snapshot is one power EMA (`hf_swa.averaging.candidates.PowerFunctionMeans`) a
 step: ``<folder>/pema-<σ_rel>-<step:09d>.safetensors``. Its tensors are named as the
 model's parameters (those the averager keeps), so a snapshot reads like a state dict, and
 its safetensors metadata header holds ``std`` (σ_rel), ``gamma`` (γ) and ``step`` (t): the
-profile that reconstruction (`hf_swa.posthoc.power_ema`) needs, read from the file
+profile that reconstruction (`hf_swa.posthoc.power_ema_reconstruction`) needs, read from the file
 itself and never from its name. One file per (width, step), rather than one per step
 holding every width, keeps the tensor names the model's own, lets a width's history be
 read, copied or pruned on its own, and makes each file one column of the solve.

@@ -2,7 +2,7 @@
 
 After EDM2 (Karras et al. 2024, Appendix C.3; ``reconstruct_phema.py`` of NVlabs/edm2):
 the snapshots at or before the target step, of at least two widths, are combined with
-the least-squares coefficients of `hf_swa.averaging.power_ema.solve_coefficients` (each target's
+the least-squares coefficients of `hf_swa.averaging.power_ema_math.solve_coefficients` (each target's
 coefficients sum to 1). The combination is streamed tensor by tensor (in pieces of rows)
 in fp32, so memory stays near one piece per snapshot, never a model per snapshot.
 
@@ -16,7 +16,7 @@ Example:
     >>> import tempfile, torch
     >>> from torch import nn
     >>> from hf_swa import WeightAverager
-    >>> from hf_swa.checkpointing.power_ema import save_power_ema_snapshots
+    >>> from hf_swa.checkpointing.power_ema_snapshots import save_power_ema_snapshots
     >>> model, folder = nn.Linear(2, 1), tempfile.mkdtemp()
     >>> averager = WeightAverager(model, power_ema_stds=[0.05, 0.1])
     >>> for step in range(1, 31):
@@ -42,9 +42,9 @@ import torch
 from safetensors import safe_open
 
 from ..averaging.candidates import power_ema_candidate_name
-from ..averaging.power_ema import check_std, fit_error, solve_coefficients, std_to_exp
+from ..averaging.power_ema_math import check_std, fit_error, solve_coefficients, std_to_exp
 from ..checkpointing.files import CheckpointWeights, row_chunks
-from ..checkpointing.power_ema import PowerEMASnapshot, list_power_ema_snapshots
+from ..checkpointing.power_ema_snapshots import PowerEMASnapshot, list_power_ema_snapshots
 from ..checkpointing.writer import check_output_dir, staged_folder
 from .average import weighted_sum, write_averaged_checkpoint
 

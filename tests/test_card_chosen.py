@@ -94,3 +94,20 @@ def test_card_of_the_last_window_shipped_without_a_choice_names_it_and_its_score
     assert "| accuracy | 0.7000 | 0.7250 | +0.0250 |" in text  # swa_from90's scores, not swa's (0.71)
     metric = card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]
     assert metric["value"] == 0.725 and metric["name"] == "accuracy (SWA-averaged weights)"
+
+
+def test_the_card_names_the_share_of_the_training_rows_held_out_for_the_choice():
+    from hf_swa.hub.shipped import shipped_weights
+
+    record = {
+        "candidates": [{"name": "swa", "kind": "window_mean", "start_step": 5, "n_averaged": 3}],
+        "selection": {
+            "chosen": "swa",
+            "metric": "loss",
+            "scores": {"swa": 0.1, "live": 0.2},
+            "dataset": {"name": "swa_select_dataset", "size": 480},
+            "split": {"kind": "groups", "share": 0.2, "held_out_share": 0.1875},
+        },
+    }
+    phrase = shipped_weights(record).selection_phrase
+    assert phrase.startswith("loss on 480 training rows held out for the choice (18.8% of the training rows in whole")

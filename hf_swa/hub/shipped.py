@@ -74,10 +74,13 @@ def _candidate_phrase(name: str, records: list, described: Optional[Mapping[str,
     return f"the equal-weight mean of all {count} snapshots"
 
 
-def _data_phrase(dataset: Mapping[str, Any]) -> str:
+def _data_phrase(dataset: Mapping[str, Any], split: Optional[Mapping[str, Any]] = None) -> str:
     size = dataset.get("size")
     if dataset.get("name") == "swa_select_dataset":
-        return f"{size} training rows held out for the choice" if size else "training rows held out for the choice"
+        share = (split or {}).get("held_out_share")
+        groups = " in whole groups" if (split or {}).get("kind") == "groups" else ""
+        of = f" ({share:.1%} of the training rows{groups})" if share else ""
+        return f"{size} training rows held out for the choice{of}" if size else "training rows held out for the choice"
     return f"the evaluation set{f' ({size} rows)' if size else ''}, so its scores there are optimistic"
 
 
@@ -101,7 +104,8 @@ def shipped_weights(swa_config: Mapping[str, Any]) -> ShippedWeights:
     chosen = selection["chosen"]
     count = len(selection.get("scores", {}))
     how = (
-        f"{selection.get('metric')} on {_data_phrase(selection.get('dataset', {}))}, among {count} candidates "
+        f"{selection.get('metric')} on {_data_phrase(selection.get('dataset', {}), selection.get('split'))}, among "
+        f"{count} candidates "
         "(the live weights included)"
     )
     refit = selection.get("refit")

@@ -83,6 +83,7 @@ def run_clm(model_args: ClmModelArguments, data_args: ClmDataArguments, training
         swa_select_dataset=data.get(SELECT_SPLIT) if training_args.swa else None,
     )
     results = {"task": TASK_NAME, "dataset": _dataset_facts(data_args, held_out), "block_size": block_size}
+    results.update(world_size=training_args.world_size)  # the processes that trained (and evaluated)
     results.update(metrics=["perplexity"], lower_is_better=["perplexity", "loss"], pipeline_tag="text-generation")
     if training_args.do_train:
         results.update(_train(trainer, data, training_args))

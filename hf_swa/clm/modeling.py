@@ -16,7 +16,7 @@ from hf_swa.clm.arguments import ClmModelArguments
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_model_and_tokenizer", "block_size_for", "declare_causal_lm_loss"]
+__all__ = ["load_model_and_tokenizer", "block_size_for", "declare_causal_lm_loss", "dense_gguf_model"]
 
 #: The longest block ``run_clm`` picks by itself (a longer one must be asked for with --block_size).
 MAX_DEFAULT_BLOCK = 1024
@@ -49,9 +49,25 @@ def load_model_and_tokenizer(args: ClmModelArguments) -> tuple:
     if args.gguf_file and dtype is None:
         dtype = torch.float32  # GGUF weights dequantize to fp32 to train
     model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path, dtype=dtype, **options, **gguf)
+    if args.gguf_file:
+        dense_gguf_model(model)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return declare_causal_lm_loss(model), tokenizer
+
+
+def dense_gguf_model(model):
+    """A model loaded from a GGUF file, marked as the plain model it is.
+
+    Its weights are dequantized to dense tensors as they load, yet transformers keeps a GGUF "quantizer" on the model,
+    and the Trainer then refuses to train it ("purely quantized models") and ``save_pretrained`` to save it. The
+    mark goes, so that the model trains, averages and saves as a dense checkpoint.
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is not None and str(getattr(method, "value", method)) == "gguf":
+        quantizer.remove_quantization_config(model)
+    return model
 
 
 def declare_causal_lm_loss(model):

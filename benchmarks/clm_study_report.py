@@ -123,7 +123,8 @@ def _render_cell(corpus: str, budget: int, cell: dict) -> list:
     for recipe in BASELINES:
         stat, lrs = cell["baselines"][recipe]["test"], ", ".join(f"{lr:g}" for lr in cell["baselines"][recipe]["lr"])
         mark = " (best on validation)" if recipe == best else ""
-        lines.append(f"| baseline {recipe}, lr {lrs}{mark} | {_cell(stat, ref)} | {stat['n']} |")
+        lrs = f", lr {lrs}" if lrs else ""
+        lines.append(f"| baseline {recipe}{lrs}{mark} | {_cell(stat, ref)} | {stat['n']} |")
     lr = ", ".join(f"{x:g}" for x in cell["lr_constant"])
     for name, stat in cell["candidates"].items():
         lines.append(f"| constant lr {lr}: `{name}` | {_cell(stat, ref)} | {stat['n']} |")

@@ -110,6 +110,8 @@ def test_bad_input_is_refused_before_anything_runs(corpus, tmp_path):
         ClmDataArguments(train_file=str(corpus / "train.txt"), test_file=str(tmp_path / "rows.jsonl"))
     with pytest.raises(ValueError, match="has no column 'text'.*--text_column"):
         load_text(ClmDataArguments(train_file=str(tmp_path / "rows.jsonl")), seed=0)
+    with pytest.raises(ValueError, match="--swa false trains without SWA"):
+        main(clm_flags(corpus, tmp_path / "base", "--swa", "false", "--swa_select_split", "0.2"))
     with pytest.raises(ValueError, match="takes at most 64 positions"):
         main(clm_flags(corpus, tmp_path / "long", "--block_size", "128"))
     assert not (tmp_path / "long" / "results.json").exists()

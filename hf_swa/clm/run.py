@@ -60,7 +60,10 @@ def run_clm(model_args: ClmModelArguments, data_args: ClmDataArguments, training
     ``chosen``, what the run shipped), with the choice in ``results["chosen"]`` and ``results["selection"]``."""
     if data_args.select_file or data_args.swa_select_split:
         if not training_args.swa:
-            raise ValueError("--select_file/--swa_select_split choose among SWA candidates: drop them with --no_swa.")
+            raise ValueError(
+                "--select_file and --swa_select_split choose among the SWA candidates, and --swa false trains without "
+                "SWA: drop them for the baseline (it trains on every training document)."
+            )
     training_args.prediction_loss_only = True  # no compute_metrics: the logits (blocks x vocab) are not kept
     set_seed(training_args.seed)
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed

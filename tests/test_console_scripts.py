@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 ALIASES = {
     "hf-swa-glue": "run_glue",
+    "hf-swa-clm": "run_clm",
     "hf-swa-report": "glue_report",
     "hf-swa-push": "push_to_hub",
     "hf-swa-demo": "demo",
@@ -62,10 +63,13 @@ NOT_FOR_HELP = {
     "hf_swa.posthoc.cli": ("torch", "transformers", "peft", "datasets", "pandas"),
     "hf_swa.hub.cli": ("torch", "transformers", "peft", "datasets", "pandas"),
     "hf_swa.glue.cli": _GLUE_STACK,
+    "hf_swa.clm.cli": _GLUE_STACK,
     "hf_swa.demo.cli": _GLUE_STACK,
     "hf_swa.glue.report_cli": ("torch", "transformers", *_GLUE_STACK),
 }
-FLAGS_NEED = dict.fromkeys(("hf_swa.glue.cli", "hf_swa.demo.cli"), "from transformers import TrainingArguments")
+FLAGS_NEED = dict.fromkeys(
+    ("hf_swa.glue.cli", "hf_swa.clm.cli", "hf_swa.demo.cli"), "from transformers import TrainingArguments"
+)
 
 
 def loaded_after(code: str) -> set:

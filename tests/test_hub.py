@@ -349,7 +349,7 @@ def test_write_model_card_reads_folder_and_says_where_swa_did_worse(tmp_path):
     card = ModelCard.load(path)
     text = card.text
     assert "worse on f1 (-0.0032)" in text
-    assert "scored **lower** than the live weights on: f1 (-0.0032)" in text
+    assert "did **worse** than the live weights on: f1 (-0.0032)" in text
     assert "SWA does not always help" in text
     assert "| loss (lower is better) | 0.4100 | 0.3700 | -0.0400 |" in text
     assert "runtime" not in text.split("## Results")[1].split("## How to use")[0]  # bookkeeping keys

@@ -28,10 +28,10 @@ ROOM_IMPORTS = {
     "training": {"averaging", "checkpointing"},
 }
 POSTHOC_CORE = ("average", "soup", "power_ema_reconstruction")  # the post-hoc engine, in the room of its command line
-APPLICATIONS = ("demo", "glue", "hub", "posthoc")
+APPLICATIONS = ("demo", "glue", "clm", "hub", "posthoc")
 # Which extra a user of each application installs (None: the base install; the core's own dependencies come with
 # every extra).
-EXTRA_OF = {"glue": "glue", "hub": None, "demo": "demo", "posthoc": "glue"}
+EXTRA_OF = {"glue": "glue", "clm": "clm", "hub": None, "demo": "demo", "posthoc": "glue"}
 
 
 def imported_after(code: str) -> set:

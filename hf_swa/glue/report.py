@@ -81,23 +81,32 @@ class TaskSummary:
     rows: dict
     main: dict  # {side: Stat} of the main metric, the mean over the evaluation sets
     candidates: dict = field(default_factory=dict)
+    lower: bool = False  # the main metric is lower-is-better (perplexity): shown unscaled, a drop is a gain
+
+    def scale(self, scale: float) -> float:
+        """The factor this task's scores are shown with: `scale` (accuracy ×100), 1 for a lower-is-better metric."""
+        return 1.0 if self.lower else scale
 
     def verdict(self, scale: float = 100.0) -> str:
         """One plain sentence: did what SWA shipped beat the baseline on the main metric, beyond seed noise?
         A seed that shipped ``live`` shipped the SWA run's schedule, not an average: the sentence says so."""
-        base, shipped = self.main["baseline"], self.main["shipped"]
+        scale, base, shipped = self.scale(scale), self.main["baseline"], self.main["shipped"]
         if not (base.n and shipped.n):
             return f"No comparison: {base.n} baseline and {shipped.n} SWA runs report {self.main_metric}."
         folded = " (mean over the evaluation sets)" if len({eval_set for eval_set, _ in self.rows}) > 1 else ""
-        runs = f"{self.main_metric}{folded}, {base.n} seed{'s' if base.n != 1 else ''} baseline / {shipped.n} SWA"
+        lower, unit = (", lower is better", "") if self.lower else ("", " points")
+        runs = (
+            f"{self.main_metric}{folded}{lower}, {base.n} seed{'s' if base.n != 1 else ''} baseline / {shipped.n} SWA"
+        )
         delta, chosen = _points(_delta(self.main), scale), list(self.candidates.get("chosen_by_seed", {}).values())
         name = "SWA (chosen)" if self.candidates.get("chose") else "SWA"
+        delta = -delta if self.lower else delta  # a gain: lower perplexity
         if delta > 0:
-            text = f"{name} helped by {delta:+.2f} points ({runs})"
+            text = f"{name} helped by {delta:+.2f}{unit} ({runs})"
         elif delta < 0:
-            text = f"{name} did not help ({delta:+.2f} points, {runs})"
+            text = f"{name} did not help ({delta:+.2f}{unit}, {runs})"
         else:
-            return f"{name} made no difference ({delta:+.2f} points, {runs})."
+            return f"{name} made no difference ({delta:+.2f}{unit}, {runs})."
         spread = max(base.std, shipped.std) * scale
         if math.isnan(spread):  # one seed cannot tell a gain from noise: no word of helping
             text = (
@@ -171,6 +180,8 @@ def _candidates(swa: list, metric: str) -> dict:
 def _summarize_task(task: str, runs: list, main_metric: Optional[str], notes: list) -> Optional[TaskSummary]:
     first = runs[0].results
     quality = [m for m in first.get("metrics", []) if m not in lower_is_better(first)]
+    lower = not quality and bool(first.get("metrics"))  # a lower-is-better main metric (perplexity)
+    quality = quality or list(first.get("metrics", []))[:1]
     sets = list(dict.fromkeys(s for r in runs for s in r.results.get("eval", {}).get(LIVE, {})))
     if not quality or not sets:
         notes.append(f"{task}: no evaluation scores in any run; left out.")
@@ -188,7 +199,7 @@ def _summarize_task(task: str, runs: list, main_metric: Optional[str], notes: li
         return {side: Stat(tuple(v for v in values if v is not None)) for side, values in scores.items()}
 
     rows = {(s, m): stats(m, s) for s in sets for m in [main] + [q for q in quality if q != main]}
-    return TaskSummary(task, main, rows, stats(main), _candidates(by["swa"], main))
+    return TaskSummary(task, main, rows, stats(main), _candidates(by["swa"], main), lower)
 
 
 def summarize(runs: list, main_metrics: Optional[Mapping[str, str]] = None) -> tuple:
@@ -207,8 +218,8 @@ def summarize(runs: list, main_metrics: Optional[Mapping[str, str]] = None) -> t
 
 
 def _average(tasks: list) -> dict:
-    """The mean over tasks of each side's main-metric mean, for the tasks both sides report."""
-    included = [t for t in tasks if t.main["baseline"].n and t.main["shipped"].n]
+    """The mean over tasks of each side's main-metric mean, for the higher-is-better tasks both sides report."""
+    included = [t for t in tasks if t.main["baseline"].n and t.main["shipped"].n and not t.lower]
     out = {side: statistics.fmean([t.main[side].mean for t in included]) if included else math.nan for side in SIDES}
     return {"tasks": [t.task for t in included], **out, "delta": out["shipped"] - out["baseline"]}
 
@@ -239,11 +250,15 @@ def render_markdown(tasks: list, notes: list, scale: float = 100.0, plot_name: O
     """The report: a row per task, evaluation set and metric, an average row, a verdict per task, the candidates."""
     several_sets = any(len({s for s, _ in t.rows}) > 1 for t in tasks)
     lines = ["# SWA vs baseline", "", _INTRO.format(scale=scale)]
+    if any(t.lower for t in tasks):
+        lines[-1] = lines[-1].replace(" a negative Δ", " a lower-is-better main metric (perplexity) is shown unscaled, "
+                                      "where a negative Δ is a gain; otherwise a negative Δ", 1)  # fmt: skip
     for t in tasks:
         for (eval_set, metric), s in t.rows.items():
             label = f"**{metric}** (main)" if metric == t.main_metric else metric
             label += f" [{eval_set}]" if several_sets else ""
-            lines.append(f"| {t.task} | {label} | {_cells(s, scale)} | {s['baseline'].n} / {s['swa'].n} |")
+            cells = _cells(s, t.scale(scale) if metric == t.main_metric else scale)
+            lines.append(f"| {t.task} | {label} | {cells} | {s['baseline'].n} / {s['swa'].n} |")
     avg = _average(tasks)
     name = "GLUE average" if all(find_task(t) for t in avg["tasks"]) else "Average"
     verdicts = [f"- **{t.task}**: {t.verdict(scale)}" for t in tasks]
@@ -272,7 +287,7 @@ def _render_candidates(tasks: list, scale: float) -> list:
     for t in shown:
         c, chosen = t.candidates, list(t.candidates["chosen_by_seed"].values())
         lower = c["select_metric"] == "loss"
-        rows = {f"eval {t.main_metric}": {n: f"{v * scale:.2f}" for n, v in c["eval"].items()}}
+        rows = {f"eval {t.main_metric}": {n: f"{v * t.scale(scale):.2f}" for n, v in c["eval"].items()}}
         label = f"selection {c['select_metric']} ({'lower' if lower else 'higher'} is better)"
         rows[label] = {n: f"{v:.4f}" if lower else f"{v * scale:.2f}" for n, v in c["select"].items()}
         rows[f"shipped (of {len(chosen)} seeds)"] = {n: str(chosen.count(n)) for n in names if chosen}
@@ -297,7 +312,9 @@ def _to_json(tasks: list, notes: list) -> dict:
     out = {}
     for t in tasks:
         by_set = {e: {m: sides(stats) for (s, m), stats in t.rows.items() if s == e} for e, _ in t.rows}
-        out[t.task] = dict(main_metric=t.main_metric, verdict=t.verdict(), main=sides(t.main), eval=by_set)
+        out[t.task] = dict(
+            main_metric=t.main_metric, verdict=t.verdict(), main=sides(t.main), eval=by_set, lower=t.lower
+        )
         out[t.task]["candidates"] = t.candidates
     return {"tasks": out, "average": {k: num(v) for k, v in _average(tasks).items()}, "notes": notes}
 

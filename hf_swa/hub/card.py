@@ -31,14 +31,22 @@ _PEFT_AUTO_CLASSES = {
     "QUESTION_ANS": "AutoModelForQuestionAnswering",
     "FEATURE_EXTRACTION": "AutoModel",
 }
+#: The pipeline a results file names (``results["pipeline_tag"]``; GLUE's: text classification) and the
+#: transformers class its model loads with.
+_PIPELINES = {
+    "text-classification": ("Text Classification", "AutoModelForSequenceClassification"),
+    "text-generation": ("Text Generation", "AutoModelForCausalLM"),
+}
+DEFAULT_PIPELINE = "text-classification"
 
 
 def _template() -> str:
-    try:
-        return resources.files("hf_swa.model_cards").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
-    except ModuleNotFoundError:
-        # Running from a source checkout: the folder sits at the repository root, beside hf_swa/.
-        return (Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE_NAME).read_text(encoding="utf-8")
+    # A source checkout's own template (the folder sits at the repository root, beside hf_swa/), even where another
+    # copy of hf_swa is installed; else the installed package's.
+    beside = Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE_NAME
+    if beside.is_file():
+        return beside.read_text(encoding="utf-8")
+    return resources.files("hf_swa.model_cards").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
 
 
 def _fmt(value: Any) -> str:
@@ -168,8 +176,8 @@ def _eval_results(results: Mapping[str, Any], dataset: Mapping[str, Any], shippe
         quality = [m for m in quality if m in results["metrics"]]
     return [
         EvalResult(
-            task_type="text-classification",
-            task_name="Text Classification",
+            task_type=_pipeline(results),
+            task_name=_PIPELINES[_pipeline(results)][0],
             dataset_type=dataset["id"],
             dataset_name=dataset.get("name") or dataset["id"],
             dataset_config=dataset.get("config"),
@@ -193,6 +201,7 @@ def _card_data(
     license: Optional[str],
     language: Optional[str],
     adapter: bool = False,
+    pipeline_tag: str = DEFAULT_PIPELINE,
 ) -> ModelCardData:
     return ModelCardData(
         base_model=base_model,
@@ -201,7 +210,7 @@ def _card_data(
         library_name="peft" if adapter else "transformers",
         license=license,
         metrics=[r.metric_type for r in eval_results] or None,
-        pipeline_tag="text-classification",
+        pipeline_tag=pipeline_tag,
         tags=["stochastic-weight-averaging", "swa", "hf_swa"] + ([task] if task else []),
         model_name=title,
         eval_results=eval_results or None,
@@ -238,13 +247,22 @@ def _dataset(results: Mapping[str, Any], **given: Optional[str]) -> dict:
     return dataset
 
 
-def _how_to_load(repo_id: Optional[str], has_tokenizer: bool, adapter: Optional[Mapping[str, Any]]) -> dict:
+def _pipeline(results: Mapping[str, Any]) -> str:
+    """The pipeline the results name, if known (``text-generation`` for ``run_clm``), else text classification."""
+    tag = results.get("pipeline_tag")
+    return tag if tag in _PIPELINES else DEFAULT_PIPELINE
+
+
+def _how_to_load(
+    repo_id: Optional[str], has_tokenizer: bool, adapter: Optional[Mapping[str, Any]], pipeline: str = DEFAULT_PIPELINE
+) -> dict:
     """The fields of the card's "How to use": where from, with a tokenizer or not, as an adapter or not."""
     fields = dict(load_id=repo_id or "path/to/this/model", has_tokenizer=has_tokenizer, adapter_type=None)
+    fields.update(auto_class=_PIPELINES[pipeline][1])
     if adapter is not None:  # loaded with PEFT on top of its base model, by the class of its task
         fields.update(
             adapter_type=adapter.get("peft_type") or "PEFT",
-            auto_class=_PEFT_AUTO_CLASSES.get(adapter.get("task_type"), "AutoModelForSequenceClassification"),
+            auto_class=_PEFT_AUTO_CLASSES.get(adapter.get("task_type"), fields["auto_class"]),
         )
     return fields
 
@@ -296,7 +314,10 @@ def render_model_card(
     task = task_name or dataset.get("config")
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
     eval_results = _eval_results(results, dataset, shipped_weights(swa_config))
-    card_data = _card_data(eval_results, title, task, dataset.get("id"), base_model, license, language, bool(adapter))
+    pipeline = _pipeline(results)
+    card_data = _card_data(
+        eval_results, title, task, dataset.get("id"), base_model, license, language, bool(adapter), pipeline
+    )
     return _fill_template(
         card_data,
         swa_config,
@@ -306,7 +327,7 @@ def render_model_card(
         dataset_pretty=dataset.get("name"),
         eval_split=" and ".join(dict.fromkeys(s for w in results.get("eval", {}).values() for s in w)) or "evaluation",
         task_phrase=dataset.get("purpose") or "sequence classification",
-        **_how_to_load(repo_id, has_tokenizer, adapter),
+        **_how_to_load(repo_id, has_tokenizer, adapter, pipeline),
         averaging_section=averaging_section,
     )
 

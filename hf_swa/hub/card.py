@@ -285,18 +285,15 @@ def render_model_card(
     adapter: Optional[Mapping[str, Any]] = None,
     averaging_section: Optional[str] = None,
 ) -> ModelCard:
-    """Build the model card of an averaged model.
+    """Build the model card of an averaged model from these arguments:
 
-    Args:
-        swa_config: the contents of ``swa_config.json``.
-        results: the nested results (:mod:`hf_swa.hub.results`; flat Trainer metrics are nested); the shipped
-            weights' scores go into the ``model-index``, on ``results["dataset"]`` unless ``dataset_*`` are given.
-        repo_id: where the model will live; used in "How to use" and as the default title.
-        base_model: Hub id of the model that was fine-tuned (metadata ``base_model``).
-        task_name: a tag (and the dataset's config); task_phrase: what the model does (default: the dataset's).
-        has_tokenizer: whether the folder holds a tokenizer (adds ``AutoTokenizer`` to the snippet).
-        adapter: a PEFT ``adapter_config.json``: the card says the folder holds an adapter of ``base_model``.
-        averaging_section: Markdown replacing the SWA settings (e.g. a post-hoc average of checkpoints).
+        swa_config: the contents of ``swa_config.json``. results: the nested results (:mod:`hf_swa.hub.results`;
+            flat Trainer metrics are nested); the shipped weights' scores go into the ``model-index``.
+        repo_id: where the model will live (in "How to use", and the default title); base_model: the Hub id
+            of the model that was fine-tuned. task_name: a tag (and the dataset's config); task_phrase: what the
+            model does. has_tokenizer: the folder holds a tokenizer (``AutoTokenizer`` in the snippet).
+        adapter: a PEFT ``adapter_config.json`` (the folder holds an adapter of ``base_model``). averaging_section:
+            Markdown replacing the SWA settings (e.g. a post-hoc average of checkpoints).
 
     Example:
         >>> card = render_model_card(
@@ -309,12 +306,12 @@ def render_model_card(
         True
     """
     results = load_results(results or {}, swa_config=swa_config)
-    given = dict(id=dataset_id, name=dataset_name, config=dataset_config or task_name, purpose=task_phrase)
-    dataset = _dataset(results, **given)
+    dataset = _dataset(
+        results, id=dataset_id, name=dataset_name, config=dataset_config or task_name, purpose=task_phrase
+    )
     task = task_name or dataset.get("config")
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
-    eval_results = _eval_results(results, dataset, shipped_weights(swa_config))
-    pipeline = _pipeline(results)
+    eval_results, pipeline = _eval_results(results, dataset, shipped_weights(swa_config)), _pipeline(results)
     card_data = _card_data(
         eval_results, title, task, dataset.get("id"), base_model, license, language, bool(adapter), pipeline
     )

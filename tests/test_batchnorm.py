@@ -234,3 +234,18 @@ def test_swa_update_bn_without_training_data_is_refused_saying_what_to_do(tmp_pa
     state = TrainerState(max_steps=4)
     with pytest.raises(ValueError, match=r"swa_update_bn.*no train_dataloader.*swa_update_bn=False"):
         callback.on_train_begin(args, state, TrainerControl(), model=tiny_resnet(), train_dataloader=None)
+
+
+def test_the_live_weights_shipped_keep_their_statistics_and_each_average_gets_its_own(tmp_path):
+    """swa_ship="live" (the default): the model keeps the live statistics, and an average evaluated or chosen after
+    training gets the statistics recomputed for its own weights, as torch's update_bn."""
+    live = LiveStatistics()
+    trainer = bn_trainer(tmp_path, callbacks=[live], swa_ship="live")
+    trainer.train()
+    callback = trainer.swa_callback
+    assert callback.averager.held is None
+    assert all(torch.equal(v, live.statistics[k]) for k, v in batchnorm_statistics(trainer.model).items())
+    with callback.averaged_weights(trainer.model, "swa"):
+        expected = torch_statistics_for(callback.averager.averages("swa"))
+        assert_statistics_close(batchnorm_statistics(trainer.model), expected)
+    assert all(torch.equal(v, live.statistics[k]) for k, v in batchnorm_statistics(trainer.model).items())

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from hf_swa.hub import render_model_card
 
 CONFIG = {
@@ -111,3 +113,17 @@ def test_the_card_names_the_share_of_the_training_rows_held_out_for_the_choice()
     }
     phrase = shipped_weights(record).selection_phrase
     assert phrase.startswith("loss on 480 training rows held out for the choice (18.8% of the training rows in whole")
+
+
+@pytest.mark.parametrize("rule", ["live", "last_window"])
+def test_a_card_of_live_weights_says_which_setting_shipped_them(rule):
+    from hf_swa.hub.card import render_model_card
+
+    described = {"name": "live", "kind": "live", "description": "the live weights of the last optimizer step (8)"}
+    record = {"swa_ship": rule, "shipped": "live", "shipped_weights": described, "n_averaged": 3}
+    card = str(render_model_card(record, {"eval": {"live": {"validation": {"accuracy": 0.8}}}}))
+    assert "are the weights of the last training step: the live weights of the last optimizer step (8)" in card
+    if rule == "live":
+        assert '(`swa_ship="live"`, the default' in card and "held no snapshot" not in card
+    else:
+        assert '`swa_ship="last_window"` named an average that held no snapshot' in card and "the default" not in card

@@ -193,3 +193,14 @@ def test_the_ratio_is_a_share_of_each_param_groups_peak():
     assert scheduler.get_last_lr() == pytest.approx([0.5, 0.05], rel=1e-12)
     callback = SWACallback(swa_lr_ratio=0.3)
     assert callback.config.swa_lr_ratio == 0.3 and callback.config.swa_lr is None
+
+
+def test_rows_held_out_given_after_training_are_chosen_on_by_hand(tmp_path):
+    """select_candidate() decides with the data the trainer holds when it runs, not when it was built."""
+    trainer = auto_trainer(tmp_path)
+    trainer.train()
+    assert trainer.swa_callback.selection is None  # nothing to choose on during train(): swa_ship shipped
+    trainer.swa_select_dataset = classification_data(16, seed=11)
+    record = trainer.select_candidate()
+    assert record["dataset"]["name"] == "swa_select_dataset" and record["dataset"]["size"] == 16
+    assert record["chosen"] == min(record["scores"], key=record["scores"].get) and not record["optimistic"]

@@ -197,26 +197,28 @@ def test_state_from_another_step_is_refused(tmp_path):
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-9"))
 
 
-def test_a_finished_run_trained_longer_under_the_defaults_keeps_its_windows(tmp_path):
-    """Training a finished run again to a larger max_steps, with the defaults (swa_start 0.5, 4 windows): the
-    averaging keeps its start and its windows, and every average is the mean of its snapshots over both runs."""
+@pytest.mark.parametrize("stopped_at, windows", [(30, [15, 19, 23, 27]), (20, [15, 19, 33, 42])])
+def test_a_run_trained_longer_under_the_defaults_keeps_the_windows_that_started(tmp_path, stopped_at, windows):
+    """A run of 30 steps (defaults: swa_start 0.5, 4 windows from 15, 19, 23, 27), finished or stopped at step 20,
+    trained again to max_steps=50: the averaging keeps its start and the windows that had started; those that had
+    not are planned anew over the longer run. Every average is the mean of its snapshots over both runs."""
     from tiny_models import SnapshotRecorder, trainable_float_weights
 
-    def run(max_steps, recorder, **resume):
+    def run(max_steps, recorder, callbacks=(), **resume):
         args = SWATrainingArguments(
             output_dir=str(tmp_path), **{**QUICK_RUN, "max_steps": max_steps, "save_strategy": "steps"}, save_steps=10
         )
-        trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=[recorder])
+        trainer = SWATrainer(model=tiny_bert(), args=args, train_dataset=DATA, callbacks=[recorder, *callbacks])
         trainer.train(**resume)
         return trainer
 
     first, more = SnapshotRecorder(range(1, 31)), SnapshotRecorder(range(1, 51))
-    assert run(30, first).swa_callback.averager.settings()[0]["starts"] == [15, 19, 23, 27]
+    assert run(30, first, [StopAt(stopped_at)]).swa_callback.averager.settings()[0]["starts"] == [15, 19, 23, 27]
     trainer = run(50, more, resume_from_checkpoint=True)
     callback = trainer.swa_callback
-    assert callback.start_step == 15 and callback.averager.settings()[0]["starts"] == [15, 19, 23, 27]
+    assert callback.start_step == 15 and callback.averager.settings()[0]["starts"] == windows
     history = {**first.snapshots, **more.snapshots}
-    for name, start in (("swa", 15), ("swa_from27", 27)):
+    for name, start in (("swa", 15), (f"swa_from{windows[-1]}", windows[-1])):
         expected = {n: torch.stack([history[s][n] for s in range(start, 51)]).mean(0) for n in history[50]}
         averages = callback.averager.averages(name)
         assert max(float((averages[n].double() - v.double()).abs().max()) for n, v in expected.items()) < 1e-6, name

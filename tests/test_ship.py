@@ -101,3 +101,16 @@ def test_an_ema_strategy_has_one_window_its_ema(tmp_path):
     weights = trainable_float_weights(trainer.model)
     expected = {k: v.double() for k, v in trainer.swa_callback.averager.averages("swa").items() if k in weights}
     assert expected and all(weights[k].equal(v) for k, v in expected.items())
+
+
+def test_a_run_that_ends_before_any_snapshot_leaves_no_earlier_record_beside_its_live_weights(tmp_path):
+    """The callback on a plain Trainer: an earlier run's swa_config.json in output_dir would describe an average
+    that this run's model (the live weights, saved next) is not."""
+    (tmp_path / "swa_config.json").write_text('{"shipped": "swa"}')
+    from tiny_models import StopAt
+
+    callback = SWACallback(SWAConfig(swa_start=6))
+    args = TrainingArguments(str(tmp_path), max_steps=MAX_STEPS, **QUICK_RUN)
+    stopped = [StopAt(3), callback]  # stopped early, before averaging starts
+    Trainer(model=tiny_bert(), args=args, train_dataset=classification_data(40), callbacks=stopped).train()
+    assert not callback.has_average and not (tmp_path / "swa_config.json").exists()

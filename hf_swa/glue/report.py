@@ -110,7 +110,7 @@ class TaskSummary:
         spread = max(base.std, shipped.std) * scale
         if math.isnan(spread):  # one seed cannot tell a gain from noise: no word of helping
             text = (
-                f"{name} scored {delta:+.2f} points against the baseline ({runs}): one seed on a side, so not "
+                f"{name} scored {delta:+.2f}{unit} against the baseline ({runs}): one seed on a side, so not "
                 "conclusive (no estimate of seed-to-seed noise; run more seeds)."
             )
         elif abs(delta) <= spread:

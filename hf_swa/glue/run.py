@@ -24,6 +24,7 @@ import numpy as np
 from transformers import DataCollatorWithPadding, default_data_collator, set_seed
 
 from hf_swa import SWATrainer
+from hf_swa.averaging.names import MAIN_CANDIDATE
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.glue.arguments import DataTrainingArguments, GlueTrainingArguments, ModelArguments
 from hf_swa.glue.data import (
@@ -74,9 +75,9 @@ def check_selection_data(data_args: DataTrainingArguments, training_args) -> Non
         )
     if not (training_args.do_train and training_args.swa):
         return
+    config, has_select_data = training_args.to_swa_config(), bool(data_args.swa_select_split or data_args.select_file)
     try:  # the core's one rule of what ships (selection.decide), with the data this run will have
-        decide(training_args.to_swa_config(), bool(data_args.swa_select_split or data_args.select_file),
-               training_args.do_eval)  # fmt: skip
+        decide(config, has_select_data, training_args.do_eval)
     except ValueError:
         raise ValueError(
             f"--swa_select_metric {metric} chooses on held-out data, but --swa_select_split 0 holds out no training "
@@ -253,8 +254,12 @@ def evaluation_data(model_args: ModelArguments, data_args: DataTrainingArguments
 def _train(trainer, data, training_args, facts: _RunFacts, refit=None) -> dict:
     held_out, output_dir = facts.held_out.rows, training_args.output_dir
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    # Only once training has succeeded: an earlier run's outputs go, as the new ones are written. A run that fails
-    # or is killed leaves the earlier model and the files that describe it as they were.
+    callback = trainer.swa_callback
+    if refit is not None:  # ship the candidate chosen by the run in `refit`, the record naming that run
+        with open(os.path.join(refit, CONFIG_FILE), encoding="utf-8") as f:
+            trainer.ship_refit(json.load(f), selection_run=refit)
+    # Only once training and the refit have succeeded: an earlier run's outputs go, as the new ones are written. A
+    # run that fails or is killed leaves the earlier model and the files that describe it as they were.
     if trainer.is_world_process_zero():
         for path in (os.path.join(output_dir, name) for name in _OUTPUTS):
             if os.path.isfile(path):
@@ -263,10 +268,6 @@ def _train(trainer, data, training_args, facts: _RunFacts, refit=None) -> dict:
         if held_out is not None:
             with open(os.path.join(output_dir, SELECT_ROWS_FILE), "w", encoding="utf-8") as f:
                 json.dump(held_out, f)
-    callback = trainer.swa_callback
-    if refit is not None:  # ship the candidate chosen by the run in `refit`, the record naming that run
-        with open(os.path.join(refit, CONFIG_FILE), encoding="utf-8") as f:
-            trainer.ship_refit(json.load(f), selection_run=refit)
     trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
     metrics = dict(train_result.metrics, train_samples=len(data["train"]))
     if held_out is not None:
@@ -282,7 +283,7 @@ def _train(trainer, data, training_args, facts: _RunFacts, refit=None) -> dict:
 def _evaluate(trainer, data, eval_splits, chosen) -> dict:
     """Every evaluation set scored by the live weights and each candidate evaluated: ``{weights: {set: {metric}}}``."""
     callback = trainer.swa_callback
-    names = [CHOSEN, "swa"]
+    names = [CHOSEN, MAIN_CANDIDATE]
     if callback is not None and callback.averager is not None:
         names += callback.averager.candidate_names() + list((callback.selection or {}).get("scores", {}))
     scores: dict = {}

@@ -235,6 +235,7 @@ def _fill_template(
         results=rows,
         verdict=_verdict(rows, better, worse, "SWA average (not shipped)" if shipped.live else shipped.label.lower()),
         shipped=shipped,
+        ship_rule=swa_config.get("swa_ship", LIVE),
         swa_worse=", ".join(worse),
         **fields,
     )

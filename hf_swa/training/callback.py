@@ -173,14 +173,17 @@ class SWACallback(TrainerCallback):
                 self.start_step,
                 self.config.swa_ship,
             )
+            stale = os.path.join(args.output_dir, CONFIG_FILE)
+            if args.should_save and os.path.isfile(stale):  # an earlier run's record would describe other weights
+                os.remove(stale)
             return
         if shipped != LIVE:
             self.averager.swap_in(model, shipped)
-        if shipped != LIVE and self.config.updates_bn(has_batchnorm(model)):
+        if self.config.updates_bn(has_batchnorm(model)):  # every candidate gets its statistics, whatever ships
             if train_dataloader is None:
                 raise ValueError(UPDATE_BN_MESSAGE)
             self.batchnorm = CandidateStatistics(model, train_dataloader)  # keeps the live statistics aside
-            self.use_batchnorm_statistics(model, self.averager.held)
+            self.use_batchnorm_statistics(model, self.averager.held or LIVE)
         if args.should_save:
             self.record_folder = args.output_dir
             self.write_config(args.output_dir)
@@ -222,6 +225,7 @@ class SWACallback(TrainerCallback):
         record = {"name": LIVE, "kind": LIVE}
         if name is not None:
             record = next(r for r in self.candidates if r["name"] == name)
+            record.setdefault("start_step", self.start_step)  # the EMA of the "ema" strategy: from the start step
         return describe_weights(record, self.config.swa_freq, self.last_step)
 
     @contextlib.contextmanager

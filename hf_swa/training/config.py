@@ -315,13 +315,15 @@ class SWAConfig:
         """How many snapshots a run of `max_steps` optimizer steps takes."""
         return (max_steps - self.start_step(max_steps)) // self.swa_freq + 1
 
-    def window_starts(self, max_steps: int) -> List[int]:
+    def window_starts(self, max_steps: int, start: Optional[int] = None) -> List[int]:
         """The first step of each window: the snapshots split into `swa_windows` nearly equal parts.
 
         With `swa_windows_at_most`, a run of fewer snapshots than `swa_windows` gets one window per snapshot,
-        and an ``"ema"`` strategy (which does not split) one window.
+        and an ``"ema"`` strategy (which does not split) one window. `start`: the start step when it is not this
+        run's own (a run continued to a larger `max_steps`).
         """
-        start, count = self.start_step(max_steps), self.n_snapshots(max_steps)
+        start = self.start_step(max_steps) if start is None else start
+        count = (max_steps - start) // self.swa_freq + 1
         windows = min(self.swa_windows, count) if self.swa_windows_at_most else self.swa_windows
         if self.swa_strategy != "uniform":
             windows = 1

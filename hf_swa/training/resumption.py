@@ -51,25 +51,33 @@ def window_starts_of(candidates: Optional[list]) -> Optional[List[int]]:
     return next((c["starts"] for c in candidates or [] if c and c.get("kind") == "window_mean"), None)
 
 
-def continued_plan(config, saved: dict, step: int) -> Optional[Tuple[int, List[int]]]:
-    """``(start_step, window_starts)`` that a continuation keeps from the saved state, or ``None``.
+def continued_plan(config, saved: dict, step: int, max_steps: int) -> Optional[Tuple[int, List[int]]]:
+    """``(start_step, window_starts)`` of a continuation to `max_steps` from the saved state at `step`, or ``None``.
 
     A continuation: the saved settings that plan the averaging (``swa_start``, ``swa_windows``,
-    ``swa_windows_at_most``) are these settings, and averaging had started by the resume `step`.
+    ``swa_windows_at_most``) are these settings, and averaging had started by the resume `step`. It keeps the
+    start step and every window that had started; the windows that had not are planned anew over the longer run
+    (the last of its windows after `step`), so the last window stays near the end.
 
     >>> from hf_swa import SWAConfig
     >>> saved = {"start_step": 15, "candidates": [{"kind": "window_mean", "starts": [15, 19, 23, 27]}],
     ...          "config": SWAConfig(swa_start=0.5).to_dict()}
-    >>> continued_plan(SWAConfig(swa_start=0.5), saved, step=30)
+    >>> continued_plan(SWAConfig(swa_start=0.5), saved, step=30, max_steps=50)  # every window had started
     (15, [15, 19, 23, 27])
-    >>> continued_plan(SWAConfig(swa_start=0.6), saved, step=30) is None  # another swa_start: not a continuation
+    >>> continued_plan(SWAConfig(swa_start=0.5), saved, step=20, max_steps=50)  # 23 and 27 had not
+    (15, [15, 19, 33, 42])
+    >>> continued_plan(SWAConfig(swa_start=0.6), saved, step=30, max_steps=50) is None  # another swa_start
     True
     """
     written, current = saved.get("config", {}), config.to_dict()
     start, starts = saved.get("start_step"), window_starts_of(saved.get("candidates"))
     if any(written.get(key) != current[key] for key in _PLAN_SETTINGS) or start is None or start > step:
         return None
-    return start, starts
+    if not starts:
+        return start, starts
+    kept = [s for s in starts if s <= step]
+    later = [s for s in config.window_starts(max_steps, start=start) if s > step][len(kept) - len(starts) :]
+    return start, kept + later if len(kept) + len(later) == len(starts) else starts
 
 
 def _checkpoint_folder(callback, args, state) -> str:
@@ -80,10 +88,19 @@ def _checkpoint_folder(callback, args, state) -> str:
     return checkpoint_folder(args.output_dir, state.global_step)
 
 
-def check_same_averaging(callback, folder: str, saved: dict, not_started: bool = False) -> None:
+def _started(candidates: Optional[list], step: int) -> list:
+    """An averager's `settings()` with only the windows that start by `step` (those that hold snapshots)."""
+    return [
+        {**c, "starts": [s for s in c["starts"] if s <= step]} if c and c.get("kind") == "window_mean" else c
+        for c in candidates or []
+    ]
+
+
+def check_same_averaging(callback, folder: str, saved: dict, step: int, not_started: bool = False) -> None:
     """Refuse resuming SWA state averaged with settings that change which snapshots the averages hold.
 
-    `not_started`: the state holds no window snapshot yet, so where the windows start does not matter.
+    Windows are compared by the starts up to the resume `step`: later ones hold no snapshot yet. `not_started`: the
+    state holds no window snapshot yet, so neither the start step nor the windows matter.
     """
     current = {
         "start_step": callback.start_step,
@@ -92,12 +109,9 @@ def check_same_averaging(callback, folder: str, saved: dict, not_started: bool =
         "candidates": callback.averager.settings(),
     }
     compared = {key: (saved.get(key), current[key]) for key in _AVERAGING_SETTINGS}
+    compared["candidates"] = tuple(_started(candidates, step) for candidates in compared["candidates"])
     if not_started:
         del compared["start_step"]
-        compared["candidates"] = tuple(
-            [c for c in candidates or [] if c and c.get("kind") != "window_mean"]
-            for candidates in compared["candidates"]
-        )
     changed = [f"{key}: checkpoint {was!r}, now {now!r}" for key, (was, now) in compared.items() if was != now]
     written = saved.get("config", {})
     if lr_tail(written) != lr_tail(callback.config.to_dict()):
@@ -152,7 +166,7 @@ def resume(callback, args, state, model) -> None:
             "train(resume_from_checkpoint=...) and args.resume_from_checkpoint, or use SWATrainer, which passes "
             "it on."
         )
-    plan = continued_plan(callback.config, saved, step)
+    plan = continued_plan(callback.config, saved, step, state.max_steps)
     if plan is not None and plan != (callback.start_step, window_starts_of(averager.settings())):
         start, starts = plan
         logger.info(
@@ -165,7 +179,7 @@ def resume(callback, args, state, model) -> None:
         callback.start_step = start
         averager = callback.averager = callback.new_averager(model, starts)
     not_started = saved.get("start_step") is not None and saved["start_step"] > step
-    check_same_averaging(callback, folder, saved, not_started=not_started)
+    check_same_averaging(callback, folder, saved, step, not_started=not_started)
     if saved["averages"] is None:
         if saved["names"] != averager.names:
             raise ValueError(f"The SWA state in {folder} was saved for another model (its parameters differ).")

@@ -118,21 +118,21 @@ class SWATrainerMixin:
         self.swa_callback = SWACallback(swa_config)
         self.swa_callback.trainer_writes_state = True
         self.add_callback(self.swa_callback)
-        self._selection_data_checked = False
         self.swa_decision = None  # what ships at the end of train(): decided with the data (_check_selection_data)
         if self.train_dataset is not None:  # a trainer that only evaluates or predicts chooses nothing
             self._check_selection_data()
 
     def _check_selection_data(self) -> None:
-        """Decide what ships at the end of `train()` (`hf_swa.training.selection.decide`): checked when the trainer
-        is built with a training set, else when `train()` starts."""
-        self._selection_data_checked = True
+        """Decide what ships at the end of `train()` (`hf_swa.training.selection.decide`) with the data the trainer
+        holds: when it is built with a training set, when `train()` starts and when `select_candidate()` runs. A
+        note of the decision is logged once."""
+        said = self.swa_decision.note if self.swa_decision is not None else None
         self.swa_decision = decide(
             self.swa_callback.config, self.swa_select_dataset is not None, self.eval_dataset is not None
         )
         if self.swa_decision.chooses and isinstance(self._selection_data()[0], dict):
             raise ValueError("The selection data must be one dataset, not a dict of datasets: pass swa_select_dataset.")
-        if self.swa_decision.note:
+        if self.swa_decision.note and self.swa_decision.note != said:
             logger.warning(self.swa_decision.note)
 
     def _selection_data(self):
@@ -150,8 +150,7 @@ class SWATrainerMixin:
             if resume_from_checkpoint is None:
                 raise ValueError(f"No complete checkpoint found in output directory ({self.args.output_dir}).")
         if self.swa_callback is not None:
-            if not self._selection_data_checked:
-                self._check_selection_data()
+            self._check_selection_data()  # the data may have been set since the trainer was built
             self.swa_callback.resume_from_checkpoint = resume_from_checkpoint or None
         output = super().train(resume_from_checkpoint, *args, **kwargs)
         callback = self.swa_callback
@@ -167,8 +166,7 @@ class SWATrainerMixin:
         ``select_<name>_<metric>``; the record goes into `swa_config.json`. If selection fails,
         the candidates are saved first (``output_dir/swa_candidates``) and the error says so.
         """
-        if self.swa_decision is None:
-            self._check_selection_data()
+        self._check_selection_data()  # decided with the data the trainer holds now (set since it was built, too)
         callback, decision = self.swa_callback, self.swa_decision
         if not decision.chooses:
             raise ValueError(

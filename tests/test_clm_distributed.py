@@ -20,7 +20,7 @@ from hf_swa.clm.cli import main
 
 NO_DROPOUT = "n_layer=2,n_embd=32,n_head=2,n_positions=64,resid_pdrop=0.0,embd_pdrop=0.0,attn_pdrop=0.0"
 SETTINGS = ["--config_overrides", NO_DROPOUT, "--optim", "sgd", "--learning_rate", "0.5", "--max_eval_samples", "16",
-            "--swa_eval_candidates", "--swa_ema_decays", "0.9"]  # fmt: skip
+            "--swa_eval_candidates", "--swa_ema_decays", "0.9", "--swa_ship", "swa"]  # fmt: skip
 
 
 @pytest.mark.distributed

@@ -24,10 +24,10 @@ from hf_swa.clm.arguments import DATA_FILE_FLAGS, TEXT_FILE_TYPES, ClmDataArgume
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_text", "tokenize_and_group", "group_texts", "SELECT_SPLIT"]
+__all__ = ["load_text", "tokenize_and_group", "group_texts", "SELECT_SPLIT_NAME"]
 
 #: The split the SWA candidates are chosen on.
-SELECT_SPLIT = "select"
+SELECT_SPLIT_NAME = "select"
 
 
 def load_text(data_args: ClmDataArguments, seed: int, cache_dir=None) -> tuple:
@@ -49,7 +49,7 @@ def load_text(data_args: ClmDataArguments, seed: int, cache_dir=None) -> tuple:
         share = data_args.validation_split_percentage / 100
         held_out["validation"] = _hold_out(raw, "validation", share, seed, documents)
     if "train" in raw and data_args.swa_select_split:
-        held_out[SELECT_SPLIT] = _hold_out(raw, SELECT_SPLIT, data_args.swa_select_split, seed, documents)
+        held_out[SELECT_SPLIT_NAME] = _hold_out(raw, SELECT_SPLIT_NAME, data_args.swa_select_split, seed, documents)
     return raw, held_out
 
 

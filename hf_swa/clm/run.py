@@ -24,7 +24,7 @@ from transformers import default_data_collator, set_seed
 from hf_swa import SWATrainer
 from hf_swa.checkpointing.names import CONFIG_FILE
 from hf_swa.clm.arguments import ClmDataArguments, ClmModelArguments
-from hf_swa.clm.data import SELECT_SPLIT, load_text, tokenize_and_group
+from hf_swa.clm.data import SELECT_SPLIT_NAME, load_text, tokenize_and_group
 from hf_swa.clm.modeling import block_size_for, load_model_and_tokenizer
 from hf_swa.hub.card import MODEL_CARD_NAME, write_model_card
 from hf_swa.hub.results import CHOSEN, RESULTS_FILE, TRAINER_RESULTS_FILES, nest_metrics
@@ -83,7 +83,7 @@ def run_clm(model_args: ClmModelArguments, data_args: ClmDataArguments, training
         eval_dataset=data[eval_splits[0]] if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=default_data_collator,
-        swa_select_dataset=data.get(SELECT_SPLIT) if training_args.swa else None,
+        swa_select_dataset=data.get(SELECT_SPLIT_NAME) if training_args.swa else None,
     )
     results = {"task": TASK_NAME, "dataset": _dataset_facts(data_args, held_out), "block_size": block_size}
     results.update(world_size=training_args.world_size)  # the processes that trained (and evaluated)
@@ -111,8 +111,8 @@ def _train(trainer, data, training_args) -> dict:
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()  # the shipped weights (average or chosen candidate, when SWA ran) + swa_config.json
     metrics = dict(train_result.metrics, train_samples=len(data["train"]))
-    if SELECT_SPLIT in data:
-        metrics["select_samples"] = len(data[SELECT_SPLIT])
+    if SELECT_SPLIT_NAME in data:
+        metrics["select_samples"] = len(data[SELECT_SPLIT_NAME])
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics, combined=False)
     trainer.save_state()

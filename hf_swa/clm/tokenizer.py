@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 __all__ = ["train_tokenizer", "END_OF_TEXT"]
@@ -27,8 +28,11 @@ def train_tokenizer(texts: Iterable[str], folder, vocab_size: int = 8000, min_fr
     bpe.train_from_iterator(
         texts, vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[END_OF_TEXT], show_progress=False
     )
+    os.makedirs(folder, exist_ok=True)
+    trained = os.path.join(folder, "tokenizer.json")
+    bpe.save(trained)  # the trained tokenizer, through its public file format (save_pretrained rewrites it below)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, eos_token=END_OF_TEXT, bos_token=END_OF_TEXT, pad_token=END_OF_TEXT,
+        tokenizer_file=trained, eos_token=END_OF_TEXT, bos_token=END_OF_TEXT, pad_token=END_OF_TEXT,
         unk_token=END_OF_TEXT, model_max_length=1024,
     )  # fmt: skip
     tokenizer.save_pretrained(str(folder))

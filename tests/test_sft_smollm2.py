@@ -4,6 +4,7 @@ A few steps on short tweets: the adapter shipped is the mean of the recorded sna
 the held-out scores of the live and averaged weights are recorded, and the pushed files are the saved ones.
 """
 
+import json
 import math
 
 import pytest
@@ -24,7 +25,6 @@ from tiny_models import SnapshotRecorder, max_relative_error  # noqa: E402
 
 from hf_swa.demo.embedded import split_tweet_sentiment  # noqa: E402
 from hf_swa.demo.smollm2 import load_smollm2, prompt_completion_rows, sft_results, smollm2_path  # noqa: E402
-from hf_swa.hub import write_model_card  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -100,17 +100,18 @@ def test_losses_are_finite_and_both_weights_are_scored(lora_run):
         assert scores["accuracy"] * 4 == round(scores["accuracy"] * 4)  # exact matches out of 4 rows
 
 
-def test_card_and_push_of_the_averaged_adapter(lora_run, tmp_path):
+def test_push_of_the_averaged_adapter_with_its_card(lora_run, tmp_path):
     _, _, results, folder = lora_run
     adapter = folder / "adapter"
-    card = write_model_card(adapter, results, repo_id="me/smollm2-sft-swa").read_text()
-    live, swa = results["eval"]["live"]["validation"], results["eval"]["swa"]["validation"]
-    assert "**PEFT adapter** (LORA)" in card
-    assert f"| accuracy | {live['accuracy']:.4f} | {swa['accuracy']:.4f} |" in card
-    assert f"| loss (lower is better) | {live['loss']:.4f} | {swa['loss']:.4f} |" in card
+    (adapter / "results.json").write_text(json.dumps(results))  # what hf-swa-push reads beside the weights
     with FakeHub() as fake:
         pushed = run_cli(["--model_dir", str(adapter), "--repo_id", "me/smollm2-sft-swa"], hub_env(fake.url, tmp_path))
         assert pushed.returncode == 0, pushed.stderr
     files = fake.files("me/smollm2-sft-swa")
     assert {"adapter_model.safetensors", "adapter_config.json", "swa_config.json", "README.md"} <= set(files)
     assert all(content == (adapter / name).read_bytes() for name, content in files.items())
+    card = files["README.md"].decode()  # hf_swa's card, not the placeholder PEFT's save_pretrained leaves
+    live, swa = results["eval"]["live"]["validation"], results["eval"]["swa"]["validation"]
+    assert "**PEFT adapter** (LORA)" in card
+    assert f"| accuracy | {live['accuracy']:.4f} | {swa['accuracy']:.4f} |" in card
+    assert f"| loss (lower is better) | {live['loss']:.4f} | {swa['loss']:.4f} |" in card

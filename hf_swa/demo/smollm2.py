@@ -146,28 +146,31 @@ def label_accuracy(model, tokenizer, rows: Sequence[Dict[str, str]], batch_size:
 
 
 def sft_results(trainer, rows: Sequence[Dict[str, str]], batch_size: int = 16) -> dict:
-    """Held-out loss and label accuracy of the live weights and, under SWA, of the weights shipped, after `train()`.
+    """Held-out loss and label accuracy of the live weights and, under SWA, of the averages, after `train()`.
 
     `trainer` is an `SFTTrainer` (its `eval_dataset` the same `rows`), with or without `SWATrainerMixin`.
-    Returns the nested results the model card reads (:mod:`hf_swa.hub.results`):
+    Under SWA: the loss of every candidate evaluated, the accuracy of the one shipped and of the full average
+    (``swa``); the model holds what it held before. Returns the nested results the model card reads
+    (:mod:`hf_swa.hub.results`):
     ``{"eval": {"live": {"validation": {"loss": .., "accuracy": ..}}, "<shipped>": {...}}, "metrics": ["accuracy"]}``.
     """
     metrics = trainer.evaluate()
-    tokenizer = trainer.processing_class
+    model, tokenizer = trainer.model, trainer.processing_class
     callback = getattr(trainer, "swa_callback", None)
     shipped = callback.averager.held if callback is not None and callback.averager is not None else None
     scores = {"live": {"loss": metrics["eval_loss"]}}
     if shipped is None:
-        scores["live"]["accuracy"] = label_accuracy(trainer.model, tokenizer, rows, batch_size)
+        scores["live"]["accuracy"] = label_accuracy(model, tokenizer, rows, batch_size)
     else:
-        with callback.live_weights(trainer.model):
-            scores["live"]["accuracy"] = label_accuracy(trainer.model, tokenizer, rows, batch_size)
-        scores[shipped] = {"loss": metrics[f"eval_{shipped}_loss"]}
-        scores[shipped]["accuracy"] = label_accuracy(trainer.model, tokenizer, rows, batch_size)
-        for key, value in metrics.items():  # every candidate evaluated (swa_eval_candidates): its loss
+        for key, value in metrics.items():  # swa, the one shipped, every candidate with swa_eval_candidates
             name = key[len("eval_") : -len("_loss")]
             if key.endswith("_loss") and name in callback.averager.candidate_names():
-                scores.setdefault(name, {})["loss"] = value
+                scores[name] = {"loss": value}
+        with callback.live_weights(model):
+            scores["live"]["accuracy"] = label_accuracy(model, tokenizer, rows, batch_size)
+        for name in dict.fromkeys([shipped, "swa"]):
+            with callback.averaged_weights(model, name):
+                scores[name]["accuracy"] = label_accuracy(model, tokenizer, rows, batch_size)
     return {
         "eval": {name: {"validation": values} for name, values in scores.items()},
         "metrics": ["accuracy"],

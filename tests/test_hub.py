@@ -501,3 +501,17 @@ def test_run_glue_push_to_hub_pushes_the_shipped_model_once(tmp_path):
     assert "Averaged weights (this model)" in card
     assert f"{results['eval']['chosen']['validation']['accuracy']:.4f}" in card  # this run's shipped score
     assert ModelCard(card).data.datasets == ["nyu-mll/glue"]  # the data set run_glue named in results.json
+
+
+def test_the_hubs_unfilled_template_beside_an_adapter_is_replaced_by_the_card(tmp_path):
+    """PEFT's save_pretrained leaves huggingface_hub's model-card template as README.md: that is nobody's card."""
+    model_dir = save_averaged_model(tmp_path / "sst2-swa")
+    template = (Path(huggingface_hub.__file__).parent / "templates" / "modelcard_template.md").read_text()
+    (model_dir / "README.md").write_text(template)
+    code = f"from hf_swa.hub import push_to_hub; push_to_hub({str(model_dir)!r}, 'me/adapter')"  # the Python API
+    with FakeHub() as fake:
+        env = hub_env(fake.url, tmp_path / "hf")
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    card = fake.files("me/adapter")["README.md"]
+    assert b"| Snapshots averaged (`n_averaged`) | 12 |" in card and b"Provide a quick summary" not in card

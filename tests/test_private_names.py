@@ -18,8 +18,12 @@ THIRD_PARTY = {
 
 
 def private_uses(path: Path, root: Path = PACKAGE) -> list:
+    """``obj._name`` of an object not ``self``/``cls``, and ``from module import _name``, in one file."""
     uses = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            names = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+            uses += [f"{path.relative_to(root)}:{node.lineno}: from {node.module} import {n}" for n in names]
         if not (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")):
             continue
         base = node.value
@@ -39,5 +43,5 @@ def test_no_module_uses_another_objects_private_names():
 
 def test_the_check_finds_a_private_name(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("def f(averager):\n    averager._held = None\n    return self._held, averager.held\n")
-    assert private_uses(sample, tmp_path) == ["sample.py:2: averager._held"]
+    sample.write_text("from a.b import _c, d\ndef f(averager):\n    averager._held = None\n    return self._held\n")
+    assert private_uses(sample, tmp_path) == ["sample.py:1: from a.b import _c", "sample.py:3: averager._held"]

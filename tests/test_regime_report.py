@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_models import needs_transformers_5
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 regime_report = pytest.importorskip("regime_report")
@@ -135,6 +136,7 @@ def test_regimes_name_their_snapshot_period(tmp_path):
     assert regime_report.summary(tmp_path)["s"]["tail0.5-start0.5-ep3-freq1", "all"]["swa"][0] == pytest.approx(2.0)
 
 
+@needs_transformers_5("the study's warmup_steps=0.06, a share of the steps")
 def test_the_study_grid_snapshots_as_the_defaults_do_and_stored_regimes_as_they_ran():
     regime_study = pytest.importorskip("regime_study")
     from hf_swa.training import defaults

@@ -77,9 +77,16 @@ def _cell_summary(runs: list) -> dict:
     chosen_live = _stat([_ppl(r, n, "test") for r, n in zip(constant, picks_live)])
     defaults = {w: _stat([_ppl(r, w, "test") for r in by["defaults"]]) for w in (LIVE, CHOSEN)}
     shipped = [r["chosen"] for r in by["defaults"]]
+    reference = {r["seed"]: _ppl(r, LIVE, "test") for r in by.get(best, [])}
+    pairs = [(r, n) for r, n in zip(constant, picks) if r["seed"] in reference]
+    paired = {  # per seed, the gap to the best baseline's run of the same seed (the same data order)
+        "chosen on validation": [_ppl(r, n, "test") / reference[r["seed"]] - 1 for r, n in pairs],
+        "constant-LR live": [_ppl(r, LIVE, "test") / reference[r["seed"]] - 1 for r, _ in pairs],
+    }
     return dict(baselines=rows, best=best, candidates=candidates, picks=picks, picks_live=picks_live, chosen=chosen,
                 chosen_with_live=chosen_live, defaults=defaults, shipped_by_defaults=shipped,
-                seeds=sorted({r["seed"] for r in runs}), lr_constant=sorted({r["lr"] for r in constant}))  # fmt: skip
+                seeds=sorted({r["seed"] for r in runs}), lr_constant=sorted({r["lr"] for r in constant}),
+                paired={k: _stat(v) for k, v in paired.items()})  # fmt: skip
 
 
 def render(summary: dict, records: list) -> str:
@@ -138,6 +145,10 @@ def _render_cell(corpus: str, budget: int, cell: dict) -> list:
     lines.append(f"| hf_swa defaults: live | {_cell(cell['defaults'][LIVE], ref)} | {cell['defaults'][LIVE]['n']} |")
     lines.append(f"| hf_swa defaults: shipped ({shipped}) | {_cell(cell['defaults'][CHOSEN], ref)} | "
                  f"{cell['defaults'][CHOSEN]['n']} |")  # fmt: skip
+    for name, stat in cell.get("paired", {}).items():
+        if stat["n"]:
+            each = ", ".join(f"{100 * v:+.1f}%" for v in stat["values"])
+            lines.append(f"\nPaired by seed, {name} against {best}: {100 * stat['mean']:+.1f}% (seeds: {each}).")
     return lines + [""]
 
 

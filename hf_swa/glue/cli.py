@@ -36,18 +36,11 @@ def main(argv=None) -> int:
     training_args.push_to_hub = training_args.push_to_hub and not push  # the Trainer would push live checkpoints
     run_glue(model_args, data_args, training_args)
     if push and training_args.should_save:
-        from hf_swa.hub.push import HubPushError, push_to_hub
+        from hf_swa.hub.push import push_after_training
 
-        card = model_card_fields(model_args, data_args, training_args)
-        token, private, folder = training_args.hub_token, bool(training_args.hub_private_repo), training_args.output_dir
-        repo_id = card.pop("repo_id")
-        try:
-            url = push_to_hub(folder, repo_id, token=token, private=private, **card)
-        except HubPushError as err:  # the run is saved: say how to push it, without a traceback
-            again = f"hf-swa-push --model_dir {folder} --repo_id {repo_id}"
-            print(f"hf-swa-glue: error: {err} The model is saved; push it later with: {again}", file=sys.stderr)
-            return 1
-        print(f"Pushed the shipped model: {url}")
+        return push_after_training(
+            training_args, model_card_fields(model_args, data_args, training_args), "hf-swa-glue"
+        )
     return 0
 
 

@@ -8,6 +8,7 @@ says in one line what to do (the token, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
@@ -150,3 +151,19 @@ def _explain(err: BaseException, endpoint: str, repo_id: str, folder: Path) -> s
         return f"the Hub at {endpoint} answered HTTP {status} while pushing to {repo_id} ({said}). {unchanged}"
     todo = "check the network, and HF_ENDPOINT if you push to a mirror or a private Hub"
     return f"could not reach the Hub at {endpoint} ({type(err).__name__}: {err}): {todo}. {unchanged}"
+
+
+def push_after_training(training_args, card: dict, command: str) -> int:
+    """Push the model an application's SWA run saved in ``output_dir`` once, after training, with its card (`card`:
+    the card's fields and ``repo_id``); the exit code of `command` (0, or 1 with one line saying how to push later).
+    """
+    folder, repo_id = training_args.output_dir, card.pop("repo_id")
+    token, private = training_args.hub_token, bool(training_args.hub_private_repo)
+    try:
+        url = push_to_hub(folder, repo_id, token=token, private=private, **card)
+    except HubPushError as err:  # the run is saved: say how to push it, without a traceback
+        again = f"hf-swa-push --model_dir {folder} --repo_id {repo_id}"
+        print(f"{command}: error: {err} The model is saved; push it later with: {again}", file=sys.stderr)
+        return 1
+    print(f"Pushed the shipped model: {url}")
+    return 0
